@@ -1,0 +1,297 @@
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// Options configure an FSM.
+type Options struct {
+	Logger *slog.Logger
+	// Fatal is called when the state machine must stop: an entry it cannot decode or apply, or
+	// a broken store. The default logs and exits the process with status 2, because going on
+	// would let this replica diverge from the others.
+	Fatal func(error)
+}
+
+// FSM is the replicated state machine. Apply, ApplyBatch, Snapshot and Restore are called by
+// Raft from one goroutine; the read methods may be called concurrently from anywhere.
+type FSM struct {
+	dir    string
+	logger *slog.Logger
+	fatal  func(error)
+
+	// mu guards db: reads and applies hold it shared, Restore holds it exclusively while it
+	// swaps the store.
+	mu sync.RWMutex
+	db *pebble.DB
+
+	// openSnapshots counts Pebble snapshots handed to Raft and not yet released; Restore waits
+	// for them before it closes the store under them.
+	openSnapshots sync.WaitGroup
+
+	applied atomic.Uint64
+	nowMs   atomic.Int64
+	halted  atomic.Bool
+
+	changedMu sync.Mutex
+	changed   chan struct{}
+}
+
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+const (
+	dbDirName      = "db"
+	restoreDirName = "db.restore"
+	oldDirName     = "db.old"
+	restoreMarker  = "RESTORE-COMPLETE"
+)
+
+// Open opens (or creates) the state machine stored under dir.
+func Open(dir string, opts Options) (*FSM, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, changed: make(chan struct{})}
+	if f.fatal == nil {
+		f.fatal = func(err error) {
+			f.logger.Error("state machine stopped: refusing to go on", "err", err)
+			os.Exit(2)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create fsm dir %s: %w", dir, err)
+	}
+	if err := finishInterruptedRestore(dir); err != nil {
+		return nil, err
+	}
+	db, err := openPebble(filepath.Join(dir, dbDirName))
+	if err != nil {
+		return nil, err
+	}
+	f.db = db
+	if err := f.loadMeta(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func openPebble(path string) (*pebble.DB, error) {
+	db, err := pebble.Open(path, &pebble.Options{Logger: quietPebbleLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("open pebble at %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// finishInterruptedRestore completes a Restore that crashed between building the new store
+// and swapping it in. A restore dir without its completion marker is incomplete and dropped.
+func finishInterruptedRestore(dir string) error {
+	cur := filepath.Join(dir, dbDirName)
+	restore := filepath.Join(dir, restoreDirName)
+	old := filepath.Join(dir, oldDirName)
+	if _, err := os.Stat(filepath.Join(restore, restoreMarker)); err == nil {
+		if _, err := os.Stat(cur); err == nil {
+			if err := os.RemoveAll(old); err != nil {
+				return fmt.Errorf("remove %s: %w", old, err)
+			}
+			if err := os.Rename(cur, old); err != nil {
+				return fmt.Errorf("move aside %s: %w", cur, err)
+			}
+		}
+		if err := os.Remove(filepath.Join(restore, restoreMarker)); err != nil {
+			return fmt.Errorf("remove restore marker: %w", err)
+		}
+		if err := os.Rename(restore, cur); err != nil {
+			return fmt.Errorf("promote restored store: %w", err)
+		}
+	}
+	for _, stale := range []string{restore, old} {
+		if err := os.RemoveAll(stale); err != nil {
+			return fmt.Errorf("remove %s: %w", stale, err)
+		}
+	}
+	return nil
+}
+
+func (f *FSM) loadMeta() error {
+	applied, err := f.readUint64(keyApplied)
+	if err != nil {
+		return fmt.Errorf("read applied index: %w", err)
+	}
+	now, err := f.readUint64(keyNow)
+	if err != nil {
+		return fmt.Errorf("read cluster time: %w", err)
+	}
+	f.applied.Store(applied)
+	f.nowMs.Store(int64(now))
+	return nil
+}
+
+func (f *FSM) readUint64(key []byte) (uint64, error) {
+	v, closer, err := f.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return decodeUint64(v)
+}
+
+// Close closes the store. The FSM must not be used afterwards.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	if err != nil {
+		return fmt.Errorf("close pebble: %w", err)
+	}
+	return nil
+}
+
+// AppliedIndex is the last Raft index whose effects are in the store.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// NowUnixMs is cluster time: the largest leader stamp applied so far.
+func (f *FSM) NowUnixMs() int64 { return f.nowMs.Load() }
+
+// Changed returns a channel that is closed after the next apply or restore.
+func (f *FSM) Changed() <-chan struct{} {
+	f.changedMu.Lock()
+	defer f.changedMu.Unlock()
+	return f.changed
+}
+
+func (f *FSM) notifyChanged() {
+	f.changedMu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.changedMu.Unlock()
+}
+
+// WaitApplied blocks until the applied index reaches index or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := f.Changed()
+		if f.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for applied index %d (at %d): %w", index, f.AppliedIndex(), ctx.Err())
+		}
+	}
+}
+
+// Apply applies one Raft entry. See ApplyBatch.
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies committed Raft entries in one Pebble batch. Each command's effects are
+// buffered and only reach the batch if the command succeeds, so a refused command changes
+// nothing but the applied index. Entries at or below the stored applied index are replays
+// after a restart and are skipped. The result for a command is its response message or an
+// *Error; other entries get nil.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	if f.halted.Load() {
+		f.fatal(errors.New("state machine halted earlier; refusing further entries"))
+		return results
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+
+	b := f.db.NewIndexedBatch()
+	defer b.Close()
+	applied := f.applied.Load()
+	now := f.nowMs.Load()
+	for i, l := range logs {
+		if l.Index <= applied {
+			continue
+		}
+		if l.Type == raft.LogCommand {
+			a := &applier{root: newRootTxn(b), index: l.Index, term: l.Term, now: now}
+			res, err := a.apply(l.Data)
+			if err != nil {
+				f.halt(fmt.Errorf("apply raft index %d: %w", l.Index, err))
+				return results
+			}
+			results[i] = res
+			now = a.now
+		}
+		applied = l.Index
+	}
+	if applied == f.applied.Load() {
+		return results
+	}
+	if err := b.Set(keyApplied, encodeUint64(applied), nil); err != nil {
+		f.halt(fmt.Errorf("record applied index: %w", err))
+		return results
+	}
+	if err := b.Set(keyNow, encodeUint64(uint64(now)), nil); err != nil {
+		f.halt(fmt.Errorf("record cluster time: %w", err))
+		return results
+	}
+	// No fsync: the Raft log is the durable record. After a crash the store may come back
+	// behind, and Raft replays what it lost; Snapshot syncs so the store is never behind the
+	// newest snapshot.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		f.halt(fmt.Errorf("commit batch up to index %d: %w", applied, err))
+		return results
+	}
+	f.applied.Store(applied)
+	f.nowMs.Store(now)
+	f.notifyChanged()
+	return results
+}
+
+func (f *FSM) halt(err error) {
+	f.halted.Store(true)
+	f.fatal(err)
+}
+
+// decodeCommand parses a Raft entry into its envelope. Anything this binary does not know is
+// an error: the caller stops the state machine.
+func decodeCommand(data []byte) (*bankdv1.Command, error) {
+	cmd := &bankdv1.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, fmt.Errorf("decode command envelope: %w", err)
+	}
+	if cmd.Version == 0 || cmd.Version > CommandVersion {
+		return nil, fmt.Errorf("command version %d not supported by this binary (max %d): upgrade this node", cmd.Version, CommandVersion)
+	}
+	if _, known := commandBodies[cmd.Type]; !known {
+		return nil, fmt.Errorf("unknown command type %d: upgrade this node", cmd.Type)
+	}
+	return cmd, nil
+}
+
+type quietPebbleLogger struct{}
+
+func (quietPebbleLogger) Infof(string, ...any) {}
+func (quietPebbleLogger) Errorf(format string, args ...any) {
+	slog.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (quietPebbleLogger) Fatalf(format string, args ...any) {
+	slog.Error("pebble fatal: " + fmt.Sprintf(format, args...))
+	os.Exit(2)
+}

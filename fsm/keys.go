@@ -1,0 +1,86 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// The Pebble keyspace. Every key starts with a one-byte table tag so that each table is one
+// contiguous range; integers inside keys are big-endian so that byte order is numeric order.
+//
+//	m applied                      -> uint64 last applied Raft index
+//	m now                          -> int64 cluster time, unix ms
+//	a <account id>                 -> Account (with its balance)
+//	d <account id>                 -> dailyDebits (UTC day of cluster time, total)
+//	t <transfer id>                -> sha256(request) || Transfer
+//	x <expires_at ms> <transfer>   -> empty: pending transfers by expiry
+//	h <account id> 0x00 <index> <seq> -> HistoryEntry
+//	l <lock name>                  -> Lock
+//	e <index>                      -> Event
+const (
+	tagMeta     = 'm'
+	tagAccount  = 'a'
+	tagDaily    = 'd'
+	tagTransfer = 't'
+	tagExpiry   = 'x'
+	tagHistory  = 'h'
+	tagLock     = 'l'
+	tagEvent    = 'e'
+)
+
+var (
+	keyApplied = []byte("mapplied")
+	keyNow     = []byte("mnow")
+)
+
+func tagged(tag byte, s string) []byte {
+	k := make([]byte, 0, 1+len(s))
+	k = append(k, tag)
+	return append(k, s...)
+}
+
+func accountKey(id string) []byte    { return tagged(tagAccount, id) }
+func dailyKey(id string) []byte      { return tagged(tagDaily, id) }
+func transferKey(id string) []byte   { return tagged(tagTransfer, id) }
+func lockKey(name string) []byte     { return tagged(tagLock, name) }
+func eventKey(index uint64) []byte   { return binary.BigEndian.AppendUint64([]byte{tagEvent}, index) }
+func historyPrefix(id string) []byte { return append(tagged(tagHistory, id), 0) }
+
+func historyKey(id string, index uint64, seq uint32) []byte {
+	k := historyPrefix(id)
+	k = binary.BigEndian.AppendUint64(k, index)
+	return binary.BigEndian.AppendUint32(k, seq)
+}
+
+func expiryKey(expiresAtMs int64, transferID string) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{tagExpiry}, uint64(expiresAtMs))
+	return append(k, transferID...)
+}
+
+func parseExpiryKey(k []byte) (expiresAtMs int64, transferID string, err error) {
+	if len(k) < 9 || k[0] != tagExpiry {
+		return 0, "", fmt.Errorf("malformed expiry key %x", k)
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9])), string(k[9:]), nil
+}
+
+// prefixEnd returns the first key after every key that starts with prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func encodeUint64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func decodeUint64(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("want 8 bytes, have %d", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}

@@ -1,0 +1,240 @@
+package fsm
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// TestRandomCommandSequencesKeepTheInvariants drives the state machine with random mixes of
+// every command, including bad ones, and checks after each one the invariants every replica
+// must keep (DESIGN.md section 10). It then checks determinism three ways: a fresh replica
+// that applies the same log, one restored from a snapshot taken midway and fed the rest, and
+// one that applies the log in differently sized batches all reach the same state hash.
+func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
+	for seed := uint64(1); seed <= 8; seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, seed*7919))
+			tf := openTestFSM(t)
+			gen := &commandGen{rng: rng, tf: tf}
+			gen.setup()
+			var midSnap []byte
+			var midIndex int
+			const steps = 400
+			for step := 0; step < steps; step++ {
+				gen.step()
+				checkInvariants(t, tf)
+				if step == steps/2 {
+					midSnap, midIndex = snapshotBytes(t, tf.FSM), len(tf.log)
+				}
+			}
+			// The mix must exercise both sides: money that moves and refusals of every kind.
+			if gen.outcomes[codeOK] < 100 || gen.outcomes[codeInsufficient] == 0 || gen.outcomes[codeLinked] == 0 || gen.outcomes[codeInvalid] == 0 {
+				t.Fatalf("random mix too narrow to mean anything: %v", gen.outcomes)
+			}
+			if tf.fatals.count() != 0 {
+				t.Fatalf("state machine stopped: %v", tf.fatals.errs)
+			}
+			_, want := tf.hash()
+
+			replica := openTestFSM(t)
+			replica.ApplyBatch(tf.log)
+			if _, got := replica.hash(); got != want {
+				t.Fatalf("replaying the log on a fresh replica gave another state")
+			}
+
+			restored := openTestFSM(t)
+			if err := restored.Restore(readCloser(midSnap)); err != nil {
+				t.Fatal(err)
+			}
+			restored.ApplyBatch(tf.log) // entries up to the snapshot are skipped
+			if _, got := restored.hash(); got != want {
+				t.Fatalf("snapshot at %d plus the rest of the log gave another state", midIndex)
+			}
+
+			batched := openTestFSM(t)
+			for i := 0; i < len(tf.log); {
+				n := 1 + rng.IntN(64)
+				batched.ApplyBatch(tf.log[i:min(i+n, len(tf.log))])
+				i += n
+			}
+			if _, got := batched.hash(); got != want {
+				t.Fatalf("applying in random batch sizes gave another state")
+			}
+		})
+	}
+}
+
+type commandGen struct {
+	rng      *rand.Rand
+	tf       *testFSM
+	accounts []string
+	pending  []string
+	locks    map[string]uint64
+	nextID   int
+	outcomes map[bankdv1.ResultCode]int
+}
+
+func (g *commandGen) id(prefix string) string {
+	g.nextID++
+	return fmt.Sprintf("%s%d", prefix, g.nextID)
+}
+
+func (g *commandGen) setup() {
+	g.locks = map[string]uint64{}
+	g.outcomes = map[bankdv1.ResultCode]int{}
+	kinds := []string{"ASSET", "LIABILITY", "LIABILITY", "LIABILITY", "EQUITY", "INCOME", "EXPENSE"}
+	for i, k := range kinds {
+		id := fmt.Sprintf("acct%d", i)
+		g.tf.mustAccount(id, k, k == "LIABILITY")
+		g.accounts = append(g.accounts, id)
+	}
+	g.tf.createAccount(&bankdv1.Account{Id: "eur", Currency: "EUR", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET})
+	g.accounts = append(g.accounts, "eur")
+}
+
+func (g *commandGen) account() string { return g.accounts[g.rng.IntN(len(g.accounts))] }
+
+func (g *commandGen) transfer() *bankdv1.Transfer {
+	amounts := []int64{1, 10, 1000, 100_000, -1, 0, 1 << 62}
+	t := xfer(g.id("t"), g.account(), g.account(), amounts[g.rng.IntN(len(amounts))])
+	switch g.rng.IntN(10) {
+	case 0, 1:
+		t.Pending = true
+		if g.rng.IntN(2) == 0 {
+			t.TimeoutMs = int64(1 + g.rng.IntN(3000))
+		}
+		g.pending = append(g.pending, t.Id)
+	case 2:
+		if len(g.pending) > 0 {
+			pid := g.pending[g.rng.IntN(len(g.pending))]
+			t = &bankdv1.Transfer{Id: g.id("post"), PostPending: true, PendingId: pid, Amount: int64(g.rng.IntN(3)) * 50}
+		}
+	case 3:
+		if len(g.pending) > 0 {
+			t = &bankdv1.Transfer{Id: g.id("void"), VoidPending: true, PendingId: g.pending[g.rng.IntN(len(g.pending))]}
+		}
+	case 4:
+		t.Id = fmt.Sprintf("t%d", 1+g.rng.IntN(g.nextID)) // a retry or a reuse of an old id
+	}
+	if g.rng.IntN(5) == 0 {
+		t.Linked = true
+	}
+	return t
+}
+
+func (g *commandGen) step() {
+	g.tf.advance(int64(g.rng.IntN(500)) - 50) // leaders' clocks disagree a little
+	switch g.rng.IntN(10) {
+	case 0:
+		name := fmt.Sprintf("lock%d", g.rng.IntN(3))
+		res := g.tf.do(bankdv1.CommandType_COMMAND_TYPE_ACQUIRE_LOCK, &bankdv1.AcquireLockRequest{
+			Name: name, Holder: fmt.Sprintf("h%d", g.rng.IntN(2)), TtlMs: int64(100 + g.rng.IntN(1000)),
+		}, nil)
+		if r, ok := res.(*bankdv1.AcquireLockResponse); ok {
+			g.locks[name] = r.Lock.Token
+		}
+	case 1:
+		g.tf.do(bankdv1.CommandType_COMMAND_TYPE_TICK, nil, nil)
+	default:
+		n := 1 + g.rng.IntN(8)
+		ts := make([]*bankdv1.Transfer, n)
+		for i := range ts {
+			ts[i] = g.transfer()
+		}
+		ts[n-1].Linked = false
+		var fence *bankdv1.Fence
+		if g.rng.IntN(6) == 0 {
+			name := fmt.Sprintf("lock%d", g.rng.IntN(3))
+			fence = &bankdv1.Fence{LockName: name, Token: g.locks[name]}
+		}
+		res := g.tf.do(bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS, &bankdv1.CreateTransfersRequest{Transfers: ts}, fence)
+		if r, ok := res.(*bankdv1.CreateTransfersResponse); ok {
+			for _, tr := range r.Results {
+				g.outcomes[tr.Code]++
+			}
+		}
+	}
+}
+
+// checkInvariants checks DESIGN.md invariants 1 and 2, and that every account's totals agree
+// with its history.
+func checkInvariants(t failer, tf *testFSM) {
+	t.Helper()
+	accs, _, err := tf.ListAccounts("", MaxPageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sums struct{ posted, pending int64 }
+	byCurrency := map[string]*sums{}
+	for _, a := range accs {
+		s := byCurrency[a.Currency]
+		if s == nil {
+			s = &sums{}
+			byCurrency[a.Currency] = s
+		}
+		b := a.Balance
+		s.posted += b.DebitsPosted - b.CreditsPosted
+		s.pending += b.DebitsPending - b.CreditsPending
+		if a.NonNegative && b.Available < 0 {
+			t.Fatalf("invariant 2: non-negative account %s has available %d", a.Id, b.Available)
+		}
+		var hist [4]int64
+		entries, _, err := tf.AccountHistory(a.Id, "", MaxPageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			hist[0] += e.DebitsPostedDelta
+			hist[1] += e.CreditsPostedDelta
+			hist[2] += e.DebitsPendingDelta
+			hist[3] += e.CreditsPendingDelta
+		}
+		if len(entries) < MaxPageSize && hist != [4]int64{b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending} {
+			t.Fatalf("account %s: history sums %v disagree with balance %v", a.Id, hist, b)
+		}
+	}
+	for cur, s := range byCurrency {
+		if s.posted != 0 || s.pending != 0 {
+			t.Fatalf("invariant 1: %s debits-credits is %d posted, %d pending", cur, s.posted, s.pending)
+		}
+	}
+}
+
+// TestInvariantCheckerCatchesAnUnbalancedLedger shows checkInvariants can fail: a transfer
+// that credits without a matching debit (written straight into the store) is caught.
+func TestInvariantCheckerCatchesAnUnbalancedLedger(t *testing.T) {
+	tf := bank(t)
+	acc, _ := tf.Account("alice")
+	acc.Balance.CreditsPosted += 5
+	b := tf.db.NewBatch()
+	v, _ := marshal.Marshal(acc)
+	b.Set(accountKey("alice"), v, nil)
+	if err := b.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	ft := &recordingT{}
+	func() {
+		defer func() { _ = recover() }()
+		checkInvariants(ft, tf)
+	}()
+	if !ft.failed {
+		t.Fatalf("checker passed a ledger whose credits exceed its debits")
+	}
+}
+
+// failer is the part of testing.T the invariant checker uses, so a test can watch it fail.
+type failer interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// recordingT records a failure and stops the checker by panicking.
+type recordingT struct{ failed bool }
+
+func (r *recordingT) Helper()               {}
+func (r *recordingT) Fatal(args ...any)     { r.failed = true; panic("fatal") }
+func (r *recordingT) Fatalf(string, ...any) { r.failed = true; panic("fatal") }

@@ -1,0 +1,82 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// txn buffers the writes of one command (or one linked chain inside a command) so that a
+// refused command leaves nothing behind. Reads see the txn's own writes, then its parent's,
+// then the Pebble batch. commit hands the writes to the parent; dropping a txn discards them.
+type txn struct {
+	parent *txn
+	batch  *pebble.Batch
+	writes map[string]pendingWrite
+	order  []string // first-write order, so commit is independent of map iteration
+}
+
+type pendingWrite struct {
+	value   []byte
+	deleted bool
+}
+
+func newRootTxn(b *pebble.Batch) *txn {
+	return &txn{batch: b, writes: make(map[string]pendingWrite)}
+}
+
+func (t *txn) child() *txn {
+	return &txn{parent: t, batch: t.batch, writes: make(map[string]pendingWrite)}
+}
+
+// get returns the value of key, or ok=false if it does not exist.
+func (t *txn) get(key []byte) (value []byte, ok bool, err error) {
+	for cur := t; cur != nil; cur = cur.parent {
+		if w, found := cur.writes[string(key)]; found {
+			return w.value, !w.deleted, nil
+		}
+	}
+	v, closer, err := t.batch.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("pebble get %q: %w", key, err)
+	}
+	out := append([]byte(nil), v...)
+	return out, true, closer.Close()
+}
+
+func (t *txn) set(key, value []byte) { t.put(string(key), pendingWrite{value: value}) }
+
+func (t *txn) delete(key []byte) { t.put(string(key), pendingWrite{deleted: true}) }
+
+func (t *txn) put(key string, w pendingWrite) {
+	if _, seen := t.writes[key]; !seen {
+		t.order = append(t.order, key)
+	}
+	t.writes[key] = w
+}
+
+// commit moves the writes into the parent txn, or into the Pebble batch for the root.
+func (t *txn) commit() error {
+	for _, k := range t.order {
+		w := t.writes[k]
+		if t.parent != nil {
+			t.parent.put(k, w)
+			continue
+		}
+		var err error
+		if w.deleted {
+			err = t.batch.Delete([]byte(k), nil)
+		} else {
+			err = t.batch.Set([]byte(k), w.value, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("pebble batch write %q: %w", k, err)
+		}
+	}
+	t.writes, t.order = nil, nil
+	return nil
+}
