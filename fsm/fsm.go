@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
@@ -90,7 +91,18 @@ func Open(dir string, opts Options) (*FSM, error) {
 }
 
 func openPebble(path string) (*pebble.DB, error) {
-	db, err := pebble.Open(path, &pebble.Options{Logger: quietPebbleLogger{}})
+	opts := &pebble.Options{
+		Logger:       quietPebbleLogger{},
+		MemTableSize: 64 << 20,
+		Cache:        pebble.NewCache(128 << 20),
+	}
+	defer opts.Cache.Unref()
+	// Every new transfer id is first looked up to catch retries, and nearly all of those
+	// lookups miss: Bloom filters answer a miss without reading table blocks.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open pebble at %s: %w", path, err)
 	}

@@ -1,0 +1,227 @@
+// Command bankbench measures a 3-node bankd cluster of real processes (fsync on) on this
+// machine and prints the figures: single-transfer requests from many concurrent clients,
+// requests of 1,000 transfers, and the time from SIGKILL of the leader to the first
+// acknowledged write. It passes or fails nothing.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/proccluster"
+)
+
+func main() {
+	var (
+		duration  = flag.Duration("duration", 15*time.Second, "how long each throughput run lasts")
+		clients   = flag.Int("clients", 64, "concurrent clients sending single-transfer requests")
+		batchers  = flag.Int("batch-clients", 4, "concurrent clients sending 1,000-transfer requests")
+		batchSize = flag.Int("batch-size", 1000, "transfers per request in the batch run")
+		failovers = flag.Int("failovers", 3, "leader kills to time")
+		accounts  = flag.Int("accounts", 1000, "customer accounts")
+		keepDir   = flag.Bool("keep", false, "keep the cluster's data and logs")
+		bin       = flag.String("bin", "", "bankd binary (default $BANKD_BIN or bin/bankd)")
+	)
+	flag.Parse()
+	log.SetFlags(0)
+
+	dir, err := os.MkdirTemp("", "bankbench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if !*keepDir {
+		defer os.RemoveAll(dir)
+	}
+	c, err := proccluster.Start(proccluster.Options{Dir: dir, Bin: *bin})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	leader, err := within(ctx, 60*time.Second, c.WaitLeader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cl := c.Client(leader, proccluster.ClientToken)
+	if err := createAccounts(ctx, cl, *accounts); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1, raft-boltdb fsync on, %d customer accounts, data in %s\n\n", *accounts, dir)
+
+	single := runLoad(ctx, c, leader, *clients, 1, *accounts, *duration, "s")
+	single.print(fmt.Sprintf("(a) single-transfer requests, %d concurrent clients", *clients))
+	batch := runLoad(ctx, c, leader, *batchers, *batchSize, *accounts, *duration, "b")
+	batch.print(fmt.Sprintf("(b) requests of %d transfers, %d concurrent clients", *batchSize, *batchers))
+
+	var times []time.Duration
+	for i := 0; i < *failovers; i++ {
+		d, err := timeFailover(ctx, c)
+		if err != nil {
+			log.Fatalf("failover %d: %v", i+1, err)
+		}
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	fmt.Printf("(c) SIGKILL of the leader -> first acknowledged write, %d runs: min %s, median %s, max %s\n",
+		len(times), ms(times[0]), ms(times[len(times)/2]), ms(times[len(times)-1]))
+}
+
+// within runs fn with a context that ends after d.
+func within[T any](ctx context.Context, d time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return fn(ctx)
+}
+
+func createAccounts(ctx context.Context, cl *proccluster.Clients, n int) error {
+	create := func(id string, kind bankdv1.AccountKind) error {
+		_, err := within(ctx, 10*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateAccountResponse], error) {
+			return cl.Ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{
+				Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind},
+			}))
+		})
+		return err
+	}
+	if err := create("reserve", bankdv1.AccountKind_ACCOUNT_KIND_ASSET); err != nil {
+		return fmt.Errorf("create reserve: %w", err)
+	}
+	for i := 0; i < n; i++ {
+		if err := create(fmt.Sprintf("c%d", i), bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY); err != nil {
+			return fmt.Errorf("create account %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+type loadResult struct {
+	transfers int64
+	errors    int64
+	elapsed   time.Duration
+	latencies []time.Duration
+}
+
+func (r loadResult) print(title string) {
+	slices.Sort(r.latencies)
+	fmt.Printf("%s\n  %d transfers in %s: %.0f transfers/s, %d requests, latency p50 %s p99 %s max %s, %d errors\n\n",
+		title, r.transfers, r.elapsed.Round(time.Millisecond), float64(r.transfers)/r.elapsed.Seconds(),
+		len(r.latencies), ms(pct(r.latencies, 0.50)), ms(pct(r.latencies, 0.99)), ms(pct(r.latencies, 1)), r.errors)
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
+
+// runLoad sends requests of perRequest transfers from `workers` goroutines to the leader for d.
+func runLoad(ctx context.Context, c *proccluster.Cluster, leader, workers, perRequest, accounts int, d time.Duration, tag string) loadResult {
+	var (
+		mu      sync.Mutex
+		res     loadResult
+		counter atomic.Int64
+		wg      sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := c.Client(leader, proccluster.ClientToken)
+			var lat []time.Duration
+			var done, failed int64
+			for time.Now().Before(deadline) {
+				ts := make([]*bankdv1.Transfer, perRequest)
+				for j := range ts {
+					n := counter.Add(1)
+					ts[j] = &bankdv1.Transfer{Id: fmt.Sprintf("%s%d", tag, n), DebitAccountId: "reserve",
+						CreditAccountId: fmt.Sprintf("c%d", n%int64(accounts)), Amount: 1, Currency: "BTC"}
+				}
+				t0 := time.Now()
+				var err error
+				if perRequest == 1 {
+					_, err = within(ctx, 10*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateTransferResponse], error) {
+						return cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: ts[0]}))
+					})
+				} else {
+					_, err = within(ctx, 30*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateTransfersResponse], error) {
+						return cl.Ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: ts}))
+					})
+				}
+				if err != nil {
+					failed++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+				done += int64(perRequest)
+			}
+			mu.Lock()
+			res.latencies = append(res.latencies, lat...)
+			res.transfers += done
+			res.errors += failed
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
+}
+
+// timeFailover kills the leader and measures until a write is acknowledged by the new one,
+// then restarts the killed node and waits for it to catch up.
+func timeFailover(ctx context.Context, c *proccluster.Cluster) (time.Duration, error) {
+	leader, err := within(ctx, 30*time.Second, c.WaitLeader)
+	if err != nil {
+		return 0, err
+	}
+	killed := time.Now()
+	if err := c.Kill(leader); err != nil {
+		return 0, err
+	}
+	var n int
+	for time.Since(killed) < 30*time.Second {
+		for i := range c.Nodes {
+			if i == leader {
+				continue
+			}
+			n++
+			cl := c.Client(i, proccluster.ClientToken)
+			_, err := within(ctx, 250*time.Millisecond, func(ctx context.Context) (*connect.Response[bankdv1.CreateTransferResponse], error) {
+				return cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
+					Transfer: &bankdv1.Transfer{Id: fmt.Sprintf("fo-%d-%d", killed.UnixNano(), n), DebitAccountId: "reserve", CreditAccountId: "c0", Amount: 1, Currency: "BTC"},
+				}))
+			})
+			if err == nil {
+				d := time.Since(killed)
+				if err := c.StartNode(leader); err != nil {
+					return 0, err
+				}
+				st, err := within(ctx, 5*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.StatusResponse], error) {
+					return cl.Cluster.Status(ctx, connect.NewRequest(&bankdv1.StatusRequest{}))
+				})
+				if err != nil {
+					return 0, err
+				}
+				_, err = within(ctx, 60*time.Second, func(ctx context.Context) (struct{}, error) {
+					return struct{}{}, c.WaitApplied(ctx, st.Msg.AppliedIndex)
+				})
+				return d, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no write acknowledged within 30s of the leader kill")
+}
