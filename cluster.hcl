@@ -1,0 +1,70 @@
+# cluster.hcl — the example bankd cluster: three nodes on one machine (used by `make run`).
+# Every node of a cluster reads the same file and picks its own block by node id
+# (`bankd -config cluster.hcl -node n1`). Durations are Go duration strings ("300ms", "5s").
+
+# Cluster name. Required; 1-64 characters from [A-Za-z0-9._-].
+name = "local"
+
+# Raft tuning. Every key is optional; the values below are the defaults.
+raft {
+  # How long a follower waits without hearing from the leader before it calls an election.
+  heartbeat_timeout = "300ms"
+  # How long a candidate waits for votes before starting a new election; >= heartbeat_timeout.
+  election_timeout = "300ms"
+  # How long a leader keeps serving without a quorum of contacts; <= heartbeat_timeout.
+  leader_lease_timeout = "150ms"
+  # Longest a follower waits to learn a new commit index when nothing else is replicated.
+  commit_timeout = "5ms"
+  # How often each node checks whether it should take a snapshot of the state machine...
+  snapshot_interval = "30s"
+  # ...which it does once this many log entries have accumulated since the last one.
+  snapshot_threshold = 8192
+  # Log entries kept after a snapshot, so a briefly lagging follower catches up from the log
+  # instead of needing a full snapshot install.
+  trailing_logs = 10240
+  # Longest a write waits to be handed to Raft before it is refused.
+  apply_timeout = "5s"
+  # Most log entries sent (and applied as one batch) per AppendEntries; 1-1024.
+  max_append_entries = 512
+}
+
+# Bearer tokens for the API, one scope each. These are development tokens: replace them.
+tokens {
+  # Admin scope: everything, including transfer-leadership and remove-node.
+  admin = ["dev-admin-token"]
+  # Client scope: the ledger, locks, events and read-only cluster calls.
+  client = ["dev-client-token"]
+  # Optional memberlist encryption key: base64 of 16, 24 or 32 random bytes
+  # (e.g. `head -c 32 /dev/urandom | base64`). Leave it out for unencrypted gossip.
+  # gossip_key = "..."
+}
+
+# One block per node; the label is the node id. Node ids and all addresses must be unique.
+#   region      failure domain the node runs in (shown by `bankctl members`)
+#   raft_addr   host:port for Raft replication; peers dial it, so no wildcard address
+#   gossip_addr host:port (TCP and UDP) for memberlist discovery and health; peers dial it
+#   api_addr    host:port of the Connect/gRPC API; clients are redirected here
+#   data_dir    Raft log, snapshots and state; relative paths are relative to this file
+node "n1" {
+  region      = "local-a"
+  raft_addr   = "127.0.0.1:7001"
+  gossip_addr = "127.0.0.1:7101"
+  api_addr    = "127.0.0.1:7201"
+  data_dir    = "data/n1"
+}
+
+node "n2" {
+  region      = "local-b"
+  raft_addr   = "127.0.0.1:7002"
+  gossip_addr = "127.0.0.1:7102"
+  api_addr    = "127.0.0.1:7202"
+  data_dir    = "data/n2"
+}
+
+node "n3" {
+  region      = "local-c"
+  raft_addr   = "127.0.0.1:7003"
+  gossip_addr = "127.0.0.1:7103"
+  api_addr    = "127.0.0.1:7203"
+  data_dir    = "data/n3"
+}

@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// Apply proposes one command on the leader and returns the state machine's response.
+//
+// Errors: ErrNotLeader when nothing was proposed (retry on the leader); *fsm.Error when the
+// state machine refused the command (it committed and changed nothing but the applied index);
+// ErrOutcomeUnknown (wrapped) when the command reached Raft but its fate is unknown.
+func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
+	if n.raft == nil {
+		return nil, ErrShutdown
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("apply %s: %w", typ, err)
+	}
+	var data []byte
+	if body != nil {
+		var err error
+		if data, err = proto.Marshal(body); err != nil {
+			return nil, fmt.Errorf("apply %s: encode body: %w", typ, err)
+		}
+	}
+	cmd, err := proto.Marshal(&bankdv1.Command{
+		Version:          fsm.CommandVersion,
+		Type:             typ,
+		LeaderTimeUnixMs: time.Now().UnixMilli(),
+		Fence:            fence,
+		Body:             data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply %s: encode command: %w", typ, err)
+	}
+
+	timeout := n.cfg.Raft.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(min(timeout, time.Until(dl)), time.Millisecond)
+	}
+	started := time.Now()
+	future := n.raft.Apply(cmd, timeout)
+	err = awaitFuture(ctx, future)
+	n.metrics.observeApply(typ, time.Since(started))
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return nil, ErrNotLeader
+		}
+		n.log.Warn("apply outcome unknown", "type", typ.String(), "term", n.raft.CurrentTerm(),
+			"index", n.raft.LastIndex(), "err", err)
+		return nil, fmt.Errorf("apply %s: %w: %w", typ, ErrOutcomeUnknown, err)
+	}
+	switch resp := future.Response().(type) {
+	case *fsm.Error:
+		return nil, resp
+	case proto.Message:
+		return resp, nil
+	case error:
+		return nil, fmt.Errorf("apply %s at index %d: %w", typ, future.Index(), resp)
+	case nil:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("apply %s at index %d: unexpected state machine response %T", typ, future.Index(), resp)
+	}
+}
+
+// ReadBarrier makes the next read of FSM() linearizable: it returns once this node has confirmed
+// it is still the leader and its state machine has applied everything committed when the call
+// began (Raft's read-index protocol). Followers and leaders that have not completed their
+// Barrier in this term get ErrNotLeader.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	if n.raft == nil {
+		return ErrShutdown
+	}
+	if n.raft.State() != raft.Leader || !n.ready.Load() || n.readyTerm.Load() != n.raft.CurrentTerm() {
+		return ErrNotLeader
+	}
+	readIndex := n.raft.CommitIndex()
+	if err := awaitFuture(ctx, n.raft.VerifyLeader()); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("read barrier: %w", ctx.Err())
+		}
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	target, err := n.stateIndexAtOrBelow(ctx, readIndex)
+	if err != nil {
+		return fmt.Errorf("read barrier: %w", err)
+	}
+	if err := n.fsm.WaitApplied(ctx, target); err != nil {
+		return fmt.Errorf("read barrier: wait for index %d: %w", target, err)
+	}
+	return nil
+}
+
+// stateIndexAtOrBelow returns the index the FSM must reach for everything up to index to be
+// applied. Raft never hands no-op and barrier entries to the FSM, so waiting for the commit
+// index itself could block forever when the newest entries are of that kind; the answer is the
+// last command at or below index.
+func (n *Node) stateIndexAtOrBelow(ctx context.Context, index uint64) (uint64, error) {
+	applied := n.fsm.AppliedIndex()
+	for idx, steps := index, 0; idx > applied; idx, steps = idx-1, steps+1 {
+		if steps >= readIndexMaxScan {
+			// A long run of non-commands: let a Barrier flush the FSM instead.
+			if err := awaitFuture(ctx, n.raft.Barrier(n.cfg.Raft.ApplyTimeout)); err != nil {
+				return 0, fmt.Errorf("barrier: %w", err)
+			}
+			return n.fsm.AppliedIndex(), nil
+		}
+		var l raft.Log
+		if err := n.logStore.GetLog(idx, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				// Compacted into a snapshot, which the FSM was taken from: applied already.
+				return applied, nil
+			}
+			return 0, fmt.Errorf("read log entry %d: %w", idx, err)
+		}
+		if l.Type == raft.LogCommand {
+			return idx, nil
+		}
+	}
+	return applied, nil
+}
+
+// ReadMeta describes the state a read is being served from. stale marks a read served without
+// ReadBarrier; for linearizable reads the lag fields are zero.
+func (n *Node) ReadMeta(stale bool) *bankdv1.ReadMeta {
+	meta := &bankdv1.ReadMeta{AppliedIndex: n.fsm.AppliedIndex(), ServedBy: n.self.ID}
+	if !stale || n.raft == nil {
+		return meta
+	}
+	if commit := n.raft.CommitIndex(); commit > meta.AppliedIndex {
+		meta.LagEntries = commit - meta.AppliedIndex
+	}
+	if n.raft.State() != raft.Leader {
+		meta.LagMs = time.Since(n.raft.LastContact()).Milliseconds()
+	}
+	return meta
+}
+
+// Ready returns nil when the node can serve: a leader is known and this node's state machine is
+// within a few entries of the commit index.
+func (n *Node) Ready() error {
+	if n.raft == nil || n.raft.State() == raft.Shutdown {
+		return ErrShutdown
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return ErrNoLeader
+	}
+	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()
+	if commit > applied && commit-applied > readyMaxLagEntries {
+		return fmt.Errorf("catching up: applied index %d, commit index %d", applied, commit)
+	}
+	return nil
+}
+
+// LeaderInfo names the current leader.
+type LeaderInfo struct {
+	NodeID  string
+	RaftID  string
+	APIAddr string
+	Term    uint64
+}
+
+// Leader returns the leader as this node knows it; false while there is none.
+func (n *Node) Leader() (LeaderInfo, bool) {
+	if n.raft == nil {
+		return LeaderInfo{}, false
+	}
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return LeaderInfo{}, false
+	}
+	info := LeaderInfo{NodeID: nodeIDOf(string(id)), RaftID: string(id), Term: n.raft.CurrentTerm()}
+	for _, p := range n.peers() {
+		if p.MetaOK && p.Meta.RaftID == string(id) {
+			info.NodeID, info.APIAddr = p.NodeID, p.Meta.APIAddr
+			return info, true
+		}
+	}
+	if nc, ok := n.cfg.Node(info.NodeID); ok && nc.RaftAddr == string(addr) {
+		info.APIAddr = nc.APIAddr
+	}
+	return info, true
+}

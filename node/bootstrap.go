@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+const bootstrapPollInterval = 100 * time.Millisecond
+
+// bootstrapLoop waits until this node has Raft state. A node that starts without state
+// bootstraps the cluster itself only when every node of cluster.hcl is alive in gossip and none
+// of them has state; all of them then bootstrap the same voter set, which hashicorp/raft
+// documents as safe. If any peer already has state, a cluster exists and this node waits for
+// the leader to add it. Once the node has state it says so in gossip and the loop ends.
+func (n *Node) bootstrapLoop(ctx context.Context) {
+	ticker := time.NewTicker(bootstrapPollInterval)
+	defer ticker.Stop()
+	waitingOn := ""
+	for {
+		hasState, err := raft.HasExistingState(n.logStore, n.logStore, n.snapshots)
+		if err != nil {
+			n.log.Error("check for raft state", "err", err)
+		}
+		if hasState {
+			n.openRaftGate("this node has raft state")
+			n.gossip.setHasState()
+			return
+		}
+		if n.clusterExists() {
+			// Some peer has state: this node joins an existing cluster, once the leader adds
+			// it. It may only listen for Raft once no old identity of it is still a voter.
+			stale, known := n.oldIdentities()
+			if !known {
+				if reason := "waiting for peers with state to advertise their voters"; reason != waitingOn {
+					n.log.Info("not joining yet", "reason", reason)
+					waitingOn = reason
+				}
+			} else if len(stale) > 0 {
+				reason := fmt.Sprintf("an old identity of this node, %s, is still a voter; run `bankctl cluster remove %s` (raft stays closed until then)", stale[0], stale[0])
+				if reason != waitingOn {
+					n.log.Warn("not joining yet", "reason", reason)
+					waitingOn = reason
+				}
+			} else {
+				n.openRaftGate("waiting for the leader to add this node")
+			}
+		} else if servers, reason := n.bootstrapServers(); reason != "" {
+			if reason != waitingOn {
+				n.log.Info("not bootstrapping yet", "reason", reason)
+				waitingOn = reason
+			}
+		} else {
+			n.openRaftGate("bootstrapping a new cluster")
+			err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+			switch {
+			case err == nil:
+				n.log.Info("bootstrapped cluster", "voters", len(servers))
+			case errors.Is(err, raft.ErrCantBootstrap):
+				n.log.Info("cluster already has state; not bootstrapping")
+			default:
+				n.log.Error("bootstrap cluster", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// bootstrapServers returns the voter set to bootstrap with, or why it is not time yet.
+func (n *Node) bootstrapServers() ([]raft.Server, string) {
+	byID := map[string]peer{}
+	for _, p := range n.gossip.peers() {
+		byID[p.NodeID] = p
+	}
+	servers := make([]raft.Server, 0, len(n.cfg.Nodes))
+	for _, nc := range n.cfg.Nodes {
+		p, ok := byID[nc.ID]
+		switch {
+		case !ok || p.State != "alive":
+			return nil, "waiting for node " + nc.ID + " to be alive in gossip"
+		case !p.MetaOK:
+			return nil, "waiting for node " + nc.ID + " to advertise its raft id"
+		case p.Meta.HasState:
+			return nil, "node " + nc.ID + " has raft state: waiting for the leader to add this node"
+		case p.Meta.RaftAddr != nc.RaftAddr:
+			return nil, "node " + nc.ID + " advertises raft_addr " + p.Meta.RaftAddr + ", cluster.hcl says " + nc.RaftAddr
+		}
+		servers = append(servers, raft.Server{
+			Suffrage: raft.Voter,
+			ID:       raft.ServerID(p.Meta.RaftID),
+			Address:  raft.ServerAddress(nc.RaftAddr),
+		})
+	}
+	return servers, ""
+}
+
+// openRaftGate lets Raft connections in (once; later calls do nothing).
+func (n *Node) openRaftGate(why string) {
+	if n.raftGate.Open() {
+		n.log.Info("raft transport open", "reason", why)
+	}
+}
+
+// clusterExists reports whether any other alive node advertises Raft state.
+func (n *Node) clusterExists() bool {
+	for _, p := range n.gossip.peers() {
+		if p.NodeID != n.self.ID && p.State == "alive" && p.MetaOK && p.Meta.HasState {
+			return true
+		}
+	}
+	return false
+}
+
+// oldIdentities returns the Raft ids of this node id, other than its current one, that an
+// alive peer with state still lists as voters. known is false while such a peer has not yet
+// advertised its voters: not knowing must not count as "none".
+func (n *Node) oldIdentities() (stale []string, known bool) {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range n.gossip.peers() {
+		if p.NodeID == n.self.ID || p.State != "alive" || !p.MetaOK || !p.Meta.HasState {
+			continue
+		}
+		if len(p.Meta.Voters) == 0 {
+			return nil, false
+		}
+		for _, id := range p.Meta.Voters {
+			if nodeIDOf(id) == n.self.ID && id != n.raftID && !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, true
+}

@@ -1,0 +1,556 @@
+package node
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// Config is a parsed and validated cluster.hcl: the one file every node of a cluster shares.
+type Config struct {
+	// Path is the file the configuration was read from ("" when parsed from memory without one).
+	Path string
+	// Name is the cluster name.
+	Name   string
+	Raft   RaftConfig
+	Tokens TokensConfig
+	// Nodes in file order.
+	Nodes []NodeConfig
+}
+
+// RaftConfig holds the Raft tuning knobs of the `raft` block.
+type RaftConfig struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+	// ApplyTimeout bounds how long a proposal may wait to be enqueued by Raft.
+	ApplyTimeout     time.Duration
+	MaxAppendEntries int
+}
+
+// TokensConfig holds the bearer tokens and the optional gossip encryption key.
+type TokensConfig struct {
+	Admin  []string
+	Client []string
+	// GossipKey is the decoded memberlist key (16, 24 or 32 bytes), nil when gossip is unencrypted.
+	GossipKey []byte
+}
+
+// NodeConfig describes one `node "<id>"` block.
+type NodeConfig struct {
+	ID         string
+	Region     string
+	RaftAddr   string
+	GossipAddr string
+	APIAddr    string
+	// DataDir is absolute when the config was loaded from a file (relative paths in the file are
+	// resolved against the file's directory).
+	DataDir string
+}
+
+// DefaultRaftConfig returns the values used for keys the raft block leaves out.
+func DefaultRaftConfig() RaftConfig {
+	return RaftConfig{
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+		SnapshotInterval:   30 * time.Second,
+		SnapshotThreshold:  8192,
+		TrailingLogs:       10240,
+		ApplyTimeout:       5 * time.Second,
+		MaxAppendEntries:   512,
+	}
+}
+
+// Node returns the configuration of node id.
+func (c *Config) Node(id string) (NodeConfig, bool) {
+	for _, n := range c.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return NodeConfig{}, false
+}
+
+// Limits on what cluster.hcl may hold.
+const (
+	maxConfigBytes = 1 << 20
+	maxNodes       = 64
+	maxTokens      = 64
+	maxTokenLen    = 256
+	maxFieldLen    = 256
+)
+
+// ConfigError lists every problem found in a configuration file, each with its position.
+type ConfigError struct {
+	Diagnostics hcl.Diagnostics
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	for i, d := range e.Diagnostics {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString(": ")
+			b.WriteString(d.Detail)
+		}
+	}
+	return b.String()
+}
+
+// LoadConfig reads and validates the cluster file at path.
+func LoadConfig(path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve config path %s: %w", path, err)
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat config %s: %w", abs, err)
+	}
+	if info.Size() > maxConfigBytes {
+		return nil, fmt.Errorf("config %s is %d bytes, more than the %d allowed", abs, info.Size(), maxConfigBytes)
+	}
+	src, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(src, abs)
+}
+
+// ParseConfig parses and validates cluster.hcl source. filename is used in error positions and
+// as the base for relative data_dir paths (relative to the working directory when it has no
+// directory part).
+func ParseConfig(src []byte, filename string) (*Config, error) {
+	if filename == "" {
+		filename = "cluster.hcl"
+	}
+	if len(src) > maxConfigBytes {
+		return nil, fmt.Errorf("config %s is %d bytes, more than the %d allowed", filename, len(src), maxConfigBytes)
+	}
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, &ConfigError{Diagnostics: errorsOnly(diags)}
+	}
+	p := &configParser{baseDir: filepath.Dir(filename)}
+	cfg := p.parse(file.Body)
+	if p.diags.HasErrors() {
+		return nil, &ConfigError{Diagnostics: errorsOnly(p.diags)}
+	}
+	cfg.Path = filename
+	return cfg, nil
+}
+
+func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
+	var out hcl.Diagnostics
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+var (
+	topSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "raft"},
+			{Type: "tokens"},
+			{Type: "node", LabelNames: []string{"id"}},
+		},
+	}
+	raftSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "heartbeat_timeout"},
+		{Name: "election_timeout"},
+		{Name: "leader_lease_timeout"},
+		{Name: "commit_timeout"},
+		{Name: "snapshot_interval"},
+		{Name: "snapshot_threshold"},
+		{Name: "trailing_logs"},
+		{Name: "apply_timeout"},
+		{Name: "max_append_entries"},
+	}}
+	tokensSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "admin"},
+		{Name: "client"},
+		{Name: "gossip_key"},
+	}}
+	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "region", Required: true},
+		{Name: "raft_addr", Required: true},
+		{Name: "gossip_addr", Required: true},
+		{Name: "api_addr", Required: true},
+		{Name: "data_dir", Required: true},
+	}}
+)
+
+// idPattern restricts cluster and node ids to characters that are safe in paths, Raft ids and
+// log lines.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+type configParser struct {
+	baseDir string
+	diags   hcl.Diagnostics
+}
+
+func (p *configParser) errorf(rng hcl.Range, summary, format string, args ...any) {
+	r := rng
+	p.diags = append(p.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  &r,
+	})
+}
+
+func (p *configParser) parse(body hcl.Body) *Config {
+	cfg := &Config{Raft: DefaultRaftConfig()}
+	content, diags := body.Content(topSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return cfg
+	}
+	if attr, ok := content.Attributes["name"]; ok {
+		if name, ok := p.str(attr); ok {
+			if !idPattern.MatchString(name) {
+				p.errorf(attr.Expr.Range(), "invalid name", "cluster name %q must be 1-64 characters from [A-Za-z0-9._-], starting with a letter or digit", name)
+			}
+			cfg.Name = name
+		}
+	}
+	var seenRaft, seenTokens *hcl.Block
+	for _, block := range content.Blocks {
+		switch block.Type {
+		case "raft":
+			if seenRaft != nil {
+				p.errorf(block.DefRange, "duplicate raft block", "the raft block is already defined at line %d", seenRaft.DefRange.Start.Line)
+				continue
+			}
+			seenRaft = block
+			p.parseRaft(block, &cfg.Raft)
+		case "tokens":
+			if seenTokens != nil {
+				p.errorf(block.DefRange, "duplicate tokens block", "the tokens block is already defined at line %d", seenTokens.DefRange.Start.Line)
+				continue
+			}
+			seenTokens = block
+			p.parseTokens(block, &cfg.Tokens)
+		case "node":
+			p.parseNode(block, cfg)
+		}
+	}
+	if len(cfg.Nodes) == 0 && !p.diags.HasErrors() {
+		p.errorf(body.MissingItemRange(), "no nodes", "at least one node block is required")
+	}
+	return cfg
+}
+
+func (p *configParser) parseRaft(block *hcl.Block, rc *RaftConfig) {
+	content, diags := block.Body.Content(raftSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	attrs := content.Attributes
+	durations := []struct {
+		name string
+		dst  *time.Duration
+		min  time.Duration
+	}{
+		{"heartbeat_timeout", &rc.HeartbeatTimeout, 5 * time.Millisecond},
+		{"election_timeout", &rc.ElectionTimeout, 5 * time.Millisecond},
+		{"leader_lease_timeout", &rc.LeaderLeaseTimeout, 5 * time.Millisecond},
+		{"commit_timeout", &rc.CommitTimeout, time.Millisecond},
+		{"snapshot_interval", &rc.SnapshotInterval, 5 * time.Millisecond},
+		{"apply_timeout", &rc.ApplyTimeout, time.Millisecond},
+	}
+	for _, d := range durations {
+		attr, ok := attrs[d.name]
+		if !ok {
+			continue
+		}
+		if v, ok := p.duration(attr); ok {
+			if v < d.min || v > time.Hour {
+				p.errorf(attr.Expr.Range(), "invalid "+d.name, "%s must be between %s and 1h, got %s", d.name, d.min, v)
+				continue
+			}
+			*d.dst = v
+		}
+	}
+	counts := []struct {
+		name     string
+		min, max int64
+		set      func(int64)
+	}{
+		{"snapshot_threshold", 1, 1 << 40, func(v int64) { rc.SnapshotThreshold = uint64(v) }},
+		{"trailing_logs", 0, 1 << 40, func(v int64) { rc.TrailingLogs = uint64(v) }},
+		// hashicorp/raft refuses more than 1024 entries per AppendEntries.
+		{"max_append_entries", 1, 1024, func(v int64) { rc.MaxAppendEntries = int(v) }},
+	}
+	for _, c := range counts {
+		attr, ok := attrs[c.name]
+		if !ok {
+			continue
+		}
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be a whole number: %s", c.name, firstDetail(diags))
+			continue
+		}
+		if v < c.min || v > c.max {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be between %d and %d, got %d", c.name, c.min, c.max, v)
+			continue
+		}
+		c.set(v)
+	}
+	// The relations hashicorp/raft's ValidateConfig insists on, reported where the user can fix them.
+	if rc.ElectionTimeout < rc.HeartbeatTimeout {
+		p.errorf(rangeOf(attrs, "election_timeout", block.DefRange), "invalid election_timeout", "election_timeout (%s) must be at least heartbeat_timeout (%s)", rc.ElectionTimeout, rc.HeartbeatTimeout)
+	}
+	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
+		p.errorf(rangeOf(attrs, "leader_lease_timeout", block.DefRange), "invalid leader_lease_timeout", "leader_lease_timeout (%s) must not exceed heartbeat_timeout (%s)", rc.LeaderLeaseTimeout, rc.HeartbeatTimeout)
+	}
+}
+
+func rangeOf(attrs hcl.Attributes, name string, fallback hcl.Range) hcl.Range {
+	if a, ok := attrs[name]; ok {
+		return a.Expr.Range()
+	}
+	return fallback
+}
+
+func (p *configParser) parseTokens(block *hcl.Block, tc *TokensConfig) {
+	content, diags := block.Body.Content(tokensSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	seen := map[string]string{}
+	for _, scope := range []struct {
+		name string
+		dst  *[]string
+	}{{"admin", &tc.Admin}, {"client", &tc.Client}} {
+		attr, ok := content.Attributes[scope.name]
+		if !ok {
+			continue
+		}
+		var list []string
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &list); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s must be a list of strings: %s", scope.name, firstDetail(diags))
+			continue
+		}
+		if len(list) > maxTokens {
+			p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s lists %d tokens, at most %d are allowed", scope.name, len(list), maxTokens)
+			continue
+		}
+		for i, tok := range list {
+			switch {
+			case tok == "":
+				p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s[%d] is empty", scope.name, i)
+			case len(tok) > maxTokenLen:
+				p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s[%d] is longer than %d bytes", scope.name, i, maxTokenLen)
+			case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+				p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s[%d] contains whitespace or control characters", scope.name, i)
+			case seen[tok] != "":
+				p.errorf(attr.Expr.Range(), "duplicate token", "%s[%d] is already listed under %s; a token has exactly one scope", scope.name, i, seen[tok])
+			default:
+				seen[tok] = scope.name
+				*scope.dst = append(*scope.dst, tok)
+			}
+		}
+	}
+	if attr, ok := content.Attributes["gossip_key"]; ok {
+		if s, ok := p.str(attr); ok {
+			key, err := base64.StdEncoding.DecodeString(s)
+			switch {
+			case err != nil:
+				p.errorf(attr.Expr.Range(), "invalid gossip_key", "gossip_key is not valid base64: %v", err)
+			case len(key) != 16 && len(key) != 24 && len(key) != 32:
+				p.errorf(attr.Expr.Range(), "invalid gossip_key", "gossip_key must decode to 16, 24 or 32 bytes, got %d", len(key))
+			default:
+				tc.GossipKey = key
+			}
+		}
+	}
+}
+
+func (p *configParser) parseNode(block *hcl.Block, cfg *Config) {
+	id := block.Labels[0]
+	idRange := block.DefRange
+	if len(block.LabelRanges) > 0 {
+		idRange = block.LabelRanges[0]
+	}
+	if !idPattern.MatchString(id) {
+		p.errorf(idRange, "invalid node id", "node id %q must be 1-64 characters from [A-Za-z0-9._-], starting with a letter or digit", id)
+	}
+	if len(cfg.Nodes) >= maxNodes {
+		p.errorf(block.DefRange, "too many nodes", "at most %d node blocks are allowed", maxNodes)
+		return
+	}
+	for _, other := range cfg.Nodes {
+		if other.ID == id {
+			p.errorf(idRange, "duplicate node id", "node %q is defined twice", id)
+			return
+		}
+	}
+	content, diags := block.Body.Content(nodeSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	nc := NodeConfig{ID: id}
+	fields := []struct {
+		name string
+		dst  *string
+		addr bool
+	}{
+		{"region", &nc.Region, false},
+		{"raft_addr", &nc.RaftAddr, true},
+		{"gossip_addr", &nc.GossipAddr, true},
+		{"api_addr", &nc.APIAddr, true},
+		{"data_dir", &nc.DataDir, false},
+	}
+	for _, f := range fields {
+		attr, ok := content.Attributes[f.name]
+		if !ok {
+			continue // Content already reported the missing attribute.
+		}
+		v, ok := p.str(attr)
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.TrimSpace(v) == "":
+			p.errorf(attr.Expr.Range(), "empty "+f.name, "node %q: %s must not be empty", id, f.name)
+			continue
+		case len(v) > maxFieldLen:
+			p.errorf(attr.Expr.Range(), "invalid "+f.name, "node %q: %s is longer than %d bytes", id, f.name, maxFieldLen)
+			continue
+		}
+		if f.addr {
+			norm, err := normalizeHostPort(v, f.name != "api_addr")
+			if err != nil {
+				p.errorf(attr.Expr.Range(), "invalid "+f.name, "node %q: %s %q: %v", id, f.name, v, err)
+				continue
+			}
+			if owner := p.addrOwner(cfg, nc, norm); owner != "" {
+				p.errorf(attr.Expr.Range(), "duplicate address", "node %q: %s %s is already used by %s", id, f.name, v, owner)
+				continue
+			}
+			v = norm
+		}
+		if f.name == "data_dir" {
+			if !filepath.IsAbs(v) {
+				v = filepath.Join(p.baseDir, v)
+			}
+			v = filepath.Clean(v)
+			for _, other := range cfg.Nodes {
+				if other.DataDir == v {
+					p.errorf(attr.Expr.Range(), "duplicate data_dir", "node %q: data_dir %s is already used by node %q", id, v, other.ID)
+				}
+			}
+		}
+		*f.dst = v
+	}
+	cfg.Nodes = append(cfg.Nodes, nc)
+}
+
+// addrOwner names the field that already claims addr, across every node and every address kind:
+// raft and gossip listeners on one port would collide whatever their names.
+func (p *configParser) addrOwner(cfg *Config, current NodeConfig, addr string) string {
+	all := append(append([]NodeConfig(nil), cfg.Nodes...), current)
+	for _, n := range all {
+		for _, a := range []struct{ name, v string }{{"raft_addr", n.RaftAddr}, {"gossip_addr", n.GossipAddr}, {"api_addr", n.APIAddr}} {
+			if a.v != "" && a.v == addr {
+				return fmt.Sprintf("node %q %s", n.ID, a.name)
+			}
+		}
+	}
+	return ""
+}
+
+// normalizeHostPort checks a host:port and returns it with a lower-cased host. Peers dial raft
+// and gossip addresses, so those may not be a wildcard such as 0.0.0.0.
+func normalizeHostPort(s string, mustBeDialable bool) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", err
+	}
+	if host == "" {
+		return "", errors.New("host is empty")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("port %q is not a number between 1 and 65535", port)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if mustBeDialable && ip.IsUnspecified() {
+			return "", errors.New("peers dial this address, so it must not be a wildcard")
+		}
+		return net.JoinHostPort(ip.String(), strconv.Itoa(n)), nil
+	}
+	if strings.ContainsAny(host, " /\\@") {
+		return "", fmt.Errorf("host %q is not a valid host name", host)
+	}
+	return net.JoinHostPort(strings.ToLower(host), strconv.Itoa(n)), nil
+}
+
+func (p *configParser) str(attr *hcl.Attribute) (string, bool) {
+	var s string
+	if diags := gohcl.DecodeExpression(attr.Expr, nil, &s); diags.HasErrors() {
+		p.errorf(attr.Expr.Range(), "invalid "+attr.Name, "%s must be a string: %s", attr.Name, firstDetail(diags))
+		return "", false
+	}
+	return s, true
+}
+
+func (p *configParser) duration(attr *hcl.Attribute) (time.Duration, bool) {
+	s, ok := p.str(attr)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		p.errorf(attr.Expr.Range(), "invalid "+attr.Name, "%s %q is not a duration such as \"300ms\" or \"5s\"", attr.Name, s)
+		return 0, false
+	}
+	return d, true
+}
+
+func firstDetail(diags hcl.Diagnostics) string {
+	if len(diags) == 0 {
+		return "invalid value"
+	}
+	if diags[0].Detail != "" {
+		return diags[0].Detail
+	}
+	return diags[0].Summary
+}

@@ -1,0 +1,237 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validConfig = `
+name = "local"
+
+raft {
+  heartbeat_timeout = "200ms"
+  snapshot_threshold = 64
+}
+
+tokens {
+  admin  = ["dev-admin-token"]
+  client = ["dev-client-token"]
+  gossip_key = "MDEyMzQ1Njc4OWFiY2RlZg=="
+}
+
+node "n1" {
+  region      = "local-a"
+  raft_addr   = "127.0.0.1:7001"
+  gossip_addr = "127.0.0.1:7101"
+  api_addr    = "127.0.0.1:7201"
+  data_dir    = "data/n1"
+}
+
+node "n2" {
+  region      = "local-b"
+  raft_addr   = "127.0.0.1:7002"
+  gossip_addr = "127.0.0.1:7102"
+  api_addr    = "0.0.0.0:7202"
+  data_dir    = "/var/lib/bankd/n2"
+}
+`
+
+func TestParseConfigAcceptsAValidFileAndFillsDefaults(t *testing.T) {
+	cfg, err := ParseConfig([]byte(validConfig), "/etc/bankd/cluster.hcl")
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if cfg.Name != "local" || len(cfg.Nodes) != 2 {
+		t.Fatalf("got name %q and %d nodes", cfg.Name, len(cfg.Nodes))
+	}
+	want := DefaultRaftConfig()
+	want.HeartbeatTimeout = 200 * time.Millisecond
+	want.SnapshotThreshold = 64
+	if cfg.Raft != want {
+		t.Errorf("raft config = %+v, want %+v", cfg.Raft, want)
+	}
+	if got := len(cfg.Tokens.GossipKey); got != 16 {
+		t.Errorf("gossip key is %d bytes, want 16", got)
+	}
+	n1, ok := cfg.Node("n1")
+	if !ok {
+		t.Fatal("Node(n1) not found")
+	}
+	if n1.DataDir != "/etc/bankd/data/n1" {
+		t.Errorf("relative data_dir resolved to %q, want it relative to the config file", n1.DataDir)
+	}
+	if n2, _ := cfg.Node("n2"); n2.DataDir != "/var/lib/bankd/n2" {
+		t.Errorf("absolute data_dir changed to %q", n2.DataDir)
+	}
+	if _, ok := cfg.Node("n9"); ok {
+		t.Error("Node(n9) found in a config without it")
+	}
+}
+
+func TestParseConfigAcceptsAMinimalSingleNodeFile(t *testing.T) {
+	src := `name = "solo"
+node "a" {
+  region = "r"
+  raft_addr = "localhost:1"
+  gossip_addr = "localhost:2"
+  api_addr = "localhost:3"
+  data_dir = "d"
+}`
+	cfg, err := ParseConfig([]byte(src), "c.hcl")
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if cfg.Raft != DefaultRaftConfig() {
+		t.Errorf("defaults not applied: %+v", cfg.Raft)
+	}
+}
+
+func TestLoadConfigReadsTheRepositoryExample(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "cluster.hcl"))
+	if err != nil {
+		t.Fatalf("LoadConfig(../cluster.hcl): %v", err)
+	}
+	if len(cfg.Nodes) != 3 {
+		t.Fatalf("example has %d nodes, want 3", len(cfg.Nodes))
+	}
+	for i, n := range cfg.Nodes {
+		if !filepath.IsAbs(n.DataDir) || !strings.HasSuffix(n.DataDir, filepath.Join("data", n.ID)) {
+			t.Errorf("node %d data_dir = %q", i, n.DataDir)
+		}
+	}
+}
+
+func TestLoadConfigReportsAMissingFile(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "absent.hcl"))
+	if err == nil || !os.IsNotExist(errorsUnwrapAll(err)) {
+		t.Fatalf("err = %v, want a not-exist error", err)
+	}
+}
+
+func errorsUnwrapAll(err error) error {
+	for i := 0; i < 10; i++ {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+	return err
+}
+
+// nodeBlock renders a node block whose fields can be overridden one at a time.
+func nodeBlock(id string, n int, override map[string]string) string {
+	fields := map[string]string{
+		"region":      `"r"`,
+		"raft_addr":   `"127.0.0.1:70` + string(rune('0'+n)) + `1"`,
+		"gossip_addr": `"127.0.0.1:71` + string(rune('0'+n)) + `1"`,
+		"api_addr":    `"127.0.0.1:72` + string(rune('0'+n)) + `1"`,
+		"data_dir":    `"data/` + id + `"`,
+	}
+	for k, v := range override {
+		fields[k] = v
+	}
+	var b strings.Builder
+	b.WriteString("node \"" + id + "\" {\n")
+	for _, k := range []string{"region", "raft_addr", "gossip_addr", "api_addr", "data_dir", "extra"} {
+		if v, ok := fields[k]; ok && v != "-" {
+			b.WriteString("  " + k + " = " + v + "\n")
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func TestParseConfigRejects(t *testing.T) {
+	base := "name = \"c\"\n"
+	n1 := nodeBlock("n1", 1, nil)
+	tests := []struct {
+		name string
+		src  string
+		// wantLine is the line the error must point at; wantText must appear in the message.
+		wantLine int
+		wantText string
+	}{
+		{"a file that is not HCL", "name = \n", 1, "cluster.hcl:1"},
+		{"a missing name", n1, 0, `"name" is required`},
+		{"a name with a slash", "name = \"a/b\"\n" + n1, 1, "cluster name"},
+		{"a name that is not a string", "name = [1]\n" + n1, 1, "name must be a string"},
+		{"an unknown top-level key", base + "colour = \"red\"\n" + n1, 2, "colour"},
+		{"an unknown block", base + "gossip {}\n" + n1, 2, "gossip"},
+		{"no node blocks", base, 0, "at least one node block"},
+		{"a second raft block", base + "raft {}\nraft {}\n" + n1, 3, "duplicate raft block"},
+		{"a second tokens block", base + "tokens {}\ntokens {}\n" + n1, 3, "duplicate tokens block"},
+		{"an unknown raft key", base + "raft {\n  heartbeat = \"1s\"\n}\n" + n1, 3, "heartbeat"},
+		{"an unparsable duration", base + "raft {\n  heartbeat_timeout = \"fast\"\n}\n" + n1, 3, "heartbeat_timeout \"fast\" is not a duration"},
+		{"a duration that is a number", base + "raft {\n  apply_timeout = 5\n}\n" + n1, 3, "apply_timeout"},
+		{"a zero duration", base + "raft {\n  commit_timeout = \"0s\"\n}\n" + n1, 3, "commit_timeout must be between"},
+		{"an election timeout below the heartbeat", base + "raft {\n  heartbeat_timeout = \"1s\"\n  election_timeout = \"500ms\"\n  leader_lease_timeout = \"500ms\"\n}\n" + n1, 4, "election_timeout (500ms) must be at least"},
+		{"a lease above the heartbeat", base + "raft {\n  leader_lease_timeout = \"1s\"\n}\n" + n1, 3, "leader_lease_timeout (1s) must not exceed"},
+		{"a negative snapshot threshold", base + "raft {\n  snapshot_threshold = -1\n}\n" + n1, 3, "snapshot_threshold must be between"},
+		{"a fractional trailing_logs", base + "raft {\n  trailing_logs = 1.5\n}\n" + n1, 3, "trailing_logs must be a whole number"},
+		{"too many append entries", base + "raft {\n  max_append_entries = 4096\n}\n" + n1, 3, "max_append_entries must be between 1 and 1024"},
+		{"an unknown tokens key", base + "tokens {\n  root = [\"x\"]\n}\n" + n1, 3, "root"},
+		{"tokens that are not a list", base + "tokens {\n  admin = \"x\"\n}\n" + n1, 3, "admin must be a list of strings"},
+		{"an empty token", base + "tokens {\n  client = [\"\"]\n}\n" + n1, 3, "client[0] is empty"},
+		{"a token with a space", base + "tokens {\n  client = [\"a b\"]\n}\n" + n1, 3, "whitespace"},
+		{"a token in two scopes", base + "tokens {\n  admin = [\"t\"]\n  client = [\"t\"]\n}\n" + n1, 4, "client[0] is already listed under admin"},
+		{"a gossip key that is not base64", base + "tokens {\n  gossip_key = \"!!!\"\n}\n" + n1, 3, "gossip_key is not valid base64"},
+		{"a gossip key of the wrong length", base + "tokens {\n  gossip_key = \"AAAA\"\n}\n" + n1, 3, "gossip_key must decode to 16, 24 or 32 bytes, got 3"},
+		{"a node without a label", base + "node {\n}\n", 2, "node"},
+		{"a node id with a space", base + nodeBlock("n 1", 1, nil), 2, "node id \"n 1\""},
+		{"a duplicate node id", base + n1 + nodeBlock("n1", 2, nil), 9, "node \"n1\" is defined twice"},
+		{"a missing region", base + nodeBlock("n1", 1, map[string]string{"region": "-"}), 2, `"region" is required`},
+		{"an empty region", base + nodeBlock("n1", 1, map[string]string{"region": `""`}), 3, "region must not be empty"},
+		{"an unknown node key", base + nodeBlock("n1", 1, map[string]string{"extra": `"x"`}), 8, "extra"},
+		{"a raft_addr without a port", base + nodeBlock("n1", 1, map[string]string{"raft_addr": `"127.0.0.1"`}), 4, "raft_addr \"127.0.0.1\""},
+		{"a gossip_addr with a bad port", base + nodeBlock("n1", 1, map[string]string{"gossip_addr": `"127.0.0.1:99999"`}), 5, "gossip_addr"},
+		{"a raft_addr on a wildcard", base + nodeBlock("n1", 1, map[string]string{"raft_addr": `"0.0.0.0:7001"`}), 4, "wildcard"},
+		{"an api_addr without a host", base + nodeBlock("n1", 1, map[string]string{"api_addr": `":7201"`}), 6, "host is empty"},
+		{"an address reused inside a node", base + nodeBlock("n1", 1, map[string]string{"gossip_addr": `"127.0.0.1:7011"`}), 5, "already used by node \"n1\" raft_addr"},
+		{"an address reused across nodes", base + n1 + nodeBlock("n2", 2, map[string]string{"api_addr": `"127.0.0.1:7111"`}), 13, "already used by node \"n1\" gossip_addr"},
+		{"a data_dir shared by two nodes", base + n1 + nodeBlock("n2", 2, map[string]string{"data_dir": `"./data/n1"`}), 14, "data_dir"},
+		{"a variable reference", base + nodeBlock("n1", 1, map[string]string{"region": "var.region"}), 3, "region must be a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.src), "cluster.hcl")
+			if err == nil {
+				t.Fatalf("ParseConfig accepted:\n%s", tt.src)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantText) {
+				t.Errorf("error %q does not mention %q", msg, tt.wantText)
+			}
+			if tt.wantLine > 0 {
+				pos := "cluster.hcl:" + itoa(tt.wantLine) + ","
+				if !strings.Contains(msg, pos) {
+					t.Errorf("error %q does not point at %s", msg, pos)
+				}
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(validConfig))
+	f.Add([]byte("name = \"c\"\n" + nodeBlock("n1", 1, nil)))
+	f.Add([]byte(`name = "x" raft { max_append_entries = 1e99 }`))
+	f.Add([]byte(`tokens { gossip_key = "${"x"}" admin = [for s in ["a"]: s] }`))
+	f.Add([]byte(`node "a" "b" { region = null }`))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		cfg, err := ParseConfig(src, "fuzz.hcl")
+		if err == nil && (cfg == nil || len(cfg.Nodes) == 0 || cfg.Name == "") {
+			t.Fatalf("accepted a config without name or nodes: %+v", cfg)
+		}
+	})
+}

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// metrics holds the node's Prometheus instruments. Gauges are read from Raft at scrape time, so
+// nothing has to keep them up to date.
+type metrics struct {
+	n *Node
+
+	applyLatency  *prometheus.HistogramVec
+	leaderChanges prometheus.Counter
+
+	state        *prometheus.Desc
+	term         *prometheus.Desc
+	commitIndex  *prometheus.Desc
+	appliedIndex *prometheus.Desc
+	lastContact  *prometheus.Desc
+}
+
+func newMetrics(n *Node) *metrics {
+	labels := prometheus.Labels{"node": n.self.ID}
+	return &metrics{
+		n: n,
+		applyLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace:   "bankd",
+			Subsystem:   "raft",
+			Name:        "apply_duration_seconds",
+			Help:        "Time from proposing a command to its state machine result, by command type.",
+			ConstLabels: labels,
+			Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"type"}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace:   "bankd",
+			Subsystem:   "raft",
+			Name:        "leadership_gained_total",
+			Help:        "Times this node became leader.",
+			ConstLabels: labels,
+		}),
+		state:        prometheus.NewDesc("bankd_raft_state", "1 for the Raft state this node is in, 0 for the others.", []string{"state"}, labels),
+		term:         prometheus.NewDesc("bankd_raft_term", "Current Raft term.", nil, labels),
+		commitIndex:  prometheus.NewDesc("bankd_raft_commit_index", "Highest Raft index known to be committed.", nil, labels),
+		appliedIndex: prometheus.NewDesc("bankd_fsm_applied_index", "Highest Raft index applied by the state machine.", nil, labels),
+		lastContact:  prometheus.NewDesc("bankd_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil, labels),
+	}
+}
+
+func (m *metrics) observeApply(typ bankdv1.CommandType, d time.Duration) {
+	m.applyLatency.WithLabelValues(typ.String()).Observe(d.Seconds())
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.applyLatency.Describe(ch)
+	m.leaderChanges.Describe(ch)
+	for _, d := range []*prometheus.Desc{m.state, m.term, m.commitIndex, m.appliedIndex, m.lastContact} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.applyLatency.Collect(ch)
+	m.leaderChanges.Collect(ch)
+	n := m.n
+	current := raft.Shutdown
+	if n.raft != nil {
+		current = n.raft.State()
+	}
+	for _, s := range []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown} {
+		v := 0.0
+		if s == current {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, v, s.String())
+	}
+	ch <- prometheus.MustNewConstMetric(m.appliedIndex, prometheus.GaugeValue, float64(n.fsm.AppliedIndex()))
+	if n.raft == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(m.term, prometheus.GaugeValue, float64(n.raft.CurrentTerm()))
+	ch <- prometheus.MustNewConstMetric(m.commitIndex, prometheus.GaugeValue, float64(n.raft.CommitIndex()))
+	contact := 0.0
+	if current != raft.Leader {
+		if last := n.raft.LastContact(); !last.IsZero() {
+			contact = time.Since(last).Seconds()
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.lastContact, prometheus.GaugeValue, contact)
+}
+
+// RegisterMetrics registers the node's metrics (labelled node=<id>) with reg.
+func (n *Node) RegisterMetrics(reg prometheus.Registerer) error {
+	return reg.Register(n.metrics)
+}
