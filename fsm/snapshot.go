@@ -140,6 +140,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.loadMeta(); err != nil {
 		return err
 	}
+	f.logger.Info("state machine restored from snapshot", "applied_index", f.AppliedIndex())
 	f.notifyChanged()
 	return nil
 }

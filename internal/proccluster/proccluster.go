@@ -60,9 +60,10 @@ type Node struct {
 	DataDir    string
 	LogPath    string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exitCode int
 }
 
 // Cluster is a set of bankd processes sharing one cluster.hcl.
@@ -231,20 +232,19 @@ func (c *Cluster) signal(i int, sig syscall.Signal, wait time.Duration) error {
 		}
 	}
 	n.mu.Lock()
+	n.exitCode = cmd.ProcessState.ExitCode()
 	n.cmd = nil
 	n.mu.Unlock()
 	return nil
 }
 
-// ExitedCleanly reports the exit status of node i's last process (after Stop or Kill).
+// ExitCode reports the exit status of node i's last process after Stop or Kill (-1 when it
+// was killed by a signal).
 func (c *Cluster) ExitCode(i int) int {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.ProcessState == nil {
-		return -1
-	}
-	return n.cmd.ProcessState.ExitCode()
+	return n.exitCode
 }
 
 // Wipe deletes node i's data dir (the node must be stopped).

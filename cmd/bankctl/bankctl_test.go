@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/rpc/rpctest"
+)
+
+// ctl runs one bankctl command line in-process with env and returns its status and output.
+func ctl(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func mustCtl(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
+	code, out, errOut := ctl(t, env, args...)
+	if code != exitOK {
+		t.Fatalf("bankctl %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func TestBankctlAgainstACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	c := rpctest.Start(t, 3)
+	// A dead node first: bankctl must move on to the next address.
+	env := map[string]string{
+		envAddr:  "http://127.0.0.1:1," + strings.Join(c.URLs(), ","),
+		envToken: rpctest.AdminToken,
+	}
+
+	out := mustCtl(t, env, "accounts", "create", "reserve", "-currency", "BTC", "-kind", "asset")
+	if !strings.Contains(out, "reserve") || !strings.Contains(out, "asset") {
+		t.Fatalf("create reserve:\n%s", out)
+	}
+	mustCtl(t, env, "accounts", "create", "alice", "-kind", "liability", "-non-negative", "-meta", "tier=gold")
+
+	// Without -id, a generated id is printed so the user can retry.
+	code, out, errOut := ctl(t, env, "transfer", "-from", "reserve", "-to", "alice", "-amount", "1500")
+	if code != exitOK || !strings.Contains(errOut, "transfer id: ctl-") || !strings.Contains(out, "posted") {
+		t.Fatalf("transfer: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	out = mustCtl(t, env, "balance", "alice")
+	if fields := strings.Fields(strings.Split(out, "\n")[1]); fields[0] != "alice" || fields[2] != "1500" {
+		t.Fatalf("balance alice:\n%s", out)
+	}
+
+	out = mustCtl(t, env, "-o", "json", "accounts", "get", "alice")
+	var got bankdv1.GetAccountResponse
+	if err := protojson.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json output %q: %v", out, err)
+	}
+	if got.Account.GetBalance().GetAvailable() != 1500 || got.Account.GetMetadata()["tier"] != "gold" {
+		t.Fatalf("alice = %v", got.Account)
+	}
+
+	code, _, errOut = ctl(t, env, "transfer", "-id", "too-much", "-from", "alice", "-to", "reserve", "-amount", "2000")
+	if code != exitFail || !strings.HasPrefix(errOut, "bankctl: failed_precondition: ") || !strings.Contains(errOut, "INSUFFICIENT_FUNDS") {
+		t.Fatalf("insufficient funds: exit %d, stderr %q", code, errOut)
+	}
+
+	mustCtl(t, env, "transfer", "-id", "hold-1", "-from", "alice", "-to", "reserve", "-amount", "500", "-pending", "-timeout", "1m")
+	mustCtl(t, env, "pending", "post", "hold-1", "-id", "hold-1-post", "-amount", "200")
+	out = mustCtl(t, env, "history", "alice", "-limit", "10")
+	for _, want := range []string{"hold-1", "hold-1-post", "pending"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("history lacks %q:\n%s", want, out)
+		}
+	}
+
+	out = mustCtl(t, env, "lock", "acquire", "acct/alice", "-holder", "w1", "-ttl", "10s")
+	if !strings.Contains(out, "w1") {
+		t.Fatalf("lock acquire:\n%s", out)
+	}
+
+	out = mustCtl(t, env, "-o", "json", "watch", "-from", "0", "-count", "3")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("watch printed %d lines:\n%s", len(lines), out)
+	}
+	var prev uint64
+	for _, l := range lines {
+		var ev bankdv1.Event
+		if err := protojson.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("watch line %q: %v", l, err)
+		}
+		if ev.Index <= prev {
+			t.Fatalf("event %d after %d", ev.Index, prev)
+		}
+		prev = ev.Index
+	}
+
+	leader := c.Leader()
+	c.WaitApplied(leader.Node.FSM().AppliedIndex())
+	env2 := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.ClientToken}
+	out = mustCtl(t, env2, "cluster", "hash")
+	if n := strings.Count(out, "\n"); n != 4 {
+		t.Fatalf("cluster hash printed %d lines:\n%s", n, out)
+	}
+	out = mustCtl(t, env2, "cluster", "leader")
+	if !strings.Contains(out, leader.ID) {
+		t.Fatalf("cluster leader:\n%s", out)
+	}
+	code, _, errOut = ctl(t, env2, "cluster", "remove", "n3")
+	if code != exitFail || !strings.HasPrefix(errOut, "bankctl: permission_denied: ") {
+		t.Fatalf("client token remove: exit %d, %q", code, errOut)
+	}
+}
+
+func TestBankctlUsage(t *testing.T) {
+	env := map[string]string{envAddr: "http://127.0.0.1:1"}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"help"}, exitOK, "accounts create"},
+		{[]string{}, exitUsage, "Commands:"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"accounts", "create", "x", "-kind", "weird"}, exitUsage, "-kind"},
+		{[]string{"accounts", "get"}, exitUsage, "want ID"},
+		{[]string{"-o", "yaml", "cluster", "status"}, exitUsage, "-o"},
+		{[]string{"transfer", "-from", "a", "-to", "b", "-amount", "1", "-timeout", "5s"}, exitUsage, "needs -pending"},
+		{[]string{"cluster", "status"}, exitFail, "bankctl: unavailable: "},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := ctl(t, env, tt.args...)
+			if code != tt.code || !strings.Contains(out+errOut, tt.want) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s\nwant %q", code, tt.code, out, errOut, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseInterspersed(t *testing.T) {
+	tests := []struct {
+		args []string
+		pos  []string
+		kind string
+	}{
+		{[]string{"alice", "-kind", "asset"}, []string{"alice"}, "asset"},
+		{[]string{"-kind", "asset", "alice"}, []string{"alice"}, "asset"},
+		{[]string{"a", "-kind", "x", "b"}, []string{"a", "b"}, "x"},
+		{[]string{"-kind", "x", "--", "-y", "z"}, []string{"-y", "z"}, "x"},
+	}
+	for _, tt := range tests {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		kind := fs.String("kind", "", "")
+		pos, err := parseInterspersed(fs, tt.args)
+		if err != nil || fmt.Sprint(pos) != fmt.Sprint(tt.pos) || *kind != tt.kind {
+			t.Errorf("parseInterspersed(%q) = %q, kind %q, %v", tt.args, pos, *kind, err)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+// Command bankctl is the command-line client of a bankd cluster: accounts, transfers, two-phase
+// transfers, history, locks, the event stream and cluster operations.
+//
+//	bankctl [-addr URL[,URL...]] [-token T] [-o table|json] [-stale] [-timeout 10s] COMMAND ...
+//
+// The common flags may also follow the command. -addr may list several nodes: a call that finds
+// a node unavailable (connection refused, no leader, shutting down) moves on to the next.
+// Errors print "bankctl: <code>: <message>" and exit 1; usage errors exit 2.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+)
+
+// Defaults of the common flags.
+const (
+	defaultAddr    = "http://127.0.0.1:7201"
+	defaultToken   = "dev-admin-token"
+	defaultTimeout = 10 * time.Second
+	envAddr        = "BANKCTL_ADDR"
+	envToken       = "BANKCTL_TOKEN"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// errUsage marks an error in how bankctl was called (exit 2).
+var errUsage = errors.New("usage")
+
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// run is bankctl without the process around it: tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	a.opts.addr = defaultAddr
+	if v := getenv(envAddr); v != "" {
+		a.opts.addr = v
+	}
+	a.opts.token = defaultToken
+	if v := getenv(envToken); v != "" {
+		a.opts.token = v
+	}
+	a.opts.output = "table"
+	a.opts.timeout = defaultTimeout
+
+	global := flag.NewFlagSet("bankctl", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	a.opts.register(global, true)
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "bankctl: %v\n\n", err)
+		printHelp(stderr)
+		return exitUsage
+	}
+	rest := global.Args()
+	if len(rest) == 0 {
+		printHelp(stderr)
+		return exitUsage
+	}
+	err := a.dispatch(ctx, rest)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "bankctl: %v\n", err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "bankctl: %s\n", describeError(err))
+		return exitFail
+	}
+}
+
+// options are the flags every command accepts.
+type options struct {
+	addr    string
+	token   string
+	output  string
+	stale   bool
+	timeout time.Duration
+}
+
+// register adds the common flags to fs. withTimeout is false for commands that use -timeout
+// for something else (transfer: the pending timeout).
+func (o *options) register(fs *flag.FlagSet, withTimeout bool) {
+	fs.StringVar(&o.addr, "addr", o.addr, "API base URLs, comma-separated (env "+envAddr+")")
+	fs.StringVar(&o.token, "token", o.token, "bearer token (env "+envToken+")")
+	fs.StringVar(&o.output, "o", o.output, "output: table or json")
+	fs.BoolVar(&o.stale, "stale", o.stale, "serve reads from the node asked, without a round trip to the leader")
+	if withTimeout {
+		fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each call")
+	}
+}
+
+// app is one bankctl invocation.
+type app struct {
+	opts   options
+	stdout io.Writer
+	stderr io.Writer
+
+	addrs   []string
+	clients map[string]*clients
+	current int // index in addrs of the node that answered last
+}
+
+type clients struct {
+	ledger  bankdv1connect.LedgerServiceClient
+	lock    bankdv1connect.LockServiceClient
+	event   bankdv1connect.EventServiceClient
+	cluster bankdv1connect.ClusterServiceClient
+}
+
+// prepare validates the common flags once the command's own flags are parsed.
+func (a *app) prepare() error {
+	switch a.opts.output {
+	case "table", "json":
+	default:
+		return usageErrorf("-o %q: want table or json", a.opts.output)
+	}
+	if a.opts.timeout <= 0 {
+		return usageErrorf("-timeout must be > 0")
+	}
+	a.addrs = a.addrs[:0]
+	for _, s := range strings.Split(a.opts.addr, ",") {
+		s = strings.TrimRight(strings.TrimSpace(s), "/")
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "://") {
+			s = "http://" + s
+		}
+		a.addrs = append(a.addrs, s)
+	}
+	if len(a.addrs) == 0 {
+		return usageErrorf("-addr is empty")
+	}
+	a.clients = make(map[string]*clients)
+	return nil
+}
+
+func (a *app) clientsFor(addr string) *clients {
+	if c, ok := a.clients[addr]; ok {
+		return c
+	}
+	opt := connect.WithInterceptors(bearer(a.opts.token))
+	hc := http.DefaultClient
+	c := &clients{
+		ledger:  bankdv1connect.NewLedgerServiceClient(hc, addr, opt),
+		lock:    bankdv1connect.NewLockServiceClient(hc, addr, opt),
+		event:   bankdv1connect.NewEventServiceClient(hc, addr, opt),
+		cluster: bankdv1connect.NewClusterServiceClient(hc, addr, opt),
+	}
+	a.clients[addr] = c
+	return c
+}
+
+// call runs fn against the nodes in -addr, starting with the one that answered last, and
+// moves to the next one while a node is unavailable. Every bankd write is idempotent by its
+// id, so trying the next node after an unknown outcome is safe. Each try has -timeout.
+func call[T any](ctx context.Context, a *app, fn func(context.Context, *clients) (T, error)) (T, error) {
+	var (
+		zero T
+		err  error
+	)
+	for i := 0; i < len(a.addrs); i++ {
+		idx := (a.current + i) % len(a.addrs)
+		cctx, cancel := context.WithTimeout(ctx, a.opts.timeout)
+		var res T
+		res, err = fn(cctx, a.clientsFor(a.addrs[idx]))
+		cancel()
+		if err == nil {
+			a.current = idx
+			return res, nil
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable || ctx.Err() != nil {
+			return zero, err
+		}
+	}
+	return zero, err
+}
+
+// bearer sends the token on every call, unary or streaming.
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// describeError renders an error as "<code>: <message>".
+func describeError(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		msg := ce.Message()
+		if rc := ce.Meta().Get("Bankd-Result-Code"); rc != "" {
+			msg += " (" + strings.TrimPrefix(rc, "RESULT_CODE_") + ")"
+		}
+		return ce.Code().String() + ": " + msg
+	}
+	if errors.Is(err, context.Canceled) {
+		return "canceled: " + err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "deadline_exceeded: " + err.Error()
+	}
+	return "error: " + err.Error()
+}

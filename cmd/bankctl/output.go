@@ -1,0 +1,276 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+var (
+	jsonDoc  = protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}
+	jsonLine = protojson.MarshalOptions{}
+)
+
+func (a *app) json() bool { return a.opts.output == "json" }
+
+// printJSON prints one response as indented protojson.
+func (a *app) printJSON(m proto.Message) error {
+	b, err := jsonDoc.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
+	return err
+}
+
+// printJSONLine prints one message as protojson on one line (streams, several nodes).
+func (a *app) printJSONLine(m proto.Message) error {
+	b, err := jsonLine.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	// protojson may add random spaces between tokens; one line per object is the contract.
+	_, err = fmt.Fprintf(a.stdout, "%s\n", strings.ReplaceAll(string(b), "\n", " "))
+	return err
+}
+
+// printTable writes rows under header, aligned for people.
+func (a *app) printTable(header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+// printFields writes name/value pairs, one per line.
+func (a *app) printFields(fields [][2]string) {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	for _, f := range fields {
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
+	}
+	_ = tw.Flush()
+}
+
+func kindName(k bankdv1.AccountKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "ACCOUNT_KIND_"))
+}
+
+func stateName(s bankdv1.TransferState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TRANSFER_STATE_"))
+}
+
+func formatMs(ms int64) string {
+	if ms == 0 {
+		return "-"
+	}
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+func formatMeta(md map[string]string) string {
+	if len(md) == 0 {
+		return "-"
+	}
+	return metaFlag(md).String()
+}
+
+func (a *app) printAccounts(accs []*bankdv1.Account) {
+	rows := make([][]string, 0, len(accs))
+	for _, acc := range accs {
+		b := acc.GetBalance()
+		flags := "-"
+		if acc.GetNonNegative() {
+			flags = "non-negative"
+		}
+		limit := "-"
+		if acc.GetDailyDebitLimit() > 0 {
+			limit = fmt.Sprint(acc.GetDailyDebitLimit())
+		}
+		rows = append(rows, []string{
+			acc.GetId(), acc.GetCurrency(), kindName(acc.GetKind()),
+			fmt.Sprint(b.GetPosted()), fmt.Sprint(b.GetAvailable()),
+			fmt.Sprint(b.GetDebitsPending()), fmt.Sprint(b.GetCreditsPending()),
+			flags, limit,
+		})
+	}
+	a.printTable([]string{"ID", "CURRENCY", "KIND", "POSTED", "AVAILABLE", "DEBITS PENDING", "CREDITS PENDING", "FLAGS", "DAILY LIMIT"}, rows)
+}
+
+func (a *app) printAccountDetail(acc *bankdv1.Account, meta *bankdv1.ReadMeta) {
+	b := acc.GetBalance()
+	a.printFields([][2]string{
+		{"id", acc.GetId()},
+		{"currency", acc.GetCurrency()},
+		{"kind", kindName(acc.GetKind())},
+		{"non-negative", fmt.Sprint(acc.GetNonNegative())},
+		{"daily debit limit", fmt.Sprint(acc.GetDailyDebitLimit())},
+		{"metadata", formatMeta(acc.GetMetadata())},
+		{"posted", fmt.Sprint(b.GetPosted())},
+		{"available", fmt.Sprint(b.GetAvailable())},
+		{"debits posted", fmt.Sprint(b.GetDebitsPosted())},
+		{"credits posted", fmt.Sprint(b.GetCreditsPosted())},
+		{"debits pending", fmt.Sprint(b.GetDebitsPending())},
+		{"credits pending", fmt.Sprint(b.GetCreditsPending())},
+		{"created", fmt.Sprintf("%s (index %d)", formatMs(acc.GetCreatedAtUnixMs()), acc.GetCreatedIndex())},
+		{"served by", describeMeta(meta)},
+	})
+}
+
+func (a *app) printBalance(acc *bankdv1.Account) {
+	b := acc.GetBalance()
+	a.printTable([]string{"ACCOUNT", "CURRENCY", "POSTED", "AVAILABLE", "DEBITS POSTED", "CREDITS POSTED", "DEBITS PENDING", "CREDITS PENDING"},
+		[][]string{{
+			acc.GetId(), acc.GetCurrency(), fmt.Sprint(b.GetPosted()), fmt.Sprint(b.GetAvailable()),
+			fmt.Sprint(b.GetDebitsPosted()), fmt.Sprint(b.GetCreditsPosted()),
+			fmt.Sprint(b.GetDebitsPending()), fmt.Sprint(b.GetCreditsPending()),
+		}})
+}
+
+func describeMeta(m *bankdv1.ReadMeta) string {
+	if m == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%s at index %d", m.GetServedBy(), m.GetAppliedIndex())
+	if m.GetLagEntries() > 0 || m.GetLagMs() > 0 {
+		s += fmt.Sprintf(" (stale: %d entries, %d ms behind)", m.GetLagEntries(), m.GetLagMs())
+	}
+	return s
+}
+
+func (a *app) printTransfers(ts []*bankdv1.Transfer) {
+	rows := make([][]string, 0, len(ts))
+	for _, t := range ts {
+		amount := fmt.Sprint(t.GetAmount())
+		if t.GetPostedAmount() != 0 {
+			amount += fmt.Sprintf(" (posted %d)", t.GetPostedAmount())
+		}
+		ref := t.GetExternalRef()
+		if t.GetPendingId() != "" {
+			ref = "pending " + t.GetPendingId()
+		}
+		if ref == "" {
+			ref = "-"
+		}
+		rows = append(rows, []string{
+			t.GetId(), stateName(t.GetState()), t.GetDebitAccountId(), t.GetCreditAccountId(),
+			amount, t.GetCurrency(), fmt.Sprint(t.GetIndex()), formatMs(t.GetCreatedAtUnixMs()), ref,
+		})
+	}
+	a.printTable([]string{"ID", "STATE", "FROM", "TO", "AMOUNT", "CURRENCY", "INDEX", "CREATED", "REF"}, rows)
+}
+
+func (a *app) printHistory(entries []*bankdv1.HistoryEntry) {
+	rows := make([][]string, 0, len(entries))
+	for _, e := range entries {
+		rows = append(rows, []string{
+			fmt.Sprint(e.GetIndex()), formatMs(e.GetAtUnixMs()), e.GetTransferId(), stateName(e.GetCause()),
+			signed(e.GetDebitsPostedDelta()), signed(e.GetCreditsPostedDelta()),
+			signed(e.GetDebitsPendingDelta()), signed(e.GetCreditsPendingDelta()),
+			fmt.Sprint(e.GetBalanceAfter().GetPosted()), fmt.Sprint(e.GetBalanceAfter().GetAvailable()),
+		})
+	}
+	a.printTable([]string{"INDEX", "AT", "TRANSFER", "CAUSE", "DR POSTED", "CR POSTED", "DR PENDING", "CR PENDING", "POSTED AFTER", "AVAILABLE AFTER"}, rows)
+}
+
+func signed(v int64) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%+d", v)
+}
+
+func (a *app) printLock(name string, l *bankdv1.Lock) {
+	if l == nil {
+		fmt.Fprintf(a.stdout, "lock %s is free\n", name)
+		return
+	}
+	a.printTable([]string{"NAME", "HOLDER", "TOKEN", "ACQUIRED", "EXPIRES"},
+		[][]string{{l.GetName(), l.GetHolder(), fmt.Sprint(l.GetToken()), formatMs(l.GetAcquiredAtUnixMs()), formatMs(l.GetExpiresAtUnixMs())}})
+}
+
+func (a *app) printStatus(s *bankdv1.StatusResponse) {
+	a.printFields([][2]string{
+		{"node", s.GetNodeId()},
+		{"raft id", s.GetRaftId()},
+		{"state", s.GetRaftState()},
+		{"term", fmt.Sprint(s.GetTerm())},
+		{"leader", fmt.Sprintf("%s (%s)", orDash(s.GetLeaderId()), orDash(s.GetLeaderApiAddr()))},
+		{"commit index", fmt.Sprint(s.GetCommitIndex())},
+		{"applied index", fmt.Sprint(s.GetAppliedIndex())},
+		{"last log index", fmt.Sprint(s.GetLastLogIndex())},
+		{"cluster time", formatMs(s.GetFsmTimeUnixMs())},
+		{"version", s.GetVersion()},
+	})
+}
+
+func (a *app) printMembers(ms []*bankdv1.Member) {
+	sorted := append([]*bankdv1.Member(nil), ms...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].GetNodeId() < sorted[j].GetNodeId() })
+	rows := make([][]string, 0, len(sorted))
+	for _, m := range sorted {
+		leader := "-"
+		if m.GetLeader() {
+			leader = "yes"
+		}
+		rows = append(rows, []string{
+			m.GetNodeId(), orDash(m.GetRaftId()), orDash(m.GetRegion()), orDash(m.GetSuffrage()), orDash(m.GetGossipState()),
+			orDash(m.GetApiAddr()), orDash(m.GetRaftAddr()), orDash(m.GetVersion()), leader,
+		})
+	}
+	a.printTable([]string{"NODE", "RAFT ID", "REGION", "SUFFRAGE", "GOSSIP", "API", "RAFT", "VERSION", "LEADER"}, rows)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// printEvent prints one event on one line.
+func (a *app) printEvent(ev *bankdv1.Event) error {
+	if a.json() {
+		return a.printJSONLine(ev)
+	}
+	items := make([]string, 0, len(ev.GetItems()))
+	for _, it := range ev.GetItems() {
+		items = append(items, describeItem(it))
+	}
+	_, err := fmt.Fprintf(a.stdout, "%d %s %s\n", ev.GetIndex(), formatMs(ev.GetAtUnixMs()), strings.Join(items, "; "))
+	return err
+}
+
+func describeItem(it *bankdv1.EventItem) string {
+	switch k := it.GetKind().(type) {
+	case *bankdv1.EventItem_AccountCreated:
+		acc := k.AccountCreated
+		return fmt.Sprintf("account-created %s %s %s", acc.GetId(), acc.GetCurrency(), kindName(acc.GetKind()))
+	case *bankdv1.EventItem_Transfer:
+		t := k.Transfer
+		return fmt.Sprintf("transfer %s %s %s->%s %d %s", t.GetId(), stateName(t.GetState()),
+			t.GetDebitAccountId(), t.GetCreditAccountId(), t.GetAmount(), t.GetCurrency())
+	case *bankdv1.EventItem_TransferRejected:
+		r := k.TransferRejected
+		return fmt.Sprintf("transfer-rejected %s %s: %s", r.GetId(), strings.TrimPrefix(r.GetCode().String(), "RESULT_CODE_"), r.GetMessage())
+	case *bankdv1.EventItem_LockAcquired:
+		return fmt.Sprintf("lock-acquired %s by %s token %d", k.LockAcquired.GetName(), k.LockAcquired.GetHolder(), k.LockAcquired.GetToken())
+	case *bankdv1.EventItem_LockRenewed:
+		return fmt.Sprintf("lock-renewed %s by %s token %d", k.LockRenewed.GetName(), k.LockRenewed.GetHolder(), k.LockRenewed.GetToken())
+	case *bankdv1.EventItem_LockReleased:
+		return fmt.Sprintf("lock-released %s by %s token %d", k.LockReleased.GetName(), k.LockReleased.GetHolder(), k.LockReleased.GetToken())
+	case *bankdv1.EventItem_PendingExpired:
+		return fmt.Sprintf("pending-expired %s %d", k.PendingExpired.GetId(), k.PendingExpired.GetAmount())
+	case *bankdv1.EventItem_FenceRefused:
+		return "fence-refused " + k.FenceRefused
+	default:
+		return "unknown-item"
+	}
+}

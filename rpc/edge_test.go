@@ -1,0 +1,470 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/node"
+)
+
+func TestAuthRefusesMissingInvalidAndUnderScopedTokens(t *testing.T) {
+	n := newFakeNode("n1")
+	srv := startFakeServer(t, n, Options{})
+	ctx := context.Background()
+
+	getAccount := func(token string) error {
+		_, err := ledgerClient(srv.url, token).GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{
+			Id: "acc", Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE,
+		}))
+		return err
+	}
+	removeNode := func(token string) error {
+		_, err := clusterClient(srv.url, token).RemoveNode(ctx, connect.NewRequest(&bankdv1.RemoveNodeRequest{Id: "n3"}))
+		return err
+	}
+	tests := []struct {
+		name string
+		call func(string) error
+		tok  string
+		want connect.Code // 0: success
+	}{
+		{"missing token is unauthenticated", getAccount, "", connect.CodeUnauthenticated},
+		{"unknown token is unauthenticated", getAccount, "nope", connect.CodeUnauthenticated},
+		{"token prefix is unauthenticated", getAccount, clientToken[:len(clientToken)-1], connect.CodeUnauthenticated},
+		{"client token may read", getAccount, clientToken, connect.CodeNotFound},
+		{"admin token may read", getAccount, adminToken, connect.CodeNotFound},
+		{"client token may not remove a node", removeNode, clientToken, connect.CodePermissionDenied},
+		{"admin token may remove a node", removeNode, adminToken, 0},
+		{"missing token on admin method is unauthenticated", removeNode, "", connect.CodeUnauthenticated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call(tt.tok)
+			if tt.want == 0 {
+				if err != nil {
+					t.Fatalf("want success, got %v", err)
+				}
+				return
+			}
+			if got := connect.CodeOf(err); got != tt.want {
+				t.Fatalf("code = %v (%v), want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		header string
+		token  string
+		ok     bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER  abc ", "abc", true},
+		{"Basic abc", "", false},
+		{"Bearer ", "", false},
+		{"", "", false},
+		{"Bearer " + strings.Repeat("x", maxTokenLen+1), "", false},
+	}
+	for _, tt := range tests {
+		token, ok := bearerToken(tt.header)
+		if token != tt.token || ok != tt.ok {
+			t.Errorf("bearerToken(%.20q) = %q, %v; want %q, %v", tt.header, token, ok, tt.token, tt.ok)
+		}
+	}
+}
+
+func TestValidationRefusesBadRequestsBeforeProposing(t *testing.T) {
+	n := newFakeNode("n1")
+	n.applyFn = okTransfers
+	srv := startFakeServer(t, n, Options{})
+	ctx := context.Background()
+	ledger := ledgerClient(srv.url, adminToken)
+	locks := bankdv1connect.NewLockServiceClient(http.DefaultClient, srv.url, bearer(adminToken))
+
+	transferWith := func(mut func(*bankdv1.Transfer)) *bankdv1.Transfer {
+		tr := validTransfer("t1")
+		mut(tr)
+		return tr
+	}
+	tooMany := make([]*bankdv1.Transfer, fsm.MaxTransfersPerCommand+1)
+	for i := range tooMany {
+		tooMany[i] = validTransfer("t")
+	}
+	tests := []struct {
+		name  string
+		call  func() error
+		field string // the message must start with it
+	}{
+		{"transfer amount must be positive", func() error {
+			_, err := ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: transferWith(func(t *bankdv1.Transfer) { t.Amount = 0 })}))
+			return err
+		}, "transfer.amount: must be > 0"},
+		{"transfer is required", func() error {
+			_, err := ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{}))
+			return err
+		}, "transfer: required"},
+		{"a single transfer cannot be linked", func() error {
+			_, err := ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: transferWith(func(t *bankdv1.Transfer) { t.Linked = true })}))
+			return err
+		}, "transfer.linked"},
+		{"batch item names its position", func() error {
+			_, err := ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{
+				validTransfer("ok"), transferWith(func(t *bankdv1.Transfer) { t.Currency = "btc" }),
+			}}))
+			return err
+		}, "transfers[1].currency"},
+		{"empty batch", func() error {
+			_, err := ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{}))
+			return err
+		}, "transfers: at least"},
+		{"batch over 8000", func() error {
+			_, err := ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: tooMany}))
+			return err
+		}, "transfers: at most 8000"},
+		{"fence needs a token", func() error {
+			_, err := ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
+				Transfer: validTransfer("t1"), Fence: &bankdv1.Fence{LockName: "acc/a"},
+			}))
+			return err
+		}, "fence.token"},
+		{"account kind is required", func() error {
+			_, err := ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{Account: &bankdv1.Account{Id: "a", Currency: "BTC"}}))
+			return err
+		}, "account.kind"},
+		{"get account needs an id", func() error {
+			_, err := ledger.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{}))
+			return err
+		}, "id: required"},
+		{"page size is bounded", func() error {
+			_, err := ledger.ListAccounts(ctx, connect.NewRequest(&bankdv1.ListAccountsRequest{PageSize: fsm.MaxPageSize + 1}))
+			return err
+		}, "page_size"},
+		{"consistency must be known", func() error {
+			_, err := ledger.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{Id: "a", Consistency: 9}))
+			return err
+		}, "consistency"},
+		{"lock ttl is bounded", func() error {
+			_, err := locks.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{Name: "l", Holder: "h", TtlMs: 1}))
+			return err
+		}, "ttl_ms"},
+		{"lock name charset", func() error {
+			_, err := locks.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{Name: "a b", Holder: "h", TtlMs: 1000}))
+			return err
+		}, "name"},
+		{"renew needs the token", func() error {
+			_, err := locks.Renew(ctx, connect.NewRequest(&bankdv1.RenewLockRequest{Name: "l", Holder: "h", TtlMs: 1000}))
+			return err
+		}, "token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if connect.CodeOf(err) != connect.CodeInvalidArgument {
+				t.Fatalf("code = %v (%v), want invalid_argument", connect.CodeOf(err), err)
+			}
+			var ce *connect.Error
+			errors.As(err, &ce)
+			if !strings.HasPrefix(ce.Message(), tt.field) {
+				t.Fatalf("message %q does not start with %q", ce.Message(), tt.field)
+			}
+			if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
+				t.Fatalf("result code = %v", ResultCodeOf(err))
+			}
+		})
+	}
+	if got := n.appliedTypes(); len(got) != 0 {
+		t.Fatalf("invalid requests were proposed: %v", got)
+	}
+}
+
+func TestCreateTransferMapsARefusalToItsCode(t *testing.T) {
+	n := newFakeNode("n1")
+	n.applyFn = func(bankdv1.CommandType, proto.Message, *bankdv1.Fence) (proto.Message, error) {
+		return &bankdv1.CreateTransfersResponse{Results: []*bankdv1.TransferResult{{
+			Id: "t1", Code: bankdv1.ResultCode_RESULT_CODE_LIMIT_EXCEEDED, Message: "transfer.amount: daily limit",
+		}}}, nil
+	}
+	srv := startFakeServer(t, n, Options{})
+	_, err := ledgerClient(srv.url, clientToken).CreateTransfer(context.Background(),
+		connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t1")}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("code = %v, want failed_precondition", connect.CodeOf(err))
+	}
+	if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_LIMIT_EXCEEDED {
+		t.Fatalf("result code = %v", ResultCodeOf(err))
+	}
+}
+
+func TestFollowerForwardsWritesAndLinearizableReadsOnce(t *testing.T) {
+	leader := newFakeNode("n1")
+	leader.applyFn = okTransfers
+	leader.state.putAccount(&bankdv1.Account{Id: "acc", Currency: "BTC"})
+	leaderSrv := startFakeServer(t, leader, Options{})
+
+	follower := newFakeNode("n2")
+	follower.setLeader(false, node.LeaderInfo{NodeID: "n1", APIAddr: strings.TrimPrefix(leaderSrv.url, "http://")}, true)
+	followerSrv := startFakeServer(t, follower, Options{})
+	ctx := context.Background()
+	client := ledgerClient(followerSrv.url, clientToken)
+
+	res, err := client.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t1")}))
+	if err != nil {
+		t.Fatalf("forwarded write: %v", err)
+	}
+	if res.Msg.Transfer.GetId() != "t1" {
+		t.Fatalf("transfer = %v", res.Msg.Transfer)
+	}
+	if got := follower.appliedTypes(); len(got) != 0 {
+		t.Fatalf("follower applied %v", got)
+	}
+	if got := leader.appliedTypes(); len(got) != 1 {
+		t.Fatalf("leader applied %v", got)
+	}
+
+	acc, err := client.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{Id: "acc"}))
+	if err != nil {
+		t.Fatalf("forwarded read: %v", err)
+	}
+	if acc.Msg.Meta.GetServedBy() != "n1" {
+		t.Fatalf("linearizable read served by %q, want the leader", acc.Msg.Meta.GetServedBy())
+	}
+
+	stale, err := client.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{Id: "acc", Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE}))
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("stale read on follower without the account: %v %v", stale, err)
+	}
+
+	// An error from the leader keeps its code and result code through the hop.
+	_, err = client.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{Account: &bankdv1.Account{
+		Id: "x", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET,
+	}}))
+	if err != nil {
+		t.Fatalf("forwarded create account: %v", err)
+	}
+	leader.setApply(func(bankdv1.CommandType, proto.Message, *bankdv1.Fence) (proto.Message, error) {
+		return nil, &fsm.Error{Code: bankdv1.ResultCode_RESULT_CODE_STALE_TOKEN, Message: "fence: stale"}
+	})
+	_, err = client.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
+		Transfer: validTransfer("t2"), Fence: &bankdv1.Fence{LockName: "l", Token: 3},
+	}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_STALE_TOKEN {
+		t.Fatalf("forwarded refusal = %v (result %v)", err, ResultCodeOf(err))
+	}
+
+	// A forwarded call that lands on a non-leader is not forwarded again.
+	third := newFakeNode("n3")
+	third.setLeader(false, node.LeaderInfo{NodeID: "n2", APIAddr: strings.TrimPrefix(followerSrv.url, "http://")}, true)
+	thirdSrv := startFakeServer(t, third, Options{})
+	follower.setLeader(false, node.LeaderInfo{NodeID: "n3", APIAddr: strings.TrimPrefix(thirdSrv.url, "http://")}, true)
+	_, err = client.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t3")}))
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "forwarded") {
+		t.Fatalf("double forward: %v", err)
+	}
+	if got := third.appliedTypes(); len(got) != 0 {
+		t.Fatalf("third node applied %v", got)
+	}
+
+	// No known leader: Unavailable, retryable.
+	follower.setLeader(false, node.LeaderInfo{}, false)
+	_, err = client.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t4")}))
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "retry") {
+		t.Fatalf("no leader: %v", err)
+	}
+}
+
+func TestForwardToAnUnreachableLeaderIsUnavailable(t *testing.T) {
+	follower := newFakeNode("n2")
+	follower.setLeader(false, node.LeaderInfo{NodeID: "n1", APIAddr: "127.0.0.1:1"}, true)
+	srv := startFakeServer(t, follower, Options{})
+	_, err := ledgerClient(srv.url, clientToken).CreateTransfer(context.Background(),
+		connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t1")}))
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "n1") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWatchEventsFollowsAndResumesWithoutGapOrDuplicate(t *testing.T) {
+	n := newFakeNode("n1")
+	for i := uint64(1); i <= 600; i += 2 { // odd indexes only: not every index has an event
+		n.state.appendEvent(i)
+	}
+	srv := startFakeServer(t, n, Options{})
+	events := bankdv1connect.NewEventServiceClient(http.DefaultClient, srv.url, bearer(clientToken))
+
+	collect := func(from uint64, until uint64) uint64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := events.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: from}))
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		defer stream.Close()
+		want := from
+		if want%2 == 0 {
+			want++
+		}
+		var last uint64
+		for stream.Receive() {
+			got := stream.Msg().GetEvent().GetIndex()
+			if got != want {
+				t.Fatalf("event %d, want %d", got, want)
+			}
+			last, want = got, got+2
+			if got >= until {
+				return last
+			}
+		}
+		t.Fatalf("stream ended: %v", stream.Err())
+		return 0
+	}
+	last := collect(0, 301)
+	if last != 301 {
+		t.Fatalf("last = %d", last)
+	}
+	// Disconnected; resume at last+1 and follow events that commit later.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		for i := uint64(601); i <= 611; i += 2 {
+			n.state.appendEvent(i)
+		}
+	}()
+	if last := collect(last+1, 611); last != 611 {
+		t.Fatalf("last = %d", last)
+	}
+}
+
+func TestWatchEventsEndsWhenTheServerStops(t *testing.T) {
+	n := newFakeNode("n1")
+	srv := startFakeServer(t, n, Options{})
+	events := bankdv1connect.NewEventServiceClient(http.DefaultClient, srv.url, bearer(clientToken))
+	stream, err := events.WatchEvents(context.Background(), connect.NewRequest(&bankdv1.WatchEventsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	time.AfterFunc(50*time.Millisecond, srv.srv.Stop)
+	for stream.Receive() {
+	}
+	if connect.CodeOf(stream.Err()) != connect.CodeUnavailable {
+		t.Fatalf("stream err = %v, want unavailable", stream.Err())
+	}
+}
+
+func TestOversizedRequestIsRefusedCleanly(t *testing.T) {
+	n := newFakeNode("n1")
+	n.applyFn = okTransfers
+	srv := startFakeServer(t, n, Options{MaxRequestBytes: 1 << 10})
+	_, err := ledgerClient(srv.url, clientToken).CreateTransfer(context.Background(), connect.NewRequest(&bankdv1.CreateTransferRequest{
+		Transfer: &bankdv1.Transfer{Id: "t1", ExternalRef: strings.Repeat("x", 4<<10)},
+	}))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("code = %v (%v), want resource_exhausted", connect.CodeOf(err), err)
+	}
+	// The server is still fine.
+	if _, err := clusterClient(srv.url, clientToken).Status(context.Background(), connect.NewRequest(&bankdv1.StatusRequest{})); err != nil {
+		t.Fatalf("status after oversized request: %v", err)
+	}
+}
+
+func TestOperationsEndpoints(t *testing.T) {
+	n := newFakeNode("n1")
+	srv := startFakeServer(t, n, Options{})
+	get := func(path string) (int, string) {
+		res, err := http.Get(srv.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	// One call so the histogram has a series.
+	_, _ = clusterClient(srv.url, clientToken).Status(context.Background(), connect.NewRequest(&bankdv1.StatusRequest{}))
+
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d", code)
+	}
+	n.mu.Lock()
+	n.ready = errors.New("no leader")
+	n.mu.Unlock()
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no leader") {
+		t.Errorf("/readyz not ready = %d %q", code, body)
+	}
+	code, body := get("/metrics")
+	if code != http.StatusOK || !strings.Contains(body, `bankd_rpc_request_duration_seconds_count{code="ok",procedure="/bankd.v1.ClusterService/Status"} 1`) {
+		t.Errorf("/metrics = %d, missing the request histogram:\n%.2000s", code, body)
+	}
+}
+
+func TestEveryProtocolIsServed(t *testing.T) {
+	n := newFakeNode("n1")
+	srv := startFakeServer(t, n, Options{})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	tests := []struct {
+		name string
+		hc   *http.Client
+		opts []connect.ClientOption
+	}{
+		{"connect proto", http.DefaultClient, nil},
+		{"connect json", http.DefaultClient, []connect.ClientOption{connect.WithProtoJSON()}},
+		{"connect get", http.DefaultClient, []connect.ClientOption{connect.WithHTTPGet()}},
+		{"grpc over h2c", h2c, []connect.ClientOption{connect.WithGRPC()}},
+		{"grpc-web over http/1.1", http.DefaultClient, []connect.ClientOption{connect.WithGRPCWeb()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := bankdv1connect.NewClusterServiceClient(tt.hc, srv.url, append(tt.opts, bearer(clientToken))...)
+			res, err := c.Status(context.Background(), connect.NewRequest(&bankdv1.StatusRequest{}))
+			if err != nil || res.Msg.NodeId != "n1" {
+				t.Fatalf("status = %v, %v", res, err)
+			}
+			// Refusals carry their result code in every protocol.
+			l := bankdv1connect.NewLedgerServiceClient(tt.hc, srv.url, append(tt.opts, bearer(clientToken))...)
+			_, err = l.GetAccount(context.Background(), connect.NewRequest(&bankdv1.GetAccountRequest{}))
+			if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
+				t.Fatalf("refusal = %v (result %v)", err, ResultCodeOf(err))
+			}
+		})
+	}
+}
+
+func TestEventStreamsAreBounded(t *testing.T) {
+	n := newFakeNode("n1")
+	srv := startFakeServer(t, n, Options{MaxEventStreams: 1})
+	events := bankdv1connect.NewEventServiceClient(http.DefaultClient, srv.url, bearer(clientToken))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first, err := events.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := events.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{}))
+	if err == nil {
+		for second.Receive() {
+		}
+		err = second.Err()
+		second.Close()
+	}
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("second stream: %v, want resource_exhausted", err)
+	}
+}

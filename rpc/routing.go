@@ -1,0 +1,204 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/node"
+)
+
+// ForwardedHeader marks a call that a follower forwarded to the leader. A node that receives
+// a forwarded call while it is not the leader answers Unavailable instead of forwarding it
+// again, so a call crosses at most one hop even while leadership moves.
+const ForwardedHeader = "Bankd-Forwarded"
+
+// forwarder holds one Connect client per (leader address, procedure). Addresses come from
+// the cluster configuration, so the cache is bounded by nodes × procedures.
+type forwarder struct {
+	http    *http.Client
+	mu      sync.Mutex
+	clients map[string]any // baseURL+procedure → *connect.Client[Req, Res]
+}
+
+func newForwarder(c *http.Client) *forwarder {
+	if c == nil {
+		c = newH2CClient()
+	}
+	return &forwarder{http: c, clients: make(map[string]any)}
+}
+
+// newH2CClient speaks HTTP/2 without TLS, like the API port, so forwarded calls share a few
+// multiplexed connections per leader.
+func newH2CClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:           &protocols,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+func (f *forwarder) closeIdle() { f.http.CloseIdleConnections() }
+
+// clientFor returns the cached client for procedure at baseURL.
+func clientFor[Req, Res any](f *forwarder, baseURL, procedure string) *connect.Client[Req, Res] {
+	key := baseURL + procedure
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.clients[key].(*connect.Client[Req, Res]); ok {
+		return c
+	}
+	c := connect.NewClient[Req, Res](f.http, key)
+	f.clients[key] = c
+	return c
+}
+
+// baseURL turns a configured api_addr ("host:port" or a URL) into a base URL.
+func baseURL(apiAddr string) string {
+	if strings.Contains(apiAddr, "://") {
+		return strings.TrimRight(apiAddr, "/")
+	}
+	return "http://" + apiAddr
+}
+
+func isForwarded(h http.Header) bool { return h.Get(ForwardedHeader) != "" }
+
+// onLeader runs local on the leader; on a follower it forwards the very same call to the
+// leader. Every write and every linearizable read goes through here: it is the only place that
+// decides where a call runs.
+func onLeader[Req, Res any](
+	ctx context.Context,
+	s *Server,
+	req *connect.Request[Req],
+	local func(context.Context, *Req) (*Res, error),
+) (*connect.Response[Res], error) {
+	if s.node.IsLeader() {
+		res, err := local(ctx, req.Msg)
+		if err == nil {
+			return connect.NewResponse(res), nil
+		}
+		// ErrNotLeader means nothing was proposed (leadership moved before we could act), so
+		// following the new leader is safe. Any other error is the answer.
+		if !errors.Is(err, node.ErrNotLeader) {
+			return nil, err
+		}
+	}
+	if isForwarded(req.Header()) {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New(
+			"this node is no longer the leader (the call was forwarded here); not applied, safe to retry"))
+	}
+	leader, ok := s.node.Leader()
+	if !ok || leader.APIAddr == "" || leader.NodeID == s.node.ID() {
+		return nil, node.ErrNoLeader
+	}
+	return forward[Req, Res](ctx, s, leader, req)
+}
+
+// apply proposes one command on the leader and returns its typed response. Refusals come back
+// as *fsm.Error and are mapped by the edge interceptor.
+func apply[T proto.Message](ctx context.Context, s *Server, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (T, error) {
+	var zero T
+	res, err := s.node.Apply(ctx, typ, body, fence)
+	if err != nil {
+		return zero, err
+	}
+	out, ok := res.(T)
+	if !ok {
+		return zero, fmt.Errorf("apply %s: unexpected response type %T", typ, res)
+	}
+	return out, nil
+}
+
+// read serves a read at the consistency the request asks for. STALE reads answer from the
+// local state machine at once. Linearizable reads run on the leader (a follower forwards
+// them) after a read barrier, which confirms leadership and waits for the state machine to
+// apply everything committed before the read began.
+func read[Req, Res any](
+	ctx context.Context,
+	s *Server,
+	req *connect.Request[Req],
+	consistency bankdv1.ReadConsistency,
+	local func(st stateReader, meta *bankdv1.ReadMeta) (*Res, error),
+) (*connect.Response[Res], error) {
+	if consistency == bankdv1.ReadConsistency_READ_CONSISTENCY_STALE {
+		// Meta first: it then describes a state no newer than the one read, so the lag it
+		// reports is an upper bound.
+		meta := s.node.ReadMeta(true)
+		res, err := local(s.node.State(), meta)
+		if err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(res), nil
+	}
+	return onLeader(ctx, s, req, func(ctx context.Context, _ *Req) (*Res, error) {
+		if err := s.node.ReadBarrier(ctx); err != nil {
+			return nil, err
+		}
+		return local(s.node.State(), s.node.ReadMeta(false))
+	})
+}
+
+// forward sends req to the leader's API with the caller's credentials and returns the
+// leader's answer as ours.
+func forward[Req, Res any](ctx context.Context, s *Server, leader node.LeaderInfo, req *connect.Request[Req]) (*connect.Response[Res], error) {
+	procedure := req.Spec().Procedure
+	client := clientFor[Req, Res](s.fwd, baseURL(leader.APIAddr), procedure)
+	out := connect.NewRequest(req.Msg)
+	if auth := req.Header().Get("Authorization"); auth != "" {
+		out.Header().Set("Authorization", auth)
+	}
+	out.Header().Set(ForwardedHeader, "1")
+	s.metrics.forwarded.WithLabelValues(procedure).Inc()
+	res, err := client.CallUnary(ctx, out)
+	if err != nil {
+		return nil, forwardError(err, leader, req.Spec().IdempotencyLevel == connect.IdempotencyNoSideEffects)
+	}
+	return connect.NewResponse(res.Msg), nil
+}
+
+// forwardError turns the error of a forwarded call into ours. The leader's own answers keep
+// their code, message, details and result code; failures to reach the leader become
+// Unavailable (or the context's code), saying whether a write may have been applied.
+func forwardError(err error, leader node.LeaderInfo, read bool) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("forward to leader %s: %w", leader.NodeID, err)
+	}
+	if connect.IsWireError(ce) {
+		// Recreate the error: handlers drop the metadata of wire errors, and we want the
+		// result code to reach the caller.
+		out := connect.NewError(ce.Code(), errors.New(ce.Message()))
+		for _, d := range ce.Details() {
+			out.AddDetail(d)
+		}
+		if rc := ce.Meta().Get(ResultCodeHeader); rc != "" {
+			out.Meta().Set(ResultCodeHeader, rc)
+		}
+		return out
+	}
+	switch ce.Code() {
+	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
+		if !read {
+			return connect.NewError(ce.Code(), fmt.Errorf("forward to leader %s: %s; %s", leader.NodeID, ce.Message(), msgOutcomeUnknown))
+		}
+		return connect.NewError(ce.Code(), fmt.Errorf("forward to leader %s: %s", leader.NodeID, ce.Message()))
+	}
+	advice := "safe to retry"
+	if !read {
+		advice = msgOutcomeUnknown
+	}
+	return connect.NewError(connect.CodeUnavailable,
+		fmt.Errorf("cannot reach leader %s at %s: %s; %s", leader.NodeID, leader.APIAddr, ce.Message(), advice))
+}

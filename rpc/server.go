@@ -1,0 +1,307 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/node"
+)
+
+// Limits of the HTTP edge.
+const (
+	// DefaultMaxRequestBytes caps one decoded request message. A full CreateTransfers batch
+	// (8000 transfers) is a few MiB; anything larger is refused with ResourceExhausted.
+	DefaultMaxRequestBytes = 16 << 20
+	// DefaultMaxEventStreams bounds the WatchEvents streams one node serves at once.
+	DefaultMaxEventStreams = 1024
+	// DefaultShutdownTimeout bounds how long Serve waits for in-flight calls when it stops.
+	DefaultShutdownTimeout = 10 * time.Second
+
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// Options tune a Server. The zero value is usable.
+type Options struct {
+	// Logger receives access logs (debug) and errors (warn). Nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the node's and the API's Prometheus collectors and is served on
+	// /metrics. Nil makes a fresh registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// MaxRequestBytes caps one decoded request message; 0 means DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// MaxEventStreams caps concurrent WatchEvents streams; 0 means DefaultMaxEventStreams.
+	MaxEventStreams int
+	// ShutdownTimeout bounds the graceful stop of Serve; 0 means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// ForwardClient carries calls forwarded to the leader. Nil builds one that speaks HTTP/2
+	// without TLS (the API port's protocol).
+	ForwardClient *http.Client
+}
+
+// backend is what the API needs from a node. *node.Node provides it through nodeBackend; unit
+// tests provide fakes.
+type backend interface {
+	Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error)
+	IsLeader() bool
+	Leader() (node.LeaderInfo, bool)
+	ReadBarrier(ctx context.Context) error
+	ReadMeta(stale bool) *bankdv1.ReadMeta
+	Ready() error
+	ID() string
+	Status() *bankdv1.StatusResponse
+	Members() []*bankdv1.Member
+	TransferLeadership(ctx context.Context, targetNodeID string) (string, error)
+	RemoveNode(ctx context.Context, id string) (string, error)
+	State() stateReader
+}
+
+// stateReader is the read side of the local state machine (*fsm.FSM).
+type stateReader interface {
+	AppliedIndex() uint64
+	Changed() <-chan struct{}
+	Account(id string) (*bankdv1.Account, error)
+	ListAccounts(pageToken string, pageSize int) ([]*bankdv1.Account, string, error)
+	Transfer(id string) (*bankdv1.Transfer, error)
+	AccountHistory(accountID, pageToken string, pageSize int) ([]*bankdv1.HistoryEntry, string, error)
+	Lock(name string) (*bankdv1.Lock, error)
+	Events(fromIndex uint64, max int) ([]*bankdv1.Event, error)
+	StateHash() (index uint64, sum [32]byte, err error)
+}
+
+var _ stateReader = (*fsm.FSM)(nil)
+
+// nodeBackend adapts *node.Node to backend.
+type nodeBackend struct{ *node.Node }
+
+func (b nodeBackend) State() stateReader { return b.FSM() }
+
+// Server is the API of one node. Mount Handler on an HTTP server, or let Serve run one.
+type Server struct {
+	node      backend
+	log       *slog.Logger
+	auth      *authenticator
+	fwd       *forwarder
+	metrics   *metrics
+	registry  *prometheus.Registry
+	handler   http.Handler
+	maxBytes  int
+	stopGrace time.Duration
+
+	// streamSlots holds one token per open event stream.
+	streamSlots chan struct{}
+
+	// streamsDone is closed when the server stops, so long-lived event streams end: an
+	// http.Server shutdown waits for handlers but never cancels them.
+	stopOnce    sync.Once
+	streamsDone chan struct{}
+}
+
+// New builds the API of node n, with the tokens of cfg. It registers the node's collectors
+// and its own on opts.Registry.
+func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
+	if n == nil || cfg == nil {
+		return nil, errors.New("rpc: node and config are required")
+	}
+	s, err := newServer(nodeBackend{n}, cfg.Tokens.Admin, cfg.Tokens.Client, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.RegisterMetrics(s.registry); err != nil {
+		return nil, fmt.Errorf("rpc: register node metrics: %w", err)
+	}
+	return s, nil
+}
+
+func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "rpc", "node", b.ID())
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		if err := reg.Register(collectors.NewGoCollector()); err != nil {
+			return nil, fmt.Errorf("rpc: register go collector: %w", err)
+		}
+		if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, fmt.Errorf("rpc: register process collector: %w", err)
+		}
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	maxBytes := opts.MaxRequestBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxRequestBytes
+	}
+	maxStreams := opts.MaxEventStreams
+	if maxStreams <= 0 {
+		maxStreams = DefaultMaxEventStreams
+	}
+	grace := opts.ShutdownTimeout
+	if grace <= 0 {
+		grace = DefaultShutdownTimeout
+	}
+	s := &Server{
+		node:        b,
+		log:         log,
+		auth:        newAuthenticator(adminTokens, clientTokens),
+		fwd:         newForwarder(opts.ForwardClient),
+		metrics:     m,
+		registry:    reg,
+		maxBytes:    maxBytes,
+		stopGrace:   grace,
+		streamSlots: make(chan struct{}, maxStreams),
+		streamsDone: make(chan struct{}),
+	}
+	if len(s.auth.admin)+len(s.auth.client) == 0 {
+		log.Warn("no API tokens configured: every authenticated call will be refused")
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler serves every API and operations route of the node.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry is where the server's and the node's collectors live.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	apiOpts := connect.WithHandlerOptions(
+		connect.WithRequestGate(s.auth.gate(s.log, s.metrics)),
+		connect.WithInterceptors(&edgeInterceptor{s: s}),
+		connect.WithRecover(s.recoverPanic),
+		connect.WithReadMaxBytes(s.maxBytes),
+	)
+	mux.Handle(bankdv1connect.NewLedgerServiceHandler(&ledgerService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewLockServiceHandler(&lockService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewEventServiceHandler(&eventService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewClusterServiceHandler(&clusterService{s: s}, apiOpts))
+
+	// Health and reflection are open: load balancers and grpcurl call them without a token,
+	// and they reveal nothing that the .proto files do not.
+	openOpts := connect.WithHandlerOptions(connect.WithReadMaxBytes(64 << 10))
+	mux.Handle(grpchealth.NewHandler(&healthChecker{node: s.node}, openOpts))
+	reflector := grpcreflect.NewStaticReflector(serviceNames...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, openOpts))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, openOpts))
+
+	s.mountOperations(mux)
+	return mux
+}
+
+// serviceNames are the bankd services, as announced by reflection and health.
+var serviceNames = []string{
+	bankdv1connect.LedgerServiceName,
+	bankdv1connect.LockServiceName,
+	bankdv1connect.EventServiceName,
+	bankdv1connect.ClusterServiceName,
+}
+
+func (s *Server) recoverPanic(_ context.Context, spec connect.Spec, _ http.Header, v any) error {
+	s.log.Error("panic in handler", "procedure", spec.Procedure, "panic", fmt.Sprint(v))
+	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+}
+
+// ListenAndServe listens on addr and runs Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("rpc: listen on %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve answers HTTP/1.1 and HTTP/2 without TLS (what gRPC clients speak with -plaintext) on
+// ln until ctx is done, then stops gracefully: event streams end, in-flight calls get
+// ShutdownTimeout to finish, and the rest are cut. It returns nil after a clean stop.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("api serving", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		s.Stop()
+		return fmt.Errorf("rpc: serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.Stop()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.stopGrace)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if err != nil {
+		s.log.Warn("api graceful stop timed out; closing connections", "err", err)
+		_ = srv.Close()
+	}
+	<-errc // http.ErrServerClosed
+	s.fwd.closeIdle()
+	s.log.Info("api stopped")
+	if err != nil {
+		return fmt.Errorf("rpc: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Stop ends the event streams and refuses new ones. It is idempotent; Serve calls it when it
+// stops. Callers that mount Handler on their own server call it before shutting that down.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() { close(s.streamsDone) })
+}
+
+// healthChecker answers gRPC health: SERVING exactly when the node is ready.
+type healthChecker struct{ node backend }
+
+func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" && !isServiceName(req.Service) {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
+	}
+	if h.node.Ready() != nil {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}
+
+func isServiceName(name string) bool {
+	for _, n := range serviceNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
