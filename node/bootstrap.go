@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -49,7 +52,7 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 			} else {
 				n.openRaftGate("waiting for the leader to add this node")
 			}
-		} else if servers, reason := n.bootstrapServers(); reason != "" {
+		} else if servers, reason := n.agreedBootstrapServers(); reason != "" {
 			if reason != waitingOn {
 				n.log.Info("not bootstrapping yet", "reason", reason)
 				waitingOn = reason
@@ -72,6 +75,46 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// agreedBootstrapServers returns the voter set to bootstrap with once every configured node
+// advertises the same set, or why it is not time yet.
+//
+// Agreement on the exact set (Raft ids and addresses) is what makes bootstrap safe against
+// stale gossip: a node that bootstrapped keeps advertising the set it used, so a node that
+// comes back with a wiped data dir — and so a new Raft id — computes a different set and can
+// never reach agreement, even while it still sees its peers' old has_state=false.
+func (n *Node) agreedBootstrapServers() ([]raft.Server, string) {
+	servers, reason := n.bootstrapServers()
+	if reason != "" {
+		return nil, reason
+	}
+	intent := bootstrapIntent(servers)
+	n.gossip.setBootstrapIntent(intent)
+	byID := map[string]peer{}
+	for _, p := range n.gossip.peers() {
+		byID[p.NodeID] = p
+	}
+	for _, nc := range n.cfg.Nodes {
+		if nc.ID == n.self.ID {
+			continue
+		}
+		if byID[nc.ID].Meta.Bootstrap != intent {
+			return nil, "waiting for node " + nc.ID + " to agree on the bootstrap voter set"
+		}
+	}
+	return servers, ""
+}
+
+// bootstrapIntent names a voter set: a hash of its sorted id@address pairs.
+func bootstrapIntent(servers []raft.Server) string {
+	pairs := make([]string, len(servers))
+	for i, s := range servers {
+		pairs[i] = string(s.ID) + "@" + string(s.Address)
+	}
+	sort.Strings(pairs)
+	sum := sha256.Sum256([]byte(strings.Join(pairs, ",")))
+	return hex.EncodeToString(sum[:8])
 }
 
 // bootstrapServers returns the voter set to bootstrap with, or why it is not time yet.

@@ -34,6 +34,9 @@ type nodeMeta struct {
 	// state only). A node with a wiped data dir reads them to learn whether its old identity
 	// is still a voter.
 	Voters []string `json:"voters,omitempty"`
+	// Bootstrap names the voter set this node is ready to bootstrap with (or did bootstrap
+	// with); nodes bootstrap only when all of them advertise the same one.
+	Bootstrap string `json:"bootstrap,omitempty"`
 }
 
 // peer is one gossip member as this node sees it.
@@ -199,6 +202,19 @@ func (g *gossip) setRemoved(removed bool) {
 	if changed {
 		if err := g.list.UpdateNode(gossipUpdateBudget); err != nil {
 			g.log.Warn("advertise removed", "removed", removed, "err", err)
+		}
+	}
+}
+
+// setBootstrapIntent advertises the voter set this node is ready to bootstrap with.
+func (g *gossip) setBootstrapIntent(intent string) {
+	g.mu.Lock()
+	changed := g.meta.Bootstrap != intent
+	g.meta.Bootstrap = intent
+	g.mu.Unlock()
+	if changed {
+		if err := g.list.UpdateNode(gossipUpdateBudget); err != nil {
+			g.log.Warn("advertise bootstrap intent", "err", err)
 		}
 	}
 }
