@@ -8,8 +8,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,14 +26,15 @@ import (
 
 func main() {
 	var (
-		duration  = flag.Duration("duration", 15*time.Second, "how long each throughput run lasts")
-		clients   = flag.Int("clients", 64, "concurrent clients sending single-transfer requests")
-		batchers  = flag.Int("batch-clients", 4, "concurrent clients sending 1,000-transfer requests")
-		batchSize = flag.Int("batch-size", 1000, "transfers per request in the batch run")
-		failovers = flag.Int("failovers", 3, "leader kills to time")
-		accounts  = flag.Int("accounts", 1000, "customer accounts")
-		keepDir   = flag.Bool("keep", false, "keep the cluster's data and logs")
-		bin       = flag.String("bin", "", "bankd binary (default $BANKD_BIN or bin/bankd)")
+		duration   = flag.Duration("duration", 15*time.Second, "how long each throughput run lasts")
+		clients    = flag.Int("clients", 64, "concurrent clients sending single-transfer requests")
+		batchers   = flag.Int("batch-clients", 4, "concurrent clients sending 1,000-transfer requests")
+		batchSize  = flag.Int("batch-size", 1000, "transfers per request in the batch run")
+		failovers  = flag.Int("failovers", 3, "leader kills to time")
+		accounts   = flag.Int("accounts", 1000, "customer accounts")
+		keepDir    = flag.Bool("keep", false, "keep the cluster's data and logs")
+		bin        = flag.String("bin", "", "bankd binary (default $BANKD_BIN or bin/bankd)")
+		profileDir = flag.String("profile-dir", "", "save a CPU profile of the leader during each throughput run here")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -42,7 +46,7 @@ func main() {
 	if !*keepDir {
 		defer os.RemoveAll(dir)
 	}
-	c, err := proccluster.Start(proccluster.Options{Dir: dir, Bin: *bin})
+	c, err := proccluster.Start(proccluster.Options{Dir: dir, Bin: *bin, Pprof: *profileDir != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -58,9 +62,13 @@ func main() {
 	}
 	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1, raft-boltdb fsync on, %d customer accounts, data in %s\n\n", *accounts, dir)
 
+	stopProfile := profileLeader(c, leader, *profileDir, "single", *duration)
 	single := runLoad(ctx, c, leader, *clients, 1, *accounts, *duration, "s")
+	stopProfile()
 	single.print(fmt.Sprintf("(a) single-transfer requests, %d concurrent clients", *clients))
+	stopProfile = profileLeader(c, leader, *profileDir, "batch", *duration)
 	batch := runLoad(ctx, c, leader, *batchers, *batchSize, *accounts, *duration, "b")
+	stopProfile()
 	batch.print(fmt.Sprintf("(b) requests of %d transfers, %d concurrent clients", *batchSize, *batchers))
 
 	var times []time.Duration
@@ -224,4 +232,37 @@ func timeFailover(ctx context.Context, c *proccluster.Cluster) (time.Duration, e
 		}
 	}
 	return 0, fmt.Errorf("no write acknowledged within 30s of the leader kill")
+}
+
+// profileLeader fetches a CPU profile of the leader covering a run of length d into dir; the
+// returned func waits for it.
+func profileLeader(c *proccluster.Cluster, leader int, dir, name string, d time.Duration) func() {
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.Nodes[leader].PprofAddr, int(d.Seconds())-1)
+		resp, err := http.Get(url)
+		if err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			log.Printf("profile %s: %v", name, err)
+		}
+	}()
+	return func() { <-done }
 }

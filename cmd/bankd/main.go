@@ -17,6 +17,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // only served when -pprof-addr is set
 	"os"
 	"os/signal"
 	"runtime"
@@ -79,6 +81,7 @@ type agentFlags struct {
 	logLevel        string
 	logFormat       string
 	shutdownTimeout time.Duration
+	pprofAddr       string
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (agentFlags, error) {
@@ -90,6 +93,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (agentFlags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on a graceful stop")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this address (debugging; keep it on loopback)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: bankd agent -config cluster.hcl -node ID [flags]\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -168,6 +172,9 @@ func agent(args []string, stderr io.Writer) int {
 func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags agentFlags, logger *slog.Logger) error {
 	log := logger.With("node", self.ID)
 	log.Info("bankd starting", "version", version, "config", cfg.Path, "cluster", cfg.Name)
+	if flags.pprofAddr != "" {
+		go servePprof(flags.pprofAddr, log)
+	}
 
 	n, err := node.New(cfg, self.ID, node.Options{Logger: logger, Version: version})
 	if err != nil {
@@ -218,4 +225,13 @@ func shutdownNode(n *node.Node, timeout time.Duration, log *slog.Logger) error {
 	}
 	log.Info("bankd stopped")
 	return nil
+}
+
+// servePprof serves the profiling endpoints that net/http/pprof registers on the default mux.
+func servePprof(addr string, log *slog.Logger) {
+	log.Info("pprof listening", "addr", addr)
+	srv := &http.Server{Addr: addr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Warn("pprof server stopped", "err", err)
+	}
 }

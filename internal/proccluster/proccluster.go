@@ -41,6 +41,8 @@ type Options struct {
 	Dir string
 	// RaftBlock is the body of the raft { } block; empty uses settings tuned for loopback.
 	RaftBlock string
+	// Pprof gives every node a -pprof-addr (Node.PprofAddr).
+	Pprof bool
 }
 
 // DefaultRaftBlock keeps elections fast on loopback while tolerating a loaded 2-core machine.
@@ -59,6 +61,7 @@ type Node struct {
 	GossipAddr string
 	DataDir    string
 	LogPath    string
+	PprofAddr  string
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -89,7 +92,7 @@ func Start(opts Options) (*Cluster, error) {
 		opts.RaftBlock = DefaultRaftBlock
 	}
 	c := &Cluster{opts: opts, ConfigPath: filepath.Join(opts.Dir, "cluster.hcl"), httpClient: newHTTPClient()}
-	ports, err := freePorts(3 * opts.Nodes)
+	ports, err := freePorts(4 * opts.Nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +101,12 @@ func Start(opts Options) (*Cluster, error) {
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{
 			ID:         fmt.Sprintf("n%d", i+1),
-			RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
-			GossipAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			APIAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+			RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
+			GossipAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
+			APIAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
+		}
+		if opts.Pprof {
+			n.PprofAddr = fmt.Sprintf("127.0.0.1:%d", ports[4*i+3])
 		}
 		n.DataDir = filepath.Join(opts.Dir, "data", n.ID)
 		n.LogPath = filepath.Join(opts.Dir, "logs", n.ID+".log")
@@ -175,7 +181,11 @@ func (c *Cluster) StartNode(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.opts.Bin, "agent", "-config", c.ConfigPath, "-node", n.ID, "-log-level", "info")
+	args := []string{"agent", "-config", c.ConfigPath, "-node", n.ID, "-log-level", "info"}
+	if n.PprofAddr != "" {
+		args = append(args, "-pprof-addr", n.PprofAddr)
+	}
+	cmd := exec.Command(c.opts.Bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
