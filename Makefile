@@ -11,7 +11,7 @@ PROTOC_GEN_GO_VERSION := v1.36.11
 PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 STATICCHECK_VERSION := 2025.1.1
 
-.PHONY: all build run test test-short bench lint proto clean
+.PHONY: all build run test test-short bench lint proto clean jepsen
 
 all: build
 
@@ -35,6 +35,16 @@ test-short:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./fsm/
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench
+
+JEPSEN_NEMESES ?= kill pause partition-leader partition-halves
+JEPSEN_NODES ?= 3
+JEPSEN_TIME ?= 60s
+JEPSEN_SEED ?= 7
+
+## jepsen: one chaos run per nemesis under real faults (needs root); one verdict line each.
+jepsen: build
+	$(GO) build -o $(BIN)/jepsen ./jepsen/cmd/jepsen
+	@rc=0; for n in $(JEPSEN_NEMESES); do $(BIN)/jepsen -bin $(BIN)/bankd -workload bank -nemesis $$n -nodes $(JEPSEN_NODES) -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) || rc=1; done; exit $$rc
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

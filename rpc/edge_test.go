@@ -294,6 +294,11 @@ func TestForwardToAnUnreachableLeaderIsUnavailable(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "n1") {
 		t.Fatalf("err = %v", err)
 	}
+	// Nothing was sent (the dial failed), so the caller learns the write was not applied
+	// rather than that its outcome is unknown.
+	if !strings.Contains(err.Error(), "not applied") || strings.Contains(err.Error(), "outcome unknown") {
+		t.Fatalf("a write that never left the follower must be reported as not applied: %v", err)
+	}
 }
 
 func TestWatchEventsFollowsAndResumesWithoutGapOrDuplicate(t *testing.T) {

@@ -196,9 +196,19 @@ func forwardError(err error, leader node.LeaderInfo, read bool) error {
 		return connect.NewError(ce.Code(), fmt.Errorf("forward to leader %s: %s", leader.NodeID, ce.Message()))
 	}
 	advice := "safe to retry"
-	if !read {
+	if !read && !neverSent(err) {
 		advice = msgOutcomeUnknown
+	}
+	if !read && neverSent(err) {
+		advice = "not applied (the leader was never reached), safe to retry"
 	}
 	return connect.NewError(connect.CodeUnavailable,
 		fmt.Errorf("cannot reach leader %s at %s: %s; %s", leader.NodeID, leader.APIAddr, ce.Message(), advice))
+}
+
+// neverSent reports whether a forwarded call failed before any byte reached the leader: the
+// connection could not even be made. Only then can a follower promise a write was not applied.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -1,0 +1,253 @@
+package hosts
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// StartAll starts every host's agent.
+func (c *Cluster) StartAll() error {
+	for i := range c.Hosts {
+		if err := c.Start(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start starts host i's agent inside its namespace, appending to its log. Starting a running
+// host is an error.
+func (c *Cluster) Start(i int) error {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd != nil {
+		return fmt.Errorf("host %s is already running", h.ID)
+	}
+	logf, err := os.OpenFile(h.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	// `ip netns exec` enters the namespace and execs bankd, so the pid we hold is bankd's.
+	cmd := exec.Command("ip", "netns", "exec", h.Netns, c.bin,
+		"agent", "-config", c.ConfigPath, "-node", h.ID, "-log-level", "info")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Pdeathsig: a harness that dies must not leave agents running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", h.ID, err)
+	}
+	h.cmd, h.done, h.paused = cmd, make(chan struct{}), false
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}(cmd, h.done)
+	c.log.Info("host started", "node", h.ID, "pid", cmd.Process.Pid)
+	return nil
+}
+
+// Running reports whether host i's agent is alive (paused counts as alive).
+func (c *Cluster) Running(i int) bool {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil {
+		return false
+	}
+	select {
+	case <-h.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Paused reports whether host i's agent is stopped by SIGSTOP.
+func (c *Cluster) Paused(i int) bool {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.paused
+}
+
+// Kill sends SIGKILL to host i's agent (paused or not) and waits until it is gone.
+func (c *Cluster) Kill(i int) error {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	cmd, done := h.cmd, h.done
+	h.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("host %s did not die within 10s of SIGKILL", h.ID)
+	}
+	h.mu.Lock()
+	h.cmd, h.paused = nil, false
+	h.mu.Unlock()
+	c.log.Info("host killed", "node", h.ID)
+	return nil
+}
+
+// Restart starts host i's agent again if it is not running; a paused agent is resumed.
+func (c *Cluster) Restart(i int) error {
+	if c.Running(i) {
+		return c.Resume(i)
+	}
+	h := c.Hosts[i]
+	h.mu.Lock()
+	h.cmd = nil
+	h.mu.Unlock()
+	return c.Start(i)
+}
+
+// Pause stops host i's agent with SIGSTOP.
+func (c *Cluster) Pause(i int) error { return c.stopCont(i, syscall.SIGSTOP, "SIGSTOP", true) }
+
+// Resume continues host i's agent with SIGCONT.
+func (c *Cluster) Resume(i int) error { return c.stopCont(i, syscall.SIGCONT, "SIGCONT", false) }
+
+func (c *Cluster) stopCont(i int, sig syscall.Signal, name string, paused bool) error {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil {
+		return fmt.Errorf("host %s is not running", h.ID)
+	}
+	if h.paused == paused {
+		return nil
+	}
+	if err := h.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s %s: %w", name, h.ID, err)
+	}
+	h.paused = paused
+	c.log.Info("host signalled", "node", h.ID, "signal", name)
+	return nil
+}
+
+// Partition cuts the hosts into groups: packets between hosts of different groups are dropped
+// both ways. Hosts in no group form one more group. It adds to the faults already in place.
+func (c *Cluster) Partition(ctx context.Context, groups [][]int) error {
+	group := make([]int, len(c.Hosts))
+	for i := range group {
+		group[i] = -1
+	}
+	for g, hs := range groups {
+		for _, i := range hs {
+			if i < 0 || i >= len(c.Hosts) {
+				return fmt.Errorf("partition: no host %d", i)
+			}
+			group[i] = g
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for a := range c.Hosts {
+		for b := range c.Hosts {
+			if group[a] != group[b] {
+				c.drops[a][b] = true
+			}
+		}
+	}
+	return c.applyRulesLocked(ctx)
+}
+
+// OneWay drops the packets from host from to host to, and not the other way. It adds to the
+// faults already in place.
+func (c *Cluster) OneWay(ctx context.Context, from, to int) error {
+	if from == to || from < 0 || to < 0 || from >= len(c.Hosts) || to >= len(c.Hosts) {
+		return fmt.Errorf("one-way drop %d->%d: bad hosts", from, to)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.drops[from][to] = true
+	return c.applyRulesLocked(ctx)
+}
+
+// Heal removes every drop rule.
+func (c *Cluster) Heal(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for a := range c.drops {
+		clear(c.drops[a])
+	}
+	return c.applyRulesLocked(ctx)
+}
+
+// applyRulesLocked replaces the filter table of every namespace with the drops in c.drops:
+// OUTPUT drops at the sender and INPUT drops at the receiver, so a packet already in flight
+// is dropped too. Each namespace's table is replaced atomically by iptables-restore; the
+// namespaces belong to this run alone, so replacing the whole table is safe.
+func (c *Cluster) applyRulesLocked(ctx context.Context) error {
+	for i, h := range c.Hosts {
+		var b strings.Builder
+		b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+		for j, peer := range c.Hosts {
+			if c.drops[j][i] {
+				fmt.Fprintf(&b, "-A INPUT -s %s/32 -j DROP\n", peer.IP)
+			}
+			if c.drops[i][j] {
+				fmt.Fprintf(&b, "-A OUTPUT -d %s/32 -j DROP\n", peer.IP)
+			}
+		}
+		b.WriteString("COMMIT\n")
+		if _, err := run(ctx, []byte(b.String()), "ip", "netns", "exec", h.Netns, "iptables-restore", "-w"); err != nil {
+			return fmt.Errorf("rules of %s: %w", h.ID, err)
+		}
+	}
+	c.log.Info("drop rules applied", "drops", c.describeDropsLocked())
+	return nil
+}
+
+func (c *Cluster) describeDropsLocked() string {
+	var parts []string
+	for a := range c.drops {
+		for b := range c.drops[a] {
+			if c.drops[a][b] {
+				parts = append(parts, c.Hosts[a].ID+"->"+c.Hosts[b].ID)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// Netem delays (and, with loss > 0, drops a share of) every packet leaving host i.
+func (c *Cluster) Netem(ctx context.Context, i int, delay time.Duration, lossPercent float64) error {
+	h := c.Hosts[i]
+	args := []string{"netns", "exec", h.Netns, "tc", "qdisc", "replace", "dev", nsVeth, "root", "netem",
+		"delay", fmt.Sprintf("%dms", delay.Milliseconds())}
+	if lossPercent > 0 {
+		args = append(args, "loss", fmt.Sprintf("%.2f%%", lossPercent))
+	}
+	if out, err := run(ctx, nil, "ip", args...); err != nil {
+		if strings.Contains(out, "qdisc kind is unknown") {
+			return ErrNetemUnsupported
+		}
+		return err
+	}
+	c.log.Info("netem set", "node", h.ID, "delay", delay, "loss_percent", lossPercent)
+	return nil
+}
+
+// ClearNetem removes host i's netem qdisc, if any.
+func (c *Cluster) ClearNetem(ctx context.Context, i int) error {
+	h := c.Hosts[i]
+	out, err := run(ctx, nil, "ip", "netns", "exec", h.Netns, "tc", "qdisc", "del", "dev", nsVeth, "root")
+	if err != nil && !strings.Contains(out, "handle of zero") && !strings.Contains(out, "No such file") {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,307 @@
+// Package jepsen runs bankd under real faults and checks what its clients saw. One run builds
+// N hosts (network namespaces on a private bridge, see hosts), starts a bankd agent in each,
+// drives a workload that records a history, lets a nemesis kill, pause and partition nodes on
+// a seeded schedule, heals, reads the final state, and runs the checkers. It leaves a report
+// directory: history.jsonl, faults.json, final.json, verdict.json, node logs, harness.log, and
+// the data dirs when the verdict is not valid.
+//
+// Subpackages: hosts (namespaces, processes, faults), history (the record), workload/bank,
+// nemesis (the fault schedule), checker (verdicts). cmd/jepsen is the command line.
+package jepsen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/history"
+	"github.com/bankd/bankd/jepsen/hosts"
+	"github.com/bankd/bankd/jepsen/nemesis"
+	"github.com/bankd/bankd/jepsen/workload/bank"
+)
+
+// Config describes one run.
+type Config struct {
+	Workload string // only "bank" so far
+	Nemesis  nemesis.Kind
+	Nodes    int           // 3 or 5
+	Duration time.Duration // of the workload, faults included
+	Seed     uint64
+	// ReportDir is created if needed and must not hold an earlier run.
+	ReportDir string
+	Bin       string
+	Clients   int // concurrent clients [5]
+	// FaultWindow and RecoveryWindow shape the nemesis [5s each].
+	FaultWindow, RecoveryWindow time.Duration
+	// Progress receives a progress line every ProgressEvery [5s]; nil for none.
+	Progress      io.Writer
+	ProgressEvery time.Duration
+}
+
+// Bounds of the phases around the workload.
+const (
+	startTimeout    = 60 * time.Second
+	setupTimeout    = 60 * time.Second
+	recoveryTimeout = 60 * time.Second
+	finalTimeout    = 120 * time.Second
+)
+
+// Report is the outcome of a run.
+type Report struct {
+	Verdict checker.Verdict   `json:"verdict"`
+	Results []checker.Result  `json:"results"`
+	Counts  bank.Counts       `json:"counts"`
+	Faults  []nemesis.Fault   `json:"faults"`
+	Config  map[string]string `json:"config"`
+	RunID   string            `json:"run_id"`
+	Dir     string            `json:"dir"`
+	Elapsed time.Duration     `json:"elapsed_ns"`
+}
+
+// Line is the one-line verdict: VALID, UNKNOWN <checker>: <why> or INVALID <checker>: <first
+// counter-example>, then a summary in parentheses.
+func (r *Report) Line() string {
+	v, first := checker.Overall(r.Results)
+	head := strings.ToUpper(string(v))
+	if first != nil {
+		head += " " + first.Name + ": " + first.CounterExample
+	}
+	return fmt.Sprintf("%s  (%s/%s nodes=%s seed=%s: %d ops, %d ok, %d fail, %d info; %d faults; report %s)",
+		head, r.Config["workload"], r.Config["nemesis"], r.Config["nodes"], r.Config["seed"],
+		r.Counts.Invoked, r.Counts.OK, r.Counts.Fail, r.Counts.Info, len(r.Faults), r.Dir)
+}
+
+func (c *Config) validate() error {
+	if c.Workload != "bank" {
+		return fmt.Errorf("workload %q: only bank exists so far", c.Workload)
+	}
+	if _, err := nemesis.ParseKind(string(c.Nemesis)); err != nil {
+		return err
+	}
+	if c.Nodes != 3 && c.Nodes != 5 {
+		return fmt.Errorf("nodes %d: want 3 or 5", c.Nodes)
+	}
+	if c.Duration <= 0 || c.Duration > time.Hour {
+		return fmt.Errorf("duration %s: want (0, 1h]", c.Duration)
+	}
+	if c.ReportDir == "" {
+		return errors.New("no report dir")
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = 5 * time.Second
+	}
+	return nil
+}
+
+// Run performs one run. The error is a harness error (the run proves nothing); bankd's faults
+// show up in the report's verdict instead.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	began := time.Now()
+	dir, err := filepath.Abs(cfg.ReportDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("report dir: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "history.jsonl")); err == nil {
+		return nil, fmt.Errorf("report dir %s holds an earlier run", dir)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "harness.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewTextHandler(logFile, nil))
+
+	if err := hosts.CleanupStale(ctx, log); err != nil {
+		log.Warn("stale cleanup", "err", err)
+	}
+	cluster, err := hosts.Create(ctx, hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := cluster.Cleanup(); err != nil {
+			log.Error("cleanup", "err", err)
+		}
+	}()
+	if err := cluster.StartAll(); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	_, err = cluster.WaitLeader(sctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("first election: %w", err)
+	}
+
+	hist, err := history.NewRecorder(time.Now(), filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	defer hist.Close()
+	work := bank.New(bank.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)
+	sctx, cancel = context.WithTimeout(ctx, setupTimeout)
+	err = work.Setup(sctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("bank setup: %w", err)
+	}
+
+	nem := nemesis.New(nemesis.Config{Kind: cfg.Nemesis, Seed: cfg.Seed, FaultWindow: cfg.FaultWindow,
+		RecoveryWindow: cfg.RecoveryWindow, Logger: log}, cluster, hist)
+	runCtx, stopRun := context.WithTimeout(ctx, cfg.Duration)
+	defer stopRun()
+	var (
+		wg     sync.WaitGroup
+		nemErr error
+	)
+	wg.Go(func() { nemErr = nem.Run(runCtx) })
+	if cfg.Progress != nil {
+		runStart := time.Now()
+		wg.Go(func() { progress(runCtx, cfg, runStart, hist, nem) })
+	}
+	work.Run(runCtx)
+	stopRun()
+	wg.Wait()
+	if nemErr != nil {
+		return nil, fmt.Errorf("nemesis: %w", nemErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("run interrupted: %w", err)
+	}
+
+	results := finish(ctx, log, cluster, work, hist, dir)
+	ops := hist.Ops()
+	report := &Report{
+		Results: results,
+		Counts:  bank.Count(ops),
+		Faults:  nem.Faults(),
+		RunID:   cluster.RunID,
+		Dir:     dir,
+		Elapsed: time.Since(began),
+		Config: map[string]string{
+			"workload": cfg.Workload, "nemesis": string(cfg.Nemesis), "nodes": fmt.Sprint(cfg.Nodes),
+			"duration": cfg.Duration.String(), "seed": fmt.Sprint(cfg.Seed), "bin": cfg.Bin,
+		},
+	}
+	report.Verdict, _ = checker.Overall(results)
+	if err := writeJSON(filepath.Join(dir, "faults.json"), report.Faults); err != nil {
+		return nil, err
+	}
+	if err := writeJSON(filepath.Join(dir, "verdict.json"), report); err != nil {
+		return nil, err
+	}
+	if report.Verdict == checker.Valid {
+		// Data dirs are kept only as evidence of a problem.
+		if err := os.RemoveAll(filepath.Join(dir, "data")); err != nil {
+			log.Warn("remove data dirs", "err", err)
+		}
+	}
+	log.Info("run done", "verdict", report.Verdict, "line", report.Line())
+	return report, nil
+}
+
+// finish heals everything, waits for the cluster to recover, reads the final state and runs
+// every checker. A cluster that does not recover or answer is itself a verdict.
+func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work *bank.Workload, hist *history.Recorder, dir string) []checker.Result {
+	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout+finalTimeout)
+	defer cancel()
+	recovery := checker.Result{Name: "recovery", Verdict: checker.Valid, Checked: 1}
+	fail := func(format string, args ...any) {
+		if recovery.Violations == 0 {
+			recovery.CounterExample = fmt.Sprintf(format, args...)
+		}
+		recovery.Violations++
+		recovery.Verdict = checker.Invalid
+	}
+	if err := cluster.Heal(ctx); err != nil {
+		fail("heal network: %v", err)
+	}
+	for i := range cluster.Hosts {
+		// The nemesis restarts what it kills, so a host that is down now died on its own.
+		if !cluster.Running(i) {
+			fail("%s exited by itself during the run (see logs/%s.log)", cluster.NodeID(i), cluster.NodeID(i))
+		}
+		if err := cluster.Restart(i); err != nil {
+			fail("restart %s: %v", cluster.NodeID(i), err)
+		}
+	}
+	rctx, rcancel := context.WithTimeout(ctx, recoveryTimeout)
+	_, err := cluster.WaitLeader(rctx)
+	rcancel()
+	if err != nil {
+		fail("no leader %s after healing: %v", recoveryTimeout, err)
+	}
+
+	ops := hist.Ops()
+	model := work.Model()
+	results := []checker.Result{recovery}
+	fctx, fcancel := context.WithTimeout(ctx, finalTimeout)
+	final, err := work.Final(fctx, ops)
+	fcancel()
+	if err != nil {
+		fail("final reads: %v", err)
+		results[0] = recovery
+		results = append(results, checker.Conservation(model, ops, nil),
+			checker.Result{Name: checker.NameLostWrites, Verdict: checker.Unknown, CounterExample: "no final state"},
+			checker.Result{Name: checker.NameAppliedOnce, Verdict: checker.Unknown, CounterExample: "no final state"})
+	} else {
+		if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+			log.Warn("write final state", "err", err)
+		}
+		results = append(results,
+			checker.Conservation(model, ops, final),
+			checker.LostWrites(ops, final),
+			checker.AppliedOnce(model, ops, final))
+	}
+	hctx, hcancel := context.WithTimeout(ctx, 30*time.Second)
+	hashes, err := cluster.StateHashes(hctx)
+	hcancel()
+	var rh []checker.ReplicaHash
+	for _, h := range hashes {
+		rh = append(rh, checker.ReplicaHash{Node: h.Node, AppliedIndex: h.AppliedIndex, SHA256: h.SHA256})
+	}
+	results = append(results, checker.Replicas(rh, cluster.Size(), err))
+	return results
+}
+
+func progress(ctx context.Context, cfg Config, start time.Time, hist *history.Recorder, nem *nemesis.Nemesis) {
+	t := time.NewTicker(cfg.ProgressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c := bank.Count(hist.Ops())
+		fault := nem.Active()
+		if fault == "" {
+			fault = "none"
+		}
+		fmt.Fprintf(cfg.Progress, "jepsen %s/%s [%4s/%s] %d ops: %d ok, %d fail, %d info; fault: %s\n",
+			cfg.Workload, cfg.Nemesis, time.Since(start).Round(time.Second), cfg.Duration, c.Invoked, c.OK, c.Fail, c.Info, fault)
+	}
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
