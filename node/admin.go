@@ -195,7 +195,7 @@ func (n *Node) RemoveNode(ctx context.Context, id string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("remove node: hand leadership over before removing this node: %w", err)
 		}
-		return "", fmt.Errorf("%w: leadership moved to %s; retry remove-node %s there", ErrNotLeader, newLeader, id)
+		return "", fmt.Errorf("%w: leadership moved to %s; retry `bankctl cluster remove %s` there", ErrNotLeader, newLeader, id)
 	}
 	n.log.Info("removing server", "raft_id", string(target.ID), "term", n.raft.CurrentTerm())
 	if err := awaitFuture(ctx, n.raft.RemoveServer(target.ID, 0, n.cfg.Raft.ApplyTimeout)); err != nil {

@@ -140,9 +140,7 @@ func (n *Node) ReadMeta(stale bool) *bankdv1.ReadMeta {
 	if !stale || n.raft == nil {
 		return meta
 	}
-	if commit := n.raft.CommitIndex(); commit > meta.AppliedIndex {
-		meta.LagEntries = commit - meta.AppliedIndex
-	}
+	meta.LagEntries = n.unappliedEntries(n.raft.CommitIndex(), meta.AppliedIndex)
 	if n.raft.State() != raft.Leader {
 		meta.LagMs = time.Since(n.raft.LastContact()).Milliseconds()
 	}
@@ -159,10 +157,37 @@ func (n *Node) Ready() error {
 		return ErrNoLeader
 	}
 	commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex()
-	if commit > applied && commit-applied > readyMaxLagEntries {
-		return fmt.Errorf("catching up: applied index %d, commit index %d", applied, commit)
+	if lag := n.unappliedEntries(commit, applied); lag > readyMaxLagEntries {
+		return fmt.Errorf("catching up: %d committed entries not applied yet (applied index %d, commit index %d)", lag, applied, commit)
 	}
 	return nil
+}
+
+// unappliedEntries counts the committed entries above applied that the state machine still has
+// to apply. No-op and barrier entries (one or two per leader change) never reach it, so
+// commit-applied alone would report an idle, caught-up node as lagging forever. The scan is
+// bounded: past readIndexMaxScan entries the plain difference is returned.
+func (n *Node) unappliedEntries(commit, applied uint64) uint64 {
+	if commit <= applied {
+		return 0
+	}
+	if commit-applied > readIndexMaxScan {
+		return commit - applied
+	}
+	var count uint64
+	for idx := commit; idx > applied; idx-- {
+		var l raft.Log
+		if err := n.logStore.GetLog(idx, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				break // compacted into a snapshot the state machine already holds
+			}
+			return commit - applied // cannot tell: assume the worst
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			count++
+		}
+	}
+	return count
 }
 
 // LeaderInfo names the current leader.

@@ -25,7 +25,7 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 	defer ticker.Stop()
 	waitingOn := ""
 	for {
-		hasState, err := raft.HasExistingState(n.logStore, n.logStore, n.snapshots)
+		hasState, err := n.hasRaftLog()
 		if err != nil {
 			n.log.Error("check for raft state", "err", err)
 		}
@@ -184,4 +184,24 @@ func (n *Node) oldIdentities() (stale []string, known bool) {
 	}
 	sort.Strings(out)
 	return out, true
+}
+
+// hasRaftLog reports whether this node holds Raft log entries or a snapshot: whether it has
+// ever been part of a cluster's replicated history. It is what gossip advertises as has_state.
+// raft.HasExistingState is not used because it is also true for a node that merely recorded a
+// term from an RPC, which a wiped node does as soon as its transport opens; that node must
+// still count as fresh, or the leader would never add it.
+func (n *Node) hasRaftLog() (bool, error) {
+	last, err := n.logStore.LastIndex()
+	if err != nil {
+		return false, fmt.Errorf("read last log index: %w", err)
+	}
+	if last > 0 {
+		return true, nil
+	}
+	snaps, err := n.snapshots.List()
+	if err != nil {
+		return false, fmt.Errorf("list snapshots: %w", err)
+	}
+	return len(snaps) > 0, nil
 }

@@ -198,6 +198,13 @@ func (m *membershipReconciler) reconcile(ctx context.Context) error {
 			delete(m.said, p.NodeID)
 			continue
 		}
+		if p.Meta.HasState {
+			// Only a node without Raft state (a fresh or wiped data dir) is ever added. One with
+			// state that is not in the configuration was removed; adding it back would undo the
+			// operator's removal, and its old log must not rejoin as if nothing happened.
+			m.say(p.NodeID, "node has Raft state but is not in the configuration (it was removed); wipe its data dir and restart it to let it rejoin", "raft_id", p.Meta.RaftID)
+			continue
+		}
 		if p.Meta.Removed {
 			m.say(p.NodeID, "node was removed from the Raft configuration; wipe its data dir and restart it to let it rejoin", "raft_id", p.Meta.RaftID)
 			continue
@@ -207,7 +214,7 @@ func (m *membershipReconciler) reconcile(ctx context.Context) error {
 			continue
 		}
 		if old, ok := conflictingServer(servers, p.NodeID, nc.RaftAddr); ok {
-			m.say(p.NodeID, fmt.Sprintf("node came back with a new raft id but its old one is still a Raft server; run `bankctl remove-node %s` first", old.ID),
+			m.say(p.NodeID, fmt.Sprintf("node came back with a new raft id but its old one is still a Raft server; run `bankctl cluster remove %s` first", old.ID),
 				"raft_id", p.Meta.RaftID, "old_raft_id", string(old.ID), "old_raft_addr", string(old.Address))
 			continue
 		}

@@ -287,7 +287,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.started = true
 
-	hasState, err := raft.HasExistingState(n.logStore, n.logStore, n.snapshots)
+	hasState, err := n.hasRaftLog()
 	if err != nil {
 		return fmt.Errorf("start: check for raft state: %w", err)
 	}

@@ -287,7 +287,7 @@ func TestWipedNodeRejoinsUnderANewRaftIDAfterRemoveNode(t *testing.T) {
 		t.Fatalf("wiped node came back as %s (was %s)", reborn.RaftID(), oldRaftID)
 	}
 	c.waitFor("the leader to ask the operator to remove the old incarnation", func() bool {
-		return c.logs.has("remove-node "+oldRaftID, "node="+leader.ID())
+		return c.logs.has("bankctl cluster remove "+oldRaftID, "node="+leader.ID())
 	})
 	defer func() {
 		if t.Failed() {
@@ -442,4 +442,85 @@ func mustListen(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// TestRemovedNodeIsNotAddedBack: removing a running node sticks. It still gossips, alive and
+// with Raft state, but the leader only ever adds nodes without state; the node itself
+// restarting with its data dir does not bring it back either.
+func TestRemovedNodeIsNotAddedBack(t *testing.T) {
+	c := startTestCluster(t, 3, "")
+	leader := c.leader()
+	victim := c.followers()[0]
+	id, raftID := victim.ID(), victim.RaftID()
+	if _, err := leader.RemoveNode(testCtx(t), id); err != nil {
+		t.Fatalf("RemoveNode(%s): %v", id, err)
+	}
+	c.waitFor("the leader to refuse to add the removed node back", func() bool {
+		return c.logs.has("it was removed", "node="+leader.ID(), "raft_id="+raftID)
+	})
+	stillOut := func(when string) {
+		servers, err := leader.servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inConfiguration(servers, raftID) {
+			t.Fatalf("%s: removed node %s is back in the configuration", when, raftID)
+		}
+	}
+	stillOut("while it keeps running")
+	c.stop(id)
+	c.start(id)
+	c.waitFor("the restarted node to be seen and refused again", func() bool {
+		for _, p := range leader.gossip.peers() {
+			if p.NodeID == id && p.State == "alive" && p.Meta.HasState {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(2 * reconcileInterval) // give the reconciler rounds in which it could wrongly act
+	stillOut("after it restarted with its data dir")
+}
+
+// TestIdleClusterStaysReadyAcrossLeaderChanges: every leader change commits entries the state
+// machine never sees (no-ops, barriers). A caught-up idle node must still be ready and report
+// no lag, or a load balancer would take every node out after a few elections.
+func TestIdleClusterStaysReadyAcrossLeaderChanges(t *testing.T) {
+	c := startTestCluster(t, 3, "")
+	createAccount(t, c.leader(), "x", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
+	for i := 0; i < 12; i++ {
+		if _, err := c.leader().TransferLeadership(testCtx(t), ""); err != nil {
+			t.Fatalf("transfer leadership %d: %v", i, err)
+		}
+		c.waitFor("a new leader", func() bool {
+			for _, n := range c.running() {
+				if n.IsLeader() && n.ready.Load() {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	var lastErr error
+	c.waitFor("every node ready with no lag", func() bool {
+		for _, n := range c.running() {
+			if err := n.Ready(); err != nil {
+				lastErr = fmt.Errorf("%s: %w", n.ID(), err)
+				return false
+			}
+			if lag := n.ReadMeta(true).LagEntries; lag != 0 {
+				lastErr = fmt.Errorf("%s: lag %d entries", n.ID(), lag)
+				return false
+			}
+		}
+		return true
+	})
+	if lastErr != nil {
+		t.Logf("(was briefly: %v)", lastErr)
+	}
+	for _, n := range c.running() {
+		if commit, applied := n.raft.CommitIndex(), n.FSM().AppliedIndex(); commit-applied <= readyMaxLagEntries {
+			t.Fatalf("%s: commit %d applied %d: the test did not create more unapplied entries than the readiness threshold", n.ID(), commit, applied)
+		}
+	}
 }

@@ -35,7 +35,7 @@ func (l *ledgerService) GetAccount(ctx context.Context, req *connect.Request[ban
 	return read(ctx, l.s, req, req.Msg.GetConsistency(), func(st stateReader, meta *bankdv1.ReadMeta) (*bankdv1.GetAccountResponse, error) {
 		acc, err := st.Account(id)
 		if err != nil {
-			return nil, fmt.Errorf("account %q: %w", id, err)
+			return nil, err // already names the account
 		}
 		return &bankdv1.GetAccountResponse{Account: acc, Meta: meta}, nil
 	})
@@ -102,7 +102,7 @@ func (l *ledgerService) GetTransfer(ctx context.Context, req *connect.Request[ba
 	return read(ctx, l.s, req, req.Msg.GetConsistency(), func(st stateReader, meta *bankdv1.ReadMeta) (*bankdv1.GetTransferResponse, error) {
 		t, err := st.Transfer(id)
 		if err != nil {
-			return nil, fmt.Errorf("transfer %q: %w", id, err)
+			return nil, err // already names the transfer
 		}
 		return &bankdv1.GetTransferResponse{Transfer: t, Meta: meta}, nil
 	})

@@ -23,7 +23,9 @@ stop() {
 trap stop INT TERM
 
 for n in $nodes; do
-  "$bin/bankd" agent -config "$config" -node "$n" >"$logs/$n.log" 2>&1 &
+  # Each node gets a session of its own, so Ctrl-C in the terminal reaches only this script,
+  # which then sends every node exactly one SIGTERM (a second signal makes bankd stop at once).
+  setsid "$bin/bankd" agent -config "$config" -node "$n" >"$logs/$n.log" 2>&1 &
   pids+=($!)
   echo "started $n (pid $!, log $logs/$n.log)"
 done

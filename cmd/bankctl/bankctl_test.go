@@ -82,9 +82,23 @@ func TestBankctlAgainstACluster(t *testing.T) {
 		}
 	}
 
-	out = mustCtl(t, env, "lock", "acquire", "acct/alice", "-holder", "w1", "-ttl", "10s")
+	out = mustCtl(t, env, "-o", "json", "lock", "acquire", "acct/alice", "-holder", "w1", "-ttl", "10s")
+	var acquired bankdv1.AcquireLockResponse
+	if err := protojson.Unmarshal([]byte(out), &acquired); err != nil || acquired.Lock.GetHolder() != "w1" {
+		t.Fatalf("lock acquire: %v\n%s", err, out)
+	}
+	token := fmt.Sprint(acquired.Lock.Token)
+	out = mustCtl(t, env, "lock", "renew", "acct/alice", "-holder", "w1", "-lock-token", token, "-ttl", "20s")
 	if !strings.Contains(out, "w1") {
-		t.Fatalf("lock acquire:\n%s", out)
+		t.Fatalf("lock renew:\n%s", out)
+	}
+	code, _, errOut = ctl(t, env, "lock", "release", "acct/alice", "-holder", "w2", "-lock-token", token)
+	if code != exitFail || !strings.Contains(errOut, "failed_precondition") {
+		t.Fatalf("release by another holder: exit %d, %q", code, errOut)
+	}
+	mustCtl(t, env, "lock", "release", "acct/alice", "-holder", "w1", "-lock-token", token)
+	if out = mustCtl(t, env, "lock", "get", "acct/alice"); strings.Contains(out, "w1") {
+		t.Fatalf("lock still held after release:\n%s", out)
 	}
 
 	out = mustCtl(t, env, "-o", "json", "watch", "-from", "0", "-count", "3")

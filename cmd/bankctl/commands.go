@@ -528,7 +528,7 @@ func lockAcquire(a *app, fs *flag.FlagSet) func(context.Context, []string) error
 
 func lockRenew(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 	holder := fs.String("holder", "", "holder of the lease (required)")
-	token := fs.Uint64("token", 0, "fencing token from acquire (required)")
+	token := fs.Uint64("lock-token", 0, "fencing token from acquire (required; -token is the bearer token)")
 	ttl := fs.Duration("ttl", 10*time.Second, "new lease length from now")
 	return func(ctx context.Context, args []string) error {
 		if err := wantArgs(args, 1, "NAME"); err != nil {
@@ -554,7 +554,7 @@ func lockRenew(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 
 func lockRelease(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 	holder := fs.String("holder", "", "holder of the lease (required)")
-	token := fs.Uint64("token", 0, "fencing token from acquire (required)")
+	token := fs.Uint64("lock-token", 0, "fencing token from acquire (required; -token is the bearer token)")
 	return func(ctx context.Context, args []string) error {
 		if err := wantArgs(args, 1, "NAME"); err != nil {
 			return err
