@@ -16,6 +16,7 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/node"
+	bearerauth "github.com/bankd/bankd/rpc/bearer"
 )
 
 // Test tokens.
@@ -237,32 +238,7 @@ func startFakeServer(t *testing.T, n *fakeNode, opts Options) *fakeServer {
 
 // bearer adds a token to every call of a client, unary and streaming.
 func bearer(token string) connect.ClientOption {
-	return connect.WithInterceptors(bearerInterceptor(token))
-}
-
-type bearerInterceptor string
-
-func (b bearerInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if b != "" {
-			req.Header().Set("Authorization", "Bearer "+string(b))
-		}
-		return next(ctx, req)
-	}
-}
-
-func (b bearerInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		if b != "" {
-			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		}
-		return conn
-	}
-}
-
-func (b bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+	return connect.WithInterceptors(bearerauth.Token(token))
 }
 
 func ledgerClient(url, token string, opts ...connect.ClientOption) bankdv1connect.LedgerServiceClient {

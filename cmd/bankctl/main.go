@@ -24,6 +24,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/rpc/bearer"
 )
 
 // Defaults of the common flags.
@@ -173,7 +174,7 @@ func (a *app) clientsFor(addr string) *clients {
 	if c, ok := a.clients[addr]; ok {
 		return c
 	}
-	opt := connect.WithInterceptors(bearer(a.opts.token))
+	opt := connect.WithInterceptors(bearer.Token(a.opts.token))
 	hc := http.DefaultClient
 	c := &clients{
 		ledger:  bankdv1connect.NewLedgerServiceClient(hc, addr, opt),
@@ -208,28 +209,6 @@ func call[T any](ctx context.Context, a *app, fn func(context.Context, *clients)
 		}
 	}
 	return zero, err
-}
-
-// bearer sends the token on every call, unary or streaming.
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 // describeError renders an error as "<code>: <message>".

@@ -23,6 +23,7 @@ import (
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/rpc/bearer"
 )
 
 // Tokens written into every generated cluster.hcl.
@@ -287,7 +288,7 @@ func (c *Cluster) Client(i int, token string) *Clients {
 
 // NewClients builds Connect clients for baseURL that send token as a bearer token.
 func NewClients(hc *http.Client, baseURL, token string) *Clients {
-	opt := connect.WithInterceptors(bearer(token))
+	opt := connect.WithInterceptors(bearer.Token(token))
 	return &Clients{
 		Ledger:  bankdv1connect.NewLedgerServiceClient(hc, baseURL, opt),
 		Locks:   bankdv1connect.NewLockServiceClient(hc, baseURL, opt),
@@ -300,27 +301,6 @@ func newHTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 256
 	return &http.Client{Transport: t}
-}
-
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 // WaitLeader polls the running nodes until one reports a leader that is itself running, and

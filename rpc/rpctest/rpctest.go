@@ -24,6 +24,7 @@ import (
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/node"
 	"github.com/bankd/bankd/rpc"
+	"github.com/bankd/bankd/rpc/bearer"
 )
 
 // Tokens of every test cluster.
@@ -248,28 +249,7 @@ func (n *Node) Clients(token string, opts ...connect.ClientOption) Clients {
 }
 
 // BearerInterceptor sends "Authorization: Bearer token" on every call, unary or streaming.
-func BearerInterceptor(token string) connect.Interceptor { return bearer(token) }
-
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
+func BearerInterceptor(token string) connect.Interceptor { return bearer.Token(token) }
 
 // freePorts finds count loopback ports free for both TCP and UDP (memberlist uses both).
 func freePorts(t testing.TB, count int) []int {
