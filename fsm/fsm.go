@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 )
 
 // Options configure an FSM.
@@ -237,7 +238,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	applied := f.applied.Load()
 	now := f.nowMs.Load()
 	for i, l := range logs {
-		if l.Index <= applied {
+		// failpoint skip-applied-index-check: apply replayed entries a second time.
+		if l.Index <= applied && !failpoint.Enabled(failpoint.SkipAppliedIndexCheck) {
 			continue
 		}
 		if l.Type == raft.LogCommand {

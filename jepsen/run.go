@@ -6,7 +6,8 @@
 // the data dirs when the verdict is not valid.
 //
 // Subpackages: hosts (namespaces, processes, faults), history (the record), workload/bank,
-// nemesis (the fault schedule), checker (verdicts). cmd/jepsen is the command line.
+// workload/register, workload/idempotent (workload/ledger holds their shared calls), nemesis
+// (the fault schedule), checker (verdicts). cmd/jepsen is the command line.
 package jepsen
 
 import (
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +33,7 @@ import (
 
 // Config describes one run.
 type Config struct {
-	Workload string // only "bank" so far
+	Workload string // one of Workloads
 	Nemesis  nemesis.Kind
 	Nodes    int           // 3 or 5
 	Duration time.Duration // of the workload, faults included
@@ -45,6 +47,9 @@ type Config struct {
 	// Progress receives a progress line every ProgressEvery [5s]; nil for none.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// Failpoint, when set, is put in every agent's BANKD_FAILPOINTS; Bin must then be a
+	// failpoints build (see BuildFailpoints), so that the run shows a checker catching the bug.
+	Failpoint string
 }
 
 // Bounds of the phases around the workload.
@@ -75,14 +80,18 @@ func (r *Report) Line() string {
 	if first != nil {
 		head += " " + first.Name + ": " + first.CounterExample
 	}
+	workload := r.Config["workload"]
+	if fp := r.Config["failpoint"]; fp != "" {
+		workload += " failpoint=" + fp
+	}
 	return fmt.Sprintf("%s  (%s/%s nodes=%s seed=%s: %d ops, %d ok, %d fail, %d info; %d faults; report %s)",
-		head, r.Config["workload"], r.Config["nemesis"], r.Config["nodes"], r.Config["seed"],
+		head, workload, r.Config["nemesis"], r.Config["nodes"], r.Config["seed"],
 		r.Counts.Invoked, r.Counts.OK, r.Counts.Fail, r.Counts.Info, len(r.Faults), r.Dir)
 }
 
 func (c *Config) validate() error {
-	if c.Workload != "bank" {
-		return fmt.Errorf("workload %q: only bank exists so far", c.Workload)
+	if !slices.Contains(Workloads, c.Workload) {
+		return fmt.Errorf("workload %q: want one of %s", c.Workload, strings.Join(Workloads, ", "))
 	}
 	if _, err := nemesis.ParseKind(string(c.Nemesis)); err != nil {
 		return err
@@ -98,6 +107,9 @@ func (c *Config) validate() error {
 	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
+	}
+	if c.Failpoint != "" {
+		return checkFailpoint(c.Failpoint, c.Bin)
 	}
 	return nil
 }
@@ -129,7 +141,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := hosts.CleanupStale(ctx, log); err != nil {
 		log.Warn("stale cleanup", "err", err)
 	}
-	cluster, err := hosts.Create(ctx, hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log})
+	cluster, err := hosts.Create(ctx, hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint)})
 	if err != nil {
 		return nil, err
 	}
@@ -153,12 +165,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer hist.Close()
-	work := bank.New(bank.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)
+	work := newWorkload(cfg, cluster, hist)
 	sctx, cancel = context.WithTimeout(ctx, setupTimeout)
 	err = work.Setup(sctx)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("bank setup: %w", err)
+		return nil, fmt.Errorf("%s setup: %w", cfg.Workload, err)
 	}
 
 	nem := nemesis.New(nemesis.Config{Kind: cfg.Nemesis, Seed: cfg.Seed, FaultWindow: cfg.FaultWindow,
@@ -195,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Elapsed: time.Since(began),
 		Config: map[string]string{
 			"workload": cfg.Workload, "nemesis": string(cfg.Nemesis), "nodes": fmt.Sprint(cfg.Nodes),
-			"duration": cfg.Duration.String(), "seed": fmt.Sprint(cfg.Seed), "bin": cfg.Bin,
+			"duration": cfg.Duration.String(), "seed": fmt.Sprint(cfg.Seed), "bin": cfg.Bin, "failpoint": cfg.Failpoint,
 		},
 	}
 	report.Verdict, _ = checker.Overall(results)
@@ -217,7 +229,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // finish heals everything, waits for the cluster to recover, reads the final state and runs
 // every checker. A cluster that does not recover or answer is itself a verdict.
-func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work *bank.Workload, hist *history.Recorder, dir string) []checker.Result {
+func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work workload, hist *history.Recorder, dir string) []checker.Result {
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout+finalTimeout)
 	defer cancel()
 	recovery := checker.Result{Name: "recovery", Verdict: checker.Valid, Checked: 1}
@@ -247,27 +259,13 @@ func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work 
 		fail("no leader %s after healing: %v", recoveryTimeout, err)
 	}
 
-	ops := hist.Ops()
-	model := work.Model()
-	results := []checker.Result{recovery}
 	fctx, fcancel := context.WithTimeout(ctx, finalTimeout)
-	final, err := work.Final(fctx, ops)
+	checks, err := work.Check(fctx, log, hist, dir)
 	fcancel()
 	if err != nil {
 		fail("final reads: %v", err)
-		results[0] = recovery
-		results = append(results, checker.Conservation(model, ops, nil),
-			checker.Result{Name: checker.NameLostWrites, Verdict: checker.Unknown, CounterExample: "no final state"},
-			checker.Result{Name: checker.NameAppliedOnce, Verdict: checker.Unknown, CounterExample: "no final state"})
-	} else {
-		if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
-			log.Warn("write final state", "err", err)
-		}
-		results = append(results,
-			checker.Conservation(model, ops, final),
-			checker.LostWrites(ops, final),
-			checker.AppliedOnce(model, ops, final))
 	}
+	results := append([]checker.Result{recovery}, checks...)
 	hctx, hcancel := context.WithTimeout(ctx, 30*time.Second)
 	hashes, err := cluster.StateHashes(hctx)
 	hcancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 )
 
 // Apply proposes one command on the leader and returns the state machine's response.
@@ -52,6 +53,10 @@ func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Me
 	}
 	started := time.Now()
 	future := n.raft.Apply(cmd, timeout)
+	// failpoint ack-before-commit: answer OK without waiting for the commit or the FSM's verdict.
+	if typ == bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS && failpoint.Enabled(failpoint.AckBeforeCommit) {
+		return failpoint.AckTransfers(body), nil
+	}
 	err = awaitFuture(ctx, future)
 	n.metrics.observeApply(typ, time.Since(started))
 	if err != nil {
@@ -83,6 +88,10 @@ func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Me
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	if n.raft == nil {
 		return ErrShutdown
+	}
+	// failpoint stale-linearizable-read: neither confirm leadership nor wait for the apply.
+	if failpoint.Enabled(failpoint.StaleLinearizableRead) {
+		return nil
 	}
 	if n.raft.State() != raft.Leader || !n.ready.Load() || n.readyTerm.Load() != n.raft.CurrentTerm() {
 		return ErrNotLeader

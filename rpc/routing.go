@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/node"
 )
 
@@ -132,6 +133,10 @@ func read[Req, Res any](
 	consistency bankdv1.ReadConsistency,
 	local func(st stateReader, meta *bankdv1.ReadMeta) (*Res, error),
 ) (*connect.Response[Res], error) {
+	// failpoint stale-linearizable-read: serve every read locally, on any node, as if STALE.
+	if failpoint.Enabled(failpoint.StaleLinearizableRead) {
+		consistency = bankdv1.ReadConsistency_READ_CONSISTENCY_STALE
+	}
 	if consistency == bankdv1.ReadConsistency_READ_CONSISTENCY_STALE {
 		// Meta first: it then describes a state no newer than the one read, so the lag it
 		// reports is an upper bound.

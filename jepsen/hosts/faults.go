@@ -37,6 +37,9 @@ func (c *Cluster) Start(i int) error {
 	cmd := exec.Command("ip", "netns", "exec", h.Netns, c.bin,
 		"agent", "-config", c.ConfigPath, "-node", h.ID, "-log-level", "info")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(c.env) > 0 {
+		cmd.Env = append(os.Environ(), c.env...)
+	}
 	// Pdeathsig: a harness that dies must not leave agents running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -83,6 +83,8 @@ type Options struct {
 	RaftBlock string
 	// Logger receives one line per fault and process event (default slog.Default()).
 	Logger *slog.Logger
+	// Env is added to the environment of every agent ("KEY=value"), e.g. BANKD_FAILPOINTS.
+	Env []string
 }
 
 // Host is one network namespace running (at most) one bankd agent.
@@ -113,6 +115,7 @@ type Cluster struct {
 	Hosts      []*Host
 
 	bin        string
+	env        []string
 	log        *slog.Logger
 	httpClient *http.Client
 
@@ -167,6 +170,7 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 		GatewayIP:  subnet + ".1",
 		ConfigPath: filepath.Join(dir, "cluster.hcl"),
 		bin:        bin,
+		env:        slices.Clone(opts.Env),
 		log:        opts.Logger.With("run", id),
 		httpClient: newHTTPClient(),
 	}

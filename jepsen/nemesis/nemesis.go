@@ -205,7 +205,11 @@ func (n *Nemesis) inject(ctx context.Context) error {
 			err = errors.Join(err, n.cluster.Pause(i))
 		}
 	case PartitionLeader, PartitionHalves:
-		err = n.cluster.Partition(ctx, [][]int{targets})
+		// A fault that has begun is put in place even if the run ends meanwhile (the heal
+		// right after undoes it): cut short, it would be a harness error. healTimeout bounds it.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
+		err = n.cluster.Partition(ictx, [][]int{targets})
+		cancel()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -74,6 +74,8 @@ func TestPlanIsDeterministicInTheSeed(t *testing.T) {
 type fakeCluster struct {
 	mu    sync.Mutex
 	calls []string
+	// partitionTakes is how long Partition takes (it gives up when its context ends).
+	partitionTakes time.Duration
 }
 
 func (f *fakeCluster) record(s string) error {
@@ -90,8 +92,29 @@ func (f *fakeCluster) Restart(i int) error        { return f.record(fmt.Sprint("
 func (f *fakeCluster) Pause(i int) error          { return f.record(fmt.Sprint("pause ", i)) }
 func (f *fakeCluster) Resume(i int) error         { return f.record(fmt.Sprint("resume ", i)) }
 func (f *fakeCluster) Heal(context.Context) error { return f.record("heal") }
-func (f *fakeCluster) Partition(_ context.Context, g [][]int) error {
+func (f *fakeCluster) Partition(ctx context.Context, g [][]int) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(f.partitionTakes):
+	}
 	return f.record(fmt.Sprint("partition ", g))
+}
+
+// TestRunEndingDuringAnInjectionIsNoError: a slow partition (iptables under load) that is
+// still being put in place when the run ends completes and is healed, without a harness error.
+func TestRunEndingDuringAnInjectionIsNoError(t *testing.T) {
+	fc := &fakeCluster{partitionTakes: 150 * time.Millisecond}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: PartitionLeader, Seed: 1, FaultWindow: 30 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if faults := n.Faults(); len(faults) != 1 || faults[0].End == 0 || n.Active() != "" {
+		t.Fatalf("faults %+v, active %q: want one, healed", faults, n.Active())
+	}
 }
 
 func TestRunHealsEveryFaultItInjects(t *testing.T) {

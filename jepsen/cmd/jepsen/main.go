@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/jepsen"
 	"github.com/bankd/bankd/jepsen/checker"
 	"github.com/bankd/bankd/jepsen/nemesis"
@@ -32,7 +33,7 @@ func run() int {
 		kinds = append(kinds, string(k))
 	}
 	var (
-		workload = flag.String("workload", "bank", "workload: bank")
+		workload = flag.String("workload", "bank", "workload: "+strings.Join(jepsen.Workloads, "|"))
 		nem      = flag.String("nemesis", "kill", "nemesis: "+strings.Join(kinds, "|"))
 		nodes    = flag.Int("nodes", 3, "cluster size: 3 or 5")
 		duration = flag.Duration("time", 60*time.Second, "how long the workload runs, faults included")
@@ -43,8 +44,18 @@ func run() int {
 		faultW   = flag.Duration("fault-window", 5*time.Second, "how long each fault lasts")
 		recoverW = flag.Duration("recovery-window", 5*time.Second, "quiet time before each fault")
 		every    = flag.Duration("progress", 5*time.Second, "interval of progress lines")
+		fp       = flag.String("failpoint", "", "break bankd on purpose: "+strings.Join(failpoint.Names, "|")+
+			" (builds bin/bankd-failpoints with -tags failpoints unless -bin is given; the run should be INVALID)")
 	)
 	flag.Parse()
+	if *fp != "" && !flagSet("bin") {
+		*bin = filepath.Join("bin", "bankd-failpoints")
+		fmt.Printf("jepsen: building %s with -tags failpoints\n", *bin)
+		if err := jepsen.BuildFailpoints(context.Background(), *bin); err != nil {
+			fmt.Fprintln(os.Stderr, "jepsen:", err)
+			return 2
+		}
+	}
 	kind, err := nemesis.ParseKind(*nem)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jepsen:", err)
@@ -60,7 +71,7 @@ func run() int {
 	rep, err := jepsen.Run(ctx, jepsen.Config{
 		Workload: *workload, Nemesis: kind, Nodes: *nodes, Duration: *duration, Seed: *seed,
 		ReportDir: *report, Bin: *bin, Clients: *clients, FaultWindow: *faultW, RecoveryWindow: *recoverW,
-		Progress: os.Stdout, ProgressEvery: *every,
+		Progress: os.Stdout, ProgressEvery: *every, Failpoint: *fp,
 	})
 	if err != nil {
 		fmt.Printf("ERROR %v  (report %s)\n", err, *report)
@@ -71,4 +82,11 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -1,0 +1,47 @@
+// Package failpoint lets a test build of bankd break itself on purpose, so that the jepsen
+// harness can show that each of its checkers catches a real bug.
+//
+// Without the `failpoints` build tag (every production build), Enabled is a constant false: the
+// compiler removes every hook and its code, and no environment variable can turn one on. With
+// the tag (`go build -tags failpoints ./cmd/bankd`), Enabled reports the names listed,
+// comma-separated, in the environment variable BANKD_FAILPOINTS, read once when the process
+// starts.
+//
+// Each failpoint is one or two lines at the exact spot it breaks, marked with a comment naming
+// it; grep for the constant to find it.
+package failpoint
+
+// EnvVar is the environment variable a failpoints build reads its failpoints from.
+const EnvVar = "BANKD_FAILPOINTS"
+
+// The failpoints. Each names the bug it injects and the jepsen checker that must catch it.
+const (
+	// StaleLinearizableRead: node.ReadBarrier returns at once and rpc serves every read from the
+	// local state machine, as if STALE were asked, on any node: "linearizable" reads neither
+	// confirm leadership nor wait for the apply. Caught by fresh-reads.
+	StaleLinearizableRead = "stale-linearizable-read"
+	// AckBeforeCommit: node.Apply answers a CREATE_TRANSFERS command with an OK result for every
+	// transfer as soon as it is handed to Raft, without waiting for it to commit or for the state
+	// machine's verdict. Caught by no-lost-writes.
+	AckBeforeCommit = "ack-before-commit"
+	// SkipAppliedIndexCheck: fsm.ApplyBatch applies entries at or below its stored applied
+	// index again, so a restarted node replays its log on top of its state. Caught by
+	// replicas-equal.
+	SkipAppliedIndexCheck = "skip-applied-index-check"
+	// LockGrantedTwice: the state machine grants a lock even while another holder has it.
+	// Caught by lock-exclusive.
+	LockGrantedTwice = "lock-granted-twice"
+)
+
+// Names lists every failpoint.
+var Names = []string{StaleLinearizableRead, AckBeforeCommit, SkipAppliedIndexCheck, LockGrantedTwice}
+
+// Known reports whether name is a failpoint.
+func Known(name string) bool {
+	for _, n := range Names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

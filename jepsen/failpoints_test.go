@@ -1,0 +1,149 @@
+package jepsen
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bankd/bankd/internal/failpoint"
+	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/hosts"
+	"github.com/bankd/bankd/jepsen/nemesis"
+	"github.com/bankd/bankd/jepsen/workload/locks"
+)
+
+// failpointRuns are the runs that prove each checker catches a real bug: bankd built with
+// -tags failpoints and broken on purpose by one failpoint, under the nemesis that exposes it.
+// Each run must come out invalid, and the named checker must be among those that say so.
+var failpointRuns = []struct {
+	failpoint string
+	workload  string
+	nemesis   nemesis.Kind
+	checker   string
+}{
+	// Reads answered from any node's state: a node behind (a follower a few entries behind,
+	// a partitioned old leader far behind) misses transfers acknowledged before the read.
+	{failpoint.StaleLinearizableRead, "bank", nemesis.PartitionLeader, checker.NameFreshReads},
+	// Transfers acknowledged before Raft committed them: those the state machine then refuses,
+	// and those an isolated leader accepted and lost at the heal, are missing at the end.
+	{failpoint.AckBeforeCommit, "bank", nemesis.PartitionLeader, checker.NameLostWrites},
+	// A killed node replays its log on top of its state when it restarts: transfers refused
+	// the first time apply the second, and its state hash departs from the others'.
+	{failpoint.SkipAppliedIndexCheck, "bank", nemesis.Kill, checker.NameReplicas},
+	// Contending clients are granted the lock while another holder's lease runs; no fault is
+	// needed.
+	{failpoint.LockGrantedTwice, locks.Name, nemesis.None, checker.NameLockExclusive},
+}
+
+// TestEveryFailpointIsCaught runs bankd broken by each failpoint for 15 s on 3 nodes and
+// requires an invalid verdict from the checker that guards against that bug: a checker that
+// cannot fail would prove nothing.
+func TestEveryFailpointIsCaught(t *testing.T) {
+	if testing.Short() {
+		t.Skip("jepsen runs; skipped with -short")
+	}
+	if err := hosts.Supported(); err != nil {
+		t.Skipf("jepsen hosts unsupported here: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "bankd-failpoints")
+	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	err := BuildFailpoints(bctx, bin)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fr := range failpointRuns {
+		t.Run(fr.failpoint, func(t *testing.T) {
+			rep := runForTest(t, Config{
+				Workload: fr.workload, Nemesis: fr.nemesis, Nodes: 3, Duration: 15 * time.Second, Seed: 7,
+				Bin: bin, Failpoint: fr.failpoint, FaultWindow: 4 * time.Second, RecoveryWindow: 3 * time.Second,
+			}, checker.Invalid)
+			for _, r := range rep.Results {
+				if r.Name == fr.checker {
+					if r.Verdict != checker.Invalid {
+						t.Fatalf("%s says %s with failpoint %s; it must catch it", r.Name, r.Verdict, fr.failpoint)
+					}
+					t.Logf("%s: %d violations, first: %s", r.Name, r.Violations, r.CounterExample)
+					return
+				}
+			}
+			t.Fatalf("no %s result", fr.checker)
+		})
+	}
+}
+
+// TestLocksUnderPartitionIsValid is the control of the lock workload: real bankd, the leader
+// partitioned away and healed, and lock-exclusive must find nothing.
+func TestLocksUnderPartitionIsValid(t *testing.T) {
+	if testing.Short() {
+		t.Skip("jepsen run; skipped with -short")
+	}
+	if err := hosts.Supported(); err != nil {
+		t.Skipf("jepsen hosts unsupported here: %v", err)
+	}
+	bin, _ := filepath.Abs(proccluster.DefaultBin())
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no bankd binary at %s (run `make build` or set BANKD_BIN)", bin)
+	}
+	rep := runForTest(t, Config{
+		Workload: locks.Name, Nemesis: nemesis.PartitionLeader, Nodes: 3, Duration: 15 * time.Second, Seed: 7,
+		Bin: bin, FaultWindow: 4 * time.Second, RecoveryWindow: 3 * time.Second,
+	}, checker.Valid)
+	if rep.Counts.OK < 10 || len(rep.Faults) == 0 {
+		t.Fatalf("run proved little: %d ok ops, %d faults", rep.Counts.OK, len(rep.Faults))
+	}
+}
+
+// runForTest performs one run in a temporary report dir (kept when the test fails) and fails
+// the test unless the overall verdict is want.
+func runForTest(t *testing.T, cfg Config, want checker.Verdict) *Report {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bankd-jepsen-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("report kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	cfg.ReportDir = dir
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("harness error: %v", err)
+	}
+	t.Log(rep.Line())
+	if rep.Verdict != want {
+		for _, r := range rep.Results {
+			t.Logf("%s: %s %s", r.Name, r.Verdict, r.CounterExample)
+		}
+		t.Fatalf("verdict %s, want %s", rep.Verdict, want)
+	}
+	return rep
+}
+
+// A failpoint run against a binary without the failpoints tag would be valid and prove
+// nothing, so it is refused; so is an unknown failpoint.
+func TestFailpointRunNeedsAFailpointsBuild(t *testing.T) {
+	cfg := Config{Workload: "bank", Nemesis: nemesis.None, Nodes: 3, Duration: time.Second, ReportDir: t.TempDir(), Bin: os.Args[0]}
+	cfg.Failpoint = "no-such-failpoint"
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "want one of") {
+		t.Fatalf("unknown failpoint: %v", err)
+	}
+	// This test binary was built without the tag.
+	cfg.Failpoint = failpoint.AckBeforeCommit
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "not built with -tags failpoints") {
+		t.Fatalf("binary without the tag: %v", err)
+	}
+	if env := failpointEnv(failpoint.AckBeforeCommit); len(env) != 1 || env[0] != "BANKD_FAILPOINTS=ack-before-commit" {
+		t.Fatalf("env %v", env)
+	}
+}

@@ -1,0 +1,95 @@
+package jepsen
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/history"
+	"github.com/bankd/bankd/jepsen/hosts"
+	"github.com/bankd/bankd/jepsen/workload/bank"
+	"github.com/bankd/bankd/jepsen/workload/idempotent"
+	"github.com/bankd/bankd/jepsen/workload/locks"
+	"github.com/bankd/bankd/jepsen/workload/register"
+)
+
+// Workloads lists the workloads a run can drive.
+var Workloads = []string{"bank", "register", "idempotent", locks.Name}
+
+// workload is what a run drives.
+type workload interface {
+	Setup(ctx context.Context) error
+	Run(ctx context.Context)
+	// Check reads the final state of the healed cluster and runs the workload's checkers. An
+	// error means the final reads failed; the results then hold what could still be judged.
+	Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error)
+}
+
+// newWorkload builds the workload cfg names (validated).
+func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder) workload {
+	switch cfg.Workload {
+	case "register":
+		return registerWorkload{register.New(register.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
+	case locks.Name:
+		return locksWorkload{locks.New(locks.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
+	case "idempotent":
+		return idempotentWorkload{idempotent.New(idempotent.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
+	}
+	return bankWorkload{bank.New(bank.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
+}
+
+// noFinal is the result of a checker that needed the final state.
+func noFinal(name string) checker.Result {
+	return checker.Result{Name: name, Verdict: checker.Unknown, CounterExample: "no final state"}
+}
+
+type bankWorkload struct{ *bank.Workload }
+
+func (w bankWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
+	ops := hist.Ops()
+	model := w.Model()
+	final, err := w.Final(ctx, ops)
+	if err != nil {
+		return []checker.Result{checker.Conservation(model, ops, nil),
+			noFinal(checker.NameLostWrites), noFinal(checker.NameAppliedOnce), checker.FreshReads(ops)}, err
+	}
+	if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+		log.Warn("write final state", "err", err)
+	}
+	return []checker.Result{
+		checker.Conservation(model, ops, final),
+		checker.LostWrites(ops, final),
+		checker.AppliedOnce(model, ops, final),
+		checker.FreshReads(ops)}, nil
+}
+
+type registerWorkload struct{ *register.Workload }
+
+// Check resolves the unknown adds and reads every key a last time (into the history), then
+// checks linearizability; porcupine's visualization goes to linearizability.html.
+func (w registerWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
+	final, err := w.Final(ctx, hist.Ops())
+	if err == nil {
+		if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+			log.Warn("write final state", "err", err)
+		}
+	}
+	// Without a final state the unknown adds stay open to the end; the reads are still judged.
+	return []checker.Result{checker.Linearizable(hist.Ops(), final, filepath.Join(dir, "linearizability.html"))}, err
+}
+
+type idempotentWorkload struct{ *idempotent.Workload }
+
+func (w idempotentWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
+	ops := hist.Ops()
+	final, err := w.Final(ctx, ops)
+	if err != nil {
+		// The answers alone can still show a second apply or a changed index.
+		return []checker.Result{checker.IdempotentAppliedOnce(w.Amount(), ops, nil)}, err
+	}
+	if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+		log.Warn("write final state", "err", err)
+	}
+	return []checker.Result{checker.IdempotentAppliedOnce(w.Amount(), ops, final)}, nil
+}
