@@ -36,15 +36,20 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./fsm/
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench
 
-JEPSEN_NEMESES ?= kill pause partition-leader partition-halves
-JEPSEN_NODES ?= 3
-JEPSEN_TIME ?= 60s
+JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership
+JEPSEN_WORKLOADS ?= bank register
+JEPSEN_NODES ?= 3 5
+JEPSEN_TIME ?= 30s
 JEPSEN_SEED ?= 7
+JEPSEN_FLAGS ?= -progress 1h
 
-## jepsen: one chaos run per nemesis under real faults (needs root); one verdict line each.
+## jepsen: one chaos run per nemesis x workload x cluster size under real faults (needs root);
+## one verdict line each. Default 9 x 2 x 2 = 36 runs of 30 s: about 22 minutes.
 jepsen: build
 	$(GO) build -o $(BIN)/jepsen ./jepsen/cmd/jepsen
-	@rc=0; for n in $(JEPSEN_NEMESES); do $(BIN)/jepsen -bin $(BIN)/bankd -workload bank -nemesis $$n -nodes $(JEPSEN_NODES) -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) || rc=1; done; exit $$rc
+	@rc=0; for n in $(JEPSEN_NEMESES); do for w in $(JEPSEN_WORKLOADS); do for s in $(JEPSEN_NODES); do \
+		$(BIN)/jepsen -bin $(BIN)/bankd -workload $$w -nemesis $$n -nodes $$s -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS) || rc=1; \
+	done; done; done; exit $$rc
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

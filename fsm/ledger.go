@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 )
 
 const msPerDay = 24 * 3600 * 1000
@@ -110,6 +111,8 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if err != nil {
 		return nil, err
 	}
+	// failpoint skip-idempotency-check: treat a stored transfer as absent, so it applies again.
+	found = found && !failpoint.Enabled(failpoint.SkipIdempotencyCheck)
 	if found {
 		if storedHash != reqHash {
 			return refusalResult(t.Id, refuse(bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS,
@@ -159,6 +162,10 @@ func (a *applier) moveOrReserve(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	} else {
 		rec.State = bankdv1.TransferState_TRANSFER_STATE_POSTED
 		dd, cd = delta{debitsPosted: t.Amount}, delta{creditsPosted: t.Amount}
+		// failpoint unbalanced-transfer: debit one less than the amount credited.
+		if failpoint.Enabled(failpoint.UnbalancedTransfer) {
+			dd.debitsPosted--
+		}
 	}
 	if err := a.checkDailyLimit(tx, debit, credit, t.Amount); err != nil {
 		return nil, err

@@ -37,6 +37,13 @@ var failpointRuns = []struct {
 	// Contending clients are granted the lock while another holder's lease runs; no fault is
 	// needed.
 	{failpoint.LockGrantedTwice, locks.Name, nemesis.None, checker.NameLockExclusive},
+	// Every plain transfer debits one sat less than it credits: the first read after one shows
+	// debits != credits. No fault is needed.
+	{failpoint.UnbalancedTransfer, "bank", nemesis.None, checker.NameConservation},
+	// The stored-transfer lookup is skipped: a resent, already acknowledged id applies again
+	// under a new index, answered replayed=false. No fault is needed (30% of the idempotent
+	// workload's operations resend an acknowledged id).
+	{failpoint.SkipIdempotencyCheck, "idempotent", nemesis.None, checker.NameAppliedOnce},
 }
 
 // TestEveryFailpointIsCaught runs bankd broken by each failpoint for 15 s on 3 nodes and

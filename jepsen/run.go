@@ -28,6 +28,7 @@ import (
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/nemesis"
+	"github.com/bankd/bankd/jepsen/report"
 	"github.com/bankd/bankd/jepsen/workload/bank"
 )
 
@@ -223,8 +224,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			log.Warn("remove data dirs", "err", err)
 		}
 	}
+	writePages(log, report, ops)
 	log.Info("run done", "verdict", report.Verdict, "line", report.Line())
 	return report, nil
+}
+
+// writePages draws latency.svg, throughput.svg and index.html into the report dir (see
+// package report). A failure is logged; it never fails the run.
+func writePages(log *slog.Logger, r *Report, ops []history.Op) {
+	err := report.Write(r.Dir, report.Run{Config: r.Config, RunID: r.RunID, Verdict: r.Verdict,
+		Results: r.Results, Ops: ops, Faults: r.Faults, Elapsed: r.Elapsed})
+	if err != nil {
+		log.Warn("report pages", "err", err)
+	}
 }
 
 // finish heals everything, waits for the cluster to recover, reads the final state and runs

@@ -14,7 +14,7 @@ import (
 	"github.com/bankd/bankd/jepsen/nemesis"
 )
 
-// runMustBeValid runs cfg (3 nodes, 20 s of workload) on real hosts and fails unless every
+// runMustBeValid runs cfg (3 nodes, 20 s of workload unless cfg says otherwise) on real hosts and fails unless every
 // checker says valid. It skips with -short, without root, or without a built bankd.
 func runMustBeValid(t *testing.T, cfg Config) {
 	t.Helper()
@@ -39,7 +39,10 @@ func runMustBeValid(t *testing.T, cfg Config) {
 		}
 		os.RemoveAll(dir)
 	})
-	cfg.Nodes, cfg.Duration, cfg.ReportDir, cfg.Bin = 3, 20*time.Second, dir, bin
+	if cfg.Duration == 0 {
+		cfg.Duration = 20 * time.Second
+	}
+	cfg.Nodes, cfg.ReportDir, cfg.Bin = 3, dir, bin
 	cfg.FaultWindow, cfg.RecoveryWindow = 4*time.Second, 3*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

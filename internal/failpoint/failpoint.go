@@ -31,10 +31,18 @@ const (
 	// LockGrantedTwice: the state machine grants a lock even while another holder has it.
 	// Caught by lock-exclusive.
 	LockGrantedTwice = "lock-granted-twice"
+	// UnbalancedTransfer: a plain (not pending) transfer credits its amount but debits one
+	// less, so debits and credits drift apart. Caught by conservation.
+	UnbalancedTransfer = "unbalanced-transfer"
+	// SkipIdempotencyCheck: applyTransfer skips its lookup of the stored transfer, so a
+	// retried id applies (and moves money) again instead of being answered as a replay.
+	// Caught by the idempotent workload's applied-once.
+	SkipIdempotencyCheck = "skip-idempotency-check"
 )
 
 // Names lists every failpoint.
-var Names = []string{StaleLinearizableRead, AckBeforeCommit, SkipAppliedIndexCheck, LockGrantedTwice}
+var Names = []string{StaleLinearizableRead, AckBeforeCommit, SkipAppliedIndexCheck, LockGrantedTwice,
+	UnbalancedTransfer, SkipIdempotencyCheck}
 
 // Known reports whether name is a failpoint.
 func Known(name string) bool {

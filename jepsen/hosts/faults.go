@@ -168,22 +168,58 @@ func (c *Cluster) Partition(ctx context.Context, groups [][]int) error {
 // OneWay drops the packets from host from to host to, and not the other way. It adds to the
 // faults already in place.
 func (c *Cluster) OneWay(ctx context.Context, from, to int) error {
-	if from == to || from < 0 || to < 0 || from >= len(c.Hosts) || to >= len(c.Hosts) {
-		return fmt.Errorf("one-way drop %d->%d: bad hosts", from, to)
+	return c.DropPairs(ctx, [][2]int{{from, to}})
+}
+
+// DropPairs drops the packets from host p[0] to host p[1] for every pair p, each one way only,
+// in one update of the rules (a ring of one-way drops is put in place at once). It adds to the
+// faults already in place.
+func (c *Cluster) DropPairs(ctx context.Context, pairs [][2]int) error {
+	for _, p := range pairs {
+		from, to := p[0], p[1]
+		if from == to || from < 0 || to < 0 || from >= len(c.Hosts) || to >= len(c.Hosts) {
+			return fmt.Errorf("one-way drop %d->%d: bad hosts", from, to)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.drops[from][to] = true
+	for _, p := range pairs {
+		c.drops[p[0]][p[1]] = true
+	}
 	return c.applyRulesLocked(ctx)
 }
 
-// Heal removes every drop rule.
+// Loss drops each packet leaving each of the hosts (to peers and to the harness alike) with
+// the given probability, in (0, 1]: iptables' statistic match, which needs no netem. It adds
+// to the faults already in place; Heal removes it.
+func (c *Cluster) Loss(ctx context.Context, hosts []int, probability float64) error {
+	if probability <= 0 || probability > 1 {
+		return fmt.Errorf("loss probability %v: want (0, 1]", probability)
+	}
+	for _, i := range hosts {
+		if i < 0 || i >= len(c.Hosts) {
+			return fmt.Errorf("loss: no host %d", i)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loss == nil {
+		c.loss = make([]float64, len(c.Hosts))
+	}
+	for _, i := range hosts {
+		c.loss[i] = probability
+	}
+	return c.applyRulesLocked(ctx)
+}
+
+// Heal removes every drop and loss rule.
 func (c *Cluster) Heal(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for a := range c.drops {
 		clear(c.drops[a])
 	}
+	clear(c.loss)
 	return c.applyRulesLocked(ctx)
 }
 
@@ -203,6 +239,9 @@ func (c *Cluster) applyRulesLocked(ctx context.Context) error {
 				fmt.Fprintf(&b, "-A OUTPUT -d %s/32 -j DROP\n", peer.IP)
 			}
 		}
+		if i < len(c.loss) && c.loss[i] > 0 {
+			fmt.Fprintf(&b, "-A OUTPUT -o %s -m statistic --mode random --probability %.4f -j DROP\n", nsVeth, c.loss[i])
+		}
 		b.WriteString("COMMIT\n")
 		if _, err := run(ctx, []byte(b.String()), "ip", "netns", "exec", h.Netns, "iptables-restore", "-w"); err != nil {
 			return fmt.Errorf("rules of %s: %w", h.ID, err)
@@ -219,6 +258,11 @@ func (c *Cluster) describeDropsLocked() string {
 			if c.drops[a][b] {
 				parts = append(parts, c.Hosts[a].ID+"->"+c.Hosts[b].ID)
 			}
+		}
+	}
+	for i, p := range c.loss {
+		if p > 0 {
+			parts = append(parts, fmt.Sprintf("%s-loss-%.0f%%", c.Hosts[i].ID, p*100))
 		}
 	}
 	if len(parts) == 0 {

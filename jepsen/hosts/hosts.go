@@ -122,6 +122,8 @@ type Cluster struct {
 	mu sync.Mutex
 	// drops[a][b]: packets from host a to host b are dropped.
 	drops [][]bool
+	// loss[i] is the probability with which packets leaving host i are dropped (0: none).
+	loss []float64
 	// made records what Create built, so Cleanup removes exactly that.
 	madeOwner, madeBridge, madeForward bool
 	madeNetns                          []string

@@ -235,3 +235,47 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Loss puts an iptables statistic drop on the namespace's egress (no netem needed), and Heal
+// takes it away with the drop rules.
+func TestLossRules(t *testing.T) {
+	requireHosts(t)
+	ctx := ctxFor(t, time.Minute)
+	c, err := Create(ctx, Options{Nodes: 2, Bin: bankdBin(t), Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup() })
+	rules := func(i int) string {
+		out, err := run(ctx, nil, "ip", "netns", "exec", c.Hosts[i].Netns, "iptables", "-w", "-S")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := c.Loss(ctx, []int{0}, 0.3); err != nil {
+		t.Fatalf("loss: %v", err)
+	}
+	if err := c.DropPairs(ctx, [][2]int{{1, 0}}); err != nil {
+		t.Fatalf("drop: %v", err)
+	}
+	if r := rules(0); !strings.Contains(r, "-A OUTPUT -o eth0 -m statistic --mode random --probability 0.") ||
+		!strings.Contains(r, "-A INPUT -s "+c.Hosts[1].IP) {
+		t.Fatalf("rules of host 0:\n%s", r)
+	}
+	if r := rules(1); strings.Contains(r, "statistic") || strings.Contains(r, "-A INPUT") {
+		t.Fatalf("rules of host 1:\n%s", r)
+	}
+	if err := c.Heal(ctx); err != nil {
+		t.Fatalf("heal: %v", err)
+	}
+	if r := rules(0); strings.Contains(r, "-A ") {
+		t.Fatalf("rules left after heal:\n%s", r)
+	}
+	if err := c.Loss(ctx, []int{0}, 1.5); err == nil {
+		t.Fatal("probability 1.5 accepted")
+	}
+	if err := c.DropPairs(ctx, [][2]int{{0, 0}}); err == nil {
+		t.Fatal("self drop accepted")
+	}
+}

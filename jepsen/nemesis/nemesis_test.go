@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +93,29 @@ func (f *fakeCluster) Restart(i int) error        { return f.record(fmt.Sprint("
 func (f *fakeCluster) Pause(i int) error          { return f.record(fmt.Sprint("pause ", i)) }
 func (f *fakeCluster) Resume(i int) error         { return f.record(fmt.Sprint("resume ", i)) }
 func (f *fakeCluster) Heal(context.Context) error { return f.record("heal") }
+func (f *fakeCluster) DropPairs(_ context.Context, p [][2]int) error {
+	return f.record(fmt.Sprint("drop ", p))
+}
+func (f *fakeCluster) Loss(_ context.Context, hs []int, p float64) error {
+	return f.record(fmt.Sprint("loss ", hs, " ", p))
+}
+func (f *fakeCluster) Netem(context.Context, int, time.Duration, float64) error {
+	return ErrNetemUnsupported
+}
+func (f *fakeCluster) ClearNetem(context.Context, int) error { return nil }
+func (f *fakeCluster) TransferLeadership(_ context.Context, target string) (string, error) {
+	return target, f.record("transfer " + target)
+}
+func (f *fakeCluster) RaftID(_ context.Context, i int) (string, error) {
+	return fmt.Sprintf("n%d-old", i+1), nil
+}
+func (f *fakeCluster) RemoveServer(_ context.Context, id string) error {
+	return f.record("remove " + id)
+}
+func (f *fakeCluster) Wipe(i int) error { return f.record(fmt.Sprint("wipe ", i)) }
+func (f *fakeCluster) WaitVoter(_ context.Context, i int, old string) (string, error) {
+	return fmt.Sprintf("n%d-new", i+1), f.record(fmt.Sprint("voter ", i))
+}
 func (f *fakeCluster) Partition(ctx context.Context, g [][]int) error {
 	select {
 	case <-ctx.Done():
@@ -118,7 +142,7 @@ func TestRunEndingDuringAnInjectionIsNoError(t *testing.T) {
 }
 
 func TestRunHealsEveryFaultItInjects(t *testing.T) {
-	for _, kind := range []Kind{Kill, Pause, PartitionLeader, PartitionHalves} {
+	for _, kind := range []Kind{Kill, Pause, PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing, Loss, LeaderStorm, Membership} {
 		t.Run(string(kind), func(t *testing.T) {
 			fc := &fakeCluster{}
 			hist, _ := history.NewRecorder(time.Now(), "")
@@ -157,8 +181,13 @@ func TestRunHealsEveryFaultItInjects(t *testing.T) {
 			}
 			fc.mu.Lock()
 			defer fc.mu.Unlock()
+			if kind == LeaderStorm {
+				// Its heal only stops its own goroutine; the windows here are shorter than a gap.
+				return
+			}
 			last := fc.calls[len(fc.calls)-1]
-			if last != "heal" && last[:7] != "restart" && last[:6] != "resume" {
+			if last != "heal" && !strings.HasPrefix(last, "restart") && !strings.HasPrefix(last, "resume") &&
+				!strings.HasPrefix(last, "voter") && !strings.HasPrefix(last, "transfer") {
 				t.Fatalf("last call %q is not a heal", last)
 			}
 		})
@@ -173,5 +202,151 @@ func TestParseKind(t *testing.T) {
 	}
 	if _, err := ParseKind("meteor"); err == nil {
 		t.Fatal("ParseKind accepted an unknown nemesis")
+	}
+	if k, err := ParseKind("kill, partition-leader"); err != nil || k != "kill,partition-leader" ||
+		!slices.Equal(k.Split(), []Kind{Kill, PartitionLeader}) {
+		t.Fatalf("composed: %q %v", k, err)
+	}
+	for _, bad := range []string{"kill,meteor", "none,kill", "kill,"} {
+		if _, err := ParseKind(bad); err == nil {
+			t.Fatalf("ParseKind accepted %q", bad)
+		}
+	}
+	_, err := ParseKind("clock-skew")
+	if err == nil || !strings.Contains(err.Error(), "not supported on namespace hosts: they share the host clock") {
+		t.Fatalf("clock-skew: %v", err)
+	}
+	if _, err := ParseKind("kill,clock-skew"); err == nil {
+		t.Fatal("clock-skew accepted in a list")
+	}
+}
+
+// A majorities ring of 5: each node receives from exactly its two ring neighbours (so it is
+// in a majority of 3), no two nodes see the same majority, and every drop is between
+// distinct nodes. Of 3: each node receives from one other, one way.
+func TestRingDrops(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		ring := rand.New(rand.NewPCG(3, 0)).Perm(n)
+		drops := RingDrops(ring)
+		sees := map[int]map[int]bool{}
+		for _, to := range ring {
+			sees[to] = map[int]bool{}
+			for _, from := range ring {
+				sees[to][from] = true
+			}
+		}
+		for _, d := range drops {
+			if d[0] == d[1] {
+				t.Fatalf("self drop %v", d)
+			}
+			delete(sees[d[1]], d[0])
+		}
+		views := map[string]bool{}
+		for p, to := range ring {
+			if len(sees[to]) != n/2+1 {
+				t.Fatalf("n=%d: node %d sees %d nodes, want a bare majority", n, to, len(sees[to]))
+			}
+			next := ring[(p+1)%n]
+			if !sees[to][next] {
+				t.Fatalf("n=%d: node %d does not see its ring neighbour %d", n, to, next)
+			}
+			var v []int
+			for k := range sees[to] {
+				v = append(v, k)
+			}
+			slices.Sort(v)
+			views[fmt.Sprint(v)] = true
+		}
+		if len(views) != n {
+			t.Fatalf("n=%d: %d distinct majorities, want %d", n, len(views), n)
+		}
+	}
+}
+
+func TestPlanOneWayAndLoss(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 0))
+	for range 50 {
+		for _, n := range []int{3, 5} {
+			p := plan(PartitionOneWay, rng, n, 1)
+			if p.targets[0] != 1 || len(p.targets) != 1+min(n/2+1, n-1) || slices.Contains(p.targets[1:], 1) {
+				t.Fatalf("oneway of %d: %+v", n, p)
+			}
+			if d := oneWayDrops(p.variant, p.targets); len(d) != len(p.targets)-1 {
+				t.Fatalf("oneway drops %v", d)
+			}
+			l := plan(Loss, rng, n, 1)
+			if l.probability < 0.2 || l.probability > 0.4 || len(l.targets) == 0 {
+				t.Fatalf("loss %+v", l)
+			}
+		}
+	}
+}
+
+// A composed nemesis picks among its kinds, and only among them.
+func TestComposedNemesisPicksAmongItsKinds(t *testing.T) {
+	fc := &fakeCluster{}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: "kill,partition-leader", Seed: 3, FaultWindow: 5 * time.Millisecond, RecoveryWindow: 5 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[Kind]int{}
+	for _, f := range n.Faults() {
+		seen[f.Kind]++
+	}
+	if len(seen) != 2 || seen[Kill] == 0 || seen[PartitionLeader] == 0 {
+		t.Fatalf("kinds drawn: %v", seen)
+	}
+}
+
+// The membership fault removes the old identity, kills, wipes and restarts the node, and its
+// heal waits for the new identity to be a voter.
+func TestMembershipFaultSequence(t *testing.T) {
+	fc := &fakeCluster{}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: Membership, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := n.Faults()[0]
+	i := n.index(f.Targets[0])
+	want := []string{fmt.Sprintf("remove n%d-old", i+1), fmt.Sprint("kill ", i), fmt.Sprint("wipe ", i),
+		fmt.Sprint("restart ", i), fmt.Sprint("restart ", i), fmt.Sprint("voter ", i)}
+	if !slices.Equal(fc.calls[:6], want) {
+		t.Fatalf("calls %v, want %v", fc.calls, want)
+	}
+	if !strings.Contains(f.Note, fmt.Sprintf("voter again as n%d-new", i+1)) {
+		t.Fatalf("note %q", f.Note)
+	}
+}
+
+// A leader storm keeps asking for transfers, 200-500 ms apart, until its heal stops it.
+func TestLeaderStormTransfersUntilHealed(t *testing.T) {
+	fc := &fakeCluster{}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: LeaderStorm, Seed: 1, FaultWindow: 1500 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	calls := len(fc.calls)
+	fc.mu.Unlock()
+	if calls < 2 || calls > 6 {
+		t.Fatalf("%d transfers in about 1.2 s, want 2-6", calls)
+	}
+	time.Sleep(600 * time.Millisecond)
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if len(fc.calls) != calls {
+		t.Fatal("transfers after the heal")
+	}
+	if f := n.Faults()[0]; !strings.Contains(f.Note, "transfers answered") {
+		t.Fatalf("note %q", f.Note)
 	}
 }

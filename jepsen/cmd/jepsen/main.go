@@ -34,7 +34,8 @@ func run() int {
 	}
 	var (
 		workload = flag.String("workload", "bank", "workload: "+strings.Join(jepsen.Workloads, "|"))
-		nem      = flag.String("nemesis", "kill", "nemesis: "+strings.Join(kinds, "|"))
+		nem      = flag.String("nemesis", "kill", "nemesis: "+strings.Join(kinds, "|")+
+			", or a comma list of them picked per fault window (kill,partition-leader); clock-skew is refused: namespaces share the host clock")
 		nodes    = flag.Int("nodes", 3, "cluster size: 3 or 5")
 		duration = flag.Duration("time", 60*time.Second, "how long the workload runs, faults included")
 		seed     = flag.Uint64("seed", uint64(time.Now().UnixNano()%1_000_000), "seed of the workload and fault schedule")
