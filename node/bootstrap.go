@@ -24,6 +24,11 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 	ticker := time.NewTicker(bootstrapPollInterval)
 	defer ticker.Stop()
 	waitingOn := ""
+	// offered is the voter set this node last advertised as ready to bootstrap with.
+	var offered struct {
+		intent  string
+		servers []raft.Server
+	}
 	for {
 		hasState, err := n.hasRaftLog()
 		if err != nil {
@@ -34,7 +39,12 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 			n.gossip.setHasState()
 			return
 		}
-		if n.clusterExists() {
+		if offered.intent != "" && n.clusterExists() && n.peersWithStateBootstrapped(offered.intent) {
+			// The peers bootstrapped with exactly the set this node offered (which holds its
+			// own Raft id) before this node saw their agreement: bootstrap the identical
+			// configuration too, rather than sit out as a non-participant until they notice.
+			n.bootstrap(offered.servers, "joining the bootstrap its peers agreed on")
+		} else if n.clusterExists() {
 			// Some peer has state: this node joins an existing cluster, once the leader adds
 			// it. It may only listen for Raft once no old identity of it is still a voter.
 			stale, known := n.oldIdentities()
@@ -52,22 +62,16 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 			} else {
 				n.openRaftGate("waiting for the leader to add this node")
 			}
-		} else if servers, reason := n.agreedBootstrapServers(); reason != "" {
+		} else if servers, intent, reason := n.agreedBootstrapServers(); reason != "" {
+			if intent != "" {
+				offered.intent, offered.servers = intent, servers
+			}
 			if reason != waitingOn {
 				n.log.Info("not bootstrapping yet", "reason", reason)
 				waitingOn = reason
 			}
 		} else {
-			n.openRaftGate("bootstrapping a new cluster")
-			err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
-			switch {
-			case err == nil:
-				n.log.Info("bootstrapped cluster", "voters", len(servers))
-			case errors.Is(err, raft.ErrCantBootstrap):
-				n.log.Info("cluster already has state; not bootstrapping")
-			default:
-				n.log.Error("bootstrap cluster", "err", err)
-			}
+			n.bootstrap(servers, "bootstrapping a new cluster")
 		}
 		select {
 		case <-ctx.Done():
@@ -84,12 +88,12 @@ func (n *Node) bootstrapLoop(ctx context.Context) {
 // stale gossip: a node that bootstrapped keeps advertising the set it used, so a node that
 // comes back with a wiped data dir — and so a new Raft id — computes a different set and can
 // never reach agreement, even while it still sees its peers' old has_state=false.
-func (n *Node) agreedBootstrapServers() ([]raft.Server, string) {
-	servers, reason := n.bootstrapServers()
+func (n *Node) agreedBootstrapServers() (servers []raft.Server, intent, reason string) {
+	servers, reason = n.bootstrapServers()
 	if reason != "" {
-		return nil, reason
+		return nil, "", reason
 	}
-	intent := bootstrapIntent(servers)
+	intent = bootstrapIntent(servers)
 	n.gossip.setBootstrapIntent(intent)
 	byID := map[string]peer{}
 	for _, p := range n.gossip.peers() {
@@ -100,10 +104,42 @@ func (n *Node) agreedBootstrapServers() ([]raft.Server, string) {
 			continue
 		}
 		if byID[nc.ID].Meta.Bootstrap != intent {
-			return nil, "waiting for node " + nc.ID + " to agree on the bootstrap voter set"
+			return servers, intent, "waiting for node " + nc.ID + " to agree on the bootstrap voter set"
 		}
 	}
-	return servers, ""
+	return servers, intent, ""
+}
+
+// bootstrap opens the Raft gate and bootstraps servers as the initial configuration.
+func (n *Node) bootstrap(servers []raft.Server, why string) {
+	n.openRaftGate(why)
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	switch {
+	case err == nil:
+		n.log.Info("bootstrapped cluster", "voters", len(servers), "reason", why)
+	case errors.Is(err, raft.ErrCantBootstrap):
+		n.log.Info("cluster already has state; not bootstrapping")
+	default:
+		n.log.Error("bootstrap cluster", "err", err)
+	}
+}
+
+// peersWithStateBootstrapped reports whether every alive peer with Raft state advertises intent
+// as the voter set it bootstrapped with. Bootstrapping the identical configuration on this node
+// is then safe (hashicorp/raft allows every server to bootstrap the same configuration), and a
+// node that comes back wiped cannot pass: its new Raft id makes its intent differ.
+func (n *Node) peersWithStateBootstrapped(intent string) bool {
+	seen := false
+	for _, p := range n.gossip.peers() {
+		if p.NodeID == n.self.ID || p.State != "alive" || !p.MetaOK || !p.Meta.HasState {
+			continue
+		}
+		if p.Meta.Bootstrap != intent {
+			return false
+		}
+		seen = true
+	}
+	return seen
 }
 
 // bootstrapIntent names a voter set: a hash of its sorted id@address pairs.
