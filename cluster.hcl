@@ -39,6 +39,33 @@ tokens {
   # gossip_key = "..."
 }
 
+# The Bitcoin chain. Optional block.
+chain {
+  # The network the cluster's wallets and addresses are for: "mainnet", "testnet", "signet" or
+  # "regtest" (the default). The first wallet created records it in the state machine, which
+  # refuses wallets for any other network from then on.
+  network = "regtest"
+
+  # The node the leader's chain watcher follows (btcd or bitcoind JSON-RPC). Without rpc_host
+  # there is no watcher: the cluster is a pure ledger. `make run` starts a regtest btcd and adds
+  # these four (and start_height) to a copy of this file, data/cluster.run.hcl.
+  # rpc_host = "127.0.0.1:18334"
+  # rpc_user = "bankd"
+  # rpc_pass = "..."               # or rpc_pass_file = "secrets/rpc.pass"
+  # rpc_cert = "btcd/rpc.cert"     # btcd's TLS certificate; bitcoind: leave out, rpc_tls = false
+
+  # Confirmations at which a deposit is credited (1-1000).
+  final_depth = 6
+  # Block hashes kept below the tip: the deepest reorg that can be followed (>= final_depth).
+  keep_hashes = 1000
+  # First block followed on an empty chain (the cluster's birthday); 0 by default.
+  # start_height = 0
+  # How often the leader asks the node for news once it has caught up.
+  poll_interval = "1s"
+  # Poll the node's mempool, so deposits show as pending before their first confirmation.
+  mempool = true
+}
+
 # One block per node; the label is the node id. Node ids and all addresses must be unique.
 #   region      failure domain the node runs in (shown by `bankctl members`)
 #   raft_addr   host:port for Raft replication; peers dial it, so no wildcard address

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 )
 
 // applier applies one command. Its root txn collects everything the command writes; the
@@ -18,6 +19,12 @@ type applier struct {
 	now   int64
 	seq   uint32 // orders history entries written by this command
 	items []*bankdv1.EventItem
+	// allowNegative lets the next balance change take a non-negative account below zero: only
+	// for reversals of deposits the chain took back.
+	allowNegative bool
+	// watched are the scripts this command added to the script table, for
+	// Options.OnScriptsWatched.
+	watched [][]byte
 }
 
 // commandHandler applies one command type. It returns the response, or an *Error to refuse the
@@ -65,6 +72,48 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 			return &emptypb.Empty{}, nil
 		},
 	},
+	bankdv1.CommandType_COMMAND_TYPE_CREATE_WALLET: {
+		newBody: func() proto.Message { return &bankdv1.CreateWalletRequest{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.createWallet(tx, body.(*bankdv1.CreateWalletRequest))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS: {
+		newBody: func() proto.Message { return &bankdv1.NewDepositAddressRequest{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.newDepositAddress(tx, body.(*bankdv1.NewDepositAddressRequest))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_CONNECTED: {
+		newBody: func() proto.Message { return &bankdv1.ChainBlockConnected{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.chainBlockConnected(tx, body.(*bankdv1.ChainBlockConnected))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED: {
+		newBody: func() proto.Message { return &bankdv1.ChainBlockDisconnected{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.chainBlockDisconnected(tx, body.(*bankdv1.ChainBlockDisconnected))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_MEMPOOL: {
+		newBody: func() proto.Message { return &bankdv1.ChainMempool{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.chainMempool(tx, body.(*bankdv1.ChainMempool))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_RESCAN: {
+		newBody: func() proto.Message { return &bankdv1.RescanChainRequest{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.chainRescan(tx, body.(*bankdv1.RescanChainRequest))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_RESCAN_BLOCK: {
+		newBody: func() proto.Message { return &bankdv1.ChainRescanBlock{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.chainRescanBlock(tx, body.(*bankdv1.ChainRescanBlock))
+		},
+	},
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending
@@ -100,7 +149,7 @@ func (a *applier) apply(data []byte) (any, error) {
 
 // run checks the fence and applies the body in a child txn, committed only on success.
 func (a *applier) run(cmd *bankdv1.Command) (any, error) {
-	if cmd.Fence != nil {
+	if cmd.Fence != nil && !failpoint.Enabled(failpoint.SkipFenceCheck) { // failpoint SkipFenceCheck
 		if err := a.checkFence(a.root, cmd.Fence); err != nil {
 			if refusal, ok := asRefusal(err); ok {
 				a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_FenceRefused{FenceRefused: refusal.Message}})
@@ -116,6 +165,7 @@ func (a *applier) run(cmd *bankdv1.Command) (any, error) {
 	tx := a.root.child()
 	result, err := handler.apply(a, tx, body)
 	if err != nil {
+		a.watched = nil // they were written to the dropped txn
 		return nil, err
 	}
 	if err := tx.commit(); err != nil {

@@ -26,14 +26,23 @@ type Options struct {
 	// a broken store. The default logs and exits the process with status 2, because going on
 	// would let this replica diverge from the others.
 	Fatal func(error)
+	// OnScriptsWatched, when set, is called after each committed batch that added scripts to
+	// the script table (wallet creation, address allocation, look-ahead extension), with those
+	// scripts in apply order. It runs on the apply goroutine before readers are woken, so it
+	// must be quick and must not call back into Apply; it lets the chain follower keep an
+	// in-memory index in step with the store (built at start with ForEachWatchedScript). It is
+	// not called for a Restore, which replaces the whole store: rebuild the index from
+	// ForEachWatchedScript after one. The slices must not be modified.
+	OnScriptsWatched func(scripts [][]byte)
 }
 
 // FSM is the replicated state machine. Apply, ApplyBatch, Snapshot and Restore are called by
 // Raft from one goroutine; the read methods may be called concurrently from anywhere.
 type FSM struct {
-	dir    string
-	logger *slog.Logger
-	fatal  func(error)
+	dir              string
+	logger           *slog.Logger
+	fatal            func(error)
+	onScriptsWatched func([][]byte)
 
 	// mu guards db: reads and applies hold it shared, Restore holds it exclusively while it
 	// swaps the store.
@@ -66,7 +75,7 @@ func Open(dir string, opts Options) (*FSM, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, changed: make(chan struct{})}
+	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, onScriptsWatched: opts.OnScriptsWatched, changed: make(chan struct{})}
 	if f.fatal == nil {
 		f.fatal = func(err error) {
 			f.logger.Error("state machine stopped: refusing to go on", "err", err)
@@ -237,6 +246,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	defer b.Close()
 	applied := f.applied.Load()
 	now := f.nowMs.Load()
+	var watched [][]byte
 	for i, l := range logs {
 		// failpoint skip-applied-index-check: apply replayed entries a second time.
 		if l.Index <= applied && !failpoint.Enabled(failpoint.SkipAppliedIndexCheck) {
@@ -251,6 +261,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 			results[i] = res
 			now = a.now
+			watched = append(watched, a.watched...)
 		}
 		applied = l.Index
 	}
@@ -274,6 +285,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.applied.Store(applied)
 	f.nowMs.Store(now)
+	if f.onScriptsWatched != nil && len(watched) > 0 {
+		f.onScriptsWatched(watched)
+	}
 	f.notifyChanged()
 	return results
 }

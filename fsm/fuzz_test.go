@@ -11,7 +11,7 @@ import (
 
 // FuzzApplyCommandBody feeds arbitrary bodies under every known command type. Whatever the
 // bytes, apply must answer (a response or a refusal), never panic or stop the state machine,
-// and the ledger must still balance.
+// and the ledger must still balance and the script table match the wallets' windows.
 func FuzzApplyCommandBody(f *testing.F) {
 	seed := func(m proto.Message) []byte { b, _ := proto.Marshal(m); return b }
 	f.Add(uint8(2), seed(&bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{xfer("t", "reserve", "alice", 5)}}))
@@ -19,8 +19,14 @@ func FuzzApplyCommandBody(f *testing.F) {
 	f.Add(uint8(1), seed(&bankdv1.CreateAccountRequest{Account: &bankdv1.Account{Id: "x", Currency: "BTC", Kind: 2}}))
 	f.Add(uint8(3), seed(&bankdv1.AcquireLockRequest{Name: "l", Holder: "h", TtlMs: 1000}))
 	f.Add(uint8(5), []byte{0x0a, 0xff})
+	depositDesc := depositDescriptor(f, 0)
+	f.Add(uint8(6), seed(&bankdv1.CreateWalletRequest{WalletId: "w", Kind: bankdv1.WalletKind_WALLET_KIND_HOT, Descriptor_: depositDescriptor(f, 1), Network: "regtest", GapLimit: 3}))
+	f.Add(uint8(6), seed(&bankdv1.CreateWalletRequest{WalletId: "w", Kind: bankdv1.WalletKind_WALLET_KIND_COLD, Descriptor_: "wsh(sortedmulti(1," + tpub(f, 1) + "/*," + tpub(f, 2) + "/*))", Network: "regtest"}))
+	f.Add(uint8(7), seed(&bankdv1.NewDepositAddressRequest{AccountId: "alice", RequestId: "r"}))
+	f.Add(uint8(7), seed(&bankdv1.NewDepositAddressRequest{AccountId: "reserve", WalletId: "dep", RequestId: "r"}))
 	f.Fuzz(func(t *testing.T, typ uint8, body []byte) {
 		tf := bank(t)
+		tf.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "dep", Kind: bankdv1.WalletKind_WALLET_KIND_DEPOSIT, Descriptor_: depositDesc, GapLimit: 2})
 		cmdType := bankdv1.CommandType(1 + int32(typ)%int32(len(commandBodies)))
 		cmd := &bankdv1.Command{Version: CommandVersion, Type: cmdType, LeaderTimeUnixMs: tf.nowMs, Body: body}
 		data, err := proto.Marshal(cmd)
@@ -35,5 +41,6 @@ func FuzzApplyCommandBody(f *testing.F) {
 			t.Fatalf("a bad body stopped the state machine: %v", tf.fatals.errs)
 		}
 		checkInvariants(t, tf)
+		checkWalletInvariants(t, tf)
 	})
 }

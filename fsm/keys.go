@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 )
@@ -17,6 +18,16 @@ import (
 //	h <account id> 0x00 <index> <seq> -> HistoryEntry
 //	l <lock name>                  -> Lock
 //	e <index>                      -> Event
+//
+// Wallets and deposit addresses (wallet.go):
+//
+//	m network                      -> the cluster's chain network, set by the first wallet
+//	m deposit-wallet               -> id of the only DEPOSIT wallet; empty once there are several
+//	w <wallet id>                  -> Wallet: the definition, never changed after creation
+//	c <wallet id>                  -> per branch: uint32 next_index, uint32 watched_end
+//	s <sha256(script)>             -> WatchedScript: every script any wallet watches, handed out or look-ahead
+//	p <account id> 0x00 <index> <seq> -> DepositAddress: an account's addresses in allocation order
+//	q <request id>                 -> DepositAddress: what NewDepositAddress request_id allocated
 const (
 	tagMeta     = 'm'
 	tagAccount  = 'a'
@@ -26,11 +37,20 @@ const (
 	tagHistory  = 'h'
 	tagLock     = 'l'
 	tagEvent    = 'e'
+
+	tagWallet         = 'w'
+	tagWalletBranches = 'c'
+	tagScript         = 's'
+	tagDepositAddress = 'p'
+	tagDepositRequest = 'q'
 )
 
 var (
 	keyApplied = []byte("mapplied")
 	keyNow     = []byte("mnow")
+
+	keyNetwork        = []byte("mnetwork")
+	keyDepositDefault = []byte("mdeposit-wallet")
 )
 
 func tagged(tag byte, s string) []byte {
@@ -50,6 +70,26 @@ func historyKey(id string, index uint64, seq uint32) []byte {
 	k := historyPrefix(id)
 	k = binary.BigEndian.AppendUint64(k, index)
 	return binary.BigEndian.AppendUint32(k, seq)
+}
+
+func walletKey(id string) []byte         { return tagged(tagWallet, id) }
+func walletBranchesKey(id string) []byte { return tagged(tagWalletBranches, id) }
+func depositRequestKey(id string) []byte { return tagged(tagDepositRequest, id) }
+func depositAddressPrefix(accountID string) []byte {
+	return append(tagged(tagDepositAddress, accountID), 0)
+}
+
+func depositAddressKey(accountID string, index uint64, seq uint32) []byte {
+	k := depositAddressPrefix(accountID)
+	k = binary.BigEndian.AppendUint64(k, index)
+	return binary.BigEndian.AppendUint32(k, seq)
+}
+
+// scriptKey keys the script table by the SHA-256 of the script, so that keys have one length
+// whatever the script type and a block's outputs are looked up by hash.
+func scriptKey(script []byte) []byte {
+	sum := sha256.Sum256(script)
+	return append([]byte{tagScript}, sum[:]...)
 }
 
 func expiryKey(expiresAtMs int64, transferID string) []byte {

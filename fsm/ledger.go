@@ -392,7 +392,7 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 		return refuse(bankdv1.ResultCode_RESULT_CODE_OVERFLOW, "account %q: credits would exceed %d", acc.Id, int64(math.MaxInt64))
 	}
 	next = deriveBalance(acc.Kind, next)
-	if acc.NonNegative && d.reducesAvailable(acc.Kind) && next.Available < 0 {
+	if acc.NonNegative && d.reducesAvailable(acc.Kind) && next.Available < 0 && !a.allowNegative {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS,
 			"account %q: available balance %d, transfer %q needs %d", acc.Id, b.Available, cause.Id, b.Available-next.Available)
 	}

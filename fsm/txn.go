@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -78,5 +79,48 @@ func (t *txn) commit() error {
 		}
 	}
 	t.writes, t.order = nil, nil
+	return nil
+}
+
+// scan calls fn, in key order, for every key in [lower, upper) as this txn sees it: the Pebble
+// batch overlaid with the writes of this txn and its parents. It costs one pass over the
+// buffered writes, so commands call it a bounded number of times.
+func (t *txn) scan(lower, upper []byte, fn func(key, value []byte) (bool, error)) error {
+	merged := map[string]pendingWrite{}
+	iter, err := t.batch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("iterate from %q: %w", lower, err)
+	}
+	for ok := iter.First(); ok; ok = iter.Next() {
+		merged[string(iter.Key())] = pendingWrite{value: append([]byte(nil), iter.Value()...)}
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("iterate from %q: %w", lower, err)
+	}
+	var levels []*txn
+	for cur := t; cur != nil; cur = cur.parent {
+		levels = append(levels, cur)
+	}
+	lo, hi := string(lower), string(upper)
+	for i := len(levels) - 1; i >= 0; i-- { // outermost first, so inner writes win
+		for k, w := range levels[i].writes {
+			if k >= lo && k < hi {
+				merged[k] = w
+			}
+		}
+	}
+	keys := make([]string, 0, len(merged))
+	for k, w := range merged {
+		if !w.deleted {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		more, err := fn([]byte(k), merged[k].value)
+		if err != nil || !more {
+			return err
+		}
+	}
 	return nil
 }

@@ -24,12 +24,16 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/proccluster"
 	"github.com/bankd/bankd/jepsen/checker"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/nemesis"
 	"github.com/bankd/bankd/jepsen/report"
-	"github.com/bankd/bankd/jepsen/workload/bank"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
 // Config describes one run.
@@ -65,7 +69,7 @@ const (
 type Report struct {
 	Verdict checker.Verdict   `json:"verdict"`
 	Results []checker.Result  `json:"results"`
-	Counts  bank.Counts       `json:"counts"`
+	Counts  ledger.Counts     `json:"counts"`
 	Faults  []nemesis.Fault   `json:"faults"`
 	Config  map[string]string `json:"config"`
 	RunID   string            `json:"run_id"`
@@ -201,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ops := hist.Ops()
 	report := &Report{
 		Results: results,
-		Counts:  bank.Count(ops),
+		Counts:  ledger.Count(ops),
 		Faults:  nem.Faults(),
 		RunID:   cluster.RunID,
 		Dir:     dir,
@@ -244,7 +248,7 @@ func writePages(log *slog.Logger, r *Report, ops []history.Op) {
 func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work workload, hist *history.Recorder, dir string) []checker.Result {
 	ctx, cancel := context.WithTimeout(ctx, recoveryTimeout+finalTimeout)
 	defer cancel()
-	recovery := checker.Result{Name: "recovery", Verdict: checker.Valid, Checked: 1}
+	recovery := checker.Result{Name: checker.NameRecovery, Verdict: checker.Valid, Checked: 1}
 	fail := func(format string, args ...any) {
 		if recovery.Violations == 0 {
 			recovery.CounterExample = fmt.Sprintf(format, args...)
@@ -271,6 +275,16 @@ func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work 
 		fail("no leader %s after healing: %v", recoveryTimeout, err)
 	}
 
+	// The healed cluster must commit a write. That write also commits whatever still sits in
+	// the leader's log from before the heal; requests still in flight on the network can apply
+	// later, which the workloads' final reads allow for (ledger.ConsistentRead).
+	qctx, qcancel := context.WithTimeout(ctx, recoveryTimeout)
+	err = quiesce(qctx, cluster)
+	qcancel()
+	if err != nil {
+		fail("no write committed after healing: %v", err)
+	}
+
 	fctx, fcancel := context.WithTimeout(ctx, finalTimeout)
 	checks, err := work.Check(fctx, log, hist, dir)
 	fcancel()
@@ -289,6 +303,18 @@ func finish(ctx context.Context, log *slog.Logger, cluster *hosts.Cluster, work 
 	return results
 }
 
+// quiesceLock is the lock the harness acquires after healing; no workload uses it.
+const quiesceLock = "jepsen-quiesce"
+
+// quiesce commits one write (a lock grant to the harness) through any node that can.
+func quiesce(ctx context.Context, cluster *hosts.Cluster) error {
+	_, err := ledger.Retry(ctx, cluster, 5*time.Second, func(ctx context.Context, cl *proccluster.Clients) (struct{}, error) {
+		_, err := cl.Locks.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{Name: quiesceLock, Holder: "jepsen-harness", TtlMs: 1000}))
+		return struct{}{}, err
+	})
+	return err
+}
+
 func progress(ctx context.Context, cfg Config, start time.Time, hist *history.Recorder, nem *nemesis.Nemesis) {
 	t := time.NewTicker(cfg.ProgressEvery)
 	defer t.Stop()
@@ -298,7 +324,7 @@ func progress(ctx context.Context, cfg Config, start time.Time, hist *history.Re
 			return
 		case <-t.C:
 		}
-		c := bank.Count(hist.Ops())
+		c := ledger.Count(hist.Ops())
 		fault := nem.Active()
 		if fault == "" {
 			fault = "none"

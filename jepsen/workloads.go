@@ -12,10 +12,11 @@ import (
 	"github.com/bankd/bankd/jepsen/workload/idempotent"
 	"github.com/bankd/bankd/jepsen/workload/locks"
 	"github.com/bankd/bankd/jepsen/workload/register"
+	"github.com/bankd/bankd/jepsen/workload/stream"
 )
 
 // Workloads lists the workloads a run can drive.
-var Workloads = []string{"bank", "register", "idempotent", locks.Name}
+var Workloads = []string{"bank", "register", "idempotent", locks.Name, stream.Name}
 
 // workload is what a run drives.
 type workload interface {
@@ -33,6 +34,8 @@ func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder) wor
 		return registerWorkload{register.New(register.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
 	case locks.Name:
 		return locksWorkload{locks.New(locks.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
+	case stream.Name:
+		return streamWorkload{stream.New(stream.Config{Seed: cfg.Seed}, cluster, hist)}
 	case "idempotent":
 		return idempotentWorkload{idempotent.New(idempotent.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
 	}
@@ -92,4 +95,19 @@ func (w idempotentWorkload) Check(ctx context.Context, log *slog.Logger, hist *h
 		log.Warn("write final state", "err", err)
 	}
 	return []checker.Result{checker.IdempotentAppliedOnce(w.Amount(), ops, final)}, nil
+}
+
+type streamWorkload struct{ *stream.Workload }
+
+// Check reads the event log through the end marker and compares every watch session with it.
+func (w streamWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
+	final, err := w.Final(ctx)
+	if err != nil {
+		// Duplicates and disorder inside a session can still be judged.
+		return []checker.Result{checker.StreamOrder(hist.Ops(), nil)}, err
+	}
+	if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+		log.Warn("write final state", "err", err)
+	}
+	return []checker.Result{checker.StreamOrder(hist.Ops(), final)}, nil
 }

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/bankd/bankd/fsm"
 )
 
 // Config is a parsed and validated cluster.hcl: the one file every node of a cluster shares.
@@ -25,6 +29,7 @@ type Config struct {
 	Name   string
 	Raft   RaftConfig
 	Tokens TokensConfig
+	Chain  ChainConfig
 	// Nodes in file order.
 	Nodes []NodeConfig
 }
@@ -49,6 +54,64 @@ type TokensConfig struct {
 	Client []string
 	// GossipKey is the decoded memberlist key (16, 24 or 32 bytes), nil when gossip is unencrypted.
 	GossipKey []byte
+}
+
+// ChainConfig holds the `chain` block: which Bitcoin network the cluster's wallets are for and,
+// when RPCHost is set, the node the leader's chain watcher follows.
+type ChainConfig struct {
+	// Network is "mainnet", "testnet", "signet" or "regtest".
+	Network string
+
+	// RPCHost is the host:port of the btcd or bitcoind JSON-RPC server. Empty means no chain
+	// watcher: the cluster runs as a pure ledger and every other key below is unused.
+	RPCHost string
+	// RPCUser and RPCPass are the RPC credentials (RPCPass from rpc_pass or rpc_pass_file).
+	RPCUser string
+	RPCPass string
+	// RPCCertPath is the rpc_cert file (absolute) and RPCCert its PEM contents, read when the
+	// configuration is loaded. Both are empty when the system's roots are trusted or TLS is off.
+	RPCCertPath string
+	RPCCert     []byte
+	// RPCTLS is false for a plain-HTTP RPC server (bitcoind).
+	RPCTLS bool
+
+	// FinalDepth is the number of confirmations at which a transaction becomes final and its
+	// deposits are credited.
+	FinalDepth uint32
+	// KeepHashes is how many block hashes below the tip the state machine keeps; a reorg deeper
+	// than that cannot be followed.
+	KeepHashes uint32
+	// StartHeight is the first block followed on an empty chain (the cluster's birthday).
+	StartHeight uint32
+	// PollInterval is how often the watcher asks the node for news when it is caught up.
+	PollInterval time.Duration
+	// Mempool turns polling of the node's mempool (pending deposits) on.
+	Mempool bool
+}
+
+// Watching reports whether the chain block names a node to follow, i.e. whether the leader
+// runs a chain watcher.
+func (c ChainConfig) Watching() bool { return c.RPCHost != "" }
+
+// Defaults of the chain block.
+const (
+	// DefaultChainNetwork is the network of a cluster.hcl without a chain block.
+	DefaultChainNetwork      = "regtest"
+	DefaultFinalDepth        = 6
+	DefaultKeepHashes        = 1000
+	DefaultChainPollInterval = time.Second
+)
+
+// DefaultChainConfig returns the values used for keys the chain block leaves out.
+func DefaultChainConfig() ChainConfig {
+	return ChainConfig{
+		Network:      DefaultChainNetwork,
+		RPCTLS:       true,
+		FinalDepth:   DefaultFinalDepth,
+		KeepHashes:   DefaultKeepHashes,
+		PollInterval: DefaultChainPollInterval,
+		Mempool:      true,
+	}
 }
 
 // NodeConfig describes one `node "<id>"` block.
@@ -184,6 +247,7 @@ var (
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "raft"},
 			{Type: "tokens"},
+			{Type: "chain"},
 			{Type: "node", LabelNames: []string{"id"}},
 		},
 	}
@@ -202,6 +266,20 @@ var (
 		{Name: "admin"},
 		{Name: "client"},
 		{Name: "gossip_key"},
+	}}
+	chainSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "network"},
+		{Name: "rpc_host"},
+		{Name: "rpc_user"},
+		{Name: "rpc_pass"},
+		{Name: "rpc_pass_file"},
+		{Name: "rpc_cert"},
+		{Name: "rpc_tls"},
+		{Name: "final_depth"},
+		{Name: "keep_hashes"},
+		{Name: "start_height"},
+		{Name: "poll_interval"},
+		{Name: "mempool"},
 	}}
 	nodeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "region", Required: true},
@@ -232,7 +310,7 @@ func (p *configParser) errorf(rng hcl.Range, summary, format string, args ...any
 }
 
 func (p *configParser) parse(body hcl.Body) *Config {
-	cfg := &Config{Raft: DefaultRaftConfig()}
+	cfg := &Config{Raft: DefaultRaftConfig(), Chain: DefaultChainConfig()}
 	content, diags := body.Content(topSchema)
 	p.diags = append(p.diags, diags...)
 	if content == nil {
@@ -246,7 +324,7 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			cfg.Name = name
 		}
 	}
-	var seenRaft, seenTokens *hcl.Block
+	var seenRaft, seenTokens, seenChain *hcl.Block
 	for _, block := range content.Blocks {
 		switch block.Type {
 		case "raft":
@@ -263,6 +341,13 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			}
 			seenTokens = block
 			p.parseTokens(block, &cfg.Tokens)
+		case "chain":
+			if seenChain != nil {
+				p.errorf(block.DefRange, "duplicate chain block", "the chain block is already defined at line %d", seenChain.DefRange.Start.Line)
+				continue
+			}
+			seenChain = block
+			p.parseChain(block, &cfg.Chain)
 		case "node":
 			p.parseNode(block, cfg)
 		}
@@ -402,6 +487,159 @@ func (p *configParser) parseTokens(block *hcl.Block, tc *TokensConfig) {
 	}
 }
 
+func (p *configParser) parseChain(block *hcl.Block, cc *ChainConfig) {
+	content, diags := block.Body.Content(chainSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	attrs := content.Attributes
+	if attr, ok := attrs["network"]; ok {
+		if network, ok := p.str(attr); ok {
+			if _, known := fsm.ChainParams(network); known {
+				cc.Network = network
+			} else {
+				p.errorf(attr.Expr.Range(), "invalid network", "network must be one of %s, got %q", fsm.ChainNetworkNames, network)
+			}
+		}
+	}
+	p.parseChainRPC(block, attrs, cc)
+
+	counts := []struct {
+		name     string
+		min, max int64
+		set      func(int64)
+	}{
+		{"final_depth", 1, fsm.MaxFinalDepth, func(v int64) { cc.FinalDepth = uint32(v) }},
+		{"keep_hashes", 1, fsm.MaxKeepHashes, func(v int64) { cc.KeepHashes = uint32(v) }},
+		{"start_height", 0, math.MaxInt32, func(v int64) { cc.StartHeight = uint32(v) }},
+	}
+	for _, c := range counts {
+		attr, ok := attrs[c.name]
+		if !ok {
+			continue
+		}
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be a whole number: %s", c.name, firstDetail(diags))
+			continue
+		}
+		if v < c.min || v > c.max {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be between %d and %d, got %d", c.name, c.min, c.max, v)
+			continue
+		}
+		c.set(v)
+	}
+	if cc.KeepHashes < cc.FinalDepth {
+		p.errorf(rangeOf(attrs, "keep_hashes", block.DefRange), "invalid keep_hashes",
+			"keep_hashes (%d) must be at least final_depth (%d): a block that is not final yet must stay disconnectable", cc.KeepHashes, cc.FinalDepth)
+	}
+	if attr, ok := attrs["poll_interval"]; ok {
+		if v, ok := p.duration(attr); ok {
+			if v < 10*time.Millisecond || v > time.Hour {
+				p.errorf(attr.Expr.Range(), "invalid poll_interval", "poll_interval must be between 10ms and 1h, got %s", v)
+			} else {
+				cc.PollInterval = v
+			}
+		}
+	}
+	if attr, ok := attrs["mempool"]; ok {
+		if v, ok := p.boolean(attr); ok {
+			cc.Mempool = v
+		}
+	}
+}
+
+// parseChainRPC reads the rpc_* keys of the chain block: the node the chain watcher follows.
+func (p *configParser) parseChainRPC(block *hcl.Block, attrs hcl.Attributes, cc *ChainConfig) {
+	if attr, ok := attrs["rpc_tls"]; ok {
+		if v, ok := p.boolean(attr); ok {
+			cc.RPCTLS = v
+		}
+	}
+	host, hasHost := attrs["rpc_host"]
+	if !hasHost {
+		for _, name := range []string{"rpc_user", "rpc_pass", "rpc_pass_file", "rpc_cert", "rpc_tls"} {
+			if attr, ok := attrs[name]; ok {
+				p.errorf(attr.NameRange, "missing rpc_host", "%s is set but rpc_host is not; give rpc_host to follow a node, or remove the rpc_ keys to run without a chain watcher", name)
+			}
+		}
+		return
+	}
+	if v, ok := p.str(host); ok {
+		norm, err := normalizeHostPort(v, true)
+		if err != nil {
+			p.errorf(host.Expr.Range(), "invalid rpc_host", "rpc_host %q: %v", v, err)
+		} else {
+			cc.RPCHost = norm
+		}
+	}
+	if attr, ok := attrs["rpc_user"]; !ok {
+		p.errorf(block.DefRange, "missing rpc_user", "rpc_user is required with rpc_host")
+	} else if v, ok := p.str(attr); ok {
+		if v == "" {
+			p.errorf(attr.Expr.Range(), "empty rpc_user", "rpc_user must not be empty")
+		}
+		cc.RPCUser = v
+	}
+	pass, hasPass := attrs["rpc_pass"]
+	passFile, hasPassFile := attrs["rpc_pass_file"]
+	switch {
+	case hasPass && hasPassFile:
+		p.errorf(passFile.NameRange, "conflicting rpc_pass_file", "give either rpc_pass or rpc_pass_file, not both")
+	case hasPass:
+		if v, ok := p.str(pass); ok {
+			if v == "" {
+				p.errorf(pass.Expr.Range(), "empty rpc_pass", "rpc_pass must not be empty")
+			}
+			cc.RPCPass = v
+		}
+	case hasPassFile:
+		if path, ok := p.str(passFile); ok {
+			b, err := os.ReadFile(p.path(path))
+			switch {
+			case err != nil:
+				p.errorf(passFile.Expr.Range(), "unreadable rpc_pass_file", "%v", err)
+			case strings.TrimRight(string(b), "\r\n") == "":
+				p.errorf(passFile.Expr.Range(), "empty rpc_pass_file", "%s is empty", p.path(path))
+			default:
+				cc.RPCPass = strings.TrimRight(string(b), "\r\n")
+			}
+		}
+	default:
+		p.errorf(block.DefRange, "missing rpc_pass", "rpc_pass or rpc_pass_file is required with rpc_host")
+	}
+	if attr, ok := attrs["rpc_cert"]; ok {
+		path, ok := p.str(attr)
+		if !ok {
+			return
+		}
+		if !cc.RPCTLS {
+			p.errorf(attr.Expr.Range(), "conflicting rpc_cert", "rpc_cert is set but rpc_tls is false; a plain-HTTP node has no certificate")
+			return
+		}
+		full := p.path(path)
+		pem, err := os.ReadFile(full)
+		if err != nil {
+			p.errorf(attr.Expr.Range(), "unreadable rpc_cert", "%v", err)
+			return
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			p.errorf(attr.Expr.Range(), "invalid rpc_cert", "%s holds no PEM certificate", full)
+			return
+		}
+		cc.RPCCertPath, cc.RPCCert = full, pem
+	}
+}
+
+// path resolves a path from the file against the file's directory.
+func (p *configParser) path(s string) string {
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(p.baseDir, s)
+	}
+	return filepath.Clean(s)
+}
+
 func (p *configParser) parseNode(block *hcl.Block, cfg *Config) {
 	id := block.Labels[0]
 	idRange := block.DefRange
@@ -530,6 +768,15 @@ func (p *configParser) str(attr *hcl.Attribute) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+func (p *configParser) boolean(attr *hcl.Attribute) (bool, bool) {
+	var v bool
+	if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+		p.errorf(attr.Expr.Range(), "invalid "+attr.Name, "%s must be true or false: %s", attr.Name, firstDetail(diags))
+		return false, false
+	}
+	return v, true
 }
 
 func (p *configParser) duration(attr *hcl.Attribute) (time.Duration, bool) {

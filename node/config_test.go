@@ -87,6 +87,21 @@ node "a" {
 	if cfg.Raft != DefaultRaftConfig() {
 		t.Errorf("defaults not applied: %+v", cfg.Raft)
 	}
+	if cfg.Chain.Network != DefaultChainNetwork {
+		t.Errorf("chain network = %q, want the default %q", cfg.Chain.Network, DefaultChainNetwork)
+	}
+}
+
+func TestParseConfigReadsTheChainNetwork(t *testing.T) {
+	for _, network := range []string{"mainnet", "testnet", "signet", "regtest"} {
+		cfg, err := ParseConfig([]byte("name = \"c\"\nchain {\n  network = \""+network+"\"\n}\n"+nodeBlock("n1", 1, nil)), "c.hcl")
+		if err != nil {
+			t.Fatalf("%s: %v", network, err)
+		}
+		if cfg.Chain.Network != network {
+			t.Errorf("chain network = %q, want %q", cfg.Chain.Network, network)
+		}
+	}
 }
 
 func TestLoadConfigReadsTheRepositoryExample(t *testing.T) {
@@ -164,6 +179,10 @@ func TestParseConfigRejects(t *testing.T) {
 		{"no node blocks", base, 0, "at least one node block"},
 		{"a second raft block", base + "raft {}\nraft {}\n" + n1, 3, "duplicate raft block"},
 		{"a second tokens block", base + "tokens {}\ntokens {}\n" + n1, 3, "duplicate tokens block"},
+		{"a second chain block", base + "chain {}\nchain {}\n" + n1, 3, "duplicate chain block"},
+		{"an unknown chain network", base + "chain {\n  network = \"testnet3\"\n}\n" + n1, 3, `network must be one of mainnet, testnet, signet, regtest, got "testnet3"`},
+		{"a chain network that is not a string", base + "chain {\n  network = [\"regtest\"]\n}\n" + n1, 3, "network must be a string"},
+		{"an unknown chain key", base + "chain {\n  rpc = \"x\"\n}\n" + n1, 3, "rpc"},
 		{"an unknown raft key", base + "raft {\n  heartbeat = \"1s\"\n}\n" + n1, 3, "heartbeat"},
 		{"an unparsable duration", base + "raft {\n  heartbeat_timeout = \"fast\"\n}\n" + n1, 3, "heartbeat_timeout \"fast\" is not a duration"},
 		{"a duration that is a number", base + "raft {\n  apply_timeout = 5\n}\n" + n1, 3, "apply_timeout"},

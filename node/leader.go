@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 )
 
 const (
@@ -88,6 +90,10 @@ func (n *Node) leaderLoop(ctx context.Context, done chan struct{}) {
 	<-ctx.Done()
 	n.ready.Store(false)
 	wg.Wait()
+	if failpoint.Enabled(failpoint.CrashOnLeadershipLoss) {
+		log.Error("failpoint crash-on-leadership-loss: exiting")
+		os.Exit(3) // failpoint CrashOnLeadershipLoss
+	}
 	log.Info("lost leadership; leader-only work stopped")
 }
 

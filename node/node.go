@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,6 +57,22 @@ type Options struct {
 	// RaftLogLevel filters the logs of hashicorp/raft and memberlist; nil means Warn (they are
 	// chatty at Info).
 	RaftLogLevel slog.Leveler
+	// ScriptIndex, when set, is kept in step with the state machine's script table on this node
+	// (every node, leader or not), so that a new leader's chain watcher finds it complete.
+	ScriptIndex ScriptIndex
+}
+
+// ScriptIndex is an in-memory index of the state machine's script table (the chain watcher's).
+// The node subscribes it to the state machine before anything is applied, loads it once the
+// state machine is open, and loads it again after every snapshot restore (which replaces the
+// store without reporting the scripts it added). Both methods are called on the goroutine that
+// applies Raft entries, never concurrently with each other, and adding a script twice must be
+// harmless.
+type ScriptIndex interface {
+	// AddScripts is the state machine's OnScriptsWatched hook: scripts a committed batch added.
+	AddScripts(scripts [][]byte)
+	// Load adds every script of f's script table.
+	Load(f *fsm.FSM) error
 }
 
 // Limits and timings that are not worth a knob in cluster.hcl.
@@ -166,12 +183,50 @@ func (n *Node) openStorage() error {
 	n.snapshots = snaps
 
 	fsmDir := filepath.Join(dir, "fsm")
-	f, err := fsm.Open(fsmDir, fsm.Options{Logger: n.log.With("component", "fsm"), Fatal: n.opts.FSMFatal})
+	fopts := fsm.Options{Logger: n.log.With("component", "fsm"), Fatal: n.opts.FSMFatal}
+	if n.opts.ScriptIndex != nil {
+		// Subscribed before the first apply and loaded below: no script is missed, and one
+		// added twice is harmless.
+		fopts.OnScriptsWatched = n.opts.ScriptIndex.AddScripts
+	}
+	f, err := fsm.Open(fsmDir, fopts)
 	if err != nil {
 		return fmt.Errorf("open state machine %s: %w", fsmDir, err)
 	}
 	n.fsm = f
-	return n.restoreSnapshotIfBehind()
+	if err := n.restoreSnapshotIfBehind(); err != nil {
+		return err
+	}
+	return n.loadScriptIndex()
+}
+
+// loadScriptIndex loads the script index, if any, from the state machine's script table.
+func (n *Node) loadScriptIndex() error {
+	if n.opts.ScriptIndex == nil {
+		return nil
+	}
+	started := time.Now()
+	if err := n.opts.ScriptIndex.Load(n.fsm); err != nil {
+		return fmt.Errorf("load the script index: %w", err)
+	}
+	n.log.Info("script index loaded", "took", time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// raftFSM is the state machine as Raft sees it: the FSM (ApplyBatch and Snapshot promoted, so
+// Raft still batches), with the script index reloaded after a snapshot restore.
+type raftFSM struct {
+	*fsm.FSM
+	n *Node
+}
+
+// Restore replaces the state machine with a snapshot, then reloads the script index before
+// Raft applies anything else (both run on Raft's FSM goroutine).
+func (r raftFSM) Restore(rc io.ReadCloser) error {
+	if err := r.FSM.Restore(rc); err != nil {
+		return err
+	}
+	return r.n.loadScriptIndex()
 }
 
 // restoreSnapshotIfBehind covers NoSnapshotRestoreOnStart: Raft will resume applying after its
@@ -308,7 +363,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Logger:  n.hclog("raft-net"),
 	})
 	n.transport = trans
-	r, err := raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, n.snapshots, trans)
+	r, err := raft.NewRaft(rc, raftFSM{FSM: n.fsm, n: n}, n.logStore, n.logStore, n.snapshots, trans)
 	if err != nil {
 		return fmt.Errorf("start: raft: %w", err)
 	}
@@ -327,6 +382,19 @@ func (n *Node) Start(ctx context.Context) error {
 
 	n.log.Info("node started", "raft_addr", n.self.RaftAddr, "gossip_addr", n.self.GossipAddr,
 		"api_addr", n.self.APIAddr, "has_state", hasState, "version", n.opts.Version)
+	return nil
+}
+
+// AddDriver adds a leader-only driver to those of Options.Drivers. It must be called before
+// Start; it exists for drivers that need the node itself (to propose and read), which cannot be
+// in the Options that create it.
+func (n *Node) AddDriver(d Driver) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started || n.shutdownDone != nil {
+		return errors.New("add driver: the node was already started")
+	}
+	n.opts.Drivers = append(n.opts.Drivers, d)
 	return nil
 }
 

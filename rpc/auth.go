@@ -29,6 +29,8 @@ const (
 var adminProcedures = map[string]bool{
 	bankdv1connect.ClusterServiceTransferLeadershipProcedure: true,
 	bankdv1connect.ClusterServiceRemoveNodeProcedure:         true,
+	bankdv1connect.WalletServiceCreateWalletProcedure:        true,
+	bankdv1connect.ChainServiceRescanProcedure:               true,
 }
 
 // maxTokenLen bounds what we hash from an Authorization header.

@@ -1,7 +1,7 @@
 // Package rpc is bankd's API edge: it serves the bankd.v1 Connect services (LedgerService,
-// LockService, EventService, ClusterService) over Connect, gRPC and gRPC-Web on one HTTP port,
-// next to gRPC health, gRPC reflection and the operational endpoints (/metrics, /healthz,
-// /readyz).
+// LockService, EventService, ClusterService, WalletService) over Connect, gRPC and gRPC-Web on
+// one HTTP port, next to gRPC health, gRPC reflection and the operational endpoints (/metrics,
+// /healthz, /readyz).
 //
 // The package owns everything that happens between the wire and the node:
 //
@@ -17,6 +17,7 @@
 //   - observability: one interceptor records a latency histogram per procedure and code and
 //     writes the access log.
 //
-// The package must never decide anything about money or locks: every rule that touches state
-// lives in fsm/ and is applied through Raft by node/. rpc only reads the local state machine.
+// The package must never decide anything about money, locks or addresses: every rule that
+// touches state lives in fsm/ and is applied through Raft by node/. rpc only reads the local
+// state machine (and fills a CreateWallet's network from cluster.hcl).
 package rpc

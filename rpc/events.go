@@ -8,6 +8,7 @@ import (
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/internal/failpoint"
 )
 
 // eventPageSize is how many events one read of the state machine returns to a stream.
@@ -38,6 +39,9 @@ func (e *eventService) WatchEvents(ctx context.Context, req *connect.Request[ban
 		return fmt.Errorf("open event stream: %w", err)
 	}
 	next := req.Msg.GetFromIndex()
+	if next > 1 && failpoint.Enabled(failpoint.StreamResumeSkip) {
+		next++ // failpoint StreamResumeSkip
+	}
 	st := s.node.State()
 	for {
 		// Take the channel before reading, so an apply that lands between the read and the

@@ -84,6 +84,14 @@ type stateReader interface {
 	Lock(name string) (*bankdv1.Lock, error)
 	Events(fromIndex uint64, max int) ([]*bankdv1.Event, error)
 	StateHash() (index uint64, sum [32]byte, err error)
+	Wallet(id string) (*bankdv1.Wallet, error)
+	ListWallets(pageToken string, pageSize int) ([]*bankdv1.Wallet, string, error)
+	ListDepositAddresses(accountID, pageToken string, pageSize int) ([]*bankdv1.DepositAddress, string, error)
+	LookupAddress(address string) (*bankdv1.WatchedScript, error)
+	ChainStatus() (*bankdv1.GetChainStatusResponse, error)
+	ChainTx(txid string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error)
+	ListUtxos(walletID, pageToken string, pageSize int) ([]*bankdv1.Utxo, string, error)
+	ListDeposits(accountID, pageToken string, pageSize int) ([]*bankdv1.Deposit, string, error)
 }
 
 var _ stateReader = (*fsm.FSM)(nil)
@@ -104,6 +112,8 @@ type Server struct {
 	handler   http.Handler
 	maxBytes  int
 	stopGrace time.Duration
+	// network is the chain network of cluster.hcl, filled into CreateWallet requests.
+	network string
 
 	// streamSlots holds one token per open event stream.
 	streamSlots chan struct{}
@@ -124,6 +134,7 @@ func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.network = cfg.Chain.Network
 	if err := n.RegisterMetrics(s.registry); err != nil {
 		return nil, fmt.Errorf("rpc: register node metrics: %w", err)
 	}
@@ -171,6 +182,7 @@ func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Se
 		registry:    reg,
 		maxBytes:    maxBytes,
 		stopGrace:   grace,
+		network:     node.DefaultChainNetwork,
 		streamSlots: make(chan struct{}, maxStreams),
 		streamsDone: make(chan struct{}),
 	}
@@ -205,6 +217,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(bankdv1connect.NewLockServiceHandler(&lockService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewEventServiceHandler(&eventService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewClusterServiceHandler(&clusterService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewWalletServiceHandler(&walletService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewChainServiceHandler(&chainService{s: s}, apiOpts))
 
 	// Health and reflection are open: load balancers and grpcurl call them without a token,
 	// and they reveal nothing that the .proto files do not.
@@ -224,6 +238,8 @@ var serviceNames = []string{
 	bankdv1connect.LockServiceName,
 	bankdv1connect.EventServiceName,
 	bankdv1connect.ClusterServiceName,
+	bankdv1connect.WalletServiceName,
+	bankdv1connect.ChainServiceName,
 }
 
 func (s *Server) recoverPanic(_ context.Context, spec connect.Spec, _ http.Header, v any) error {

@@ -226,3 +226,65 @@ func validateRemoveNode(r *bankdv1.RemoveNodeRequest) *connect.Error {
 	}
 	return nil
 }
+
+// validateCreateWallet checks a CreateWallet request whose network the handler has filled from
+// cluster.hcl when it was empty. A network other than the node's own is refused here, before
+// the state machine refuses it for not being the cluster's.
+func validateCreateWallet(r *bankdv1.CreateWalletRequest, network string) *connect.Error {
+	if r.GetNetwork() != network {
+		return invalidArgument("network", "this cluster is for %s (cluster.hcl chain.network), got %q; leave it empty", network, r.GetNetwork())
+	}
+	if fe := fsm.ValidateCreateWallet(r); fe != nil {
+		return fsmFieldError(fe, "", "")
+	}
+	return nil
+}
+
+func validateGetWallet(r *bankdv1.GetWalletRequest) *connect.Error {
+	if err := checkID("wallet_id", r.GetWalletId()); err != nil {
+		return err
+	}
+	return checkConsistency(r.GetConsistency())
+}
+
+func validateListWallets(r *bankdv1.ListWalletsRequest) (int, *connect.Error) {
+	n, err := pageSize("page_size", r.GetPageSize())
+	if err != nil {
+		return 0, err
+	}
+	if err := checkPageToken("page_token", r.GetPageToken()); err != nil {
+		return 0, err
+	}
+	return n, checkConsistency(r.GetConsistency())
+}
+
+func validateNewDepositAddress(r *bankdv1.NewDepositAddressRequest) *connect.Error {
+	if fe := fsm.ValidateNewDepositAddress(r); fe != nil {
+		return fsmFieldError(fe, "", "")
+	}
+	return nil
+}
+
+func validateListDepositAddresses(r *bankdv1.ListDepositAddressesRequest) (int, *connect.Error) {
+	if err := checkID("account_id", r.GetAccountId()); err != nil {
+		return 0, err
+	}
+	n, err := pageSize("page_size", r.GetPageSize())
+	if err != nil {
+		return 0, err
+	}
+	if err := checkPageToken("page_token", r.GetPageToken()); err != nil {
+		return 0, err
+	}
+	return n, checkConsistency(r.GetConsistency())
+}
+
+func validateLookupAddress(r *bankdv1.LookupAddressRequest) *connect.Error {
+	switch {
+	case r.GetAddress() == "":
+		return invalidArgument("address", "required")
+	case len(r.GetAddress()) > fsm.MaxAddressLen:
+		return invalidArgument("address", "at most %d characters, got %d", fsm.MaxAddressLen, len(r.GetAddress()))
+	}
+	return checkConsistency(r.GetConsistency())
+}

@@ -1,31 +1,98 @@
 #!/usr/bin/env bash
-# Starts every node of a cluster.hcl as a local bankd process, waits until the cluster has a
-# leader, prints how to talk to it, and stops all nodes cleanly on Ctrl-C (SIGINT/SIGTERM go
-# to each node, which hands off leadership and shuts down).
+# Starts a regtest btcd (bin/regtestd) and every node of a cluster.hcl as a local bankd process
+# following it, waits until the cluster has a leader, prints how to talk to both, and stops
+# everything cleanly on Ctrl-C (SIGINT/SIGTERM go to each node, which hands off leadership and
+# shuts down, then to regtestd, which stops btcd).
+#
+# The nodes run with a derived config, data/cluster.run.hcl: the given file with its data_dir
+# paths made absolute and the chain block pointed at the btcd that regtestd started (rpc_host,
+# rpc_user, rpc_pass, rpc_cert, start_height). No btcd is started when the file's chain block
+# already names a node (rpc_host), or with BTCD=off (a pure ledger, no chain watcher).
+# MINE_EVERY=10s makes regtestd mine a block every 10 seconds.
 set -euo pipefail
 config=${1:-cluster.hcl}
 bin=${BIN:-$(dirname "$0")/../bin}
 logs=data/logs
 mkdir -p "$logs"
 
-nodes=$(sed -n 's/^node *"\([^"]*\)".*/\1/p' "$config")
-api_addrs=$(sed -n 's/^ *api_addr *= *"\([^"]*\)".*/\1/p' "$config")
-[ -n "$nodes" ] || { echo "no node blocks in $config" >&2; exit 2; }
-
 pids=()
+regtestd_pid=
+stopped=
 stop() {
+  [ -z "$stopped" ] || return 0
+  stopped=1
   trap - INT TERM
   echo; echo "stopping ${#pids[@]} nodes..."
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  if [ -n "$regtestd_pid" ]; then
+    echo "stopping btcd..."
+    kill -TERM "$regtestd_pid" 2>/dev/null || true
+    wait "$regtestd_pid" 2>/dev/null || true
+  fi
   echo "stopped."
 }
 trap stop INT TERM
 
+run_config=$config
+chain_note=
+if grep -q '^[[:space:]]*rpc_host[[:space:]]*=' "$config"; then
+  chain_note="The leader follows the chain node named in $config."
+elif [ "${BTCD:-on}" = off ]; then
+  chain_note="BTCD=off: no chain node, no chain watcher (a pure ledger)."
+else
+  # btcd resets its regtest chain at every start: a cluster kept from an earlier run sees the
+  # old chain reorganised away (its deposits are reversed); `make clean` starts afresh.
+  initial_blocks=500
+  env_file=data/btcd/env
+  mkdir -p data/btcd
+  rm -f "$env_file"
+  setsid "$bin/regtestd" -datadir data/btcd -env "$env_file" -blocks "$initial_blocks" \
+    -mine-every "${MINE_EVERY:-0}" >"$logs/regtestd.log" 2>&1 &
+  regtestd_pid=$!
+  echo "started regtestd (pid $regtestd_pid, log $logs/regtestd.log)"
+  for _ in $(seq 1 240); do
+    [ -s "$env_file" ] && break
+    kill -0 "$regtestd_pid" 2>/dev/null || { echo "regtestd exited; see $logs/regtestd.log" >&2; regtestd_pid=; exit 1; }
+    sleep 0.5
+  done
+  [ -s "$env_file" ] || { echo "btcd did not start in time; see $logs/regtestd.log" >&2; stop; exit 1; }
+  # shellcheck disable=SC1090
+  . "$env_file"
+
+  run_config=data/cluster.run.hcl
+  confdir=$(cd "$(dirname "$config")" && pwd)
+  start_height=$initial_blocks
+  grep -q '^[[:space:]]*start_height[[:space:]]*=' "$config" && start_height=
+  (umask 077; awk -v dir="$confdir" -v host="$BTCD_RPCHOST" -v user="$BTCD_RPCUSER" \
+      -v pass="$BTCD_RPCPASS" -v cert="$BTCD_RPCCERT" -v start="$start_height" '
+    function chain_keys() {
+      print "  # Added by scripts/run-cluster.sh: the regtest btcd that regtestd started."
+      printf "  rpc_host = \"%s\"\n  rpc_user = \"%s\"\n  rpc_pass = \"%s\"\n  rpc_cert = \"%s\"\n", host, user, pass, cert
+      if (start != "") printf "  start_height = %s\n", start
+    }
+    /^chain[[:space:]]*\{/ { print; chain_keys(); chained = 1; next }
+    /^[[:space:]]*data_dir[[:space:]]*=[[:space:]]*"[^\/]/ { sub(/"/, "\"" dir "/"); print; next }
+    { print }
+    END { if (!chained) { print "chain {"; chain_keys(); print "}" } }
+  ' "$config" >"$run_config")
+  chain_note="The leader follows btcd regtest at $BTCD_RPCHOST (log $BTCD_LOG).
+Pay a deposit address from btcd's faucet and mine blocks with:
+
+  bin/regtestd pay ADDRESS SATS
+  bin/regtestd mine [N]"
+fi
+
+nodes=$(sed -n 's/^node *"\([^"]*\)".*/\1/p' "$run_config")
+api_addrs=$(sed -n 's/^ *api_addr *= *"\([^"]*\)".*/\1/p' "$run_config")
+[ -n "$nodes" ] || { echo "no node blocks in $config" >&2; stop; exit 2; }
+
 for n in $nodes; do
   # Each node gets a session of its own, so Ctrl-C in the terminal reaches only this script,
   # which then sends every node exactly one SIGTERM (a second signal makes bankd stop at once).
-  setsid "$bin/bankd" agent -config "$config" -node "$n" >"$logs/$n.log" 2>&1 &
+  setsid "$bin/bankd" agent -config "$run_config" -node "$n" >"$logs/$n.log" 2>&1 &
   pids+=($!)
   echo "started $n (pid $!, log $logs/$n.log)"
 done
@@ -47,11 +114,14 @@ bankd cluster is up. Talk to it with bankctl (dev-admin-token is the default tok
   bin/bankctl accounts create reserve -currency BTC -kind asset
   bin/bankctl accounts create alice -currency BTC -kind liability -non-negative
   bin/bankctl transfer -from reserve -to alice -amount 100000
-  bin/bankctl accounts balance alice
+  bin/bankctl balance alice
   bin/bankctl watch
 
 or with any gRPC tool:  grpcurl -plaintext -H 'Authorization: Bearer dev-client-token' ${api_addrs%%$'\n'*} list
 
-Logs are in $logs/. Press Ctrl-C to stop all nodes.
+$chain_note
+
+Logs are in $logs/. Press Ctrl-C to stop everything.
 TXT
-wait "${pids[@]}"
+wait "${pids[@]}" || true
+stop

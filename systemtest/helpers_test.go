@@ -72,11 +72,23 @@ func xfer(id, from, to string, amount int64) *bankdv1.Transfer {
 
 func balance(t *testing.T, cl *proccluster.Clients, id string) *bankdv1.Balance {
 	t.Helper()
+	b, err := tryBalance(t, cl, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tryBalance reads an account's balance and returns the error instead of failing the test, for
+// callers that poll through elections (a restarted node answers Unavailable until it has heard
+// from the leader).
+func tryBalance(t *testing.T, cl *proccluster.Clients, id string) (*bankdv1.Balance, error) {
+	t.Helper()
 	resp, err := cl.Ledger.GetAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetAccountRequest{Id: id}))
 	if err != nil {
-		t.Fatalf("get account %s: %v", id, err)
+		return nil, fmt.Errorf("get account %s: %w", id, err)
 	}
-	return resp.Msg.Account.Balance
+	return resp.Msg.Account.Balance, nil
 }
 
 func leaderClient(t *testing.T, c *proccluster.Cluster) (int, *proccluster.Clients) {

@@ -54,6 +54,17 @@ func commands() []command {
 		{path: "lock renew", args: "NAME -holder H -token T [-ttl 10s]", summary: "renew a lease", setup: lockRenew},
 		{path: "lock release", args: "NAME -holder H -token T", summary: "release a lease", setup: lockRelease},
 		{path: "lock get", args: "NAME", summary: "show who holds a lock", setup: lockGet},
+		{path: "wallet create", args: "[ID | -id ID] -kind hot|cold|deposit -descriptor D [-gap-limit N] [-birthday HEIGHT] [-network N]", summary: "create a watch-only wallet from an output descriptor; admin", setup: walletCreate},
+		{path: "wallet list", args: "[-limit N]", summary: "list wallets with their branches' next and watched indexes", setup: walletList},
+		{path: "wallet get", args: "ID", summary: "show a wallet", setup: walletGet},
+		{path: "address new", args: "-account A [-wallet W] [-request-id R]", summary: "hand out a deposit address to an account (a random request id is generated and printed when missing)", setup: addressNew},
+		{path: "address list", args: "-account A [-limit N]", summary: "list an account's deposit addresses, oldest first", setup: addressList},
+		{path: "address lookup", args: "ADDRESS", summary: "tell which wallet, index and account an address is", setup: addressLookup},
+		{path: "chain status", args: "", summary: "the followed chain's tip, tracked transactions and UTXO totals", setup: chainStatus},
+		{path: "chain tx", args: "TXID", summary: "a tracked transaction's lifecycle state and the deposits it pays", setup: chainTx},
+		{path: "chain utxos", args: "[-wallet W] [-limit N]", summary: "our wallets' unspent outputs", setup: chainUtxos},
+		{path: "chain deposits", args: "-account A [-limit N]", summary: "an account's deposits, first seen first", setup: chainDeposits},
+		{path: "chain rescan", args: "-from HEIGHT", summary: "match the blocks from HEIGHT to the tip again (wallets created after they were followed); admin", setup: chainRescan},
 		{path: "watch", args: "[-from N] [-count N]", summary: "stream events; reconnects and resumes after a disconnect", setup: watch},
 		{path: "cluster status", summary: "the answering node's view of Raft", setup: clusterStatus},
 		{path: "cluster members", summary: "every node, with suffrage and gossip state", setup: clusterMembers},
@@ -258,27 +269,18 @@ func accountsList(a *app, fs *flag.FlagSet) func(context.Context, []string) erro
 			return usageErrorf("-limit must be 1-%d", maxListAccounts)
 		}
 		res := &bankdv1.ListAccountsResponse{}
-		token := ""
-		for len(res.Accounts) < *limit {
-			page, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.ListAccountsResponse, error) {
+		var err error
+		res.Accounts, res.NextPageToken, res.Meta, err = collectPages(ctx, a, *limit, listPageSize,
+			func(ctx context.Context, c *clients, size uint32, token string) ([]*bankdv1.Account, string, *bankdv1.ReadMeta, error) {
 				r, err := c.ledger.ListAccounts(ctx, connect.NewRequest(&bankdv1.ListAccountsRequest{
-					PageSize: uint32(min(listPageSize, *limit-len(res.Accounts))), PageToken: token, Consistency: a.consistency(),
-				}))
+					PageSize: size, PageToken: token, Consistency: a.consistency()}))
 				if err != nil {
-					return nil, err
+					return nil, "", nil, err
 				}
-				return r.Msg, nil
+				return r.Msg.Accounts, r.Msg.NextPageToken, r.Msg.Meta, nil
 			})
-			if err != nil {
-				return err
-			}
-			res.Accounts = append(res.Accounts, page.Accounts...)
-			res.Meta = page.Meta
-			token = page.NextPageToken
-			res.NextPageToken = token
-			if token == "" {
-				break
-			}
+		if err != nil {
+			return err
 		}
 		if a.json() {
 			return a.printJSON(res)
@@ -469,27 +471,18 @@ func history(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 			return usageErrorf("-limit must be > 0")
 		}
 		res := &bankdv1.ListAccountHistoryResponse{}
-		token := ""
-		for len(res.Entries) < *limit {
-			page, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.ListAccountHistoryResponse, error) {
+		var err error
+		res.Entries, res.NextPageToken, res.Meta, err = collectPages(ctx, a, *limit, historyPageSize,
+			func(ctx context.Context, c *clients, size uint32, token string) ([]*bankdv1.HistoryEntry, string, *bankdv1.ReadMeta, error) {
 				r, err := c.ledger.ListAccountHistory(ctx, connect.NewRequest(&bankdv1.ListAccountHistoryRequest{
-					AccountId: args[0], PageSize: uint32(min(historyPageSize, *limit-len(res.Entries))), PageToken: token, Consistency: a.consistency(),
-				}))
+					AccountId: args[0], PageSize: size, PageToken: token, Consistency: a.consistency()}))
 				if err != nil {
-					return nil, err
+					return nil, "", nil, err
 				}
-				return r.Msg, nil
+				return r.Msg.Entries, r.Msg.NextPageToken, r.Msg.Meta, nil
 			})
-			if err != nil {
-				return err
-			}
-			res.Entries = append(res.Entries, page.Entries...)
-			res.Meta = page.Meta
-			token = page.NextPageToken
-			res.NextPageToken = token
-			if token == "" {
-				break
-			}
+		if err != nil {
+			return err
 		}
 		if a.json() {
 			return a.printJSON(res)

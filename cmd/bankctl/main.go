@@ -1,5 +1,6 @@
 // Command bankctl is the command-line client of a bankd cluster: accounts, transfers, two-phase
-// transfers, history, locks, the event stream and cluster operations.
+// transfers, history, locks, wallets and deposit addresses, the event stream and cluster
+// operations.
 //
 //	bankctl [-addr URL[,URL...]] [-token T] [-o table|json] [-stale] [-timeout 10s] COMMAND ...
 //
@@ -23,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/rpc/bearer"
 )
@@ -140,6 +142,8 @@ type clients struct {
 	lock    bankdv1connect.LockServiceClient
 	event   bankdv1connect.EventServiceClient
 	cluster bankdv1connect.ClusterServiceClient
+	wallet  bankdv1connect.WalletServiceClient
+	chain   bankdv1connect.ChainServiceClient
 }
 
 // prepare validates the common flags once the command's own flags are parsed.
@@ -181,6 +185,8 @@ func (a *app) clientsFor(addr string) *clients {
 		lock:    bankdv1connect.NewLockServiceClient(hc, addr, opt),
 		event:   bankdv1connect.NewEventServiceClient(hc, addr, opt),
 		cluster: bankdv1connect.NewClusterServiceClient(hc, addr, opt),
+		wallet:  bankdv1connect.NewWalletServiceClient(hc, addr, opt),
+		chain:   bankdv1connect.NewChainServiceClient(hc, addr, opt),
 	}
 	a.clients[addr] = c
 	return c
@@ -228,4 +234,39 @@ func describeError(err error) string {
 		return "deadline_exceeded: " + err.Error()
 	}
 	return "error: " + err.Error()
+}
+
+// collectPages follows next-page tokens, asking for pages of at most pageSize, until limit items
+// are read or the last page is; it returns the items, the token of what is left ("" when
+// nothing is) and the last page's meta.
+func collectPages[T any](ctx context.Context, a *app, limit, pageSize int,
+	fetch func(ctx context.Context, c *clients, size uint32, token string) ([]T, string, *bankdv1.ReadMeta, error),
+) ([]T, string, *bankdv1.ReadMeta, error) {
+	var (
+		items []T
+		token string
+		meta  *bankdv1.ReadMeta
+	)
+	for len(items) < limit {
+		type page struct {
+			items []T
+			next  string
+			meta  *bankdv1.ReadMeta
+		}
+		p, err := call(ctx, a, func(ctx context.Context, c *clients) (*page, error) {
+			items, next, meta, err := fetch(ctx, c, uint32(min(pageSize, limit-len(items))), token)
+			if err != nil {
+				return nil, err
+			}
+			return &page{items, next, meta}, nil
+		})
+		if err != nil {
+			return nil, "", nil, err
+		}
+		items, token, meta = append(items, p.items...), p.next, p.meta
+		if token == "" {
+			break
+		}
+	}
+	return items, token, meta, nil
 }

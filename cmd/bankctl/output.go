@@ -270,7 +270,104 @@ func describeItem(it *bankdv1.EventItem) string {
 		return fmt.Sprintf("pending-expired %s %d", k.PendingExpired.GetId(), k.PendingExpired.GetAmount())
 	case *bankdv1.EventItem_FenceRefused:
 		return "fence-refused " + k.FenceRefused
+	case *bankdv1.EventItem_WalletCreated:
+		w := k.WalletCreated
+		return fmt.Sprintf("wallet-created %s %s %s", w.GetId(), walletKindName(w.GetKind()), w.GetNetwork())
+	case *bankdv1.EventItem_DepositAddressCreated:
+		d := k.DepositAddressCreated
+		return fmt.Sprintf("deposit-address %s for %s (%s receive %d)", d.GetAddress(), d.GetAccountId(), d.GetWalletId(), d.GetIndex())
+	case *bankdv1.EventItem_BlockConnected:
+		return fmt.Sprintf("block-connected %d %s", k.BlockConnected.GetHeight(), k.BlockConnected.GetHash())
+	case *bankdv1.EventItem_BlockDisconnected:
+		return fmt.Sprintf("block-disconnected %d %s", k.BlockDisconnected.GetHeight(), k.BlockDisconnected.GetHash())
+	case *bankdv1.EventItem_ChainTx:
+		tx := k.ChainTx
+		desc := fmt.Sprintf("chain-tx %s %s", tx.GetTxid(), enumName(tx.GetState().String(), "TX_STATE_"))
+		if tx.GetBlockHash() != "" {
+			desc += fmt.Sprintf(" in %d", tx.GetBlockHeight())
+		}
+		if r := tx.GetRejectReason(); r != bankdv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+			desc += " " + enumName(r.String(), "REJECT_REASON_")
+		}
+		return desc
+	case *bankdv1.EventItem_Deposit:
+		d := k.Deposit
+		return fmt.Sprintf("deposit %s:%d %s %d sat for %s", d.GetOutpoint().GetTxid(), d.GetOutpoint().GetVout(),
+			enumName(d.GetState().String(), "DEPOSIT_STATE_"), d.GetValueSat(), d.GetAccountId())
+	case *bankdv1.EventItem_Rescan:
+		return "rescan " + describeRescan(k.Rescan)
 	default:
 		return "unknown-item"
 	}
+}
+
+func walletKindName(k bankdv1.WalletKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "WALLET_KIND_"))
+}
+
+func branchName(b uint32) string {
+	switch b {
+	case 0:
+		return "receive"
+	case 1:
+		return "change"
+	default:
+		return fmt.Sprint(b)
+	}
+}
+
+// formatBranch shows a branch as "next N, watched 0-M".
+func formatBranch(b *bankdv1.WalletBranch) string {
+	if b == nil {
+		return "-"
+	}
+	return fmt.Sprintf("next %d, watched 0-%d", b.GetNextIndex(), int64(b.GetWatchedEnd())-1)
+}
+
+func walletBranch(w *bankdv1.Wallet, i int) *bankdv1.WalletBranch {
+	if i < len(w.GetBranches()) {
+		return w.GetBranches()[i]
+	}
+	return nil
+}
+
+func (a *app) printWallets(ws []*bankdv1.Wallet) {
+	rows := make([][]string, 0, len(ws))
+	for _, w := range ws {
+		rows = append(rows, []string{
+			w.GetId(), walletKindName(w.GetKind()), w.GetNetwork(), fmt.Sprint(w.GetGapLimit()),
+			formatBranch(walletBranch(w, 0)), formatBranch(walletBranch(w, 1)), fmt.Sprint(w.GetCreatedIndex()),
+		})
+	}
+	a.printTable([]string{"ID", "KIND", "NETWORK", "GAP", "RECEIVE", "CHANGE", "INDEX"}, rows)
+}
+
+func (a *app) printWalletDetail(w *bankdv1.Wallet, meta *bankdv1.ReadMeta) {
+	fields := [][2]string{
+		{"id", w.GetId()},
+		{"kind", walletKindName(w.GetKind())},
+		{"descriptor", w.GetDescriptor_()},
+		{"network", w.GetNetwork()},
+		{"gap limit", fmt.Sprint(w.GetGapLimit())},
+		{"birthday height", fmt.Sprint(w.GetBirthdayHeight())},
+	}
+	for _, b := range w.GetBranches() {
+		fields = append(fields, [2]string{branchName(b.GetBranch()), formatBranch(b)})
+	}
+	fields = append(fields, [2]string{"created", fmt.Sprintf("%s (index %d)", formatMs(w.GetCreatedAtUnixMs()), w.GetCreatedIndex())})
+	if meta != nil {
+		fields = append(fields, [2]string{"served by", describeMeta(meta)})
+	}
+	a.printFields(fields)
+}
+
+func (a *app) printDepositAddresses(ds []*bankdv1.DepositAddress) {
+	rows := make([][]string, 0, len(ds))
+	for _, d := range ds {
+		rows = append(rows, []string{
+			d.GetAddress(), d.GetAccountId(), d.GetWalletId(), fmt.Sprint(d.GetIndex()), d.GetRequestId(),
+			fmt.Sprint(d.GetCreatedIndex()), formatMs(d.GetCreatedAtUnixMs()),
+		})
+	}
+	a.printTable([]string{"ADDRESS", "ACCOUNT", "WALLET", "INDEX", "REQUEST", "CREATED INDEX", "CREATED"}, rows)
 }

@@ -1,5 +1,6 @@
 // Command bankd runs one node of a bankd cluster: the Raft-replicated ledger, locks and event
-// log (node/, fsm/) behind the Connect/gRPC API (rpc/).
+// log (node/, fsm/) behind the Connect/gRPC API (rpc/), and, when cluster.hcl's chain block
+// names a Bitcoin node (rpc_host), the leader's chain watcher (chainwatch/).
 //
 //	bankd agent -config cluster.hcl -node n1 [-log-level info] [-log-format text|json]
 //	bankd version
@@ -26,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bankd/bankd/chainwatch"
 	"github.com/bankd/bankd/node"
 	"github.com/bankd/bankd/rpc"
 )
@@ -176,13 +178,27 @@ func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags
 		go servePprof(flags.pprofAddr, log)
 	}
 
-	n, err := node.New(cfg, self.ID, node.Options{Logger: logger, Version: version})
+	opts := node.Options{Logger: logger, Version: version}
+	var index *chainwatch.Index
+	if cfg.Chain.Watching() {
+		// Kept on every node, so that whichever node leads finds it complete.
+		index = chainwatch.NewIndex()
+		opts.ScriptIndex = index
+	}
+	n, err := node.New(cfg, self.ID, opts)
 	if err != nil {
 		return fmt.Errorf("create node: %w", err)
 	}
 	api, err := rpc.New(n, cfg, rpc.Options{Logger: logger, ShutdownTimeout: flags.shutdownTimeout / 2})
 	if err != nil {
 		return errors.Join(fmt.Errorf("create api: %w", err), shutdownNode(n, flags.shutdownTimeout, log))
+	}
+	if index != nil {
+		if err := addChainWatcher(n, index, api, logger.With("node", self.ID)); err != nil {
+			return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
+		}
+		log.Info("chain watcher configured", "rpc_host", cfg.Chain.RPCHost, "network", cfg.Chain.Network,
+			"final_depth", cfg.Chain.FinalDepth, "start_height", cfg.Chain.StartHeight, "mempool", cfg.Chain.Mempool)
 	}
 	// Bind the API port before the node joins, so a taken port fails the start, not later.
 	var lc net.ListenConfig
@@ -215,6 +231,19 @@ func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags
 		log.Error("api server failed; stopping the node", "err", apiErr)
 	}
 	return errors.Join(apiErr, shutdownNode(n, flags.shutdownTimeout, log))
+}
+
+// addChainWatcher makes the leader follow the chain node of cluster.hcl's chain block.
+func addChainWatcher(n *node.Node, index *chainwatch.Index, api *rpc.Server, logger *slog.Logger) error {
+	w, err := chainwatch.New(chainwatch.ConfigFromNode(n.Config().Chain), n, n.FSM(), index,
+		chainwatch.Options{Logger: logger, NodeID: n.ID()})
+	if err != nil {
+		return fmt.Errorf("create chain watcher: %w", err)
+	}
+	if err := w.RegisterMetrics(api.Registry()); err != nil {
+		return err
+	}
+	return n.AddDriver(w)
 }
 
 func shutdownNode(n *node.Node, timeout time.Duration, log *slog.Logger) error {

@@ -39,27 +39,55 @@ const (
 	CommandType_COMMAND_TYPE_RELEASE_LOCK CommandType = 5
 	// body: empty. Advances cluster time so pending transfers expire.
 	CommandType_COMMAND_TYPE_TICK CommandType = 6
+	// body: CreateWalletRequest (network filled in by the API from cluster.hcl)
+	CommandType_COMMAND_TYPE_CREATE_WALLET CommandType = 7
+	// body: NewDepositAddressRequest
+	CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS CommandType = 8
+	// body: ChainBlockConnected (proposed only by the leader's chain watcher)
+	CommandType_COMMAND_TYPE_CHAIN_BLOCK_CONNECTED CommandType = 9
+	// body: ChainBlockDisconnected (proposed only by the leader's chain watcher)
+	CommandType_COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED CommandType = 10
+	// body: ChainMempool (proposed only by the leader's chain watcher)
+	CommandType_COMMAND_TYPE_CHAIN_MEMPOOL CommandType = 11
+	// body: RescanChainRequest
+	CommandType_COMMAND_TYPE_CHAIN_RESCAN CommandType = 12
+	// body: ChainRescanBlock (proposed only by the leader's chain watcher)
+	CommandType_COMMAND_TYPE_CHAIN_RESCAN_BLOCK CommandType = 13
 )
 
 // Enum value maps for CommandType.
 var (
 	CommandType_name = map[int32]string{
-		0: "COMMAND_TYPE_UNSPECIFIED",
-		1: "COMMAND_TYPE_CREATE_ACCOUNT",
-		2: "COMMAND_TYPE_CREATE_TRANSFERS",
-		3: "COMMAND_TYPE_ACQUIRE_LOCK",
-		4: "COMMAND_TYPE_RENEW_LOCK",
-		5: "COMMAND_TYPE_RELEASE_LOCK",
-		6: "COMMAND_TYPE_TICK",
+		0:  "COMMAND_TYPE_UNSPECIFIED",
+		1:  "COMMAND_TYPE_CREATE_ACCOUNT",
+		2:  "COMMAND_TYPE_CREATE_TRANSFERS",
+		3:  "COMMAND_TYPE_ACQUIRE_LOCK",
+		4:  "COMMAND_TYPE_RENEW_LOCK",
+		5:  "COMMAND_TYPE_RELEASE_LOCK",
+		6:  "COMMAND_TYPE_TICK",
+		7:  "COMMAND_TYPE_CREATE_WALLET",
+		8:  "COMMAND_TYPE_NEW_DEPOSIT_ADDRESS",
+		9:  "COMMAND_TYPE_CHAIN_BLOCK_CONNECTED",
+		10: "COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED",
+		11: "COMMAND_TYPE_CHAIN_MEMPOOL",
+		12: "COMMAND_TYPE_CHAIN_RESCAN",
+		13: "COMMAND_TYPE_CHAIN_RESCAN_BLOCK",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":      0,
-		"COMMAND_TYPE_CREATE_ACCOUNT":   1,
-		"COMMAND_TYPE_CREATE_TRANSFERS": 2,
-		"COMMAND_TYPE_ACQUIRE_LOCK":     3,
-		"COMMAND_TYPE_RENEW_LOCK":       4,
-		"COMMAND_TYPE_RELEASE_LOCK":     5,
-		"COMMAND_TYPE_TICK":             6,
+		"COMMAND_TYPE_UNSPECIFIED":              0,
+		"COMMAND_TYPE_CREATE_ACCOUNT":           1,
+		"COMMAND_TYPE_CREATE_TRANSFERS":         2,
+		"COMMAND_TYPE_ACQUIRE_LOCK":             3,
+		"COMMAND_TYPE_RENEW_LOCK":               4,
+		"COMMAND_TYPE_RELEASE_LOCK":             5,
+		"COMMAND_TYPE_TICK":                     6,
+		"COMMAND_TYPE_CREATE_WALLET":            7,
+		"COMMAND_TYPE_NEW_DEPOSIT_ADDRESS":      8,
+		"COMMAND_TYPE_CHAIN_BLOCK_CONNECTED":    9,
+		"COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED": 10,
+		"COMMAND_TYPE_CHAIN_MEMPOOL":            11,
+		"COMMAND_TYPE_CHAIN_RESCAN":             12,
+		"COMMAND_TYPE_CHAIN_RESCAN_BLOCK":       13,
 	}
 )
 
@@ -181,7 +209,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.bankd.v1.CommandTypeR\x04type\x12-\n" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\fR\x04body*\xe1\x01\n" +
+	"\x04body\x18\x05 \x01(\fR\x04body*\xde\x03\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -189,7 +217,15 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x19COMMAND_TYPE_ACQUIRE_LOCK\x10\x03\x12\x1b\n" +
 	"\x17COMMAND_TYPE_RENEW_LOCK\x10\x04\x12\x1d\n" +
 	"\x19COMMAND_TYPE_RELEASE_LOCK\x10\x05\x12\x15\n" +
-	"\x11COMMAND_TYPE_TICK\x10\x06B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x11COMMAND_TYPE_TICK\x10\x06\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_CREATE_WALLET\x10\a\x12$\n" +
+	" COMMAND_TYPE_NEW_DEPOSIT_ADDRESS\x10\b\x12&\n" +
+	"\"COMMAND_TYPE_CHAIN_BLOCK_CONNECTED\x10\t\x12)\n" +
+	"%COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED\x10\n" +
+	"\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_CHAIN_MEMPOOL\x10\v\x12\x1d\n" +
+	"\x19COMMAND_TYPE_CHAIN_RESCAN\x10\f\x12#\n" +
+	"\x1fCOMMAND_TYPE_CHAIN_RESCAN_BLOCK\x10\rB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

@@ -95,6 +95,13 @@ type EventItem struct {
 	//	*EventItem_LockReleased
 	//	*EventItem_PendingExpired
 	//	*EventItem_FenceRefused
+	//	*EventItem_WalletCreated
+	//	*EventItem_DepositAddressCreated
+	//	*EventItem_BlockConnected
+	//	*EventItem_BlockDisconnected
+	//	*EventItem_ChainTx
+	//	*EventItem_Deposit
+	//	*EventItem_Rescan
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -209,6 +216,69 @@ func (x *EventItem) GetFenceRefused() string {
 	return ""
 }
 
+func (x *EventItem) GetWalletCreated() *Wallet {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_WalletCreated); ok {
+			return x.WalletCreated
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetDepositAddressCreated() *DepositAddress {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_DepositAddressCreated); ok {
+			return x.DepositAddressCreated
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetBlockConnected() *ChainTip {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_BlockConnected); ok {
+			return x.BlockConnected
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetBlockDisconnected() *ChainTip {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_BlockDisconnected); ok {
+			return x.BlockDisconnected
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetChainTx() *ChainTx {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_ChainTx); ok {
+			return x.ChainTx
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetDeposit() *Deposit {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Deposit); ok {
+			return x.Deposit
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetRescan() *RescanProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Rescan); ok {
+			return x.Rescan
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -249,6 +319,41 @@ type EventItem_FenceRefused struct {
 	FenceRefused string `protobuf:"bytes,8,opt,name=fence_refused,json=fenceRefused,proto3,oneof"`
 }
 
+type EventItem_WalletCreated struct {
+	// A wallet that was created, with its branches as they stood then.
+	WalletCreated *Wallet `protobuf:"bytes,9,opt,name=wallet_created,json=walletCreated,proto3,oneof"`
+}
+
+type EventItem_DepositAddressCreated struct {
+	// A deposit address handed out to an account.
+	DepositAddressCreated *DepositAddress `protobuf:"bytes,10,opt,name=deposit_address_created,json=depositAddressCreated,proto3,oneof"`
+}
+
+type EventItem_BlockConnected struct {
+	// The followed chain gained a block (the new tip).
+	BlockConnected *ChainTip `protobuf:"bytes,11,opt,name=block_connected,json=blockConnected,proto3,oneof"`
+}
+
+type EventItem_BlockDisconnected struct {
+	// The tip block left the followed chain (the block that was disconnected).
+	BlockDisconnected *ChainTip `protobuf:"bytes,12,opt,name=block_disconnected,json=blockDisconnected,proto3,oneof"`
+}
+
+type EventItem_ChainTx struct {
+	// A tracked transaction changed state.
+	ChainTx *ChainTx `protobuf:"bytes,13,opt,name=chain_tx,json=chainTx,proto3,oneof"`
+}
+
+type EventItem_Deposit struct {
+	// A deposit changed state.
+	Deposit *Deposit `protobuf:"bytes,14,opt,name=deposit,proto3,oneof"`
+}
+
+type EventItem_Rescan struct {
+	// A rescan started, moved on a block, or (next_height > target_height) finished.
+	Rescan *RescanProgress `protobuf:"bytes,15,opt,name=rescan,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -264,6 +369,20 @@ func (*EventItem_LockReleased) isEventItem_Kind() {}
 func (*EventItem_PendingExpired) isEventItem_Kind() {}
 
 func (*EventItem_FenceRefused) isEventItem_Kind() {}
+
+func (*EventItem_WalletCreated) isEventItem_Kind() {}
+
+func (*EventItem_DepositAddressCreated) isEventItem_Kind() {}
+
+func (*EventItem_BlockConnected) isEventItem_Kind() {}
+
+func (*EventItem_BlockDisconnected) isEventItem_Kind() {}
+
+func (*EventItem_ChainTx) isEventItem_Kind() {}
+
+func (*EventItem_Deposit) isEventItem_Kind() {}
+
+func (*EventItem_Rescan) isEventItem_Kind() {}
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -358,12 +477,12 @@ var File_bankd_v1_event_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\"f\n" +
+	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\"f\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xd5\x03\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xfb\x06\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -372,7 +491,15 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\flock_renewed\x18\x05 \x01(\v2\x0e.bankd.v1.LockH\x00R\vlockRenewed\x125\n" +
 	"\rlock_released\x18\x06 \x01(\v2\x0e.bankd.v1.LockH\x00R\flockReleased\x12=\n" +
 	"\x0fpending_expired\x18\a \x01(\v2\x12.bankd.v1.TransferH\x00R\x0ependingExpired\x12%\n" +
-	"\rfence_refused\x18\b \x01(\tH\x00R\ffenceRefusedB\x06\n" +
+	"\rfence_refused\x18\b \x01(\tH\x00R\ffenceRefused\x129\n" +
+	"\x0ewallet_created\x18\t \x01(\v2\x10.bankd.v1.WalletH\x00R\rwalletCreated\x12R\n" +
+	"\x17deposit_address_created\x18\n" +
+	" \x01(\v2\x18.bankd.v1.DepositAddressH\x00R\x15depositAddressCreated\x12=\n" +
+	"\x0fblock_connected\x18\v \x01(\v2\x12.bankd.v1.ChainTipH\x00R\x0eblockConnected\x12C\n" +
+	"\x12block_disconnected\x18\f \x01(\v2\x12.bankd.v1.ChainTipH\x00R\x11blockDisconnected\x12.\n" +
+	"\bchain_tx\x18\r \x01(\v2\x11.bankd.v1.ChainTxH\x00R\achainTx\x12-\n" +
+	"\adeposit\x18\x0e \x01(\v2\x11.bankd.v1.DepositH\x00R\adeposit\x122\n" +
+	"\x06rescan\x18\x0f \x01(\v2\x18.bankd.v1.RescanProgressH\x00R\x06rescanB\x06\n" +
 	"\x04kind\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
@@ -404,6 +531,12 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*Transfer)(nil),            // 5: bankd.v1.Transfer
 	(*TransferResult)(nil),      // 6: bankd.v1.TransferResult
 	(*Lock)(nil),                // 7: bankd.v1.Lock
+	(*Wallet)(nil),              // 8: bankd.v1.Wallet
+	(*DepositAddress)(nil),      // 9: bankd.v1.DepositAddress
+	(*ChainTip)(nil),            // 10: bankd.v1.ChainTip
+	(*ChainTx)(nil),             // 11: bankd.v1.ChainTx
+	(*Deposit)(nil),             // 12: bankd.v1.Deposit
+	(*RescanProgress)(nil),      // 13: bankd.v1.RescanProgress
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -414,14 +547,21 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	7,  // 5: bankd.v1.EventItem.lock_renewed:type_name -> bankd.v1.Lock
 	7,  // 6: bankd.v1.EventItem.lock_released:type_name -> bankd.v1.Lock
 	5,  // 7: bankd.v1.EventItem.pending_expired:type_name -> bankd.v1.Transfer
-	0,  // 8: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 9: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 10: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	10, // [10:11] is the sub-list for method output_type
-	9,  // [9:10] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	8,  // 8: bankd.v1.EventItem.wallet_created:type_name -> bankd.v1.Wallet
+	9,  // 9: bankd.v1.EventItem.deposit_address_created:type_name -> bankd.v1.DepositAddress
+	10, // 10: bankd.v1.EventItem.block_connected:type_name -> bankd.v1.ChainTip
+	10, // 11: bankd.v1.EventItem.block_disconnected:type_name -> bankd.v1.ChainTip
+	11, // 12: bankd.v1.EventItem.chain_tx:type_name -> bankd.v1.ChainTx
+	12, // 13: bankd.v1.EventItem.deposit:type_name -> bankd.v1.Deposit
+	13, // 14: bankd.v1.EventItem.rescan:type_name -> bankd.v1.RescanProgress
+	0,  // 15: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	2,  // 16: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	3,  // 17: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -431,6 +571,8 @@ func file_bankd_v1_event_proto_init() {
 	}
 	file_bankd_v1_ledger_proto_init()
 	file_bankd_v1_lock_proto_init()
+	file_bankd_v1_chain_proto_init()
+	file_bankd_v1_wallet_proto_init()
 	file_bankd_v1_event_proto_msgTypes[1].OneofWrappers = []any{
 		(*EventItem_AccountCreated)(nil),
 		(*EventItem_Transfer)(nil),
@@ -440,6 +582,13 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_LockReleased)(nil),
 		(*EventItem_PendingExpired)(nil),
 		(*EventItem_FenceRefused)(nil),
+		(*EventItem_WalletCreated)(nil),
+		(*EventItem_DepositAddressCreated)(nil),
+		(*EventItem_BlockConnected)(nil),
+		(*EventItem_BlockDisconnected)(nil),
+		(*EventItem_ChainTx)(nil),
+		(*EventItem_Deposit)(nil),
+		(*EventItem_Rescan)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

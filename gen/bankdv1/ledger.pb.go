@@ -222,6 +222,10 @@ const (
 	ResultCode_RESULT_CODE_LOCK_HELD ResultCode = 10
 	// The fencing token no longer names the current grant of the lock.
 	ResultCode_RESULT_CODE_STALE_TOKEN ResultCode = 11
+	// A chain command that does not fit the cluster's chain state (a block that does not build
+	// on the tip, a disconnect of a block that is not the tip): it came from a deposed leader or
+	// was retried after it applied.
+	ResultCode_RESULT_CODE_CHAIN_CONFLICT ResultCode = 12
 )
 
 // Enum value maps for ResultCode.
@@ -239,6 +243,7 @@ var (
 		9:  "RESULT_CODE_PENDING_RESOLVED",
 		10: "RESULT_CODE_LOCK_HELD",
 		11: "RESULT_CODE_STALE_TOKEN",
+		12: "RESULT_CODE_CHAIN_CONFLICT",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":        0,
@@ -253,6 +258,7 @@ var (
 		"RESULT_CODE_PENDING_RESOLVED":   9,
 		"RESULT_CODE_LOCK_HELD":          10,
 		"RESULT_CODE_STALE_TOKEN":        11,
+		"RESULT_CODE_CHAIN_CONFLICT":     12,
 	}
 )
 
@@ -1919,7 +1925,7 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x1dTRANSFER_STATE_PENDING_POSTED\x10\x03\x12!\n" +
 	"\x1dTRANSFER_STATE_PENDING_VOIDED\x10\x04\x12\"\n" +
 	"\x1eTRANSFER_STATE_PENDING_EXPIRED\x10\x05\x12\x17\n" +
-	"\x13TRANSFER_STATE_VOID\x10\x06*\xf1\x02\n" +
+	"\x13TRANSFER_STATE_VOID\x10\x06*\x91\x03\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1934,7 +1940,8 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x1cRESULT_CODE_PENDING_RESOLVED\x10\t\x12\x19\n" +
 	"\x15RESULT_CODE_LOCK_HELD\x10\n" +
 	"\x12\x1b\n" +
-	"\x17RESULT_CODE_STALE_TOKEN\x10\v2\xf1\x04\n" +
+	"\x17RESULT_CODE_STALE_TOKEN\x10\v\x12\x1e\n" +
+	"\x1aRESULT_CODE_CHAIN_CONFLICT\x10\f2\xf1\x04\n" +
 	"\rLedgerService\x12P\n" +
 	"\rCreateAccount\x12\x1e.bankd.v1.CreateAccountRequest\x1a\x1f.bankd.v1.CreateAccountResponse\x12L\n" +
 	"\n" +

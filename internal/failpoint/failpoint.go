@@ -38,11 +38,23 @@ const (
 	// retried id applies (and moves money) again instead of being answered as a replay.
 	// Caught by the idempotent workload's applied-once.
 	SkipIdempotencyCheck = "skip-idempotency-check"
+	// StreamResumeSkip: WatchEvents treats from_index as the last index the client already has
+	// when a stream resumes (from_index > 1), an off-by-one that silently drops one event per
+	// reconnect. Caught by stream-order.
+	StreamResumeSkip = "stream-resume-skip"
+	// CrashOnLeadershipLoss: the node exits when it loses leadership, as a panic in a
+	// leader-only driver's teardown would make it. Caught by recovery (a node that exited by
+	// itself during the run).
+	CrashOnLeadershipLoss = "crash-on-leadership-loss"
+	// SkipFenceCheck: the state machine applies a fenced command without checking its fence,
+	// so a holder back from a pause writes under a lease that was granted anew. Caught by
+	// fenced-writes.
+	SkipFenceCheck = "skip-fence-check"
 )
 
 // Names lists every failpoint.
 var Names = []string{StaleLinearizableRead, AckBeforeCommit, SkipAppliedIndexCheck, LockGrantedTwice,
-	UnbalancedTransfer, SkipIdempotencyCheck}
+	UnbalancedTransfer, SkipIdempotencyCheck, StreamResumeSkip, CrashOnLeadershipLoss, SkipFenceCheck}
 
 // Known reports whether name is a failpoint.
 func Known(name string) bool {

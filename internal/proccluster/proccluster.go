@@ -44,6 +44,9 @@ type Options struct {
 	RaftBlock string
 	// Pprof gives every node a -pprof-addr (Node.PprofAddr).
 	Pprof bool
+	// ChainBlock, when set, is the body of the chain { } block (e.g. the rpc_* settings of a
+	// regtest btcd, so that the leader runs the chain watcher).
+	ChainBlock string
 }
 
 // DefaultRaftBlock keeps elections fast on loopback while tolerating a loaded 2-core machine.
@@ -99,6 +102,9 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	var hcl strings.Builder
 	fmt.Fprintf(&hcl, "name = \"proccluster\"\n\nraft {%s}\n\ntokens {\n  admin  = [%q]\n  client = [%q]\n}\n", opts.RaftBlock, AdminToken, ClientToken)
+	if opts.ChainBlock != "" {
+		fmt.Fprintf(&hcl, "\nchain {\n%s\n}\n", opts.ChainBlock)
+	}
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{
 			ID:         fmt.Sprintf("n%d", i+1),

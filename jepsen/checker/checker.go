@@ -11,6 +11,7 @@ import (
 
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/bank"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
 // Verdict of a checker.
@@ -41,6 +42,9 @@ const (
 	NameLostWrites   = "no-lost-writes"
 	NameAppliedOnce  = "applied-once"
 	NameReplicas     = "replicas-equal"
+	// NameRecovery is the harness's own verdict on the healed cluster: every node still
+	// running, a leader elected, the final reads answered.
+	NameRecovery = "recovery"
 )
 
 // collector builds a Result: it keeps the first violation and counts the rest.
@@ -223,7 +227,7 @@ func AppliedOnce(model bank.Model, ops []history.Op, final *bank.Final) Result {
 		}
 	}
 	wantDebits, wantCredits := map[string]int64{}, map[string]int64{}
-	for _, id := range bank.SortedIDs(final.Transfers) {
+	for _, id := range ledger.SortedIDs(final.Transfers) {
 		t := final.Transfers[id]
 		if t == nil {
 			continue
@@ -258,7 +262,7 @@ func AppliedOnce(model bank.Model, ops []history.Op, final *bank.Final) Result {
 				c.violation("account %s history holds transfer %s between %s and %s", acc, e.TransferID, t.From, t.To)
 			}
 		}
-		for _, id := range bank.SortedIDs(final.Transfers) {
+		for _, id := range ledger.SortedIDs(final.Transfers) {
 			if t := final.Transfers[id]; t != nil && (t.From == acc || t.To == acc) && !seen[id] {
 				c.violation("transfer %s exists but is not in the history of account %s", id, acc)
 			}

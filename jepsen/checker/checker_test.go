@@ -7,6 +7,7 @@ import (
 
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/bank"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
 var model = bank.Model{Reserve: bank.ReserveID, Customers: []string{"c0", "c1"}}
@@ -55,12 +56,12 @@ func expect(t *testing.T, r Result, want Verdict, wantInExample string) {
 
 func TestConservation(t *testing.T) {
 	negative := balances(10, 5)
-	negative["c1"] = bank.Balance{CreditsPosted: 5, DebitsPosted: 6, Posted: -1, Available: -1, NonNegative: true}
-	negative["c0"] = bank.Balance{CreditsPosted: 16, Posted: 16, Available: 16, NonNegative: true}
+	negative["c1"] = ledger.Balance{CreditsPosted: 5, DebitsPosted: 6, Posted: -1, Available: -1, NonNegative: true}
+	negative["c0"] = ledger.Balance{CreditsPosted: 16, Posted: 16, Available: 16, NonNegative: true}
 	created := balances(10, 5)
-	created["c0"] = bank.Balance{CreditsPosted: 11, Posted: 11, Available: 11, NonNegative: true}
+	created["c0"] = ledger.Balance{CreditsPosted: 11, Posted: 11, Available: 11, NonNegative: true}
 	reserveOff := balances(10, 5)
-	reserveOff[bank.ReserveID] = bank.Balance{DebitsPosted: 15, Posted: 14} // posted disagrees with its own totals
+	reserveOff[bank.ReserveID] = ledger.Balance{DebitsPosted: 15, Posted: 14} // posted disagrees with its own totals
 	missing := balances(10, 5)
 	delete(missing, "c1")
 	tests := []struct {
@@ -121,14 +122,14 @@ func TestLostWrites(t *testing.T) {
 func TestAppliedOnce(t *testing.T) {
 	fund0, fund1, move := xfer("f0", bank.ReserveID, "c0", 10), xfer("f1", bank.ReserveID, "c1", 5), xfer("m", "c0", "c1", 3)
 	ops := new(builder).transfer(1, history.OK, fund0).transfer(1, history.OK, fund1).transfer(2, history.Info, move).ops
-	entry := func(id string, index uint64, debit, credit int64) bank.Entry {
-		return bank.Entry{TransferID: id, Index: index, DebitsPostedDelta: debit, CreditsPostedDelta: credit}
+	entry := func(id string, index uint64, debit, credit int64) ledger.Entry {
+		return ledger.Entry{TransferID: id, Index: index, DebitsPostedDelta: debit, CreditsPostedDelta: credit}
 	}
 	// good is the consistent final state: all three transfers applied once.
 	good := func() *bank.Final {
 		return &bank.Final{
 			Transfers: map[string]*bank.TransferValue{"f0": &fund0, "f1": &fund1, "m": &move},
-			Histories: map[string][]bank.Entry{
+			Histories: map[string][]ledger.Entry{
 				bank.ReserveID: {entry("f0", 1, 10, 0), entry("f1", 2, 5, 0)},
 				"c0":           {entry("f0", 1, 0, 10), entry("m", 3, 3, 0)},
 				"c1":           {entry("f1", 2, 0, 5), entry("m", 3, 0, 3)},
@@ -149,10 +150,10 @@ func TestAppliedOnce(t *testing.T) {
 		{name: "a consistent final state is valid", mutate: func(*bank.Final) {}, want: Valid},
 		{name: "a transfer applied twice to an account is invalid", mutate: func(f *bank.Final) {
 			f.Histories["c1"] = append(f.Histories["c1"], entry("m", 4, 0, 3))
-			f.Balances["c1"] = bank.Balance{CreditsPosted: 11, Posted: 11, Available: 11}
+			f.Balances["c1"] = ledger.Balance{CreditsPosted: 11, Posted: 11, Available: 11}
 		}, want: Invalid, example: "applied twice"},
 		{name: "a balance that disagrees with the transfers is invalid", mutate: func(f *bank.Final) {
-			f.Balances["c1"] = bank.Balance{CreditsPosted: 11, Posted: 11, Available: 11}
+			f.Balances["c1"] = ledger.Balance{CreditsPosted: 11, Posted: 11, Available: 11}
 		}, want: Invalid, example: "account c1"},
 		{name: "a history entry of an unknown transfer is invalid", mutate: func(f *bank.Final) {
 			f.Histories["c0"] = append(f.Histories["c0"], entry("ghost", 9, 0, 0))

@@ -92,3 +92,47 @@ func TestLockExclusive(t *testing.T) {
 		expect(t, LockExclusive(nil), Unknown, "")
 	})
 }
+
+func TestFencedWrites(t *testing.T) {
+	// Grants of lock l at indexes 10 and 20; writes w1, w2 fenced with 10, w3 with 20.
+	hist := func(outcome history.Type) []history.Op {
+		b := new(builder)
+		for i, g := range []locks.Grant{{Name: "l", Holder: "p1", Token: 10}, {Name: "l", Holder: "p2", Token: 20}} {
+			b.add(i, history.Invoke, locks.FAcquire, locks.AcquireValue{Name: g.Name, Holder: g.Holder})
+			b.add(i, history.OK, locks.FAcquire, g)
+		}
+		for i, v := range []locks.WriteValue{{ID: "w1", Lock: "l", Token: 10}, {ID: "w2", Lock: "l", Token: 10, Late: true}, {ID: "w3", Lock: "l", Token: 20}} {
+			b.add(10+i, history.Invoke, locks.FWrite, v)
+			b.add(10+i, outcome, locks.FWrite, v)
+		}
+		return b.ops
+	}
+	applied := func(as ...locks.Applied) *locks.Final { return &locks.Final{Applied: as} }
+	tests := []struct {
+		name    string
+		ops     []history.Op
+		final   *locks.Final
+		want    Verdict
+		example string
+	}{
+		{"writes under the grant they were fenced with, the late one refused",
+			hist(history.Fail), applied(locks.Applied{ID: "w1", Index: 12}, locks.Applied{ID: "w3", Index: 22}), Valid, ""},
+		{"a late write applied after the lock was granted anew",
+			hist(history.Info), applied(locks.Applied{ID: "w1", Index: 12}, locks.Applied{ID: "w2", Index: 25}),
+			Invalid, "write w2 fenced with l token 10 applied at index 25, after the lock was granted anew at 20"},
+		{"tokens going backwards in commit order",
+			hist(history.Info), applied(locks.Applied{ID: "w3", Index: 15}, locks.Applied{ID: "w1", Index: 16}),
+			Invalid, "write w1 fenced with l token 10 applied at index 16, after write w3 fenced with the newer token 20"},
+		{"an acknowledged write that is missing",
+			hist(history.OK), applied(locks.Applied{ID: "w1", Index: 12}, locks.Applied{ID: "w2", Index: 13}),
+			Invalid, "fenced write w3 was acknowledged but is not"},
+		{"a resource transfer nobody asked for",
+			hist(history.Fail), applied(locks.Applied{ID: "zz", Index: 12}), Invalid, "transfer zz into the resource account at index 12 was never invoked"},
+		{"nothing applied proves nothing", hist(history.Fail), applied(), Unknown, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			expect(t, FencedWrites(tt.ops, tt.final), tt.want, tt.example)
+		})
+	}
+}

@@ -6,8 +6,8 @@ import (
 	"slices"
 
 	"github.com/bankd/bankd/jepsen/history"
-	"github.com/bankd/bankd/jepsen/workload/bank"
 	"github.com/bankd/bankd/jepsen/workload/idempotent"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
 // IdempotentAppliedOnce is the idempotent workload's applied-once checker. From the answers:
@@ -110,7 +110,7 @@ func IdempotentAppliedOnce(amount int64, ops []history.Op, final *idempotent.Fin
 			c.violation("transfer %s was refused (%s: %s) but exists at the end", id, at(*s.refused), s.refused.Error)
 		}
 	}
-	for _, id := range bank.SortedIDs(final.Transfers) {
+	for _, id := range ledger.SortedIDs(final.Transfers) {
 		if _, invoked := ids[id]; !invoked && final.Transfers[id] != nil {
 			c.violation("transfer %s exists but was never invoked", id)
 		}

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/bankd/bankd/jepsen/history"
-	"github.com/bankd/bankd/jepsen/workload/bank"
 	"github.com/bankd/bankd/jepsen/workload/idempotent"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
@@ -36,10 +35,10 @@ func (h *idem) refused(process int, id, code string) *idem {
 // finalOf builds the final state in which the given ids exist at the given indexes, each once
 // in both histories, with balances to match.
 func finalOf(indexes map[string]uint64) *idempotent.Final {
-	f := &idempotent.Final{Transfers: map[string]*ledger.Transfer{}, Balances: map[string]bank.Balance{},
-		Histories: map[string][]bank.Entry{}}
+	f := &idempotent.Final{Transfers: map[string]*ledger.Transfer{}, Balances: map[string]ledger.Balance{},
+		Histories: map[string][]ledger.Entry{}}
 	var n int64
-	for _, id := range bank.SortedIDs(indexes) {
+	for _, id := range ledger.SortedIDs(indexes) {
 		ix := indexes[id]
 		if ix == 0 {
 			f.Transfers[id] = nil
@@ -47,11 +46,11 @@ func finalOf(indexes map[string]uint64) *idempotent.Final {
 		}
 		n++
 		f.Transfers[id] = &ledger.Transfer{ID: id, From: idempotent.SrcID, To: idempotent.DstID, Amount: idemAmount, Index: ix}
-		f.Histories[idempotent.SrcID] = append(f.Histories[idempotent.SrcID], bank.Entry{TransferID: id, Index: ix, DebitsPostedDelta: idemAmount})
-		f.Histories[idempotent.DstID] = append(f.Histories[idempotent.DstID], bank.Entry{TransferID: id, Index: ix, CreditsPostedDelta: idemAmount})
+		f.Histories[idempotent.SrcID] = append(f.Histories[idempotent.SrcID], ledger.Entry{TransferID: id, Index: ix, DebitsPostedDelta: idemAmount})
+		f.Histories[idempotent.DstID] = append(f.Histories[idempotent.DstID], ledger.Entry{TransferID: id, Index: ix, CreditsPostedDelta: idemAmount})
 	}
-	f.Balances[idempotent.SrcID] = bank.Balance{DebitsPosted: n * idemAmount, Posted: n * idemAmount}
-	f.Balances[idempotent.DstID] = bank.Balance{CreditsPosted: n * idemAmount, Posted: n * idemAmount}
+	f.Balances[idempotent.SrcID] = ledger.Balance{DebitsPosted: n * idemAmount, Posted: n * idemAmount}
+	f.Balances[idempotent.DstID] = ledger.Balance{CreditsPosted: n * idemAmount, Posted: n * idemAmount}
 	return f
 }
 
@@ -70,10 +69,10 @@ func TestIdempotentAppliedOnce(t *testing.T) {
 	}
 	doubled := finalOf(map[string]uint64{"a": 10, "b": 11})
 	doubled.Histories[idempotent.DstID] = append(doubled.Histories[idempotent.DstID],
-		bank.Entry{TransferID: "a", Index: 12, CreditsPostedDelta: idemAmount})
-	doubled.Balances[idempotent.DstID] = bank.Balance{CreditsPosted: 3 * idemAmount, Posted: 3 * idemAmount}
+		ledger.Entry{TransferID: "a", Index: 12, CreditsPostedDelta: idemAmount})
+	doubled.Balances[idempotent.DstID] = ledger.Balance{CreditsPosted: 3 * idemAmount, Posted: 3 * idemAmount}
 	tooMuch := finalOf(map[string]uint64{"a": 10, "b": 11})
-	tooMuch.Balances[idempotent.SrcID] = bank.Balance{DebitsPosted: 3 * idemAmount, Posted: 3 * idemAmount}
+	tooMuch.Balances[idempotent.SrcID] = ledger.Balance{DebitsPosted: 3 * idemAmount, Posted: 3 * idemAmount}
 	foreign := finalOf(map[string]uint64{"a": 10, "b": 11})
 	foreign.Transfers["z"] = &ledger.Transfer{ID: "z", From: idempotent.SrcID, To: idempotent.DstID, Amount: idemAmount, Index: 5}
 	tests := []struct {

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/bankd/bankd/jepsen/history"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 	"github.com/bankd/bankd/jepsen/workload/locks"
 )
 
@@ -99,4 +100,74 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// NameFencedWrites is the lock workload's second checker.
+const NameFencedWrites = "fenced-writes"
+
+// FencedWrites checks what the holders did under their leases. Every fenced write that applied
+// (final, in commit order) names the grant it was fenced with; tokens are the Raft indexes of
+// grants. A write is a violation if it applied after a later grant of its lock that a client
+// was told about (its index is past the next known token), or after a write fenced with a newer
+// token of the same lock (tokens went backwards in commit order). An acknowledged write missing
+// from the final state is a violation too.
+func FencedWrites(ops []history.Op, final *locks.Final) Result {
+	c := newCollector(NameFencedWrites)
+	pairs, err := history.Pairs(ops)
+	if err != nil {
+		c.violation("malformed history: %v", err)
+		return c.result()
+	}
+	writes := map[string]locks.WriteValue{}
+	acked := map[string]bool{}
+	grants := map[string][]uint64{} // lock -> tokens clients were granted
+	for _, p := range pairs {
+		switch p.Invoke.F {
+		case locks.FWrite:
+			if v, ok := p.Invoke.Value.(locks.WriteValue); ok {
+				writes[v.ID] = v
+				acked[v.ID] = p.Outcome() == history.OK
+			}
+		case locks.FAcquire:
+			if g, ok := p.Complete.Value.(locks.Grant); ok && p.Outcome() == history.OK {
+				grants[g.Name] = append(grants[g.Name], g.Token)
+			}
+		}
+	}
+	for name := range grants {
+		slices.Sort(grants[name])
+	}
+	type last struct {
+		id           string
+		token, index uint64
+	}
+	latest := map[string]last{} // lock -> the applied write with the highest token so far
+	applied := map[string]bool{}
+	for _, a := range final.Applied {
+		c.r.Checked++
+		applied[a.ID] = true
+		v, ok := writes[a.ID]
+		if !ok {
+			c.violation("transfer %s into the resource account at index %d was never invoked", a.ID, a.Index)
+			continue
+		}
+		tokens := grants[v.Lock]
+		if i, _ := slices.BinarySearch(tokens, v.Token+1); i < len(tokens) && tokens[i] < a.Index {
+			c.violation("write %s fenced with %s token %d applied at index %d, after the lock was granted anew at %d",
+				a.ID, v.Lock, v.Token, a.Index, tokens[i])
+		}
+		if l, ok := latest[v.Lock]; ok && v.Token < l.token {
+			c.violation("write %s fenced with %s token %d applied at index %d, after write %s fenced with the newer token %d (index %d)",
+				a.ID, v.Lock, v.Token, a.Index, l.id, l.token, l.index)
+		}
+		if v.Token > latest[v.Lock].token {
+			latest[v.Lock] = last{id: a.ID, token: v.Token, index: a.Index}
+		}
+	}
+	for _, id := range ledger.SortedIDs(acked) {
+		if acked[id] && !applied[id] {
+			c.violation("fenced write %s was acknowledged but is not in the resource account's history", id)
+		}
+	}
+	return c.result()
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/bank"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
 // NameFreshReads is the checker of the bank workload's linearizable reads against real time.
@@ -83,7 +84,7 @@ func FreshReads(ops []history.Op) Result {
 
 // checkFloors reports the first account of read below a floor; it returns false if there was one.
 func checkFloors(c *collector, op history.Op, read bank.ReadValue, acked, seen floor) bool {
-	for _, id := range bank.SortedIDs(read) {
+	for _, id := range ledger.SortedIDs(read) {
 		b := read[id]
 		for _, side := range []struct {
 			name     string

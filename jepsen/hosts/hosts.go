@@ -310,6 +310,16 @@ func (c *Cluster) config(raftBlock string) string {
 	return b.String()
 }
 
+// hostOfNetns returns the host living in namespace ns, if any.
+func (c *Cluster) hostOfNetns(ns string) *Host {
+	for _, h := range c.Hosts {
+		if h.Netns == ns {
+			return h
+		}
+	}
+	return nil
+}
+
 // Cleanup kills every process and removes every namespace, link, rule and file this run made.
 // It is safe to call more than once.
 func (c *Cluster) Cleanup() error {
@@ -323,7 +333,11 @@ func (c *Cluster) Cleanup() error {
 	defer c.mu.Unlock()
 	for len(c.madeNetns) > 0 {
 		ns := c.madeNetns[len(c.madeNetns)-1]
-		// Deleting the namespace deletes its veth end, and so the pair.
+		// The kernel tears a deleted namespace down in the background, and its veth pair with
+		// it; deleting our end first removes the pair at once.
+		if h := c.hostOfNetns(ns); h != nil {
+			errs = append(errs, ignoreMissing(run(ctx, nil, "ip", "link", "del", h.Veth)))
+		}
 		errs = append(errs, ignoreMissing(run(ctx, nil, "ip", "netns", "del", ns)))
 		c.madeNetns = c.madeNetns[:len(c.madeNetns)-1]
 	}

@@ -8,6 +8,7 @@ package rpctest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,7 +21,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/node"
 	"github.com/bankd/bankd/rpc"
@@ -234,6 +238,8 @@ type Clients struct {
 	Lock    bankdv1connect.LockServiceClient
 	Event   bankdv1connect.EventServiceClient
 	Cluster bankdv1connect.ClusterServiceClient
+	Wallet  bankdv1connect.WalletServiceClient
+	Chain   bankdv1connect.ChainServiceClient
 }
 
 // Clients returns clients of n that send token; opts add e.g. connect.WithGRPC().
@@ -245,6 +251,8 @@ func (n *Node) Clients(token string, opts ...connect.ClientOption) Clients {
 		Lock:    bankdv1connect.NewLockServiceClient(hc, n.URL, opts...),
 		Event:   bankdv1connect.NewEventServiceClient(hc, n.URL, opts...),
 		Cluster: bankdv1connect.NewClusterServiceClient(hc, n.URL, opts...),
+		Wallet:  bankdv1connect.NewWalletServiceClient(hc, n.URL, opts...),
+		Chain:   bankdv1connect.NewChainServiceClient(hc, n.URL, opts...),
 	}
 }
 
@@ -310,4 +318,25 @@ func (l *logBuffer) tail(lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// ApplyOnLeader proposes a command on whichever node leads, retrying while leadership moves
+// (tests under load see elections), and returns the state machine's answer. Only for commands
+// that are safe to repeat: an attempt whose outcome was unknown may have applied.
+func (c *Cluster) ApplyOnLeader(typ bankdv1.CommandType, body proto.Message) (proto.Message, error) {
+	c.t.Helper()
+	var err error
+	for range 50 {
+		var res proto.Message
+		res, err = c.WaitLeader().Node.Apply(context.Background(), typ, body, nil)
+		if err == nil {
+			return res, nil
+		}
+		var refused *fsm.Error
+		if errors.As(err, &refused) {
+			return nil, err // the state machine's answer, not a leadership change
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, err
 }

@@ -13,9 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,27 +22,21 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/proccluster"
 	"github.com/bankd/bankd/jepsen/history"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 	"github.com/bankd/bankd/rpc"
 )
 
-// Account ids and currency of the workload.
-const (
-	ReserveID = "reserve"
-	Currency  = "BTC"
-)
+// ReserveID is the account that funds the customers.
+const ReserveID = "reserve"
+
+// Currency of every account.
+const Currency = ledger.Currency
 
 // Operation names (history.Op.F).
 const (
 	FTransfer = "transfer"
 	FRead     = "read"
 )
-
-// Cluster is what the workload needs from the hosts.
-type Cluster interface {
-	Size() int
-	NodeID(i int) string
-	Client(i int) *proccluster.Clients
-}
 
 // Config shapes the workload. Zero fields take the defaults in brackets.
 type Config struct {
@@ -100,30 +91,21 @@ type TransferValue struct {
 	Amount int64  `json:"amount"`
 }
 
-// Balance is the part of an account's balance the checkers look at.
-type Balance struct {
-	DebitsPosted  int64 `json:"debits_posted"`
-	CreditsPosted int64 `json:"credits_posted"`
-	Posted        int64 `json:"posted"`
-	Available     int64 `json:"available"`
-	NonNegative   bool  `json:"non_negative"`
-}
-
 // ReadValue is the value of an ok read: every account's balance, from one state.
-type ReadValue map[string]Balance
+type ReadValue map[string]ledger.Balance
 
 // Workload drives one bank run.
 type Workload struct {
 	cfg     Config
 	model   Model
-	cluster Cluster
+	cluster ledger.Cluster
 	hist    *history.Recorder
 	// nextProcess hands out process numbers: a client continues as a new process after info.
 	nextProcess atomic.Int64
 }
 
 // New builds a workload; Setup must run before Run.
-func New(cfg Config, cluster Cluster, hist *history.Recorder) *Workload {
+func New(cfg Config, cluster ledger.Cluster, hist *history.Recorder) *Workload {
 	cfg.defaults()
 	m := Model{Reserve: ReserveID}
 	for i := range cfg.Customers {
@@ -142,14 +124,8 @@ func (w *Workload) Setup(ctx context.Context) error {
 	for _, c := range w.model.Customers {
 		accounts = append(accounts, &bankdv1.Account{Id: c, Currency: Currency, Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY, NonNegative: true})
 	}
-	for _, a := range accounts {
-		err := w.retry(ctx, func(cl *proccluster.Clients, cctx context.Context) error {
-			_, err := cl.Ledger.CreateAccount(cctx, connect.NewRequest(&bankdv1.CreateAccountRequest{Account: a}))
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("create account %s: %w", a.Id, err)
-		}
+	if err := ledger.CreateAccounts(ctx, w.cluster, w.cfg.OpTimeout, accounts); err != nil {
+		return err
 	}
 	rng := rand.New(rand.NewPCG(w.cfg.Seed, 0))
 	for _, c := range w.model.Customers {
@@ -177,25 +153,6 @@ func (w *Workload) Setup(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// retry runs f against random nodes until it succeeds or ctx ends; for setup only.
-func (w *Workload) retry(ctx context.Context, f func(*proccluster.Clients, context.Context) error) error {
-	var err error
-	for attempt := 0; attempt < 50; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
-		err = f(w.cluster.Client(attempt%w.cluster.Size()), cctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return err
 }
 
 // Run starts the clients and returns when ctx ends and every client has finished its last
@@ -248,7 +205,7 @@ func (w *Workload) transfer(process, node int, t TransferValue) (history.Type, e
 	_, err := w.cluster.Client(node).Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
 		Transfer: &bankdv1.Transfer{Id: t.ID, DebitAccountId: t.From, CreditAccountId: t.To, Amount: t.Amount, Currency: Currency},
 	}))
-	typ := ClassifyWrite(err)
+	typ := ledger.ClassifyWrite(err)
 	w.hist.Complete(inv, typ, t, err)
 	return typ, err
 }
@@ -281,41 +238,10 @@ func readAll(ctx context.Context, cl *proccluster.Clients) (ReadValue, error) {
 	v := ReadValue{}
 	for _, a := range resp.Msg.Accounts {
 		b := a.GetBalance()
-		v[a.Id] = Balance{DebitsPosted: b.GetDebitsPosted(), CreditsPosted: b.GetCreditsPosted(),
+		v[a.Id] = ledger.Balance{DebitsPosted: b.GetDebitsPosted(), CreditsPosted: b.GetCreditsPosted(),
 			Posted: b.GetPosted(), Available: b.GetAvailable(), NonNegative: a.NonNegative}
 	}
 	return v, nil
-}
-
-// ClassifyWrite maps the error of a write to its history type: OK for nil; Fail only when
-// the write certainly did not apply (a refusal with a result code, "not applied", or a
-// connection that was never made); Info otherwise.
-func ClassifyWrite(err error) history.Type {
-	if err == nil {
-		return history.OK
-	}
-	if rpc.ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_UNSPECIFIED {
-		return history.Fail
-	}
-	// bankd says "not applied" only when nothing was proposed (no leader, or a forwarded call
-	// reached a node that is no longer leader); "outcome unknown" is the opposite promise.
-	if msg := err.Error(); connect.CodeOf(err) == connect.CodeUnavailable &&
-		strings.Contains(msg, "not applied") && !strings.Contains(msg, "outcome unknown") {
-		return history.Fail
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return history.Fail
-	}
-	return history.Info
-}
-
-// Entry is one line of an account's history at the end of the run.
-type Entry struct {
-	TransferID         string `json:"transfer_id"`
-	Index              uint64 `json:"index"`
-	DebitsPostedDelta  int64  `json:"debits_posted_delta"`
-	CreditsPostedDelta int64  `json:"credits_posted_delta"`
 }
 
 // Final is what the cluster holds once faults are healed, read linearizably.
@@ -325,164 +251,51 @@ type Final struct {
 	// nil when the cluster does not know it.
 	Transfers map[string]*TransferValue `json:"transfers"`
 	// Histories holds every account's history entries in commit order.
-	Histories map[string][]Entry `json:"histories"`
+	Histories map[string][]ledger.Entry `json:"histories"`
 }
 
-// maxFinalAttempts bounds the retries of each final read.
-const maxFinalAttempts = 30
-
-// Final reads the balances, every invoked transfer id and every account's history.
+// Final reads the balances, every invoked transfer id and every account's history, all from
+// one state (ledger.ConsistentRead).
 func (w *Workload) Final(ctx context.Context, ops []history.Op) (*Final, error) {
-	f := &Final{Transfers: map[string]*TransferValue{}, Histories: map[string][]Entry{}}
-	var err error
-	f.Balances, err = finalRead(ctx, w, readAll)
-	if err != nil {
-		return nil, fmt.Errorf("final balances: %w", err)
-	}
 	var ids []string
+	seen := map[string]bool{}
 	for _, op := range ops {
-		if t, ok := op.Value.(TransferValue); ok && op.Type == history.Invoke {
-			if _, seen := f.Transfers[t.ID]; !seen {
-				f.Transfers[t.ID] = nil
-				ids = append(ids, t.ID)
-			}
+		if t, ok := op.Value.(TransferValue); ok && op.Type == history.Invoke && !seen[t.ID] {
+			seen[t.ID] = true
+			ids = append(ids, t.ID)
 		}
 	}
-	// A few parallel readers: thousands of ids, each one linearizable read.
-	const readers = 8
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-		next     atomic.Int64
-	)
-	for range readers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(ids) || ctx.Err() != nil {
-					return
-				}
-				t, err := finalRead(ctx, w, func(ctx context.Context, cl *proccluster.Clients) (*TransferValue, error) {
-					return getTransfer(ctx, cl, ids[i])
-				})
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("final read of transfer %s: %w", ids[i], err)
-				}
-				f.Transfers[ids[i]] = t
-				mu.Unlock()
-			}
-		})
+	balances := func(ctx context.Context) (ReadValue, error) {
+		return ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, readAll)
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	for _, acc := range w.model.Accounts() {
-		entries, err := finalRead(ctx, w, func(ctx context.Context, cl *proccluster.Clients) ([]Entry, error) {
-			return accountHistory(ctx, cl, acc)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("final history of %s: %w", acc, err)
-		}
-		f.Histories[acc] = entries
-	}
-	return f, nil
-}
-
-// finalRead retries read against the nodes in turn until one answers.
-func finalRead[T any](ctx context.Context, w *Workload, read func(context.Context, *proccluster.Clients) (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for attempt := range maxFinalAttempts {
-		cctx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
-		v, err = read(cctx, w.cluster.Client(attempt%w.cluster.Size()))
-		cancel()
-		if err == nil {
-			return v, nil
-		}
-		select {
-		case <-ctx.Done():
-			return v, errors.Join(err, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return v, err
-}
-
-func getTransfer(ctx context.Context, cl *proccluster.Clients, id string) (*TransferValue, error) {
-	resp, err := cl.Ledger.GetTransfer(ctx, connect.NewRequest(&bankdv1.GetTransferRequest{
-		Id: id, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
-	}))
-	if connect.CodeOf(err) == connect.CodeNotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	t := resp.Msg.Transfer
-	return &TransferValue{ID: t.Id, From: t.DebitAccountId, To: t.CreditAccountId, Amount: t.Amount}, nil
-}
-
-// maxHistoryPages bounds one account's history read (1000 entries a page).
-const maxHistoryPages = 1000
-
-func accountHistory(ctx context.Context, cl *proccluster.Clients, account string) ([]Entry, error) {
-	var out []Entry
-	token := ""
-	for range maxHistoryPages {
-		resp, err := cl.Ledger.ListAccountHistory(ctx, connect.NewRequest(&bankdv1.ListAccountHistoryRequest{
-			AccountId: account, PageSize: 1000, PageToken: token, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
-		}))
+	rest := func(ctx context.Context) (*Final, error) {
+		f := &Final{Transfers: map[string]*TransferValue{}, Histories: map[string][]ledger.Entry{}}
+		found, err := ledger.GetTransfers(ctx, w.cluster, w.cfg.OpTimeout, ids)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range resp.Msg.Entries {
-			out = append(out, Entry{TransferID: e.TransferId, Index: e.Index, DebitsPostedDelta: e.DebitsPostedDelta, CreditsPostedDelta: e.CreditsPostedDelta})
+		for _, id := range ids {
+			if t := found[id]; t != nil {
+				f.Transfers[id] = &TransferValue{ID: t.ID, From: t.From, To: t.To, Amount: t.Amount}
+			} else {
+				f.Transfers[id] = nil
+			}
 		}
-		token = resp.Msg.NextPageToken
-		if token == "" {
-			return out, nil
+		for _, acc := range w.model.Accounts() {
+			entries, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]ledger.Entry, error) {
+				return ledger.AccountHistory(ctx, cl, acc)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("final history of %s: %w", acc, err)
+			}
+			f.Histories[acc] = entries
 		}
+		return f, nil
 	}
-	return nil, fmt.Errorf("history of %s longer than %d pages", account, maxHistoryPages)
-}
-
-// Counts summarises a history for progress lines and reports.
-type Counts struct {
-	Invoked, OK, Fail, Info int
-}
-
-// Count tallies the client completions of ops.
-func Count(ops []history.Op) Counts {
-	var c Counts
-	for _, op := range ops {
-		if op.Process == history.NemesisProcess {
-			continue
-		}
-		switch op.Type {
-		case history.Invoke:
-			c.Invoked++
-		case history.OK:
-			c.OK++
-		case history.Fail:
-			c.Fail++
-		case history.Info:
-			c.Info++
-		}
+	b, f, err := ledger.ConsistentRead(ctx, balances, rest)
+	if err != nil {
+		return nil, fmt.Errorf("final state: %w", err)
 	}
-	return c
-}
-
-// SortedIDs returns the keys of m in order, for deterministic reports.
-func SortedIDs[V any](m map[string]V) []string {
-	ids := make([]string, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
+	f.Balances = b
+	return f, nil
 }

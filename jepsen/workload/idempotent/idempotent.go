@@ -25,7 +25,6 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/proccluster"
 	"github.com/bankd/bankd/jepsen/history"
-	"github.com/bankd/bankd/jepsen/workload/bank"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 	"github.com/bankd/bankd/rpc"
 )
@@ -167,7 +166,7 @@ func (w *Workload) send(process, node int, id string, attempt int) (typ history.
 	resp, err := w.cluster.Client(node).Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
 		Transfer: &bankdv1.Transfer{Id: id, DebitAccountId: SrcID, CreditAccountId: DstID, Amount: w.cfg.Amount, Currency: ledger.Currency},
 	}))
-	typ = bank.ClassifyWrite(err)
+	typ = ledger.ClassifyWrite(err)
 	switch {
 	case typ == history.OK:
 		v.Index, v.Replayed = resp.Msg.Transfer.GetIndex(), resp.Msg.Replayed
@@ -189,9 +188,9 @@ func (w *Workload) send(process, node int, id string, attempt int) (typ history.
 type Final struct {
 	// Transfers maps every invoked id to what the cluster recorded, nil when it does not know it.
 	Transfers map[string]*ledger.Transfer `json:"transfers"`
-	Balances  map[string]bank.Balance     `json:"balances"`
+	Balances  map[string]ledger.Balance   `json:"balances"`
 	// Histories holds both accounts' history entries in commit order.
-	Histories map[string][]bank.Entry `json:"histories"`
+	Histories map[string][]ledger.Entry `json:"histories"`
 }
 
 // Accounts lists the workload's accounts.
@@ -199,7 +198,7 @@ func Accounts() []string { return []string{SrcID, DstID} }
 
 // Final reads, linearizably, every invoked id, both balances and both account histories.
 func (w *Workload) Final(ctx context.Context, ops []history.Op) (*Final, error) {
-	f := &Final{Balances: map[string]bank.Balance{}, Histories: map[string][]bank.Entry{}}
+	f := &Final{Balances: map[string]ledger.Balance{}, Histories: map[string][]ledger.Entry{}}
 	seen := map[string]bool{}
 	var ids []string
 	for _, op := range ops {
@@ -209,25 +208,40 @@ func (w *Workload) Final(ctx context.Context, ops []history.Op) (*Final, error) 
 		}
 	}
 	slices.Sort(ids)
-	var err error
-	if f.Transfers, err = ledger.GetTransfers(ctx, w.cluster, w.cfg.OpTimeout, ids); err != nil {
-		return nil, err
-	}
-	for _, acc := range Accounts() {
-		b, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) (bank.Balance, error) {
-			return ledger.GetBalance(ctx, cl, acc, bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("final balance of %s: %w", acc, err)
+	balances := func(ctx context.Context) (map[string]ledger.Balance, error) {
+		out := map[string]ledger.Balance{}
+		for _, acc := range Accounts() {
+			b, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) (ledger.Balance, error) {
+				return ledger.GetBalance(ctx, cl, acc, bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("final balance of %s: %w", acc, err)
+			}
+			out[acc] = b
 		}
-		f.Balances[acc] = b
-		h, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]bank.Entry, error) {
-			return ledger.AccountHistory(ctx, cl, acc)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("final history of %s: %w", acc, err)
-		}
-		f.Histories[acc] = h
+		return out, nil
 	}
+	rest := func(ctx context.Context) (*Final, error) {
+		r := &Final{Histories: map[string][]ledger.Entry{}}
+		var err error
+		if r.Transfers, err = ledger.GetTransfers(ctx, w.cluster, w.cfg.OpTimeout, ids); err != nil {
+			return nil, err
+		}
+		for _, acc := range Accounts() {
+			h, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]ledger.Entry, error) {
+				return ledger.AccountHistory(ctx, cl, acc)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("final history of %s: %w", acc, err)
+			}
+			r.Histories[acc] = h
+		}
+		return r, nil
+	}
+	b, r, err := ledger.ConsistentRead(ctx, balances, rest)
+	if err != nil {
+		return nil, fmt.Errorf("final state: %w", err)
+	}
+	f.Transfers, f.Histories, f.Balances = r.Transfers, r.Histories, b
 	return f, nil
 }

@@ -5,6 +5,13 @@
 // (holder, token, acquired_at and expires_at in cluster time), which is all the lock-exclusive
 // checker needs: no lock may be granted while an earlier grant's lease is still running and it
 // was not released.
+//
+// Holders also act under their lease, as a real lock user would: each makes a few fenced writes
+// (a 1 sat transfer into a "resource" account, fenced with the lock's name and token). Some
+// holders that abandon their lease come back after it ran out, like a process that was paused,
+// and try one more fenced write with their old token, which bankd must refuse once someone else
+// holds the lock. Final reads the resource account's history: the writes that applied, in
+// commit order, for checker FencedWrites.
 package locks
 
 import (
@@ -17,8 +24,9 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/proccluster"
 	"github.com/bankd/bankd/jepsen/history"
-	"github.com/bankd/bankd/jepsen/workload/bank"
+	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
 // Name is the workload's name on the command line.
@@ -28,10 +36,17 @@ const Name = "locks"
 const (
 	FAcquire = "acquire"
 	FRelease = "release"
+	FWrite   = "fenced-write"
+)
+
+// Accounts of the fenced writes: every write moves 1 sat from FundsID to ResourceID.
+const (
+	FundsID    = "lock-funds"
+	ResourceID = "lock-resource"
 )
 
 // Cluster is what the workload needs from the hosts.
-type Cluster = bank.Cluster
+type Cluster = ledger.Cluster
 
 // Config shapes the workload. Zero fields take the defaults in brackets.
 type Config struct {
@@ -42,8 +57,13 @@ type Config struct {
 	Hold time.Duration
 	// ReleaseShare is the share of grants released explicitly; the rest are abandoned [0.5].
 	ReleaseShare float64
-	OpTimeout    time.Duration // per request [2s]
-	Seed         uint64
+	// Writes is how many fenced writes a holder makes under its lease [2].
+	Writes int
+	// LateShare is the share of abandoned grants whose holder tries a fenced write after its
+	// lease ran out [0.5].
+	LateShare float64
+	OpTimeout time.Duration // per request [2s]
+	Seed      uint64
 }
 
 func (c *Config) defaults() {
@@ -61,6 +81,12 @@ func (c *Config) defaults() {
 	}
 	if c.ReleaseShare == 0 {
 		c.ReleaseShare = 0.5
+	}
+	if c.Writes == 0 {
+		c.Writes = 2
+	}
+	if c.LateShare == 0 {
+		c.LateShare = 0.5
 	}
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 2 * time.Second
@@ -91,6 +117,26 @@ type ReleaseValue struct {
 	Token  uint64 `json:"token"`
 }
 
+// WriteValue is the value of a fenced write: a transfer id, and the grant it was fenced with.
+type WriteValue struct {
+	ID    string `json:"id"`
+	Lock  string `json:"lock"`
+	Token uint64 `json:"token"`
+	// Late is true for a write its holder tried after abandoning the lease.
+	Late bool `json:"late,omitempty"`
+}
+
+// Applied is a fenced write found in the resource account's history at the end.
+type Applied struct {
+	ID    string `json:"id"`
+	Index uint64 `json:"index"`
+}
+
+// Final is the resource account's history: every fenced write that applied, in commit order.
+type Final struct {
+	Applied []Applied `json:"applied"`
+}
+
 // Workload drives one lock run.
 type Workload struct {
 	cfg     Config
@@ -102,6 +148,29 @@ type Workload struct {
 func New(cfg Config, cluster Cluster, hist *history.Recorder) *Workload {
 	cfg.defaults()
 	return &Workload{cfg: cfg, cluster: cluster, hist: hist}
+}
+
+// Setup creates the accounts the fenced writes move money between.
+func (w *Workload) Setup(ctx context.Context) error {
+	return ledger.CreateAccounts(ctx, w.cluster, w.cfg.OpTimeout, []*bankdv1.Account{
+		{Id: FundsID, Currency: ledger.Currency, Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
+		{Id: ResourceID, Currency: ledger.Currency, Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY},
+	})
+}
+
+// Final reads the history of the resource account linearizably.
+func (w *Workload) Final(ctx context.Context) (*Final, error) {
+	entries, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]ledger.Entry, error) {
+		return ledger.AccountHistory(ctx, cl, ResourceID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("final history of %s: %w", ResourceID, err)
+	}
+	f := &Final{}
+	for _, e := range entries {
+		f.Applied = append(f.Applied, Applied{ID: e.TransferID, Index: e.Index})
+	}
+	return f, nil
 }
 
 // LockName is the name of lock i.
@@ -118,7 +187,7 @@ func (w *Workload) Run(ctx context.Context) {
 }
 
 func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
-	process := client
+	process, writes := client, 0
 	for ctx.Err() == nil {
 		name := LockName(rng.IntN(w.cfg.Locks))
 		holder := fmt.Sprintf("p%d", process)
@@ -132,17 +201,48 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 			sleep(ctx, time.Duration(10+rng.IntN(40))*time.Millisecond)
 			continue
 		}
-		sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Hold))))
+		for i := range w.cfg.Writes {
+			sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Hold)/int64(w.cfg.Writes))))
+			writes++
+			v := WriteValue{ID: fmt.Sprintf("w%d-%d-%d", client, writes, i), Lock: g.Name, Token: g.Token}
+			if w.write(process, rng.IntN(w.cluster.Size()), v) == history.Info {
+				process += w.cfg.Clients
+			}
+		}
 		if rng.Float64() < w.cfg.ReleaseShare {
 			if w.release(process, rng.IntN(w.cluster.Size()), g) == history.Info {
 				process += w.cfg.Clients
 			}
 			continue
 		}
-		// Abandon the lease, like a holder that crashed; acquiring again as the same holder
-		// would only extend it.
+		// Abandon the lease, like a holder that crashed or paused; acquiring again as the same
+		// holder would only extend it.
 		process += w.cfg.Clients
+		if rng.Float64() < w.cfg.LateShare {
+			// Back from a pause longer than the lease: the write must not apply once the lock
+			// has been granted anew.
+			sleep(ctx, w.cfg.TTL+time.Duration(rng.Int64N(int64(w.cfg.TTL))))
+			writes++
+			v := WriteValue{ID: fmt.Sprintf("w%d-%d-late", client, writes), Lock: g.Name, Token: g.Token, Late: true}
+			if w.write(process, rng.IntN(w.cluster.Size()), v) == history.Info {
+				process += w.cfg.Clients
+			}
+		}
 	}
+}
+
+// write performs and records one fenced write.
+func (w *Workload) write(process, node int, v WriteValue) history.Type {
+	inv := w.hist.Invoke(process, FWrite, v, w.cluster.NodeID(node))
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
+	defer cancel()
+	_, err := w.cluster.Client(node).Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
+		Transfer: &bankdv1.Transfer{Id: v.ID, DebitAccountId: FundsID, CreditAccountId: ResourceID, Amount: 1, Currency: ledger.Currency},
+		Fence:    &bankdv1.Fence{LockName: v.Lock, Token: v.Token},
+	}))
+	typ := ledger.ClassifyWrite(err)
+	w.hist.Complete(inv, typ, v, err)
+	return typ
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -161,7 +261,7 @@ func (w *Workload) acquire(process, node int, name, holder string) (Grant, histo
 	resp, err := w.cluster.Client(node).Locks.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{
 		Name: name, Holder: holder, TtlMs: w.cfg.TTL.Milliseconds(),
 	}))
-	typ := bank.ClassifyWrite(err)
+	typ := ledger.ClassifyWrite(err)
 	if typ != history.OK {
 		w.hist.Complete(inv, typ, nil, err)
 		return Grant{}, typ
@@ -180,7 +280,7 @@ func (w *Workload) release(process, node int, g Grant) history.Type {
 	_, err := w.cluster.Client(node).Locks.Release(ctx, connect.NewRequest(&bankdv1.ReleaseLockRequest{
 		Name: g.Name, Holder: g.Holder, Token: g.Token,
 	}))
-	typ := bank.ClassifyWrite(err)
+	typ := ledger.ClassifyWrite(err)
 	w.hist.Complete(inv, typ, v, err)
 	return typ
 }

@@ -22,7 +22,6 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/proccluster"
 	"github.com/bankd/bankd/jepsen/history"
-	"github.com/bankd/bankd/jepsen/workload/bank"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
 
@@ -164,7 +163,7 @@ func (w *Workload) add(process, node int, a AddValue) history.Type {
 	_, err := w.cluster.Client(node).Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
 		Transfer: &bankdv1.Transfer{Id: a.ID, DebitAccountId: Src(a.Key), CreditAccountId: Dst(a.Key), Amount: a.Amount, Currency: ledger.Currency},
 	}))
-	typ := bank.ClassifyWrite(err)
+	typ := ledger.ClassifyWrite(err)
 	w.hist.Complete(inv, typ, a, err)
 	return typ
 }

@@ -1,4 +1,4 @@
-package bank
+package ledger
 
 import (
 	"context"
@@ -58,5 +58,29 @@ func TestCount(t *testing.T) {
 	}
 	if got, want := Count(ops), (Counts{Invoked: 3, OK: 1, Fail: 1, Info: 1}); got != want {
 		t.Fatalf("Count = %+v, want %+v", got, want)
+	}
+}
+
+func TestConsistentReadRetriesUntilTheTotalsHold(t *testing.T) {
+	tests := []struct {
+		name    string
+		totals  []int // what successive outer reads return
+		want    int   // the inner read (the number of inner reads made) that is returned
+		wantErr bool
+	}{
+		{"nothing applied during the reads", []int{5, 5}, 1, false},
+		{"a late write between the first two outer reads", []int{5, 6, 6, 6}, 2, false},
+		{"the state never settles", []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 5, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outer, inner := 0, 0
+			total, got, err := ConsistentRead(context.Background(),
+				func(context.Context) (int, error) { outer++; return tt.totals[outer-1], nil },
+				func(context.Context) (int, error) { inner++; return inner, nil })
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("got inner read %d (totals %d), err %v; want read %d, error %v", got, total, err, tt.want, tt.wantErr)
+			}
+		})
 	}
 }

@@ -1,0 +1,38 @@
+package rpc
+
+import (
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// The wallet reads of fakeState: it holds no wallets.
+
+func (s *fakeState) Wallet(string) (*bankdv1.Wallet, error) { return nil, fsm.ErrNotFound }
+
+func (s *fakeState) ListWallets(string, int) ([]*bankdv1.Wallet, string, error) {
+	return nil, "", nil
+}
+
+func (s *fakeState) ListDepositAddresses(string, string, int) ([]*bankdv1.DepositAddress, string, error) {
+	return nil, "", nil
+}
+
+func (s *fakeState) LookupAddress(string) (*bankdv1.WatchedScript, error) {
+	return nil, fsm.ErrNotFound
+}
+
+func (s *fakeState) ChainStatus() (*bankdv1.GetChainStatusResponse, error) {
+	return &bankdv1.GetChainStatusResponse{}, nil
+}
+
+func (s *fakeState) ChainTx(string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error) {
+	return nil, nil, fsm.ErrNotFound
+}
+
+func (s *fakeState) ListUtxos(string, string, int) ([]*bankdv1.Utxo, string, error) {
+	return nil, "", nil
+}
+
+func (s *fakeState) ListDeposits(string, string, int) ([]*bankdv1.Deposit, string, error) {
+	return nil, "", nil
+}
