@@ -114,6 +114,54 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 			return a.chainRescanBlock(tx, body.(*bankdv1.ChainRescanBlock))
 		},
 	},
+	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_UPSERT: {
+		newBody: func() proto.Message { return &bankdv1.UpsertLndNodeRequest{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.upsertLndNode(tx, body.(*bankdv1.UpsertLndNodeRequest))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_HEALTH: {
+		newBody: func() proto.Message { return &bankdv1.LndNodeHealth{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.lndNodeHealth(tx, body.(*bankdv1.LndNodeHealth))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_SET_STATE: {
+		newBody: func() proto.Message { return &bankdv1.SetLndNodeStateRequest{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.setLndNodeState(tx, body.(*bankdv1.SetLndNodeStateRequest))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CREATED: {
+		newBody: func() proto.Message { return &bankdv1.LnInvoiceCreated{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.lnInvoiceCreated(tx, body.(*bankdv1.LnInvoiceCreated))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_UPDATES: {
+		newBody: func() proto.Message { return &bankdv1.LnInvoiceUpdates{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.lnInvoiceUpdates(tx, body.(*bankdv1.LnInvoiceUpdates))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_START: {
+		newBody: func() proto.Message { return &bankdv1.LnPaymentStart{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.lnPaymentStart(tx, body.(*bankdv1.LnPaymentStart))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_RESULT: {
+		newBody: func() proto.Message { return &bankdv1.LnPaymentResult{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.lnPaymentResult(tx, body.(*bankdv1.LnPaymentResult))
+		},
+	},
+	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE: {
+		newBody: func() proto.Message { return &bankdv1.LnInvoiceCanceledOnNode{} },
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
+			return a.lnInvoiceCanceledOnNode(tx, body.(*bankdv1.LnInvoiceCanceledOnNode))
+		},
+	},
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

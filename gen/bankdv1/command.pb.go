@@ -53,6 +53,22 @@ const (
 	CommandType_COMMAND_TYPE_CHAIN_RESCAN CommandType = 12
 	// body: ChainRescanBlock (proposed only by the leader's chain watcher)
 	CommandType_COMMAND_TYPE_CHAIN_RESCAN_BLOCK CommandType = 13
+	// body: UpsertLndNodeRequest
+	CommandType_COMMAND_TYPE_LND_NODE_UPSERT CommandType = 14
+	// body: LndNodeHealth (proposed only by the leader's pool driver)
+	CommandType_COMMAND_TYPE_LND_NODE_HEALTH CommandType = 15
+	// body: SetLndNodeStateRequest
+	CommandType_COMMAND_TYPE_LND_NODE_SET_STATE CommandType = 16
+	// body: LnInvoiceCreated (proposed only by the leader, after lnd's AddInvoice)
+	CommandType_COMMAND_TYPE_LN_INVOICE_CREATED CommandType = 17
+	// body: LnInvoiceUpdates (proposed only by the leader's pool driver)
+	CommandType_COMMAND_TYPE_LN_INVOICE_UPDATES CommandType = 18
+	// body: LnPaymentStart (proposed only by the leader, before lnd is called)
+	CommandType_COMMAND_TYPE_LN_PAYMENT_START CommandType = 19
+	// body: LnPaymentResult (proposed only by the leader's pool driver)
+	CommandType_COMMAND_TYPE_LN_PAYMENT_RESULT CommandType = 20
+	// body: LnInvoiceCanceledOnNode (proposed only by the leader's pool driver)
+	CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE CommandType = 21
 )
 
 // Enum value maps for CommandType.
@@ -72,22 +88,38 @@ var (
 		11: "COMMAND_TYPE_CHAIN_MEMPOOL",
 		12: "COMMAND_TYPE_CHAIN_RESCAN",
 		13: "COMMAND_TYPE_CHAIN_RESCAN_BLOCK",
+		14: "COMMAND_TYPE_LND_NODE_UPSERT",
+		15: "COMMAND_TYPE_LND_NODE_HEALTH",
+		16: "COMMAND_TYPE_LND_NODE_SET_STATE",
+		17: "COMMAND_TYPE_LN_INVOICE_CREATED",
+		18: "COMMAND_TYPE_LN_INVOICE_UPDATES",
+		19: "COMMAND_TYPE_LN_PAYMENT_START",
+		20: "COMMAND_TYPE_LN_PAYMENT_RESULT",
+		21: "COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":              0,
-		"COMMAND_TYPE_CREATE_ACCOUNT":           1,
-		"COMMAND_TYPE_CREATE_TRANSFERS":         2,
-		"COMMAND_TYPE_ACQUIRE_LOCK":             3,
-		"COMMAND_TYPE_RENEW_LOCK":               4,
-		"COMMAND_TYPE_RELEASE_LOCK":             5,
-		"COMMAND_TYPE_TICK":                     6,
-		"COMMAND_TYPE_CREATE_WALLET":            7,
-		"COMMAND_TYPE_NEW_DEPOSIT_ADDRESS":      8,
-		"COMMAND_TYPE_CHAIN_BLOCK_CONNECTED":    9,
-		"COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED": 10,
-		"COMMAND_TYPE_CHAIN_MEMPOOL":            11,
-		"COMMAND_TYPE_CHAIN_RESCAN":             12,
-		"COMMAND_TYPE_CHAIN_RESCAN_BLOCK":       13,
+		"COMMAND_TYPE_UNSPECIFIED":                 0,
+		"COMMAND_TYPE_CREATE_ACCOUNT":              1,
+		"COMMAND_TYPE_CREATE_TRANSFERS":            2,
+		"COMMAND_TYPE_ACQUIRE_LOCK":                3,
+		"COMMAND_TYPE_RENEW_LOCK":                  4,
+		"COMMAND_TYPE_RELEASE_LOCK":                5,
+		"COMMAND_TYPE_TICK":                        6,
+		"COMMAND_TYPE_CREATE_WALLET":               7,
+		"COMMAND_TYPE_NEW_DEPOSIT_ADDRESS":         8,
+		"COMMAND_TYPE_CHAIN_BLOCK_CONNECTED":       9,
+		"COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED":    10,
+		"COMMAND_TYPE_CHAIN_MEMPOOL":               11,
+		"COMMAND_TYPE_CHAIN_RESCAN":                12,
+		"COMMAND_TYPE_CHAIN_RESCAN_BLOCK":          13,
+		"COMMAND_TYPE_LND_NODE_UPSERT":             14,
+		"COMMAND_TYPE_LND_NODE_HEALTH":             15,
+		"COMMAND_TYPE_LND_NODE_SET_STATE":          16,
+		"COMMAND_TYPE_LN_INVOICE_CREATED":          17,
+		"COMMAND_TYPE_LN_INVOICE_UPDATES":          18,
+		"COMMAND_TYPE_LN_PAYMENT_START":            19,
+		"COMMAND_TYPE_LN_PAYMENT_RESULT":           20,
+		"COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE": 21,
 	}
 )
 
@@ -209,7 +241,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.bankd.v1.CommandTypeR\x04type\x12-\n" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\fR\x04body*\xde\x03\n" +
+	"\x04body\x18\x05 \x01(\fR\x04body*\x86\x06\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -225,7 +257,15 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_CHAIN_MEMPOOL\x10\v\x12\x1d\n" +
 	"\x19COMMAND_TYPE_CHAIN_RESCAN\x10\f\x12#\n" +
-	"\x1fCOMMAND_TYPE_CHAIN_RESCAN_BLOCK\x10\rB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x1fCOMMAND_TYPE_CHAIN_RESCAN_BLOCK\x10\r\x12 \n" +
+	"\x1cCOMMAND_TYPE_LND_NODE_UPSERT\x10\x0e\x12 \n" +
+	"\x1cCOMMAND_TYPE_LND_NODE_HEALTH\x10\x0f\x12#\n" +
+	"\x1fCOMMAND_TYPE_LND_NODE_SET_STATE\x10\x10\x12#\n" +
+	"\x1fCOMMAND_TYPE_LN_INVOICE_CREATED\x10\x11\x12#\n" +
+	"\x1fCOMMAND_TYPE_LN_INVOICE_UPDATES\x10\x12\x12!\n" +
+	"\x1dCOMMAND_TYPE_LN_PAYMENT_START\x10\x13\x12\"\n" +
+	"\x1eCOMMAND_TYPE_LN_PAYMENT_RESULT\x10\x14\x12,\n" +
+	"(COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE\x10\x15B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

@@ -102,6 +102,9 @@ type EventItem struct {
 	//	*EventItem_ChainTx
 	//	*EventItem_Deposit
 	//	*EventItem_Rescan
+	//	*EventItem_LndNode
+	//	*EventItem_Invoice
+	//	*EventItem_Payment
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -279,6 +282,33 @@ func (x *EventItem) GetRescan() *RescanProgress {
 	return nil
 }
 
+func (x *EventItem) GetLndNode() *LndNode {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_LndNode); ok {
+			return x.LndNode
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetInvoice() *LnInvoice {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Invoice); ok {
+			return x.Invoice
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetPayment() *LnPayment {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Payment); ok {
+			return x.Payment
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -354,6 +384,21 @@ type EventItem_Rescan struct {
 	Rescan *RescanProgress `protobuf:"bytes,15,opt,name=rescan,proto3,oneof"`
 }
 
+type EventItem_LndNode struct {
+	// A pool node was added, changed state or health.
+	LndNode *LndNode `protobuf:"bytes,16,opt,name=lnd_node,json=lndNode,proto3,oneof"`
+}
+
+type EventItem_Invoice struct {
+	// An invoice was issued, settled or expired.
+	Invoice *LnInvoice `protobuf:"bytes,17,opt,name=invoice,proto3,oneof"`
+}
+
+type EventItem_Payment struct {
+	// A payment started, succeeded or failed.
+	Payment *LnPayment `protobuf:"bytes,18,opt,name=payment,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -383,6 +428,12 @@ func (*EventItem_ChainTx) isEventItem_Kind() {}
 func (*EventItem_Deposit) isEventItem_Kind() {}
 
 func (*EventItem_Rescan) isEventItem_Kind() {}
+
+func (*EventItem_LndNode) isEventItem_Kind() {}
+
+func (*EventItem_Invoice) isEventItem_Kind() {}
+
+func (*EventItem_Payment) isEventItem_Kind() {}
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -477,12 +528,12 @@ var File_bankd_v1_event_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\"f\n" +
+	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\"f\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xfb\x06\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\x8d\b\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -499,7 +550,10 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\x12block_disconnected\x18\f \x01(\v2\x12.bankd.v1.ChainTipH\x00R\x11blockDisconnected\x12.\n" +
 	"\bchain_tx\x18\r \x01(\v2\x11.bankd.v1.ChainTxH\x00R\achainTx\x12-\n" +
 	"\adeposit\x18\x0e \x01(\v2\x11.bankd.v1.DepositH\x00R\adeposit\x122\n" +
-	"\x06rescan\x18\x0f \x01(\v2\x18.bankd.v1.RescanProgressH\x00R\x06rescanB\x06\n" +
+	"\x06rescan\x18\x0f \x01(\v2\x18.bankd.v1.RescanProgressH\x00R\x06rescan\x12.\n" +
+	"\blnd_node\x18\x10 \x01(\v2\x11.bankd.v1.LndNodeH\x00R\alndNode\x12/\n" +
+	"\ainvoice\x18\x11 \x01(\v2\x13.bankd.v1.LnInvoiceH\x00R\ainvoice\x12/\n" +
+	"\apayment\x18\x12 \x01(\v2\x13.bankd.v1.LnPaymentH\x00R\apaymentB\x06\n" +
 	"\x04kind\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
@@ -537,6 +591,9 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*ChainTx)(nil),             // 11: bankd.v1.ChainTx
 	(*Deposit)(nil),             // 12: bankd.v1.Deposit
 	(*RescanProgress)(nil),      // 13: bankd.v1.RescanProgress
+	(*LndNode)(nil),             // 14: bankd.v1.LndNode
+	(*LnInvoice)(nil),           // 15: bankd.v1.LnInvoice
+	(*LnPayment)(nil),           // 16: bankd.v1.LnPayment
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -554,14 +611,17 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	11, // 12: bankd.v1.EventItem.chain_tx:type_name -> bankd.v1.ChainTx
 	12, // 13: bankd.v1.EventItem.deposit:type_name -> bankd.v1.Deposit
 	13, // 14: bankd.v1.EventItem.rescan:type_name -> bankd.v1.RescanProgress
-	0,  // 15: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 16: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 17: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 15: bankd.v1.EventItem.lnd_node:type_name -> bankd.v1.LndNode
+	15, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
+	16, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
+	0,  // 18: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	2,  // 19: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	3,  // 20: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -573,6 +633,7 @@ func file_bankd_v1_event_proto_init() {
 	file_bankd_v1_lock_proto_init()
 	file_bankd_v1_chain_proto_init()
 	file_bankd_v1_wallet_proto_init()
+	file_bankd_v1_lightning_proto_init()
 	file_bankd_v1_event_proto_msgTypes[1].OneofWrappers = []any{
 		(*EventItem_AccountCreated)(nil),
 		(*EventItem_Transfer)(nil),
@@ -589,6 +650,9 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_ChainTx)(nil),
 		(*EventItem_Deposit)(nil),
 		(*EventItem_Rescan)(nil),
+		(*EventItem_LndNode)(nil),
+		(*EventItem_Invoice)(nil),
+		(*EventItem_Payment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -226,6 +226,9 @@ const (
 	// on the tip, a disconnect of a block that is not the tip): it came from a deposed leader or
 	// was retried after it applied.
 	ResultCode_RESULT_CODE_CHAIN_CONFLICT ResultCode = 12
+	// A Lightning write refused by the state of the pool, an invoice or a payment: a node not
+	// active, a hash already paid or being paid, a stale attempt, paying one's own invoice.
+	ResultCode_RESULT_CODE_LIGHTNING_CONFLICT ResultCode = 13
 )
 
 // Enum value maps for ResultCode.
@@ -244,6 +247,7 @@ var (
 		10: "RESULT_CODE_LOCK_HELD",
 		11: "RESULT_CODE_STALE_TOKEN",
 		12: "RESULT_CODE_CHAIN_CONFLICT",
+		13: "RESULT_CODE_LIGHTNING_CONFLICT",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":        0,
@@ -259,6 +263,7 @@ var (
 		"RESULT_CODE_LOCK_HELD":          10,
 		"RESULT_CODE_STALE_TOKEN":        11,
 		"RESULT_CODE_CHAIN_CONFLICT":     12,
+		"RESULT_CODE_LIGHTNING_CONFLICT": 13,
 	}
 )
 
@@ -1925,7 +1930,7 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x1dTRANSFER_STATE_PENDING_POSTED\x10\x03\x12!\n" +
 	"\x1dTRANSFER_STATE_PENDING_VOIDED\x10\x04\x12\"\n" +
 	"\x1eTRANSFER_STATE_PENDING_EXPIRED\x10\x05\x12\x17\n" +
-	"\x13TRANSFER_STATE_VOID\x10\x06*\x91\x03\n" +
+	"\x13TRANSFER_STATE_VOID\x10\x06*\xb5\x03\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -1941,7 +1946,8 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x15RESULT_CODE_LOCK_HELD\x10\n" +
 	"\x12\x1b\n" +
 	"\x17RESULT_CODE_STALE_TOKEN\x10\v\x12\x1e\n" +
-	"\x1aRESULT_CODE_CHAIN_CONFLICT\x10\f2\xf1\x04\n" +
+	"\x1aRESULT_CODE_CHAIN_CONFLICT\x10\f\x12\"\n" +
+	"\x1eRESULT_CODE_LIGHTNING_CONFLICT\x10\r2\xf1\x04\n" +
 	"\rLedgerService\x12P\n" +
 	"\rCreateAccount\x12\x1e.bankd.v1.CreateAccountRequest\x1a\x1f.bankd.v1.CreateAccountResponse\x12L\n" +
 	"\n" +
