@@ -301,26 +301,10 @@ func (b *Btcd) LogPath() string { return b.logPath }
 func (b *Btcd) PID() int { return b.cmd.Process.Pid }
 
 // LogTail returns up to the last n lines of btcd's log, for error messages.
-func (b *Btcd) LogTail(n int) string {
-	data, err := os.ReadFile(b.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", b.logPath, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (b *Btcd) LogTail(n int) string { return logTail(b.logPath, n) }
 
 // logSince returns what btcd logged after offset (this launch's part of an appended log).
-func (b *Btcd) logSince(offset int64) string {
-	data, err := os.ReadFile(b.logPath)
-	if err != nil || offset > int64(len(data)) {
-		return ""
-	}
-	return string(data[offset:])
-}
+func (b *Btcd) logSince(offset int64) string { return logSince(b.logPath, offset) }
 
 // Call performs any btcd JSON-RPC call and decodes its result into result (nil discards it).
 func (b *Btcd) Call(ctx context.Context, method string, result any, params ...any) error {

@@ -30,4 +30,15 @@
 // Tests use [StartTest], which skips when btcd has not been built, unless the environment
 // variable BANKD_REQUIRE_BTCD is set (as in CI), in which case a missing btcd fails the test.
 // The command regtest/cmd/regtestd runs a node outside tests, e.g. for `make run`.
+//
+// Lightning: [StartLnd] runs one real lnd (bin/lnd from `make deps-lnd`, or $BANKD_LND, see
+// [LndPath]) on a Btcd, with a fresh wallet, and hands out gRPC clients authenticated with its
+// admin macaroon ([DialLnd]); an [Lnd] can be killed, stopped and restarted on the same
+// directory and ports. [StartLightning] builds a small network on one Btcd: a pool of lnd
+// nodes (a bank's) and one external lnd, started concurrently, funded from the faucet, with a
+// public, balanced channel from the external node to every pool node, announced and known to
+// every node before it returns (about 10-20 seconds on two cores). The external node can pay
+// every pool node and be paid by each; pool nodes pay each other through it.
+// [Lightning.AddPoolNode] grows the pool at runtime. [StartLightningTest] skips when lnd is
+// missing unless BANKD_REQUIRE_LND is set.
 package regtest

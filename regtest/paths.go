@@ -14,26 +14,42 @@ const (
 	// EnvRequireBtcd, when set to anything, makes tests fail instead of skip when btcd is
 	// missing. CI sets it so that a broken `make deps-btcd` cannot pass silently.
 	EnvRequireBtcd = "BANKD_REQUIRE_BTCD"
+	// EnvLnd names an lnd binary to use instead of <module root>/bin/lnd.
+	EnvLnd = "BANKD_LND"
+	// EnvRequireLnd, when set to anything, makes tests fail instead of skip when lnd is
+	// missing (as EnvRequireBtcd does for btcd).
+	EnvRequireLnd = "BANKD_REQUIRE_LND"
 )
 
 // BtcdPath returns the btcd binary to run: $BANKD_BTCD if set, else bin/btcd under the module
 // root (the nearest directory above the working directory that holds a go.mod). The error for
 // a missing binary says how to build it.
 func BtcdPath() (string, error) {
-	if p := os.Getenv(EnvBtcd); p != "" {
+	return binaryPath("btcd", EnvBtcd, "deps-btcd")
+}
+
+// LndPath returns the lnd binary to run: $BANKD_LND if set, else bin/lnd under the module
+// root, found as [BtcdPath] finds btcd.
+func LndPath() (string, error) {
+	return binaryPath("lnd", EnvLnd, "deps-lnd")
+}
+
+// binaryPath finds the named binary through env, else in bin/ of the module root.
+func binaryPath(name, env, makeTarget string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		if err := checkExecutable(p); err != nil {
-			return "", fmt.Errorf("regtest: %s=%s: %w", EnvBtcd, p, err)
+			return "", fmt.Errorf("regtest: %s=%s: %w", env, p, err)
 		}
 		return p, nil
 	}
 	root, err := ModuleRoot()
 	if err != nil {
-		return "", fmt.Errorf("regtest: locating btcd: %w (set %s, or run inside the module)", err, EnvBtcd)
+		return "", fmt.Errorf("regtest: locating %s: %w (set %s, or run inside the module)", name, err, env)
 	}
-	p := filepath.Join(root, "bin", "btcd")
+	p := filepath.Join(root, "bin", name)
 	if err := checkExecutable(p); err != nil {
-		return "", fmt.Errorf("regtest: btcd not found: %w; run `make deps-btcd` (or set %s)",
-			err, EnvBtcd)
+		return "", fmt.Errorf("regtest: %s not found: %w; run `make %s` (or set %s)",
+			name, err, makeTarget, env)
 	}
 	return p, nil
 }

@@ -25,15 +25,17 @@ import (
 )
 
 // The control endpoint lets other processes use the running node's faucet and miner (btcd has
-// no wallet, and the faucet's key lives in this process): `regtestd pay ADDRESS SATS` and
-// `regtestd mine [N]` are its clients. It listens on loopback only.
+// no wallet, and the faucet's key lives in this process) and, with -lnd, the external lnd:
+// `regtestd pay ADDRESS SATS`, `regtestd mine [N]`, `regtestd lnpay BOLT11`, `regtestd
+// lninvoice SATS` and `regtestd lnaddpool` are its clients. It listens on loopback only.
 
 // maxControlBlocks bounds one mine request.
 const maxControlBlocks = 1000
 
 // serveControl serves the control endpoint on ln until ctx ends.
-func serveControl(ctx context.Context, ln net.Listener, btcd *regtest.Btcd) {
+func serveControl(ctx context.Context, ln net.Listener, btcd *regtest.Btcd, lg *regtest.Lightning, hclPath string) {
 	mux := http.NewServeMux()
+	handleLightning(mux, lg, hclPath)
 	mux.HandleFunc("POST /pay", func(w http.ResponseWriter, r *http.Request) {
 		addr, err := btcutil.DecodeAddress(r.FormValue("address"), &chaincfg.RegressionNetParams)
 		if err != nil || !addr.IsForNet(&chaincfg.RegressionNetParams) {
