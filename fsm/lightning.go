@@ -2,8 +2,10 @@ package fsm
 
 import (
 	"crypto/sha256"
+	"net"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -150,8 +152,9 @@ func ValidateUpsertLndNode(req *bankdv1.UpsertLndNodeRequest) *Error {
 	if err := checkText("address", req.GetAddress(), MaxLndAddressLen, true); err != nil {
 		return err
 	}
-	if i := strings.LastIndexByte(req.GetAddress(), ':'); i <= 0 || i == len(req.GetAddress())-1 {
-		return invalid("address: must be host:port, got %q", truncate(req.GetAddress()))
+	host, port, err := net.SplitHostPort(req.GetAddress())
+	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil || n == 0 {
+		return invalid("address: must be host:port with a port of 1-65535, got %q", truncate(req.GetAddress()))
 	}
 	for _, p := range []struct{ field, path string }{{"tls_cert_path", req.GetTlsCertPath()}, {"macaroon_path", req.GetMacaroonPath()}} {
 		if err := checkText(p.field, p.path, MaxLndPathLen, true); err != nil {
@@ -364,7 +367,15 @@ func (a *applier) lndNodeHealth(tx *txn, req *bankdv1.LndNodeHealth) (proto.Mess
 	switch {
 	case !req.Reachable:
 	case n.Pubkey == "":
-		// First contact: bind the identity and record what the channels hold.
+		// First contact: bind the identity and record what the channels hold, unless another
+		// registered node is this lnd already (its channels would be counted twice).
+		if other, err := nodeWithPubkey(tx, req.Pubkey); err != nil {
+			return nil, err
+		} else if other != "" {
+			n.Reachable, n.SyncedToChain = false, false
+			n.HealthError = "node answered with pubkey " + req.Pubkey + ", which pool node " + other + " already has"
+			break
+		}
 		n.Pubkey, n.OpeningBalanceSat = req.Pubkey, req.OpeningBalanceSat
 		if req.OpeningBalanceSat > 0 {
 			if _, err := a.move(tx, &bankdv1.Transfer{
@@ -380,6 +391,24 @@ func (a *applier) lndNodeHealth(tx *txn, req *bankdv1.LndNodeHealth) (proto.Mess
 		n.HealthError = "node answered with pubkey " + req.Pubkey + ", registered as " + n.Pubkey
 	}
 	return n, a.saveLndNode(tx, n)
+}
+
+// nodeWithPubkey returns the id of the pool node bound to pubkey, or "". Retired nodes count:
+// their account still holds what their channels held.
+func nodeWithPubkey(tx *txn, pubkey string) (string, error) {
+	var id string
+	err := tx.scan([]byte{tagLndNode}, []byte{tagLndNode + 1}, func(_, v []byte) (bool, error) {
+		n := &bankdv1.LndNode{}
+		if err := proto.Unmarshal(v, n); err != nil {
+			return false, fmt.Errorf("corrupt pool node: %w", err)
+		}
+		if n.Pubkey == pubkey {
+			id = n.Id
+			return false, nil
+		}
+		return true, nil
+	})
+	return id, err
 }
 
 func checkPubkey(pk string) *Error {

@@ -156,6 +156,10 @@ func TestPoolNodeRegistry(t *testing.T) {
 	}{
 		{"bad id", &bankdv1.UpsertLndNodeRequest{Id: "pool 1", Address: "h:1", TlsCertPath: "/c", MacaroonPath: "/m"}, "id:"},
 		{"no port", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: "localhost", TlsCertPath: "/c", MacaroonPath: "/m"}, "address:"},
+		{"ipv6 without port", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: "[::1]", TlsCertPath: "/c", MacaroonPath: "/m"}, "address:"},
+		{"port not a number", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: "localhost:abc", TlsCertPath: "/c", MacaroonPath: "/m"}, "address:"},
+		{"port too large", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: "localhost:99999", TlsCertPath: "/c", MacaroonPath: "/m"}, "address:"},
+		{"no host", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: ":10009", TlsCertPath: "/c", MacaroonPath: "/m"}, "address:"},
 		{"relative cert", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: "h:1", TlsCertPath: "tls.cert", MacaroonPath: "/m"}, "tls_cert_path:"},
 		{"no macaroon", &bankdv1.UpsertLndNodeRequest{Id: "p", Address: "h:1", TlsCertPath: "/c"}, "macaroon_path:"},
 	} {
@@ -164,6 +168,17 @@ func TestPoolNodeRegistry(t *testing.T) {
 		})
 	}
 	refusal(t, tf.health("pool-9", true, testPubkey, 0), bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "pool-9")
+
+	// The same lnd registered under a second id is never bound: its channels would be
+	// counted twice.
+	tf.mustOK(tf.upsertNode("pool-2"))
+	tf.mustOK(tf.health("pool-2", true, testPubkey, 500_000))
+	if n := tf.node("pool-2"); LndNodeUsable(n) || n.Pubkey != "" || n.HealthError == "" {
+		t.Fatalf("second registration of one lnd: %v", n)
+	}
+	if b := tf.balance("ln:pool-2"); b.Posted != 0 {
+		t.Fatalf("opening balance posted twice: %v", b)
+	}
 	refusal(t, tf.health("pool-1", true, "zz", 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "pubkey")
 }
 
