@@ -25,13 +25,13 @@ build:
 ## run: build, start a regtest btcd (bin/regtestd) and the cluster described by cluster.hcl as
 ## local processes following it (Ctrl-C stops everything). BTCD=off runs the cluster without a
 ## chain; MINE_EVERY=10s mines a block every 10 seconds.
-run: build deps-btcd
+run: build deps-btcd deps-lnd
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/regtestd ./regtest/cmd/regtestd
 	./scripts/run-cluster.sh $(CONFIG)
 
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
-test: build deps-btcd
-	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 $(GO) test -count=1 -p 1 -timeout 30m ./...
+test: build deps-btcd deps-lnd
+	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 ## test-short: unit and in-process tests only.
 test-short:

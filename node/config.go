@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
 // Config is a parsed and validated cluster.hcl: the one file every node of a cluster shares.
@@ -30,6 +31,9 @@ type Config struct {
 	Raft   RaftConfig
 	Tokens TokensConfig
 	Chain  ChainConfig
+	// Lightning lists the `lnd "<id>"` blocks: the pool of lnd nodes the leader drives, in
+	// file order. More can be added at runtime (bankctl lnd add).
+	Lightning []LndConfig
 	// Nodes in file order.
 	Nodes []NodeConfig
 }
@@ -87,6 +91,18 @@ type ChainConfig struct {
 	PollInterval time.Duration
 	// Mempool turns polling of the node's mempool (pending deposits) on.
 	Mempool bool
+}
+
+// LndConfig describes one `lnd "<id>"` block: how the leader reaches a pool lnd node. The
+// paths must name the same files on every bankd node (any node may become the leader).
+type LndConfig struct {
+	ID string
+	// Address is the host:port of lnd's gRPC listener.
+	Address string
+	// TLSCertPath and MacaroonPath are absolute (relative ones in the file are resolved
+	// against the file's directory).
+	TLSCertPath  string
+	MacaroonPath string
 }
 
 // Watching reports whether the chain block names a node to follow, i.e. whether the leader
@@ -249,8 +265,14 @@ var (
 			{Type: "tokens"},
 			{Type: "chain"},
 			{Type: "node", LabelNames: []string{"id"}},
+			{Type: "lnd", LabelNames: []string{"id"}},
 		},
 	}
+	lndSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "address", Required: true},
+		{Name: "tls_cert", Required: true},
+		{Name: "macaroon", Required: true},
+	}}
 	raftSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "heartbeat_timeout"},
 		{Name: "election_timeout"},
@@ -350,12 +372,57 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			p.parseChain(block, &cfg.Chain)
 		case "node":
 			p.parseNode(block, cfg)
+		case "lnd":
+			p.parseLnd(block, cfg)
 		}
 	}
 	if len(cfg.Nodes) == 0 && !p.diags.HasErrors() {
 		p.errorf(body.MissingItemRange(), "no nodes", "at least one node block is required")
 	}
 	return cfg
+}
+
+func (p *configParser) parseLnd(block *hcl.Block, cfg *Config) {
+	id := block.Labels[0]
+	if err := fsm.CheckLndNodeID("lnd", id); err != nil {
+		p.errorf(block.LabelRanges[0], "invalid lnd id", "%s", err.Message)
+		return
+	}
+	for _, l := range cfg.Lightning {
+		if l.ID == id {
+			p.errorf(block.DefRange, "duplicate lnd block", "lnd %q is defined twice", id)
+			return
+		}
+	}
+	content, diags := block.Body.Content(lndSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil || diags.HasErrors() {
+		return
+	}
+	lc := LndConfig{ID: id}
+	if attr := content.Attributes["address"]; attr != nil {
+		v, ok := p.str(attr)
+		if !ok {
+			return
+		}
+		// The leader dials it: it needs a host and a numeric port, and no wildcard host.
+		if _, err := normalizeHostPort(v, true); err != nil {
+			p.errorf(attr.Expr.Range(), "invalid address", "lnd %q: address %q: %v", id, v, err)
+			return
+		}
+		lc.Address = v
+	}
+	if v, ok := p.str(content.Attributes["tls_cert"]); ok && v != "" {
+		lc.TLSCertPath = p.path(v)
+	}
+	if v, ok := p.str(content.Attributes["macaroon"]); ok && v != "" {
+		lc.MacaroonPath = p.path(v)
+	}
+	if err := fsm.ValidateUpsertLndNode(&bankdv1.UpsertLndNodeRequest{Id: id, Address: lc.Address, TlsCertPath: lc.TLSCertPath, MacaroonPath: lc.MacaroonPath}); err != nil {
+		p.errorf(block.DefRange, "invalid lnd block", "lnd %q: %s", id, err.Message)
+		return
+	}
+	cfg.Lightning = append(cfg.Lightning, lc)
 }
 
 func (p *configParser) parseRaft(block *hcl.Block, rc *RaftConfig) {

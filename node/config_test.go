@@ -247,6 +247,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`name = "x" raft { max_append_entries = 1e99 }`))
 	f.Add([]byte(`tokens { gossip_key = "${"x"}" admin = [for s in ["a"]: s] }`))
 	f.Add([]byte(`node "a" "b" { region = null }`))
+	f.Add([]byte("name = \"c\"\n" + nodeBlock("n1", 1, nil) + lndBlock("lnd1", map[string]string{"address": `"[::1]"`})))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		cfg, err := ParseConfig(src, "fuzz.hcl")
 		if err == nil && (cfg == nil || len(cfg.Nodes) == 0 || cfg.Name == "") {

@@ -31,6 +31,9 @@ var adminProcedures = map[string]bool{
 	bankdv1connect.ClusterServiceRemoveNodeProcedure:         true,
 	bankdv1connect.WalletServiceCreateWalletProcedure:        true,
 	bankdv1connect.ChainServiceRescanProcedure:               true,
+	bankdv1connect.LightningServiceAddNodeProcedure:          true,
+	bankdv1connect.LightningServiceDrainNodeProcedure:        true,
+	bankdv1connect.LightningServiceReconcileProcedure:        true,
 }
 
 // maxTokenLen bounds what we hash from an Authorization header.

@@ -39,7 +39,9 @@ func resultCodeToConnect(code bankdv1.ResultCode) connect.Code {
 		bankdv1.ResultCode_RESULT_CODE_OVERFLOW,
 		bankdv1.ResultCode_RESULT_CODE_PENDING_RESOLVED,
 		bankdv1.ResultCode_RESULT_CODE_LOCK_HELD,
-		bankdv1.ResultCode_RESULT_CODE_STALE_TOKEN:
+		bankdv1.ResultCode_RESULT_CODE_STALE_TOKEN,
+		bankdv1.ResultCode_RESULT_CODE_CHAIN_CONFLICT,
+		bankdv1.ResultCode_RESULT_CODE_LIGHTNING_CONFLICT:
 		return connect.CodeFailedPrecondition
 	case bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
 		return connect.CodeAlreadyExists

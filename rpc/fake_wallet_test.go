@@ -36,3 +36,9 @@ func (s *fakeState) ListUtxos(string, string, int) ([]*bankdv1.Utxo, string, err
 func (s *fakeState) ListDeposits(string, string, int) ([]*bankdv1.Deposit, string, error) {
 	return nil, "", nil
 }
+
+func (s *fakeState) LndNodes() ([]*bankdv1.LndNode, error) { return nil, nil }
+
+func (s *fakeState) Invoice(string) (*bankdv1.LnInvoice, error) { return nil, fsm.ErrNotFound }
+
+func (s *fakeState) Payment(string) (*bankdv1.LnPayment, error) { return nil, fsm.ErrNotFound }

@@ -54,6 +54,9 @@ type Options struct {
 	// ForwardClient carries calls forwarded to the leader. Nil builds one that speaks HTTP/2
 	// without TLS (the API port's protocol).
 	ForwardClient *http.Client
+	// Lightning is the node's lnd pool driver; nil means LightningService answers that the
+	// cluster has no pool.
+	Lightning LightningPool
 }
 
 // backend is what the API needs from a node. *node.Node provides it through nodeBackend; unit
@@ -92,6 +95,9 @@ type stateReader interface {
 	ChainTx(txid string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error)
 	ListUtxos(walletID, pageToken string, pageSize int) ([]*bankdv1.Utxo, string, error)
 	ListDeposits(accountID, pageToken string, pageSize int) ([]*bankdv1.Deposit, string, error)
+	LndNodes() ([]*bankdv1.LndNode, error)
+	Invoice(hash string) (*bankdv1.LnInvoice, error)
+	Payment(id string) (*bankdv1.LnPayment, error)
 }
 
 var _ stateReader = (*fsm.FSM)(nil)
@@ -114,6 +120,8 @@ type Server struct {
 	stopGrace time.Duration
 	// network is the chain network of cluster.hcl, filled into CreateWallet requests.
 	network string
+	// lightning is the lnd pool driver (Options.Lightning).
+	lightning LightningPool
 
 	// streamSlots holds one token per open event stream.
 	streamSlots chan struct{}
@@ -183,6 +191,7 @@ func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Se
 		maxBytes:    maxBytes,
 		stopGrace:   grace,
 		network:     node.DefaultChainNetwork,
+		lightning:   opts.Lightning,
 		streamSlots: make(chan struct{}, maxStreams),
 		streamsDone: make(chan struct{}),
 	}
@@ -218,6 +227,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(bankdv1connect.NewEventServiceHandler(&eventService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewClusterServiceHandler(&clusterService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewWalletServiceHandler(&walletService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewLightningServiceHandler(&lightningService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewChainServiceHandler(&chainService{s: s}, apiOpts))
 
 	// Health and reflection are open: load balancers and grpcurl call them without a token,

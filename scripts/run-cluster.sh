@@ -8,7 +8,9 @@
 # paths made absolute and the chain block pointed at the btcd that regtestd started (rpc_host,
 # rpc_user, rpc_pass, rpc_cert, start_height). No btcd is started when the file's chain block
 # already names a node (rpc_host), or with BTCD=off (a pure ledger, no chain watcher).
-# MINE_EVERY=10s makes regtestd mine a block every 10 seconds.
+# MINE_EVERY=10s makes regtestd mine a block every 10 seconds. Unless LND=off, regtestd also
+# starts three pool lnd nodes and one external lnd with channels, and their lnd blocks are
+# appended to the derived config (skipped when the file already has lnd blocks).
 set -euo pipefail
 config=${1:-cluster.hcl}
 bin=${BIN:-$(dirname "$0")/../bin}
@@ -49,11 +51,18 @@ else
   env_file=data/btcd/env
   mkdir -p data/btcd
   rm -f "$env_file"
+  lnd_args=()
+  lnd_hcl=
+  if [ "${LND:-on}" != off ] && ! grep -q '^lnd[[:space:]]*"' "$config"; then
+    lnd_hcl=data/lnd.hcl
+    rm -f "$lnd_hcl"
+    lnd_args=(-lnd -pool "${POOL:-3}" -lnd-dir data/lnd -lnd-hcl "$lnd_hcl")
+  fi
   setsid "$bin/regtestd" -datadir data/btcd -env "$env_file" -blocks "$initial_blocks" \
-    -mine-every "${MINE_EVERY:-0}" >"$logs/regtestd.log" 2>&1 &
+    -mine-every "${MINE_EVERY:-0}" "${lnd_args[@]}" >"$logs/regtestd.log" 2>&1 &
   regtestd_pid=$!
   echo "started regtestd (pid $regtestd_pid, log $logs/regtestd.log)"
-  for _ in $(seq 1 240); do
+  for _ in $(seq 1 480); do
     [ -s "$env_file" ] && break
     kill -0 "$regtestd_pid" 2>/dev/null || { echo "regtestd exited; see $logs/regtestd.log" >&2; regtestd_pid=; exit 1; }
     sleep 0.5
@@ -78,11 +87,27 @@ else
     { print }
     END { if (!chained) { print "chain {"; chain_keys(); print "}" } }
   ' "$config" >"$run_config")
+  if [ -n "$lnd_hcl" ]; then
+    { echo; echo "# Added by scripts/run-cluster.sh: the regtest lnd pool regtestd started."; cat "$lnd_hcl"; } >>"$run_config"
+  fi
   chain_note="The leader follows btcd regtest at $BTCD_RPCHOST (log $BTCD_LOG).
 Pay a deposit address from btcd's faucet and mine blocks with:
 
   bin/regtestd pay ADDRESS SATS
   bin/regtestd mine [N]"
+  if [ -n "$lnd_hcl" ]; then
+    chain_note="$chain_note
+
+The lnd pool ($(grep -c '^lnd' "$lnd_hcl") nodes) is in $run_config; an external lnd plays the
+outside world:
+
+  bin/bankctl invoice create alice 5000        # then pay it from outside:
+  bin/regtestd lnpay BOLT11
+  bin/regtestd lninvoice 2000                  # an outside invoice; pay it from alice:
+  bin/bankctl pay alice BOLT11 -wait 30s
+  bin/bankctl lnd nodes
+  bin/bankctl lnd reconcile"
+  fi
 fi
 
 nodes=$(sed -n 's/^node *"\([^"]*\)".*/\1/p' "$run_config")

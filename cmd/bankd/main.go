@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/bankd/bankd/chainwatch"
+	"github.com/bankd/bankd/lnpool"
 	"github.com/bankd/bankd/node"
 	"github.com/bankd/bankd/rpc"
 )
@@ -189,9 +190,19 @@ func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags
 	if err != nil {
 		return fmt.Errorf("create node: %w", err)
 	}
-	api, err := rpc.New(n, cfg, rpc.Options{Logger: logger, ShutdownTimeout: flags.shutdownTimeout / 2})
+	pool, err := newLightningPool(n, cfg, logger.With("node", self.ID))
+	if err != nil {
+		return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
+	}
+	api, err := rpc.New(n, cfg, rpc.Options{Logger: logger, ShutdownTimeout: flags.shutdownTimeout / 2, Lightning: pool})
 	if err != nil {
 		return errors.Join(fmt.Errorf("create api: %w", err), shutdownNode(n, flags.shutdownTimeout, log))
+	}
+	if err := pool.RegisterMetrics(api.Registry()); err != nil {
+		return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
+	}
+	if err := n.AddDriver(pool); err != nil {
+		return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
 	}
 	if index != nil {
 		if err := addChainWatcher(n, index, api, logger.With("node", self.ID)); err != nil {
@@ -244,6 +255,20 @@ func addChainWatcher(n *node.Node, index *chainwatch.Index, api *rpc.Server, log
 		return err
 	}
 	return n.AddDriver(w)
+}
+
+// newLightningPool makes the driver of the lnd pool: cluster.hcl's lnd blocks, and any node
+// added at runtime. It runs on the leader only.
+func newLightningPool(n *node.Node, cfg *node.Config, logger *slog.Logger) (*lnpool.Pool, error) {
+	lc := lnpool.Config{Network: cfg.Chain.Network}
+	for _, l := range cfg.Lightning {
+		lc.Nodes = append(lc.Nodes, lnpool.NodeConfig{ID: l.ID, Address: l.Address, TLSCertPath: l.TLSCertPath, MacaroonPath: l.MacaroonPath})
+	}
+	pool, err := lnpool.New(lc, n, n.FSM(), lnpool.Options{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("create lightning pool: %w", err)
+	}
+	return pool, nil
 }
 
 func shutdownNode(n *node.Node, timeout time.Duration, log *slog.Logger) error {

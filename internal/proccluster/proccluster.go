@@ -47,6 +47,8 @@ type Options struct {
 	// ChainBlock, when set, is the body of the chain { } block (e.g. the rpc_* settings of a
 	// regtest btcd, so that the leader runs the chain watcher).
 	ChainBlock string
+	// Extra is appended to cluster.hcl as is (e.g. lnd "<id>" { } blocks of a regtest pool).
+	Extra string
 }
 
 // DefaultRaftBlock keeps elections fast on loopback while tolerating a loaded 2-core machine.
@@ -104,6 +106,9 @@ func Start(opts Options) (*Cluster, error) {
 	fmt.Fprintf(&hcl, "name = \"proccluster\"\n\nraft {%s}\n\ntokens {\n  admin  = [%q]\n  client = [%q]\n}\n", opts.RaftBlock, AdminToken, ClientToken)
 	if opts.ChainBlock != "" {
 		fmt.Fprintf(&hcl, "\nchain {\n%s\n}\n", opts.ChainBlock)
+	}
+	if opts.Extra != "" {
+		fmt.Fprintf(&hcl, "\n%s\n", opts.Extra)
 	}
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{
@@ -227,6 +232,23 @@ func (c *Cluster) Running(i int) bool {
 // Kill sends SIGKILL to node i and waits for it to die.
 func (c *Cluster) Kill(i int) error { return c.signal(i, syscall.SIGKILL, 10*time.Second) }
 
+// Pause stops node i with SIGSTOP: it keeps its sockets and state but does nothing until
+// Resume (or Kill).
+func (c *Cluster) Pause(i int) error { return c.send(i, syscall.SIGSTOP) }
+
+// Resume continues node i after Pause.
+func (c *Cluster) Resume(i int) error { return c.send(i, syscall.SIGCONT) }
+
+func (c *Cluster) send(i int, sig syscall.Signal) error {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return fmt.Errorf("node %s is not running", n.ID)
+	}
+	return n.cmd.Process.Signal(sig)
+}
+
 // Stop sends SIGTERM to node i and waits up to 30 s for a clean exit.
 func (c *Cluster) Stop(i int) error { return c.signal(i, syscall.SIGTERM, 30*time.Second) }
 
@@ -281,10 +303,11 @@ func (c *Cluster) Close() {
 
 // Clients for one node.
 type Clients struct {
-	Ledger  bankdv1connect.LedgerServiceClient
-	Locks   bankdv1connect.LockServiceClient
-	Events  bankdv1connect.EventServiceClient
-	Cluster bankdv1connect.ClusterServiceClient
+	Ledger    bankdv1connect.LedgerServiceClient
+	Locks     bankdv1connect.LockServiceClient
+	Events    bankdv1connect.EventServiceClient
+	Cluster   bankdv1connect.ClusterServiceClient
+	Lightning bankdv1connect.LightningServiceClient
 }
 
 // Client returns Connect clients for node i using token.
@@ -296,10 +319,11 @@ func (c *Cluster) Client(i int, token string) *Clients {
 func NewClients(hc *http.Client, baseURL, token string) *Clients {
 	opt := connect.WithInterceptors(bearer.Token(token))
 	return &Clients{
-		Ledger:  bankdv1connect.NewLedgerServiceClient(hc, baseURL, opt),
-		Locks:   bankdv1connect.NewLockServiceClient(hc, baseURL, opt),
-		Events:  bankdv1connect.NewEventServiceClient(hc, baseURL, opt),
-		Cluster: bankdv1connect.NewClusterServiceClient(hc, baseURL, opt),
+		Ledger:    bankdv1connect.NewLedgerServiceClient(hc, baseURL, opt),
+		Locks:     bankdv1connect.NewLockServiceClient(hc, baseURL, opt),
+		Events:    bankdv1connect.NewEventServiceClient(hc, baseURL, opt),
+		Cluster:   bankdv1connect.NewClusterServiceClient(hc, baseURL, opt),
+		Lightning: bankdv1connect.NewLightningServiceClient(hc, baseURL, opt),
 	}
 }
 
