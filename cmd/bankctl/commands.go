@@ -65,6 +65,15 @@ func commands() []command {
 		{path: "chain utxos", args: "[-wallet W] [-limit N]", summary: "our wallets' unspent outputs", setup: chainUtxos},
 		{path: "chain deposits", args: "-account A [-limit N]", summary: "an account's deposits, first seen first", setup: chainDeposits},
 		{path: "chain rescan", args: "-from HEIGHT", summary: "match the blocks from HEIGHT to the tip again (wallets created after they were followed); admin", setup: chainRescan},
+		{path: "lnd nodes", args: "", summary: "the lnd pool: each node's state, health and unresolved invoices and payments", setup: lndNodes},
+		{path: "lnd add", args: "ID -address HOST:PORT -tls-cert FILE -macaroon FILE", summary: "add an lnd node to the pool, or change how it is reached (the files must be at these absolute paths on every bankd node); admin", setup: lndAdd},
+		{path: "lnd drain", args: "ID [-undo] [-wait]", summary: "give a node no new work, -undo to make it active again; -wait polls until it retires, within -timeout; admin", setup: lndDrain},
+		{path: "lnd reconcile", args: "", summary: "compare each node's ledger account with what lnd holds; exits 1 on any difference or error; admin", setup: lndReconcile},
+		{path: "invoice create", args: "ACCOUNT SATS [-memo M] [-expiry 1h] [-request-id ID]", summary: "issue a BOLT11 invoice that credits ACCOUNT when paid (a random request id is generated and printed when missing)", setup: invoiceCreate},
+		{path: "invoice get", args: "HASH", summary: "show an invoice by its payment hash", setup: invoiceGet},
+		{path: "pay", args: "ACCOUNT BOLT11 [-amount SATS] [-max-fee SATS] [-wait 30s] [-id ID]", summary: "pay a BOLT11 invoice from ACCOUNT; exits 1 if it fails (a random id is generated and printed when -id is missing)", setup: payCmd},
+		{path: "payment get", args: "ID", summary: "show a payment", setup: paymentGet},
+		{path: "pay-internal", args: "FROM TO SATS [-memo M] [-id ID]", summary: "move SATS between two of the bank's accounts in one ledger transfer (a random id is generated and printed when -id is missing)", setup: payInternal},
 		{path: "watch", args: "[-from N] [-count N]", summary: "stream events; reconnects and resumes after a disconnect", setup: watch},
 		{path: "cluster status", summary: "the answering node's view of Raft", setup: clusterStatus},
 		{path: "cluster members", summary: "every node, with suffrage and gossip state", setup: clusterMembers},
@@ -95,7 +104,8 @@ Flags (before or after the command):
   -o table|json       output format; json prints protojson (one object per line for watch)
   -stale              reads answer from the node asked, without the leader (may lag)
   -timeout D          deadline of each call (default %s); for transfer it is the pending
-                      timeout, so give the call deadline before the command
+                      timeout, so give the call deadline before the command; pay adds its
+                      -wait to it; lnd drain -wait stops waiting after it
 
 Errors print "bankctl: <code>: <message>" and exit 1.
 `, envAddr, defaultAddr, envToken, defaultToken, defaultTimeout)

@@ -1,6 +1,6 @@
 // Command bankctl is the command-line client of a bankd cluster: accounts, transfers, two-phase
-// transfers, history, locks, wallets and deposit addresses, the event stream and cluster
-// operations.
+// transfers, history, locks, wallets and deposit addresses, the chain, the Lightning pool with
+// its invoices and payments, the event stream and cluster operations.
 //
 //	bankctl [-addr URL[,URL...]] [-token T] [-o table|json] [-stale] [-timeout 10s] COMMAND ...
 //
@@ -138,12 +138,13 @@ type app struct {
 }
 
 type clients struct {
-	ledger  bankdv1connect.LedgerServiceClient
-	lock    bankdv1connect.LockServiceClient
-	event   bankdv1connect.EventServiceClient
-	cluster bankdv1connect.ClusterServiceClient
-	wallet  bankdv1connect.WalletServiceClient
-	chain   bankdv1connect.ChainServiceClient
+	ledger    bankdv1connect.LedgerServiceClient
+	lock      bankdv1connect.LockServiceClient
+	event     bankdv1connect.EventServiceClient
+	cluster   bankdv1connect.ClusterServiceClient
+	wallet    bankdv1connect.WalletServiceClient
+	chain     bankdv1connect.ChainServiceClient
+	lightning bankdv1connect.LightningServiceClient
 }
 
 // prepare validates the common flags once the command's own flags are parsed.
@@ -181,12 +182,13 @@ func (a *app) clientsFor(addr string) *clients {
 	opt := connect.WithInterceptors(bearer.Token(a.opts.token))
 	hc := http.DefaultClient
 	c := &clients{
-		ledger:  bankdv1connect.NewLedgerServiceClient(hc, addr, opt),
-		lock:    bankdv1connect.NewLockServiceClient(hc, addr, opt),
-		event:   bankdv1connect.NewEventServiceClient(hc, addr, opt),
-		cluster: bankdv1connect.NewClusterServiceClient(hc, addr, opt),
-		wallet:  bankdv1connect.NewWalletServiceClient(hc, addr, opt),
-		chain:   bankdv1connect.NewChainServiceClient(hc, addr, opt),
+		ledger:    bankdv1connect.NewLedgerServiceClient(hc, addr, opt),
+		lock:      bankdv1connect.NewLockServiceClient(hc, addr, opt),
+		event:     bankdv1connect.NewEventServiceClient(hc, addr, opt),
+		cluster:   bankdv1connect.NewClusterServiceClient(hc, addr, opt),
+		wallet:    bankdv1connect.NewWalletServiceClient(hc, addr, opt),
+		chain:     bankdv1connect.NewChainServiceClient(hc, addr, opt),
+		lightning: bankdv1connect.NewLightningServiceClient(hc, addr, opt),
 	}
 	a.clients[addr] = c
 	return c

@@ -296,6 +296,36 @@ func describeItem(it *bankdv1.EventItem) string {
 			enumName(d.GetState().String(), "DEPOSIT_STATE_"), d.GetValueSat(), d.GetAccountId())
 	case *bankdv1.EventItem_Rescan:
 		return "rescan " + describeRescan(k.Rescan)
+	case *bankdv1.EventItem_LndNode:
+		n := k.LndNode
+		desc := fmt.Sprintf("lnd-node %s %s", n.GetId(), lndStateName(n.GetState()))
+		switch {
+		case n.GetHealthCheckedUnixMs() == 0:
+		case !n.GetReachable():
+			desc += " unreachable"
+		case !n.GetSyncedToChain():
+			desc += " not-synced"
+		default:
+			desc += " healthy"
+		}
+		if n.GetHealthError() != "" {
+			desc += ": " + n.GetHealthError()
+		}
+		return desc
+	case *bankdv1.EventItem_Invoice:
+		inv := k.Invoice
+		return fmt.Sprintf("invoice %s %s %d sat for %s on %s", inv.GetHash(), invoiceStateName(inv.GetState()),
+			inv.GetAmountSat(), inv.GetAccountId(), orDash(inv.GetNodeId()))
+	case *bankdv1.EventItem_Payment:
+		p := k.Payment
+		desc := fmt.Sprintf("payment %s %s %d sat from %s", p.GetId(), paymentStateName(p.GetState()), p.GetAmountSat(), p.GetAccountId())
+		switch {
+		case p.GetState() == bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED:
+			desc += fmt.Sprintf(" fee %d sat", p.GetFeeSat())
+		case p.GetFailureReason() != "":
+			desc += ": " + p.GetFailureReason()
+		}
+		return desc
 	default:
 		return "unknown-item"
 	}
