@@ -38,10 +38,11 @@ test-short:
 	$(GO) test -count=1 -short ./...
 
 ## bench: benchmarks that print figures (they pass or fail nothing).
-bench: build
+bench: build deps-btcd deps-lnd
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./fsm/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./chainwatch/watchset/
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench
+	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_LND=$(BIN)/lnd $(GO) run ./cmd/lnbench
 
 JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership
 JEPSEN_WORKLOADS ?= bank register

@@ -14,13 +14,9 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bankd/bankd/chainwatch/chainrpc"
-	"github.com/bankd/bankd/fsm"
-	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
 // testTpub returns the regtest account key m/84'/1'/n' of a fixed seed: distinct, valid keys
@@ -49,88 +45,6 @@ func testTpub(t testing.TB, n uint32) string {
 // depositDescriptor is a receive/change descriptor of the n-th test key.
 func depositDescriptor(t testing.TB, n uint32) string {
 	return fmt.Sprintf("wpkh(%s/<0;1>/*)", testTpub(t, n))
-}
-
-// fsmProposer applies commands straight to a real state machine, as a one-node Raft would.
-type fsmProposer struct {
-	t  testing.TB
-	mu sync.Mutex
-	f  *fsm.FSM
-	// index is the last Raft index used.
-	index uint64
-	// intercept, when set, sees every proposal first; a non-nil error is returned instead of
-	// applying (apply reports whether to apply it anyway, as when an outcome is unknown).
-	intercept func(typ bankdv1.CommandType, body proto.Message) (apply bool, err error)
-	// applied lists the commands that reached the state machine, refused or not.
-	applied []proposal
-}
-
-type proposal struct {
-	typ  bankdv1.CommandType
-	body proto.Message
-	res  any
-}
-
-func (p *fsmProposer) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.intercept != nil {
-		apply, err := p.intercept(typ, body)
-		if err != nil {
-			if apply {
-				p.apply(typ, body)
-			}
-			return nil, err
-		}
-	}
-	switch res := p.apply(typ, body).(type) {
-	case *fsm.Error:
-		return nil, res
-	case proto.Message:
-		return res, nil
-	case nil:
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("unexpected result %T", res)
-	}
-}
-
-func (p *fsmProposer) apply(typ bankdv1.CommandType, body proto.Message) any {
-	b, err := proto.Marshal(body)
-	if err != nil {
-		p.t.Fatalf("marshal %s: %v", typ, err)
-	}
-	data, err := proto.Marshal(&bankdv1.Command{Version: fsm.CommandVersion, Type: typ, LeaderTimeUnixMs: time.Now().UnixMilli(), Body: b})
-	if err != nil {
-		p.t.Fatalf("marshal command: %v", err)
-	}
-	p.index++
-	res := p.f.Apply(&raft.Log{Index: p.index, Term: 1, Type: raft.LogCommand, Data: data})
-	p.applied = append(p.applied, proposal{typ: typ, body: body, res: res})
-	return res
-}
-
-// count returns how many commands of typ reached the state machine.
-func (p *fsmProposer) count(typ bankdv1.CommandType) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, a := range p.applied {
-		if a.typ == typ {
-			n++
-		}
-	}
-	return n
-}
-
-// must applies a command that must succeed.
-func (p *fsmProposer) must(typ bankdv1.CommandType, body proto.Message) proto.Message {
-	p.t.Helper()
-	res, err := p.Apply(context.Background(), typ, body, nil)
-	if err != nil {
-		p.t.Fatalf("%s: %v", typ, err)
-	}
-	return res
 }
 
 // fakeChain is an in-memory chain node: a main chain of blocks and a mempool.

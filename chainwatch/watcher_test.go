@@ -15,6 +15,7 @@ import (
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/fsmtest"
 	"github.com/bankd/bankd/node"
 )
 
@@ -29,7 +30,7 @@ const (
 type fixture struct {
 	t     *testing.T
 	f     *fsm.FSM
-	p     *fsmProposer
+	p     *fsmtest.Proposer
 	index *Index
 	chain *fakeChain
 	w     *Watcher
@@ -55,12 +56,12 @@ func newFixture(t *testing.T) *fixture {
 	if err := index.Load(f); err != nil {
 		t.Fatal(err)
 	}
-	p := &fsmProposer{t: t, f: f}
-	p.must(bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT, &bankdv1.CreateAccountRequest{Account: &bankdv1.Account{
+	p := &fsmtest.Proposer{T: t, F: f}
+	p.Must(bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT, &bankdv1.CreateAccountRequest{Account: &bankdv1.Account{
 		Id: "alice", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY, NonNegative: true}})
-	p.must(bankdv1.CommandType_COMMAND_TYPE_CREATE_WALLET, &bankdv1.CreateWalletRequest{WalletId: "dep",
+	p.Must(bankdv1.CommandType_COMMAND_TYPE_CREATE_WALLET, &bankdv1.CreateWalletRequest{WalletId: "dep",
 		Kind: bankdv1.WalletKind_WALLET_KIND_DEPOSIT, Descriptor_: depositDescriptor(t, 1), Network: "regtest", GapLimit: 5})
-	addr := p.must(bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS,
+	addr := p.Must(bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS,
 		&bankdv1.NewDepositAddressRequest{AccountId: "alice", RequestId: "r1"}).(*bankdv1.NewDepositAddressResponse)
 
 	chain := newFakeChain(fixtureStart)
@@ -196,15 +197,15 @@ func TestCandidateNotInTheScriptTableNeverReachesRaft(t *testing.T) {
 	tx := payTx(70_000, nil, stranger)
 	fx.chain.send(tx)
 	fx.settle()
-	if n := fx.p.count(cmdMempool); n != 0 {
+	if n := fx.p.Count(cmdMempool); n != 0 {
 		t.Fatalf("%d mempool commands proposed for a transaction that pays no watched script", n)
 	}
 	fx.chain.mineMempool()
 	fx.settle()
 	fx.requireTip()
-	last := fx.p.applied[len(fx.p.applied)-1]
-	if last.typ != cmdConnected || len(last.body.(*bankdv1.ChainBlockConnected).Txs) != 0 {
-		t.Fatalf("last command %s %v, want a block without transactions", last.typ, last.body)
+	last := fx.p.Applied()[len(fx.p.Applied())-1]
+	if last.Type != cmdConnected || len(last.Body.(*bankdv1.ChainBlockConnected).Txs) != 0 {
+		t.Fatalf("last command %s %v, want a block without transactions", last.Type, last.Body)
 	}
 	if _, _, err := fx.f.ChainTx(tx.TxHash().String()); !errors.Is(err, fsm.ErrNotFound) {
 		t.Fatalf("the state machine tracks the transaction: %v", err)
@@ -245,7 +246,7 @@ func TestChainConflictIsReReadNotAnError(t *testing.T) {
 	fx := newFixture(t)
 	fx.settle()
 	refused := 0
-	fx.p.intercept = func(typ bankdv1.CommandType, _ proto.Message) (bool, error) {
+	fx.p.Intercept = func(typ bankdv1.CommandType, _ proto.Message) (bool, error) {
 		if typ == cmdConnected && refused == 0 {
 			refused++
 			return false, &fsm.Error{Code: bankdv1.ResultCode_RESULT_CODE_CHAIN_CONFLICT, Message: "another command applied first"}
@@ -273,14 +274,14 @@ func TestOutcomeUnknownIsNotRepeated(t *testing.T) {
 	fx := newFixture(t)
 	fx.settle()
 	unknown := 0
-	fx.p.intercept = func(typ bankdv1.CommandType, _ proto.Message) (bool, error) {
+	fx.p.Intercept = func(typ bankdv1.CommandType, _ proto.Message) (bool, error) {
 		if typ == cmdConnected && unknown == 0 {
 			unknown++
 			return true, fmt.Errorf("apply: %w: leadership lost", node.ErrOutcomeUnknown)
 		}
 		return false, nil
 	}
-	before := fx.p.count(cmdConnected)
+	before := fx.p.Count(cmdConnected)
 	tx := payTx(10_000, nil, fx.alice)
 	fx.chain.mine(tx)
 	_, err := fx.s.next(context.Background())
@@ -289,12 +290,12 @@ func TestOutcomeUnknownIsNotRepeated(t *testing.T) {
 	}
 	fx.settle()
 	fx.requireTip()
-	if n := fx.p.count(cmdConnected) - before; n != 1 {
+	if n := fx.p.Count(cmdConnected) - before; n != 1 {
 		t.Fatalf("%d block commands reached the state machine, want exactly 1", n)
 	}
-	for _, a := range fx.p.applied {
-		if e, ok := a.res.(*fsm.Error); ok {
-			t.Errorf("%s refused: %v", a.typ, e)
+	for _, a := range fx.p.Applied() {
+		if e, ok := a.Result.(*fsm.Error); ok {
+			t.Errorf("%s refused: %v", a.Type, e)
 		}
 	}
 }
@@ -310,7 +311,7 @@ func TestMempoolRemovalOnlyWhenTheTipIsUnchanged(t *testing.T) {
 	if st := fx.tx(tx).State; st != bankdv1.TxState_TX_STATE_PENDING {
 		t.Fatalf("transaction %v, want PENDING", st)
 	}
-	mempoolCommands := fx.p.count(cmdMempool)
+	mempoolCommands := fx.p.Count(cmdMempool)
 
 	mined := false
 	fx.chain.beforeMempoolReply = func() {
@@ -326,7 +327,7 @@ func TestMempoolRemovalOnlyWhenTheTipIsUnchanged(t *testing.T) {
 	if !mined {
 		t.Fatal("the block was not mined during the poll")
 	}
-	if n := fx.p.count(cmdMempool); n != mempoolCommands {
+	if n := fx.p.Count(cmdMempool); n != mempoolCommands {
 		t.Fatalf("a mempool command was proposed although the tip moved during the poll")
 	}
 	if st := fx.tx(tx).State; st != bankdv1.TxState_TX_STATE_PENDING {
@@ -399,7 +400,7 @@ func TestReorgIsFollowedBlockByBlock(t *testing.T) {
 	fx.chain.mine()
 	fx.settle()
 	fx.requireTip()
-	if got := fx.p.count(cmdDisconnected); got != 2 {
+	if got := fx.p.Count(cmdDisconnected); got != 2 {
 		t.Fatalf("%d blocks disconnected, want 2", got)
 	}
 	rec := fx.tx(tx)

@@ -50,8 +50,9 @@ func (p *Pool) PayInvoice(ctx context.Context, req *bankdv1.PayInvoiceRequest) (
 	if err != nil {
 		return nil, err
 	}
-	payment := res.(*bankdv1.LnPaymentStartResponse).Payment
-	p.track(rs, payment)
+	started := res.(*bankdv1.LnPaymentStartResponse)
+	payment := started.Payment
+	p.trackFrom(rs, payment, !started.Replayed)
 	return p.wait(ctx, payment, req.WaitMs)
 }
 
@@ -153,7 +154,11 @@ func (p *Pool) wait(ctx context.Context, payment *bankdv1.LnPayment, waitMs int6
 }
 
 // track starts a tracker for an in-flight payment unless one runs.
-func (p *Pool) track(rs *runState, payment *bankdv1.LnPayment) {
+func (p *Pool) track(rs *runState, payment *bankdv1.LnPayment) { p.trackFrom(rs, payment, false) }
+
+// trackFrom starts a tracker; fresh says this process just recorded the payment, so no node
+// can know it yet and the tracker sends it without asking first.
+func (p *Pool) trackFrom(rs *runState, payment *bankdv1.LnPayment, fresh bool) {
 	if payment.State != bankdv1.PaymentState_PAYMENT_STATE_IN_FLIGHT || payment.Internal {
 		return
 	}
@@ -172,16 +177,17 @@ func (p *Pool) track(rs *runState, payment *bankdv1.LnPayment) {
 			delete(rs.tracking, payment.Id)
 			p.mu.Unlock()
 		}()
-		p.follow(rs.ctx, payment)
+		p.follow(rs.ctx, payment, fresh)
 	}()
 }
 
 // follow drives one payment attempt to a final outcome on its node and records it. It never
 // gives up while ctx lives: a node that is down or an error only delays it.
-func (p *Pool) follow(ctx context.Context, payment *bankdv1.LnPayment) {
+func (p *Pool) follow(ctx context.Context, payment *bankdv1.LnPayment, fresh bool) {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		done, err := p.attempt(ctx, payment)
+		done, err := p.attempt(ctx, payment, fresh)
+		fresh = false
 		if done {
 			return
 		}
@@ -196,7 +202,7 @@ func (p *Pool) follow(ctx context.Context, payment *bankdv1.LnPayment) {
 // attempt asks the payment's node once: track it if the node knows it, send it if the node
 // has never heard of it, and record a final outcome. done is true once the state machine holds
 // one (or the payment is no longer in flight at this attempt).
-func (p *Pool) attempt(ctx context.Context, payment *bankdv1.LnPayment) (done bool, err error) {
+func (p *Pool) attempt(ctx context.Context, payment *bankdv1.LnPayment, fresh bool) (done bool, err error) {
 	cur, err := p.state.Payment(payment.Id)
 	if err != nil {
 		return false, err
@@ -208,9 +214,12 @@ func (p *Pool) attempt(ctx context.Context, payment *bankdv1.LnPayment) (done bo
 	if err != nil {
 		return false, err
 	}
-	stream, err := c.TrackPayment(ctx, payment.Hash)
+	var stream lnd.PaymentStream
 	sent := false
-	if errors.Is(err, lnd.ErrNotFound) {
+	if !fresh {
+		stream, err = c.TrackPayment(ctx, payment.Hash)
+	}
+	if fresh || errors.Is(err, lnd.ErrNotFound) {
 		stream, err = p.sendOrTrack(ctx, c, payment)
 		sent = true
 	}
@@ -357,7 +366,7 @@ func (p *Pool) reconcileOne(ctx context.Context, rs *runState, payment *bankdv1.
 	p.mu.Unlock()
 	if !tracked {
 		actx, cancel := context.WithTimeout(ctx, reconcileWait)
-		if done, err := p.attempt(actx, payment); !done {
+		if done, err := p.attempt(actx, payment, false); !done {
 			p.log.Info("payment still in flight after reconciliation", "payment", payment.Id, "lnd", payment.NodeId, "err", err)
 		}
 		cancel()

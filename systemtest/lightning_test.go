@@ -422,14 +422,18 @@ func TestLightningPool(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		// 10,000 sat covers ten holds of 910: at most ten start, the rest are refused.
-		if len(started) > 10 || len(started)+refused != 50 {
+		// 10,000 sat covers ten holds of 910 at once; a payment that succeeds without a fee
+		// releases its 10-sat reserve, so at most 10,000 / 900 = 11 can ever start.
+		if len(started) > 11 || len(started) < 10 || len(started)+refused != 50 {
 			t.Fatalf("%d payments started, %d refused", len(started), refused)
 		}
 		spent := int64(0)
 		for _, p := range started {
 			p = s.waitPayment(p.Id, bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED)
 			spent += p.AmountSat + p.FeeSat
+		}
+		if spent > 10_000 {
+			t.Fatalf("dave spent %d of 10000", spent)
 		}
 		s.waitPosted("dave", 10_000-spent)
 		t.Logf("%d of 50 concurrent payments started and succeeded, %d refused; dave spent %d of 10000", len(started), refused, spent)
