@@ -29,6 +29,7 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 				checkInvariants(t, tf)
 				checkWalletInvariants(t, tf)
 				checkChainInvariants(t, tf)
+				checkLightningInvariants(t, tf)
 				if step == steps/2 {
 					midSnap, midIndex = snapshotBytes(t, tf.FSM), len(tf.log)
 				}
@@ -43,6 +44,11 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			if gen.chain.results["COMMAND_TYPE_CHAIN_BLOCK_CONNECTED"] < 10 || gen.chain.results["COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED"] == 0 ||
 				gen.chain.results["COMMAND_TYPE_CHAIN_MEMPOOL"] == 0 || gen.chain.results["refused RESULT_CODE_CHAIN_CONFLICT"] == 0 {
 				t.Fatalf("chain commands too narrow to mean anything: %v", gen.chain.results)
+			}
+			lr := gen.lightning.results
+			if lr["COMMAND_TYPE_LN_PAYMENT_START"] == 0 || lr["COMMAND_TYPE_LN_INVOICE_UPDATES"] == 0 || lr["COMMAND_TYPE_LN_PAYMENT_RESULT"] == 0 ||
+				lr["refused RESULT_CODE_LIGHTNING_CONFLICT"] == 0 {
+				t.Fatalf("lightning commands too narrow to mean anything: %v", lr)
 			}
 			if tf.fatals.count() != 0 {
 				t.Fatalf("state machine stopped: %v", tf.fatals.errs)
@@ -92,7 +98,8 @@ type commandGen struct {
 	requests       []*bankdv1.NewDepositAddressRequest
 	walletOutcomes map[string]int
 
-	chain chainGen
+	chain     chainGen
+	lightning lightningGen
 }
 
 func (g *commandGen) id(prefix string) string {
@@ -206,7 +213,9 @@ func (g *commandGen) transfer() *bankdv1.Transfer {
 
 func (g *commandGen) step() {
 	g.tf.advance(int64(g.rng.IntN(500)) - 50) // leaders' clocks disagree a little
-	switch g.rng.IntN(16) {
+	switch g.rng.IntN(19) {
+	case 16, 17, 18:
+		g.lightningStep()
 	case 13, 14, 15:
 		g.chainStep()
 	case 10, 11:

@@ -406,3 +406,25 @@ func TestOwnPoolInvoiceIsPaidInsideTheLedger(t *testing.T) {
 		t.Fatal("an internally settled invoice could still be paid on its node")
 	}
 }
+
+func TestExpiredInvoiceIsMarkedSo(t *testing.T) {
+	fx := newFixture(t)
+	pool := fx.newPool()
+	fx.run(pool)
+	inv, err := pool.CreateInvoice(context.Background(), &bankdv1.CreateInvoiceRequest{AccountId: "bob", AmountSat: 1_000, RequestId: "r1", ExpirySeconds: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * time.Minute)
+	fx.net.SetClock(func() time.Time { return later })
+	fx.eventually("invoice expired", func() bool {
+		cur, err := fx.f.Invoice(inv.Hash)
+		return err == nil && cur.State == bankdv1.InvoiceState_INVOICE_STATE_EXPIRED
+	})
+	if n, _ := fx.f.LndNode(inv.NodeId); n.OpenInvoices != 0 {
+		t.Fatalf("node still counts the expired invoice open: %v", n)
+	}
+	if b := fx.balance("bob"); b.Posted != 0 {
+		t.Fatalf("bob %v", b)
+	}
+}

@@ -363,20 +363,24 @@ func (b *Btcd) Kill() {
 	}
 }
 
-func (b *Btcd) kill() error {
+func (b *Btcd) kill() error { return killAndReap("btcd", b.cmd, b.exited) }
+
+// killAndReap sends SIGKILL to cmd's process unless exited (closed once it is reaped) says it
+// is gone, then waits at most 10 s for it to be reaped.
+func killAndReap(name string, cmd *exec.Cmd, exited <-chan struct{}) error {
 	select {
-	case <-b.exited:
+	case <-exited:
 		return nil
 	default:
 	}
-	if err := b.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("regtest: SIGKILL btcd: %w", err)
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("regtest: SIGKILL %s: %w", name, err)
 	}
 	select {
-	case <-b.exited:
+	case <-exited:
 		return nil
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("regtest: btcd (pid %d) not reaped 10s after SIGKILL", b.PID())
+		return fmt.Errorf("regtest: %s (pid %d) not reaped 10s after SIGKILL", name, cmd.Process.Pid)
 	}
 }
 

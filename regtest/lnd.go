@@ -338,22 +338,7 @@ func (l *Lnd) Kill() {
 	}
 }
 
-func (p *lndProcess) kill() error {
-	select {
-	case <-p.exited:
-		return nil
-	default:
-	}
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("regtest: SIGKILL lnd: %w", err)
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("regtest: lnd (pid %d) not reaped 10s after SIGKILL", p.cmd.Process.Pid)
-	}
-}
+func (p *lndProcess) kill() error { return killAndReap("lnd", p.cmd, p.exited) }
 
 // Stop asks lnd to shut down (SIGTERM), waits for it to exit, and kills it (SIGKILL) if it has
 // not exited when ctx is done or after DefaultLndStopTimeout, whichever comes first. (lnd does

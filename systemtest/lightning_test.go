@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -441,6 +443,46 @@ func TestLightningPool(t *testing.T) {
 
 	t.Run("ledger and channels reconcile", func(t *testing.T) {
 		s.requireReconciled()
+	})
+
+	t.Run("a node added at runtime takes work", func(t *testing.T) {
+		n4, err := s.lg.AddPoolNode(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.ln().AddNode(context.Background(), connect.NewRequest(&bankdv1.AddLndNodeRequest{
+			Id: n4.Name, Address: n4.RPCAddr, TlsCertPath: n4.TLSCertPath, MacaroonPath: n4.MacaroonPath,
+		}))
+		if err != nil || !res.Msg.Created {
+			t.Fatalf("add %s: %v %v", n4.Name, err, res)
+		}
+		s.waitUsable(len(s.lg.PoolNodes()))
+		s.requireReconciled()
+	})
+
+	t.Run("a macaroon without permission never makes a node usable", func(t *testing.T) {
+		pool1 := s.poolNode("pool-1")
+		invoiceOnly := filepath.Join(filepath.Dir(pool1.MacaroonPath), "invoice.macaroon")
+		if _, err := s.ln().AddNode(context.Background(), connect.NewRequest(&bankdv1.AddLndNodeRequest{
+			Id: "pool-1-invoice-macaroon", Address: pool1.RPCAddr, TlsCertPath: pool1.TLSCertPath, MacaroonPath: invoiceOnly,
+		})); err != nil {
+			t.Fatal(err)
+		}
+		s.eventually("the node reported down for its macaroon", 30*time.Second, func() (bool, error) {
+			res, err := s.ln().ListNodes(context.Background(), connect.NewRequest(&bankdv1.ListLndNodesRequest{}))
+			if err != nil {
+				return false, err
+			}
+			for _, n := range res.Msg.Nodes {
+				if n.Id == "pool-1-invoice-macaroon" {
+					if n.Pubkey != "" || n.Reachable {
+						t.Fatalf("a node reached with an invoice-only macaroon was trusted: %v", n)
+					}
+					return strings.Contains(n.HealthError, "macaroon"), nil
+				}
+			}
+			return false, nil
+		})
 	})
 
 	t.Run("draining a node with an open invoice", func(t *testing.T) {
