@@ -2,10 +2,10 @@ package fsm
 
 import (
 	"crypto/sha256"
-	"net"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
