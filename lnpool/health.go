@@ -2,13 +2,11 @@ package lnpool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/lnpool/lnd"
 )
 
 // healthTimeout bounds one node's health check.
@@ -141,11 +139,6 @@ func (p *Pool) usableNodes() ([]*bankdv1.LndNode, map[string]int64, error) {
 		}
 	}
 	return out, avail, nil
-}
-
-// unavailable reports whether an lnd error leaves the outcome of the call unknown.
-func unavailable(err error) bool {
-	return errors.Is(err, lnd.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 func boolGauge(b bool) float64 {

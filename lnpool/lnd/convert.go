@@ -33,9 +33,6 @@ func convertInfo(r *lnrpc.GetInfoResponse) (Info, error) {
 	if len(r.Chains) != 1 || r.Chains[0] == nil {
 		return Info{}, invalid("chains", "%d entries, want 1", len(r.Chains))
 	}
-	if c := r.Chains[0].Chain; c != "bitcoin" {
-		return Info{}, invalid("chains[0].chain", "%q, want \"bitcoin\"", c)
-	}
 	network := r.Chains[0].Network
 	if !knownNetworks[network] {
 		return Info{}, invalid("chains[0].network", "unknown network %q", network)
@@ -97,9 +94,6 @@ func convertInvoice(r *lnrpc.Invoice, net *chaincfg.Params) (Invoice, error) {
 	}
 	if r.Expiry < 0 {
 		return Invoice{}, invalid("expiry", "%d", r.Expiry)
-	}
-	if r.Settled != (state == InvoiceSettled) {
-		return Invoice{}, invalid("settled", "%t with state %s", r.Settled, state)
 	}
 	if state == InvoiceSettled {
 		switch {

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 replies are built as lnd v0.20 sends them, deprecated fields (settled, amt_paid, chain, UNKNOWN) included
+
 package lnd
 
 import (

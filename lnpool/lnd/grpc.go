@@ -200,7 +200,7 @@ func (c *grpcClient) LookupInvoice(ctx context.Context, hash string) (Invoice, e
 	hash = hex.EncodeToString(h)
 	ctx, cancel := c.callCtx(ctx)
 	defer cancel()
-	r, err := c.ln.LookupInvoice(ctx, &lnrpc.PaymentHash{RHashStr: hash})
+	r, err := c.ln.LookupInvoice(ctx, &lnrpc.PaymentHash{RHash: h})
 	if err != nil {
 		return Invoice{}, c.fail(call, err)
 	}

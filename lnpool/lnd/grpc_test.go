@@ -1,6 +1,7 @@
 package lnd
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -138,7 +139,7 @@ func (f *fakeLND) GetInfo(ctx context.Context, _ *lnrpc.GetInfoRequest) (*lnrpc.
 
 func (f *fakeLND) LookupInvoice(ctx context.Context, req *lnrpc.PaymentHash) (*lnrpc.Invoice, error) {
 	for _, inv := range f.invoices {
-		if hex.EncodeToString(inv.RHash) == req.RHashStr {
+		if bytes.Equal(inv.RHash, req.RHash) {
 			return inv, nil
 		}
 	}
