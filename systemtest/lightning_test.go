@@ -395,6 +395,7 @@ func TestLightningPool(t *testing.T) {
 	})
 
 	t.Run("50 concurrent sends from one account never overdraw", func(t *testing.T) {
+		s.waitUsable(len(s.lg.Pool))
 		fund("dave", 10_000)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -408,9 +409,12 @@ func TestLightningPool(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := s.ln().PayInvoice(context.Background(), connect.NewRequest(&bankdv1.PayInvoiceRequest{
-					Id: randomID("burst"), AccountId: "dave", PaymentRequest: bolt11, MaxFeeSat: 10, WaitMs: 30_000,
-				}))
+				req := &bankdv1.PayInvoiceRequest{Id: randomID("burst"), AccountId: "dave", PaymentRequest: bolt11, MaxFeeSat: 10, WaitMs: 30_000}
+				res, err := s.ln().PayInvoice(context.Background(), connect.NewRequest(req))
+				for try := 0; connect.CodeOf(err) == connect.CodeUnavailable && try < 50; try++ {
+					time.Sleep(100 * time.Millisecond) // an election or a node restarting: retry, same id
+					res, err = s.ln().PayInvoice(context.Background(), connect.NewRequest(req))
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
