@@ -26,6 +26,8 @@ type fixture struct {
 	p     *fsmtest.Proposer
 	net   *lndtest.Network
 	nodes map[string]*lndtest.Node
+	// now, when set, is the pools' clock.
+	now func() time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -57,6 +59,7 @@ func (fx *fixture) newPool() *Pool {
 	p, err := New(Config{Network: "regtest", Nodes: cfg, HealthInterval: 20 * time.Millisecond, SweepInterval: 50 * time.Millisecond},
 		fx.p, fx.f, Options{
 			Logger: slog.New(slog.DiscardHandler),
+			Now:    fx.now,
 			Dial: func(_ context.Context, n *bankdv1.LndNode) (lnd.Client, error) {
 				node, ok := fx.nodes[n.Id]
 				if !ok {
@@ -355,6 +358,10 @@ func TestBadInvoicesRecordNothing(t *testing.T) {
 	pool := fx.newPool()
 	fx.run(pool)
 	mainnet := "lnbc2500u1pvjluezpp5qqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqypqdq5xysxxatsyp3k7enxv4jsxqzpuaztrnwngzn3kdzw5hydlzf03qdgm2hdq27cqv3agm2awhz5se903vruatfhq77w3ls4evs3ch9zw97j25emudupq63nyw24cg27h2rspfj9srp"
+	// An invoice that expired: made by an outside world whose clock is two hours behind.
+	fx.net.SetClock(func() time.Time { return time.Now().Add(-2 * time.Hour) })
+	expired := fx.net.OutsideInvoice(1_000)
+	fx.net.SetClock(time.Now)
 	before := len(fx.p.Applied())
 	for _, tc := range []struct {
 		name, bolt11 string
@@ -364,6 +371,7 @@ func TestBadInvoicesRecordNothing(t *testing.T) {
 		{"wrong network", mainnet, 0},
 		{"amount-less without an amount", fx.net.OutsideInvoice(0), 0},
 		{"empty", "", 0},
+		{"expired", expired, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := pool.PayInvoice(context.Background(), &bankdv1.PayInvoiceRequest{Id: "bad", AccountId: "alice", PaymentRequest: tc.bolt11, AmountSat: tc.amount})
@@ -379,6 +387,35 @@ func TestBadInvoicesRecordNothing(t *testing.T) {
 	}
 	if b := fx.balance("alice"); b.Available != 100_000 {
 		t.Fatalf("alice %v", b)
+	}
+}
+
+func TestRouteFeeProbesAreCached(t *testing.T) {
+	fx := newFixture(t)
+	pool := fx.newPool()
+	fx.run(pool)
+	// One usable node, so both payments go through it (the cache is per node).
+	fx.nodes["pool-2"].SetUnreachable(true)
+	fx.eventually("pool-2 down", func() bool { n, _ := fx.f.LndNode("pool-2"); return !n.Reachable })
+	for _, n := range fx.nodes {
+		n.SetFeeMsat(20_000) // a route-fee estimate of 20 sat, above the 10-sat minimum
+	}
+	first, err := pool.PayInvoice(context.Background(), pay("p1", "alice", fx.net.OutsideInvoice(600)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.FeeReserveSat < 20 {
+		t.Fatalf("reserve %d ignores the probe's 20 sat", first.FeeReserveSat)
+	}
+	for _, n := range fx.nodes {
+		n.SetFeeMsat(90_000)
+	}
+	second, err := pool.PayInvoice(context.Background(), pay("p2", "alice", fx.net.OutsideInvoice(700)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.FeeReserveSat != first.FeeReserveSat {
+		t.Fatalf("reserve %d, want the cached probe's %d for the same destination and amount bucket", second.FeeReserveSat, first.FeeReserveSat)
 	}
 }
 
