@@ -267,7 +267,9 @@ func (p *Pool) sendOrTrack(ctx context.Context, c lnd.Client, payment *bankdv1.L
 // send starts paying on the payment's node. lnd refuses a second payment of a hash on one
 // node, so sending again after a lost answer cannot pay twice.
 func (p *Pool) send(ctx context.Context, c lnd.Client, payment *bankdv1.LnPayment) (lnd.PaymentStream, error) {
-	inv, err := bolt11.Decode(payment.PaymentRequest, p.params)
+	// The request was decoded in full before the payment was recorded; the amount is all
+	// that is needed here.
+	invoiceMsat, err := bolt11.AmountMsat(payment.PaymentRequest, p.params)
 	if err != nil {
 		return nil, fmt.Errorf("%w: recorded payment request: %v", lnd.ErrRefused, err)
 	}
@@ -275,7 +277,7 @@ func (p *Pool) send(ctx context.Context, c lnd.Client, payment *bankdv1.LnPaymen
 		PaymentRequest: payment.PaymentRequest, FeeLimitSat: payment.FeeReserveSat,
 		TimeoutSeconds: int32(p.cfg.PaymentTimeout / time.Second),
 	}
-	if inv.AmountMsat == 0 {
+	if invoiceMsat == 0 {
 		req.AmountSat = payment.AmountSat
 	}
 	return c.SendPayment(ctx, req)

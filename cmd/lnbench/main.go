@@ -88,7 +88,14 @@ func run(payments int, amount int64, duration time.Duration, clients, accounts i
 	fmt.Printf("(a) %d payments of %d sat to the external node, one at a time, interleaved\n", payments, amount)
 	fmt.Printf("  lnd SendPaymentV2 directly:   p50 %s  p99 %s\n", ms(p50d), ms(p99d))
 	fmt.Printf("  bankd PayInvoice (wait):      p50 %s  p99 %s\n", ms(p50b), ms(p99b))
-	fmt.Printf("  added by bankd:               p50 %s  p99 %s   (target: < 5 ms at p50)\n\n", ms(p50b-p50d), ms(p99b-p99d))
+	fmt.Printf("  added by bankd:               p50 %s  p99 %s   (target: < 5 ms at p50)\n", ms(p50b-p50d), ms(p99b-p99d))
+
+	commit, err := sequentialCommits(ctx, cl, payments)
+	if err != nil {
+		return err
+	}
+	slices.Sort(commit)
+	fmt.Printf("  for scale, one Raft commit (a PayInternal, one at a time): p50 %s  p99 %s; a payment through bankd makes two\n\n", ms(pct(commit, 0.5)), ms(pct(commit, 0.99)))
 
 	n, lat, errs := intraledger(ctx, cl, clients, accounts, duration)
 	slices.Sort(lat)
@@ -182,6 +189,22 @@ func payLatencies(ctx context.Context, lg *regtest.Lightning, cl *proccluster.Cl
 		viaBankd = append(viaBankd, time.Since(t0))
 	}
 	return direct, viaBankd, nil
+}
+
+// sequentialCommits times n PayInternal calls made one at a time: one Raft commit each.
+func sequentialCommits(ctx context.Context, cl *proccluster.Clients, n int) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := range n {
+		t0 := time.Now()
+		_, err := cl.Lightning.PayInternal(ctx, connect.NewRequest(&bankdv1.PayInternalRequest{
+			Id: fmt.Sprintf("seq-%d", i), FromAccountId: "u0", ToAccountId: "u1", AmountSat: 1,
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("sequential payment %d: %w", i, err)
+		}
+		out = append(out, time.Since(t0))
+	}
+	return out, nil
 }
 
 // intraledger sends PayInternal requests from `clients` goroutines for d.

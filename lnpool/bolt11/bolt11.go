@@ -181,6 +181,23 @@ func Decode(s string, net *chaincfg.Params) (Invoice, error) {
 	return inv, nil
 }
 
+// AmountMsat reads the amount of invoice s for network net from its human-readable part
+// alone (0 for an amount-less invoice). It checks neither the checksum nor the signature: it
+// is for invoices Decode already accepted, where a full decode (a public key recovery) would
+// be wasted.
+func AmountMsat(s string, net *chaincfg.Params) (int64, error) {
+	s = strings.ToLower(trim(s))
+	sep := strings.LastIndexByte(s, '1')
+	if sep < 2 || !strings.HasPrefix(s, "ln") {
+		return 0, ErrNotLightning
+	}
+	amountPart, err := checkNetwork(s[2:sep], net)
+	if err != nil {
+		return 0, err
+	}
+	return parseAmount(amountPart)
+}
+
 // Network returns the parameters of the network invoice s is for, read from its prefix
 // alone; nothing else is checked. "lntb" invoices get TestNet3Params (testnet4 shares the
 // prefix) and "lntbs" the default SigNetParams.

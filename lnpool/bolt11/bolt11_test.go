@@ -398,6 +398,10 @@ func FuzzDecode(f *testing.F) {
 			if len(inv.Hash) != 64 || len(inv.Destination) != 66 {
 				t.Fatalf("accepted %+v", inv)
 			}
+			// AmountMsat, the cheap read of an accepted invoice, agrees with Decode.
+			if msat, err := AmountMsat(s, net); err != nil || msat != inv.AmountMsat {
+				t.Fatalf("AmountMsat %d, %v; Decode read %d", msat, err, inv.AmountMsat)
+			}
 			if inv.AmountMsat < 0 || inv.AmountMsat > MaxAmountMsat || inv.Expiry < 0 {
 				t.Fatalf("accepted %+v", inv)
 			}
