@@ -330,28 +330,32 @@ func (b *Btcd) Stop(ctx context.Context) error {
 }
 
 func (b *Btcd) stop(ctx context.Context) error {
+	return terminateAndReap(ctx, "btcd", b.cmd, b.exited, DefaultStopTimeout, b.log)
+}
+
+// terminateAndReap asks cmd's process to shut down (SIGTERM) and waits for it to exit, then
+// kills it if it has not when ctx is done or after timeout. A process already reaped (exited
+// closed) is left alone.
+func terminateAndReap(ctx context.Context, name string, cmd *exec.Cmd, exited <-chan struct{}, timeout time.Duration, log *slog.Logger) error {
 	select {
-	case <-b.exited:
+	case <-exited:
 		return nil // already gone (killed, or crashed: its log says why)
 	default:
 	}
 	began := time.Now()
-	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		b.log.Warn("regtest: SIGTERM failed", "err", err)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		log.Warn("regtest: SIGTERM failed", "err", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultStopTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	select {
-	case <-b.exited:
-		b.log.Info("regtest: btcd stopped", "took", time.Since(began).Round(time.Millisecond))
+	case <-exited:
+		log.Info("regtest: "+name+" stopped", "took", time.Since(began).Round(time.Millisecond))
 		return nil
 	case <-ctx.Done():
 	}
-	b.log.Warn("regtest: btcd ignored SIGTERM, killing it", "waited", time.Since(began).Round(time.Millisecond))
-	if err := b.kill(); err != nil {
-		return err
-	}
-	return nil
+	log.Warn("regtest: "+name+" ignored SIGTERM, killing it", "waited", time.Since(began).Round(time.Millisecond))
+	return killAndReap(name, cmd, exited)
 }
 
 // Kill stops btcd at once with SIGKILL and waits (bounded) until the process is reaped. It is

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lightningnetwork/lnd/lnrpc"
@@ -348,25 +347,7 @@ func (l *Lnd) Stop(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
-	select {
-	case <-p.exited:
-		return nil
-	default:
-	}
-	began := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		l.log.Warn("regtest: SIGTERM failed", "err", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, DefaultLndStopTimeout)
-	defer cancel()
-	select {
-	case <-p.exited:
-		l.log.Info("regtest: lnd stopped", "took", time.Since(began).Round(time.Millisecond))
-		return nil
-	case <-ctx.Done():
-	}
-	l.log.Warn("regtest: lnd ignored SIGTERM, killing it", "waited", time.Since(began).Round(time.Millisecond))
-	return p.kill()
+	return terminateAndReap(ctx, "lnd", p.cmd, p.exited, DefaultLndStopTimeout, l.log)
 }
 
 // Restart stops lnd if it is running (see Stop), starts it again on the same directory and
