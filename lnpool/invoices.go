@@ -29,6 +29,10 @@ func (p *Pool) CreateInvoice(ctx context.Context, req *bankdv1.CreateInvoiceRequ
 		return nil, err
 	}
 	if inv, err := p.state.InvoiceByRequest(req.RequestId); err == nil {
+		if inv.AccountId != req.AccountId || inv.AmountSat != req.AmountSat {
+			return nil, &fsm.Error{Code: bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS,
+				Message: fmt.Sprintf("request_id: %q was already used for another invoice", req.RequestId)}
+		}
 		return inv, nil
 	}
 	expiry := time.Duration(req.ExpirySeconds) * time.Second
@@ -62,13 +66,18 @@ func (p *Pool) CreateInvoice(ctx context.Context, req *bankdv1.CreateInvoiceRequ
 		PaymentRequest: li.PaymentRequest, ExpiresUnixMs: (created + int64(expiry/time.Second)) * 1000,
 		AddIndex: li.AddIndex, RequestId: req.RequestId,
 	}})
-	if err != nil {
-		// The lnd invoice was never handed out; cancel it so it cannot be paid.
+	var refusal *fsm.Error
+	if errors.As(err, &refusal) {
+		// Certainly not recorded, so never handed out: cancel it so it cannot be paid. (When
+		// the outcome is unknown it may be recorded, and a retry of the request returns it:
+		// it must stay payable.)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
 		defer cancel()
 		if cerr := c.CancelInvoice(cctx, li.Hash); cerr != nil {
 			p.log.Warn("cancel unrecorded invoice", "lnd", n.Id, "hash", li.Hash, "err", cerr)
 		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	p.metrics.invoices.Inc()

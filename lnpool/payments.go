@@ -27,6 +27,10 @@ func (p *Pool) PayInvoice(ctx context.Context, req *bankdv1.PayInvoiceRequest) (
 		return nil, err
 	}
 	if prev, err := p.state.Payment(req.Id); err == nil {
+		if prev.AccountId != req.AccountId || prev.PaymentRequest != req.PaymentRequest {
+			return nil, &fsm.Error{Code: bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS,
+				Message: fmt.Sprintf("id: %q was already used for another payment", req.Id)}
+		}
 		p.track(rs, prev)
 		return p.wait(ctx, prev, req.WaitMs)
 	}

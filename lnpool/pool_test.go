@@ -166,6 +166,10 @@ func TestInvoiceSettlementIsCreditedOnce(t *testing.T) {
 	if err != nil || again.Hash != inv.Hash {
 		t.Fatalf("retried request made another invoice: %v %v", again, err)
 	}
+	var fe *fsm.Error
+	if _, err := pool.CreateInvoice(context.Background(), &bankdv1.CreateInvoiceRequest{AccountId: "alice", AmountSat: 2_000, RequestId: "r1"}); !errors.As(err, &fe) || fe.Code != bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS {
+		t.Fatalf("request id reused for another account: %v", err)
+	}
 	if err := fx.net.PayFromOutside(inv.PaymentRequest); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +225,10 @@ func TestPaymentSucceedsWithItsFee(t *testing.T) {
 	var fe *fsm.Error
 	if !errors.As(err, &fe) || fe.Code != bankdv1.ResultCode_RESULT_CODE_LIGHTNING_CONFLICT {
 		t.Fatalf("second payment of a paid invoice: %v", err)
+	}
+	// The id of a payment reused for another invoice is refused, not answered with the first.
+	if _, err := pool.PayInvoice(context.Background(), pay("p1", "alice", fx.net.OutsideInvoice(10))); !errors.As(err, &fe) || fe.Code != bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS {
+		t.Fatalf("payment id reused for another invoice: %v", err)
 	}
 }
 
@@ -464,4 +472,29 @@ func TestExpiredInvoiceIsMarkedSo(t *testing.T) {
 	if b := fx.balance("bob"); b.Posted != 0 {
 		t.Fatalf("bob %v", b)
 	}
+}
+
+func TestInvoiceWhoseRecordAnswerIsLostStaysPayable(t *testing.T) {
+	fx := newFixture(t)
+	pool := fx.newPool()
+	fx.run(pool)
+	fx.p.Intercept = func(typ bankdv1.CommandType, _ proto.Message) (bool, error) {
+		if typ == bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CREATED {
+			return true, errors.New("outcome unknown") // recorded, answer lost
+		}
+		return false, nil
+	}
+	req := &bankdv1.CreateInvoiceRequest{AccountId: "bob", AmountSat: 1_500, RequestId: "r1"}
+	if _, err := pool.CreateInvoice(context.Background(), req); err == nil {
+		t.Fatal("a lost answer reported as success")
+	}
+	fx.p.Intercept = nil
+	inv, err := pool.CreateInvoice(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.net.PayFromOutside(inv.PaymentRequest); err != nil {
+		t.Fatalf("the recorded invoice cannot be paid: %v", err)
+	}
+	fx.eventually("bob credited", func() bool { return fx.balance("bob").Posted == 1_500 })
 }
