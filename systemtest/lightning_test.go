@@ -236,13 +236,22 @@ func TestLightningPool(t *testing.T) {
 		createAccount(t, cl, id, liability, true)
 	}
 	createAccount(t, cl, "treasury", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	// fund retries with the same transfer id through any running node: earlier steps kill and
+	// restart nodes.
 	fund := func(id string, amount int64) {
 		t.Helper()
-		res, err := cl.Ledger.CreateTransfers(context.Background(), connect.NewRequest(&bankdv1.CreateTransfersRequest{
-			Transfers: []*bankdv1.Transfer{xfer(randomID("fund"), "treasury", id, amount)}}))
-		if err != nil || res.Msg.Results[0].Code != bankdv1.ResultCode_RESULT_CODE_OK {
-			t.Fatalf("fund %s: %v %v", id, err, res)
-		}
+		tr := xfer(randomID("fund"), "treasury", id, amount)
+		s.eventually("fund "+id, 30*time.Second, func() (bool, error) {
+			res, err := s.c.Client(followerOf(s.c, -1), proccluster.AdminToken).Ledger.CreateTransfers(context.Background(),
+				connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{tr}}))
+			if err != nil {
+				return false, err
+			}
+			if r := res.Msg.Results[0]; r.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+				t.Fatalf("fund %s: %v", id, r)
+			}
+			return true, nil
+		})
 	}
 	fund("alice", 500_000)
 	want := map[string]int64{"alice": 500_000}
