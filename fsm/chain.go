@@ -893,15 +893,10 @@ func (c *chainApply) reverseDeposit(d *bankdv1.Deposit) error {
 }
 
 func (c *chainApply) ensureClearingAccount() error {
-	_, found, err := c.tx.get(accountKey(DepositClearingAccount))
-	if err != nil || found {
-		return err
-	}
-	_, err = c.a.createAccount(c.tx, &bankdv1.CreateAccountRequest{Account: &bankdv1.Account{
+	return c.a.ensureAccount(c.tx, &bankdv1.Account{
 		Id: DepositClearingAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET,
 		Metadata: map[string]string{"purpose": "on-chain deposits received by the bank's deposit addresses"},
-	}})
-	return err
+	})
 }
 
 // depositTransferID names the ledger transfers of a deposit within the 64-character id limit:

@@ -41,6 +41,17 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 	return &bankdv1.CreateAccountResponse{Account: acc}, nil
 }
 
+// ensureAccount creates a system account (the deposit clearing account, the Lightning pool's
+// accounts) unless it exists.
+func (a *applier) ensureAccount(tx *txn, acc *bankdv1.Account) error {
+	_, found, err := tx.get(accountKey(acc.Id))
+	if err != nil || found {
+		return err
+	}
+	_, err = a.createAccount(tx, &bankdv1.CreateAccountRequest{Account: acc})
+	return err
+}
+
 func sameAccountDefinition(stored, req *bankdv1.Account) bool {
 	def := proto.Clone(stored).(*bankdv1.Account)
 	def.Balance, def.CreatedAtUnixMs, def.CreatedIndex = nil, 0, 0

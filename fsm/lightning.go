@@ -270,16 +270,6 @@ func lightningConflict(format string, args ...any) *Error {
 	return refuse(bankdv1.ResultCode_RESULT_CODE_LIGHTNING_CONFLICT, format, args...)
 }
 
-// ensureAccount creates a system account unless it exists.
-func (a *applier) ensureAccount(tx *txn, acc *bankdv1.Account) error {
-	_, found, err := tx.get(accountKey(acc.Id))
-	if err != nil || found {
-		return err
-	}
-	_, err = a.createAccount(tx, &bankdv1.CreateAccountRequest{Account: acc})
-	return err
-}
-
 // move applies a transfer the Lightning state needs; a refusal comes back as *Error.
 func (a *applier) move(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer, error) {
 	if t.Currency == "" && !t.PostPending && !t.VoidPending {
