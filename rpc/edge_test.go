@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -298,6 +299,81 @@ func TestForwardToAnUnreachableLeaderIsUnavailable(t *testing.T) {
 	// rather than that its outcome is unknown.
 	if !strings.Contains(err.Error(), "not applied") || strings.Contains(err.Error(), "outcome unknown") {
 		t.Fatalf("a write that never left the follower must be reported as not applied: %v", err)
+	}
+}
+
+// dyingLeader accepts connections, reads what the follower sends and then resets the
+// connection, as the socket of a leader killed mid-call does.
+func dyingLeader(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Read(buf) // the request reached the "leader": its outcome is unknown
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // close with RST
+			}
+			_ = c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestForwardBrokenByADyingLeaderIsUnavailable(t *testing.T) {
+	follower := newFakeNode("n2")
+	follower.setLeader(false, node.LeaderInfo{NodeID: "n1", APIAddr: dyingLeader(t)}, true)
+	srv := startFakeServer(t, follower, Options{})
+	client := ledgerClient(srv.url, clientToken)
+
+	_, err := client.CreateTransfer(context.Background(),
+		connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t1")}))
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "outcome unknown") {
+		t.Fatalf("write through a dying leader = %v, want Unavailable with outcome unknown", err)
+	}
+	_, err = client.GetAccount(context.Background(), connect.NewRequest(&bankdv1.GetAccountRequest{Id: "acc"}))
+	if connect.CodeOf(err) != connect.CodeUnavailable || strings.Contains(err.Error(), "outcome unknown") {
+		t.Fatalf("read through a dying leader = %v, want Unavailable, safe to retry", err)
+	}
+}
+
+func TestOnlyTheCallersOwnContextGivesCanceled(t *testing.T) {
+	leader := node.LeaderInfo{NodeID: "n1", APIAddr: "127.0.0.1:1"}
+	reset := connect.NewError(connect.CodeCanceled, errors.New("read: connection reset by peer"))
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want connect.Code
+		// wantEdge is what the edge makes of a handler's Canceled: kept when the caller gave up.
+		wantEdge connect.Code
+	}{
+		{"the leader's connection reset while the caller waits", context.Background(), connect.CodeUnavailable, connect.CodeUnavailable},
+		{"the caller cancelled", canceled, connect.CodeCanceled, connect.CodeCanceled},
+		{"the caller's deadline passed", expired, connect.CodeDeadlineExceeded, connect.CodeCanceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := connect.CodeOf(forwardError(tt.ctx, reset, leader, false)); got != tt.want {
+				t.Fatalf("forwardError: code %v, want %v", got, tt.want)
+			}
+			spec := connect.Spec{Procedure: bankdv1connect.LedgerServiceCreateTransferProcedure}
+			if got := unlessCallerGaveUp(tt.ctx, spec, connect.NewError(connect.CodeCanceled, context.Canceled)); got.Code() != tt.wantEdge {
+				t.Fatalf("edge: code %v, want %v", got.Code(), tt.wantEdge)
+			}
+		})
 	}
 }
 

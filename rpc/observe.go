@@ -99,6 +99,7 @@ func (e *edgeInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 // finish maps err, records the call and returns the error to send (nil on success).
 func (e *edgeInterceptor) finish(ctx context.Context, spec connect.Spec, peer connect.Peer, h http.Header, start time.Time, err error) *connect.Error {
 	cerr, internal := toConnectError(err)
+	cerr = unlessCallerGaveUp(ctx, spec, cerr)
 	elapsed := time.Since(start)
 	code := "ok"
 	if cerr != nil {
@@ -133,6 +134,24 @@ func (e *edgeInterceptor) finish(ctx context.Context, spec connect.Spec, peer co
 		e.s.log.LogAttrs(ctx, slog.LevelWarn, "api call failed", attrs...)
 	}
 	return cerr
+}
+
+// unlessCallerGaveUp keeps Canceled and DeadlineExceeded for calls whose caller's own context
+// ended. Any other context that ended on the way (a leader's connection reset by its death, a
+// driver's context cancelled by a leadership change) means the cluster could not finish the
+// call: that is Unavailable, with the advice a retrying client needs.
+func unlessCallerGaveUp(ctx context.Context, spec connect.Spec, cerr *connect.Error) *connect.Error {
+	if cerr == nil || callerGaveUp(ctx) {
+		return cerr
+	}
+	if c := cerr.Code(); c != connect.CodeCanceled && c != connect.CodeDeadlineExceeded {
+		return cerr
+	}
+	advice := msgOutcomeUnknown
+	if spec.IdempotencyLevel == connect.IdempotencyNoSideEffects || spec.StreamType == connect.StreamTypeServer {
+		advice = "safe to retry"
+	}
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%s; %s", cerr.Message(), advice))
 }
 
 // mountOperations adds /metrics, /healthz and /readyz.

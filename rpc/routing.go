@@ -168,15 +168,17 @@ func forward[Req, Res any](ctx context.Context, s *Server, leader node.LeaderInf
 	s.metrics.forwarded.WithLabelValues(procedure).Inc()
 	res, err := client.CallUnary(ctx, out)
 	if err != nil {
-		return nil, forwardError(err, leader, req.Spec().IdempotencyLevel == connect.IdempotencyNoSideEffects)
+		return nil, forwardError(ctx, err, leader, req.Spec().IdempotencyLevel == connect.IdempotencyNoSideEffects)
 	}
 	return connect.NewResponse(res.Msg), nil
 }
 
 // forwardError turns the error of a forwarded call into ours. The leader's own answers keep
 // their code, message, details and result code; failures to reach the leader become
-// Unavailable (or the context's code), saying whether a write may have been applied.
-func forwardError(err error, leader node.LeaderInfo, read bool) error {
+// Unavailable, saying whether a write may have been applied. Canceled and DeadlineExceeded are
+// kept only when the caller's own context ended: connect-go also reports a connection reset by
+// a leader that died as Canceled, and a caller that retries Unavailable must see Unavailable.
+func forwardError(ctx context.Context, err error, leader node.LeaderInfo, read bool) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return fmt.Errorf("forward to leader %s: %w", leader.NodeID, err)
@@ -193,22 +195,34 @@ func forwardError(err error, leader node.LeaderInfo, read bool) error {
 		}
 		return out
 	}
-	switch ce.Code() {
-	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
-		if !read {
-			return connect.NewError(ce.Code(), fmt.Errorf("forward to leader %s: %s; %s", leader.NodeID, ce.Message(), msgOutcomeUnknown))
+	if callerGaveUp(ctx) {
+		code := connect.CodeCanceled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || deadlinePassed(ctx) {
+			code = connect.CodeDeadlineExceeded
 		}
-		return connect.NewError(ce.Code(), fmt.Errorf("forward to leader %s: %s", leader.NodeID, ce.Message()))
+		if read {
+			return connect.NewError(code, fmt.Errorf("forward to leader %s: %s", leader.NodeID, ce.Message()))
+		}
+		return connect.NewError(code, fmt.Errorf("forward to leader %s: %s; %s", leader.NodeID, ce.Message(), msgOutcomeUnknown))
 	}
 	advice := "safe to retry"
-	if !read && !neverSent(err) {
-		advice = msgOutcomeUnknown
-	}
-	if !read && neverSent(err) {
+	switch {
+	case !read && neverSent(err):
 		advice = "not applied (the leader was never reached), safe to retry"
+	case !read:
+		advice = msgOutcomeUnknown
 	}
 	return connect.NewError(connect.CodeUnavailable,
 		fmt.Errorf("cannot reach leader %s at %s: %s; %s", leader.NodeID, leader.APIAddr, ce.Message(), advice))
+}
+
+// callerGaveUp reports whether the caller's own context has ended (cancelled, or its deadline
+// passed even if the timer has not fired yet).
+func callerGaveUp(ctx context.Context) bool { return ctx.Err() != nil || deadlinePassed(ctx) }
+
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // neverSent reports whether a forwarded call failed before any byte reached the leader: the
