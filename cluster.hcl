@@ -28,12 +28,29 @@ raft {
   max_append_entries = 512
 }
 
-# Bearer tokens for the API, one scope each. These are development tokens: replace them.
+# Bearer tokens for the API. Each token has a name (the caller's identity, recorded e.g. as a
+# lock's holder) and one or more scopes:
+#   read      read the ledger, locks, events, wallets, chain and Lightning state
+#   write     read, and move money between customer accounts (accounts, transfers, locks,
+#             deposit addresses, invoices, payments)
+#   operator  read, and run the bank's machinery (wallets, rescans, the lnd pool, problems,
+#             state hashes)
+#   admin     everything, including transfer-leadership and remove-node
+# The secret comes from a file only its owner can read (token_file; a file open to other users
+# is refused) or is given by its SHA-256 (token_sha256 = "<sha256sum of the secret>").
+# `kill -HUP` a node to reload its tokens without a restart.
 tokens {
-  # Admin scope: everything, including transfer-leadership and remove-node.
+  # token "payments-app" {
+  #   scopes     = ["write"]
+  #   token_file = "secrets/payments-app.token"
+  # }
+
+  # Development lists: secrets in clear, one scope each, named dev-<scope>-<n>. Refused when the
+  # chain network is mainnet.
   admin = ["dev-admin-token"]
-  # Client scope: the ledger, locks, events and read-only cluster calls.
-  client = ["dev-client-token"]
+  write = ["dev-client-token"]
+  read  = ["dev-read-token"]
+
   # Optional memberlist encryption key: base64 of 16, 24 or 32 random bytes
   # (e.g. `head -c 32 /dev/urandom | base64`). Leave it out for unencrypted gossip.
   # gossip_key = "..."

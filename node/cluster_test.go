@@ -51,7 +51,7 @@ func newTestCluster(t *testing.T, size int, extraRaft string) *testCluster {
 	var b strings.Builder
 	b.WriteString("name = \"test\"\n")
 	fmt.Fprintf(&b, testRaftBlock, extraRaft)
-	b.WriteString("tokens {\n  admin = [\"a\"]\n  client = [\"c\"]\n  gossip_key = \"MDEyMzQ1Njc4OWFiY2RlZg==\"\n}\n")
+	b.WriteString("tokens {\n  admin = [\"a\"]\n  write = [\"c\"]\n  gossip_key = \"MDEyMzQ1Njc4OWFiY2RlZg==\"\n}\n")
 	for i := 0; i < size; i++ {
 		fmt.Fprintf(&b, "node \"n%d\" {\n  region = \"r%d\"\n  raft_addr = \"127.0.0.1:%d\"\n  gossip_addr = \"127.0.0.1:%d\"\n  api_addr = \"127.0.0.1:%d\"\n  data_dir = \"n%d\"\n}\n",
 			i+1, i+1, ports[3*i], ports[3*i+1], ports[3*i+2], i+1)

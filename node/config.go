@@ -2,7 +2,6 @@ package node
 
 import (
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -50,14 +49,6 @@ type RaftConfig struct {
 	// ApplyTimeout bounds how long a proposal may wait to be enqueued by Raft.
 	ApplyTimeout     time.Duration
 	MaxAppendEntries int
-}
-
-// TokensConfig holds the bearer tokens and the optional gossip encryption key.
-type TokensConfig struct {
-	Admin  []string
-	Client []string
-	// GossipKey is the decoded memberlist key (16, 24 or 32 bytes), nil when gossip is unencrypted.
-	GossipKey []byte
 }
 
 // ChainConfig holds the `chain` block: which Bitcoin network the cluster's wallets are for and,
@@ -171,8 +162,6 @@ func (c *Config) Node(id string) (NodeConfig, bool) {
 const (
 	maxConfigBytes = 1 << 20
 	maxNodes       = 64
-	maxTokens      = 64
-	maxTokenLen    = 256
 	maxFieldLen    = 256
 )
 
@@ -284,11 +273,6 @@ var (
 		{Name: "apply_timeout"},
 		{Name: "max_append_entries"},
 	}}
-	tokensSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "admin"},
-		{Name: "client"},
-		{Name: "gossip_key"},
-	}}
 	chainSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "network"},
 		{Name: "rpc_host"},
@@ -379,6 +363,7 @@ func (p *configParser) parse(body hcl.Body) *Config {
 	if len(cfg.Nodes) == 0 && !p.diags.HasErrors() {
 		p.errorf(body.MissingItemRange(), "no nodes", "at least one node block is required")
 	}
+	p.checkTokensForNetwork(seenTokens, cfg)
 	return cfg
 }
 
@@ -497,61 +482,6 @@ func rangeOf(attrs hcl.Attributes, name string, fallback hcl.Range) hcl.Range {
 		return a.Expr.Range()
 	}
 	return fallback
-}
-
-func (p *configParser) parseTokens(block *hcl.Block, tc *TokensConfig) {
-	content, diags := block.Body.Content(tokensSchema)
-	p.diags = append(p.diags, diags...)
-	if content == nil {
-		return
-	}
-	seen := map[string]string{}
-	for _, scope := range []struct {
-		name string
-		dst  *[]string
-	}{{"admin", &tc.Admin}, {"client", &tc.Client}} {
-		attr, ok := content.Attributes[scope.name]
-		if !ok {
-			continue
-		}
-		var list []string
-		if diags := gohcl.DecodeExpression(attr.Expr, nil, &list); diags.HasErrors() {
-			p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s must be a list of strings: %s", scope.name, firstDetail(diags))
-			continue
-		}
-		if len(list) > maxTokens {
-			p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s lists %d tokens, at most %d are allowed", scope.name, len(list), maxTokens)
-			continue
-		}
-		for i, tok := range list {
-			switch {
-			case tok == "":
-				p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s[%d] is empty", scope.name, i)
-			case len(tok) > maxTokenLen:
-				p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s[%d] is longer than %d bytes", scope.name, i, maxTokenLen)
-			case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-				p.errorf(attr.Expr.Range(), "invalid "+scope.name, "%s[%d] contains whitespace or control characters", scope.name, i)
-			case seen[tok] != "":
-				p.errorf(attr.Expr.Range(), "duplicate token", "%s[%d] is already listed under %s; a token has exactly one scope", scope.name, i, seen[tok])
-			default:
-				seen[tok] = scope.name
-				*scope.dst = append(*scope.dst, tok)
-			}
-		}
-	}
-	if attr, ok := content.Attributes["gossip_key"]; ok {
-		if s, ok := p.str(attr); ok {
-			key, err := base64.StdEncoding.DecodeString(s)
-			switch {
-			case err != nil:
-				p.errorf(attr.Expr.Range(), "invalid gossip_key", "gossip_key is not valid base64: %v", err)
-			case len(key) != 16 && len(key) != 24 && len(key) != 32:
-				p.errorf(attr.Expr.Range(), "invalid gossip_key", "gossip_key must decode to 16, 24 or 32 bytes, got %d", len(key))
-			default:
-				tc.GossipKey = key
-			}
-		}
-	}
 }
 
 func (p *configParser) parseChain(block *hcl.Block, cc *ChainConfig) {

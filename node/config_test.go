@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +18,8 @@ raft {
 }
 
 tokens {
-  admin  = ["dev-admin-token"]
-  client = ["dev-client-token"]
+  admin = ["dev-admin-token"]
+  write = ["dev-client-token"]
   gossip_key = "MDEyMzQ1Njc4OWFiY2RlZg=="
 }
 
@@ -194,9 +195,17 @@ func TestParseConfigRejects(t *testing.T) {
 		{"too many append entries", base + "raft {\n  max_append_entries = 4096\n}\n" + n1, 3, "max_append_entries must be between 1 and 1024"},
 		{"an unknown tokens key", base + "tokens {\n  root = [\"x\"]\n}\n" + n1, 3, "root"},
 		{"tokens that are not a list", base + "tokens {\n  admin = \"x\"\n}\n" + n1, 3, "admin must be a list of strings"},
-		{"an empty token", base + "tokens {\n  client = [\"\"]\n}\n" + n1, 3, "client[0] is empty"},
-		{"a token with a space", base + "tokens {\n  client = [\"a b\"]\n}\n" + n1, 3, "whitespace"},
-		{"a token in two scopes", base + "tokens {\n  admin = [\"t\"]\n  client = [\"t\"]\n}\n" + n1, 4, "client[0] is already listed under admin"},
+		{"an empty token", base + "tokens {\n  write = [\"\"]\n}\n" + n1, 3, "write[0] is empty"},
+		{"a token with a space", base + "tokens {\n  write = [\"a b\"]\n}\n" + n1, 3, "whitespace"},
+		{"a token in two scopes", base + "tokens {\n  admin = [\"t\"]\n  write = [\"t\"]\n}\n" + n1, 3, `token "dev-admin-1" has the same secret as token "dev-write-1"`},
+		{"a token block without a secret", base + "tokens {\n  token \"app\" {\n    scopes = [\"write\"]\n  }\n}\n" + n1, 3, "set exactly one of token_file"},
+		{"a token block with two secrets", base + "tokens {\n  token \"app\" {\n    scopes = [\"write\"]\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n    token_file = \"x\"\n  }\n}\n" + n1, 3, "set exactly one of token_file"},
+		{"a token block without scopes", base + "tokens {\n  token \"app\" {\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n  }\n}\n" + n1, 3, `"scopes" is required`},
+		{"an unknown scope", base + "tokens {\n  token \"app\" {\n    scopes = [\"root\"]\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n  }\n}\n" + n1, 4, `unknown scope "root"`},
+		{"a token_sha256 that is not a digest", base + "tokens {\n  token \"app\" {\n    scopes = [\"read\"]\n    token_sha256 = \"abc\"\n  }\n}\n" + n1, 5, "token_sha256 must be 64 hex digits"},
+		{"a token name kept for the development lists", base + "tokens {\n  token \"dev-x\" {\n    scopes = [\"read\"]\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n  }\n}\n" + n1, 3, "not start with dev-"},
+		{"two tokens of one name", base + "tokens {\n  token \"app\" {\n    scopes = [\"read\"]\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n  }\n  token \"app\" {\n    scopes = [\"read\"]\n    token_sha256 = \"" + strings.Repeat("cd", 32) + "\"\n  }\n}\n" + n1, 7, `a token named "app" is already defined`},
+		{"development tokens on mainnet", base + "chain {\n  network = \"mainnet\"\n}\ntokens {\n  write = [\"t\"]\n}\n" + n1, 5, "a mainnet cluster takes its tokens from token blocks"},
 		{"a gossip key that is not base64", base + "tokens {\n  gossip_key = \"!!!\"\n}\n" + n1, 3, "gossip_key is not valid base64"},
 		{"a gossip key of the wrong length", base + "tokens {\n  gossip_key = \"AAAA\"\n}\n" + n1, 3, "gossip_key must decode to 16, 24 or 32 bytes, got 3"},
 		{"a node without a label", base + "node {\n}\n", 2, "node"},
@@ -252,6 +261,90 @@ func FuzzParseConfig(f *testing.F) {
 		cfg, err := ParseConfig(src, "fuzz.hcl")
 		if err == nil && (cfg == nil || len(cfg.Nodes) == 0 || cfg.Name == "") {
 			t.Fatalf("accepted a config without name or nodes: %+v", cfg)
+		}
+	})
+}
+
+func TestTokenFiles(t *testing.T) {
+	const secret = "0123456789abcdef-payments"
+	write := func(t *testing.T, dir, name, content string, mode os.FileMode) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := func(file string) string {
+		return "name = \"c\"\ntokens {\n  token \"payments\" {\n    scopes = [\"write\", \"operator\"]\n    token_file = \"" + file + "\"\n  }\n}\n" + nodeBlock("n1", 1, nil)
+	}
+	tests := []struct {
+		name    string
+		content string
+		mode    os.FileMode
+		wantErr string
+	}{
+		{"a private file holding the secret and a newline", secret + "\n", 0o600, ""},
+		{"a file the owner's group may read", secret, 0o640, ""},
+		{"a world-readable file", secret, 0o644, "is open to other users (mode 0644); make it private with chmod 600"},
+		{"a world-writable file", secret, 0o602, "is open to other users"},
+		{"a secret too short to resist guessing", "k3Y9q", 0o600, "must be at least 16 characters"},
+		{"an empty file", "", 0o600, "is empty"},
+		{"a secret with a space inside", "0123456789 abcdef", 0o600, "whitespace"},
+		{"a file larger than any token", strings.Repeat("x", 5000), 0o600, "larger than 4096 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, "payments.token", tt.content, tt.mode)
+			path := filepath.Join(dir, "cluster.hcl")
+			if err := os.WriteFile(path, []byte(config("payments.token")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(path)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), strings.TrimSpace(tt.content)) && len(strings.TrimSpace(tt.content)) >= 5 {
+					t.Fatalf("the error repeats the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok := cfg.Tokens.Tokens[0]
+			if tok.Name != "payments" || strings.Join(tok.Scopes, ",") != "write,operator" || tok.Development {
+				t.Fatalf("token = %+v", tok)
+			}
+			if tok.SHA256 != sha256.Sum256([]byte(strings.TrimSpace(tt.content))) {
+				t.Fatal("the token is not held as the SHA-256 of the file's secret")
+			}
+		})
+	}
+	t.Run("a missing file", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "cluster.hcl")
+		if err := os.WriteFile(path, []byte(config("nowhere.token")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "nowhere.token") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a mainnet cluster with token files only", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, dir, "payments.token", secret, 0o600)
+		path := filepath.Join(dir, "cluster.hcl")
+		hcl := strings.Replace(config("payments.token"), "tokens {", "chain {\n  network = \"mainnet\"\n}\ntokens {", 1)
+		if err := os.WriteFile(path, []byte(hcl), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(path); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

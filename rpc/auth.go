@@ -5,117 +5,210 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/internal/principal"
+	"github.com/bankd/bankd/node"
 )
 
-// scope is what a token may do.
-type scope int
+// scope is one thing a token may do; a token holds a set of them (scopeSet).
+type scope uint8
 
 const (
-	scopeNone scope = iota
-	// scopeClient may call everything except the admin procedures.
-	scopeClient
-	// scopeAdmin may call everything.
+	scopeRead scope = 1 << iota
+	scopeWrite
+	scopeOperator
 	scopeAdmin
 )
 
-// adminProcedures need the admin scope; every other bankd procedure needs client or admin.
-var adminProcedures = map[string]bool{
-	bankdv1connect.ClusterServiceTransferLeadershipProcedure: true,
-	bankdv1connect.ClusterServiceRemoveNodeProcedure:         true,
-	bankdv1connect.WalletServiceCreateWalletProcedure:        true,
-	bankdv1connect.ChainServiceRescanProcedure:               true,
-	bankdv1connect.LightningServiceAddNodeProcedure:          true,
-	bankdv1connect.LightningServiceDrainNodeProcedure:        true,
-	bankdv1connect.LightningServiceReconcileProcedure:        true,
+type scopeSet uint8
+
+func (s scopeSet) has(sc scope) bool { return s&scopeSet(sc) != 0 }
+
+// scopeNames maps cluster.hcl's scope names to what each one grants: write and operator also
+// read; admin grants everything.
+var scopeNames = map[string]scopeSet{
+	node.ScopeRead:     scopeSet(scopeRead),
+	node.ScopeWrite:    scopeSet(scopeRead | scopeWrite),
+	node.ScopeOperator: scopeSet(scopeRead | scopeOperator),
+	node.ScopeAdmin:    scopeSet(scopeRead | scopeWrite | scopeOperator | scopeAdmin),
+}
+
+func (sc scope) String() string {
+	switch sc {
+	case scopeRead:
+		return node.ScopeRead
+	case scopeWrite:
+		return node.ScopeWrite
+	case scopeOperator:
+		return node.ScopeOperator
+	case scopeAdmin:
+		return node.ScopeAdmin
+	}
+	return fmt.Sprintf("scope(%d)", uint8(sc))
+}
+
+// procedureScopes is the scope every bankd procedure needs. A procedure missing here is refused
+// to everyone (a test checks that every procedure of every service is listed).
+var procedureScopes = map[string]scope{
+	bankdv1connect.LedgerServiceGetAccountProcedure:         scopeRead,
+	bankdv1connect.LedgerServiceListAccountsProcedure:       scopeRead,
+	bankdv1connect.LedgerServiceGetTransferProcedure:        scopeRead,
+	bankdv1connect.LedgerServiceListAccountHistoryProcedure: scopeRead,
+	bankdv1connect.LedgerServiceCreateAccountProcedure:      scopeWrite,
+	bankdv1connect.LedgerServiceCreateTransferProcedure:     scopeWrite,
+	bankdv1connect.LedgerServiceCreateTransfersProcedure:    scopeWrite,
+
+	bankdv1connect.LockServiceGetProcedure:     scopeRead,
+	bankdv1connect.LockServiceAcquireProcedure: scopeWrite,
+	bankdv1connect.LockServiceRenewProcedure:   scopeWrite,
+	bankdv1connect.LockServiceReleaseProcedure: scopeWrite,
+
+	bankdv1connect.EventServiceWatchEventsProcedure: scopeRead,
+
+	bankdv1connect.ClusterServiceStatusProcedure:             scopeRead,
+	bankdv1connect.ClusterServiceMembersProcedure:            scopeRead,
+	bankdv1connect.ClusterServiceLeaderProcedure:             scopeRead,
+	bankdv1connect.ClusterServiceStateHashProcedure:          scopeOperator,
+	bankdv1connect.ClusterServiceTransferLeadershipProcedure: scopeAdmin,
+	bankdv1connect.ClusterServiceRemoveNodeProcedure:         scopeAdmin,
+
+	bankdv1connect.WalletServiceGetWalletProcedure:            scopeRead,
+	bankdv1connect.WalletServiceListWalletsProcedure:          scopeRead,
+	bankdv1connect.WalletServiceListDepositAddressesProcedure: scopeRead,
+	bankdv1connect.WalletServiceLookupAddressProcedure:        scopeRead,
+	bankdv1connect.WalletServiceNewDepositAddressProcedure:    scopeWrite,
+	bankdv1connect.WalletServiceCreateWalletProcedure:         scopeOperator,
+
+	bankdv1connect.ChainServiceGetChainStatusProcedure: scopeRead,
+	bankdv1connect.ChainServiceGetChainTxProcedure:     scopeRead,
+	bankdv1connect.ChainServiceListUtxosProcedure:      scopeRead,
+	bankdv1connect.ChainServiceListDepositsProcedure:   scopeRead,
+	bankdv1connect.ChainServiceRescanProcedure:         scopeOperator,
+
+	bankdv1connect.LightningServiceListNodesProcedure:     scopeRead,
+	bankdv1connect.LightningServiceGetInvoiceProcedure:    scopeRead,
+	bankdv1connect.LightningServiceGetPaymentProcedure:    scopeRead,
+	bankdv1connect.LightningServiceCreateInvoiceProcedure: scopeWrite,
+	bankdv1connect.LightningServicePayInvoiceProcedure:    scopeWrite,
+	bankdv1connect.LightningServicePayInternalProcedure:   scopeWrite,
+	bankdv1connect.LightningServiceAddNodeProcedure:       scopeOperator,
+	bankdv1connect.LightningServiceDrainNodeProcedure:     scopeOperator,
+	bankdv1connect.LightningServiceReconcileProcedure:     scopeOperator,
 }
 
 // maxTokenLen bounds what we hash from an Authorization header.
 const maxTokenLen = 4096
 
+// identity is an authenticated caller: its token's name and what the token may do.
+type identity struct {
+	name   string
+	scopes scopeSet
+}
+
+// tokenEntry is one configured token, known by the SHA-256 of its secret.
+type tokenEntry struct {
+	sum [sha256.Size]byte
+	identity
+}
+
 // authenticator knows the configured tokens by their SHA-256, so that comparisons take the
-// same time whatever the length or content of the presented token.
+// same time whatever the length or content of the presented token. The set is replaced as a
+// whole when the tokens are reloaded (SIGHUP); calls in flight keep the set they started with.
 type authenticator struct {
-	admin  [][sha256.Size]byte
-	client [][sha256.Size]byte
+	tokens atomic.Pointer[[]tokenEntry]
 }
 
-func newAuthenticator(admin, client []string) *authenticator {
+func newAuthenticator(tokens []node.TokenConfig) (*authenticator, error) {
 	a := &authenticator{}
-	for _, t := range admin {
-		if t != "" {
-			a.admin = append(a.admin, sha256.Sum256([]byte(t)))
-		}
+	if err := a.set(tokens); err != nil {
+		return nil, err
 	}
-	for _, t := range client {
-		if t != "" {
-			a.client = append(a.client, sha256.Sum256([]byte(t)))
-		}
-	}
-	return a
+	return a, nil
 }
 
-// scopeOf compares token against every configured token, without stopping at the first
+// set replaces the token set.
+func (a *authenticator) set(tokens []node.TokenConfig) error {
+	entries := make([]tokenEntry, 0, len(tokens))
+	for _, t := range tokens {
+		e := tokenEntry{sum: t.SHA256, identity: identity{name: t.Name}}
+		for _, name := range t.Scopes {
+			grants, ok := scopeNames[name]
+			if !ok {
+				return fmt.Errorf("token %q: unknown scope %q", t.Name, name)
+			}
+			e.scopes |= grants
+		}
+		entries = append(entries, e)
+	}
+	a.tokens.Store(&entries)
+	return nil
+}
+
+func (a *authenticator) count() int { return len(*a.tokens.Load()) }
+
+// identify compares token against every configured token, without stopping at the first
 // match, so the time taken says nothing about which token (if any) matched.
-func (a *authenticator) scopeOf(token string) scope {
+func (a *authenticator) identify(token string) (identity, bool) {
 	sum := sha256.Sum256([]byte(token))
-	var admin, client int
-	for i := range a.admin {
-		admin |= subtle.ConstantTimeCompare(sum[:], a.admin[i][:])
+	var found identity
+	matched := 0
+	for _, e := range *a.tokens.Load() {
+		eq := subtle.ConstantTimeCompare(sum[:], e.sum[:])
+		if eq == 1 {
+			found = e.identity
+		}
+		matched |= eq
 	}
-	for i := range a.client {
-		client |= subtle.ConstantTimeCompare(sum[:], a.client[i][:])
-	}
-	switch {
-	case admin == 1:
-		return scopeAdmin
-	case client == 1:
-		return scopeClient
-	default:
-		return scopeNone
-	}
+	return found, matched == 1
 }
 
 var (
 	errMissingToken = errors.New("missing bearer token: send Authorization: Bearer <token>")
 	errInvalidToken = errors.New("invalid bearer token")
-	errNeedsAdmin   = errors.New("this procedure needs an admin token")
 )
 
-// authorize decides whether the Authorization header may call procedure. It returns a
-// *connect.Error with Unauthenticated or PermissionDenied, or nil.
-func (a *authenticator) authorize(procedure string, header http.Header) *connect.Error {
+// authorize decides whether the Authorization header may call procedure and returns the
+// caller's identity, or a *connect.Error with Unauthenticated or PermissionDenied.
+func (a *authenticator) authorize(procedure string, header http.Header) (identity, *connect.Error) {
 	token, ok := bearerToken(header.Get("Authorization"))
 	if !ok {
-		return connect.NewError(connect.CodeUnauthenticated, errMissingToken)
+		return identity{}, connect.NewError(connect.CodeUnauthenticated, errMissingToken)
 	}
-	sc := a.scopeOf(token)
+	id, ok := a.identify(token)
+	if !ok {
+		return identity{}, connect.NewError(connect.CodeUnauthenticated, errInvalidToken)
+	}
+	need, known := procedureScopes[procedure]
 	switch {
-	case sc == scopeNone:
-		return connect.NewError(connect.CodeUnauthenticated, errInvalidToken)
-	case adminProcedures[procedure] && sc != scopeAdmin:
-		return connect.NewError(connect.CodePermissionDenied, errNeedsAdmin)
+	case !known:
+		return identity{}, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s is not open to any token", procedure))
+	case !id.scopes.has(need):
+		return identity{}, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s needs a token with the %s scope; token %q does not have it", procedure, need, id.name))
 	}
-	return nil
+	return id, nil
 }
 
 // gate is the single place where API calls are authenticated. It runs before the request
-// message is read, so an unauthenticated caller cannot make the server decode 16 MiB.
+// message is read, so an unauthenticated caller cannot make the server decode 16 MiB. The
+// caller's name travels on in the context (principal), to the limits and to node.Apply.
 func (a *authenticator) gate(log *slog.Logger, m *metrics) connect.RequestGateFunc {
 	return func(ctx context.Context, spec connect.Spec, peer connect.Peer, header http.Header) (context.Context, error) {
-		if err := a.authorize(spec.Procedure, header); err != nil {
+		id, err := a.authorize(spec.Procedure, header)
+		if err != nil {
 			m.authRefused.WithLabelValues(spec.Procedure, codeLabel(err)).Inc()
 			log.Warn("api call refused", "procedure", spec.Procedure, "peer", peer.Addr,
 				"code", err.Code().String(), "reason", err.Message())
 			return ctx, err
 		}
-		return ctx, nil
+		return principal.With(ctx, id.name), nil
 	}
 }
 

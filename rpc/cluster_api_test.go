@@ -208,7 +208,7 @@ func TestClusterAPI(t *testing.T) {
 		c.WaitApplied(index)
 		hashes := map[string]bool{}
 		for _, n := range c.Nodes {
-			res, err := n.Clients(rpctest.ClientToken).Cluster.StateHash(ctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
+			res, err := n.Clients(rpctest.AdminToken).Cluster.StateHash(ctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
 			if err != nil {
 				t.Fatalf("state hash of %s: %v", n.ID, err)
 			}

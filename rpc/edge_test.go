@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
@@ -21,16 +23,25 @@ import (
 
 func TestAuthRefusesMissingInvalidAndUnderScopedTokens(t *testing.T) {
 	n := newFakeNode("n1")
+	n.applyFn = okTransfers
 	srv := startFakeServer(t, n, Options{})
 	ctx := context.Background()
 
-	getAccount := func(token string) error {
+	read := func(token string) error {
 		_, err := ledgerClient(srv.url, token).GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{
 			Id: "acc", Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE,
 		}))
 		return err
 	}
-	removeNode := func(token string) error {
+	write := func(token string) error {
+		_, err := ledgerClient(srv.url, token).CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t1")}))
+		return err
+	}
+	operate := func(token string) error {
+		_, err := clusterClient(srv.url, token).StateHash(ctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
+		return err
+	}
+	administer := func(token string) error {
 		_, err := clusterClient(srv.url, token).RemoveNode(ctx, connect.NewRequest(&bankdv1.RemoveNodeRequest{Id: "n3"}))
 		return err
 	}
@@ -40,17 +51,33 @@ func TestAuthRefusesMissingInvalidAndUnderScopedTokens(t *testing.T) {
 		tok  string
 		want connect.Code // 0: success
 	}{
-		{"missing token is unauthenticated", getAccount, "", connect.CodeUnauthenticated},
-		{"unknown token is unauthenticated", getAccount, "nope", connect.CodeUnauthenticated},
-		{"token prefix is unauthenticated", getAccount, clientToken[:len(clientToken)-1], connect.CodeUnauthenticated},
-		{"client token may read", getAccount, clientToken, connect.CodeNotFound},
-		{"admin token may read", getAccount, adminToken, connect.CodeNotFound},
-		{"client token may not remove a node", removeNode, clientToken, connect.CodePermissionDenied},
-		{"admin token may remove a node", removeNode, adminToken, 0},
-		{"missing token on admin method is unauthenticated", removeNode, "", connect.CodeUnauthenticated},
+		{"missing token is unauthenticated", read, "", connect.CodeUnauthenticated},
+		{"unknown token is unauthenticated", read, "nope", connect.CodeUnauthenticated},
+		{"token prefix is unauthenticated", read, clientToken[:len(clientToken)-1], connect.CodeUnauthenticated},
+		{"missing token on an admin procedure is unauthenticated", administer, "", connect.CodeUnauthenticated},
+
+		{"read token may read", read, readToken, connect.CodeNotFound},
+		{"read token may not move money", write, readToken, connect.CodePermissionDenied},
+		{"read token may not run the bank's machinery", operate, readToken, connect.CodePermissionDenied},
+		{"read token may not change the cluster", administer, readToken, connect.CodePermissionDenied},
+
+		{"write token may read", read, clientToken, connect.CodeNotFound},
+		{"write token may move money", write, clientToken, 0},
+		{"write token may not run the bank's machinery", operate, clientToken, connect.CodePermissionDenied},
+		{"write token may not change the cluster", administer, clientToken, connect.CodePermissionDenied},
+
+		{"operator token may read", read, operatorToken, connect.CodeNotFound},
+		{"operator token may not move money", write, operatorToken, connect.CodePermissionDenied},
+		{"operator token may run the bank's machinery", operate, operatorToken, 0},
+		{"operator token may not change the cluster", administer, operatorToken, connect.CodePermissionDenied},
+
+		{"admin token may do everything", administer, adminToken, 0},
+		{"admin token may move money", write, adminToken, 0},
+		{"admin token may run the bank's machinery", operate, adminToken, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := len(n.appliedTypes())
 			err := tt.call(tt.tok)
 			if tt.want == 0 {
 				if err != nil {
@@ -61,7 +88,82 @@ func TestAuthRefusesMissingInvalidAndUnderScopedTokens(t *testing.T) {
 			if got := connect.CodeOf(err); got != tt.want {
 				t.Fatalf("code = %v (%v), want %v", got, err, tt.want)
 			}
+			if got := len(n.appliedTypes()); got != before {
+				t.Fatalf("a refused call proposed a command")
+			}
 		})
+	}
+}
+
+func TestEveryProcedureNeedsAScope(t *testing.T) {
+	files := []protoreflect.FileDescriptor{
+		bankdv1.File_bankd_v1_ledger_proto, bankdv1.File_bankd_v1_lock_proto, bankdv1.File_bankd_v1_event_proto,
+		bankdv1.File_bankd_v1_cluster_proto, bankdv1.File_bankd_v1_wallet_proto, bankdv1.File_bankd_v1_chain_proto,
+		bankdv1.File_bankd_v1_lightning_proto,
+	}
+	listed := 0
+	for _, f := range files {
+		for i := range f.Services().Len() {
+			svc := f.Services().Get(i)
+			for j := range svc.Methods().Len() {
+				procedure := "/" + string(svc.FullName()) + "/" + string(svc.Methods().Get(j).Name())
+				if _, ok := procedureScopes[procedure]; !ok {
+					t.Errorf("%s has no scope in procedureScopes: every token would be refused", procedure)
+				}
+				listed++
+			}
+		}
+	}
+	if listed != len(procedureScopes) {
+		t.Errorf("procedureScopes lists %d procedures, the services have %d", len(procedureScopes), listed)
+	}
+}
+
+func TestProposalsCarryTheCallersTokenName(t *testing.T) {
+	leader := newFakeNode("n1")
+	leader.applyFn = okTransfers
+	leaderSrv := startFakeServer(t, leader, Options{})
+	follower := newFakeNode("n2")
+	follower.setLeader(false, node.LeaderInfo{NodeID: "n1", APIAddr: strings.TrimPrefix(leaderSrv.url, "http://")}, true)
+	followerSrv := startFakeServer(t, follower, Options{})
+
+	for _, url := range []string{leaderSrv.url, followerSrv.url} {
+		if _, err := ledgerClient(url, clientToken).CreateTransfer(context.Background(),
+			connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: validTransfer("t1")})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The leader authenticates a forwarded call again and proposes it under the same name.
+	if got := leader.proposedBy(); len(got) != 2 || got[0] != "client" || got[1] != "client" {
+		t.Fatalf("proposals carried %q, want the token's name twice", got)
+	}
+}
+
+func TestTokensReloadWithoutARestart(t *testing.T) {
+	n := newFakeNode("n1")
+	fs := startFakeServer(t, n, Options{})
+	stateHash := func(token string) error {
+		_, err := clusterClient(fs.url, token).StateHash(context.Background(), connect.NewRequest(&bankdv1.StateHashRequest{}))
+		return err
+	}
+	if err := stateHash(operatorToken); err != nil {
+		t.Fatal(err)
+	}
+	const rotated = "test-operator-token-rotated"
+	if err := fs.srv.SetTokens([]node.TokenConfig{{Name: "operator", Scopes: []string{node.ScopeOperator}, SHA256: sha256.Sum256([]byte(rotated))}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stateHash(operatorToken); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("the replaced token: %v, want Unauthenticated", err)
+	}
+	if err := stateHash(rotated); err != nil {
+		t.Fatalf("the new token: %v", err)
+	}
+	if err := fs.srv.SetTokens([]node.TokenConfig{{Name: "x", Scopes: []string{"root"}}}); err == nil {
+		t.Fatal("a token with an unknown scope was accepted")
+	}
+	if err := stateHash(rotated); err != nil {
+		t.Fatalf("a refused reload must keep the tokens in force: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/sha256"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,15 +16,31 @@ import (
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
+	"github.com/bankd/bankd/internal/principal"
 	"github.com/bankd/bankd/node"
 	bearerauth "github.com/bankd/bankd/rpc/bearer"
 )
 
-// Test tokens.
+// Test tokens, one per scope; clientToken is a customer-facing service's (write).
 const (
-	adminToken  = "test-admin-token"
-	clientToken = "test-client-token"
+	adminToken    = "test-admin-token"
+	clientToken   = "test-client-token"
+	readToken     = "test-read-token"
+	operatorToken = "test-operator-token"
 )
+
+// testTokens are the tokens of every fake server, named after their scope.
+func testTokens() []node.TokenConfig {
+	tok := func(name, secret string, scopes ...string) node.TokenConfig {
+		return node.TokenConfig{Name: name, Scopes: scopes, SHA256: sha256.Sum256([]byte(secret))}
+	}
+	return []node.TokenConfig{
+		tok("admin", adminToken, node.ScopeAdmin),
+		tok("client", clientToken, node.ScopeWrite),
+		tok("reader", readToken, node.ScopeRead),
+		tok("operator", operatorToken, node.ScopeOperator),
+	}
+}
 
 // fakeNode is a backend without Raft: tests choose whether it leads, what Apply answers and
 // what the state holds.
@@ -38,7 +55,9 @@ type fakeNode struct {
 	ready     error
 	applyFn   func(typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error)
 	applied   []bankdv1.CommandType
-	barriers  int
+	// principals are the callers' names the proposals carried, in order.
+	principals []string
+	barriers   int
 }
 
 func newFakeNode(id string) *fakeNode {
@@ -57,15 +76,22 @@ func (f *fakeNode) setApply(fn func(bankdv1.CommandType, proto.Message, *bankdv1
 	f.applyFn = fn
 }
 
+func (f *fakeNode) proposedBy() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.principals...)
+}
+
 func (f *fakeNode) appliedTypes() []bankdv1.CommandType {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]bankdv1.CommandType(nil), f.applied...)
 }
 
-func (f *fakeNode) Apply(_ context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
+func (f *fakeNode) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
 	f.mu.Lock()
 	f.applied = append(f.applied, typ)
+	f.principals = append(f.principals, principal.From(ctx))
 	fn := f.applyFn
 	f.mu.Unlock()
 	if fn == nil {
@@ -218,7 +244,7 @@ func startFakeServer(t *testing.T, n *fakeNode, opts Options) *fakeServer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s, err := newServer(n, []string{adminToken}, []string{clientToken}, opts)
+	s, err := newServer(n, testTokens(), opts)
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}

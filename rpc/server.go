@@ -138,7 +138,7 @@ func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 	if n == nil || cfg == nil {
 		return nil, errors.New("rpc: node and config are required")
 	}
-	s, err := newServer(nodeBackend{n}, cfg.Tokens.Admin, cfg.Tokens.Client, opts)
+	s, err := newServer(nodeBackend{n}, cfg.Tokens.Tokens, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Server, error) {
+func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -169,6 +169,10 @@ func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Se
 	if err != nil {
 		return nil, err
 	}
+	auth, err := newAuthenticator(tokens)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
 	maxBytes := opts.MaxRequestBytes
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxRequestBytes
@@ -184,7 +188,7 @@ func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Se
 	s := &Server{
 		node:        b,
 		log:         log,
-		auth:        newAuthenticator(adminTokens, clientTokens),
+		auth:        auth,
 		fwd:         newForwarder(opts.ForwardClient),
 		metrics:     m,
 		registry:    reg,
@@ -195,11 +199,22 @@ func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Se
 		streamSlots: make(chan struct{}, maxStreams),
 		streamsDone: make(chan struct{}),
 	}
-	if len(s.auth.admin)+len(s.auth.client) == 0 {
+	if s.auth.count() == 0 {
 		log.Warn("no API tokens configured: every authenticated call will be refused")
 	}
 	s.handler = s.routes()
 	return s, nil
+}
+
+// SetTokens replaces the API tokens (cluster.hcl reloaded on SIGHUP). Calls already
+// authenticated finish under the tokens they started with; a token removed here is refused
+// from the next call on.
+func (s *Server) SetTokens(tokens []node.TokenConfig) error {
+	if err := s.auth.set(tokens); err != nil {
+		return fmt.Errorf("rpc: %w", err)
+	}
+	s.log.Info("api tokens loaded", "tokens", len(tokens))
+	return nil
 }
 
 // Handler serves every API and operations route of the node.

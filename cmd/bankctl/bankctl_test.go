@@ -121,7 +121,10 @@ func TestBankctlAgainstACluster(t *testing.T) {
 	leader := c.Leader()
 	c.WaitApplied(leader.Node.FSM().AppliedIndex())
 	env2 := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.ClientToken}
-	out = mustCtl(t, env2, "cluster", "hash")
+	if code, _, errOut := ctl(t, env2, "cluster", "hash"); code == 0 || !strings.Contains(errOut, "operator scope") {
+		t.Fatalf("cluster hash with a write token: exit %d, %q", code, errOut)
+	}
+	out = mustCtl(t, map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.AdminToken}, "cluster", "hash")
 	if n := strings.Count(out, "\n"); n != 4 {
 		t.Fatalf("cluster hash printed %d lines:\n%s", n, out)
 	}

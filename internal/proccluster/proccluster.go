@@ -103,7 +103,7 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	var hcl strings.Builder
-	fmt.Fprintf(&hcl, "name = \"proccluster\"\n\nraft {%s}\n\ntokens {\n  admin  = [%q]\n  client = [%q]\n}\n", opts.RaftBlock, AdminToken, ClientToken)
+	fmt.Fprintf(&hcl, "name = \"proccluster\"\n\nraft {%s}\n\ntokens {\n  admin = [%q]\n  write = [%q]\n}\n", opts.RaftBlock, AdminToken, ClientToken)
 	if opts.ChainBlock != "" {
 		fmt.Fprintf(&hcl, "\nchain {\n%s\n}\n", opts.ChainBlock)
 	}
@@ -400,7 +400,7 @@ func (c *Cluster) StateHashes(ctx context.Context) (map[string]string, uint64, e
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			resp, err := c.Client(i, ClientToken).Cluster.StateHash(cctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
+			resp, err := c.Client(i, AdminToken).Cluster.StateHash(cctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
 			cancel()
 			if err != nil {
 				same = false

@@ -301,7 +301,7 @@ func (c *Cluster) forwardRule() []string {
 
 func (c *Cluster) config(raftBlock string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "name = %q\n\nraft {%s}\n\ntokens {\n  admin  = [%q]\n  client = [%q]\n}\n",
+	fmt.Fprintf(&b, "name = %q\n\nraft {%s}\n\ntokens {\n  admin = [%q]\n  write = [%q]\n}\n",
 		"jepsen-"+c.RunID, raftBlock, AdminToken, ClientToken)
 	for _, h := range c.Hosts {
 		fmt.Fprintf(&b, "\nnode %q {\n  region      = %q\n  raft_addr   = %q\n  gossip_addr = %q\n  api_addr    = %q\n  data_dir    = %q\n}\n",
@@ -585,7 +585,7 @@ func (c *Cluster) StateHashes(ctx context.Context) ([]NodeHash, error) {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			resp, err := c.Client(i).Cluster.StateHash(cctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
+			resp, err := c.AdminClient(i).Cluster.StateHash(cctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
 			cancel()
 			if err != nil {
 				lastErr = fmt.Errorf("state hash of %s: %w", h.ID, err)

@@ -92,7 +92,7 @@ func Start(t testing.TB, size int) *Cluster {
 	var b strings.Builder
 	b.WriteString("name = \"rpctest\"\n")
 	b.WriteString(raftBlock)
-	fmt.Fprintf(&b, "tokens {\n  admin = [%q]\n  client = [%q]\n}\n", AdminToken, ClientToken)
+	fmt.Fprintf(&b, "tokens {\n  admin = [%q]\n  write = [%q]\n}\n", AdminToken, ClientToken)
 	for i := 0; i < size; i++ {
 		fmt.Fprintf(&b, "node \"n%d\" {\n  region = \"r1\"\n  raft_addr = \"127.0.0.1:%d\"\n  gossip_addr = \"127.0.0.1:%d\"\n  api_addr = %q\n  data_dir = \"n%d\"\n}\n",
 			i+1, ports[2*i], ports[2*i+1], apiListeners[i].Addr().String(), i+1)
