@@ -25,7 +25,11 @@ raft {
   # Longest a write waits to be handed to Raft before it is refused.
   apply_timeout = "5s"
   # Most log entries sent (and applied as one batch) per AppendEntries; 1-1024.
-  max_append_entries = 512
+  max_append_entries = 64
+  # Largest command in the log (64 KiB-64 MiB); a bigger request is refused with
+  # resource_exhausted. max_append_entries × max_entry_bytes may be at most 256 MiB: it bounds
+  # what one AppendEntries carries and a follower buffers.
+  max_entry_bytes = 4194304
 }
 
 # Bearer tokens for the API. Each token has a name (the caller's identity, recorded e.g. as a

@@ -23,6 +23,9 @@ const (
 	MaxLockTTLMs           = 3_600_000
 	MaxPageSize            = 1000
 	DefaultPageSize        = 100
+	// MaxEventPageBytes bounds the encoded events one Events call returns (it returns at least
+	// one, however large).
+	MaxEventPageBytes = 1 << 20
 )
 
 // ErrNotFound is returned by reads of a record that does not exist.

@@ -1,9 +1,12 @@
 package fsm
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
@@ -404,6 +407,55 @@ func TestEventsAreKeyedByIndexInCommitOrder(t *testing.T) {
 	tail, _ := tf.Events(4, 100)
 	if len(tail) != 2 || tail[0].Index != 4 {
 		t.Fatalf("resume from 4: %v", tail)
+	}
+}
+
+func TestEventPagesAreBoundedInBytes(t *testing.T) {
+	tf := bank(t)
+	// Each command carries a batch with the most metadata a transfer may hold, so its event
+	// is large; a page must stop near MaxEventPageBytes rather than at the count.
+	md := map[string]string{}
+	for i := range MaxMetadataEntries {
+		md[fmt.Sprintf("key-%02d", i)] = strings.Repeat("v", MaxMetadataValueLen)
+	}
+	const commands, perCommand = 12, 40
+	for c := range commands {
+		var ts []*bankdv1.Transfer
+		for i := range perCommand {
+			tr := xfer(fmt.Sprintf("big-%d-%d", c, i), "reserve", "alice", 1)
+			tr.Metadata = md
+			ts = append(ts, tr)
+		}
+		tf.transfers(nil, ts...)
+	}
+	first, err := tf.Events(0, MaxPageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []uint64
+	for next := uint64(0); ; {
+		page, err := tf.Events(next, MaxPageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		bytes := 0
+		for _, e := range page {
+			bytes += proto.Size(e)
+			seen = append(seen, e.Index)
+		}
+		if len(page) > 1 && bytes-proto.Size(page[len(page)-1]) >= MaxEventPageBytes {
+			t.Fatalf("a page of %d events holds %d bytes: it went on past MaxEventPageBytes", len(page), bytes)
+		}
+		next = page[len(page)-1].Index + 1
+	}
+	if len(seen) != 3+commands {
+		t.Fatalf("paging saw %d events, want %d (3 accounts and %d batches)", len(seen), 3+commands, commands)
+	}
+	if len(first) >= len(seen) {
+		t.Fatalf("the first page held all %d events: the byte bound never applied", len(seen))
 	}
 }
 

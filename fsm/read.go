@@ -193,19 +193,23 @@ func (f *FSM) Lock(name string) (*bankdv1.Lock, error) {
 	return lock, nil
 }
 
-// Events returns up to max events with index >= fromIndex, in index order.
+// Events returns up to max events with index >= fromIndex, in index order, stopping once the
+// page holds MaxEventPageBytes of encoded events (always at least one event): one event can be a
+// whole batch of transfers, and a reader must not hold hundreds of them at once.
 func (f *FSM) Events(fromIndex uint64, max int) ([]*bankdv1.Event, error) {
 	if max <= 0 {
 		max = DefaultPageSize
 	}
 	var out []*bankdv1.Event
+	size := 0
 	err := f.scan(eventKey(fromIndex), prefixEnd([]byte{tagEvent}), func(_, v []byte) (bool, error) {
 		e := &bankdv1.Event{}
 		if err := proto.Unmarshal(v, e); err != nil {
 			return false, fmt.Errorf("corrupt event: %w", err)
 		}
 		out = append(out, e)
-		return len(out) < max, nil
+		size += len(v)
+		return len(out) < max && size < MaxEventPageBytes, nil
 	})
 	return out, err
 }

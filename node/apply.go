@@ -46,6 +46,9 @@ func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Me
 	if err != nil {
 		return nil, fmt.Errorf("apply %s: encode command: %w", typ, err)
 	}
+	if len(cmd) > n.cfg.Raft.MaxEntryBytes {
+		return nil, fmt.Errorf("apply %s: %w: %d bytes, raft.max_entry_bytes is %d; split it", typ, ErrTooLarge, len(cmd), n.cfg.Raft.MaxEntryBytes)
+	}
 
 	timeout := n.cfg.Raft.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {

@@ -49,7 +49,14 @@ type RaftConfig struct {
 	// ApplyTimeout bounds how long a proposal may wait to be enqueued by Raft.
 	ApplyTimeout     time.Duration
 	MaxAppendEntries int
+	// MaxEntryBytes bounds one command in the log; with MaxAppendEntries it bounds one
+	// AppendEntries message (at most MaxAppendEntriesBytes).
+	MaxEntryBytes int
 }
+
+// MaxAppendEntriesBytes bounds max_append_entries × max_entry_bytes: the most one AppendEntries
+// (and one state-machine batch) may hold, and so what a follower may have to buffer at once.
+const MaxAppendEntriesBytes = 256 << 20
 
 // ChainConfig holds the `chain` block: which Bitcoin network the cluster's wallets are for and,
 // when RPCHost is set, the node the leader's chain watcher follows.
@@ -144,7 +151,8 @@ func DefaultRaftConfig() RaftConfig {
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		ApplyTimeout:       5 * time.Second,
-		MaxAppendEntries:   512,
+		MaxAppendEntries:   64,
+		MaxEntryBytes:      4 << 20,
 	}
 }
 
@@ -272,6 +280,7 @@ var (
 		{Name: "trailing_logs"},
 		{Name: "apply_timeout"},
 		{Name: "max_append_entries"},
+		{Name: "max_entry_bytes"},
 	}}
 	chainSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "network"},
@@ -451,6 +460,7 @@ func (p *configParser) parseRaft(block *hcl.Block, rc *RaftConfig) {
 		{"trailing_logs", 0, 1 << 40, func(v int64) { rc.TrailingLogs = uint64(v) }},
 		// hashicorp/raft refuses more than 1024 entries per AppendEntries.
 		{"max_append_entries", 1, 1024, func(v int64) { rc.MaxAppendEntries = int(v) }},
+		{"max_entry_bytes", 64 << 10, 64 << 20, func(v int64) { rc.MaxEntryBytes = int(v) }},
 	}
 	for _, c := range counts {
 		attr, ok := attrs[c.name]
@@ -467,6 +477,11 @@ func (p *configParser) parseRaft(block *hcl.Block, rc *RaftConfig) {
 			continue
 		}
 		c.set(v)
+	}
+	if int64(rc.MaxAppendEntries)*int64(rc.MaxEntryBytes) > MaxAppendEntriesBytes {
+		p.errorf(rangeOf(attrs, "max_append_entries", block.DefRange), "invalid max_append_entries",
+			"max_append_entries (%d) × max_entry_bytes (%d) must not exceed %d bytes: it bounds what one AppendEntries carries",
+			rc.MaxAppendEntries, rc.MaxEntryBytes, MaxAppendEntriesBytes)
 	}
 	// The relations hashicorp/raft's ValidateConfig insists on, reported where the user can fix them.
 	if rc.ElectionTimeout < rc.HeartbeatTimeout {

@@ -192,6 +192,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"a lease above the heartbeat", base + "raft {\n  leader_lease_timeout = \"1s\"\n}\n" + n1, 3, "leader_lease_timeout (1s) must not exceed"},
 		{"a negative snapshot threshold", base + "raft {\n  snapshot_threshold = -1\n}\n" + n1, 3, "snapshot_threshold must be between"},
 		{"a fractional trailing_logs", base + "raft {\n  trailing_logs = 1.5\n}\n" + n1, 3, "trailing_logs must be a whole number"},
+		{"append entries that could carry more than 256 MiB", base + "raft {\n  max_append_entries = 512\n  max_entry_bytes = 4194304\n}\n" + n1, 3, "must not exceed 268435456 bytes"},
+		{"an entry size below 64 KiB", base + "raft {\n  max_entry_bytes = 1000\n}\n" + n1, 3, "max_entry_bytes must be between 65536 and 67108864"},
 		{"too many append entries", base + "raft {\n  max_append_entries = 4096\n}\n" + n1, 3, "max_append_entries must be between 1 and 1024"},
 		{"an unknown tokens key", base + "tokens {\n  root = [\"x\"]\n}\n" + n1, 3, "root"},
 		{"tokens that are not a list", base + "tokens {\n  admin = \"x\"\n}\n" + n1, 3, "admin must be a list of strings"},

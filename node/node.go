@@ -31,6 +31,8 @@ var (
 	ErrNoLeader = errors.New("no known leader")
 	// ErrUnknownNode: an id names no server in the Raft configuration.
 	ErrUnknownNode = errors.New("unknown node")
+	// ErrTooLarge: the command is larger than raft.max_entry_bytes. Nothing was proposed.
+	ErrTooLarge = errors.New("command too large")
 	// ErrShutdown: the node was shut down (or never started).
 	ErrShutdown = errors.New("node is shut down")
 )

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +93,24 @@ func TestStateMachineRefusalIsReturnedAsFSMError(t *testing.T) {
 	var refusal *fsm.Error
 	if !errors.As(err, &refusal) || refusal.Code != bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS {
 		t.Fatalf("err = %v, want *fsm.Error ALREADY_EXISTS", err)
+	}
+}
+
+func TestACommandLargerThanMaxEntryBytesIsNeverProposed(t *testing.T) {
+	c := startTestCluster(t, 1, "max_entry_bytes = 65536")
+	leader := c.leader()
+	var ts []*bankdv1.Transfer
+	for i := range 1000 { // about 100 KiB
+		ts = append(ts, &bankdv1.Transfer{Id: fmt.Sprintf("big-%04d", i), DebitAccountId: "a", CreditAccountId: "b",
+			Amount: 1, Currency: "BTC", ExternalRef: strings.Repeat("r", 50)})
+	}
+	before := leader.raft.LastIndex()
+	_, err := leader.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS, &bankdv1.CreateTransfersRequest{Transfers: ts}, nil)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max_entry_bytes is 65536") {
+		t.Fatalf("err = %v, want ErrTooLarge naming the limit", err)
+	}
+	if after := leader.raft.LastIndex(); after != before {
+		t.Fatalf("the log grew from %d to %d: the command was proposed", before, after)
 	}
 }
 

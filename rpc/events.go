@@ -64,8 +64,10 @@ func (e *eventService) WatchEvents(ctx context.Context, req *connect.Request[ban
 			}
 			next = ev.GetIndex() + 1
 		}
-		if len(events) == eventPageSize {
-			continue // more are waiting
+		if len(events) > 0 {
+			// Pages are bounded in count and bytes, so a short page does not mean the end:
+			// read again until a read comes back empty, then wait.
+			continue
 		}
 		select {
 		case <-changed:

@@ -160,6 +160,8 @@ type fakeState struct {
 	accounts map[string]*bankdv1.Account
 	events   []*bankdv1.Event
 	changed  chan struct{}
+	// hashScans counts full state-hash computations.
+	hashScans int
 }
 
 func newFakeState() *fakeState {
@@ -229,7 +231,22 @@ func (s *fakeState) Events(from uint64, max int) ([]*bankdv1.Event, error) {
 }
 
 func (s *fakeState) StateHash() (uint64, [32]byte, error) {
+	s.mu.Lock()
+	s.hashScans++
+	s.mu.Unlock()
 	return s.AppliedIndex(), [32]byte{1, 2, 3}, nil
+}
+
+func (s *fakeState) scans() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hashScans
+}
+
+func (s *fakeState) setApplied(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied = index
 }
 
 // fakeServer serves a fakeNode over HTTP/2 without TLS, like the real API port.
@@ -269,6 +286,10 @@ func bearer(token string) connect.ClientOption {
 
 func ledgerClient(url, token string, opts ...connect.ClientOption) bankdv1connect.LedgerServiceClient {
 	return bankdv1connect.NewLedgerServiceClient(http.DefaultClient, url, append(opts, bearer(token))...)
+}
+
+func eventClient(url, token string) bankdv1connect.EventServiceClient {
+	return bankdv1connect.NewEventServiceClient(http.DefaultClient, url, bearer(token))
 }
 
 func clusterClient(url, token string) bankdv1connect.ClusterServiceClient {

@@ -72,6 +72,11 @@ type edgeInterceptor struct{ s *Server }
 func (e *edgeInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
+		release, err := e.s.limits.acquire(ctx, false)
+		if err != nil {
+			return nil, e.finish(ctx, req.Spec(), req.Peer(), req.Header(), start, err)
+		}
+		defer release()
 		res, err := next(ctx, req)
 		cerr := e.finish(ctx, req.Spec(), req.Peer(), req.Header(), start, err)
 		if cerr != nil {
@@ -88,7 +93,12 @@ func (e *edgeInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 func (e *edgeInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
-		err := next(ctx, conn)
+		release, err := e.s.limits.acquire(ctx, true)
+		if err != nil {
+			return e.finish(ctx, conn.Spec(), conn.Peer(), conn.RequestHeader(), start, err)
+		}
+		defer release()
+		err = next(ctx, conn)
 		if cerr := e.finish(ctx, conn.Spec(), conn.Peer(), conn.RequestHeader(), start, err); cerr != nil {
 			return cerr
 		}

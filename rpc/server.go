@@ -25,8 +25,8 @@ import (
 
 // Limits of the HTTP edge.
 const (
-	// DefaultMaxRequestBytes caps one decoded request message. A full CreateTransfers batch
-	// (8000 transfers) is a few MiB; anything larger is refused with ResourceExhausted.
+	// DefaultMaxRequestBytes caps one decoded request message when Options do not say; New uses
+	// cluster.hcl's raft.max_entry_bytes instead, since a larger request could never be proposed.
 	DefaultMaxRequestBytes = 16 << 20
 	// DefaultMaxEventStreams bounds the WatchEvents streams one node serves at once.
 	DefaultMaxEventStreams = 1024
@@ -45,10 +45,18 @@ type Options struct {
 	// Registry receives the node's and the API's Prometheus collectors and is served on
 	// /metrics. Nil makes a fresh registry with the Go and process collectors.
 	Registry *prometheus.Registry
-	// MaxRequestBytes caps one decoded request message; 0 means DefaultMaxRequestBytes.
+	// MaxRequestBytes caps one decoded request message; 0 means raft.max_entry_bytes (New) or
+	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
 	// MaxEventStreams caps concurrent WatchEvents streams; 0 means DefaultMaxEventStreams.
 	MaxEventStreams int
+	// MaxCallsPerToken and MaxStreamsPerToken bound what one token holds at once on this node
+	// (unary calls in flight, open event streams); 0 means the defaults.
+	MaxCallsPerToken   int
+	MaxStreamsPerToken int
+	// BodyReadTimeout bounds how long a client may take to send a request body; 0 means
+	// DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
 	// ShutdownTimeout bounds the graceful stop of Serve; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// ForwardClient carries calls forwarded to the leader. Nil builds one that speaks HTTP/2
@@ -123,6 +131,12 @@ type Server struct {
 	// lightning is the lnd pool driver (Options.Lightning).
 	lightning LightningPool
 
+	// limits bounds what each token holds at once; bodyReadTimeout how long a body may take.
+	limits          *tokenLimits
+	bodyReadTimeout time.Duration
+	// stateHashes caches the state hash per applied index.
+	stateHashes stateHashCache
+
 	// streamSlots holds one token per open event stream.
 	streamSlots chan struct{}
 
@@ -137,6 +151,10 @@ type Server struct {
 func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 	if n == nil || cfg == nil {
 		return nil, errors.New("rpc: node and config are required")
+	}
+	if opts.MaxRequestBytes <= 0 {
+		// A request larger than a log entry could never be proposed.
+		opts.MaxRequestBytes = cfg.Raft.MaxEntryBytes
 	}
 	s, err := newServer(nodeBackend{n}, cfg.Tokens.Tokens, opts)
 	if err != nil {
@@ -181,6 +199,17 @@ func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, err
 	if maxStreams <= 0 {
 		maxStreams = DefaultMaxEventStreams
 	}
+	maxCalls, maxTokenStreams := opts.MaxCallsPerToken, opts.MaxStreamsPerToken
+	if maxCalls <= 0 {
+		maxCalls = DefaultMaxCallsPerToken
+	}
+	if maxTokenStreams <= 0 {
+		maxTokenStreams = DefaultMaxStreamsPerToken
+	}
+	bodyTimeout := opts.BodyReadTimeout
+	if bodyTimeout <= 0 {
+		bodyTimeout = DefaultBodyReadTimeout
+	}
 	grace := opts.ShutdownTimeout
 	if grace <= 0 {
 		grace = DefaultShutdownTimeout
@@ -197,7 +226,10 @@ func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, err
 		network:     node.DefaultChainNetwork,
 		lightning:   opts.Lightning,
 		streamSlots: make(chan struct{}, maxStreams),
-		streamsDone: make(chan struct{}),
+		limits:      newTokenLimits(maxCalls, maxTokenStreams),
+
+		bodyReadTimeout: bodyTimeout,
+		streamsDone:     make(chan struct{}),
 	}
 	if s.auth.count() == 0 {
 		log.Warn("no API tokens configured: every authenticated call will be refused")
@@ -254,7 +286,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, openOpts))
 
 	s.mountOperations(mux)
-	return mux
+	return s.limitRequests(mux)
 }
 
 // serviceNames are the bankd services, as announced by reflection and health.
