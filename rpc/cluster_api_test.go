@@ -95,6 +95,9 @@ func TestClusterAPI(t *testing.T) {
 	})
 
 	t.Run("a stale read answers locally with its meta", func(t *testing.T) {
+		// A stale read may lag by definition: wait until the follower has applied what the
+		// leader has (the accounts), then read there.
+		c.WaitApplied(c.Leader().Node.FSM().AppliedIndex())
 		res, err := onFollower.Ledger.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{
 			Id: f.cash, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE,
 		}))
