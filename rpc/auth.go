@@ -29,6 +29,7 @@ const (
 var adminProcedures = map[string]bool{
 	bankdv1connect.ClusterServiceTransferLeadershipProcedure: true,
 	bankdv1connect.ClusterServiceRemoveNodeProcedure:         true,
+	bankdv1connect.ClusterServiceListProblemsProcedure:       true,
 	bankdv1connect.WalletServiceCreateWalletProcedure:        true,
 	bankdv1connect.ChainServiceRescanProcedure:               true,
 	bankdv1connect.LightningServiceAddNodeProcedure:          true,

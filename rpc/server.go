@@ -98,6 +98,8 @@ type stateReader interface {
 	LndNodes() ([]*bankdv1.LndNode, error)
 	Invoice(hash string) (*bankdv1.LnInvoice, error)
 	Payment(id string) (*bankdv1.LnPayment, error)
+	ListProblems(pageToken string, pageSize int) ([]*bankdv1.Problem, string, error)
+	ProblemCount() (uint64, error)
 }
 
 var _ stateReader = (*fsm.FSM)(nil)
@@ -167,6 +169,9 @@ func newServer(b backend, adminTokens, clientTokens []string, opts Options) (*Se
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
+		return nil, err
+	}
+	if err := registerProblemMetric(reg, b); err != nil {
 		return nil, err
 	}
 	maxBytes := opts.MaxRequestBytes
