@@ -579,3 +579,63 @@ func TestProblemsArePaged(t *testing.T) {
 		t.Fatalf("a malformed page token was accepted")
 	}
 }
+
+// TestEveryCommandTypeActsAsSomeone: every command type this binary knows names the owner it
+// acts as, the drivers' types their driver; only a tick, which creates nothing, acts as no one.
+func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
+	for v, name := range bankdv1.CommandType_name {
+		typ := bankdv1.CommandType(v)
+		if typ == bankdv1.CommandType_COMMAND_TYPE_UNSPECIFIED {
+			continue
+		}
+		h, ok := commandBodies[typ]
+		if !ok {
+			t.Errorf("%s is not in the command table", name)
+			continue
+		}
+		want := asClient
+		switch {
+		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK:
+			want = bankdv1.Owner_OWNER_UNSPECIFIED
+		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"):
+			want = asChain
+		case strings.HasPrefix(name, "COMMAND_TYPE_LND_"), strings.HasPrefix(name, "COMMAND_TYPE_LN_"):
+			want = asLightning
+		}
+		if h.owner != want {
+			t.Errorf("%s acts as %v, want %v", name, h.owner, want)
+		}
+	}
+}
+
+// TestWindowBlockedByAnotherWalletRecordsAProblem: when a wallet's look-ahead window must grow
+// into a script another wallet watches (overlapping keys), the block that used the wallet still
+// applies; the window stops short and a problem says where. Handing out an address that would
+// need the window to grow is refused.
+func TestWindowBlockedByAnotherWalletRecordsAProblem(t *testing.T) {
+	tf := openTestFSM(t)
+	tf.mustAccount("alice", "LIABILITY", true)
+	key := tpub(t, 3)
+	tf.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "a", Kind: bankdv1.WalletKind_WALLET_KIND_DEPOSIT, Descriptor_: "wpkh(" + key + "/0/*)", GapLimit: 5})
+	tf.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "b", Kind: bankdv1.WalletKind_WALLET_KIND_HOT, Descriptor_: "wpkh(" + key + "/0/7)"})
+	var script []byte
+	for _, ws := range watchedScripts(t, tf.FSM) {
+		if ws.WalletId == "a" && ws.Index == 3 {
+			script = ws.Script
+		}
+	}
+	c := &chainFixture{testFSM: tf, height: 99, depth: 3}
+	c.mustOK(c.connect(pay("to-a3", script, 1_000)))
+	w, err := tf.Wallet("a")
+	if err != nil || w.Branches[0].NextIndex != 4 || w.Branches[0].WatchedEnd != 7 {
+		t.Fatalf("wallet a %v (%v), want next 4, watched up to the other wallet's script at 7", w, err)
+	}
+	ps, _, _ := tf.ListProblems("", 10)
+	if len(ps) != 1 || ps[0].Subject != "wallet a" || !strings.Contains(ps[0].Message, `wallet "b"`) {
+		t.Fatalf("problems %v", ps)
+	}
+	refusal(t, tf.newAddress("alice", "a", "r1"), bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, `wallet "b"`)
+	if tf.fatals.count() != 0 {
+		t.Fatalf("stopped: %v", tf.fatals.errs)
+	}
+}
