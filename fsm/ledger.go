@@ -28,7 +28,7 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 		return nil, err
 	}
 	if found {
-		if o := accountOwner(existing); o != a.owner && a.enforcesClientOwnership() {
+		if o := accountOwner(existing); o != a.owner && a.checksOwnership() {
 			return nil, invalid("account.id: %q is taken by an account of %s", req.Account.Id, ownerPhrase(o))
 		}
 		if !sameAccountDefinition(existing, req.Account) {
@@ -75,6 +75,12 @@ func (a *applier) ensureAccount(tx *txn, acc *bankdv1.Account) error {
 // are checked against what the drivers own (owner.go).
 func (a *applier) enforcesClientOwnership() bool {
 	return a.owner == bankdv1.Owner_OWNER_CLIENT && !ownershipChecksOff
+}
+
+// checksOwnership reports whether the ownership rules apply to this command: always to a
+// driver's, and to a client's unless a test switched the client checks off.
+func (a *applier) checksOwnership() bool {
+	return a.owner != bankdv1.Owner_OWNER_CLIENT || !ownershipChecksOff
 }
 
 // ownerPhrase names an owner in a sentence: "a client", "the chain driver".
@@ -167,7 +173,7 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if found {
 		// An id is judged by the owner recorded with it: a driver never takes over a transfer
 		// a client made under one of its ids, nor a client a driver's.
-		if o := transferOwner(stored); o != a.owner && (a.owner != bankdv1.Owner_OWNER_CLIENT || a.enforcesClientOwnership()) {
+		if o := transferOwner(stored); o != a.owner && a.checksOwnership() {
 			return refusalResult(t.Id, invalid("transfer.id: %q is taken by a transfer of %s", t.Id, ownerPhrase(o))), nil
 		}
 		if storedHash != reqHash {
@@ -262,7 +268,7 @@ func (a *applier) resolvePending(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	if !found {
 		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "transfer.pending_id: no transfer %q", t.PendingId)
 	}
-	if o := transferOwner(p); o != a.owner && (a.owner != bankdv1.Owner_OWNER_CLIENT || a.enforcesClientOwnership()) {
+	if o := transferOwner(p); o != a.owner && a.checksOwnership() {
 		return nil, invalid("transfer.pending_id: %q is a transfer of %s; only its owner posts or voids it", p.Id, ownerPhrase(o))
 	}
 	if err := checkResolvable(p, a.now); err != nil {
@@ -400,7 +406,7 @@ func (a *applier) expirePending(tx *txn, max int) error {
 // checkAccountUse refuses a transfer through an account this command's owner may not use: a
 // client moves money only between client accounts; a driver between its own and client ones.
 func (a *applier) checkAccountUse(debit, credit *bankdv1.Account) error {
-	if a.owner == bankdv1.Owner_OWNER_CLIENT && !a.enforcesClientOwnership() {
+	if !a.checksOwnership() {
 		return nil
 	}
 	if o := accountOwner(debit); !mayUseAccount(a.owner, o) {
