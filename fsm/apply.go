@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -19,6 +20,13 @@ type applier struct {
 	now   int64
 	seq   uint32 // orders history entries written by this command
 	items []*bankdv1.EventItem
+	// cmdType and owner are the command's type and the owner it acts as (commandBodies).
+	cmdType bankdv1.CommandType
+	owner   bankdv1.Owner
+	// principal is the authenticated API token that asked for the command ("" for drivers).
+	principal string
+	// problems are the unexpected states this command met and applied around (problem.go).
+	problems []*bankdv1.Problem
 	// allowNegative lets the next balance change take a non-negative account below zero: only
 	// for reversals of deposits the chain took back.
 	allowNegative bool
@@ -30,138 +38,62 @@ type applier struct {
 // commandHandler applies one command type. It returns the response, or an *Error to refuse the
 // command; any other error means the store is broken and stops the state machine.
 type commandHandler struct {
+	// owner is who the command acts as: what it creates is stamped with this owner, and what
+	// it may touch is judged against it (owner.go).
+	owner   bankdv1.Owner
 	newBody func() proto.Message
 	apply   func(a *applier, tx *txn, body proto.Message) (proto.Message, error)
 }
 
-// commandBodies is the registry of every command type this binary applies.
+// handle adapts a typed apply function to the command table.
+func handle[T proto.Message](owner bankdv1.Owner, apply func(*applier, *txn, T) (proto.Message, error)) commandHandler {
+	return commandHandler{
+		owner: owner,
+		newBody: func() proto.Message {
+			var zero T
+			return zero.ProtoReflect().Type().New().Interface()
+		},
+		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) { return apply(a, tx, body.(T)) },
+	}
+}
+
+const (
+	asClient    = bankdv1.Owner_OWNER_CLIENT
+	asChain     = bankdv1.Owner_OWNER_CHAIN
+	asLightning = bankdv1.Owner_OWNER_LIGHTNING
+)
+
+// commandBodies is the registry of every command type this binary applies, with the owner each
+// acts as. Client commands are the API's; the chain and Lightning ones are proposed by the
+// leader's drivers (or, for a few, by an operator through the API acting on the driver's state).
 var commandBodies = map[bankdv1.CommandType]commandHandler{
-	bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT: {
-		newBody: func() proto.Message { return &bankdv1.CreateAccountRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.createAccount(tx, body.(*bankdv1.CreateAccountRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS: {
-		newBody: func() proto.Message { return &bankdv1.CreateTransfersRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.createTransfers(tx, body.(*bankdv1.CreateTransfersRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_ACQUIRE_LOCK: {
-		newBody: func() proto.Message { return &bankdv1.AcquireLockRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.acquireLock(tx, body.(*bankdv1.AcquireLockRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_RENEW_LOCK: {
-		newBody: func() proto.Message { return &bankdv1.RenewLockRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.renewLock(tx, body.(*bankdv1.RenewLockRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_RELEASE_LOCK: {
-		newBody: func() proto.Message { return &bankdv1.ReleaseLockRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.releaseLock(tx, body.(*bankdv1.ReleaseLockRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_TICK: {
-		newBody: func() proto.Message { return &emptypb.Empty{} },
-		apply: func(*applier, *txn, proto.Message) (proto.Message, error) {
-			return &emptypb.Empty{}, nil
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CREATE_WALLET: {
-		newBody: func() proto.Message { return &bankdv1.CreateWalletRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.createWallet(tx, body.(*bankdv1.CreateWalletRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS: {
-		newBody: func() proto.Message { return &bankdv1.NewDepositAddressRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.newDepositAddress(tx, body.(*bankdv1.NewDepositAddressRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_CONNECTED: {
-		newBody: func() proto.Message { return &bankdv1.ChainBlockConnected{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.chainBlockConnected(tx, body.(*bankdv1.ChainBlockConnected))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED: {
-		newBody: func() proto.Message { return &bankdv1.ChainBlockDisconnected{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.chainBlockDisconnected(tx, body.(*bankdv1.ChainBlockDisconnected))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CHAIN_MEMPOOL: {
-		newBody: func() proto.Message { return &bankdv1.ChainMempool{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.chainMempool(tx, body.(*bankdv1.ChainMempool))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CHAIN_RESCAN: {
-		newBody: func() proto.Message { return &bankdv1.RescanChainRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.chainRescan(tx, body.(*bankdv1.RescanChainRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_CHAIN_RESCAN_BLOCK: {
-		newBody: func() proto.Message { return &bankdv1.ChainRescanBlock{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.chainRescanBlock(tx, body.(*bankdv1.ChainRescanBlock))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_UPSERT: {
-		newBody: func() proto.Message { return &bankdv1.UpsertLndNodeRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.upsertLndNode(tx, body.(*bankdv1.UpsertLndNodeRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_HEALTH: {
-		newBody: func() proto.Message { return &bankdv1.LndNodeHealth{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.lndNodeHealth(tx, body.(*bankdv1.LndNodeHealth))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_SET_STATE: {
-		newBody: func() proto.Message { return &bankdv1.SetLndNodeStateRequest{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.setLndNodeState(tx, body.(*bankdv1.SetLndNodeStateRequest))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CREATED: {
-		newBody: func() proto.Message { return &bankdv1.LnInvoiceCreated{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.lnInvoiceCreated(tx, body.(*bankdv1.LnInvoiceCreated))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_UPDATES: {
-		newBody: func() proto.Message { return &bankdv1.LnInvoiceUpdates{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.lnInvoiceUpdates(tx, body.(*bankdv1.LnInvoiceUpdates))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_START: {
-		newBody: func() proto.Message { return &bankdv1.LnPaymentStart{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.lnPaymentStart(tx, body.(*bankdv1.LnPaymentStart))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_RESULT: {
-		newBody: func() proto.Message { return &bankdv1.LnPaymentResult{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.lnPaymentResult(tx, body.(*bankdv1.LnPaymentResult))
-		},
-	},
-	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE: {
-		newBody: func() proto.Message { return &bankdv1.LnInvoiceCanceledOnNode{} },
-		apply: func(a *applier, tx *txn, body proto.Message) (proto.Message, error) {
-			return a.lnInvoiceCanceledOnNode(tx, body.(*bankdv1.LnInvoiceCanceledOnNode))
-		},
-	},
+	bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT:      handle(asClient, (*applier).createAccount),
+	bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS:    handle(asClient, (*applier).createTransfers),
+	bankdv1.CommandType_COMMAND_TYPE_ACQUIRE_LOCK:        handle(asClient, (*applier).acquireLock),
+	bankdv1.CommandType_COMMAND_TYPE_RENEW_LOCK:          handle(asClient, (*applier).renewLock),
+	bankdv1.CommandType_COMMAND_TYPE_RELEASE_LOCK:        handle(asClient, (*applier).releaseLock),
+	bankdv1.CommandType_COMMAND_TYPE_CREATE_WALLET:       handle(asClient, (*applier).createWallet),
+	bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS: handle(asClient, (*applier).newDepositAddress),
+	// A tick only lets time pass (expiries run before every command); it creates nothing, so it
+	// acts as no one.
+	bankdv1.CommandType_COMMAND_TYPE_TICK: handle(bankdv1.Owner_OWNER_UNSPECIFIED, func(*applier, *txn, *emptypb.Empty) (proto.Message, error) {
+		return &emptypb.Empty{}, nil
+	}),
+
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_CONNECTED:    handle(asChain, (*applier).chainBlockConnected),
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_DISCONNECTED: handle(asChain, (*applier).chainBlockDisconnected),
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_MEMPOOL:            handle(asChain, (*applier).chainMempool),
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_RESCAN:             handle(asChain, (*applier).chainRescan),
+	bankdv1.CommandType_COMMAND_TYPE_CHAIN_RESCAN_BLOCK:       handle(asChain, (*applier).chainRescanBlock),
+
+	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_UPSERT:             handle(asLightning, (*applier).upsertLndNode),
+	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_HEALTH:             handle(asLightning, (*applier).lndNodeHealth),
+	bankdv1.CommandType_COMMAND_TYPE_LND_NODE_SET_STATE:          handle(asLightning, (*applier).setLndNodeState),
+	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CREATED:          handle(asLightning, (*applier).lnInvoiceCreated),
+	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_UPDATES:          handle(asLightning, (*applier).lnInvoiceUpdates),
+	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_START:            handle(asLightning, (*applier).lnPaymentStart),
+	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_RESULT:           handle(asLightning, (*applier).lnPaymentResult),
+	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE: handle(asLightning, (*applier).lnInvoiceCanceledOnNode),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending
@@ -206,25 +138,30 @@ func (a *applier) run(cmd *bankdv1.Command) (any, error) {
 		}
 	}
 	handler := commandBodies[cmd.Type]
+	a.cmdType, a.owner, a.principal = cmd.Type, handler.owner, cmd.Principal
 	body := handler.newBody()
 	if err := proto.Unmarshal(cmd.Body, body); err != nil {
 		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "command body does not decode as %s: %v", body.ProtoReflect().Descriptor().FullName(), err)
 	}
 	tx := a.root.child()
+	itemsMark := len(a.items)
 	result, err := handler.apply(a, tx, body)
 	if err != nil {
-		a.watched = nil // they were written to the dropped txn
+		// What the refused command did was written to the dropped txn: so are the events and
+		// problems that describe it.
+		a.watched, a.items, a.problems = nil, a.items[:itemsMark], nil
 		return nil, err
 	}
 	if err := tx.commit(); err != nil {
 		return nil, err
 	}
-	return result, nil
+	return result, a.writeProblems()
 }
 
+// asRefusal reports whether err is (or wraps) a refusal.
 func asRefusal(err error) (*Error, bool) {
-	e, ok := err.(*Error)
-	return e, ok && e != nil
+	var e *Error
+	return e, errors.As(err, &e) && e != nil
 }
 
 func (a *applier) emit(item *bankdv1.EventItem) { a.items = append(a.items, item) }

@@ -670,7 +670,7 @@ func (c *chainApply) unconfirm(txid string) error {
 		if d.State != bankdv1.DepositState_DEPOSIT_STATE_CREDITED {
 			return nil
 		}
-		if err := c.reverseDeposit(d); err != nil {
+		if reversed, err := c.reverseDeposit(d); err != nil || !reversed {
 			return err
 		}
 		return c.startDepositAttempt(d)
@@ -805,25 +805,37 @@ func (c *chainApply) sightDeposits(rec *bankdv1.ChainTx, outs []depositOutput) e
 	return nil
 }
 
-// startDepositAttempt makes d PENDING under a new pending transfer clearing -> customer.
+// startDepositAttempt makes d PENDING under a new pending transfer clearing -> customer. When
+// the ledger refuses the credit (an amount of 0, an account total at its limit, an account the
+// chain driver may not credit, the id or the clearing account taken by another owner), the
+// deposit is kept PENDING without a transfer, with the reason, and a problem is recorded:
+// nothing moved, and the command that saw the deposit still applies.
 func (c *chainApply) startDepositAttempt(d *bankdv1.Deposit) error {
-	if err := c.ensureClearingAccount(); err != nil {
-		return err
-	}
 	d.Attempt++
 	d.TransferId = depositTransferID("d", d.Outpoint, d.Attempt)
 	d.State, d.Problem, d.UpdatedUnixMs = bankdv1.DepositState_DEPOSIT_STATE_PENDING, "", c.a.now
-	res, err := c.a.applyTransfer(c.tx, &bankdv1.Transfer{
-		Id: d.TransferId, DebitAccountId: DepositClearingAccount, CreditAccountId: d.AccountId,
-		Amount: d.ValueSat, Currency: "BTC", Pending: true, ExternalRef: outpointString(d.Outpoint),
-	})
-	if err != nil {
-		return err
+	problem := ""
+	if err := c.ensureClearingAccount(); err != nil {
+		refusal, ok := asRefusal(err)
+		if !ok {
+			return err
+		}
+		problem = refusal.Message
+	} else {
+		res, err := c.a.driverTransfer(c.tx, &bankdv1.Transfer{
+			Id: d.TransferId, DebitAccountId: DepositClearingAccount, CreditAccountId: d.AccountId,
+			Amount: d.ValueSat, Currency: "BTC", Pending: true, ExternalRef: outpointString(d.Outpoint),
+		})
+		if err != nil {
+			return err
+		}
+		if res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+			problem = res.Message
+		}
 	}
-	if res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
-		// The credit cannot be made (an amount of 0, an account total at its limit): the
-		// deposit is kept with the reason for an operator; nothing moved.
-		d.TransferId, d.Problem = "", res.Message
+	if problem != "" {
+		d.TransferId, d.Problem = "", problem
+		c.a.problem("deposit "+outpointString(d.Outpoint), "no pending credit of %d sat for %q: %s", d.ValueSat, d.AccountId, problem)
 	}
 	return c.saveDeposit(d)
 }
@@ -834,7 +846,7 @@ func (c *chainApply) creditDeposit(d *bankdv1.Deposit) error {
 	if d.State != bankdv1.DepositState_DEPOSIT_STATE_PENDING || d.TransferId == "" {
 		return nil
 	}
-	if err := c.resolveDeposit(d, true); err != nil {
+	if resolved, err := c.resolveDeposit(d, true); err != nil || !resolved {
 		return err
 	}
 	d.State = bankdv1.DepositState_DEPOSIT_STATE_CREDITED
@@ -847,49 +859,65 @@ func (c *chainApply) voidDeposit(d *bankdv1.Deposit) error {
 	if d.State != bankdv1.DepositState_DEPOSIT_STATE_PENDING {
 		return nil
 	}
-	if err := c.resolveDeposit(d, false); err != nil {
+	if resolved, err := c.resolveDeposit(d, false); err != nil || !resolved {
 		return err
 	}
 	d.State = bankdv1.DepositState_DEPOSIT_STATE_REJECTED
 	return c.saveDeposit(d)
 }
 
-// resolveDeposit posts (post) or voids the pending transfer of d's current attempt, if it has one.
-func (c *chainApply) resolveDeposit(d *bankdv1.Deposit, post bool) error {
+// resolveDeposit posts (post) or voids the pending transfer of d's current attempt, if it has
+// one, and reports whether it did. The ledger may refuse: the pending credit resolved by
+// someone else, or the id of its resolution taken (both only possible for records written
+// before owners were recorded). Then the deposit keeps its state with the reason, a problem is
+// recorded, and the chain command still applies: refusing a block would stop the chain from
+// being followed (the watcher would propose it again for ever), and stopping the state machine
+// would stop every replica at this index, again after every restart.
+func (c *chainApply) resolveDeposit(d *bankdv1.Deposit, post bool) (bool, error) {
 	if d.TransferId == "" {
-		return nil
+		return true, nil
 	}
 	t := &bankdv1.Transfer{Id: depositTransferID("p", d.Outpoint, d.Attempt), PendingId: d.TransferId, PostPending: true}
+	verb := "post"
 	if !post {
 		t = &bankdv1.Transfer{Id: depositTransferID("v", d.Outpoint, d.Attempt), PendingId: d.TransferId, VoidPending: true}
+		verb = "void"
 	}
-	res, err := c.a.applyTransfer(c.tx, t)
+	res, err := c.a.driverTransfer(c.tx, t)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
-		return fmt.Errorf("deposit %s: resolve pending transfer %s: %s", outpointString(d.Outpoint), d.TransferId, res.Message)
+		d.Problem = res.Message
+		c.a.problem("deposit "+outpointString(d.Outpoint), "%s of pending credit %s refused: %s", verb, d.TransferId, res.Message)
+		return false, c.saveDeposit(d)
 	}
-	return nil
+	return true, nil
 }
 
-// reverseDeposit takes back a credited deposit whose block left the chain. The reversal may
-// take the customer below zero: the chain, not the customer, undid the deposit.
-func (c *chainApply) reverseDeposit(d *bankdv1.Deposit) error {
+// reverseDeposit takes back a credited deposit whose block left the chain, and reports whether
+// it did. The reversal may take the customer below zero: the chain, not the customer, undid the
+// deposit. If the ledger refuses it (the id taken, a total at its limit), the deposit stays
+// CREDITED with the reason and a problem is recorded, for the reasons resolveDeposit gives; no
+// new attempt starts then, since that would credit the same output twice.
+func (c *chainApply) reverseDeposit(d *bankdv1.Deposit) (bool, error) {
 	d.Reversals++
 	c.a.allowNegative = true
-	res, err := c.a.applyTransfer(c.tx, &bankdv1.Transfer{
+	res, err := c.a.driverTransfer(c.tx, &bankdv1.Transfer{
 		Id: depositTransferID("r", d.Outpoint, d.Reversals), DebitAccountId: d.AccountId, CreditAccountId: DepositClearingAccount,
 		Amount: d.ValueSat, Currency: "BTC", ExternalRef: outpointString(d.Outpoint),
 	})
 	c.a.allowNegative = false
 	if err != nil {
-		return err
+		return false, err
 	}
 	if res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
-		return fmt.Errorf("deposit %s: reversal: %s", outpointString(d.Outpoint), res.Message)
+		d.Reversals-- // it counts reversals posted
+		d.Problem = res.Message
+		c.a.problem("deposit "+outpointString(d.Outpoint), "reversal of the credit %s refused: %s", d.TransferId, res.Message)
+		return false, c.saveDeposit(d)
 	}
-	return nil
+	return true, nil
 }
 
 func (c *chainApply) ensureClearingAccount() error {

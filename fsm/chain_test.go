@@ -270,6 +270,40 @@ func TestReversalMayOverdrawTheCustomer(t *testing.T) {
 	c.aliceIs(-9_000, 9_000)
 }
 
+// TestHoldOnAnOverdrawnAccountCanStillBePosted: once a reversal took a customer below zero,
+// resolving a hold made before it lowers nothing (the held amount was already out of
+// available), so it is not refused; before, the post was refused and a payment's outcome could
+// not be recorded.
+func TestHoldOnAnOverdrawnAccountCanStillBePosted(t *testing.T) {
+	c := newChainFixture(t)
+	c.mustAccount("shop", "LIABILITY", false)
+	c.mustOK(c.connect())
+	c.mustOK(c.connect(pay("d1", c.script, 9_000)))
+	c.mustOK(c.connect())
+	c.mustOK(c.connect())
+	hold := xfer("hold", "alice", "shop", 5_000)
+	hold.Pending = true
+	if r := c.transfer(hold); r.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("hold: %v", r)
+	}
+	for range 3 {
+		c.mustOK(c.disconnect())
+	}
+	if b := c.balance("alice"); b.Available != -5_000 {
+		t.Fatalf("alice after the reversal %v", b)
+	}
+	if r := c.transfer(&bankdv1.Transfer{Id: "hold-post", PostPending: true, PendingId: "hold", Amount: 4_000}); r.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("posting part of the hold on an overdrawn account: %v", r)
+	}
+	if b := c.balance("alice"); b.Available != -4_000 {
+		t.Fatalf("alice after the post %v, want the 1,000 not posted back", b)
+	}
+	// A new debit that lowers it further is still refused.
+	if r := c.transfer(xfer("more", "alice", "shop", 1)); r.Code != bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS {
+		t.Fatalf("a debit of an overdrawn account: %v", r)
+	}
+}
+
 func TestDoubleSpendRejectsTheDepositAndVoidsItsCredit(t *testing.T) {
 	c := newChainFixture(t)
 	c.mustOK(c.connect())

@@ -15,7 +15,11 @@ import (
 const msPerDay = 24 * 3600 * 1000
 
 func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (proto.Message, error) {
-	if err := ValidateAccount(req.Account); err != nil {
+	check := validateAccountShape
+	if a.enforcesClientOwnership() {
+		check = ValidateAccount
+	}
+	if err := check(req.Account); err != nil {
 		return nil, err
 	}
 	existing := &bankdv1.Account{}
@@ -24,16 +28,23 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 		return nil, err
 	}
 	if found {
+		if o := accountOwner(existing); o != a.owner && a.checksOwnership() {
+			return nil, invalid("account.id: %q is taken by an account of %s", req.Account.Id, ownerPhrase(o))
+		}
 		if !sameAccountDefinition(existing, req.Account) {
 			return nil, refuse(bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS,
 				"account.id: account %q already exists with a different definition", req.Account.Id)
 		}
 		return &bankdv1.CreateAccountResponse{Account: existing, Replayed: true}, nil
 	}
+	if a.owner == bankdv1.Owner_OWNER_UNSPECIFIED {
+		return nil, fmt.Errorf("a %s command, which acts as no one, tried to create account %q", a.cmdType, req.Account.Id)
+	}
 	acc := proto.Clone(req.Account).(*bankdv1.Account)
 	acc.Balance = deriveBalance(acc.Kind, &bankdv1.Balance{})
 	acc.CreatedAtUnixMs = a.now
 	acc.CreatedIndex = a.index
+	acc.Owner = a.owner
 	if err := putProto(tx, accountKey(acc.Id), acc); err != nil {
 		return nil, err
 	}
@@ -41,20 +52,48 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 	return &bankdv1.CreateAccountResponse{Account: acc}, nil
 }
 
-// ensureAccount creates a system account (the deposit clearing account, the Lightning pool's
-// accounts) unless it exists.
+// ensureAccount creates a driver's own account (the deposit clearing account, the Lightning
+// pool's accounts) unless it exists. One that exists under another owner (a client took the id
+// before owners were recorded) is refused: the driver must not move its money through it.
 func (a *applier) ensureAccount(tx *txn, acc *bankdv1.Account) error {
-	_, found, err := tx.get(accountKey(acc.Id))
-	if err != nil || found {
+	existing := &bankdv1.Account{}
+	found, err := getProto(tx, accountKey(acc.Id), existing)
+	if err != nil {
 		return err
+	}
+	if found {
+		if o := accountOwner(existing); o != a.owner {
+			return invalid("account.id: %q, which the %s driver needs, is taken by an account of %s", acc.Id, OwnerName(a.owner), ownerPhrase(o))
+		}
+		return nil
 	}
 	_, err = a.createAccount(tx, &bankdv1.CreateAccountRequest{Account: acc})
 	return err
 }
 
+// enforcesClientOwnership reports whether this command is a client's, whose ids and accounts
+// are checked against what the drivers own (owner.go).
+func (a *applier) enforcesClientOwnership() bool {
+	return a.owner == bankdv1.Owner_OWNER_CLIENT && !ownershipChecksOff
+}
+
+// checksOwnership reports whether the ownership rules apply to this command: always to a
+// driver's, and to a client's unless a test switched the client checks off.
+func (a *applier) checksOwnership() bool {
+	return a.owner != bankdv1.Owner_OWNER_CLIENT || !ownershipChecksOff
+}
+
+// ownerPhrase names an owner in a sentence: "a client", "the chain driver".
+func ownerPhrase(o bankdv1.Owner) string {
+	if o == bankdv1.Owner_OWNER_CLIENT {
+		return "a client"
+	}
+	return "the " + OwnerName(o) + " driver"
+}
+
 func sameAccountDefinition(stored, req *bankdv1.Account) bool {
 	def := proto.Clone(stored).(*bankdv1.Account)
-	def.Balance, def.CreatedAtUnixMs, def.CreatedIndex = nil, 0, 0
+	def.Balance, def.CreatedAtUnixMs, def.CreatedIndex, def.Owner = nil, 0, 0, bankdv1.Owner_OWNER_UNSPECIFIED
 	return proto.Equal(def, req)
 }
 
@@ -111,8 +150,15 @@ func (a *applier) createTransfers(tx *txn, req *bankdv1.CreateTransfersRequest) 
 // applyTransfer applies one transfer into tx. Refusals come back as a result; an error means
 // the store is broken.
 func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.TransferResult, error) {
-	if err := ValidateTransfer(t); err != nil {
+	check := validateTransferShape
+	if a.enforcesClientOwnership() {
+		check = ValidateTransfer
+	}
+	if err := check(t); err != nil {
 		return refusalResult(t.GetId(), err), nil
+	}
+	if a.owner == bankdv1.Owner_OWNER_UNSPECIFIED {
+		return nil, fmt.Errorf("a %s command, which acts as no one, tried to create transfer %q", a.cmdType, t.Id)
 	}
 	reqHash, err := requestHash(t)
 	if err != nil {
@@ -125,6 +171,11 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	// failpoint skip-idempotency-check: treat a stored transfer as absent, so it applies again.
 	found = found && !failpoint.Enabled(failpoint.SkipIdempotencyCheck)
 	if found {
+		// An id is judged by the owner recorded with it: a driver never takes over a transfer
+		// a client made under one of its ids, nor a client a driver's.
+		if o := transferOwner(stored); o != a.owner && a.checksOwnership() {
+			return refusalResult(t.Id, invalid("transfer.id: %q is taken by a transfer of %s", t.Id, ownerPhrase(o))), nil
+		}
 		if storedHash != reqHash {
 			return refusalResult(t.Id, refuse(bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS,
 				"transfer.id: %q was already used for a transfer with a different body", t.Id)), nil
@@ -151,6 +202,18 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	return &bankdv1.TransferResult{Id: t.Id, Code: bankdv1.ResultCode_RESULT_CODE_OK, Transfer: rec}, nil
 }
 
+// driverTransfer applies one transfer a driver's command makes, in a txn of its own: a refused
+// transfer may have written its debit before its credit was refused, and the driver's command
+// goes on after a refusal, so nothing of it may remain.
+func (a *applier) driverTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.TransferResult, error) {
+	own := tx.child()
+	res, err := a.applyTransfer(own, t)
+	if err != nil || res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+		return res, err
+	}
+	return res, own.commit()
+}
+
 func refusalResult(id string, e *Error) *bankdv1.TransferResult {
 	return &bankdv1.TransferResult{Id: id, Code: e.Code, Message: e.Message}
 }
@@ -161,8 +224,11 @@ func (a *applier) moveOrReserve(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if err != nil {
 		return nil, err
 	}
+	if err := a.checkAccountUse(debit, credit); err != nil {
+		return nil, err
+	}
 	rec := proto.Clone(t).(*bankdv1.Transfer)
-	rec.Index, rec.CreatedAtUnixMs = a.index, a.now
+	rec.Index, rec.CreatedAtUnixMs, rec.Owner = a.index, a.now, a.owner
 	var dd, cd delta
 	if t.Pending {
 		rec.State = bankdv1.TransferState_TRANSFER_STATE_PENDING
@@ -202,6 +268,9 @@ func (a *applier) resolvePending(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	if !found {
 		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "transfer.pending_id: no transfer %q", t.PendingId)
 	}
+	if o := transferOwner(p); o != a.owner && a.checksOwnership() {
+		return nil, invalid("transfer.pending_id: %q is a transfer of %s; only its owner posts or voids it", p.Id, ownerPhrase(o))
+	}
 	if err := checkResolvable(p, a.now); err != nil {
 		return nil, err
 	}
@@ -229,9 +298,12 @@ func (a *applier) resolvePending(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	if err != nil {
 		return nil, err
 	}
+	if err := a.checkAccountUse(debit, credit); err != nil {
+		return nil, err
+	}
 	rec := proto.Clone(t).(*bankdv1.Transfer)
 	rec.DebitAccountId, rec.CreditAccountId, rec.Currency = p.DebitAccountId, p.CreditAccountId, p.Currency
-	rec.Amount, rec.Index, rec.CreatedAtUnixMs = amount, a.index, a.now
+	rec.Amount, rec.Index, rec.CreatedAtUnixMs, rec.Owner = amount, a.index, a.now, a.owner
 	dd := delta{debitsPending: -p.Amount}
 	cd := delta{creditsPending: -p.Amount}
 	if t.PostPending {
@@ -331,6 +403,21 @@ func (a *applier) expirePending(tx *txn, max int) error {
 	return nil
 }
 
+// checkAccountUse refuses a transfer through an account this command's owner may not use: a
+// client moves money only between client accounts; a driver between its own and client ones.
+func (a *applier) checkAccountUse(debit, credit *bankdv1.Account) error {
+	if !a.checksOwnership() {
+		return nil
+	}
+	if o := accountOwner(debit); !mayUseAccount(a.owner, o) {
+		return invalid("transfer.debit_account_id: %q is an account of %s; %s cannot move money out of it", debit.Id, ownerPhrase(o), ownerPhrase(a.owner))
+	}
+	if o := accountOwner(credit); !mayUseAccount(a.owner, o) {
+		return invalid("transfer.credit_account_id: %q is an account of %s; %s cannot move money into it", credit.Id, ownerPhrase(o), ownerPhrase(a.owner))
+	}
+	return nil
+}
+
 // loadPair loads both accounts of a transfer and checks that they exist and hold currency.
 func (a *applier) loadPair(tx *txn, debitID, creditID, currency string) (debit, credit *bankdv1.Account, err error) {
 	debit, err = loadAccount(tx, "transfer.debit_account_id", debitID, currency)
@@ -374,14 +461,6 @@ func creditNormal(k bankdv1.AccountKind) bool {
 	}
 }
 
-// reducesAvailable reports whether d can lower the account's available balance.
-func (d delta) reducesAvailable(k bankdv1.AccountKind) bool {
-	if creditNormal(k) {
-		return d.debitsPosted > 0 || d.debitsPending > 0 || d.creditsPosted < 0
-	}
-	return d.creditsPosted > 0 || d.creditsPending > 0 || d.debitsPosted < 0
-}
-
 // changeBalance applies d to acc, refusing overflow and (for non-negative accounts) a drop of
 // the available balance below zero, and writes the account and a history entry.
 func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *bankdv1.Transfer) error {
@@ -403,7 +482,10 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 		return refuse(bankdv1.ResultCode_RESULT_CODE_OVERFLOW, "account %q: credits would exceed %d", acc.Id, int64(math.MaxInt64))
 	}
 	next = deriveBalance(acc.Kind, next)
-	if acc.NonNegative && d.reducesAvailable(acc.Kind) && next.Available < 0 && !a.allowNegative {
+	// Refused is a change that lowers available below zero. One that leaves it where it was or
+	// raises it is not, even on an account below zero (a reversal took it there): resolving a
+	// hold made before lowers nothing, since the held amount was already out of available.
+	if acc.NonNegative && next.Available < 0 && next.Available < b.Available && !a.allowNegative {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS,
 			"account %q: available balance %d, transfer %q needs %d", acc.Id, b.Available, cause.Id, b.Available-next.Available)
 	}

@@ -231,6 +231,25 @@ func ValidateLnPaymentStart(req *bankdv1.LnPaymentStart) *Error {
 	return nil
 }
 
+// CheckPayer refuses an account money may not leave the bank from. Only customer balances pay:
+// client-owned LIABILITY accounts in BTC that cannot go negative, so that no payment can
+// overdraw an account. lnpool runs it before it asks lnd anything; LN_PAYMENT_START runs it
+// again.
+func CheckPayer(field string, acc *bankdv1.Account) *Error {
+	kind := strings.TrimPrefix(acc.GetKind().String(), "ACCOUNT_KIND_")
+	switch o := accountOwner(acc); {
+	case o != bankdv1.Owner_OWNER_CLIENT:
+		return invalid("%s: %q is an account of %s; only customer accounts pay", field, acc.GetId(), ownerPhrase(o))
+	case acc.GetKind() != bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY:
+		return invalid("%s: %q is a %s account; only customer (LIABILITY) accounts pay", field, acc.GetId(), kind)
+	case !acc.GetNonNegative():
+		return invalid("%s: %q was created without non_negative and could be overdrawn; only accounts that cannot go negative pay", field, acc.GetId())
+	case acc.GetCurrency() != "BTC":
+		return invalid("%s: %q is in %s; payments are in BTC", field, acc.GetId(), acc.GetCurrency())
+	}
+	return nil
+}
+
 // --- helpers ---
 
 func loadLndNode(tx *txn, id string) (*bankdv1.LndNode, error) {
@@ -270,12 +289,13 @@ func lightningConflict(format string, args ...any) *Error {
 	return refuse(bankdv1.ResultCode_RESULT_CODE_LIGHTNING_CONFLICT, format, args...)
 }
 
-// move applies a transfer the Lightning state needs; a refusal comes back as *Error.
+// move applies a transfer the Lightning state needs; a refusal comes back as *Error and leaves
+// nothing behind.
 func (a *applier) move(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer, error) {
 	if t.Currency == "" && !t.PostPending && !t.VoidPending {
 		t.Currency = "BTC"
 	}
-	res, err := a.applyTransfer(tx, t)
+	res, err := a.driverTransfer(tx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -285,10 +305,31 @@ func (a *applier) move(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer, error) 
 	return res.Transfer, nil
 }
 
+// The ids of the Lightning driver's transfers; owner.go lists their forms.
+
 // hashTransferID names a ledger transfer after a payment hash: kind, then the hash in base64url.
 func hashTransferID(kind, hash string) string {
 	raw, _ := hex.DecodeString(hash)
 	return kind + ":" + base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// openingTransferID names the posting of a pool node's opening balance.
+func openingTransferID(node string) string { return "ln-open:" + node }
+
+// unattributedTransferID names the booking of a node's settlement the cluster did not issue.
+func unattributedTransferID(node string, settleIndex uint64) string {
+	return "lnu:" + node + ":" + strconv.FormatUint(settleIndex, 10)
+}
+
+// paymentTransferID names the hold of a payment started at a Raft index.
+func paymentTransferID(index uint64) string { return "lnp:" + strconv.FormatUint(index, 10) }
+
+// paymentResolutionID names the post (succeeded) or void (failed) of a payment's hold.
+func paymentResolutionID(hold string, succeeded bool) string {
+	if succeeded {
+		return hold + ":post"
+	}
+	return hold + ":void"
 }
 
 // --- registry ---
@@ -369,10 +410,17 @@ func (a *applier) lndNodeHealth(tx *txn, req *bankdv1.LndNodeHealth) (proto.Mess
 		n.Pubkey, n.OpeningBalanceSat = req.Pubkey, req.OpeningBalanceSat
 		if req.OpeningBalanceSat > 0 {
 			if _, err := a.move(tx, &bankdv1.Transfer{
-				Id: "ln-open:" + n.Id, DebitAccountId: n.AccountId, CreditAccountId: LightningCapitalAccount,
+				Id: openingTransferID(n.Id), DebitAccountId: n.AccountId, CreditAccountId: LightningCapitalAccount,
 				Amount: req.OpeningBalanceSat, ExternalRef: n.Pubkey,
 			}); err != nil {
-				return nil, err
+				refusal, ok := asRefusal(err)
+				if !ok {
+					return nil, err
+				}
+				// The node is bound all the same: refusing the report would leave the node
+				// unusable and the driver reporting it again for ever. What its channels held is
+				// then missing from its account, which reconciliation shows; the problem says why.
+				a.problem("node "+n.Id, "opening balance of %d sat not posted: %s", req.OpeningBalanceSat, refusal.Message)
 			}
 		}
 	case n.Pubkey != req.Pubkey:
@@ -479,6 +527,9 @@ func (a *applier) lnInvoiceCreated(tx *txn, req *bankdv1.LnInvoiceCreated) (prot
 	if acc.Kind != bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY {
 		return nil, invalid("invoice.account_id: %q is a %s account; invoices credit customer (liability) accounts", acc.Id, acc.Kind)
 	}
+	if o := accountOwner(acc); o != bankdv1.Owner_OWNER_CLIENT {
+		return nil, invalid("invoice.account_id: %q is an account of %s; invoices credit customer accounts", acc.Id, ownerPhrase(o))
+	}
 	inv.State, inv.CreatedUnixMs = bankdv1.InvoiceState_INVOICE_STATE_OPEN, a.now
 	inv.SettleIndex, inv.AmountPaidSat, inv.SettledUnixMs, inv.Internal, inv.TransferId, inv.CancelOnNode = 0, 0, 0, false, "", false
 	tx.set(invoiceRequestKey(inv.RequestId), []byte(inv.Hash))
@@ -556,10 +607,23 @@ func (a *applier) applyInvoiceUpdate(tx *txn, n *bankdv1.LndNode, u *bankdv1.LnI
 			Id: hashTransferID("lni", inv.Hash), DebitAccountId: n.AccountId, CreditAccountId: inv.AccountId,
 			Amount: u.AmountPaidSat, ExternalRef: inv.Hash,
 		})
-		if err != nil {
+		switch refusal, refused := asRefusal(err); {
+		case err == nil:
+			inv.TransferId = t.Id
+		case !refused:
 			return err
+		default:
+			// The account cannot be credited (an account total at its limit, or the id taken by
+			// a record of another owner). Refusing the batch would stop this node's settlements
+			// here for good, since the driver proposes them again; so the money is booked where
+			// unattributed money goes, neither lost nor credited twice, for an operator to place.
+			a.problem("invoice "+inv.Hash, "settlement of %d sat not credited to %q: %s; booked to %s instead",
+				u.AmountPaidSat, inv.AccountId, refusal.Message, LightningUnattributedAccount)
+			if err := a.bookUnattributed(tx, n, u, out); err != nil {
+				return err
+			}
 		}
-		inv.State, inv.SettleIndex, inv.AmountPaidSat, inv.SettledUnixMs, inv.TransferId = bankdv1.InvoiceState_INVOICE_STATE_SETTLED, u.SettleIndex, u.AmountPaidSat, a.now, t.Id
+		inv.State, inv.SettleIndex, inv.AmountPaidSat, inv.SettledUnixMs = bankdv1.InvoiceState_INVOICE_STATE_SETTLED, u.SettleIndex, u.AmountPaidSat, a.now
 		out.Settled++
 		return a.closeInvoice(tx, n, inv)
 	case settled && found && inv.NodeId == n.Id && !inv.Internal && inv.SettleIndex == u.SettleIndex:
@@ -568,28 +632,37 @@ func (a *applier) applyInvoiceUpdate(tx *txn, n *bankdv1.LndNode, u *bankdv1.LnI
 		// Money the cluster did not ask for, or an invoice paid a second time (once inside the
 		// ledger, once on the node): keep it where an operator finds it. The node's settle
 		// index makes the credit happen once.
-		t := &bankdv1.Transfer{
-			Id:             "lnu:" + n.Id + ":" + strconv.FormatUint(u.SettleIndex, 10),
-			DebitAccountId: n.AccountId, CreditAccountId: LightningUnattributedAccount,
-			Amount: u.AmountPaidSat, Currency: "BTC", ExternalRef: u.Hash,
-		}
-		res, err := a.applyTransfer(tx, t)
-		if err != nil {
-			return err
-		}
-		if res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
-			return refuse(res.Code, "%s", res.Message)
-		}
-		if !res.Replayed {
-			out.Unattributed++
-		}
-		return nil
+		return a.bookUnattributed(tx, n, u, out)
 	case found && inv.NodeId == n.Id && inv.State == bankdv1.InvoiceState_INVOICE_STATE_OPEN:
 		inv.State = bankdv1.InvoiceState_INVOICE_STATE_EXPIRED
 		out.Expired++
 		return a.closeInvoice(tx, n, inv)
 	}
 	return nil // an expiry of an invoice already closed, or not ours
+}
+
+// bookUnattributed credits a settlement to LightningUnattributedAccount, once per node settle
+// index. If even that is refused (the id taken, a total at its limit), the money is recorded
+// nowhere but in the problem list: the batch still applies, for the reason above, and
+// reconciliation shows the node holding more than its account.
+func (a *applier) bookUnattributed(tx *txn, n *bankdv1.LndNode, u *bankdv1.LnInvoiceUpdate, out *bankdv1.LnInvoiceUpdatesResponse) error {
+	res, err := a.driverTransfer(tx, &bankdv1.Transfer{
+		Id:             unattributedTransferID(n.Id, u.SettleIndex),
+		DebitAccountId: n.AccountId, CreditAccountId: LightningUnattributedAccount,
+		Amount: u.AmountPaidSat, Currency: "BTC", ExternalRef: u.Hash,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+		a.problem("invoice "+u.Hash, "settlement %d of %d sat on node %q not booked to %s: %s",
+			u.SettleIndex, u.AmountPaidSat, n.Id, LightningUnattributedAccount, res.Message)
+		return nil
+	}
+	if !res.Replayed {
+		out.Unattributed++
+	}
+	return nil
 }
 
 // closeInvoice saves an invoice that left OPEN and takes it off its node's open list.
@@ -645,7 +718,11 @@ func (a *applier) lnPaymentStart(tx *txn, req *bankdv1.LnPaymentStart) (proto.Me
 		}
 		return nil, lightningConflict("payment_request: payment %q of this invoice is in flight", other.Id)
 	}
-	if _, err := loadAccount(tx, "account_id", req.AccountId, "BTC"); err != nil {
+	payer, err := loadAccount(tx, "account_id", req.AccountId, "BTC")
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPayer("account_id", payer); err != nil {
 		return nil, err
 	}
 	p := &bankdv1.LnPayment{
@@ -681,6 +758,13 @@ func (a *applier) payOwnInvoice(tx *txn, p *bankdv1.LnPayment, inv *bankdv1.LnIn
 		return lightningConflict("payment_request: the invoice is account %q's own", p.AccountId)
 	case inv.AmountSat != p.AmountSat:
 		return invalid("amount_sat: the invoice is for %d, got %d", inv.AmountSat, p.AmountSat)
+	}
+	payee, err := loadAccount(tx, "payment_request", inv.AccountId, "BTC")
+	if err != nil {
+		return err
+	}
+	if o := accountOwner(payee); o != bankdv1.Owner_OWNER_CLIENT {
+		return lightningConflict("payment_request: the invoice credits %q, an account of %s", payee.Id, ownerPhrase(o))
 	}
 	t, err := a.move(tx, &bankdv1.Transfer{
 		Id: hashTransferID("lnin", inv.Hash), DebitAccountId: p.AccountId, CreditAccountId: inv.AccountId,
@@ -719,7 +803,7 @@ func (a *applier) startExternalPayment(tx *txn, p *bankdv1.LnPayment, nodeID str
 		return lightningConflict("payment_request: the invoice is node %q's own but not one the cluster issued", n.Id)
 	}
 	t, err := a.move(tx, &bankdv1.Transfer{
-		Id: "lnp:" + strconv.FormatUint(a.index, 10), DebitAccountId: p.AccountId, CreditAccountId: n.AccountId,
+		Id: paymentTransferID(a.index), DebitAccountId: p.AccountId, CreditAccountId: n.AccountId,
 		Amount: p.AmountSat + p.FeeReserveSat, Pending: true, ExternalRef: p.Hash,
 	})
 	if err != nil {
@@ -763,12 +847,12 @@ func (a *applier) lnPaymentResult(tx *txn, req *bankdv1.LnPaymentResult) (proto.
 		// lnd keeps to the fee limit; should a node report more, the reserve is all the
 		// account pays and the excess shows in reconciliation.
 		charged := min(req.FeeSat, p.FeeReserveSat)
-		if _, err := a.move(tx, &bankdv1.Transfer{Id: p.TransferId + ":post", PendingId: p.TransferId, PostPending: true, Amount: p.AmountSat + charged}); err != nil {
+		if err := a.resolveHold(tx, p, &bankdv1.Transfer{Id: paymentResolutionID(p.TransferId, true), PendingId: p.TransferId, PostPending: true, Amount: p.AmountSat + charged}); err != nil {
 			return nil, err
 		}
 		p.State, p.FeeSat, p.Preimage = bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED, req.FeeSat, req.Preimage
 	} else {
-		if _, err := a.move(tx, &bankdv1.Transfer{Id: p.TransferId + ":void", PendingId: p.TransferId, VoidPending: true}); err != nil {
+		if err := a.resolveHold(tx, p, &bankdv1.Transfer{Id: paymentResolutionID(p.TransferId, false), PendingId: p.TransferId, VoidPending: true}); err != nil {
 			return nil, err
 		}
 		p.State, p.FailureReason = bankdv1.PaymentState_PAYMENT_STATE_FAILED, req.FailureReason
@@ -787,4 +871,23 @@ func (a *applier) lnPaymentResult(tx *txn, req *bankdv1.LnPaymentResult) (proto.
 		return nil, err
 	}
 	return p, a.savePayment(tx, p)
+}
+
+// resolveHold posts or voids a payment's hold once lnd reported the outcome. The outcome is
+// certain, so it is recorded even if the ledger refuses the resolution (the hold resolved by
+// someone else, the id taken): refusing it would leave the payment in flight, its tracker
+// proposing it again for ever and its node never retirable. The hold then stays as it is and a
+// problem says why.
+func (a *applier) resolveHold(tx *txn, p *bankdv1.LnPayment, t *bankdv1.Transfer) error {
+	_, err := a.move(tx, t)
+	refusal, refused := asRefusal(err)
+	if !refused {
+		return err
+	}
+	verb := "voided"
+	if t.PostPending {
+		verb = "posted"
+	}
+	a.problem("payment "+p.Id, "hold %s not %s: %s", p.TransferId, verb, refusal.Message)
+	return nil
 }

@@ -80,8 +80,8 @@ func (g *commandGen) lightningStep() {
 			id = lg.payments[g.rng.IntN(len(lg.payments))] // a retry
 		}
 		account := g.account()
-		if g.rng.IntN(2) == 0 {
-			account = "acct" + fmt.Sprint(1+g.rng.IntN(3)) // the liability accounts, which hold money
+		if g.rng.IntN(4) != 0 {
+			account = "acct" + fmt.Sprint(1+g.rng.IntN(3)) // the customer accounts, which hold money and may pay
 		}
 		res = g.tf.startPayment(id, account, hashN, int64(1+g.rng.IntN(500)), int64(g.rng.IntN(50)), lightningNodes[g.rng.IntN(2)])
 		if _, ok := res.(*bankdv1.LnPaymentStartResponse); ok {

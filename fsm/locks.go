@@ -10,6 +10,13 @@ import (
 // A lock is granted to one holder for a lease measured in cluster time. Its token is the Raft
 // index of the grant, so a later grant always has a larger token, and any command fenced with an
 // older one is refused.
+//
+// A lock also records the principal that acquired it: the name of the API token the leader
+// stamped on the command (Command.principal). Holder names are chosen by clients and may be
+// guessed; the principal is proven by the token. Only that principal may extend (acquire
+// again), renew or release the lock, so one client service cannot take over or free another's
+// lock by naming its holder. A lock granted before principals were recorded (principal empty)
+// is judged by holder and token alone.
 
 func (a *applier) acquireLock(tx *txn, req *bankdv1.AcquireLockRequest) (proto.Message, error) {
 	if err := firstRefusal(ValidateLockName(req.Name), ValidateLockHolder(req.Holder), ValidateLockTTL(req.TtlMs)); err != nil {
@@ -26,9 +33,12 @@ func (a *applier) acquireLock(tx *txn, req *bankdv1.AcquireLockRequest) (proto.M
 	if cur != nil && cur.Holder != req.Holder {
 		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_LOCK_HELD, "lock %q is held by %q until %d", req.Name, cur.Holder, cur.ExpiresAtUnixMs)
 	}
+	if err := a.checkLockPrincipal(cur); err != nil {
+		return nil, err
+	}
 	lock := cur
 	if lock == nil {
-		lock = &bankdv1.Lock{Name: req.Name, Holder: req.Holder, Token: a.index, AcquiredAtUnixMs: a.now}
+		lock = &bankdv1.Lock{Name: req.Name, Holder: req.Holder, Token: a.index, AcquiredAtUnixMs: a.now, Principal: a.principal}
 	}
 	lock.ExpiresAtUnixMs = a.now + req.TtlMs
 	if err := putProto(tx, lockKey(req.Name), lock); err != nil {
@@ -104,7 +114,20 @@ func (a *applier) heldLock(tx *txn, name, holder string, token uint64) (*bankdv1
 	if lock == nil || lock.Token != token || lock.Holder != holder {
 		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_STALE_TOKEN, "lock %q is not held by %q under token %d", name, holder, token)
 	}
+	if err := a.checkLockPrincipal(lock); err != nil {
+		return nil, err
+	}
 	return lock, nil
+}
+
+// checkLockPrincipal refuses a command on a held lock from another principal than the one
+// that acquired it. The other principal's name is not repeated: it is another client's.
+func (a *applier) checkLockPrincipal(lock *bankdv1.Lock) error {
+	if lock == nil || lock.Principal == "" || lock.Principal == a.principal {
+		return nil
+	}
+	return refuse(bankdv1.ResultCode_RESULT_CODE_LOCK_HELD,
+		"lock %q is held under another principal's token; only the principal that acquired it may extend, renew or release it", lock.Name)
 }
 
 // liveLock returns the lock's current grant, or nil if it is free or its lease has run out.

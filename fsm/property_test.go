@@ -23,13 +23,17 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			gen.setup()
 			var midSnap []byte
 			var midIndex int
-			const steps = 400
+			const steps = 500
 			for step := 0; step < steps; step++ {
 				gen.step()
 				checkInvariants(t, tf)
 				checkWalletInvariants(t, tf)
 				checkChainInvariants(t, tf)
 				checkLightningInvariants(t, tf)
+				checkOwnershipInvariants(t, tf)
+				if tf.fatals.count() != 0 {
+					t.Fatalf("state machine stopped at step %d: %v", step, tf.fatals.errs)
+				}
 				if step == steps/2 {
 					midSnap, midIndex = snapshotBytes(t, tf.FSM), len(tf.log)
 				}
@@ -50,9 +54,15 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 				lr["refused RESULT_CODE_LIGHTNING_CONFLICT"] == 0 {
 				t.Fatalf("lightning commands too narrow to mean anything: %v", lr)
 			}
-			if tf.fatals.count() != 0 {
-				t.Fatalf("state machine stopped: %v", tf.fatals.errs)
+			ar := gen.attack.results
+			if ar["applied"] != 0 {
+				t.Fatalf("client attacks on what the drivers own got through: %v", ar)
 			}
+			if ar["refused RESULT_CODE_INVALID_ARGUMENT"] < 20 {
+				t.Fatalf("attacks too few to mean anything: %v", ar)
+			}
+			problems, _ := tf.ProblemCount()
+			t.Logf("attacks %v; problems recorded %d", ar, problems)
 			_, want := tf.hash()
 
 			replica := openTestFSM(t)
@@ -100,6 +110,7 @@ type commandGen struct {
 
 	chain     chainGen
 	lightning lightningGen
+	attack    attackGen
 }
 
 func (g *commandGen) id(prefix string) string {
@@ -118,6 +129,8 @@ func (g *commandGen) setup() {
 	}
 	g.tf.createAccount(&bankdv1.Account{Id: "eur", Currency: "EUR", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET})
 	g.accounts = append(g.accounts, "eur")
+	// A customer account that may go negative: transfers may overdraw it, payments must not.
+	g.tf.mustAccount("loose", "LIABILITY", false)
 
 	g.walletOutcomes = map[string]int{}
 	for n := uint32(0); n < 4; n++ {
@@ -213,7 +226,9 @@ func (g *commandGen) transfer() *bankdv1.Transfer {
 
 func (g *commandGen) step() {
 	g.tf.advance(int64(g.rng.IntN(500)) - 50) // leaders' clocks disagree a little
-	switch g.rng.IntN(19) {
+	switch g.rng.IntN(21) {
+	case 19, 20:
+		g.attackStep()
 	case 16, 17, 18:
 		g.lightningStep()
 	case 13, 14, 15:
@@ -297,6 +312,33 @@ func checkInvariants(t failer, tf *testFSM) {
 		if s.posted != 0 || s.pending != 0 {
 			t.Fatalf("invariant 1: %s debits-credits is %d posted, %d pending", cur, s.posted, s.pending)
 		}
+	}
+}
+
+// TestOwnershipCheckerCatchesAStateMachineWithoutOwnershipChecks shows the property test
+// can fail: with the client ownership checks switched off, the random attacks get through and
+// checkOwnershipInvariants catches it within the run.
+func TestOwnershipCheckerCatchesAStateMachineWithoutOwnershipChecks(t *testing.T) {
+	ownershipChecksOff = true
+	t.Cleanup(func() { ownershipChecksOff = false })
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, seed*7919))
+			tf := openTestFSM(t)
+			gen := &commandGen{rng: rng, tf: tf}
+			gen.setup()
+			ft := &recordingT{}
+			for step := 0; step < 400 && !ft.failed; step++ {
+				gen.step()
+				func() {
+					defer func() { _ = recover() }()
+					checkOwnershipInvariants(ft, tf)
+				}()
+			}
+			if !ft.failed {
+				t.Fatalf("the checker passed a state machine that lets clients touch what the drivers own (attacks: %v)", gen.attack.results)
+			}
+		})
 	}
 }
 

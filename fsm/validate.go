@@ -81,8 +81,22 @@ func checkMetadata(field string, md map[string]string) *Error {
 	return nil
 }
 
-// ValidateAccount checks an account definition as a client sends it.
+// ValidateAccount checks an account definition as a client sends it: its shape, and that its id
+// is not of the form of an account a driver creates (owner.go).
 func ValidateAccount(a *bankdv1.Account) *Error {
+	if err := validateAccountShape(a); err != nil {
+		return err
+	}
+	if !ownershipChecksOff {
+		if o, ok := SystemAccountOwner(a.Id); ok {
+			return invalid("account.id: %q has the form of the accounts the cluster's %s driver creates; choose another id", truncate(a.Id), OwnerName(o))
+		}
+	}
+	return nil
+}
+
+// validateAccountShape checks an account definition, whoever creates it.
+func validateAccountShape(a *bankdv1.Account) *Error {
 	if a == nil {
 		return invalid("account: required")
 	}
@@ -104,11 +118,43 @@ func ValidateAccount(a *bankdv1.Account) *Error {
 	if a.Balance != nil || a.CreatedAtUnixMs != 0 || a.CreatedIndex != 0 {
 		return invalid("account.balance, created_at_unix_ms, created_index: set by the cluster, must be empty")
 	}
+	if a.Owner != bankdv1.Owner_OWNER_UNSPECIFIED {
+		return invalid("account.owner: set by the cluster, must be empty")
+	}
 	return nil
 }
 
-// ValidateTransfer checks one transfer as a client sends it.
+// ValidateTransfer checks one transfer as a client sends it: its shape, and that it names no id
+// a driver owns (owner.go): its own id is not of the form of a driver's transfer ids, it posts
+// or voids no driver's pending transfer, and it moves no money into or out of a driver's
+// account. The state machine checks the same again against the owners it recorded.
 func ValidateTransfer(t *bankdv1.Transfer) *Error {
+	if err := validateTransferShape(t); err != nil {
+		return err
+	}
+	if ownershipChecksOff {
+		return nil
+	}
+	if o, ok := SystemTransferOwner(t.Id); ok {
+		return invalid("transfer.id: %q has the form of the transfer ids the cluster's %s driver uses; choose another id", truncate(t.Id), OwnerName(o))
+	}
+	if t.PostPending || t.VoidPending {
+		if o, ok := SystemTransferOwner(t.PendingId); ok {
+			return invalid("transfer.pending_id: %q is a transfer of the cluster's %s driver; only that driver posts or voids it", truncate(t.PendingId), OwnerName(o))
+		}
+	}
+	if err := CheckClientAccountID("transfer.debit_account_id", t.DebitAccountId, "move money out of"); err != nil {
+		return err
+	}
+	return CheckClientAccountID("transfer.credit_account_id", t.CreditAccountId, "move money into")
+}
+
+// ownershipChecksOff disables the client ownership checks. Only tests set it, to show that the
+// property test catches a state machine without them.
+var ownershipChecksOff bool
+
+// validateTransferShape checks one transfer, whoever sends it.
+func validateTransferShape(t *bankdv1.Transfer) *Error {
 	if t == nil {
 		return invalid("transfer: required")
 	}
@@ -127,6 +173,9 @@ func ValidateTransfer(t *bankdv1.Transfer) *Error {
 	if t.Index != 0 || t.CreatedAtUnixMs != 0 || t.State != bankdv1.TransferState_TRANSFER_STATE_UNSPECIFIED ||
 		t.PostedAmount != 0 || t.ExpiresAtUnixMs != 0 {
 		return invalid("transfer.index, created_at_unix_ms, state, posted_amount, expires_at_unix_ms: set by the cluster, must be empty")
+	}
+	if t.Owner != bankdv1.Owner_OWNER_UNSPECIFIED {
+		return invalid("transfer.owner: set by the cluster, must be empty")
 	}
 	if len(t.ExternalRef) > MaxExternalRefLen || !utf8.ValidString(t.ExternalRef) {
 		return invalid("transfer.external_ref: at most %d bytes of UTF-8", MaxExternalRefLen)

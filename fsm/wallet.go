@@ -148,6 +148,11 @@ func ValidateNewDepositAddress(req *bankdv1.NewDepositAddressRequest) *Error {
 	if err := checkID("account_id", req.GetAccountId()); err != nil {
 		return err
 	}
+	if !ownershipChecksOff {
+		if err := CheckClientAccountID("account_id", req.GetAccountId(), "get a deposit address for"); err != nil {
+			return err
+		}
+	}
 	if req.GetWalletId() != "" {
 		if err := checkID("wallet_id", req.GetWalletId()); err != nil {
 			return err
@@ -313,6 +318,7 @@ func (a *applier) watchUpTo(tx *txn, ws *walletState, b *bankdv1.WalletBranch, e
 			return err
 		}
 		if found {
+			b.WatchedEnd = max(b.WatchedEnd, i) // the scripts below i are written
 			return refuse(bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS,
 				"descriptor: the script of %s index %d (%s) is already watched by wallet %q (%s index %d)",
 				branchName(b.Branch), i, rec.Address, other.WalletId, branchName(other.Branch), other.Index)
@@ -359,7 +365,15 @@ func (a *applier) markScriptUsed(tx *txn, rec *bankdv1.WatchedScript) error {
 	}
 	b.NextIndex = rec.Index + 1
 	if err := a.watchUpTo(tx, ws, b, ws.windowEnd(b)); err != nil {
-		return err
+		refusal, ok := asRefusal(err)
+		if !ok {
+			return err
+		}
+		// Another wallet watches a script this window must grow into (an operator gave two
+		// wallets overlapping keys). The chain command still applies, since refusing it would
+		// stop the chain from being followed for good; the window stops short of that script,
+		// and the problem says where.
+		a.problem("wallet "+ws.wallet.Id, "look-ahead window stops at %s index %d: %s", branchName(b.Branch), b.WatchedEnd, refusal.Message)
 	}
 	ws.save(tx)
 	return nil
@@ -468,6 +482,9 @@ func checkDepositAccount(tx *txn, id string) error {
 	}
 	if acc.Currency != "BTC" {
 		return invalid("account_id: account %q is in %s; deposits are in BTC", id, acc.Currency)
+	}
+	if o := accountOwner(acc); o != bankdv1.Owner_OWNER_CLIENT && !ownershipChecksOff {
+		return invalid("account_id: %q is an account of %s; deposit addresses belong to customer accounts", id, ownerPhrase(o))
 	}
 	return nil
 }

@@ -34,6 +34,9 @@ func (p *Pool) PayInvoice(ctx context.Context, req *bankdv1.PayInvoiceRequest) (
 		p.track(rs, prev)
 		return p.wait(ctx, prev, req.WaitMs)
 	}
+	if err := p.checkPayer(req.AccountId); err != nil {
+		return nil, err
+	}
 	inv, amount, err := p.decode(req)
 	if err != nil {
 		return nil, err
@@ -58,6 +61,23 @@ func (p *Pool) PayInvoice(ctx context.Context, req *bankdv1.PayInvoiceRequest) (
 	payment := started.Payment
 	p.trackFrom(rs, payment, !started.Replayed)
 	return p.wait(ctx, payment, req.WaitMs)
+}
+
+// checkPayer refuses, before any lnd call (a route-fee probe included), an account money may not
+// leave from: the client gets the state machine's answer at once, and LN_PAYMENT_START checks it
+// again when it applies.
+func (p *Pool) checkPayer(id string) error {
+	acc, err := p.state.Account(id)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return &fsm.Error{Code: bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, Message: fmt.Sprintf("account_id: no account %q", id)}
+	}
+	if err != nil {
+		return err
+	}
+	if fe := fsm.CheckPayer("account_id", acc); fe != nil {
+		return fe
+	}
+	return nil
 }
 
 // decode checks a payment request and returns it with the amount to pay.

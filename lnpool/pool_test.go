@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -497,4 +498,86 @@ func TestInvoiceWhoseRecordAnswerIsLostStaysPayable(t *testing.T) {
 		t.Fatalf("the recorded invoice cannot be paid: %v", err)
 	}
 	fx.eventually("bob credited", func() bool { return fx.balance("bob").Posted == 1_500 })
+}
+
+// countingClient counts the calls of a node that spend or probe.
+type countingClient struct {
+	lnd.Client
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *countingClient) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+func (c *countingClient) EstimateRouteFee(ctx context.Context, dest string, amountSat int64) (int64, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.Client.EstimateRouteFee(ctx, dest, amountSat)
+}
+
+func (c *countingClient) SendPayment(ctx context.Context, req lnd.SendPaymentRequest) (lnd.PaymentStream, error) {
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	return c.Client.SendPayment(ctx, req)
+}
+
+// TestOnlyCustomerAccountsThatCannotGoNegativePay: the pool refuses a payer before it asks any
+// node anything (no fee probe, no send) and records nothing: an account of the pool itself, the
+// bank's own side, and a customer account created without non_negative, which could otherwise
+// pay an invoice it cannot cover and go negative.
+func TestOnlyCustomerAccountsThatCannotGoNegativePay(t *testing.T) {
+	fx := newFixture(t)
+	fx.p.Must(bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT, &bankdv1.CreateAccountRequest{Account: &bankdv1.Account{
+		Id: "loose", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY}})
+	fx.p.Must(bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS, &bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{
+		{Id: "fund-loose", DebitAccountId: "treasury", CreditAccountId: "loose", Amount: 500, Currency: "BTC"},
+	}})
+	counted := map[string]*countingClient{}
+	for id, n := range fx.nodes {
+		counted[id] = &countingClient{Client: n}
+	}
+	pool := fx.newPool()
+	pool.dial = func(_ context.Context, n *bankdv1.LndNode) (lnd.Client, error) { return counted[n.Id], nil }
+	fx.run(pool)
+	own, err := pool.CreateInvoice(context.Background(), &bankdv1.CreateInvoiceRequest{AccountId: "bob", AmountSat: 2_000, RequestId: "inv-bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fx.p.Count(bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_START)
+	for _, tc := range []struct {
+		name, account, bolt11, want string
+		code                        bankdv1.ResultCode
+	}{
+		{"an account created without non_negative, beyond its balance", "loose", fx.net.OutsideInvoice(1_000), "non_negative", bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT},
+		{"the same, for an invoice of our own pool", "loose", own.PaymentRequest, "non_negative", bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT},
+		{"the bank's own equity", "treasury", fx.net.OutsideInvoice(1_000), "EQUITY", bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT},
+		{"the pool's capital account", fsm.LightningCapitalAccount, fx.net.OutsideInvoice(1_000), "lightning driver", bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT},
+		{"a pool node's account", fsm.LightningNodeAccount("pool-1"), fx.net.OutsideInvoice(1_000), "lightning driver", bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT},
+		{"no such account", "nobody", fx.net.OutsideInvoice(1_000), "nobody", bankdv1.ResultCode_RESULT_CODE_NOT_FOUND},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pool.PayInvoice(context.Background(), pay("p-"+tc.account, tc.account, tc.bolt11))
+			var fe *fsm.Error
+			if !errors.As(err, &fe) || fe.Code != tc.code || !strings.HasPrefix(fe.Message, "account_id: ") || !strings.Contains(fe.Message, tc.want) {
+				t.Fatalf("err %v, want %s naming account_id and %q", err, tc.code, tc.want)
+			}
+		})
+	}
+	if n := fx.p.Count(bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_START); n != before {
+		t.Fatalf("%d refused payments reached the state machine", n-before)
+	}
+	for id, c := range counted {
+		if c.count() != 0 {
+			t.Fatalf("%s was asked to probe or pay %d times for refused payers", id, c.count())
+		}
+	}
+	if b := fx.balance("loose"); b.Posted != 500 || b.Available != 500 {
+		t.Fatalf("loose %v", b)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/failpoint"
+	"github.com/bankd/bankd/internal/principal"
 )
 
 // Apply proposes one command on the leader and returns the state machine's response.
@@ -42,6 +43,8 @@ func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Me
 		LeaderTimeUnixMs: time.Now().UnixMilli(),
 		Fence:            fence,
 		Body:             data,
+		// The authenticated caller (rpc/ put it in ctx); empty for a driver's own commands.
+		Principal: principal.From(ctx),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apply %s: encode command: %w", typ, err)

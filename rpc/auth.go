@@ -77,6 +77,7 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.ClusterServiceMembersProcedure:            scopeRead,
 	bankdv1connect.ClusterServiceLeaderProcedure:             scopeRead,
 	bankdv1connect.ClusterServiceStateHashProcedure:          scopeOperator,
+	bankdv1connect.ClusterServiceListProblemsProcedure:       scopeOperator,
 	bankdv1connect.ClusterServiceTransferLeadershipProcedure: scopeAdmin,
 	bankdv1connect.ClusterServiceRemoveNodeProcedure:         scopeAdmin,
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -110,6 +111,9 @@ func (l *lightningService) CreateInvoice(ctx context.Context, req *connect.Reque
 	if err := checkID("account_id", m.GetAccountId()); err != nil {
 		return nil, err
 	}
+	if fe := fsm.CheckClientAccountID("account_id", m.GetAccountId(), "have an invoice issued to"); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
+	}
 	if err := checkID("request_id", m.GetRequestId()); err != nil {
 		return nil, err
 	}
@@ -175,6 +179,9 @@ func (l *lightningService) PayInvoice(ctx context.Context, req *connect.Request[
 	if err := checkID("account_id", m.GetAccountId()); err != nil {
 		return nil, err
 	}
+	if fe := fsm.CheckClientAccountID("account_id", m.GetAccountId(), "pay from"); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
+	}
 	switch {
 	case m.GetPaymentRequest() == "":
 		return nil, invalidArgument("payment_request", "required")
@@ -232,7 +239,14 @@ func (l *lightningService) PayInternal(ctx context.Context, req *connect.Request
 		t.Metadata = map[string]string{"memo": m.GetMemo()}
 	}
 	if fe := fsm.ValidateTransfer(t); fe != nil {
-		return nil, fsmFieldError(fe, "transfer.", "")
+		ce := fsmFieldError(fe, "transfer.", "")
+		// Name the request's fields, not the transfer's.
+		for _, f := range [][2]string{{"debit_account_id", "from_account_id"}, {"credit_account_id", "to_account_id"}, {"amount", "amount_sat"}} {
+			if strings.HasPrefix(ce.Message(), f[0]+":") {
+				ce = fsmFieldError(&fsm.Error{Code: fe.Code, Message: f[1] + strings.TrimPrefix(ce.Message(), f[0])}, "", "")
+			}
+		}
+		return nil, ce
 	}
 	if t.DebitAccountId == t.CreditAccountId {
 		return nil, invalidArgument("to_account_id", "must differ from from_account_id")

@@ -106,6 +106,8 @@ type stateReader interface {
 	LndNodes() ([]*bankdv1.LndNode, error)
 	Invoice(hash string) (*bankdv1.LnInvoice, error)
 	Payment(id string) (*bankdv1.LnPayment, error)
+	ListProblems(pageToken string, pageSize int) ([]*bankdv1.Problem, string, error)
+	ProblemCount() (uint64, error)
 }
 
 var _ stateReader = (*fsm.FSM)(nil)
@@ -190,6 +192,9 @@ func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, err
 	auth, err := newAuthenticator(tokens)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	if err := registerProblemMetric(reg, b); err != nil {
+		return nil, err
 	}
 	maxBytes := opts.MaxRequestBytes
 	if maxBytes <= 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/rpc/rpctest"
@@ -87,5 +88,41 @@ func TestBankctlChain(t *testing.T) {
 	code, _, errOut = ctl(t, client, "chain", "deposits")
 	if code != exitFail || !strings.Contains(errOut, "account_id") {
 		t.Fatalf("deposits without -account: exit %d, %q", code, errOut)
+	}
+
+	// A client token cannot post a deposit's pending credit: the chain driver owns it.
+	deposits, _, err := leader.Node.FSM().ListDeposits("alice", "", 10)
+	if err != nil || len(deposits) != 1 {
+		t.Fatalf("deposits %v, %v", deposits, err)
+	}
+	code, _, errOut = ctl(t, client, "pending", "post", deposits[0].TransferId, "-id", "early")
+	if code != exitFail || !strings.Contains(errOut, "invalid_argument: transfer.pending_id") || !strings.Contains(errOut, "chain driver") {
+		t.Fatalf("client post of a deposit's credit: exit %d, %q", code, errOut)
+	}
+
+	// An output of 0 sat paying alice cannot be credited: the block applies and a problem is
+	// recorded, which operators list.
+	zero := hash(0xd2)
+	_, err = c.ApplyOnLeader(bankdv1.CommandType_COMMAND_TYPE_CHAIN_BLOCK_CONNECTED, &bankdv1.ChainBlockConnected{
+		Height: 301, Hash: hash(301), PrevHash: hash(300), FinalDepth: 1, KeepHashes: 10,
+		Txs: []*bankdv1.TxMatch{{Txid: zero, Inputs: []*bankdv1.Outpoint{{Txid: hash(2)}},
+			Outputs: []*bankdv1.TxOutputMatch{{Vout: 0, ValueSat: 0, Script: addrs[0].Script}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = ctl(t, client, "problems")
+	if code != exitFail || !strings.Contains(errOut, "permission_denied") {
+		t.Fatalf("problems with a client token: exit %d, %q", code, errOut)
+	}
+	code, out, errOut = ctl(t, admin, "problems")
+	if code != exitOK || !strings.Contains(out, "deposit "+zero+":0") || !strings.Contains(out, "chain_block_connected") ||
+		!strings.Contains(out, "transfer.amount") || !strings.Contains(errOut, "1 problems recorded") {
+		t.Fatalf("problems: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out = mustCtl(t, admin, "-o", "json", "problems")
+	var listed bankdv1.ListProblemsResponse
+	if err := protojson.Unmarshal([]byte(out), &listed); err != nil || listed.Total != 1 || len(listed.Problems) != 1 || listed.Problems[0].Owner != bankdv1.Owner_OWNER_CHAIN {
+		t.Fatalf("problems as json %q: %v", out, err)
 	}
 }

@@ -192,8 +192,8 @@ func (a *app) printLock(name string, l *bankdv1.Lock) {
 		fmt.Fprintf(a.stdout, "lock %s is free\n", name)
 		return
 	}
-	a.printTable([]string{"NAME", "HOLDER", "TOKEN", "ACQUIRED", "EXPIRES"},
-		[][]string{{l.GetName(), l.GetHolder(), fmt.Sprint(l.GetToken()), formatMs(l.GetAcquiredAtUnixMs()), formatMs(l.GetExpiresAtUnixMs())}})
+	a.printTable([]string{"NAME", "HOLDER", "PRINCIPAL", "TOKEN", "ACQUIRED", "EXPIRES"},
+		[][]string{{l.GetName(), l.GetHolder(), orDash(l.GetPrincipal()), fmt.Sprint(l.GetToken()), formatMs(l.GetAcquiredAtUnixMs()), formatMs(l.GetExpiresAtUnixMs())}})
 }
 
 func (a *app) printStatus(s *bankdv1.StatusResponse) {
@@ -326,6 +326,8 @@ func describeItem(it *bankdv1.EventItem) string {
 			desc += ": " + p.GetFailureReason()
 		}
 		return desc
+	case *bankdv1.EventItem_Problem:
+		return describeProblem(k.Problem)
 	default:
 		return "unknown-item"
 	}

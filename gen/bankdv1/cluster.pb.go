@@ -754,11 +754,144 @@ func (x *StateHashResponse) GetSha256() string {
 	return ""
 }
 
+type ListProblemsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-1000; 0 means 100.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page.
+	PageToken     string          `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Consistency   ReadConsistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProblemsRequest) Reset() {
+	*x = ListProblemsRequest{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProblemsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProblemsRequest) ProtoMessage() {}
+
+func (x *ListProblemsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProblemsRequest.ProtoReflect.Descriptor instead.
+func (*ListProblemsRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListProblemsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListProblemsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListProblemsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type ListProblemsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Problems []*Problem `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Every problem recorded so far.
+	Total         uint64    `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	Meta          *ReadMeta `protobuf:"bytes,4,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProblemsResponse) Reset() {
+	*x = ListProblemsResponse{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProblemsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProblemsResponse) ProtoMessage() {}
+
+func (x *ListProblemsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProblemsResponse.ProtoReflect.Descriptor instead.
+func (*ListProblemsResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListProblemsResponse) GetProblems() []*Problem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *ListProblemsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListProblemsResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListProblemsResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_bankd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\"\xfb\x01\n" +
+	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x16bankd/v1/problem.proto\"\xfb\x01\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\araft_id\x18\x02 \x01(\tR\x06raftId\x12\x16\n" +
@@ -805,7 +938,17 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\x11StateHashResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\tR\x06sha2562\xce\x03\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\x8e\x01\n" +
+	"\x13ListProblemsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12;\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"\xab\x01\n" +
+	"\x14ListProblemsResponse\x12-\n" +
+	"\bproblems\x18\x01 \x03(\v2\x11.bankd.v1.ProblemR\bproblems\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\x12&\n" +
+	"\x04meta\x18\x04 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta2\xa2\x04\n" +
 	"\x0eClusterService\x12@\n" +
 	"\x06Status\x12\x17.bankd.v1.StatusRequest\x1a\x18.bankd.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\aMembers\x12\x18.bankd.v1.MembersRequest\x1a\x19.bankd.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
@@ -813,7 +956,8 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12#.bankd.v1.TransferLeadershipRequest\x1a$.bankd.v1.TransferLeadershipResponse\x12G\n" +
 	"\n" +
 	"RemoveNode\x12\x1b.bankd.v1.RemoveNodeRequest\x1a\x1c.bankd.v1.RemoveNodeResponse\x12I\n" +
-	"\tStateHash\x12\x1a.bankd.v1.StateHashRequest\x1a\x1b.bankd.v1.StateHashResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\tStateHash\x12\x1a.bankd.v1.StateHashRequest\x1a\x1b.bankd.v1.StateHashResponse\"\x03\x90\x02\x01\x12R\n" +
+	"\fListProblems\x12\x1d.bankd.v1.ListProblemsRequest\x1a\x1e.bankd.v1.ListProblemsResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_cluster_proto_rawDescOnce sync.Once
@@ -827,7 +971,7 @@ func file_bankd_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_cluster_proto_rawDescData
 }
 
-var file_bankd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_bankd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_bankd_v1_cluster_proto_goTypes = []any{
 	(*Member)(nil),                     // 0: bankd.v1.Member
 	(*StatusRequest)(nil),              // 1: bankd.v1.StatusRequest
@@ -842,26 +986,36 @@ var file_bankd_v1_cluster_proto_goTypes = []any{
 	(*RemoveNodeResponse)(nil),         // 10: bankd.v1.RemoveNodeResponse
 	(*StateHashRequest)(nil),           // 11: bankd.v1.StateHashRequest
 	(*StateHashResponse)(nil),          // 12: bankd.v1.StateHashResponse
+	(*ListProblemsRequest)(nil),        // 13: bankd.v1.ListProblemsRequest
+	(*ListProblemsResponse)(nil),       // 14: bankd.v1.ListProblemsResponse
+	(ReadConsistency)(0),               // 15: bankd.v1.ReadConsistency
+	(*Problem)(nil),                    // 16: bankd.v1.Problem
+	(*ReadMeta)(nil),                   // 17: bankd.v1.ReadMeta
 }
 var file_bankd_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.MembersResponse.members:type_name -> bankd.v1.Member
-	1,  // 1: bankd.v1.ClusterService.Status:input_type -> bankd.v1.StatusRequest
-	3,  // 2: bankd.v1.ClusterService.Members:input_type -> bankd.v1.MembersRequest
-	5,  // 3: bankd.v1.ClusterService.Leader:input_type -> bankd.v1.LeaderRequest
-	7,  // 4: bankd.v1.ClusterService.TransferLeadership:input_type -> bankd.v1.TransferLeadershipRequest
-	9,  // 5: bankd.v1.ClusterService.RemoveNode:input_type -> bankd.v1.RemoveNodeRequest
-	11, // 6: bankd.v1.ClusterService.StateHash:input_type -> bankd.v1.StateHashRequest
-	2,  // 7: bankd.v1.ClusterService.Status:output_type -> bankd.v1.StatusResponse
-	4,  // 8: bankd.v1.ClusterService.Members:output_type -> bankd.v1.MembersResponse
-	6,  // 9: bankd.v1.ClusterService.Leader:output_type -> bankd.v1.LeaderResponse
-	8,  // 10: bankd.v1.ClusterService.TransferLeadership:output_type -> bankd.v1.TransferLeadershipResponse
-	10, // 11: bankd.v1.ClusterService.RemoveNode:output_type -> bankd.v1.RemoveNodeResponse
-	12, // 12: bankd.v1.ClusterService.StateHash:output_type -> bankd.v1.StateHashResponse
-	7,  // [7:13] is the sub-list for method output_type
-	1,  // [1:7] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	15, // 1: bankd.v1.ListProblemsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	16, // 2: bankd.v1.ListProblemsResponse.problems:type_name -> bankd.v1.Problem
+	17, // 3: bankd.v1.ListProblemsResponse.meta:type_name -> bankd.v1.ReadMeta
+	1,  // 4: bankd.v1.ClusterService.Status:input_type -> bankd.v1.StatusRequest
+	3,  // 5: bankd.v1.ClusterService.Members:input_type -> bankd.v1.MembersRequest
+	5,  // 6: bankd.v1.ClusterService.Leader:input_type -> bankd.v1.LeaderRequest
+	7,  // 7: bankd.v1.ClusterService.TransferLeadership:input_type -> bankd.v1.TransferLeadershipRequest
+	9,  // 8: bankd.v1.ClusterService.RemoveNode:input_type -> bankd.v1.RemoveNodeRequest
+	11, // 9: bankd.v1.ClusterService.StateHash:input_type -> bankd.v1.StateHashRequest
+	13, // 10: bankd.v1.ClusterService.ListProblems:input_type -> bankd.v1.ListProblemsRequest
+	2,  // 11: bankd.v1.ClusterService.Status:output_type -> bankd.v1.StatusResponse
+	4,  // 12: bankd.v1.ClusterService.Members:output_type -> bankd.v1.MembersResponse
+	6,  // 13: bankd.v1.ClusterService.Leader:output_type -> bankd.v1.LeaderResponse
+	8,  // 14: bankd.v1.ClusterService.TransferLeadership:output_type -> bankd.v1.TransferLeadershipResponse
+	10, // 15: bankd.v1.ClusterService.RemoveNode:output_type -> bankd.v1.RemoveNodeResponse
+	12, // 16: bankd.v1.ClusterService.StateHash:output_type -> bankd.v1.StateHashResponse
+	14, // 17: bankd.v1.ClusterService.ListProblems:output_type -> bankd.v1.ListProblemsResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_cluster_proto_init() }
@@ -869,13 +1023,15 @@ func file_bankd_v1_cluster_proto_init() {
 	if File_bankd_v1_cluster_proto != nil {
 		return
 	}
+	file_bankd_v1_ledger_proto_init()
+	file_bankd_v1_problem_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_cluster_proto_rawDesc), len(file_bankd_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -160,8 +160,12 @@ type Command struct {
 	// now = max(previous now, leader_time_unix_ms), so cluster time never runs backwards.
 	LeaderTimeUnixMs int64 `protobuf:"varint,3,opt,name=leader_time_unix_ms,json=leaderTimeUnixMs,proto3" json:"leader_time_unix_ms,omitempty"`
 	// Optional fence: the whole command is refused if the token is stale.
-	Fence         *Fence `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
-	Body          []byte `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
+	Fence *Fence `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
+	Body  []byte `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
+	// Name of the authenticated API token that asked for the command, stamped by the leader;
+	// empty when a leader-only driver proposes on its own account. Locks record it: only the
+	// principal that acquired a lock may extend, renew or release it.
+	Principal     string `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -231,17 +235,25 @@ func (x *Command) GetBody() []byte {
 	return nil
 }
 
+func (x *Command) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
 var File_bankd_v1_command_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16bankd/v1/command.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\"\xb8\x01\n" +
+	"\x16bankd/v1/command.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\"\xd6\x01\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.bankd.v1.CommandTypeR\x04type\x12-\n" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\fR\x04body*\x86\x06\n" +
+	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\x86\x06\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +

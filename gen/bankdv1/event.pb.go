@@ -105,6 +105,7 @@ type EventItem struct {
 	//	*EventItem_LndNode
 	//	*EventItem_Invoice
 	//	*EventItem_Payment
+	//	*EventItem_Problem
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -309,6 +310,15 @@ func (x *EventItem) GetPayment() *LnPayment {
 	return nil
 }
 
+func (x *EventItem) GetProblem() *Problem {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Problem); ok {
+			return x.Problem
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -399,6 +409,11 @@ type EventItem_Payment struct {
 	Payment *LnPayment `protobuf:"bytes,18,opt,name=payment,proto3,oneof"`
 }
 
+type EventItem_Problem struct {
+	// A driver's command met a state it could not apply as expected; it applied what it could.
+	Problem *Problem `protobuf:"bytes,19,opt,name=problem,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -434,6 +449,8 @@ func (*EventItem_LndNode) isEventItem_Kind() {}
 func (*EventItem_Invoice) isEventItem_Kind() {}
 
 func (*EventItem_Payment) isEventItem_Kind() {}
+
+func (*EventItem_Problem) isEventItem_Kind() {}
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -528,12 +545,12 @@ var File_bankd_v1_event_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\"f\n" +
+	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\x1a\x16bankd/v1/problem.proto\"f\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\x8d\b\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xbc\b\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -553,7 +570,8 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\x06rescan\x18\x0f \x01(\v2\x18.bankd.v1.RescanProgressH\x00R\x06rescan\x12.\n" +
 	"\blnd_node\x18\x10 \x01(\v2\x11.bankd.v1.LndNodeH\x00R\alndNode\x12/\n" +
 	"\ainvoice\x18\x11 \x01(\v2\x13.bankd.v1.LnInvoiceH\x00R\ainvoice\x12/\n" +
-	"\apayment\x18\x12 \x01(\v2\x13.bankd.v1.LnPaymentH\x00R\apaymentB\x06\n" +
+	"\apayment\x18\x12 \x01(\v2\x13.bankd.v1.LnPaymentH\x00R\apayment\x12-\n" +
+	"\aproblem\x18\x13 \x01(\v2\x11.bankd.v1.ProblemH\x00R\aproblemB\x06\n" +
 	"\x04kind\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
@@ -594,6 +612,7 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*LndNode)(nil),             // 14: bankd.v1.LndNode
 	(*LnInvoice)(nil),           // 15: bankd.v1.LnInvoice
 	(*LnPayment)(nil),           // 16: bankd.v1.LnPayment
+	(*Problem)(nil),             // 17: bankd.v1.Problem
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -614,14 +633,15 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	14, // 15: bankd.v1.EventItem.lnd_node:type_name -> bankd.v1.LndNode
 	15, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
 	16, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
-	0,  // 18: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 19: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 20: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
+	0,  // 19: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	2,  // 20: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	3,  // 21: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	21, // [21:22] is the sub-list for method output_type
+	20, // [20:21] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -634,6 +654,7 @@ func file_bankd_v1_event_proto_init() {
 	file_bankd_v1_chain_proto_init()
 	file_bankd_v1_wallet_proto_init()
 	file_bankd_v1_lightning_proto_init()
+	file_bankd_v1_problem_proto_init()
 	file_bankd_v1_event_proto_msgTypes[1].OneofWrappers = []any{
 		(*EventItem_AccountCreated)(nil),
 		(*EventItem_Transfer)(nil),
@@ -653,6 +674,7 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_LndNode)(nil),
 		(*EventItem_Invoice)(nil),
 		(*EventItem_Payment)(nil),
+		(*EventItem_Problem)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

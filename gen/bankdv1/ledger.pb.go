@@ -81,6 +81,66 @@ func (AccountKind) EnumDescriptor() ([]byte, []int) {
 	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{0}
 }
 
+// Owner is who created an account or transfer, and so who may use it: an API client, or one of
+// the cluster's leader-only drivers. The state machine sets it; clients send it empty. A client
+// command cannot create ids in the drivers' id space, resolve a pending transfer it does not
+// own, or move money into or out of an account a driver owns (docs/ARCHITECTURE.md, "Ownership").
+type Owner int32
+
+const (
+	// Records written before owners were recorded: their owner follows from their id.
+	Owner_OWNER_UNSPECIFIED Owner = 0
+	// Created by an API client: CreateAccount, CreateTransfer(s), PayInternal.
+	Owner_OWNER_CLIENT Owner = 1
+	// Created by the chain watcher's commands: deposits and the deposit clearing account.
+	Owner_OWNER_CHAIN Owner = 2
+	// Created by the Lightning pool's commands: pool node accounts, settlements, payments.
+	Owner_OWNER_LIGHTNING Owner = 3 // 4 and up: later drivers (on-chain payouts).
+)
+
+// Enum value maps for Owner.
+var (
+	Owner_name = map[int32]string{
+		0: "OWNER_UNSPECIFIED",
+		1: "OWNER_CLIENT",
+		2: "OWNER_CHAIN",
+		3: "OWNER_LIGHTNING",
+	}
+	Owner_value = map[string]int32{
+		"OWNER_UNSPECIFIED": 0,
+		"OWNER_CLIENT":      1,
+		"OWNER_CHAIN":       2,
+		"OWNER_LIGHTNING":   3,
+	}
+)
+
+func (x Owner) Enum() *Owner {
+	p := new(Owner)
+	*p = x
+	return p
+}
+
+func (x Owner) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Owner) Descriptor() protoreflect.EnumDescriptor {
+	return file_bankd_v1_ledger_proto_enumTypes[1].Descriptor()
+}
+
+func (Owner) Type() protoreflect.EnumType {
+	return &file_bankd_v1_ledger_proto_enumTypes[1]
+}
+
+func (x Owner) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Owner.Descriptor instead.
+func (Owner) EnumDescriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{1}
+}
+
 // ReadConsistency chooses how fresh a read must be.
 type ReadConsistency int32
 
@@ -119,11 +179,11 @@ func (x ReadConsistency) String() string {
 }
 
 func (ReadConsistency) Descriptor() protoreflect.EnumDescriptor {
-	return file_bankd_v1_ledger_proto_enumTypes[1].Descriptor()
+	return file_bankd_v1_ledger_proto_enumTypes[2].Descriptor()
 }
 
 func (ReadConsistency) Type() protoreflect.EnumType {
-	return &file_bankd_v1_ledger_proto_enumTypes[1]
+	return &file_bankd_v1_ledger_proto_enumTypes[2]
 }
 
 func (x ReadConsistency) Number() protoreflect.EnumNumber {
@@ -132,7 +192,7 @@ func (x ReadConsistency) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReadConsistency.Descriptor instead.
 func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
-	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{1}
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{2}
 }
 
 type TransferState int32
@@ -184,11 +244,11 @@ func (x TransferState) String() string {
 }
 
 func (TransferState) Descriptor() protoreflect.EnumDescriptor {
-	return file_bankd_v1_ledger_proto_enumTypes[2].Descriptor()
+	return file_bankd_v1_ledger_proto_enumTypes[3].Descriptor()
 }
 
 func (TransferState) Type() protoreflect.EnumType {
-	return &file_bankd_v1_ledger_proto_enumTypes[2]
+	return &file_bankd_v1_ledger_proto_enumTypes[3]
 }
 
 func (x TransferState) Number() protoreflect.EnumNumber {
@@ -197,7 +257,7 @@ func (x TransferState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TransferState.Descriptor instead.
 func (TransferState) EnumDescriptor() ([]byte, []int) {
-	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{2}
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{3}
 }
 
 // ResultCode is the outcome of one write inside a command.
@@ -278,11 +338,11 @@ func (x ResultCode) String() string {
 }
 
 func (ResultCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_bankd_v1_ledger_proto_enumTypes[3].Descriptor()
+	return file_bankd_v1_ledger_proto_enumTypes[4].Descriptor()
 }
 
 func (ResultCode) Type() protoreflect.EnumType {
-	return &file_bankd_v1_ledger_proto_enumTypes[3]
+	return &file_bankd_v1_ledger_proto_enumTypes[4]
 }
 
 func (x ResultCode) Number() protoreflect.EnumNumber {
@@ -291,7 +351,7 @@ func (x ResultCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultCode.Descriptor instead.
 func (ResultCode) EnumDescriptor() ([]byte, []int) {
-	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{3}
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{4}
 }
 
 // ReadMeta describes the state a read was served from.
@@ -527,6 +587,7 @@ type Account struct {
 	Balance         *Balance `protobuf:"bytes,10,opt,name=balance,proto3" json:"balance,omitempty"`
 	CreatedAtUnixMs int64    `protobuf:"varint,11,opt,name=created_at_unix_ms,json=createdAtUnixMs,proto3" json:"created_at_unix_ms,omitempty"`
 	CreatedIndex    uint64   `protobuf:"varint,12,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	Owner           Owner    `protobuf:"varint,13,opt,name=owner,proto3,enum=bankd.v1.Owner" json:"owner,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -624,6 +685,13 @@ func (x *Account) GetCreatedIndex() uint64 {
 	return 0
 }
 
+func (x *Account) GetOwner() Owner {
+	if x != nil {
+		return x.Owner
+	}
+	return Owner_OWNER_UNSPECIFIED
+}
+
 type Transfer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1-64 characters from [A-Za-z0-9._:-], chosen by the client; the idempotency key.
@@ -660,6 +728,7 @@ type Transfer struct {
 	PostedAmount int64 `protobuf:"varint,23,opt,name=posted_amount,json=postedAmount,proto3" json:"posted_amount,omitempty"`
 	// For a pending transfer: when it expires, in cluster time; 0 if never.
 	ExpiresAtUnixMs int64 `protobuf:"varint,24,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
+	Owner           Owner `protobuf:"varint,25,opt,name=owner,proto3,enum=bankd.v1.Owner" json:"owner,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -825,6 +894,13 @@ func (x *Transfer) GetExpiresAtUnixMs() int64 {
 		return x.ExpiresAtUnixMs
 	}
 	return 0
+}
+
+func (x *Transfer) GetOwner() Owner {
+	if x != nil {
+		return x.Owner
+	}
+	return Owner_OWNER_UNSPECIFIED
 }
 
 type TransferResult struct {
@@ -1804,7 +1880,7 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x0edebits_pending\x18\x03 \x01(\x03R\rdebitsPending\x12'\n" +
 	"\x0fcredits_pending\x18\x04 \x01(\x03R\x0ecreditsPending\x12\x16\n" +
 	"\x06posted\x18\x05 \x01(\x03R\x06posted\x12\x1c\n" +
-	"\tavailable\x18\x06 \x01(\x03R\tavailable\"\xa8\x03\n" +
+	"\tavailable\x18\x06 \x01(\x03R\tavailable\"\xcf\x03\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12)\n" +
@@ -1815,10 +1891,11 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\abalance\x18\n" +
 	" \x01(\v2\x11.bankd.v1.BalanceR\abalance\x12+\n" +
 	"\x12created_at_unix_ms\x18\v \x01(\x03R\x0fcreatedAtUnixMs\x12#\n" +
-	"\rcreated_index\x18\f \x01(\x04R\fcreatedIndex\x1a;\n" +
+	"\rcreated_index\x18\f \x01(\x04R\fcreatedIndex\x12%\n" +
+	"\x05owner\x18\r \x01(\x0e2\x0f.bankd.v1.OwnerR\x05owner\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd0\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x05\n" +
 	"\bTransfer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x10debit_account_id\x18\x02 \x01(\tR\x0edebitAccountId\x12*\n" +
@@ -1841,7 +1918,8 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x12created_at_unix_ms\x18\x15 \x01(\x03R\x0fcreatedAtUnixMs\x12-\n" +
 	"\x05state\x18\x16 \x01(\x0e2\x17.bankd.v1.TransferStateR\x05state\x12#\n" +
 	"\rposted_amount\x18\x17 \x01(\x03R\fpostedAmount\x12+\n" +
-	"\x12expires_at_unix_ms\x18\x18 \x01(\x03R\x0fexpiresAtUnixMs\x1a;\n" +
+	"\x12expires_at_unix_ms\x18\x18 \x01(\x03R\x0fexpiresAtUnixMs\x12%\n" +
+	"\x05owner\x18\x19 \x01(\x0e2\x0f.bankd.v1.OwnerR\x05owner\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
@@ -1918,7 +1996,12 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x16ACCOUNT_KIND_LIABILITY\x10\x02\x12\x17\n" +
 	"\x13ACCOUNT_KIND_EQUITY\x10\x03\x12\x17\n" +
 	"\x13ACCOUNT_KIND_INCOME\x10\x04\x12\x18\n" +
-	"\x14ACCOUNT_KIND_EXPENSE\x10\x05*r\n" +
+	"\x14ACCOUNT_KIND_EXPENSE\x10\x05*V\n" +
+	"\x05Owner\x12\x15\n" +
+	"\x11OWNER_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fOWNER_CLIENT\x10\x01\x12\x0f\n" +
+	"\vOWNER_CHAIN\x10\x02\x12\x13\n" +
+	"\x0fOWNER_LIGHTNING\x10\x03*r\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n" +
@@ -1970,87 +2053,90 @@ func file_bankd_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_ledger_proto_rawDescData
 }
 
-var file_bankd_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_bankd_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_bankd_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_bankd_v1_ledger_proto_goTypes = []any{
 	(AccountKind)(0),                   // 0: bankd.v1.AccountKind
-	(ReadConsistency)(0),               // 1: bankd.v1.ReadConsistency
-	(TransferState)(0),                 // 2: bankd.v1.TransferState
-	(ResultCode)(0),                    // 3: bankd.v1.ResultCode
-	(*ReadMeta)(nil),                   // 4: bankd.v1.ReadMeta
-	(*Fence)(nil),                      // 5: bankd.v1.Fence
-	(*Balance)(nil),                    // 6: bankd.v1.Balance
-	(*Account)(nil),                    // 7: bankd.v1.Account
-	(*Transfer)(nil),                   // 8: bankd.v1.Transfer
-	(*TransferResult)(nil),             // 9: bankd.v1.TransferResult
-	(*CreateAccountRequest)(nil),       // 10: bankd.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil),      // 11: bankd.v1.CreateAccountResponse
-	(*GetAccountRequest)(nil),          // 12: bankd.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),         // 13: bankd.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),        // 14: bankd.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),       // 15: bankd.v1.ListAccountsResponse
-	(*CreateTransferRequest)(nil),      // 16: bankd.v1.CreateTransferRequest
-	(*CreateTransferResponse)(nil),     // 17: bankd.v1.CreateTransferResponse
-	(*CreateTransfersRequest)(nil),     // 18: bankd.v1.CreateTransfersRequest
-	(*CreateTransfersResponse)(nil),    // 19: bankd.v1.CreateTransfersResponse
-	(*GetTransferRequest)(nil),         // 20: bankd.v1.GetTransferRequest
-	(*GetTransferResponse)(nil),        // 21: bankd.v1.GetTransferResponse
-	(*HistoryEntry)(nil),               // 22: bankd.v1.HistoryEntry
-	(*ListAccountHistoryRequest)(nil),  // 23: bankd.v1.ListAccountHistoryRequest
-	(*ListAccountHistoryResponse)(nil), // 24: bankd.v1.ListAccountHistoryResponse
-	nil,                                // 25: bankd.v1.Account.MetadataEntry
-	nil,                                // 26: bankd.v1.Transfer.MetadataEntry
+	(Owner)(0),                         // 1: bankd.v1.Owner
+	(ReadConsistency)(0),               // 2: bankd.v1.ReadConsistency
+	(TransferState)(0),                 // 3: bankd.v1.TransferState
+	(ResultCode)(0),                    // 4: bankd.v1.ResultCode
+	(*ReadMeta)(nil),                   // 5: bankd.v1.ReadMeta
+	(*Fence)(nil),                      // 6: bankd.v1.Fence
+	(*Balance)(nil),                    // 7: bankd.v1.Balance
+	(*Account)(nil),                    // 8: bankd.v1.Account
+	(*Transfer)(nil),                   // 9: bankd.v1.Transfer
+	(*TransferResult)(nil),             // 10: bankd.v1.TransferResult
+	(*CreateAccountRequest)(nil),       // 11: bankd.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),      // 12: bankd.v1.CreateAccountResponse
+	(*GetAccountRequest)(nil),          // 13: bankd.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),         // 14: bankd.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),        // 15: bankd.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),       // 16: bankd.v1.ListAccountsResponse
+	(*CreateTransferRequest)(nil),      // 17: bankd.v1.CreateTransferRequest
+	(*CreateTransferResponse)(nil),     // 18: bankd.v1.CreateTransferResponse
+	(*CreateTransfersRequest)(nil),     // 19: bankd.v1.CreateTransfersRequest
+	(*CreateTransfersResponse)(nil),    // 20: bankd.v1.CreateTransfersResponse
+	(*GetTransferRequest)(nil),         // 21: bankd.v1.GetTransferRequest
+	(*GetTransferResponse)(nil),        // 22: bankd.v1.GetTransferResponse
+	(*HistoryEntry)(nil),               // 23: bankd.v1.HistoryEntry
+	(*ListAccountHistoryRequest)(nil),  // 24: bankd.v1.ListAccountHistoryRequest
+	(*ListAccountHistoryResponse)(nil), // 25: bankd.v1.ListAccountHistoryResponse
+	nil,                                // 26: bankd.v1.Account.MetadataEntry
+	nil,                                // 27: bankd.v1.Transfer.MetadataEntry
 }
 var file_bankd_v1_ledger_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.Account.kind:type_name -> bankd.v1.AccountKind
-	25, // 1: bankd.v1.Account.metadata:type_name -> bankd.v1.Account.MetadataEntry
-	6,  // 2: bankd.v1.Account.balance:type_name -> bankd.v1.Balance
-	26, // 3: bankd.v1.Transfer.metadata:type_name -> bankd.v1.Transfer.MetadataEntry
-	2,  // 4: bankd.v1.Transfer.state:type_name -> bankd.v1.TransferState
-	3,  // 5: bankd.v1.TransferResult.code:type_name -> bankd.v1.ResultCode
-	8,  // 6: bankd.v1.TransferResult.transfer:type_name -> bankd.v1.Transfer
-	7,  // 7: bankd.v1.CreateAccountRequest.account:type_name -> bankd.v1.Account
-	5,  // 8: bankd.v1.CreateAccountRequest.fence:type_name -> bankd.v1.Fence
-	7,  // 9: bankd.v1.CreateAccountResponse.account:type_name -> bankd.v1.Account
-	1,  // 10: bankd.v1.GetAccountRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	7,  // 11: bankd.v1.GetAccountResponse.account:type_name -> bankd.v1.Account
-	4,  // 12: bankd.v1.GetAccountResponse.meta:type_name -> bankd.v1.ReadMeta
-	1,  // 13: bankd.v1.ListAccountsRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	7,  // 14: bankd.v1.ListAccountsResponse.accounts:type_name -> bankd.v1.Account
-	4,  // 15: bankd.v1.ListAccountsResponse.meta:type_name -> bankd.v1.ReadMeta
-	8,  // 16: bankd.v1.CreateTransferRequest.transfer:type_name -> bankd.v1.Transfer
-	5,  // 17: bankd.v1.CreateTransferRequest.fence:type_name -> bankd.v1.Fence
-	8,  // 18: bankd.v1.CreateTransferResponse.transfer:type_name -> bankd.v1.Transfer
-	8,  // 19: bankd.v1.CreateTransfersRequest.transfers:type_name -> bankd.v1.Transfer
-	5,  // 20: bankd.v1.CreateTransfersRequest.fence:type_name -> bankd.v1.Fence
-	9,  // 21: bankd.v1.CreateTransfersResponse.results:type_name -> bankd.v1.TransferResult
-	1,  // 22: bankd.v1.GetTransferRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	8,  // 23: bankd.v1.GetTransferResponse.transfer:type_name -> bankd.v1.Transfer
-	4,  // 24: bankd.v1.GetTransferResponse.meta:type_name -> bankd.v1.ReadMeta
-	6,  // 25: bankd.v1.HistoryEntry.balance_after:type_name -> bankd.v1.Balance
-	2,  // 26: bankd.v1.HistoryEntry.cause:type_name -> bankd.v1.TransferState
-	1,  // 27: bankd.v1.ListAccountHistoryRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	22, // 28: bankd.v1.ListAccountHistoryResponse.entries:type_name -> bankd.v1.HistoryEntry
-	4,  // 29: bankd.v1.ListAccountHistoryResponse.meta:type_name -> bankd.v1.ReadMeta
-	10, // 30: bankd.v1.LedgerService.CreateAccount:input_type -> bankd.v1.CreateAccountRequest
-	12, // 31: bankd.v1.LedgerService.GetAccount:input_type -> bankd.v1.GetAccountRequest
-	14, // 32: bankd.v1.LedgerService.ListAccounts:input_type -> bankd.v1.ListAccountsRequest
-	16, // 33: bankd.v1.LedgerService.CreateTransfer:input_type -> bankd.v1.CreateTransferRequest
-	18, // 34: bankd.v1.LedgerService.CreateTransfers:input_type -> bankd.v1.CreateTransfersRequest
-	20, // 35: bankd.v1.LedgerService.GetTransfer:input_type -> bankd.v1.GetTransferRequest
-	23, // 36: bankd.v1.LedgerService.ListAccountHistory:input_type -> bankd.v1.ListAccountHistoryRequest
-	11, // 37: bankd.v1.LedgerService.CreateAccount:output_type -> bankd.v1.CreateAccountResponse
-	13, // 38: bankd.v1.LedgerService.GetAccount:output_type -> bankd.v1.GetAccountResponse
-	15, // 39: bankd.v1.LedgerService.ListAccounts:output_type -> bankd.v1.ListAccountsResponse
-	17, // 40: bankd.v1.LedgerService.CreateTransfer:output_type -> bankd.v1.CreateTransferResponse
-	19, // 41: bankd.v1.LedgerService.CreateTransfers:output_type -> bankd.v1.CreateTransfersResponse
-	21, // 42: bankd.v1.LedgerService.GetTransfer:output_type -> bankd.v1.GetTransferResponse
-	24, // 43: bankd.v1.LedgerService.ListAccountHistory:output_type -> bankd.v1.ListAccountHistoryResponse
-	37, // [37:44] is the sub-list for method output_type
-	30, // [30:37] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	26, // 1: bankd.v1.Account.metadata:type_name -> bankd.v1.Account.MetadataEntry
+	7,  // 2: bankd.v1.Account.balance:type_name -> bankd.v1.Balance
+	1,  // 3: bankd.v1.Account.owner:type_name -> bankd.v1.Owner
+	27, // 4: bankd.v1.Transfer.metadata:type_name -> bankd.v1.Transfer.MetadataEntry
+	3,  // 5: bankd.v1.Transfer.state:type_name -> bankd.v1.TransferState
+	1,  // 6: bankd.v1.Transfer.owner:type_name -> bankd.v1.Owner
+	4,  // 7: bankd.v1.TransferResult.code:type_name -> bankd.v1.ResultCode
+	9,  // 8: bankd.v1.TransferResult.transfer:type_name -> bankd.v1.Transfer
+	8,  // 9: bankd.v1.CreateAccountRequest.account:type_name -> bankd.v1.Account
+	6,  // 10: bankd.v1.CreateAccountRequest.fence:type_name -> bankd.v1.Fence
+	8,  // 11: bankd.v1.CreateAccountResponse.account:type_name -> bankd.v1.Account
+	2,  // 12: bankd.v1.GetAccountRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	8,  // 13: bankd.v1.GetAccountResponse.account:type_name -> bankd.v1.Account
+	5,  // 14: bankd.v1.GetAccountResponse.meta:type_name -> bankd.v1.ReadMeta
+	2,  // 15: bankd.v1.ListAccountsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	8,  // 16: bankd.v1.ListAccountsResponse.accounts:type_name -> bankd.v1.Account
+	5,  // 17: bankd.v1.ListAccountsResponse.meta:type_name -> bankd.v1.ReadMeta
+	9,  // 18: bankd.v1.CreateTransferRequest.transfer:type_name -> bankd.v1.Transfer
+	6,  // 19: bankd.v1.CreateTransferRequest.fence:type_name -> bankd.v1.Fence
+	9,  // 20: bankd.v1.CreateTransferResponse.transfer:type_name -> bankd.v1.Transfer
+	9,  // 21: bankd.v1.CreateTransfersRequest.transfers:type_name -> bankd.v1.Transfer
+	6,  // 22: bankd.v1.CreateTransfersRequest.fence:type_name -> bankd.v1.Fence
+	10, // 23: bankd.v1.CreateTransfersResponse.results:type_name -> bankd.v1.TransferResult
+	2,  // 24: bankd.v1.GetTransferRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	9,  // 25: bankd.v1.GetTransferResponse.transfer:type_name -> bankd.v1.Transfer
+	5,  // 26: bankd.v1.GetTransferResponse.meta:type_name -> bankd.v1.ReadMeta
+	7,  // 27: bankd.v1.HistoryEntry.balance_after:type_name -> bankd.v1.Balance
+	3,  // 28: bankd.v1.HistoryEntry.cause:type_name -> bankd.v1.TransferState
+	2,  // 29: bankd.v1.ListAccountHistoryRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	23, // 30: bankd.v1.ListAccountHistoryResponse.entries:type_name -> bankd.v1.HistoryEntry
+	5,  // 31: bankd.v1.ListAccountHistoryResponse.meta:type_name -> bankd.v1.ReadMeta
+	11, // 32: bankd.v1.LedgerService.CreateAccount:input_type -> bankd.v1.CreateAccountRequest
+	13, // 33: bankd.v1.LedgerService.GetAccount:input_type -> bankd.v1.GetAccountRequest
+	15, // 34: bankd.v1.LedgerService.ListAccounts:input_type -> bankd.v1.ListAccountsRequest
+	17, // 35: bankd.v1.LedgerService.CreateTransfer:input_type -> bankd.v1.CreateTransferRequest
+	19, // 36: bankd.v1.LedgerService.CreateTransfers:input_type -> bankd.v1.CreateTransfersRequest
+	21, // 37: bankd.v1.LedgerService.GetTransfer:input_type -> bankd.v1.GetTransferRequest
+	24, // 38: bankd.v1.LedgerService.ListAccountHistory:input_type -> bankd.v1.ListAccountHistoryRequest
+	12, // 39: bankd.v1.LedgerService.CreateAccount:output_type -> bankd.v1.CreateAccountResponse
+	14, // 40: bankd.v1.LedgerService.GetAccount:output_type -> bankd.v1.GetAccountResponse
+	16, // 41: bankd.v1.LedgerService.ListAccounts:output_type -> bankd.v1.ListAccountsResponse
+	18, // 42: bankd.v1.LedgerService.CreateTransfer:output_type -> bankd.v1.CreateTransferResponse
+	20, // 43: bankd.v1.LedgerService.CreateTransfers:output_type -> bankd.v1.CreateTransfersResponse
+	22, // 44: bankd.v1.LedgerService.GetTransfer:output_type -> bankd.v1.GetTransferResponse
+	25, // 45: bankd.v1.LedgerService.ListAccountHistory:output_type -> bankd.v1.ListAccountHistoryResponse
+	39, // [39:46] is the sub-list for method output_type
+	32, // [32:39] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_ledger_proto_init() }
@@ -2063,7 +2149,7 @@ func file_bankd_v1_ledger_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_ledger_proto_rawDesc), len(file_bankd_v1_ledger_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -30,8 +30,11 @@ type Lock struct {
 	Token            uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
 	AcquiredAtUnixMs int64                  `protobuf:"varint,4,opt,name=acquired_at_unix_ms,json=acquiredAtUnixMs,proto3" json:"acquired_at_unix_ms,omitempty"`
 	ExpiresAtUnixMs  int64                  `protobuf:"varint,5,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The authenticated principal (API token name) that acquired it; only it may extend, renew or
+	// release the lock. Empty for a lock granted before principals were recorded.
+	Principal     string `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lock) Reset() {
@@ -97,6 +100,13 @@ func (x *Lock) GetExpiresAtUnixMs() int64 {
 		return x.ExpiresAtUnixMs
 	}
 	return 0
+}
+
+func (x *Lock) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
 }
 
 type AcquireLockRequest struct {
@@ -523,13 +533,14 @@ var File_bankd_v1_lock_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_lock_proto_rawDesc = "" +
 	"\n" +
-	"\x13bankd/v1/lock.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\"\xa4\x01\n" +
+	"\x13bankd/v1/lock.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\"\xc2\x01\n" +
 	"\x04Lock\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12-\n" +
 	"\x13acquired_at_unix_ms\x18\x04 \x01(\x03R\x10acquiredAtUnixMs\x12+\n" +
-	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\"W\n" +
+	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\x12\x1c\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal\"W\n" +
 	"\x12AcquireLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x15\n" +

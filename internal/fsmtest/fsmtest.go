@@ -16,6 +16,7 @@ import (
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/principal"
 )
 
 // Open opens a state machine in a temporary directory of t, closed when t ends. A fatal state
@@ -53,20 +54,22 @@ type Proposal struct {
 }
 
 // Apply applies one command and returns the state machine's answer; a refusal is the
-// *fsm.Error.
+// *fsm.Error. Like node.Apply, it stamps the command with the principal ctx carries
+// (principal.With), so tests can act as an authenticated client or, with none, as a driver.
 func (p *Proposer) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	who := principal.From(ctx)
 	if p.Intercept != nil {
 		apply, err := p.Intercept(typ, body)
 		if err != nil {
 			if apply {
-				p.apply(typ, body, fence)
+				p.apply(typ, body, fence, who)
 			}
 			return nil, err
 		}
 	}
-	switch res := p.apply(typ, body, fence).(type) {
+	switch res := p.apply(typ, body, fence, who).(type) {
 	case *fsm.Error:
 		return nil, res
 	case proto.Message:
@@ -78,12 +81,12 @@ func (p *Proposer) Apply(ctx context.Context, typ bankdv1.CommandType, body prot
 	}
 }
 
-func (p *Proposer) apply(typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) any {
+func (p *Proposer) apply(typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence, who string) any {
 	b, err := proto.Marshal(body)
 	if err != nil {
 		p.T.Fatalf("marshal %s: %v", typ, err)
 	}
-	data, err := proto.Marshal(&bankdv1.Command{Version: fsm.CommandVersion, Type: typ, LeaderTimeUnixMs: time.Now().UnixMilli(), Fence: fence, Body: b})
+	data, err := proto.Marshal(&bankdv1.Command{Version: fsm.CommandVersion, Type: typ, LeaderTimeUnixMs: time.Now().UnixMilli(), Fence: fence, Body: b, Principal: who})
 	if err != nil {
 		p.T.Fatalf("marshal command: %v", err)
 	}

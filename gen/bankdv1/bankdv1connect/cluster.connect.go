@@ -48,6 +48,9 @@ const (
 	// ClusterServiceStateHashProcedure is the fully-qualified name of the ClusterService's StateHash
 	// RPC.
 	ClusterServiceStateHashProcedure = "/bankd.v1.ClusterService/StateHash"
+	// ClusterServiceListProblemsProcedure is the fully-qualified name of the ClusterService's
+	// ListProblems RPC.
+	ClusterServiceListProblemsProcedure = "/bankd.v1.ClusterService/ListProblems"
 )
 
 // ClusterServiceClient is a client for the bankd.v1.ClusterService service.
@@ -59,6 +62,10 @@ type ClusterServiceClient interface {
 	RemoveNode(context.Context, *connect.Request[bankdv1.RemoveNodeRequest]) (*connect.Response[bankdv1.RemoveNodeResponse], error)
 	// StateHash hashes this node's state as it stands; compare nodes at equal applied_index.
 	StateHash(context.Context, *connect.Request[bankdv1.StateHashRequest]) (*connect.Response[bankdv1.StateHashResponse], error)
+	// ListProblems lists what the drivers' commands met and could not apply as expected (a
+	// deposit whose credit the ledger refused, a settlement that could not be credited), oldest
+	// first. Each needs an operator's look.
+	ListProblems(context.Context, *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the bankd.v1.ClusterService service. By default,
@@ -112,6 +119,13 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listProblems: connect.NewClient[bankdv1.ListProblemsRequest, bankdv1.ListProblemsResponse](
+			httpClient,
+			baseURL+ClusterServiceListProblemsProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("ListProblems")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -123,6 +137,7 @@ type clusterServiceClient struct {
 	transferLeadership *connect.Client[bankdv1.TransferLeadershipRequest, bankdv1.TransferLeadershipResponse]
 	removeNode         *connect.Client[bankdv1.RemoveNodeRequest, bankdv1.RemoveNodeResponse]
 	stateHash          *connect.Client[bankdv1.StateHashRequest, bankdv1.StateHashResponse]
+	listProblems       *connect.Client[bankdv1.ListProblemsRequest, bankdv1.ListProblemsResponse]
 }
 
 // Status calls bankd.v1.ClusterService.Status.
@@ -155,6 +170,11 @@ func (c *clusterServiceClient) StateHash(ctx context.Context, req *connect.Reque
 	return c.stateHash.CallUnary(ctx, req)
 }
 
+// ListProblems calls bankd.v1.ClusterService.ListProblems.
+func (c *clusterServiceClient) ListProblems(ctx context.Context, req *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error) {
+	return c.listProblems.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the bankd.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	Status(context.Context, *connect.Request[bankdv1.StatusRequest]) (*connect.Response[bankdv1.StatusResponse], error)
@@ -164,6 +184,10 @@ type ClusterServiceHandler interface {
 	RemoveNode(context.Context, *connect.Request[bankdv1.RemoveNodeRequest]) (*connect.Response[bankdv1.RemoveNodeResponse], error)
 	// StateHash hashes this node's state as it stands; compare nodes at equal applied_index.
 	StateHash(context.Context, *connect.Request[bankdv1.StateHashRequest]) (*connect.Response[bankdv1.StateHashResponse], error)
+	// ListProblems lists what the drivers' commands met and could not apply as expected (a
+	// deposit whose credit the ledger refused, a settlement that could not be credited), oldest
+	// first. Each needs an operator's look.
+	ListProblems(context.Context, *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -213,6 +237,13 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceListProblemsHandler := connect.NewUnaryHandler(
+		ClusterServiceListProblemsProcedure,
+		svc.ListProblems,
+		connect.WithSchema(clusterServiceMethods.ByName("ListProblems")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceStatusProcedure:
@@ -227,6 +258,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceRemoveNodeHandler.ServeHTTP(w, r)
 		case ClusterServiceStateHashProcedure:
 			clusterServiceStateHashHandler.ServeHTTP(w, r)
+		case ClusterServiceListProblemsProcedure:
+			clusterServiceListProblemsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -258,4 +291,8 @@ func (UnimplementedClusterServiceHandler) RemoveNode(context.Context, *connect.R
 
 func (UnimplementedClusterServiceHandler) StateHash(context.Context, *connect.Request[bankdv1.StateHashRequest]) (*connect.Response[bankdv1.StateHashResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.StateHash is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) ListProblems(context.Context, *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.ListProblems is not implemented"))
 }

@@ -1,0 +1,188 @@
+package fsm
+
+import (
+	"strings"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// Ownership. Every account and transfer records who created it (Account.owner,
+// Transfer.owner): an API client, or one of the leader-only drivers, each acting through its own
+// command types (commandBodies). What a driver creates, only that driver uses:
+//
+//   - a client command cannot create an account or transfer whose id has the form of a driver's
+//     ids (the table below), so it cannot take an id a driver will need later;
+//   - it cannot post or void a pending transfer it does not own (a deposit's pending credit, a
+//     Lightning payment's hold);
+//   - it cannot move money into or out of an account a driver owns (a client credit of
+//     ln:<node> or onchain-deposits would break reconciliation, a debit would take the bank's
+//     money);
+//   - deposit addresses, invoices and payments are only for client-owned accounts.
+//
+// A driver may use client accounts (a deposit credits a customer, a payment debits one) and its
+// own, never another driver's. An id that exists is judged by the owner recorded with it; only
+// records written before owners were recorded (owner unspecified) are judged by the form of
+// their id, which is exact for them because the drivers have always used these forms.
+
+// systemIDForm is one form of id a driver creates.
+type systemIDForm struct {
+	owner bankdv1.Owner
+	// form documents the id, as docs/ARCHITECTURE.md lists it.
+	form  string
+	match func(id string) bool
+}
+
+// systemTransferIDs are the forms of every transfer id a driver creates. TestEveryDriverIDIsSystem
+// checks that each id the drivers generate matches one.
+var systemTransferIDs = []systemIDForm{
+	{bankdv1.Owner_OWNER_CHAIN, "d:<txid>:<vout>:<attempt>   a deposit's pending credit", depositIDForm("d")},
+	{bankdv1.Owner_OWNER_CHAIN, "p:<txid>:<vout>:<attempt>   its post at final depth", depositIDForm("p")},
+	{bankdv1.Owner_OWNER_CHAIN, "v:<txid>:<vout>:<attempt>   its void when rejected", depositIDForm("v")},
+	{bankdv1.Owner_OWNER_CHAIN, "r:<txid>:<vout>:<reversal>  the reversal of a credit a reorg took back", depositIDForm("r")},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lni:<hash>                   an invoice settled on its node", hashIDForm("lni")},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lnin:<hash>                  an invoice of our pool paid inside the ledger", hashIDForm("lnin")},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lnu:<node>:<settle index>    a settlement the cluster did not issue", unattributedIDForm},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lnp:<raft index>[:post|:void] a payment's hold and its resolution", paymentIDForm},
+	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
+}
+
+// systemAccountIDs are the forms of every account id a driver creates.
+var systemAccountIDs = []systemIDForm{
+	{bankdv1.Owner_OWNER_CHAIN, DepositClearingAccount + "  ASSET: the bank's side of every deposit", exactID(DepositClearingAccount)},
+	{bankdv1.Owner_OWNER_LIGHTNING, LightningCapitalAccount + "        EQUITY: opening balances of pool nodes", exactID(LightningCapitalAccount)},
+	{bankdv1.Owner_OWNER_LIGHTNING, LightningUnattributedAccount + "   LIABILITY: settlements the cluster did not issue", exactID(LightningUnattributedAccount)},
+	{bankdv1.Owner_OWNER_LIGHTNING, LightningNodeAccountPrefix + "<node>            ASSET: what a pool node's channels hold", nodeIDForm(LightningNodeAccountPrefix)},
+}
+
+// SystemTransferOwner reports which driver creates transfers with an id of this form.
+func SystemTransferOwner(id string) (bankdv1.Owner, bool) { return systemOwner(systemTransferIDs, id) }
+
+// SystemAccountOwner reports which driver creates accounts with an id of this form.
+func SystemAccountOwner(id string) (bankdv1.Owner, bool) { return systemOwner(systemAccountIDs, id) }
+
+func systemOwner(forms []systemIDForm, id string) (bankdv1.Owner, bool) {
+	for _, f := range forms {
+		if f.match(id) {
+			return f.owner, true
+		}
+	}
+	return bankdv1.Owner_OWNER_UNSPECIFIED, false
+}
+
+// accountOwner is the owner of a stored account: the recorded one, or for an account written
+// before owners were recorded, the one its id's form says.
+func accountOwner(acc *bankdv1.Account) bankdv1.Owner {
+	if acc.Owner != bankdv1.Owner_OWNER_UNSPECIFIED {
+		return acc.Owner
+	}
+	if o, ok := SystemAccountOwner(acc.Id); ok {
+		return o
+	}
+	return bankdv1.Owner_OWNER_CLIENT
+}
+
+// transferOwner is the owner of a stored transfer, judged like accountOwner.
+func transferOwner(t *bankdv1.Transfer) bankdv1.Owner {
+	if t.Owner != bankdv1.Owner_OWNER_UNSPECIFIED {
+		return t.Owner
+	}
+	if o, ok := SystemTransferOwner(t.Id); ok {
+		return o
+	}
+	return bankdv1.Owner_OWNER_CLIENT
+}
+
+// OwnerName names an owner in messages: "client", "chain", "lightning".
+func OwnerName(o bankdv1.Owner) string {
+	return strings.ToLower(strings.TrimPrefix(o.String(), "OWNER_"))
+}
+
+// mayUseAccount reports whether a command acting as user may move money into or out of an
+// account owned by owner: its own accounts, and customers' (client-owned) ones for a driver.
+func mayUseAccount(user, owner bankdv1.Owner) bool {
+	return owner == user || owner == bankdv1.Owner_OWNER_CLIENT && user != bankdv1.Owner_OWNER_UNSPECIFIED
+}
+
+// CheckClientAccountID refuses, in a client's request, an account id of the form of a driver's
+// accounts; use says what the client wanted to do with it ("move money out of").
+func CheckClientAccountID(field, id, use string) *Error {
+	if o, ok := SystemAccountOwner(id); ok {
+		return invalid("%s: %q is an account of the cluster's %s driver; clients cannot %s it", field, truncate(id), OwnerName(o), use)
+	}
+	return nil
+}
+
+// --- id forms ---
+
+func exactID(want string) func(string) bool { return func(id string) bool { return id == want } }
+
+// depositIDForm matches depositTransferID(kind, ...): kind, then the txid's 32 bytes in
+// base64url, the vout and a counter in decimal.
+func depositIDForm(kind string) func(string) bool {
+	return func(id string) bool {
+		rest, ok := strings.CutPrefix(id, kind+":")
+		if !ok || len(rest) < 44 || !isBase64URL(rest[:43]) || rest[43] != ':' {
+			return false
+		}
+		vout, n, ok := strings.Cut(rest[44:], ":")
+		return ok && isDecimal(vout) && isDecimal(n)
+	}
+}
+
+// hashIDForm matches hashTransferID(kind, hash): kind, then the 32-byte hash in base64url.
+func hashIDForm(kind string) func(string) bool {
+	return func(id string) bool {
+		rest, ok := strings.CutPrefix(id, kind+":")
+		return ok && len(rest) == 43 && isBase64URL(rest)
+	}
+}
+
+// unattributedIDForm matches "lnu:<node>:<settle index>".
+func unattributedIDForm(id string) bool {
+	rest, ok := strings.CutPrefix(id, "lnu:")
+	if !ok {
+		return false
+	}
+	i := strings.LastIndexByte(rest, ':')
+	return i > 0 && CheckLndNodeID("", rest[:i]) == nil && isDecimal(rest[i+1:])
+}
+
+// paymentIDForm matches "lnp:<raft index>" and its ":post" and ":void".
+func paymentIDForm(id string) bool {
+	rest, ok := strings.CutPrefix(id, "lnp:")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimSuffix(strings.TrimSuffix(rest, ":post"), ":void")
+	return isDecimal(rest)
+}
+
+// nodeIDForm matches prefix followed by a pool node id.
+func nodeIDForm(prefix string) func(string) bool {
+	return func(id string) bool {
+		rest, ok := strings.CutPrefix(id, prefix)
+		return ok && CheckLndNodeID("", rest) == nil
+	}
+}
+
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
