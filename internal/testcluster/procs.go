@@ -135,6 +135,10 @@ func LaunchProcs(spec Spec, opts ProcOptions) (*ProcCluster, error) {
 		return nil, fmt.Errorf("bankd binary %s: %w (run `make build` or set BANKD_BIN)", opts.Bin, err)
 	}
 	spec.Raft = spec.Raft.Or(clusterhcl.ProcessRaft)
+	logDir := filepath.Join(opts.Dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
 	layout, err := clusterhcl.WriteLoopback(opts.Dir, spec)
 	if err != nil {
 		return nil, err
@@ -145,10 +149,6 @@ func LaunchProcs(spec Spec, opts ProcOptions) (*ProcCluster, error) {
 		if pprofPorts, err = clusterhcl.FreePorts(len(layout.Nodes)); err != nil {
 			return nil, err
 		}
-	}
-	logDir := filepath.Join(opts.Dir, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
 	}
 	for i, n := range layout.Nodes {
 		p := &Proc{
