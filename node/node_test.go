@@ -16,10 +16,11 @@ import (
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 )
 
 func TestThreeNodesBootstrapFromGossipAndReplicateAWrite(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 
 	resp, err := leader.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT,
@@ -73,7 +74,7 @@ func TestThreeNodesBootstrapFromGossipAndReplicateAWrite(t *testing.T) {
 }
 
 func TestApplyOnAFollowerReturnsErrNotLeader(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	c.leader()
 	for _, f := range c.followers() {
 		_, err := f.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_TICK, nil, nil)
@@ -84,7 +85,7 @@ func TestApplyOnAFollowerReturnsErrNotLeader(t *testing.T) {
 }
 
 func TestStateMachineRefusalIsReturnedAsFSMError(t *testing.T) {
-	c := startTestCluster(t, 1, "")
+	c := startTestCluster(t, 1, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "a", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	_, err := leader.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT,
@@ -96,7 +97,7 @@ func TestStateMachineRefusalIsReturnedAsFSMError(t *testing.T) {
 }
 
 func TestLinearizableReadBarrier(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 
 	t.Run("works on the leader and sees the latest write", func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestLinearizableReadBarrier(t *testing.T) {
 }
 
 func TestAcknowledgedTransfersSurviveALeaderCrash(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "cash", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	createAccount(t, leader, "alice", bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY)
@@ -180,7 +181,7 @@ func TestAcknowledgedTransfersSurviveALeaderCrash(t *testing.T) {
 }
 
 func TestStoppedFollowerCatchesUpAfterRestart(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "before", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	follower := c.followers()[0]
@@ -202,10 +203,7 @@ func TestStoppedFollowerCatchesUpAfterRestart(t *testing.T) {
 }
 
 func TestFarBehindFollowerCatchesUpBySnapshotInstall(t *testing.T) {
-	c := startTestCluster(t, 3, `
-  snapshot_interval  = "50ms"
-  snapshot_threshold = 8
-  trailing_logs      = 4`)
+	c := startTestCluster(t, 3, snapshotOften)
 	leader := c.leader()
 	follower := c.followers()[0]
 	id := follower.ID()
@@ -230,7 +228,7 @@ func TestFarBehindFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 }
 
 func TestGracefulShutdownOfTheLeaderTransfersLeadership(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	oldID, oldTerm := leader.ID(), leader.raft.CurrentTerm()
 
@@ -272,7 +270,7 @@ func TestGracefulShutdownOfTheLeaderTransfersLeadership(t *testing.T) {
 }
 
 func TestWipedNodeRejoinsUnderANewRaftIDAfterRemoveNode(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "x", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	victim := c.followers()[0]
@@ -355,7 +353,7 @@ func TestWipedNodeRejoinsUnderANewRaftIDAfterRemoveNode(t *testing.T) {
 }
 
 func TestRemoveNodeRefusesTheLastVoter(t *testing.T) {
-	c := startTestCluster(t, 1, "")
+	c := startTestCluster(t, 1, clusterhcl.Raft{})
 	leader := c.leader()
 	if _, err := leader.RemoveNode(testCtx(t), leader.ID()); err == nil {
 		t.Fatal("removed the only voter")
@@ -398,7 +396,7 @@ func (d *recordingDriver) counts() (runs, stops int, ready []bool) {
 }
 
 func TestLeaderDriversRunOnlyWhileLeader(t *testing.T) {
-	c := newTestCluster(t, 3, "")
+	c := newTestCluster(t, 3, clusterhcl.Raft{})
 	drivers := map[string]*recordingDriver{}
 	for _, nc := range c.cfg.Nodes {
 		id := nc.ID
@@ -449,7 +447,7 @@ func mustListen(t *testing.T) net.Listener {
 // with Raft state, but the leader only ever adds nodes without state; the node itself
 // restarting with its data dir does not bring it back either.
 func TestRemovedNodeIsNotAddedBack(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	victim := c.followers()[0]
 	id, raftID := victim.ID(), victim.RaftID()
@@ -487,7 +485,7 @@ func TestRemovedNodeIsNotAddedBack(t *testing.T) {
 // machine never sees (no-ops, barriers). A caught-up idle node must still be ready and report
 // no lag, or a load balancer would take every node out after a few elections.
 func TestIdleClusterStaysReadyAcrossLeaderChanges(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	createAccount(t, c.leader(), "x", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	for i := 0; i < 12; i++ {
 		if _, err := c.leader().TransferLeadership(testCtx(t), ""); err != nil {
