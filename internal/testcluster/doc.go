@@ -13,6 +13,6 @@
 // known to every node, an applied index, equal state hashes. Nothing sleeps to let a race
 // settle.
 //
-// It is test support only: nothing in the product imports it. It only binds loopback ports
-// and only writes under the directory it is given (a test's TempDir).
+// It is test and benchmark support: bankd and bankctl never import it. It only binds loopback
+// ports and only writes under the directory it is given (a test's TempDir).
 package testcluster
