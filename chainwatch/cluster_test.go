@@ -1,12 +1,8 @@
-package chainwatch
+package chainwatch_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,32 +10,22 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bankd/bankd/chainwatch"
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/node"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/regtest"
 )
 
-// chainCluster is an in-process cluster of real nodes (Raft over loopback, raft-boltdb, Pebble)
-// whose leader follows a real btcd through the watcher, as cmd/bankd wires it.
+// chainCluster is an in-process cluster of real agents (internal/testcluster): every node
+// wired as `bankd agent` wires it, so the leader follows a real btcd through the watcher.
 type chainCluster struct {
-	t     *testing.T
-	btcd  *regtest.Btcd
-	cfg   *node.Config
-	logs  *logBuffer
-	nodes []*clusterNode
+	*testcluster.Cluster
+	t    *testing.T
+	btcd *regtest.Btcd
 }
-
-type clusterNode struct {
-	n   *node.Node
-	reg *prometheus.Registry
-}
-
-// clusterWait bounds every wait of these tests.
-const clusterWait = 30 * time.Second
 
 // startChainCluster starts btcd (skipping the test without one) and a cluster of size nodes
 // following it from its current tip, with final_depth 3 and a 100 ms poll. network is the
@@ -56,111 +42,29 @@ func startChainCluster(t *testing.T, size int, network string) *chainCluster {
 	if network == "" {
 		network = "regtest"
 	}
-	dir := t.TempDir()
-	ports := freeLoopbackPorts(t, 3*size)
-	var b strings.Builder
-	b.WriteString("name = \"chaintest\"\n")
-	b.WriteString(`raft {
-  heartbeat_timeout    = "250ms"
-  election_timeout     = "250ms"
-  leader_lease_timeout = "125ms"
-  commit_timeout       = "5ms"
-  apply_timeout        = "3s"
-}
-`)
-	fmt.Fprintf(&b, `chain {
-  network       = %q
-  rpc_host      = %q
-  rpc_user      = %q
-  rpc_pass      = %q
-  rpc_cert      = %q
-  final_depth   = 3
-  keep_hashes   = 100
-  start_height  = %d
-  poll_interval = "100ms"
-}
-`, network, rpc.Host, rpc.User, rpc.Pass, rpc.CertPath, tip.Height)
-	for i := range size {
-		fmt.Fprintf(&b, "node \"n%d\" {\n  region = \"r\"\n  raft_addr = \"127.0.0.1:%d\"\n  gossip_addr = \"127.0.0.1:%d\"\n  api_addr = \"127.0.0.1:%d\"\n  data_dir = \"n%d\"\n}\n",
-			i+1, ports[3*i], ports[3*i+1], ports[3*i+2], i+1)
-	}
-	path := filepath.Join(dir, "cluster.hcl")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := node.LoadConfig(path)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	c := &chainCluster{t: t, btcd: btcd, cfg: cfg, logs: &logBuffer{}}
-	t.Cleanup(c.stop)
-	for _, nc := range cfg.Nodes {
-		c.nodes = append(c.nodes, c.startNode(nc.ID))
-	}
-	c.leader()
-	return c
-}
-
-// startNode wires a node as cmd/bankd does: a script index on every node, the watcher as a
-// leader-only driver.
-func (c *chainCluster) startNode(id string) *clusterNode {
-	c.t.Helper()
-	logger := newTestLogger(c.logs).With("node", id)
-	index := NewIndex()
-	n, err := node.New(c.cfg, id, node.Options{
-		Logger:      logger,
-		Version:     "test",
-		ScriptIndex: index,
-		FSMFatal:    func(err error) { c.t.Errorf("node %s: state machine stopped: %v", id, err) },
+	c := testcluster.Start(t, testcluster.Spec{
+		Name: "chaintest",
+		Size: size,
+		Chain: &testcluster.Chain{
+			Network: network, RPCHost: rpc.Host, RPCUser: rpc.User, RPCPass: rpc.Pass, RPCCert: rpc.CertPath,
+			FinalDepth: 3, KeepHashes: 100, StartHeight: uint32(tip.Height), PollInterval: 100 * time.Millisecond,
+		},
 	})
-	if err != nil {
-		c.t.Fatalf("new node %s: %v", id, err)
-	}
-	w, err := New(ConfigFromNode(c.cfg.Chain), n, n.FSM(), index, Options{Logger: logger, NodeID: id})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	if err := w.RegisterMetrics(reg); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := n.AddDriver(w); err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		c.t.Fatalf("start node %s: %v", id, err)
-	}
-	return &clusterNode{n: n, reg: reg}
+	cc := &chainCluster{Cluster: c, t: t, btcd: btcd}
+	cc.leader()
+	return cc
 }
 
-func (c *chainCluster) stop() {
-	var wg sync.WaitGroup
-	for _, cn := range c.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = cn.n.Shutdown(ctx)
-		}()
-	}
-	wg.Wait()
-	if c.t.Failed() {
-		lines := strings.Split(c.logs.String(), "\n")
-		c.t.Logf("last log lines:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
-	}
-}
-
-// leader waits for a leader and returns it.
-func (c *chainCluster) leader() *clusterNode {
+// leader waits for a leader whose state machine has applied everything committed (its read
+// barrier passes) and returns it.
+func (c *chainCluster) leader() *testcluster.Node {
 	c.t.Helper()
-	var leader *clusterNode
-	c.eventually("a leader", func() bool {
-		for _, cn := range c.nodes {
-			if cn.n.IsLeader() && cn.n.ReadBarrier(context.Background()) == nil {
-				leader = cn
+	var leader *testcluster.Node
+	c.Eventually("a leader", func() bool {
+		for _, n := range c.Nodes {
+			a := n.Agent()
+			if a != nil && a.Node().IsLeader() && a.Node().ReadBarrier(context.Background()) == nil {
+				leader = n
 				return true
 			}
 		}
@@ -171,30 +75,17 @@ func (c *chainCluster) leader() *clusterNode {
 
 func (c *chainCluster) eventually(what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(clusterWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c.Eventually(what, cond)
 }
 
 // apply proposes a command on the leader, retrying while leadership settles.
 func (c *chainCluster) apply(typ bankdv1.CommandType, body proto.Message) proto.Message {
 	c.t.Helper()
-	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		res, err := c.leader().n.Apply(ctx, typ, body, nil)
-		cancel()
-		if err == nil {
-			return res
-		}
-		if !errors.Is(err, node.ErrNotLeader) || attempt == 20 {
-			c.t.Fatalf("%s: %v", typ, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	res, err := c.ApplyOnLeader(typ, body)
+	if err != nil {
+		c.t.Fatalf("%s: %v", typ, err)
 	}
+	return res
 }
 
 // setup creates the deposit wallet and customer accounts.
@@ -205,7 +96,7 @@ func (c *chainCluster) setup(accounts ...string) {
 			Id: id, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY, NonNegative: true}})
 	}
 	c.apply(bankdv1.CommandType_COMMAND_TYPE_CREATE_WALLET, &bankdv1.CreateWalletRequest{WalletId: "deposits",
-		Kind: bankdv1.WalletKind_WALLET_KIND_DEPOSIT, Descriptor_: depositDescriptor(c.t, 7), Network: "regtest"})
+		Kind: bankdv1.WalletKind_WALLET_KIND_DEPOSIT, Descriptor_: chainwatch.DepositDescriptor(c.t, 7), Network: "regtest"})
 }
 
 func (c *chainCluster) newAddress(account, requestID string) *bankdv1.DepositAddress {
@@ -216,7 +107,7 @@ func (c *chainCluster) newAddress(account, requestID string) *bankdv1.DepositAdd
 }
 
 // fsm returns the leader's state machine.
-func (c *chainCluster) fsm() *fsm.FSM { return c.leader().n.FSM() }
+func (c *chainCluster) fsm() *fsm.FSM { return c.leader().FSM() }
 
 // waitCaughtUp waits until the cluster's tip is btcd's best block.
 func (c *chainCluster) waitCaughtUp() {
@@ -256,22 +147,7 @@ func (c *chainCluster) balance(account string) *bankdv1.Balance {
 // requireReplicasAgree waits until every node applied the same index with the same state hash.
 func (c *chainCluster) requireReplicasAgree() {
 	c.t.Helper()
-	c.eventually("every replica to agree on the state hash", func() bool {
-		var first [32]byte
-		var firstIndex uint64
-		for i, cn := range c.nodes {
-			idx, sum, err := cn.n.FSM().StateHash()
-			if err != nil {
-				return false
-			}
-			if i == 0 {
-				first, firstIndex = sum, idx
-			} else if sum != first || idx != firstIndex {
-				return false
-			}
-		}
-		return true
-	})
+	c.WaitSameState()
 }
 
 // requireLedgerBalances checks invariant 1 over the accounts given (the clearing account and
@@ -313,32 +189,6 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func freeLoopbackPorts(t *testing.T, count int) []int {
-	t.Helper()
-	var ports []int
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			_ = c()
-		}
-	}()
-	for len(ports) < count {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		closers = append(closers, l.Close)
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)) // memberlist needs UDP too
-		if err != nil {
-			continue
-		}
-		closers = append(closers, u.Close)
-		ports = append(ports, port)
-	}
-	return ports
 }
 
 const depositValue = 125_000
@@ -604,18 +454,18 @@ func TestCluster1000DepositsInOneBlock(t *testing.T) {
 func TestClusterOnTheWrongNetworkChangesNothing(t *testing.T) {
 	c := startChainCluster(t, 1, "testnet")
 	leader := c.leader()
-	applied := leader.n.FSM().AppliedIndex()
+	applied := leader.FSM().AppliedIndex()
 	c.eventually("the watcher to report the wrong network twice", func() bool {
-		return metricValue(t, leader.reg, "bankd_chainwatch_errors_total", "kind", kindNetwork) >= 2
+		return chainwatch.MetricValue(t, leader.Agent().API().Registry(), "bankd_chainwatch_errors_total", "kind", chainwatch.KindNetwork) >= 2
 	})
-	if !strings.Contains(c.logs.String(), "wrong network") ||
-		!strings.Contains(c.logs.String(), "node is on network regtest") {
-		t.Fatalf("no clear error in the log:\n%s", c.logs.String())
+	if !strings.Contains(c.Logs(), "wrong network") ||
+		!strings.Contains(c.Logs(), "node is on network regtest") {
+		t.Fatalf("no clear error in the log:\n%s", c.Logs())
 	}
-	if _, ok, err := leader.n.FSM().ChainTip(); ok || err != nil {
+	if _, ok, err := leader.FSM().ChainTip(); ok || err != nil {
 		t.Fatalf("the cluster followed a chain of the wrong network (err %v)", err)
 	}
-	if got := leader.n.FSM().AppliedIndex(); got != applied {
+	if got := leader.FSM().AppliedIndex(); got != applied {
 		t.Fatalf("applied index moved from %d to %d", applied, got)
 	}
 }

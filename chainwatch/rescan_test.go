@@ -1,10 +1,11 @@
-package chainwatch
+package chainwatch_test
 
 import (
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg"
 
+	"github.com/bankd/bankd/chainwatch"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/wallet/descriptor"
 )
@@ -30,7 +31,7 @@ func TestClusterBlockPayingItsOwnNewLookAheadIsRematched(t *testing.T) {
 	c := startChainCluster(t, 3, "")
 	c.setup("alice")
 	c.waitCaughtUp()
-	desc := depositDescriptor(c.t, 7)
+	desc := chainwatch.DepositDescriptor(c.t, 7)
 	// No address handed out: the receive window is [0, 20). Index 19 is watched, 20 is not yet.
 	last, beyond := receiveScript(t, desc, 19), receiveScript(t, desc, 20)
 	tx := c.pay(depositValue, last, beyond)
@@ -52,7 +53,7 @@ func TestClusterRescanFindsPaymentsToAWalletCreatedLater(t *testing.T) {
 	c := startChainCluster(t, 3, "")
 	c.setup("alice")
 	c.waitCaughtUp()
-	hotDesc := "wpkh(" + testTpub(t, 11) + "/0/*)"
+	hotDesc := "wpkh(" + chainwatch.AccountTpub(t, 11) + "/0/*)"
 	d, err := descriptor.Parse(hotDesc, &chaincfg.RegressionNetParams)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/jepsen/checker"
 	"github.com/bankd/bankd/jepsen/hosts"
 )
@@ -26,7 +26,7 @@ func needHosts(t *testing.T) {
 // builtBankd is the bankd binary `make build` made (or BANKD_BIN); the test skips without one.
 func builtBankd(t *testing.T) string {
 	t.Helper()
-	bin, _ := filepath.Abs(proccluster.DefaultBin())
+	bin, _ := filepath.Abs(testcluster.BankdBin())
 	if _, err := os.Stat(bin); err != nil {
 		t.Skipf("no bankd binary at %s (run `make build` or set BANKD_BIN)", bin)
 	}

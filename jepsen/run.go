@@ -27,7 +27,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/checker"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/hosts"
@@ -308,8 +308,8 @@ const quiesceLock = "jepsen-quiesce"
 
 // quiesce commits one write (a lock grant to the harness) through any node that can.
 func quiesce(ctx context.Context, cluster *hosts.Cluster) error {
-	_, err := ledger.Retry(ctx, cluster, 5*time.Second, func(ctx context.Context, cl *proccluster.Clients) (struct{}, error) {
-		_, err := cl.Locks.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{Name: quiesceLock, Holder: "jepsen-harness", TtlMs: 1000}))
+	_, err := ledger.Retry(ctx, cluster, 5*time.Second, func(ctx context.Context, cl *apiclient.Clients) (struct{}, error) {
+		_, err := cl.Lock.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{Name: quiesceLock, Holder: "jepsen-harness", TtlMs: 1000}))
 		return struct{}{}, err
 	})
 	return err

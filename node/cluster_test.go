@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 )
 
 // testCluster is an in-process cluster of real nodes (Raft over loopback TCP, raft-boltdb,
@@ -28,39 +26,27 @@ type testCluster struct {
 	options func(id string) Options
 }
 
-// testRaftBlock keeps elections fast but not so tight that a loaded 2-core machine (other
-// test clusters, compilers) causes spurious ones: at 100 ms a stalled leader lost leadership
-// in the middle of tests that write through it.
-const testRaftBlock = `
-raft {
-  heartbeat_timeout    = "250ms"
-  election_timeout     = "250ms"
-  leader_lease_timeout = "125ms"
-  commit_timeout       = "5ms"
-  apply_timeout        = "2s"
-%s
-}
-`
+// testRaft is the test clusters' raft block: clusterhcl.InProcessRaft (fast elections that a
+// loaded 2-core machine does not disturb), with proposals bounded at 2 s.
+var testRaft = clusterhcl.Raft{ApplyTimeout: 2 * time.Second}.Or(clusterhcl.InProcessRaft)
 
-// newTestCluster writes a cluster.hcl for size nodes on free loopback ports. extraRaft is added
-// inside the raft block. Nothing is started.
-func newTestCluster(t *testing.T, size int, extraRaft string) *testCluster {
+// snapshotOften makes a leader snapshot and compact its log after a few entries, so that a
+// follower kept down catches up only through a snapshot install.
+var snapshotOften = clusterhcl.Raft{SnapshotInterval: 50 * time.Millisecond, SnapshotThreshold: 8, TrailingLogs: 4}
+
+// newTestCluster writes a cluster.hcl for size nodes on free loopback ports with the shared
+// writer (clusterhcl); raft's non-zero fields override testRaft. Nothing is started.
+func newTestCluster(t *testing.T, size int, raft clusterhcl.Raft) *testCluster {
 	t.Helper()
-	dir := t.TempDir()
-	ports := freePorts(t, 3*size)
-	var b strings.Builder
-	b.WriteString("name = \"test\"\n")
-	fmt.Fprintf(&b, testRaftBlock, extraRaft)
-	b.WriteString("tokens {\n  admin = [\"a\"]\n  write = [\"c\"]\n  gossip_key = \"MDEyMzQ1Njc4OWFiY2RlZg==\"\n}\n")
-	for i := 0; i < size; i++ {
-		fmt.Fprintf(&b, "node \"n%d\" {\n  region = \"r%d\"\n  raft_addr = \"127.0.0.1:%d\"\n  gossip_addr = \"127.0.0.1:%d\"\n  api_addr = \"127.0.0.1:%d\"\n  data_dir = \"n%d\"\n}\n",
-			i+1, i+1, ports[3*i], ports[3*i+1], ports[3*i+2], i+1)
-	}
-	path := filepath.Join(dir, "cluster.hcl")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	layout, err := clusterhcl.WriteLoopback(t.TempDir(), clusterhcl.Spec{
+		Size:   size,
+		Raft:   raft.Or(testRaft),
+		Tokens: clusterhcl.Tokens{Admin: []string{"a"}, Client: []string{"c"}, GossipKey: "MDEyMzQ1Njc4OWFiY2RlZg=="},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := LoadConfig(layout.Path)
 	if err != nil {
 		t.Fatalf("test config: %v", err)
 	}
@@ -91,41 +77,14 @@ func newTestCluster(t *testing.T, size int, extraRaft string) *testCluster {
 }
 
 // startTestCluster starts size nodes and waits for an established leader.
-func startTestCluster(t *testing.T, size int, extraRaft string) *testCluster {
+func startTestCluster(t *testing.T, size int, raft clusterhcl.Raft) *testCluster {
 	t.Helper()
-	c := newTestCluster(t, size, extraRaft)
+	c := newTestCluster(t, size, raft)
 	for _, nc := range c.cfg.Nodes {
 		c.start(nc.ID)
 	}
 	c.leader()
 	return c
-}
-
-func freePorts(t *testing.T, count int) []int {
-	t.Helper()
-	var ports []int
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			_ = c()
-		}
-	}()
-	for len(ports) < count {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		closers = append(closers, l.Close)
-		port := l.Addr().(*net.TCPAddr).Port
-		// memberlist needs the UDP port too.
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		closers = append(closers, u.Close)
-		ports = append(ports, port)
-	}
-	return ports
 }
 
 func (c *testCluster) start(id string) *Node {

@@ -17,10 +17,11 @@ import (
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 )
 
 func TestThreeNodesBootstrapFromGossipAndReplicateAWrite(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 
 	resp, err := leader.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT,
@@ -74,7 +75,7 @@ func TestThreeNodesBootstrapFromGossipAndReplicateAWrite(t *testing.T) {
 }
 
 func TestApplyOnAFollowerReturnsErrNotLeader(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	c.leader()
 	for _, f := range c.followers() {
 		_, err := f.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_TICK, nil, nil)
@@ -85,7 +86,7 @@ func TestApplyOnAFollowerReturnsErrNotLeader(t *testing.T) {
 }
 
 func TestStateMachineRefusalIsReturnedAsFSMError(t *testing.T) {
-	c := startTestCluster(t, 1, "")
+	c := startTestCluster(t, 1, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "a", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	_, err := leader.Apply(testCtx(t), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT,
@@ -97,7 +98,7 @@ func TestStateMachineRefusalIsReturnedAsFSMError(t *testing.T) {
 }
 
 func TestACommandLargerThanMaxEntryBytesIsNeverProposed(t *testing.T) {
-	c := startTestCluster(t, 1, "max_entry_bytes = 65536")
+	c := startTestCluster(t, 1, clusterhcl.Raft{MaxEntryBytes: 65536})
 	leader := c.leader()
 	var ts []*bankdv1.Transfer
 	for i := range 1000 { // about 100 KiB
@@ -115,7 +116,7 @@ func TestACommandLargerThanMaxEntryBytesIsNeverProposed(t *testing.T) {
 }
 
 func TestLinearizableReadBarrier(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 
 	t.Run("works on the leader and sees the latest write", func(t *testing.T) {
@@ -154,7 +155,7 @@ func TestLinearizableReadBarrier(t *testing.T) {
 }
 
 func TestAcknowledgedTransfersSurviveALeaderCrash(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "cash", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	createAccount(t, leader, "alice", bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY)
@@ -199,7 +200,7 @@ func TestAcknowledgedTransfersSurviveALeaderCrash(t *testing.T) {
 }
 
 func TestStoppedFollowerCatchesUpAfterRestart(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "before", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	follower := c.followers()[0]
@@ -221,10 +222,7 @@ func TestStoppedFollowerCatchesUpAfterRestart(t *testing.T) {
 }
 
 func TestFarBehindFollowerCatchesUpBySnapshotInstall(t *testing.T) {
-	c := startTestCluster(t, 3, `
-  snapshot_interval  = "50ms"
-  snapshot_threshold = 8
-  trailing_logs      = 4`)
+	c := startTestCluster(t, 3, snapshotOften)
 	leader := c.leader()
 	follower := c.followers()[0]
 	id := follower.ID()
@@ -249,7 +247,7 @@ func TestFarBehindFollowerCatchesUpBySnapshotInstall(t *testing.T) {
 }
 
 func TestGracefulShutdownOfTheLeaderTransfersLeadership(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	oldID, oldTerm := leader.ID(), leader.raft.CurrentTerm()
 
@@ -291,7 +289,7 @@ func TestGracefulShutdownOfTheLeaderTransfersLeadership(t *testing.T) {
 }
 
 func TestWipedNodeRejoinsUnderANewRaftIDAfterRemoveNode(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	createAccount(t, leader, "x", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	victim := c.followers()[0]
@@ -374,7 +372,7 @@ func TestWipedNodeRejoinsUnderANewRaftIDAfterRemoveNode(t *testing.T) {
 }
 
 func TestRemoveNodeRefusesTheLastVoter(t *testing.T) {
-	c := startTestCluster(t, 1, "")
+	c := startTestCluster(t, 1, clusterhcl.Raft{})
 	leader := c.leader()
 	if _, err := leader.RemoveNode(testCtx(t), leader.ID()); err == nil {
 		t.Fatal("removed the only voter")
@@ -417,7 +415,7 @@ func (d *recordingDriver) counts() (runs, stops int, ready []bool) {
 }
 
 func TestLeaderDriversRunOnlyWhileLeader(t *testing.T) {
-	c := newTestCluster(t, 3, "")
+	c := newTestCluster(t, 3, clusterhcl.Raft{})
 	drivers := map[string]*recordingDriver{}
 	for _, nc := range c.cfg.Nodes {
 		id := nc.ID
@@ -468,7 +466,7 @@ func mustListen(t *testing.T) net.Listener {
 // with Raft state, but the leader only ever adds nodes without state; the node itself
 // restarting with its data dir does not bring it back either.
 func TestRemovedNodeIsNotAddedBack(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	leader := c.leader()
 	victim := c.followers()[0]
 	id, raftID := victim.ID(), victim.RaftID()
@@ -506,7 +504,7 @@ func TestRemovedNodeIsNotAddedBack(t *testing.T) {
 // machine never sees (no-ops, barriers). A caught-up idle node must still be ready and report
 // no lag, or a load balancer would take every node out after a few elections.
 func TestIdleClusterStaysReadyAcrossLeaderChanges(t *testing.T) {
-	c := startTestCluster(t, 3, "")
+	c := startTestCluster(t, 3, clusterhcl.Raft{})
 	createAccount(t, c.leader(), "x", bankdv1.AccountKind_ACCOUNT_KIND_ASSET)
 	for i := 0; i < 12; i++ {
 		if _, err := c.leader().TransferLeadership(testCtx(t), ""); err != nil {

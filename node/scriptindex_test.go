@@ -80,10 +80,7 @@ func testTpub(t *testing.T) string {
 // The script index follows every apply on every node, is loaded when the store opens, and is
 // loaded again after a snapshot install (which replaces the store without the apply hook).
 func TestScriptIndexFollowsAppliesAndSnapshotInstalls(t *testing.T) {
-	c := newTestCluster(t, 3, `
-  snapshot_interval  = "50ms"
-  snapshot_threshold = 8
-  trailing_logs      = 4`)
+	c := newTestCluster(t, 3, snapshotOften)
 	var mu sync.Mutex
 	indexes := map[string]*recordingIndex{}
 	c.options = func(id string) Options {

@@ -8,7 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/rpc/rpctest"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 // TestChainAPI reads chain state that the leader's chain watcher would have proposed (here
@@ -17,10 +17,10 @@ func TestChainAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := rpctest.Start(t, 3)
+	c := testcluster.Start(t, testcluster.Spec{Size: 3})
 	follower := c.Follower()
-	admin := follower.Clients(rpctest.AdminToken)
-	client := follower.Clients(rpctest.ClientToken)
+	admin := follower.Clients(testcluster.AdminToken)
+	client := follower.Clients(testcluster.ClientToken)
 	ctx := context.Background()
 	accounts := createAccounts(t, client, "c-")
 	retryUnavailable(t, func() error {

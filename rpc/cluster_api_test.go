@@ -22,8 +22,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/rpc"
-	"github.com/bankd/bankd/rpc/rpctest"
 )
 
 // ledgerFixture is the set of accounts every API test starts from.
@@ -31,7 +32,7 @@ type ledgerFixture struct {
 	cash, alice, bob string
 }
 
-func createAccounts(t *testing.T, c rpctest.Clients, prefix string) ledgerFixture {
+func createAccounts(t *testing.T, c *apiclient.Clients, prefix string) ledgerFixture {
 	t.Helper()
 	f := ledgerFixture{cash: prefix + "cash", alice: prefix + "alice", bob: prefix + "bob"}
 	for _, a := range []*bankdv1.Account{
@@ -50,7 +51,7 @@ func transfer(id, from, to string, amount int64) *bankdv1.Transfer {
 	return &bankdv1.Transfer{Id: id, DebitAccountId: from, CreditAccountId: to, Amount: amount, Currency: "BTC"}
 }
 
-func mustTransfer(t *testing.T, c rpctest.Clients, tr *bankdv1.Transfer) *bankdv1.CreateTransferResponse {
+func mustTransfer(t *testing.T, c *apiclient.Clients, tr *bankdv1.Transfer) *bankdv1.CreateTransferResponse {
 	t.Helper()
 	var res *connect.Response[bankdv1.CreateTransferResponse]
 	retryUnavailable(t, func() (err error) {
@@ -66,10 +67,10 @@ func TestClusterAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := rpctest.Start(t, 3)
+	c := testcluster.Start(t, testcluster.Spec{Size: 3})
 	leader, follower := c.Leader(), c.Follower()
-	onLeader := leader.Clients(rpctest.ClientToken)
-	onFollower := follower.Clients(rpctest.ClientToken)
+	onLeader := leader.Clients(testcluster.ClientToken)
+	onFollower := follower.Clients(testcluster.ClientToken)
 	ctx := context.Background()
 	f := createAccounts(t, onFollower, "api-")
 
@@ -97,7 +98,7 @@ func TestClusterAPI(t *testing.T) {
 	t.Run("a stale read answers locally with its meta", func(t *testing.T) {
 		// A stale read may lag by definition: wait until the follower has applied what the
 		// leader has (the accounts), then read there.
-		c.WaitApplied(c.Leader().Node.FSM().AppliedIndex())
+		c.WaitApplied(c.Leader().FSM().AppliedIndex())
 		res, err := onFollower.Ledger.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{
 			Id: f.cash, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE,
 		}))
@@ -183,7 +184,7 @@ func TestClusterAPI(t *testing.T) {
 
 	t.Run("WatchEvents resumes after a disconnect without gap or duplicate", func(t *testing.T) {
 		// Everything up to now, in one go from the leader, is the reference.
-		want := watchUntil(t, leader.Clients(rpctest.ClientToken), 0, leader.Node.FSM().AppliedIndex())
+		want := watchUntil(t, leader.Clients(testcluster.ClientToken), 0, leader.FSM().AppliedIndex())
 		if len(want) == 0 {
 			t.Fatal("no events")
 		}
@@ -193,25 +194,25 @@ func TestClusterAPI(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			mustTransfer(t, onLeader, transfer(fmt.Sprintf("watch-%d", i), f.cash, f.bob, 1))
 		}
-		last := leader.Node.FSM().AppliedIndex()
+		last := leader.FSM().AppliedIndex()
 		c.WaitApplied(last)
 		other := c.Nodes[0]
 		if other == follower {
 			other = c.Nodes[1]
 		}
-		got = append(got, watchUntil(t, other.Clients(rpctest.ClientToken), half+1, last)...)
-		want = watchUntil(t, leader.Clients(rpctest.ClientToken), 0, last)
+		got = append(got, watchUntil(t, other.Clients(testcluster.ClientToken), half+1, last)...)
+		want = watchUntil(t, leader.Clients(testcluster.ClientToken), 0, last)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("resumed stream\n got %v\nwant %v", got, want)
 		}
 	})
 
 	t.Run("every replica has the same state hash at the same index", func(t *testing.T) {
-		index := leader.Node.FSM().AppliedIndex()
+		index := leader.FSM().AppliedIndex()
 		c.WaitApplied(index)
 		hashes := map[string]bool{}
 		for _, n := range c.Nodes {
-			res, err := n.Clients(rpctest.AdminToken).Cluster.StateHash(ctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
+			res, err := n.Clients(testcluster.AdminToken).Cluster.StateHash(ctx, connect.NewRequest(&bankdv1.StateHashRequest{}))
 			if err != nil {
 				t.Fatalf("state hash of %s: %v", n.ID, err)
 			}
@@ -227,7 +228,7 @@ func TestClusterAPI(t *testing.T) {
 
 	t.Run("a plain gRPC client can write, read and see error codes", func(t *testing.T) {
 		conn := dialGRPC(t, follower.URL)
-		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+rpctest.ClientToken)
+		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+testcluster.ClientToken)
 		res := &bankdv1.CreateTransferResponse{}
 		err := conn.Invoke(authed, "/bankd.v1.LedgerService/CreateTransfer",
 			&bankdv1.CreateTransferRequest{Transfer: transfer("grpc-1", f.cash, f.bob, 3)}, res)
@@ -372,7 +373,7 @@ func TestClusterAPI(t *testing.T) {
 		if connect.CodeOf(err) != connect.CodePermissionDenied {
 			t.Fatalf("client token: %v", err)
 		}
-		admin := follower.Clients(rpctest.AdminToken)
+		admin := follower.Clients(testcluster.AdminToken)
 		var res *connect.Response[bankdv1.TransferLeadershipResponse]
 		retryUnavailable(t, func() (err error) {
 			res, err = admin.Cluster.TransferLeadership(ctx, connect.NewRequest(&bankdv1.TransferLeadershipRequest{TargetNodeId: follower.ID}))
@@ -406,7 +407,7 @@ func retryUnavailable(t *testing.T, call func() error) {
 	}
 }
 
-func mustTransferFenced(t *testing.T, c rpctest.Clients, tr *bankdv1.Transfer, fence *bankdv1.Fence) {
+func mustTransferFenced(t *testing.T, c *apiclient.Clients, tr *bankdv1.Transfer, fence *bankdv1.Fence) {
 	t.Helper()
 	if _, err := c.Ledger.CreateTransfer(context.Background(), connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: tr, Fence: fence})); err != nil {
 		t.Fatalf("fenced transfer %s: %v", tr.Id, err)
@@ -415,7 +416,7 @@ func mustTransferFenced(t *testing.T, c rpctest.Clients, tr *bankdv1.Transfer, f
 
 // watchUntil streams events from from until it has seen one at or past until and returns
 // their indexes.
-func watchUntil(t *testing.T, c rpctest.Clients, from, until uint64) []uint64 {
+func watchUntil(t *testing.T, c *apiclient.Clients, from, until uint64) []uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

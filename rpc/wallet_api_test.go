@@ -11,8 +11,8 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/rpc"
-	"github.com/bankd/bankd/rpc/rpctest"
 )
 
 // regtestKey is a regtest account key of a fixed seed.
@@ -37,10 +37,10 @@ func TestWalletAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := rpctest.Start(t, 3)
+	c := testcluster.Start(t, testcluster.Spec{Size: 3})
 	leader, follower := c.Leader(), c.Follower()
-	admin := follower.Clients(rpctest.AdminToken)
-	client := follower.Clients(rpctest.ClientToken)
+	admin := follower.Clients(testcluster.AdminToken)
+	client := follower.Clients(testcluster.ClientToken)
 	ctx := context.Background()
 	createAccounts(t, client, "w-")
 	desc := "wpkh(" + regtestKey(t, 1) + "/<0;1>/*)"
@@ -155,7 +155,7 @@ func TestWalletAPI(t *testing.T) {
 	})
 
 	t.Run("a stale read answers on the follower once it caught up", func(t *testing.T) {
-		c.WaitApplied(leader.Node.FSM().AppliedIndex())
+		c.WaitApplied(leader.FSM().AppliedIndex())
 		look, err := client.Wallet.LookupAddress(ctx, connect.NewRequest(&bankdv1.LookupAddressRequest{
 			Address: first.Address, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE,
 		}))
@@ -165,11 +165,11 @@ func TestWalletAPI(t *testing.T) {
 	})
 
 	t.Run("replicas agree on the state hash and the events show wallets and addresses", func(t *testing.T) {
-		index := leader.Node.FSM().AppliedIndex()
+		index := leader.FSM().AppliedIndex()
 		c.WaitApplied(index)
 		hashes := map[[32]byte]bool{}
 		for _, n := range c.Nodes {
-			_, sum, err := n.Node.FSM().StateHash()
+			_, sum, err := n.FSM().StateHash()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +178,7 @@ func TestWalletAPI(t *testing.T) {
 		if len(hashes) != 1 {
 			t.Fatalf("replicas disagree after wallet commands")
 		}
-		events, err := follower.Node.FSM().Events(0, 1000)
+		events, err := follower.FSM().Events(0, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}

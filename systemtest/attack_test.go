@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +15,9 @@ import (
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/regtest"
-	"github.com/bankd/bankd/rpc/bearer"
 )
 
 // TestClientTokenCannotTouchWhatTheClusterOwns attacks a real three-process cluster following a
@@ -38,14 +37,10 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 		t.Fatal(err)
 	}
 	rpc := btcd.RPC()
-	c := startCluster(t, proccluster.Options{ChainBlock: fmt.Sprintf(`  network       = "regtest"
-  rpc_host      = %q
-  rpc_user      = %q
-  rpc_pass      = %q
-  rpc_cert      = %q
-  final_depth   = 3
-  start_height  = %d
-  poll_interval = "100ms"`, rpc.Host, rpc.User, rpc.Pass, rpc.CertPath, start.Height)})
+	c := startCluster(t, testcluster.Spec{Chain: &testcluster.Chain{
+		Network: "regtest", RPCHost: rpc.Host, RPCUser: rpc.User, RPCPass: rpc.Pass, RPCCert: rpc.CertPath,
+		FinalDepth: 3, StartHeight: uint32(start.Height), PollInterval: 100 * time.Millisecond,
+	}})
 
 	leader, admin := leaderClient(t, c)
 	follower := followerOf(c, leader)
@@ -70,11 +65,11 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 
 	type attack struct {
 		name  string
-		call  func(ctx context.Context, cl *proccluster.Clients, w bankdv1connect.WalletServiceClient) error
+		call  func(ctx context.Context, cl *apiclient.Clients, w bankdv1connect.WalletServiceClient) error
 		field string
 	}
-	transfer := func(tr *bankdv1.Transfer) func(context.Context, *proccluster.Clients, bankdv1connect.WalletServiceClient) error {
-		return func(ctx context.Context, cl *proccluster.Clients, _ bankdv1connect.WalletServiceClient) error {
+	transfer := func(tr *bankdv1.Transfer) func(context.Context, *apiclient.Clients, bankdv1connect.WalletServiceClient) error {
+		return func(ctx context.Context, cl *apiclient.Clients, _ bankdv1connect.WalletServiceClient) error {
 			_, err := cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: tr}))
 			return err
 		}
@@ -83,7 +78,7 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 	owned.Owner = bankdv1.Owner_OWNER_CHAIN
 	attacks := []attack{
 		{"post the deposit's pending credit at 1 confirmation", transfer(&bankdv1.Transfer{Id: "early", PostPending: true, PendingId: credit}), "transfer.pending_id"},
-		{"void it", func(ctx context.Context, cl *proccluster.Clients, _ bankdv1connect.WalletServiceClient) error {
+		{"void it", func(ctx context.Context, cl *apiclient.Clients, _ bankdv1connect.WalletServiceClient) error {
 			_, err := cl.Ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{
 				xfer("cover", "treasury", "alice", 1), {Id: "undo", VoidPending: true, PendingId: credit},
 			}}))
@@ -94,16 +89,16 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 		{"debit the deposit clearing account", transfer(xfer("drain", fsm.DepositClearingAccount, "treasury", 1_000)), "transfer.debit_account_id"},
 		{"credit it", transfer(xfer("fake", "treasury", fsm.DepositClearingAccount, 1_000)), "transfer.credit_account_id"},
 		{"send an owner", transfer(owned), "transfer.owner"},
-		{"create an account named like a pool node's", func(ctx context.Context, cl *proccluster.Clients, _ bankdv1connect.WalletServiceClient) error {
+		{"create an account named like a pool node's", func(ctx context.Context, cl *apiclient.Clients, _ bankdv1connect.WalletServiceClient) error {
 			_, err := cl.Ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{Account: &bankdv1.Account{
 				Id: fsm.LightningNodeAccount("x"), Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY}}))
 			return err
 		}, "account.id"},
-		{"get a deposit address for the clearing account", func(ctx context.Context, _ *proccluster.Clients, w bankdv1connect.WalletServiceClient) error {
+		{"get a deposit address for the clearing account", func(ctx context.Context, _ *apiclient.Clients, w bankdv1connect.WalletServiceClient) error {
 			_, err := w.NewDepositAddress(ctx, connect.NewRequest(&bankdv1.NewDepositAddressRequest{AccountId: fsm.DepositClearingAccount, RequestId: "r-attack"}))
 			return err
 		}, "account_id"},
-		{"pay internally out of it", func(ctx context.Context, cl *proccluster.Clients, _ bankdv1connect.WalletServiceClient) error {
+		{"pay internally out of it", func(ctx context.Context, cl *apiclient.Clients, _ bankdv1connect.WalletServiceClient) error {
 			_, err := cl.Lightning.PayInternal(ctx, connect.NewRequest(&bankdv1.PayInternalRequest{Id: "pi", FromAccountId: fsm.DepositClearingAccount, ToAccountId: "alice", AmountSat: 1}))
 			return err
 		}, "from_account_id"},
@@ -116,7 +111,7 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 	for _, at := range attacks {
 		for _, i := range []int{leader, follower} {
 			t.Run(fmt.Sprintf("%s via %s", at.name, c.Nodes[i].ID), func(t *testing.T) {
-				err := at.call(ctxFor(t, 10*time.Second), c.Client(i, proccluster.ClientToken), clientWallets(c, i))
+				err := at.call(ctxFor(t, 10*time.Second), c.Client(i, testcluster.ClientToken), clientWallets(c, i))
 				var ce *connect.Error
 				if !errors.As(err, &ce) || ce.Code() != connect.CodeInvalidArgument || !strings.HasPrefix(ce.Message(), at.field+":") {
 					t.Fatalf("err %v, want invalid_argument naming %s", err, at.field)
@@ -133,7 +128,7 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 	}
 
 	// An overdraft: alice has nothing posted yet (the deposit is pending), and cannot spend it.
-	cl := c.Client(follower, proccluster.ClientToken)
+	cl := c.Client(follower, testcluster.ClientToken)
 	_, err = cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("overdraft", "alice", "treasury", 50_000)}))
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "available balance 0") {
 		t.Fatalf("overdraft: %v", err)
@@ -147,7 +142,7 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCredited(t, c, "alice", 100_000, time.Now().Add(time.Minute))
-	problems, err := c.Client(leader, proccluster.AdminToken).Cluster.ListProblems(ctx, connect.NewRequest(&bankdv1.ListProblemsRequest{}))
+	problems, err := c.Client(leader, testcluster.AdminToken).Cluster.ListProblems(ctx, connect.NewRequest(&bankdv1.ListProblemsRequest{}))
 	if err != nil || problems.Msg.Total != 0 {
 		t.Fatalf("problems after the attacks: %v (%v)", problems.Msg.GetProblems(), err)
 	}
@@ -164,17 +159,15 @@ func TestClientTokenCannotTouchWhatTheClusterOwns(t *testing.T) {
 }
 
 // clientWallets is a WalletService client of node i with the client token.
-func clientWallets(c *proccluster.Cluster, i int) bankdv1connect.WalletServiceClient {
-	return bankdv1connect.NewWalletServiceClient(http.DefaultClient, "http://"+c.Nodes[i].APIAddr,
-		connect.WithInterceptors(bearer.Token(proccluster.ClientToken)))
+func clientWallets(c *testcluster.ProcCluster, i int) bankdv1connect.WalletServiceClient {
+	return c.Client(i, testcluster.ClientToken).Wallet
 }
 
 // waitPendingDeposit waits until node i reports a pending deposit for account and returns its
 // pending transfer.
-func waitPendingDeposit(t *testing.T, c *proccluster.Cluster, i int, account string) string {
+func waitPendingDeposit(t *testing.T, c *testcluster.ProcCluster, i int, account string) string {
 	t.Helper()
-	chain := bankdv1connect.NewChainServiceClient(http.DefaultClient, "http://"+c.Nodes[i].APIAddr,
-		connect.WithInterceptors(bearer.Token(proccluster.ClientToken)))
+	chain := c.Client(i, testcluster.ClientToken).Chain
 	deadline := time.Now().Add(time.Minute)
 	for {
 		res, err := chain.ListDeposits(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.ListDepositsRequest{AccountId: account}))

@@ -3,7 +3,6 @@ package systemtest
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,9 +15,8 @@ import (
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/regtest"
-	"github.com/bankd/bankd/rpc/bearer"
 )
 
 // TestKilledLeaderNeitherDoublesNorMissesChainWork runs the chain watcher in real bankd processes
@@ -37,14 +35,10 @@ func TestKilledLeaderNeitherDoublesNorMissesChainWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	rpc := btcd.RPC()
-	c := startCluster(t, proccluster.Options{ChainBlock: fmt.Sprintf(`  network       = "regtest"
-  rpc_host      = %q
-  rpc_user      = %q
-  rpc_pass      = %q
-  rpc_cert      = %q
-  final_depth   = 3
-  start_height  = %d
-  poll_interval = "100ms"`, rpc.Host, rpc.User, rpc.Pass, rpc.CertPath, start.Height)})
+	c := startCluster(t, testcluster.Spec{Chain: &testcluster.Chain{
+		Network: "regtest", RPCHost: rpc.Host, RPCUser: rpc.User, RPCPass: rpc.Pass, RPCCert: rpc.CertPath,
+		FinalDepth: 3, StartHeight: uint32(start.Height), PollInterval: 100 * time.Millisecond,
+	}})
 
 	leader, cl := leaderClient(t, c)
 	customers := []string{"c1", "c2", "c3", "c4", "c5", "c6"}
@@ -121,7 +115,7 @@ func TestKilledLeaderNeitherDoublesNorMissesChainWork(t *testing.T) {
 		t.Fatal("the killed node is still reported as leader")
 	}
 	t.Logf("new leader %s; restarting %s", c.Nodes[newLeader].ID, c.Nodes[leader].ID)
-	if err := c.StartNode(leader); err != nil {
+	if err := c.Restart(leader); err != nil {
 		t.Fatal(err)
 	}
 
@@ -154,10 +148,10 @@ func TestKilledLeaderNeitherDoublesNorMissesChainWork(t *testing.T) {
 // waitCredited polls any running node (a linearizable read) until account id has exactly want
 // posted and nothing pending. A node just restarted answers Unavailable until it has heard from
 // the leader; that is retried. More than want posted fails at once: a deposit was credited twice.
-func waitCredited(t *testing.T, c *proccluster.Cluster, id string, want int64, deadline time.Time) {
+func waitCredited(t *testing.T, c *testcluster.ProcCluster, id string, want int64, deadline time.Time) {
 	t.Helper()
 	for {
-		b, err := tryBalance(t, c.Client(followerOf(c, -1), proccluster.ClientToken), id)
+		b, err := tryBalance(t, c.Client(followerOf(c, -1), testcluster.ClientToken), id)
 		switch {
 		case err != nil && connect.CodeOf(err) != connect.CodeUnavailable:
 			t.Fatal(err)
@@ -174,7 +168,7 @@ func waitCredited(t *testing.T, c *proccluster.Cluster, id string, want int64, d
 
 // checkChainState opens a stopped node's state machine and checks it against btcd: the tip and
 // every block hash from the start height, and every deposit credited exactly once.
-func checkChainState(t *testing.T, ctx context.Context, btcd *regtest.Btcd, n *proccluster.Node, start uint32, final regtest.ChainTip, want map[string]int64, payments int) {
+func checkChainState(t *testing.T, ctx context.Context, btcd *regtest.Btcd, n *testcluster.Proc, start uint32, final regtest.ChainTip, want map[string]int64, payments int) {
 	t.Helper()
 	f, err := fsm.Open(filepath.Join(n.DataDir, "fsm"), fsm.Options{Fatal: func(err error) { t.Errorf("%s: state machine: %v", n.ID, err) }})
 	if err != nil {
@@ -225,11 +219,11 @@ func checkChainState(t *testing.T, ctx context.Context, btcd *regtest.Btcd, n *p
 }
 
 // waitForBlock follows node i's event stream until it reports block height connected.
-func waitForBlock(t *testing.T, c *proccluster.Cluster, i int, height uint32) {
+func waitForBlock(t *testing.T, c *testcluster.ProcCluster, i int, height uint32) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := c.Client(i, proccluster.ClientToken).Events.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: 1}))
+	stream, err := c.Client(i, testcluster.ClientToken).Event.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +238,8 @@ func waitForBlock(t *testing.T, c *proccluster.Cluster, i int, height uint32) {
 	t.Fatalf("event stream of %s ended before block %d was connected: %v", c.Nodes[i].ID, height, stream.Err())
 }
 
-func walletClient(c *proccluster.Cluster, i int) bankdv1connect.WalletServiceClient {
-	return bankdv1connect.NewWalletServiceClient(http.DefaultClient, "http://"+c.Nodes[i].APIAddr,
-		connect.WithInterceptors(bearer.Token(proccluster.AdminToken)))
+func walletClient(c *testcluster.ProcCluster, i int) bankdv1connect.WalletServiceClient {
+	return c.Client(i, testcluster.AdminToken).Wallet
 }
 
 // testDescriptor is a regtest deposit descriptor (receive and change) of a fixed test key.

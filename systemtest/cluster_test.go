@@ -12,7 +12,8 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 const (
@@ -24,7 +25,7 @@ const (
 // is SIGKILLed, then checks that every transfer the cluster acknowledged is there, that the
 // ledger still balances, and that the restarted node converges to the same state.
 func TestKilledLeaderLosesNoAcknowledgedTransfer(t *testing.T) {
-	c := startCluster(t, proccluster.Options{})
+	c := startCluster(t, testcluster.Spec{})
 	leader, cl := leaderClient(t, c)
 	createAccount(t, cl, "reserve", asset, false)
 	customers := []string{"c1", "c2", "c3", "c4"}
@@ -49,7 +50,7 @@ func TestKilledLeaderLosesNoAcknowledgedTransfer(t *testing.T) {
 				id := uniqueID("w"+string(rune('a'+w)), i)
 				amount := int64(1 + rng.IntN(1000))
 				rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				_, err := c.Client(node, proccluster.ClientToken).Ledger.CreateTransfer(rctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
+				_, err := c.Client(node, testcluster.ClientToken).Ledger.CreateTransfer(rctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
 					Transfer: xfer(id, "reserve", customers[rng.IntN(len(customers))], amount),
 				}))
 				cancel()
@@ -101,7 +102,7 @@ func TestKilledLeaderLosesNoAcknowledgedTransfer(t *testing.T) {
 	}
 	t.Logf("%d acknowledged transfers all present; %d sat in unacknowledged-but-applied transfers", len(acked), customerTotal-sum)
 
-	if err := c.StartNode(leader); err != nil {
+	if err := c.Restart(leader); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitApplied(ctxFor(t, 60*time.Second), appliedIndex(t, ncl)); err != nil {
@@ -112,7 +113,7 @@ func TestKilledLeaderLosesNoAcknowledgedTransfer(t *testing.T) {
 
 // TestRestartedFollowerCatchesUp stops a follower, writes while it is down, restarts it.
 func TestRestartedFollowerCatchesUp(t *testing.T) {
-	c := startCluster(t, proccluster.Options{})
+	c := startCluster(t, testcluster.Spec{})
 	leader, cl := leaderClient(t, c)
 	createAccount(t, cl, "reserve", asset, false)
 	createAccount(t, cl, "alice", liability, false)
@@ -130,13 +131,13 @@ func TestRestartedFollowerCatchesUp(t *testing.T) {
 			t.Fatalf("write with a follower down: %v", err)
 		}
 	}
-	if err := c.StartNode(f); err != nil {
+	if err := c.Restart(f); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitApplied(ctxFor(t, 60*time.Second), appliedIndex(t, cl)); err != nil {
 		t.Fatal(err)
 	}
-	stale, err := c.Client(f, proccluster.ClientToken).Ledger.GetAccount(ctxFor(t, 5*time.Second), connect.NewRequest(&bankdv1.GetAccountRequest{
+	stale, err := c.Client(f, testcluster.ClientToken).Ledger.GetAccount(ctxFor(t, 5*time.Second), connect.NewRequest(&bankdv1.GetAccountRequest{
 		Id: "alice", Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_STALE,
 	}))
 	if err != nil {
@@ -151,11 +152,7 @@ func TestRestartedFollowerCatchesUp(t *testing.T) {
 // TestFarBehindNodeCatchesUpBySnapshot keeps a follower down while the leader snapshots and
 // truncates its log, so the follower can only catch up through a snapshot install.
 func TestFarBehindNodeCatchesUpBySnapshot(t *testing.T) {
-	c := startCluster(t, proccluster.Options{RaftBlock: proccluster.DefaultRaftBlock + `
-  snapshot_interval  = "1s"
-  snapshot_threshold = 50
-  trailing_logs      = 20
-`})
+	c := startCluster(t, testcluster.Spec{Raft: testcluster.Raft{SnapshotInterval: time.Second, SnapshotThreshold: 50, TrailingLogs: 20}})
 	leader, cl := leaderClient(t, c)
 	createAccount(t, cl, "reserve", asset, false)
 	createAccount(t, cl, "alice", liability, false)
@@ -173,7 +170,7 @@ func TestFarBehindNodeCatchesUpBySnapshot(t *testing.T) {
 	// Give the leader time to take a snapshot (snapshot_interval is randomised up to 2x) and
 	// truncate its log past what the follower has.
 	time.Sleep(4 * time.Second)
-	if err := c.StartNode(f); err != nil {
+	if err := c.Restart(f); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitApplied(ctxFor(t, 60*time.Second), appliedIndex(t, cl)); err != nil {
@@ -189,7 +186,7 @@ func TestFarBehindNodeCatchesUpBySnapshot(t *testing.T) {
 // TestRetryAcrossLeaderChangeAppliesOnce acknowledges a transfer on one leader, kills it, and
 // retries the same transfer id on the next: the retry returns the first result.
 func TestRetryAcrossLeaderChangeAppliesOnce(t *testing.T) {
-	c := startCluster(t, proccluster.Options{})
+	c := startCluster(t, testcluster.Spec{})
 	leader, cl := leaderClient(t, c)
 	createAccount(t, cl, "reserve", asset, false)
 	createAccount(t, cl, "alice", liability, false)
@@ -222,12 +219,12 @@ func TestRetryAcrossLeaderChangeAppliesOnce(t *testing.T) {
 // TestStaleLockTokenIsRefusedAcrossFailover: a holder whose lease ran out cannot act with its
 // old token, even after the leader that granted the new lease is gone.
 func TestStaleLockTokenIsRefusedAcrossFailover(t *testing.T) {
-	c := startCluster(t, proccluster.Options{})
+	c := startCluster(t, testcluster.Spec{})
 	leader, cl := leaderClient(t, c)
 	createAccount(t, cl, "reserve", asset, false)
 	createAccount(t, cl, "alice", liability, false)
-	acquire := func(cl *proccluster.Clients, holder string) (*bankdv1.Lock, error) {
-		resp, err := cl.Locks.Acquire(ctxFor(t, 5*time.Second), connect.NewRequest(&bankdv1.AcquireLockRequest{Name: "account/alice", Holder: holder, TtlMs: 300}))
+	acquire := func(cl *apiclient.Clients, holder string) (*bankdv1.Lock, error) {
+		resp, err := cl.Lock.Acquire(ctxFor(t, 5*time.Second), connect.NewRequest(&bankdv1.AcquireLockRequest{Name: "account/alice", Holder: holder, TtlMs: 300}))
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +264,7 @@ func TestStaleLockTokenIsRefusedAcrossFailover(t *testing.T) {
 // TestGracefulLeaderShutdownHandsOffLeadership: SIGTERM on the leader exits 0 and another node
 // leads at once.
 func TestGracefulLeaderShutdownHandsOffLeadership(t *testing.T) {
-	c := startCluster(t, proccluster.Options{})
+	c := startCluster(t, testcluster.Spec{})
 	leader, _ := leaderClient(t, c)
 	start := time.Now()
 	if err := c.Stop(leader); err != nil {

@@ -3,51 +3,21 @@ package systemtest
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
-func startCluster(t *testing.T, opts proccluster.Options) *proccluster.Cluster {
+// startCluster starts spec as bankd processes (skipped with -short) and waits for a leader;
+// the processes are killed, and a failed test shows their last log lines, at cleanup.
+func startCluster(t *testing.T, spec testcluster.Spec) *testcluster.ProcCluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("multi-process cluster test; skipped with -short")
-	}
-	opts.Dir = t.TempDir()
-	c, err := proccluster.Start(opts)
-	if err != nil {
-		t.Fatalf("start cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := c.WaitLeader(ctx); err != nil {
-		t.Fatalf("cluster never elected a leader: %v", err)
-	}
-	return c
-}
-
-func dumpLogs(t *testing.T, c *proccluster.Cluster) {
-	for _, n := range c.Nodes {
-		b, _ := os.ReadFile(n.LogPath)
-		lines := strings.Split(string(b), "\n")
-		if len(lines) > 40 {
-			lines = lines[len(lines)-40:]
-		}
-		t.Logf("--- last log lines of %s (%s):\n%s", n.ID, filepath.Base(n.LogPath), strings.Join(lines, "\n"))
-	}
+	return testcluster.StartProcs(t, spec, testcluster.ProcOptions{})
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -56,7 +26,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func createAccount(t *testing.T, cl *proccluster.Clients, id string, kind bankdv1.AccountKind, nonNegative bool) {
+func createAccount(t *testing.T, cl *apiclient.Clients, id string, kind bankdv1.AccountKind, nonNegative bool) {
 	t.Helper()
 	_, err := cl.Ledger.CreateAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.CreateAccountRequest{
 		Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind, NonNegative: nonNegative},
@@ -70,7 +40,7 @@ func xfer(id, from, to string, amount int64) *bankdv1.Transfer {
 	return &bankdv1.Transfer{Id: id, DebitAccountId: from, CreditAccountId: to, Amount: amount, Currency: "BTC"}
 }
 
-func balance(t *testing.T, cl *proccluster.Clients, id string) *bankdv1.Balance {
+func balance(t *testing.T, cl *apiclient.Clients, id string) *bankdv1.Balance {
 	t.Helper()
 	b, err := tryBalance(t, cl, id)
 	if err != nil {
@@ -82,7 +52,7 @@ func balance(t *testing.T, cl *proccluster.Clients, id string) *bankdv1.Balance 
 // tryBalance reads an account's balance and returns the error instead of failing the test, for
 // callers that poll through elections (a restarted node answers Unavailable until it has heard
 // from the leader).
-func tryBalance(t *testing.T, cl *proccluster.Clients, id string) (*bankdv1.Balance, error) {
+func tryBalance(t *testing.T, cl *apiclient.Clients, id string) (*bankdv1.Balance, error) {
 	t.Helper()
 	resp, err := cl.Ledger.GetAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetAccountRequest{Id: id}))
 	if err != nil {
@@ -91,16 +61,16 @@ func tryBalance(t *testing.T, cl *proccluster.Clients, id string) (*bankdv1.Bala
 	return resp.Msg.Account.Balance, nil
 }
 
-func leaderClient(t *testing.T, c *proccluster.Cluster) (int, *proccluster.Clients) {
+func leaderClient(t *testing.T, c *testcluster.ProcCluster) (int, *apiclient.Clients) {
 	t.Helper()
 	i, err := c.WaitLeader(ctxFor(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return i, c.Client(i, proccluster.AdminToken)
+	return i, c.Client(i, testcluster.AdminToken)
 }
 
-func followerOf(c *proccluster.Cluster, leader int) int {
+func followerOf(c *testcluster.ProcCluster, leader int) int {
 	for i := range c.Nodes {
 		if i != leader && c.Running(i) {
 			return i
@@ -109,7 +79,7 @@ func followerOf(c *proccluster.Cluster, leader int) int {
 	return -1
 }
 
-func requireSameStateHash(t *testing.T, c *proccluster.Cluster) {
+func requireSameStateHash(t *testing.T, c *testcluster.ProcCluster) {
 	t.Helper()
 	hashes, index, err := c.StateHashes(ctxFor(t, 60*time.Second))
 	if err != nil {
@@ -131,7 +101,7 @@ func requireSameStateHash(t *testing.T, c *proccluster.Cluster) {
 	t.Logf("%d replicas agree on state hash %s… at index %d", len(hashes), first[:12], index)
 }
 
-func appliedIndex(t *testing.T, cl *proccluster.Clients) uint64 {
+func appliedIndex(t *testing.T, cl *apiclient.Clients) uint64 {
 	t.Helper()
 	resp, err := cl.Cluster.Status(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.StatusRequest{}))
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/regtest"
 )
 
@@ -26,7 +26,7 @@ import (
 // lnd and one external lnd (the outside world) with a channel to each pool node.
 type lightningStack struct {
 	t        *testing.T
-	c        *proccluster.Cluster
+	c        *testcluster.ProcCluster
 	lg       *regtest.Lightning
 	invoices invoicesrpc.InvoicesClient // of the external node: hold invoices
 }
@@ -36,7 +36,7 @@ func startLightningStack(t *testing.T) *lightningStack {
 	regtest.RequireLnd(t)
 	btcd := regtest.StartTest(t, regtest.Options{})
 	lg := regtest.StartLightningTest(t, btcd, regtest.LightningOptions{})
-	c := startCluster(t, proccluster.Options{ChainBlock: `  network = "regtest"`, Extra: lg.PoolHCL()})
+	c := startCluster(t, testcluster.Spec{Chain: &testcluster.Chain{Network: "regtest"}, Extra: lg.PoolHCL()})
 	conn, err := regtest.DialLnd(lg.External.RPCAddr, lg.External.TLSCertPath, lg.External.MacaroonPath)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func startLightningStack(t *testing.T) *lightningStack {
 
 // ln returns a Lightning client of any running node (calls are forwarded to the leader).
 func (s *lightningStack) ln() bankdv1connect.LightningServiceClient {
-	return s.c.Client(followerOf(s.c, -1), proccluster.AdminToken).Lightning
+	return s.c.Client(followerOf(s.c, -1), testcluster.AdminToken).Lightning
 }
 
 // eventually retries fn (which reports done, or an error that is fatal) every 200 ms until
@@ -146,7 +146,7 @@ func (s *lightningStack) waitPayment(id string, want bankdv1.PaymentState) *bank
 func (s *lightningStack) waitPosted(account string, want int64) {
 	s.t.Helper()
 	s.eventually(fmt.Sprintf("%s posted %d", account, want), 60*time.Second, func() (bool, error) {
-		b, err := tryBalance(s.t, s.c.Client(followerOf(s.c, -1), proccluster.ClientToken), account)
+		b, err := tryBalance(s.t, s.c.Client(followerOf(s.c, -1), testcluster.ClientToken), account)
 		if err != nil {
 			return false, err
 		}
@@ -242,7 +242,7 @@ func TestLightningPool(t *testing.T) {
 		t.Helper()
 		tr := xfer(randomID("fund"), "treasury", id, amount)
 		s.eventually("fund "+id, 30*time.Second, func() (bool, error) {
-			res, err := s.c.Client(followerOf(s.c, -1), proccluster.AdminToken).Ledger.CreateTransfers(context.Background(),
+			res, err := s.c.Client(followerOf(s.c, -1), testcluster.AdminToken).Ledger.CreateTransfers(context.Background(),
 				connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{tr}}))
 			if err != nil {
 				return false, err
@@ -279,7 +279,7 @@ func TestLightningPool(t *testing.T) {
 		}
 		want["bob"] += 3_000
 		s.waitPosted("bob", want["bob"])
-		if err := s.c.StartNode(leader); err != nil {
+		if err := s.c.Restart(leader); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -295,7 +295,7 @@ func TestLightningPool(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range s.c.Nodes {
-			if err := s.c.StartNode(i); err != nil {
+			if err := s.c.Restart(i); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -398,7 +398,7 @@ func TestLightningPool(t *testing.T) {
 		if got, _ := s.externalReceived(p.Hash); got != 1_200 {
 			t.Fatalf("external received %d, want 1200 once", got)
 		}
-		if err := s.c.StartNode(leader); err != nil {
+		if err := s.c.Restart(leader); err != nil {
 			t.Fatal(err)
 		}
 	})

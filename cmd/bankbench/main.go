@@ -21,7 +21,8 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 func main() {
@@ -46,7 +47,7 @@ func main() {
 	if !*keepDir {
 		defer os.RemoveAll(dir)
 	}
-	c, err := proccluster.Start(proccluster.Options{Dir: dir, Bin: *bin, Pprof: *profileDir != ""})
+	c, err := testcluster.LaunchProcs(testcluster.Spec{}, testcluster.ProcOptions{Dir: dir, Bin: *bin, Pprof: *profileDir != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cl := c.Client(leader, proccluster.ClientToken)
+	cl := c.Client(leader, testcluster.ClientToken)
 	if err := createAccounts(ctx, cl, *accounts); err != nil {
 		log.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func within[T any](ctx context.Context, d time.Duration, fn func(context.Context
 	return fn(ctx)
 }
 
-func createAccounts(ctx context.Context, cl *proccluster.Clients, n int) error {
+func createAccounts(ctx context.Context, cl *apiclient.Clients, n int) error {
 	create := func(id string, kind bankdv1.AccountKind) error {
 		_, err := within(ctx, 10*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateAccountResponse], error) {
 			return cl.Ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{
@@ -136,7 +137,7 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 
 // runLoad sends requests of perRequest transfers from `workers` goroutines to the leader for d.
-func runLoad(ctx context.Context, c *proccluster.Cluster, leader, workers, perRequest, accounts int, d time.Duration, tag string) loadResult {
+func runLoad(ctx context.Context, c *testcluster.ProcCluster, leader, workers, perRequest, accounts int, d time.Duration, tag string) loadResult {
 	var (
 		mu      sync.Mutex
 		res     loadResult
@@ -149,7 +150,7 @@ func runLoad(ctx context.Context, c *proccluster.Cluster, leader, workers, perRe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := c.Client(leader, proccluster.ClientToken)
+			cl := c.Client(leader, testcluster.ClientToken)
 			var lat []time.Duration
 			var done, failed int64
 			for time.Now().Before(deadline) {
@@ -191,7 +192,7 @@ func runLoad(ctx context.Context, c *proccluster.Cluster, leader, workers, perRe
 
 // timeFailover kills the leader and measures until a write is acknowledged by the new one,
 // then restarts the killed node and waits for it to catch up.
-func timeFailover(ctx context.Context, c *proccluster.Cluster) (time.Duration, error) {
+func timeFailover(ctx context.Context, c *testcluster.ProcCluster) (time.Duration, error) {
 	leader, err := within(ctx, 30*time.Second, c.WaitLeader)
 	if err != nil {
 		return 0, err
@@ -207,7 +208,7 @@ func timeFailover(ctx context.Context, c *proccluster.Cluster) (time.Duration, e
 				continue
 			}
 			n++
-			cl := c.Client(i, proccluster.ClientToken)
+			cl := c.Client(i, testcluster.ClientToken)
 			_, err := within(ctx, 250*time.Millisecond, func(ctx context.Context) (*connect.Response[bankdv1.CreateTransferResponse], error) {
 				return cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
 					Transfer: &bankdv1.Transfer{Id: fmt.Sprintf("fo-%d-%d", killed.UnixNano(), n), DebitAccountId: "reserve", CreditAccountId: "c0", Amount: 1, Currency: "BTC"},
@@ -215,7 +216,7 @@ func timeFailover(ctx context.Context, c *proccluster.Cluster) (time.Duration, e
 			})
 			if err == nil {
 				d := time.Since(killed)
-				if err := c.StartNode(leader); err != nil {
+				if err := c.Restart(leader); err != nil {
 					return 0, err
 				}
 				st, err := within(ctx, 5*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.StatusResponse], error) {
@@ -236,7 +237,7 @@ func timeFailover(ctx context.Context, c *proccluster.Cluster) (time.Duration, e
 
 // profileLeader fetches a CPU profile of the leader covering a run of length d into dir; the
 // returned func waits for it.
-func profileLeader(c *proccluster.Cluster, leader int, dir, name string, d time.Duration) func() {
+func profileLeader(c *testcluster.ProcCluster, leader int, dir, name string, d time.Duration) func() {
 	if dir == "" {
 		return func() {}
 	}

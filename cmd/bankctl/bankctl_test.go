@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/rpc/rpctest"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 // ctl runs one bankctl command line in-process with env and returns its status and output.
@@ -35,11 +35,11 @@ func TestBankctlAgainstACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := rpctest.Start(t, 3)
+	c := testcluster.Start(t, testcluster.Spec{Size: 3})
 	// A dead node first: bankctl must move on to the next address.
 	env := map[string]string{
 		envAddr:  "http://127.0.0.1:1," + strings.Join(c.URLs(), ","),
-		envToken: rpctest.AdminToken,
+		envToken: testcluster.AdminToken,
 	}
 
 	out := mustCtl(t, env, "accounts", "create", "reserve", "-currency", "BTC", "-kind", "asset")
@@ -119,12 +119,12 @@ func TestBankctlAgainstACluster(t *testing.T) {
 	}
 
 	leader := c.Leader()
-	c.WaitApplied(leader.Node.FSM().AppliedIndex())
-	env2 := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.ClientToken}
+	c.WaitApplied(leader.FSM().AppliedIndex())
+	env2 := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.ClientToken}
 	if code, _, errOut := ctl(t, env2, "cluster", "hash"); code == 0 || !strings.Contains(errOut, "operator scope") {
 		t.Fatalf("cluster hash with a write token: exit %d, %q", code, errOut)
 	}
-	out = mustCtl(t, map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.AdminToken}, "cluster", "hash")
+	out = mustCtl(t, map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.AdminToken}, "cluster", "hash")
 	if n := strings.Count(out, "\n"); n != 4 {
 		t.Fatalf("cluster hash printed %d lines:\n%s", n, out)
 	}

@@ -10,16 +10,16 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/rpc/rpctest"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 func TestBankctlChain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := rpctest.Start(t, 3)
-	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.AdminToken}
-	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.ClientToken}
+	c := testcluster.Start(t, testcluster.Spec{Size: 3})
+	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.AdminToken}
+	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.ClientToken}
 
 	out := mustCtl(t, client, "chain", "status")
 	if !strings.Contains(out, "none (no block followed yet)") {
@@ -39,7 +39,7 @@ func TestBankctlChain(t *testing.T) {
 	mustCtl(t, admin, "accounts", "create", "alice", "-kind", "liability", "-non-negative")
 	mustCtl(t, client, "address", "new", "-account", "alice", "-request-id", "r1")
 	leader := c.Leader()
-	addrs, _, err := leader.Node.FSM().ListDepositAddresses("alice", "", 10)
+	addrs, _, err := leader.FSM().ListDepositAddresses("alice", "", 10)
 	if err != nil || len(addrs) != 1 {
 		t.Fatalf("addresses %v, %v", addrs, err)
 	}
@@ -91,7 +91,7 @@ func TestBankctlChain(t *testing.T) {
 	}
 
 	// A client token cannot post a deposit's pending credit: the chain driver owns it.
-	deposits, _, err := leader.Node.FSM().ListDeposits("alice", "", 10)
+	deposits, _, err := leader.FSM().ListDeposits("alice", "", 10)
 	if err != nil || len(deposits) != 1 {
 		t.Fatalf("deposits %v, %v", deposits, err)
 	}

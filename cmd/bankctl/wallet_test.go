@@ -9,16 +9,16 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/rpc/rpctest"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 func TestBankctlWalletsAndAddresses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := rpctest.Start(t, 3)
-	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.AdminToken}
-	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: rpctest.ClientToken}
+	c := testcluster.Start(t, testcluster.Spec{Size: 3})
+	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.AdminToken}
+	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.ClientToken}
 
 	seed := make([]byte, 32)
 	master, err := hdkeychain.NewMaster(seed, &chaincfg.RegressionNetParams)

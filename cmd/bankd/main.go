@@ -1,6 +1,8 @@
 // Command bankd runs one node of a bankd cluster: the Raft-replicated ledger, locks and event
-// log (node/, fsm/) behind the Connect/gRPC API (rpc/), and, when cluster.hcl's chain block
-// names a Bitcoin node (rpc_host), the leader's chain watcher (chainwatch/).
+// log (node/, fsm/) behind the Connect/gRPC API (rpc/), the leader's Lightning pool driver
+// (lnpool/) and, when cluster.hcl's chain block names a Bitcoin node (rpc_host), the leader's
+// chain watcher (chainwatch/). The wiring lives in agent/; this main keeps flags, logging,
+// signals and exit statuses.
 //
 //	bankd agent -config cluster.hcl -node n1 [-log-level info] [-log-format text|json]
 //	bankd version
@@ -17,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	_ "net/http/pprof" // only served when -pprof-addr is set
 	"os"
@@ -27,10 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bankd/bankd/chainwatch"
-	"github.com/bankd/bankd/lnpool"
+	"github.com/bankd/bankd/agent"
 	"github.com/bankd/bankd/node"
-	"github.com/bankd/bankd/rpc"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -64,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "agent":
-		return agent(args[1:], stderr)
+		return agentCommand(args[1:], stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "bankd %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -131,7 +130,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	}
 }
 
-func agent(args []string, stderr io.Writer) int {
+func agentCommand(args []string, stderr io.Writer) int {
 	flags, err := parseAgentFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -169,7 +168,7 @@ func agent(args []string, stderr io.Writer) int {
 	return exitOK
 }
 
-// runAgent runs the node and its API until ctx ends (a signal) or either fails, then stops
+// runAgent runs the node and its API until ctx ends (a signal) or the API fails, then stops
 // both: first the API, so calls in flight still find a running node, then the node, which
 // hands leadership over before it stops.
 func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags agentFlags, logger *slog.Logger) error {
@@ -179,106 +178,25 @@ func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags
 		go servePprof(flags.pprofAddr, log)
 	}
 
-	opts := node.Options{Logger: logger, Version: version}
-	var index *chainwatch.Index
-	if cfg.Chain.Watching() {
-		// Kept on every node, so that whichever node leads finds it complete.
-		index = chainwatch.NewIndex()
-		opts.ScriptIndex = index
-	}
-	n, err := node.New(cfg, self.ID, opts)
+	a, err := agent.New(cfg, self.ID, agent.Options{Logger: logger, Version: version, ShutdownTimeout: flags.shutdownTimeout})
 	if err != nil {
-		return fmt.Errorf("create node: %w", err)
-	}
-	pool, err := newLightningPool(n, cfg, logger.With("node", self.ID))
-	if err != nil {
-		return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
-	}
-	api, err := rpc.New(n, cfg, rpc.Options{Logger: logger, ShutdownTimeout: flags.shutdownTimeout / 2, Lightning: pool})
-	if err != nil {
-		return errors.Join(fmt.Errorf("create api: %w", err), shutdownNode(n, flags.shutdownTimeout, log))
-	}
-	if err := pool.RegisterMetrics(api.Registry()); err != nil {
-		return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
-	}
-	if err := n.AddDriver(pool); err != nil {
-		return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
-	}
-	if index != nil {
-		if err := addChainWatcher(n, index, api, logger.With("node", self.ID)); err != nil {
-			return errors.Join(err, shutdownNode(n, flags.shutdownTimeout, log))
-		}
-		log.Info("chain watcher configured", "rpc_host", cfg.Chain.RPCHost, "network", cfg.Chain.Network,
-			"final_depth", cfg.Chain.FinalDepth, "start_height", cfg.Chain.StartHeight, "mempool", cfg.Chain.Mempool)
-	}
-	// Bind the API port before the node joins, so a taken port fails the start, not later.
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", self.APIAddr)
-	if err != nil {
-		return errors.Join(fmt.Errorf("listen for the api on %s: %w", self.APIAddr, err), shutdownNode(n, flags.shutdownTimeout, log))
+		return err
 	}
 	startCtx, cancelStart := context.WithTimeout(ctx, time.Minute)
-	err = n.Start(startCtx)
+	err = a.Start(startCtx)
 	cancelStart()
 	if err != nil {
-		_ = ln.Close()
-		return errors.Join(fmt.Errorf("start node: %w", err), shutdownNode(n, flags.shutdownTimeout, log))
+		return errors.Join(err, a.Shutdown(context.Background()))
 	}
 
-	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopAPI()
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.Serve(apiCtx, ln) }()
-
-	var apiErr error
 	select {
 	case <-ctx.Done():
 		log.Info("signal received; stopping gracefully", "timeout", flags.shutdownTimeout)
 		// A second signal kills the process at once.
 		signal.Reset(syscall.SIGINT, syscall.SIGTERM)
-		stopAPI()
-		apiErr = <-apiDone
-	case apiErr = <-apiDone:
-		log.Error("api server failed; stopping the node", "err", apiErr)
+	case <-a.Failed():
 	}
-	return errors.Join(apiErr, shutdownNode(n, flags.shutdownTimeout, log))
-}
-
-// addChainWatcher makes the leader follow the chain node of cluster.hcl's chain block.
-func addChainWatcher(n *node.Node, index *chainwatch.Index, api *rpc.Server, logger *slog.Logger) error {
-	w, err := chainwatch.New(chainwatch.ConfigFromNode(n.Config().Chain), n, n.FSM(), index,
-		chainwatch.Options{Logger: logger, NodeID: n.ID()})
-	if err != nil {
-		return fmt.Errorf("create chain watcher: %w", err)
-	}
-	if err := w.RegisterMetrics(api.Registry()); err != nil {
-		return err
-	}
-	return n.AddDriver(w)
-}
-
-// newLightningPool makes the driver of the lnd pool: cluster.hcl's lnd blocks, and any node
-// added at runtime. It runs on the leader only.
-func newLightningPool(n *node.Node, cfg *node.Config, logger *slog.Logger) (*lnpool.Pool, error) {
-	lc := lnpool.Config{Network: cfg.Chain.Network}
-	for _, l := range cfg.Lightning {
-		lc.Nodes = append(lc.Nodes, lnpool.NodeConfig{ID: l.ID, Address: l.Address, TLSCertPath: l.TLSCertPath, MacaroonPath: l.MacaroonPath})
-	}
-	pool, err := lnpool.New(lc, n, n.FSM(), lnpool.Options{Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("create lightning pool: %w", err)
-	}
-	return pool, nil
-}
-
-func shutdownNode(n *node.Node, timeout time.Duration, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := n.Shutdown(ctx); err != nil {
-		return fmt.Errorf("shut down node: %w", err)
-	}
-	log.Info("bankd stopped")
-	return nil
+	return a.Shutdown(context.Background())
 }
 
 // servePprof serves the profiling endpoints that net/http/pprof registers on the default mux.

@@ -21,7 +21,8 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/regtest"
 )
 
@@ -62,7 +63,7 @@ func run(payments int, amount int64, duration time.Duration, clients, accounts i
 	defer lg.Stop(context.Background())
 	ready := time.Since(start)
 
-	c, err := proccluster.Start(proccluster.Options{Dir: dir + "/cluster", Bin: bin, ChainBlock: `  network = "regtest"`, Extra: lg.PoolHCL()})
+	c, err := testcluster.LaunchProcs(testcluster.Spec{Chain: &testcluster.Chain{Network: "regtest"}, Extra: lg.PoolHCL()}, testcluster.ProcOptions{Dir: dir + "/cluster", Bin: bin})
 	if err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ func run(payments int, amount int64, duration time.Duration, clients, accounts i
 	if err != nil {
 		return err
 	}
-	cl := c.Client(leader, proccluster.AdminToken)
+	cl := c.Client(leader, testcluster.AdminToken)
 	if err := setup(ctx, cl, accounts, int64(payments)*(amount+100)); err != nil {
 		return err
 	}
@@ -105,14 +106,14 @@ func run(payments int, amount int64, duration time.Duration, clients, accounts i
 }
 
 // waitPool waits for a leader whose pool has every node usable.
-func waitPool(ctx context.Context, c *proccluster.Cluster, n int) (int, error) {
+func waitPool(ctx context.Context, c *testcluster.ProcCluster, n int) (int, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		leader, err := c.WaitLeader(ctx)
 		if err != nil {
 			return 0, err
 		}
-		res, err := c.Client(leader, proccluster.ClientToken).Lightning.ListNodes(ctx, connect.NewRequest(&bankdv1.ListLndNodesRequest{}))
+		res, err := c.Client(leader, testcluster.ClientToken).Lightning.ListNodes(ctx, connect.NewRequest(&bankdv1.ListLndNodesRequest{}))
 		if err == nil {
 			usable := 0
 			for _, node := range res.Msg.Nodes {
@@ -129,7 +130,7 @@ func waitPool(ctx context.Context, c *proccluster.Cluster, n int) (int, error) {
 	return 0, fmt.Errorf("the pool's %d nodes were not all healthy within 2 minutes", n)
 }
 
-func setup(ctx context.Context, cl *proccluster.Clients, accounts int, payer int64) error {
+func setup(ctx context.Context, cl *apiclient.Clients, accounts int, payer int64) error {
 	create := func(id string, kind bankdv1.AccountKind) error {
 		_, err := cl.Ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{
 			Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind, NonNegative: kind == bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY}}))
@@ -160,7 +161,7 @@ func setup(ctx context.Context, cl *proccluster.Clients, accounts int, payer int
 }
 
 // payLatencies pays n external invoices with pool-1 directly and n through bankd, alternating.
-func payLatencies(ctx context.Context, lg *regtest.Lightning, cl *proccluster.Clients, n int, amount int64) (direct, viaBankd []time.Duration, err error) {
+func payLatencies(ctx context.Context, lg *regtest.Lightning, cl *apiclient.Clients, n int, amount int64) (direct, viaBankd []time.Duration, err error) {
 	for i := range n {
 		bolt11, _, err := lg.External.AddInvoice(ctx, amount, fmt.Sprintf("direct %d", i))
 		if err != nil {
@@ -192,7 +193,7 @@ func payLatencies(ctx context.Context, lg *regtest.Lightning, cl *proccluster.Cl
 }
 
 // sequentialCommits times n PayInternal calls made one at a time: one Raft commit each.
-func sequentialCommits(ctx context.Context, cl *proccluster.Clients, n int) ([]time.Duration, error) {
+func sequentialCommits(ctx context.Context, cl *apiclient.Clients, n int) ([]time.Duration, error) {
 	var out []time.Duration
 	for i := range n {
 		t0 := time.Now()
@@ -208,7 +209,7 @@ func sequentialCommits(ctx context.Context, cl *proccluster.Clients, n int) ([]t
 }
 
 // intraledger sends PayInternal requests from `clients` goroutines for d.
-func intraledger(ctx context.Context, cl *proccluster.Clients, clients, accounts int, d time.Duration) (int64, []time.Duration, int64) {
+func intraledger(ctx context.Context, cl *apiclient.Clients, clients, accounts int, d time.Duration) (int64, []time.Duration, int64) {
 	var (
 		done, errs atomic.Int64
 		mu         sync.Mutex

@@ -24,7 +24,8 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 )
 
 // Tokens written into every generated cluster.hcl.
@@ -49,10 +50,6 @@ const (
 	// cmdTimeout bounds every ip/iptables/tc invocation.
 	cmdTimeout = 15 * time.Second
 )
-
-// DefaultRaftBlock is the raft { } body of the generated cluster.hcl: the loopback settings of
-// proccluster, which also suit a bridge on one loaded machine.
-const DefaultRaftBlock = proccluster.DefaultRaftBlock
 
 // ErrNetemUnsupported is returned by Netem when the kernel has no netem qdisc.
 var ErrNetemUnsupported = errors.New("tc netem is not available in this kernel (CONFIG_NET_SCH_NETEM)")
@@ -79,8 +76,9 @@ type Options struct {
 	Bin string
 	// Dir holds cluster.hcl, data/<node> and logs/<node>.log.
 	Dir string
-	// RaftBlock is the body of the raft { } block; empty means DefaultRaftBlock.
-	RaftBlock string
+	// Raft is the raft block; zero fields take clusterhcl.ProcessRaft (the multi-process test
+	// clusters' settings, which also suit a bridge on one loaded machine).
+	Raft clusterhcl.Raft
 	// Logger receives one line per fault and process event (default slog.Default()).
 	Logger *slog.Logger
 	// Env is added to the environment of every agent ("KEY=value"), e.g. BANKD_FAILPOINTS.
@@ -144,9 +142,6 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if _, err := os.Stat(opts.Bin); err != nil {
 		return nil, fmt.Errorf("bankd binary %q: %w (run `make build`)", opts.Bin, err)
 	}
-	if opts.RaftBlock == "" {
-		opts.RaftBlock = DefaultRaftBlock
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -199,8 +194,8 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return c, err
 	}
-	if err := os.WriteFile(c.ConfigPath, []byte(c.config(opts.RaftBlock)), 0o644); err != nil {
-		return c, fmt.Errorf("write cluster.hcl: %w", err)
+	if err := c.writeConfig(opts.Raft.Or(clusterhcl.ProcessRaft)); err != nil {
+		return c, err
 	}
 	c.log.Info("hosts created", "bridge", c.Bridge, "subnet", subnet+".0/24", "nodes", opts.Nodes)
 	return c, nil
@@ -299,15 +294,19 @@ func (c *Cluster) forwardRule() []string {
 	return []string{"-i", c.Bridge, "-o", c.Bridge, "-m", "comment", "--comment", prefix + ":" + c.RunID, "-j", "ACCEPT"}
 }
 
-func (c *Cluster) config(raftBlock string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "name = %q\n\nraft {%s}\n\ntokens {\n  admin = [%q]\n  write = [%q]\n}\n",
-		"jepsen-"+c.RunID, raftBlock, AdminToken, ClientToken)
-	for _, h := range c.Hosts {
-		fmt.Fprintf(&b, "\nnode %q {\n  region      = %q\n  raft_addr   = %q\n  gossip_addr = %q\n  api_addr    = %q\n  data_dir    = %q\n}\n",
-			h.ID, "ns-"+h.ID, h.RaftAddr, h.GossipAddr, h.APIAddr, h.DataDir)
+// writeConfig writes cluster.hcl with the shared writer: every host at its own address on the
+// bridge.
+func (c *Cluster) writeConfig(raft clusterhcl.Raft) error {
+	spec := clusterhcl.Spec{
+		Name:   "jepsen-" + c.RunID,
+		Raft:   raft,
+		Tokens: clusterhcl.Tokens{Admin: []string{AdminToken}, Client: []string{ClientToken}},
 	}
-	return b.String()
+	nodes := make([]clusterhcl.Node, len(c.Hosts))
+	for i, h := range c.Hosts {
+		nodes[i] = clusterhcl.Node{ID: h.ID, Region: "ns-" + h.ID, RaftAddr: h.RaftAddr, GossipAddr: h.GossipAddr, APIAddr: h.APIAddr, DataDir: h.DataDir}
+	}
+	return clusterhcl.Write(c.ConfigPath, spec, nodes)
 }
 
 // hostOfNetns returns the host living in namespace ns, if any.
@@ -522,13 +521,13 @@ func newHTTPClient() *http.Client {
 }
 
 // Client returns Connect clients for host i with the client token.
-func (c *Cluster) Client(i int) *proccluster.Clients {
-	return proccluster.NewClients(c.httpClient, "http://"+c.Hosts[i].APIAddr, ClientToken)
+func (c *Cluster) Client(i int) *apiclient.Clients {
+	return apiclient.New(c.httpClient, "http://"+c.Hosts[i].APIAddr, ClientToken)
 }
 
 // AdminClient returns Connect clients for host i with the admin token.
-func (c *Cluster) AdminClient(i int) *proccluster.Clients {
-	return proccluster.NewClients(c.httpClient, "http://"+c.Hosts[i].APIAddr, AdminToken)
+func (c *Cluster) AdminClient(i int) *apiclient.Clients {
+	return apiclient.New(c.httpClient, "http://"+c.Hosts[i].APIAddr, AdminToken)
 }
 
 // Leader returns the index of the host that reports itself leader in the highest term among

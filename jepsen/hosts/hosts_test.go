@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/testcluster"
 )
 
 func requireHosts(t *testing.T) {
@@ -22,7 +22,7 @@ func requireHosts(t *testing.T) {
 
 func bankdBin(t *testing.T) string {
 	t.Helper()
-	bin, _ := filepath.Abs(proccluster.DefaultBin())
+	bin, _ := filepath.Abs(testcluster.BankdBin())
 	if _, err := os.Stat(bin); err != nil {
 		t.Skipf("no bankd binary at %s (run `make build` or set BANKD_BIN)", bin)
 	}

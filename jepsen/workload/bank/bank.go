@@ -20,7 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 	"github.com/bankd/bankd/rpc"
@@ -225,7 +225,7 @@ func (w *Workload) read(process, node int) {
 }
 
 // readAll reads every account in one page, so that all balances come from one state.
-func readAll(ctx context.Context, cl *proccluster.Clients) (ReadValue, error) {
+func readAll(ctx context.Context, cl *apiclient.Clients) (ReadValue, error) {
 	resp, err := cl.Ledger.ListAccounts(ctx, connect.NewRequest(&bankdv1.ListAccountsRequest{
 		PageSize: 1000, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
 	}))
@@ -282,7 +282,7 @@ func (w *Workload) Final(ctx context.Context, ops []history.Op) (*Final, error) 
 			}
 		}
 		for _, acc := range w.model.Accounts() {
-			entries, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]ledger.Entry, error) {
+			entries, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *apiclient.Clients) ([]ledger.Entry, error) {
 				return ledger.AccountHistory(ctx, cl, acc)
 			})
 			if err != nil {

@@ -23,7 +23,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 	"github.com/bankd/bankd/rpc"
@@ -211,7 +211,7 @@ func (w *Workload) Final(ctx context.Context, ops []history.Op) (*Final, error) 
 	balances := func(ctx context.Context) (map[string]ledger.Balance, error) {
 		out := map[string]ledger.Balance{}
 		for _, acc := range Accounts() {
-			b, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) (ledger.Balance, error) {
+			b, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *apiclient.Clients) (ledger.Balance, error) {
 				return ledger.GetBalance(ctx, cl, acc, bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE)
 			})
 			if err != nil {
@@ -228,7 +228,7 @@ func (w *Workload) Final(ctx context.Context, ops []history.Op) (*Final, error) 
 			return nil, err
 		}
 		for _, acc := range Accounts() {
-			h, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]ledger.Entry, error) {
+			h, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *apiclient.Clients) ([]ledger.Entry, error) {
 				return ledger.AccountHistory(ctx, cl, acc)
 			})
 			if err != nil {

@@ -19,7 +19,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/rpc"
 )
@@ -31,7 +31,7 @@ const Currency = "BTC"
 type Cluster interface {
 	Size() int
 	NodeID(i int) string
-	Client(i int) *proccluster.Clients
+	Client(i int) *apiclient.Clients
 }
 
 // Balance is the part of an account's balance the checkers look at.
@@ -125,7 +125,7 @@ const MaxAttempts = 30
 
 // Retry runs f against the nodes in turn, each attempt bounded by opTimeout, until one
 // succeeds, MaxAttempts fail, or ctx ends.
-func Retry[T any](ctx context.Context, cluster Cluster, opTimeout time.Duration, f func(context.Context, *proccluster.Clients) (T, error)) (T, error) {
+func Retry[T any](ctx context.Context, cluster Cluster, opTimeout time.Duration, f func(context.Context, *apiclient.Clients) (T, error)) (T, error) {
 	var (
 		v   T
 		err error
@@ -149,7 +149,7 @@ func Retry[T any](ctx context.Context, cluster Cluster, opTimeout time.Duration,
 // CreateAccounts creates accounts (idempotent by id and body), retrying each across nodes.
 func CreateAccounts(ctx context.Context, cluster Cluster, opTimeout time.Duration, accounts []*bankdv1.Account) error {
 	for _, a := range accounts {
-		_, err := Retry(ctx, cluster, opTimeout, func(ctx context.Context, cl *proccluster.Clients) (struct{}, error) {
+		_, err := Retry(ctx, cluster, opTimeout, func(ctx context.Context, cl *apiclient.Clients) (struct{}, error) {
 			_, err := cl.Ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{Account: a}))
 			return struct{}{}, err
 		})
@@ -161,7 +161,7 @@ func CreateAccounts(ctx context.Context, cluster Cluster, opTimeout time.Duratio
 }
 
 // GetTransfer reads transfer id linearizably; nil when the cluster does not know it.
-func GetTransfer(ctx context.Context, cl *proccluster.Clients, id string) (*Transfer, error) {
+func GetTransfer(ctx context.Context, cl *apiclient.Clients, id string) (*Transfer, error) {
 	resp, err := cl.Ledger.GetTransfer(ctx, connect.NewRequest(&bankdv1.GetTransferRequest{
 		Id: id, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE,
 	}))
@@ -197,7 +197,7 @@ func GetTransfers(ctx context.Context, cluster Cluster, opTimeout time.Duration,
 				if i >= len(ids) || ctx.Err() != nil {
 					return
 				}
-				t, err := Retry(ctx, cluster, opTimeout, func(ctx context.Context, cl *proccluster.Clients) (*Transfer, error) {
+				t, err := Retry(ctx, cluster, opTimeout, func(ctx context.Context, cl *apiclient.Clients) (*Transfer, error) {
 					return GetTransfer(ctx, cl, ids[i])
 				})
 				mu.Lock()
@@ -220,7 +220,7 @@ func GetTransfers(ctx context.Context, cluster Cluster, opTimeout time.Duration,
 }
 
 // GetBalance reads one account's balance with the given consistency.
-func GetBalance(ctx context.Context, cl *proccluster.Clients, account string, consistency bankdv1.ReadConsistency) (Balance, error) {
+func GetBalance(ctx context.Context, cl *apiclient.Clients, account string, consistency bankdv1.ReadConsistency) (Balance, error) {
 	resp, err := cl.Ledger.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{Id: account, Consistency: consistency}))
 	if err != nil {
 		return Balance{}, err
@@ -235,7 +235,7 @@ func GetBalance(ctx context.Context, cl *proccluster.Clients, account string, co
 const maxHistoryPages = 1000
 
 // AccountHistory reads every history entry of account linearizably, in commit order.
-func AccountHistory(ctx context.Context, cl *proccluster.Clients, account string) ([]Entry, error) {
+func AccountHistory(ctx context.Context, cl *apiclient.Clients, account string) ([]Entry, error) {
 	var out []Entry
 	token := ""
 	for range maxHistoryPages {

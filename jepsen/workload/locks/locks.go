@@ -24,7 +24,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
@@ -160,7 +160,7 @@ func (w *Workload) Setup(ctx context.Context) error {
 
 // Final reads the history of the resource account linearizably.
 func (w *Workload) Final(ctx context.Context) (*Final, error) {
-	entries, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) ([]ledger.Entry, error) {
+	entries, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *apiclient.Clients) ([]ledger.Entry, error) {
 		return ledger.AccountHistory(ctx, cl, ResourceID)
 	})
 	if err != nil {
@@ -258,7 +258,7 @@ func (w *Workload) acquire(process, node int, name, holder string) (Grant, histo
 	inv := w.hist.Invoke(process, FAcquire, AcquireValue{Name: name, Holder: holder, TTLMs: w.cfg.TTL.Milliseconds()}, w.cluster.NodeID(node))
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
 	defer cancel()
-	resp, err := w.cluster.Client(node).Locks.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{
+	resp, err := w.cluster.Client(node).Lock.Acquire(ctx, connect.NewRequest(&bankdv1.AcquireLockRequest{
 		Name: name, Holder: holder, TtlMs: w.cfg.TTL.Milliseconds(),
 	}))
 	typ := ledger.ClassifyWrite(err)
@@ -277,7 +277,7 @@ func (w *Workload) release(process, node int, g Grant) history.Type {
 	inv := w.hist.Invoke(process, FRelease, v, w.cluster.NodeID(node))
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
 	defer cancel()
-	_, err := w.cluster.Client(node).Locks.Release(ctx, connect.NewRequest(&bankdv1.ReleaseLockRequest{
+	_, err := w.cluster.Client(node).Lock.Release(ctx, connect.NewRequest(&bankdv1.ReleaseLockRequest{
 		Name: g.Name, Holder: g.Holder, Token: g.Token,
 	}))
 	typ := ledger.ClassifyWrite(err)

@@ -20,7 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
@@ -182,7 +182,7 @@ func (w *Workload) read(process, node int, key, f string) {
 	w.hist.Complete(inv, history.OK, v, nil)
 }
 
-func readKey(ctx context.Context, cl *proccluster.Clients, key, f string) (ReadValue, error) {
+func readKey(ctx context.Context, cl *apiclient.Clients, key, f string) (ReadValue, error) {
 	consistency := bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
 	if f == FReadStale {
 		consistency = bankdv1.ReadConsistency_READ_CONSISTENCY_STALE

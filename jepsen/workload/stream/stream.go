@@ -21,7 +21,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
-	"github.com/bankd/bankd/internal/proccluster"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
 )
@@ -169,7 +169,7 @@ func (w *Workload) writer(ctx context.Context, client int, rng *rand.Rand) {
 }
 
 // transfer moves 1 sat from the reserve to t.To under t.ID and returns the index it applied at.
-func (w *Workload) transfer(ctx context.Context, cl *proccluster.Clients, t Transfer) (uint64, error) {
+func (w *Workload) transfer(ctx context.Context, cl *apiclient.Clients, t Transfer) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
 	defer cancel()
 	resp, err := cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{
@@ -211,8 +211,8 @@ func (w *Workload) watcher(ctx context.Context, watcher int, rng *rand.Rand) {
 }
 
 // watch appends what one WatchEvents stream from s.From delivers to s until the stream ends.
-func watch(ctx context.Context, cl *proccluster.Clients, s *Session) error {
-	stream, err := cl.Events.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: s.From}))
+func watch(ctx context.Context, cl *apiclient.Clients, s *Session) error {
+	stream, err := cl.Event.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: s.From}))
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ const finalReadTimeout = 60 * time.Second
 // log from index 1 through the marker's index from one node.
 func (w *Workload) Final(ctx context.Context) (*Final, error) {
 	marker := Transfer{ID: MarkerID, To: w.customers[0]}
-	index, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *proccluster.Clients) (uint64, error) {
+	index, err := ledger.Retry(ctx, w.cluster, w.cfg.OpTimeout, func(ctx context.Context, cl *apiclient.Clients) (uint64, error) {
 		return w.transfer(ctx, cl, marker)
 	})
 	if err != nil {
@@ -285,14 +285,14 @@ func (w *Workload) Final(ctx context.Context) (*Final, error) {
 	if index == 0 {
 		return nil, errors.New("the end marker was acknowledged without an index")
 	}
-	return ledger.Retry(ctx, w.cluster, finalReadTimeout, func(ctx context.Context, cl *proccluster.Clients) (*Final, error) {
+	return ledger.Retry(ctx, w.cluster, finalReadTimeout, func(ctx context.Context, cl *apiclient.Clients) (*Final, error) {
 		return readLog(ctx, cl, index)
 	})
 }
 
 // readLog streams events from index 1 until the one at marker.
-func readLog(ctx context.Context, cl *proccluster.Clients, marker uint64) (*Final, error) {
-	stream, err := cl.Events.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: 1}))
+func readLog(ctx context.Context, cl *apiclient.Clients, marker uint64) (*Final, error) {
+	stream, err := cl.Event.WatchEvents(ctx, connect.NewRequest(&bankdv1.WatchEventsRequest{FromIndex: 1}))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,382 @@
+// Package clusterhcl writes the cluster.hcl of a test cluster: one Spec (size, Raft settings,
+// tokens, chain block, extra blocks) and one writer, used by every harness — the in-process
+// and multi-process clusters of internal/testcluster, node/'s in-package tests and the jepsen
+// hosts — so that a change to what a cluster needs (certificates, token files) lands in one
+// place.
+//
+// It imports nothing of bankd, so that package node's own tests can use it without an import
+// cycle. It only writes files under the directory it is given and only picks loopback ports.
+package clusterhcl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Tokens of every test cluster unless a Spec names others.
+const (
+	AdminToken    = "test-admin-token"
+	ClientToken   = "test-client-token" // the write scope: a customer-facing service's
+	ReadToken     = "test-read-token"
+	OperatorToken = "test-operator-token"
+)
+
+// Spec describes a test cluster. Zero fields take the defaults named on each.
+type Spec struct {
+	// Name is the cluster name (default "test").
+	Name string
+	// Size is the number of nodes, n1..nN (default 3).
+	Size int
+	// Raft is the raft block. A harness fills its zero fields from its own defaults
+	// (InProcessRaft, ProcessRaft) with Raft.Or; Render writes only non-zero fields.
+	Raft Raft
+	// Tokens is the tokens block; nil lists mean AdminToken, ClientToken, ReadToken and
+	// OperatorToken.
+	Tokens Tokens
+	// Chain, when set, is the chain block.
+	Chain *Chain
+	// Extra is appended to cluster.hcl as it is, e.g. the `lnd "<id>" { }` blocks of a regtest
+	// Lightning pool.
+	Extra string
+}
+
+// Raft is the raft block. A zero field is left out, so the node's default applies (a zero
+// TrailingLogs cannot be written).
+type Raft struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	ApplyTimeout       time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+	MaxAppendEntries   int
+	MaxEntryBytes      int
+}
+
+// InProcessRaft keeps elections fast on loopback, yet not so tight that a loaded 2-core machine
+// (other test clusters, compilers) sees spurious ones: at 100 ms a stalled leader lost
+// leadership in the middle of tests that wrote through it.
+var InProcessRaft = Raft{
+	HeartbeatTimeout:   250 * time.Millisecond,
+	ElectionTimeout:    250 * time.Millisecond,
+	LeaderLeaseTimeout: 125 * time.Millisecond,
+	CommitTimeout:      5 * time.Millisecond,
+	ApplyTimeout:       3 * time.Second,
+}
+
+// ProcessRaft is a little slower than InProcessRaft: separate processes (and jepsen's network
+// namespaces on one bridge) compete for the same two cores.
+var ProcessRaft = Raft{
+	HeartbeatTimeout:   300 * time.Millisecond,
+	ElectionTimeout:    300 * time.Millisecond,
+	LeaderLeaseTimeout: 150 * time.Millisecond,
+	CommitTimeout:      5 * time.Millisecond,
+}
+
+// Or returns r with every zero field taken from defaults.
+func (r Raft) Or(defaults Raft) Raft {
+	durations := []struct{ dst, def *time.Duration }{
+		{&r.HeartbeatTimeout, &defaults.HeartbeatTimeout},
+		{&r.ElectionTimeout, &defaults.ElectionTimeout},
+		{&r.LeaderLeaseTimeout, &defaults.LeaderLeaseTimeout},
+		{&r.CommitTimeout, &defaults.CommitTimeout},
+		{&r.ApplyTimeout, &defaults.ApplyTimeout},
+		{&r.SnapshotInterval, &defaults.SnapshotInterval},
+	}
+	for _, d := range durations {
+		if *d.dst == 0 {
+			*d.dst = *d.def
+		}
+	}
+	if r.SnapshotThreshold == 0 {
+		r.SnapshotThreshold = defaults.SnapshotThreshold
+	}
+	if r.TrailingLogs == 0 {
+		r.TrailingLogs = defaults.TrailingLogs
+	}
+	if r.MaxAppendEntries == 0 {
+		r.MaxAppendEntries = defaults.MaxAppendEntries
+	}
+	if r.MaxEntryBytes == 0 {
+		r.MaxEntryBytes = defaults.MaxEntryBytes
+	}
+	return r
+}
+
+// Tokens is the tokens block.
+type Tokens struct {
+	// Admin, Client (the write scope), Read and Operator are the development tokens of each
+	// scope (named dev-<scope>-<n> by the node); nil means the package's token of that scope.
+	Admin    []string
+	Client   []string
+	Read     []string
+	Operator []string
+	// GossipKey is memberlist's key, base64 (16, 24 or 32 bytes); empty leaves gossip
+	// unencrypted.
+	GossipKey string
+}
+
+// Chain is the chain block. Zero fields are left out (the node's defaults apply).
+type Chain struct {
+	Network      string
+	RPCHost      string
+	RPCUser      string
+	RPCPass      string
+	RPCCert      string
+	FinalDepth   uint32
+	KeepHashes   uint32
+	StartHeight  uint32
+	PollInterval time.Duration
+}
+
+// Node is one node block: where a node listens and keeps its data.
+type Node struct {
+	ID         string
+	Region     string
+	RaftAddr   string
+	GossipAddr string
+	APIAddr    string
+	DataDir    string
+}
+
+// Render returns the text of cluster.hcl for spec with nodes.
+func Render(spec Spec, nodes []Node) []byte {
+	var b strings.Builder
+	name := spec.Name
+	if name == "" {
+		name = "test"
+	}
+	fmt.Fprintf(&b, "name = %s\n", hclString(name))
+
+	b.WriteString("\nraft {\n")
+	r := spec.Raft
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"heartbeat_timeout", r.HeartbeatTimeout},
+		{"election_timeout", r.ElectionTimeout},
+		{"leader_lease_timeout", r.LeaderLeaseTimeout},
+		{"commit_timeout", r.CommitTimeout},
+		{"apply_timeout", r.ApplyTimeout},
+		{"snapshot_interval", r.SnapshotInterval},
+	} {
+		if d.v != 0 {
+			fmt.Fprintf(&b, "  %-20s = %s\n", d.key, hclString(d.v.String()))
+		}
+	}
+	for _, c := range []struct {
+		key string
+		v   uint64
+	}{
+		{"snapshot_threshold", r.SnapshotThreshold},
+		{"trailing_logs", r.TrailingLogs},
+		{"max_append_entries", uint64(r.MaxAppendEntries)},
+		{"max_entry_bytes", uint64(r.MaxEntryBytes)},
+	} {
+		if c.v != 0 {
+			fmt.Fprintf(&b, "  %-20s = %d\n", c.key, c.v)
+		}
+	}
+	b.WriteString("}\n")
+
+	b.WriteString("\ntokens {\n")
+	for _, l := range []struct {
+		scope  string
+		tokens []string
+		def    string
+	}{
+		{"admin", spec.Tokens.Admin, AdminToken},
+		{"write", spec.Tokens.Client, ClientToken},
+		{"read", spec.Tokens.Read, ReadToken},
+		{"operator", spec.Tokens.Operator, OperatorToken},
+	} {
+		if l.tokens == nil {
+			l.tokens = []string{l.def}
+		}
+		fmt.Fprintf(&b, "  %-8s = %s\n", l.scope, hclList(l.tokens))
+	}
+	if spec.Tokens.GossipKey != "" {
+		fmt.Fprintf(&b, "  gossip_key = %s\n", hclString(spec.Tokens.GossipKey))
+	}
+	b.WriteString("}\n")
+
+	if c := spec.Chain; c != nil {
+		b.WriteString("\nchain {\n")
+		for _, s := range []struct{ key, v string }{
+			{"network", c.Network}, {"rpc_host", c.RPCHost}, {"rpc_user", c.RPCUser},
+			{"rpc_pass", c.RPCPass}, {"rpc_cert", c.RPCCert},
+		} {
+			if s.v != "" {
+				fmt.Fprintf(&b, "  %-13s = %s\n", s.key, hclString(s.v))
+			}
+		}
+		for _, n := range []struct {
+			key string
+			v   uint32
+		}{{"final_depth", c.FinalDepth}, {"keep_hashes", c.KeepHashes}, {"start_height", c.StartHeight}} {
+			if n.v != 0 {
+				fmt.Fprintf(&b, "  %-13s = %d\n", n.key, n.v)
+			}
+		}
+		if c.PollInterval != 0 {
+			fmt.Fprintf(&b, "  %-13s = %s\n", "poll_interval", hclString(c.PollInterval.String()))
+		}
+		b.WriteString("}\n")
+	}
+
+	if spec.Extra != "" {
+		fmt.Fprintf(&b, "\n%s\n", strings.TrimRight(spec.Extra, "\n"))
+	}
+
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "\nnode %s {\n  region      = %s\n  raft_addr   = %s\n  gossip_addr = %s\n  api_addr    = %s\n  data_dir    = %s\n}\n",
+			hclString(n.ID), hclString(n.Region), hclString(n.RaftAddr), hclString(n.GossipAddr), hclString(n.APIAddr), hclString(n.DataDir))
+	}
+	return []byte(b.String())
+}
+
+func hclList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = hclString(s)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// hclString quotes s as an HCL string literal. Go's %q is not enough: HCL reads "${" and
+// "%{" as template sequences, and knows no \x escapes.
+func hclString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case (r == '$' || r == '%') && strings.HasPrefix(s[i+1:], "{"):
+			// "$${" and "%%{" are the literal "${" and "%{".
+			b.WriteRune(r)
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// Write writes cluster.hcl for spec with nodes to path (mode 0600: it holds tokens).
+func Write(path string, spec Spec, nodes []Node) error {
+	if len(nodes) == 0 {
+		return errors.New("clusterhcl: no nodes")
+	}
+	if err := os.WriteFile(path, Render(spec, nodes), 0o600); err != nil {
+		return fmt.Errorf("clusterhcl: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Layout is a written cluster.hcl and the nodes it describes.
+type Layout struct {
+	// Path is the cluster.hcl file.
+	Path  string
+	Nodes []Node
+}
+
+// WriteLoopback writes dir/cluster.hcl for spec with spec.Size nodes on free loopback ports
+// (LoopbackNodes) and returns what it wrote.
+func WriteLoopback(dir string, spec Spec) (*Layout, error) {
+	nodes, err := LoopbackNodes(dir, spec.Size)
+	if err != nil {
+		return nil, err
+	}
+	l := &Layout{Path: filepath.Join(dir, "cluster.hcl"), Nodes: nodes}
+	if err := Write(l.Path, spec, nodes); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// LoopbackNodes returns size nodes (default 3) n1..nN, regions r1..rN, on free 127.0.0.1
+// ports, with data dirs dir/data/<id>. A caller that holds a listener of its own (an API port
+// bound before the cluster starts) may replace APIAddr before Write.
+func LoopbackNodes(dir string, size int) ([]Node, error) {
+	if size == 0 {
+		size = 3
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("clusterhcl: size %d", size)
+	}
+	ports, err := FreePorts(3 * size)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]Node, size)
+	for i := range nodes {
+		id := fmt.Sprintf("n%d", i+1)
+		nodes[i] = Node{
+			ID:         id,
+			Region:     fmt.Sprintf("r%d", i+1),
+			RaftAddr:   loopback(ports[3*i]),
+			GossipAddr: loopback(ports[3*i+1]),
+			APIAddr:    loopback(ports[3*i+2]),
+			DataDir:    filepath.Join(dir, "data", id),
+		}
+	}
+	return nodes, nil
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", fmt.Sprint(port)) }
+
+// maxPortAttempts bounds the search for ports free for both TCP and UDP, per port wanted.
+const maxPortAttempts = 100
+
+// FreePorts returns count distinct loopback ports that were free for TCP and for UDP
+// (memberlist uses both) a moment ago. They are released before it returns, so another
+// process may take one: callers that cannot retry hold a listener instead.
+func FreePorts(count int) ([]int, error) {
+	var ports []int
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
+	for attempts := 0; len(ports) < count; attempts++ {
+		if attempts > maxPortAttempts*count {
+			return nil, fmt.Errorf("clusterhcl: found only %d of %d loopback ports free for TCP and UDP", len(ports), count)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("clusterhcl: find a free port: %w", err)
+		}
+		closers = append(closers, l.Close)
+		var port int
+		if addr, ok := l.Addr().(*net.TCPAddr); ok {
+			port = addr.Port
+		}
+		u, err := net.ListenPacket("udp", loopback(port))
+		if err != nil {
+			continue
+		}
+		closers = append(closers, u.Close)
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
