@@ -284,6 +284,23 @@ func (a *Agent) shutdownNode(ctx context.Context) error {
 	return nil
 }
 
+// Reload reads cluster.hcl again and applies what can change while the node runs: the API
+// tokens. A file that no longer parses changes nothing; the error says why. Everything else in
+// the file (nodes, addresses, Raft settings) takes a restart.
+func (a *Agent) Reload() error {
+	if a.cfg.Path == "" {
+		return errors.New("agent: reload: the configuration was not read from a file")
+	}
+	cfg, err := node.LoadConfig(a.cfg.Path)
+	if err != nil {
+		return fmt.Errorf("agent: reload %s: %w", a.cfg.Path, err)
+	}
+	if err := a.api.SetTokens(cfg.Tokens.Tokens); err != nil {
+		return fmt.Errorf("agent: reload %s: %w", a.cfg.Path, err)
+	}
+	return nil
+}
+
 // ID is the node's id in cluster.hcl.
 func (a *Agent) ID() string { return a.self.ID }
 

@@ -189,14 +189,27 @@ func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags
 		return errors.Join(err, a.Shutdown(context.Background()))
 	}
 
-	select {
-	case <-ctx.Done():
-		log.Info("signal received; stopping gracefully", "timeout", flags.shutdownTimeout)
-		// A second signal kills the process at once.
-		signal.Reset(syscall.SIGINT, syscall.SIGTERM)
-	case <-a.Failed():
+	// SIGHUP reloads what can change without a restart (the API tokens).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := a.Reload(); err != nil {
+				log.Error("reload refused; the configuration in force stays", "err", err)
+			} else {
+				log.Info("configuration reloaded", "config", cfg.Path)
+			}
+			continue
+		case <-ctx.Done():
+			log.Info("signal received; stopping gracefully", "timeout", flags.shutdownTimeout)
+			// A second signal kills the process at once.
+			signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+		case <-a.Failed():
+		}
+		return a.Shutdown(context.Background())
 	}
-	return a.Shutdown(context.Background())
 }
 
 // servePprof serves the profiling endpoints that net/http/pprof registers on the default mux.

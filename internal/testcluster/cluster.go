@@ -28,7 +28,9 @@ type (
 	Spec   = clusterhcl.Spec
 	Raft   = clusterhcl.Raft
 	Tokens = clusterhcl.Tokens
-	Chain  = clusterhcl.Chain
+	// TokenBlock is a named token whose secret lives in a file.
+	TokenBlock = clusterhcl.TokenBlock
+	Chain      = clusterhcl.Chain
 )
 
 // Tokens of a Spec that names none.

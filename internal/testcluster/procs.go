@@ -232,6 +232,9 @@ func (c *ProcCluster) Pause(i int) error { return c.send(i, syscall.SIGSTOP) }
 // Resume continues node i after Pause.
 func (c *ProcCluster) Resume(i int) error { return c.send(i, syscall.SIGCONT) }
 
+// Reload sends SIGHUP to node i: it reads cluster.hcl's tokens again.
+func (c *ProcCluster) Reload(i int) error { return c.send(i, syscall.SIGHUP) }
+
 func (c *ProcCluster) send(i int, sig syscall.Signal) error {
 	n := c.Nodes[i]
 	n.mu.Lock()

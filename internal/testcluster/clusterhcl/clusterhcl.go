@@ -118,9 +118,19 @@ type Tokens struct {
 	Client   []string
 	Read     []string
 	Operator []string
+	// Blocks are named tokens whose secrets live in files.
+	Blocks []TokenBlock
 	// GossipKey is memberlist's key, base64 (16, 24 or 32 bytes); empty leaves gossip
 	// unencrypted.
 	GossipKey string
+}
+
+// TokenBlock is a `token "<name>" { scopes, token_file }` block.
+type TokenBlock struct {
+	Name   string
+	Scopes []string
+	// File holds the secret; relative paths are relative to cluster.hcl.
+	File string
 }
 
 // Chain is the chain block. Zero fields are left out (the node's defaults apply).
@@ -202,6 +212,9 @@ func Render(spec Spec, nodes []Node) []byte {
 			l.tokens = []string{l.def}
 		}
 		fmt.Fprintf(&b, "  %-8s = %s\n", l.scope, hclList(l.tokens))
+	}
+	for _, tb := range spec.Tokens.Blocks {
+		fmt.Fprintf(&b, "  token %s {\n    scopes     = %s\n    token_file = %s\n  }\n", hclString(tb.Name), hclList(tb.Scopes), hclString(tb.File))
 	}
 	if spec.Tokens.GossipKey != "" {
 		fmt.Fprintf(&b, "  gossip_key = %s\n", hclString(spec.Tokens.GossipKey))
