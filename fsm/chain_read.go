@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -119,42 +118,11 @@ func (f *FSM) ChainTx(txid string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error)
 // ListUtxos returns our UTXOs in outpoint order after pageToken, those of walletID only when
 // it is not empty.
 func (f *FSM) ListUtxos(walletID, pageToken string, pageSize int) ([]*bankdv1.Utxo, string, error) {
-	lower := []byte{tagUtxo}
-	if pageToken != "" {
-		pos, err := hex.DecodeString(pageToken)
-		if err != nil || len(pos) != 68 {
-			return nil, "", invalid("page_token: malformed")
-		}
-		lower = append(append([]byte{tagUtxo}, pos...), 0)
+	var keep func(*bankdv1.Utxo) bool
+	if walletID != "" {
+		keep = func(u *bankdv1.Utxo) bool { return u.WalletId == walletID }
 	}
-	limit := clampPageSize(pageSize)
-	var out []*bankdv1.Utxo
-	var lastKey []byte
-	more := false
-	err := f.scan(lower, []byte{tagUtxo + 1}, func(k, v []byte) (bool, error) {
-		u := &bankdv1.Utxo{}
-		if err := proto.Unmarshal(v, u); err != nil {
-			return false, fmt.Errorf("corrupt utxo at %x: %w", k, err)
-		}
-		if walletID != "" && u.WalletId != walletID {
-			return true, nil
-		}
-		if len(out) == limit {
-			more = true
-			return false, nil
-		}
-		out = append(out, u)
-		lastKey = append(lastKey[:0], k...)
-		return true, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if more {
-		next = hex.EncodeToString(lastKey[1:])
-	}
-	return out, next, nil
+	return readPage(f, []byte{tagUtxo}, 68, pageToken, pageSize, func() *bankdv1.Utxo { return &bankdv1.Utxo{} }, "utxo", keep)
 }
 
 // ListDeposits returns an account's deposits in the order they were first seen, after
@@ -163,46 +131,18 @@ func (f *FSM) ListDeposits(accountID, pageToken string, pageSize int) ([]*bankdv
 	if _, err := f.Account(accountID); err != nil {
 		return nil, "", err
 	}
-	prefix := append(tagged(tagAccountDeposit, accountID), 0)
-	lower := prefix
-	if pageToken != "" {
-		pos, err := hex.DecodeString(pageToken)
-		if err != nil || len(pos) != 12 {
-			return nil, "", invalid("page_token: malformed")
-		}
-		lower = append(append(append([]byte(nil), prefix...), pos...), 0)
-	}
-	limit := clampPageSize(pageSize)
-	var ops [][]byte
-	var keys [][]byte
-	more := false
-	err := f.scan(lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
-		if len(ops) == limit {
-			more = true
-			return false, nil
-		}
-		ops = append(ops, append([]byte(nil), v...))
-		keys = append(keys, append([]byte(nil), k...))
-		return true, nil
-	})
+	ops, next, err := readPage(f, append(tagged(tagAccountDeposit, accountID), 0), 12, pageToken, pageSize,
+		func() *bankdv1.Outpoint { return &bankdv1.Outpoint{} }, "deposit index of "+accountID, nil)
 	if err != nil {
 		return nil, "", err
 	}
 	out := make([]*bankdv1.Deposit, 0, len(ops))
-	for _, v := range ops {
-		op := &bankdv1.Outpoint{}
-		if err := proto.Unmarshal(v, op); err != nil {
-			return nil, "", fmt.Errorf("corrupt deposit index of %q: %w", accountID, err)
-		}
+	for _, op := range ops {
 		d := &bankdv1.Deposit{}
 		if err := f.get(outpointKey(tagDeposit, op), d); err != nil {
 			return nil, "", fmt.Errorf("deposit %s: %w", outpointString(op), err)
 		}
 		out = append(out, d)
-	}
-	next := ""
-	if more {
-		next = hex.EncodeToString(keys[len(keys)-1][len(prefix):])
 	}
 	return out, next, nil
 }

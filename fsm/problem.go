@@ -2,10 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-
-	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
@@ -97,37 +94,6 @@ func (f *FSM) ProblemCount() (uint64, error) {
 // ListProblems returns recorded problems, oldest first, after pageToken, and the token of the
 // next page ("" on the last page).
 func (f *FSM) ListProblems(pageToken string, pageSize int) ([]*bankdv1.Problem, string, error) {
-	lower := []byte{tagProblem}
-	if pageToken != "" {
-		pos, err := hex.DecodeString(pageToken)
-		if err != nil || len(pos) != 12 {
-			return nil, "", invalid("page_token: malformed")
-		}
-		lower = append(append([]byte{tagProblem}, pos...), 0)
-	}
-	limit := clampPageSize(pageSize)
-	var out []*bankdv1.Problem
-	var lastKey []byte
-	more := false
-	err := f.scan(lower, []byte{tagProblem + 1}, func(k, v []byte) (bool, error) {
-		if len(out) == limit {
-			more = true
-			return false, nil
-		}
-		p := &bankdv1.Problem{}
-		if err := proto.Unmarshal(v, p); err != nil {
-			return false, fmt.Errorf("corrupt problem at %x: %w", k, err)
-		}
-		out = append(out, p)
-		lastKey = append(lastKey[:0], k...)
-		return true, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if more {
-		next = hex.EncodeToString(lastKey[1:])
-	}
-	return out, next, nil
+	return readPage(f, []byte{tagProblem}, 12, pageToken, pageSize,
+		func() *bankdv1.Problem { return &bankdv1.Problem{} }, "problem", nil)
 }

@@ -78,6 +78,49 @@ func clampPageSize(n int) int {
 	}
 }
 
+// readPage reads one page of the records under prefix, in key order. A page token is the hex of
+// the last key's bytes after prefix (posLen of them), so a page resumes just after it. keep, when
+// not nil, skips records (they do not count towards the page). what names the records in errors.
+func readPage[T proto.Message](f *FSM, prefix []byte, posLen int, pageToken string, pageSize int,
+	newRecord func() T, what string, keep func(T) bool) ([]T, string, error) {
+	lower := prefix
+	if pageToken != "" {
+		pos, err := hex.DecodeString(pageToken)
+		if err != nil || len(pos) != posLen {
+			return nil, "", invalid("page_token: malformed")
+		}
+		lower = append(append(append([]byte(nil), prefix...), pos...), 0)
+	}
+	limit := clampPageSize(pageSize)
+	var out []T
+	var lastKey []byte
+	more := false
+	err := f.scan(lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
+		rec := newRecord()
+		if err := proto.Unmarshal(v, rec); err != nil {
+			return false, fmt.Errorf("corrupt %s at %x: %w", what, k, err)
+		}
+		if keep != nil && !keep(rec) {
+			return true, nil
+		}
+		if len(out) == limit {
+			more = true
+			return false, nil
+		}
+		out = append(out, rec)
+		lastKey = append(lastKey[:0], k...)
+		return true, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if more {
+		next = hex.EncodeToString(lastKey[len(prefix):])
+	}
+	return out, next, nil
+}
+
 // ListAccounts returns accounts in id order after pageToken, and the token of the next page
 // ("" on the last page).
 func (f *FSM) ListAccounts(pageToken string, pageSize int) ([]*bankdv1.Account, string, error) {
@@ -140,40 +183,8 @@ func (f *FSM) AccountHistory(accountID, pageToken string, pageSize int) ([]*bank
 	if _, err := f.Account(accountID); err != nil {
 		return nil, "", err
 	}
-	prefix := historyPrefix(accountID)
-	lower := prefix
-	if pageToken != "" {
-		pos, err := hex.DecodeString(pageToken)
-		if err != nil || len(pos) != 12 {
-			return nil, "", invalid("page_token: malformed")
-		}
-		lower = append(append(append([]byte(nil), prefix...), pos...), 0)
-	}
-	limit := clampPageSize(pageSize)
-	var out []*bankdv1.HistoryEntry
-	var lastKey []byte
-	more := false
-	err := f.scan(lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
-		if len(out) == limit {
-			more = true
-			return false, nil
-		}
-		e := &bankdv1.HistoryEntry{}
-		if err := proto.Unmarshal(v, e); err != nil {
-			return false, fmt.Errorf("corrupt history entry: %w", err)
-		}
-		out = append(out, e)
-		lastKey = append(lastKey[:0], k...)
-		return true, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if more {
-		next = hex.EncodeToString(lastKey[len(prefix):])
-	}
-	return out, next, nil
+	return readPage(f, historyPrefix(accountID), 12, pageToken, pageSize,
+		func() *bankdv1.HistoryEntry { return &bankdv1.HistoryEntry{} }, "history entry", nil)
 }
 
 // Lock returns the current grant of a lock, or nil if it is free or its lease ran out in

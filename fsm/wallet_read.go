@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -126,40 +125,8 @@ func (f *FSM) ListDepositAddresses(accountID, pageToken string, pageSize int) ([
 	if _, err := f.Account(accountID); err != nil {
 		return nil, "", err
 	}
-	prefix := depositAddressPrefix(accountID)
-	lower := prefix
-	if pageToken != "" {
-		pos, err := hex.DecodeString(pageToken)
-		if err != nil || len(pos) != 12 {
-			return nil, "", invalid("page_token: malformed")
-		}
-		lower = append(append(append([]byte(nil), prefix...), pos...), 0)
-	}
-	limit := clampPageSize(pageSize)
-	var out []*bankdv1.DepositAddress
-	var lastKey []byte
-	more := false
-	err := f.scan(lower, prefixEnd(prefix), func(k, v []byte) (bool, error) {
-		if len(out) == limit {
-			more = true
-			return false, nil
-		}
-		d := &bankdv1.DepositAddress{}
-		if err := proto.Unmarshal(v, d); err != nil {
-			return false, fmt.Errorf("corrupt deposit address of %q: %w", accountID, err)
-		}
-		out = append(out, d)
-		lastKey = append(lastKey[:0], k...)
-		return true, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if more {
-		next = hex.EncodeToString(lastKey[len(prefix):])
-	}
-	return out, next, nil
+	return readPage(f, depositAddressPrefix(accountID), 12, pageToken, pageSize,
+		func() *bankdv1.DepositAddress { return &bankdv1.DepositAddress{} }, "deposit address of "+accountID, nil)
 }
 
 // LookupScript returns the script table's record of a scriptPubKey, or ErrNotFound when no
