@@ -49,19 +49,13 @@ func (c *chainService) GetChainTx(ctx context.Context, req *connect.Request[bank
 }
 
 func (c *chainService) ListUtxos(ctx context.Context, req *connect.Request[bankdv1.ListUtxosRequest]) (*connect.Response[bankdv1.ListUtxosResponse], error) {
-	size, err := pageSize("page_size", req.Msg.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
 	if id := req.Msg.GetWalletId(); id != "" {
 		if err := checkID("wallet_id", id); err != nil {
 			return nil, err
 		}
 	}
-	if err := checkPageToken("page_token", req.Msg.GetPageToken()); err != nil {
-		return nil, err
-	}
-	if err := checkConsistency(req.Msg.GetConsistency()); err != nil {
+	size, err := validatePage(req.Msg)
+	if err != nil {
 		return nil, err
 	}
 	wallet, token := req.Msg.GetWalletId(), req.Msg.GetPageToken()
@@ -78,14 +72,8 @@ func (c *chainService) ListDeposits(ctx context.Context, req *connect.Request[ba
 	if err := checkID("account_id", req.Msg.GetAccountId()); err != nil {
 		return nil, err
 	}
-	size, err := pageSize("page_size", req.Msg.GetPageSize())
+	size, err := validatePage(req.Msg)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkPageToken("page_token", req.Msg.GetPageToken()); err != nil {
-		return nil, err
-	}
-	if err := checkConsistency(req.Msg.GetConsistency()); err != nil {
 		return nil, err
 	}
 	id, token := req.Msg.GetAccountId(), req.Msg.GetPageToken()

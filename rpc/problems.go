@@ -32,14 +32,7 @@ func (c *clusterService) ListProblems(ctx context.Context, req *connect.Request[
 }
 
 func validateListProblems(r *bankdv1.ListProblemsRequest) (int, *connect.Error) {
-	n, err := pageSize("page_size", r.GetPageSize())
-	if err != nil {
-		return 0, err
-	}
-	if err := checkPageToken("page_token", r.GetPageToken()); err != nil {
-		return 0, err
-	}
-	return n, checkConsistency(r.GetConsistency())
+	return validatePage(r)
 }
 
 // registerProblemMetric exports the state machine's problem count, read at scrape time (one

@@ -125,7 +125,15 @@ func validateGetTransfer(r *bankdv1.GetTransferRequest) *connect.Error {
 	return checkConsistency(r.GetConsistency())
 }
 
-func validateListAccounts(r *bankdv1.ListAccountsRequest) (int, *connect.Error) {
+// pagedRead is a list request: a page size, a page token and a consistency.
+type pagedRead interface {
+	GetPageSize() uint32
+	GetPageToken() string
+	GetConsistency() bankdv1.ReadConsistency
+}
+
+// validatePage checks a list request's paging and consistency and returns the page size.
+func validatePage(r pagedRead) (int, *connect.Error) {
 	n, err := pageSize("page_size", r.GetPageSize())
 	if err != nil {
 		return 0, err
@@ -136,18 +144,15 @@ func validateListAccounts(r *bankdv1.ListAccountsRequest) (int, *connect.Error) 
 	return n, checkConsistency(r.GetConsistency())
 }
 
+func validateListAccounts(r *bankdv1.ListAccountsRequest) (int, *connect.Error) {
+	return validatePage(r)
+}
+
 func validateListAccountHistory(r *bankdv1.ListAccountHistoryRequest) (int, *connect.Error) {
 	if err := checkID("account_id", r.GetAccountId()); err != nil {
 		return 0, err
 	}
-	n, err := pageSize("page_size", r.GetPageSize())
-	if err != nil {
-		return 0, err
-	}
-	if err := checkPageToken("page_token", r.GetPageToken()); err != nil {
-		return 0, err
-	}
-	return n, checkConsistency(r.GetConsistency())
+	return validatePage(r)
 }
 
 // lockFields checks the name and holder that every lock write carries.
@@ -248,14 +253,7 @@ func validateGetWallet(r *bankdv1.GetWalletRequest) *connect.Error {
 }
 
 func validateListWallets(r *bankdv1.ListWalletsRequest) (int, *connect.Error) {
-	n, err := pageSize("page_size", r.GetPageSize())
-	if err != nil {
-		return 0, err
-	}
-	if err := checkPageToken("page_token", r.GetPageToken()); err != nil {
-		return 0, err
-	}
-	return n, checkConsistency(r.GetConsistency())
+	return validatePage(r)
 }
 
 func validateNewDepositAddress(r *bankdv1.NewDepositAddressRequest) *connect.Error {
@@ -269,14 +267,7 @@ func validateListDepositAddresses(r *bankdv1.ListDepositAddressesRequest) (int, 
 	if err := checkID("account_id", r.GetAccountId()); err != nil {
 		return 0, err
 	}
-	n, err := pageSize("page_size", r.GetPageSize())
-	if err != nil {
-		return 0, err
-	}
-	if err := checkPageToken("page_token", r.GetPageToken()); err != nil {
-		return 0, err
-	}
-	return n, checkConsistency(r.GetConsistency())
+	return validatePage(r)
 }
 
 func validateLookupAddress(r *bankdv1.LookupAddressRequest) *connect.Error {
