@@ -54,11 +54,30 @@ tokens {
   admin = ["dev-admin-token"]
   write = ["dev-client-token"]
   read  = ["dev-read-token"]
-
-  # Optional memberlist encryption key: base64 of 16, 24 or 32 random bytes
-  # (e.g. `head -c 32 /dev/urandom | base64`). Leave it out for unencrypted gossip.
-  # gossip_key = "..."
 }
+
+# Transport security. Nodes speak mutual TLS 1.3 (Raft, forwarding to the leader) with
+# certificates from the cluster CA, serve the API over TLS, and encrypt gossip. Make the files
+# with `bankd tls init -config cluster.hcl` (`make run` does, for data/cluster.run.hcl); both
+# blocks are optional and show their defaults. Each node block may also set tls_cert and tls_key
+# (default: <id>.crt and <id>.key beside ca_file). `kill -HUP` a node to reload its certificate,
+# the CA and the gossip keyring.
+tls {
+  # The cluster CA certificate, trusted by every node and client (bankctl -ca).
+  ca_file = "tls/ca.crt"
+  # Where `bankd tls` keeps the CA's key. Nodes never read it; keep it off them.
+  # ca_key_file = "tls/ca.key"
+}
+
+gossip {
+  # Memberlist keys, one base64 key (16, 24 or 32 bytes) per line; the first encrypts, the
+  # others are accepted (rotation: add, make primary, remove; one reload each).
+  keyring_file = "tls/gossip.keyring"
+}
+
+# Development only: no TLS and no gossip encryption (each node logs a warning; refused on
+# mainnet and beside a tls or gossip block).
+# insecure_plaintext = true
 
 # The Bitcoin chain. Optional block.
 chain {

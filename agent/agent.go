@@ -285,8 +285,10 @@ func (a *Agent) shutdownNode(ctx context.Context) error {
 }
 
 // Reload reads cluster.hcl again and applies what can change while the node runs: the API
-// tokens. A file that no longer parses changes nothing; the error says why. Everything else in
-// the file (nodes, addresses, Raft settings) takes a restart.
+// tokens, the node's certificate and the cluster CA, and the gossip keyring. A file that no
+// longer parses changes nothing, and a certificate or keyring that fails to load is not
+// installed; the error says why. Everything else in the file (nodes, addresses, Raft
+// settings, where the certificates live) takes a restart.
 func (a *Agent) Reload() error {
 	if a.cfg.Path == "" {
 		return errors.New("agent: reload: the configuration was not read from a file")
@@ -297,6 +299,9 @@ func (a *Agent) Reload() error {
 	}
 	if err := a.api.SetTokens(cfg.Tokens.Tokens); err != nil {
 		return fmt.Errorf("agent: reload %s: %w", a.cfg.Path, err)
+	}
+	if err := a.node.ReloadSecrets(); err != nil {
+		return fmt.Errorf("agent: reload: %w", err)
 	}
 	return nil
 }

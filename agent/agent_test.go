@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bankd/bankd/agent"
+	"github.com/bankd/bankd/clustertls"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 	"github.com/bankd/bankd/node"
 )
@@ -85,7 +88,11 @@ func TestAgentServesOnAHandedOverListenerAndStopsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the single node to lead", a.Node().IsLeader)
-	resp, err := http.Get("http://" + a.APIAddr() + "/healthz")
+	hc, scheme, err := apiclient.ForCluster(cfg.TLS.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(scheme + "://" + a.APIAddr() + "/healthz")
 	if err != nil {
 		t.Fatalf("the API does not serve: %v", err)
 	}
@@ -103,7 +110,8 @@ func TestAgentServesOnAHandedOverListenerAndStopsOnce(t *testing.T) {
 	if err := a.Shutdown(ctxFor(t)); err != nil {
 		t.Fatalf("second shutdown: %v, want the first's result", err)
 	}
-	if _, err := http.Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
+	hc.CloseIdleConnections()
+	if _, err := hc.Get(scheme + "://" + ln.Addr().String() + "/healthz"); err == nil {
 		t.Fatal("the API still answers after Shutdown")
 	}
 	if err := a.Start(ctxFor(t)); !errors.Is(err, agent.ErrShutdown) {
@@ -184,5 +192,82 @@ func TestAnAPIFailureIsReported(t *testing.T) {
 	}
 	if err := a.Shutdown(ctxFor(t)); err == nil {
 		t.Fatal("Shutdown after an API failure returned nil")
+	}
+}
+
+// Certificates reload without a restart: Reload installs a new certificate for the next
+// connections, and a certificate that does not load (another node's, garbage) is refused with
+// the old one kept.
+func TestReloadRotatesTheNodeCertificate(t *testing.T) {
+	cfg := oneNodeConfig(t)
+	a, err := agent.New(cfg, "n1", quietOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	if err := a.Start(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	hc, _, err := apiclient.ForCluster(cfg.TLS.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() string {
+		t.Helper()
+		hc.CloseIdleConnections()
+		resp, err := hc.Get("https://" + a.APIAddr() + "/healthz")
+		if err != nil {
+			t.Fatalf("the API does not serve: %v", err)
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber.String()
+	}
+	self, _ := cfg.Node("n1")
+	before := serial()
+
+	ca, err := clustertls.LoadCA(cfg.TLS.CAFile, cfg.TLS.CAKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongNode, err := ca.IssueNode(cfg.Name, "n2", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCert, _ := os.ReadFile(self.TLSCert)
+	oldKey, _ := os.ReadFile(self.TLSKey)
+	for _, bad := range []struct {
+		name string
+		leaf clustertls.Leaf
+		want string
+	}{
+		{"another node's certificate", wrongNode, "names bankd://" + cfg.Name + "/node/n2, not this node"},
+		{"garbage", clustertls.Leaf{CertPEM: []byte("not a certificate"), KeyPEM: oldKey}, "load certificate"},
+	} {
+		if err := bad.leaf.Write(self.TLSCert, self.TLSKey); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reload(); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Fatalf("reload with %s: %v, want an error mentioning %q", bad.name, err, bad.want)
+		}
+		if got := serial(); got != before {
+			t.Fatalf("a refused reload (%s) changed the certificate served", bad.name)
+		}
+	}
+	if err := (clustertls.Leaf{CertPEM: oldCert, KeyPEM: oldKey}).Write(self.TLSCert, self.TLSKey); err != nil {
+		t.Fatal(err)
+	}
+
+	renewed, err := ca.IssueNode(cfg.Name, "n1", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := renewed.Write(self.TLSCert, self.TLSKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatalf("reload with a renewed certificate: %v", err)
+	}
+	if after := serial(); after == before {
+		t.Fatal("the renewed certificate is not served after Reload")
 	}
 }

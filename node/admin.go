@@ -72,7 +72,9 @@ func (n *Node) Members() []*bankdv1.Member {
 			m.RaftId = p.Meta.RaftID
 			m.Region = p.Meta.Region
 			m.RaftAddr = p.Meta.RaftAddr
-			m.ApiAddr = p.Meta.APIAddr
+			if nc, ok := n.cfg.Node(p.NodeID); ok {
+				m.ApiAddr = nc.APIAddr // from cluster.hcl, like Leader's
+			}
 			m.Version = p.Meta.Version
 			m.Suffrage = suffrage[p.Meta.RaftID]
 			m.Leader = leaderID != "" && p.Meta.RaftID == string(leaderID)

@@ -223,12 +223,8 @@ func (n *Node) Leader() (LeaderInfo, bool) {
 		return LeaderInfo{}, false
 	}
 	info := LeaderInfo{NodeID: nodeIDOf(string(id)), RaftID: string(id), Term: n.raft.CurrentTerm()}
-	for _, p := range n.peers() {
-		if p.MetaOK && p.Meta.RaftID == string(id) {
-			info.NodeID, info.APIAddr = p.NodeID, p.Meta.APIAddr
-			return info, true
-		}
-	}
+	// The API address comes from cluster.hcl only, never from gossip: forwarded calls carry
+	// the caller's token, so where they go must not be something a peer can claim.
 	if nc, ok := n.cfg.Node(info.NodeID); ok && nc.RaftAddr == string(addr) {
 		info.APIAddr = nc.APIAddr
 	}

@@ -41,7 +41,7 @@ func newTestCluster(t *testing.T, size int, raft clusterhcl.Raft) *testCluster {
 	layout, err := clusterhcl.WriteLoopback(t.TempDir(), clusterhcl.Spec{
 		Size:   size,
 		Raft:   raft.Or(testRaft),
-		Tokens: clusterhcl.Tokens{Admin: []string{"a"}, Client: []string{"c"}, GossipKey: "MDEyMzQ1Njc4OWFiY2RlZg=="},
+		Tokens: clusterhcl.Tokens{Admin: []string{"a"}, Client: []string{"c"}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,13 @@ type Config struct {
 	Raft   RaftConfig
 	Tokens TokensConfig
 	Chain  ChainConfig
+	// TLS is the tls block: the cluster CA every node trusts. Zero when InsecurePlaintext.
+	TLS TLSConfig
+	// Gossip is the gossip block: memberlist's encryption keyring. Zero when InsecurePlaintext.
+	Gossip GossipConfig
+	// InsecurePlaintext turns TLS and gossip encryption off: the development flag
+	// insecure_plaintext. Refused on mainnet; a node running with it logs a warning at start.
+	InsecurePlaintext bool
 	// Lightning lists the `lnd "<id>"` blocks: the pool of lnd nodes the leader drives, in
 	// file order. More can be added at runtime (bankctl lnd add).
 	Lightning []LndConfig
@@ -138,6 +145,26 @@ type NodeConfig struct {
 	// DataDir is absolute when the config was loaded from a file (relative paths in the file are
 	// resolved against the file's directory).
 	DataDir string
+	// TLSCert and TLSKey are the node's certificate and key (absolute): tls_cert and tls_key,
+	// by default <id>.crt and <id>.key beside the CA certificate. Empty when InsecurePlaintext.
+	TLSCert string
+	TLSKey  string
+}
+
+// TLSConfig is the tls block.
+type TLSConfig struct {
+	// CAFile is the cluster CA certificate (absolute), which every node and client trusts.
+	CAFile string
+	// CAKeyFile is where `bankd tls init` keeps the CA's key (absolute). Nodes never read it;
+	// keep it off the nodes once their certificates are issued.
+	CAKeyFile string
+}
+
+// GossipConfig is the gossip block.
+type GossipConfig struct {
+	// KeyringFile holds memberlist's encryption keys, one base64 key per line; the first is the
+	// primary, used to encrypt. Read at start and on SIGHUP.
+	KeyringFile string
 }
 
 // DefaultRaftConfig returns the values used for keys the raft block leaves out.
@@ -256,9 +283,11 @@ func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
 
 var (
 	topSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}},
+		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}, {Name: "insecure_plaintext"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "raft"},
+			{Type: "tls"},
+			{Type: "gossip"},
 			{Type: "tokens"},
 			{Type: "chain"},
 			{Type: "node", LabelNames: []string{"id"}},
@@ -302,6 +331,8 @@ var (
 		{Name: "gossip_addr", Required: true},
 		{Name: "api_addr", Required: true},
 		{Name: "data_dir", Required: true},
+		{Name: "tls_cert"},
+		{Name: "tls_key"},
 	}}
 )
 
@@ -339,9 +370,28 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			cfg.Name = name
 		}
 	}
-	var seenRaft, seenTokens, seenChain *hcl.Block
+	if attr, ok := content.Attributes["insecure_plaintext"]; ok {
+		if v, ok := p.boolean(attr); ok {
+			cfg.InsecurePlaintext = v
+		}
+	}
+	var seenRaft, seenTokens, seenChain, seenTLS, seenGossip *hcl.Block
 	for _, block := range content.Blocks {
 		switch block.Type {
+		case "tls":
+			if seenTLS != nil {
+				p.errorf(block.DefRange, "duplicate tls block", "the tls block is already defined at line %d", seenTLS.DefRange.Start.Line)
+				continue
+			}
+			seenTLS = block
+			p.parseTLS(block, &cfg.TLS)
+		case "gossip":
+			if seenGossip != nil {
+				p.errorf(block.DefRange, "duplicate gossip block", "the gossip block is already defined at line %d", seenGossip.DefRange.Start.Line)
+				continue
+			}
+			seenGossip = block
+			p.parseGossip(block, &cfg.Gossip)
 		case "raft":
 			if seenRaft != nil {
 				p.errorf(block.DefRange, "duplicate raft block", "the raft block is already defined at line %d", seenRaft.DefRange.Start.Line)
@@ -373,6 +423,7 @@ func (p *configParser) parse(body hcl.Body) *Config {
 		p.errorf(body.MissingItemRange(), "no nodes", "at least one node block is required")
 	}
 	p.checkTokensForNetwork(seenTokens, cfg)
+	p.checkTransportSecurity(content, seenTLS, seenGossip, cfg)
 	return cfg
 }
 
@@ -729,6 +780,20 @@ func (p *configParser) parseNode(block *hcl.Block, cfg *Config) {
 			}
 		}
 		*f.dst = v
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"tls_cert", &nc.TLSCert}, {"tls_key", &nc.TLSKey}} {
+		if attr, ok := content.Attributes[f.name]; ok {
+			if v, ok := p.str(attr); ok {
+				if strings.TrimSpace(v) == "" {
+					p.errorf(attr.Expr.Range(), "empty "+f.name, "node %q: %s must not be empty", id, f.name)
+					continue
+				}
+				*f.dst = p.path(v)
+			}
+		}
 	}
 	cfg.Nodes = append(cfg.Nodes, nc)
 }

@@ -20,7 +20,6 @@ raft {
 tokens {
   admin = ["dev-admin-token"]
   write = ["dev-client-token"]
-  gossip_key = "MDEyMzQ1Njc4OWFiY2RlZg=="
 }
 
 node "n1" {
@@ -54,8 +53,9 @@ func TestParseConfigAcceptsAValidFileAndFillsDefaults(t *testing.T) {
 	if cfg.Raft != want {
 		t.Errorf("raft config = %+v, want %+v", cfg.Raft, want)
 	}
-	if got := len(cfg.Tokens.GossipKey); got != 16 {
-		t.Errorf("gossip key is %d bytes, want 16", got)
+	if cfg.InsecurePlaintext || cfg.TLS.CAFile != "/etc/bankd/tls/ca.crt" || cfg.Gossip.KeyringFile != "/etc/bankd/tls/gossip.keyring" {
+		t.Errorf("transport security = plaintext %v, ca %q, keyring %q; want TLS with the default files beside cluster.hcl",
+			cfg.InsecurePlaintext, cfg.TLS.CAFile, cfg.Gossip.KeyringFile)
 	}
 	n1, ok := cfg.Node("n1")
 	if !ok {
@@ -152,7 +152,7 @@ func nodeBlock(id string, n int, override map[string]string) string {
 	}
 	var b strings.Builder
 	b.WriteString("node \"" + id + "\" {\n")
-	for _, k := range []string{"region", "raft_addr", "gossip_addr", "api_addr", "data_dir", "extra"} {
+	for _, k := range []string{"region", "raft_addr", "gossip_addr", "api_addr", "data_dir", "tls_cert", "tls_key", "extra"} {
 		if v, ok := fields[k]; ok && v != "-" {
 			b.WriteString("  " + k + " = " + v + "\n")
 		}
@@ -176,7 +176,7 @@ func TestParseConfigRejects(t *testing.T) {
 		{"a name with a slash", "name = \"a/b\"\n" + n1, 1, "cluster name"},
 		{"a name that is not a string", "name = [1]\n" + n1, 1, "name must be a string"},
 		{"an unknown top-level key", base + "colour = \"red\"\n" + n1, 2, "colour"},
-		{"an unknown block", base + "gossip {}\n" + n1, 2, "gossip"},
+		{"an unknown block", base + "gossips {}\n" + n1, 2, "gossips"},
 		{"no node blocks", base, 0, "at least one node block"},
 		{"a second raft block", base + "raft {}\nraft {}\n" + n1, 3, "duplicate raft block"},
 		{"a second tokens block", base + "tokens {}\ntokens {}\n" + n1, 3, "duplicate tokens block"},
@@ -208,8 +208,13 @@ func TestParseConfigRejects(t *testing.T) {
 		{"a token name kept for the development lists", base + "tokens {\n  token \"dev-x\" {\n    scopes = [\"read\"]\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n  }\n}\n" + n1, 3, "not start with dev-"},
 		{"two tokens of one name", base + "tokens {\n  token \"app\" {\n    scopes = [\"read\"]\n    token_sha256 = \"" + strings.Repeat("ab", 32) + "\"\n  }\n  token \"app\" {\n    scopes = [\"read\"]\n    token_sha256 = \"" + strings.Repeat("cd", 32) + "\"\n  }\n}\n" + n1, 7, `a token named "app" is already defined`},
 		{"development tokens on mainnet", base + "chain {\n  network = \"mainnet\"\n}\ntokens {\n  write = [\"t\"]\n}\n" + n1, 5, "a mainnet cluster takes its tokens from token blocks"},
-		{"a gossip key that is not base64", base + "tokens {\n  gossip_key = \"!!!\"\n}\n" + n1, 3, "gossip_key is not valid base64"},
-		{"a gossip key of the wrong length", base + "tokens {\n  gossip_key = \"AAAA\"\n}\n" + n1, 3, "gossip_key must decode to 16, 24 or 32 bytes, got 3"},
+		{"the retired tokens.gossip_key", base + "tokens {\n  gossip_key = \"AAAA\"\n}\n" + n1, 3, "gossip_key"},
+		{"plaintext on mainnet", base + "insecure_plaintext = true\nchain {\n  network = \"mainnet\"\n}\n" + n1, 2, "insecure_plaintext on mainnet"},
+		{"plaintext beside a tls block", base + "insecure_plaintext = true\ntls {\n  ca_file = \"x.crt\"\n}\n" + n1, 2, "conflicting insecure_plaintext"},
+		{"plaintext beside a node certificate", base + "insecure_plaintext = true\n" + nodeBlock("n1", 1, map[string]string{"tls_cert": `"n1.crt"`}), 2, "conflicting insecure_plaintext"},
+		{"plaintext that is not a bool", base + "insecure_plaintext = \"yes\"\n" + n1, 2, "insecure_plaintext must be true or false"},
+		{"an empty ca_file", base + "tls {\n  ca_file = \"\"\n}\n" + n1, 3, "ca_file must not be empty"},
+		{"an unknown gossip key", base + "gossip {\n  key = \"x\"\n}\n" + n1, 3, "key"},
 		{"a node without a label", base + "node {\n}\n", 2, "node"},
 		{"a node id with a space", base + nodeBlock("n 1", 1, nil), 2, "node id \"n 1\""},
 		{"a duplicate node id", base + n1 + nodeBlock("n1", 2, nil), 9, "node \"n1\" is defined twice"},
@@ -349,4 +354,77 @@ func TestTokenFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestTransportSecurityConfig(t *testing.T) {
+	src := `name = "c"
+tls {
+  ca_file     = "pki/ca.pem"
+  ca_key_file = "/offline/ca.key"
+}
+gossip {
+  keyring_file = "/etc/bankd/keyring"
+}
+` + nodeBlock("n1", 1, nil) + nodeBlock("n2", 2, map[string]string{"tls_cert": `"/certs/n2.pem"`, "tls_key": `"keys/n2.pem"`})
+	cfg, err := ParseConfig([]byte(src), "/etc/bankd/cluster.hcl")
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if cfg.TLS.CAFile != "/etc/bankd/pki/ca.pem" || cfg.TLS.CAKeyFile != "/offline/ca.key" || cfg.Gossip.KeyringFile != "/etc/bankd/keyring" {
+		t.Errorf("tls = %+v, gossip = %+v", cfg.TLS, cfg.Gossip)
+	}
+	n1, _ := cfg.Node("n1")
+	n2, _ := cfg.Node("n2")
+	if n1.TLSCert != "/etc/bankd/pki/n1.crt" || n1.TLSKey != "/etc/bankd/pki/n1.key" {
+		t.Errorf("n1's certificate defaults to %q and %q, want them beside the CA", n1.TLSCert, n1.TLSKey)
+	}
+	if n2.TLSCert != "/certs/n2.pem" || n2.TLSKey != "/etc/bankd/keys/n2.pem" {
+		t.Errorf("n2's certificate is %q and %q", n2.TLSCert, n2.TLSKey)
+	}
+
+	plain, err := ParseConfig([]byte("name = \"c\"\ninsecure_plaintext = true\n"+nodeBlock("n1", 1, nil)), "/etc/bankd/cluster.hcl")
+	if err != nil {
+		t.Fatalf("ParseConfig with insecure_plaintext: %v", err)
+	}
+	if p1, _ := plain.Node("n1"); !plain.InsecurePlaintext || plain.TLS.CAFile != "" || plain.Gossip.KeyringFile != "" || p1.TLSCert != "" {
+		t.Errorf("insecure_plaintext kept TLS settings: %+v %+v %+v", plain.TLS, plain.Gossip, p1)
+	}
+}
+
+func TestReadKeyring(t *testing.T) {
+	dir := t.TempDir()
+	k1 := "MDEyMzQ1Njc4OWFiY2RlZg=="                     // 16 bytes
+	k2 := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	write := func(name, body string, mode os.FileMode) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keys, err := readKeyring(write("good", "# primary first\n"+k2+"\n\n"+k1+"\n", 0o600))
+	if err != nil || len(keys) != 2 || len(keys[0]) != 32 || len(keys[1]) != 16 {
+		t.Fatalf("readKeyring = %d keys, %v; want the 32-byte primary then the 16-byte key", len(keys), err)
+	}
+	for _, tt := range []struct {
+		name, body string
+		mode       os.FileMode
+		want       string
+	}{
+		{"world-readable", k1 + "\n", 0o644, "open to other users"},
+		{"empty", "# nothing\n", 0o600, "holds no key"},
+		{"not base64", "!!!\n", 0o600, "line 1: not base64"},
+		{"wrong length", "AAAA\n", 0o600, "16, 24 or 32 bytes, got 3"},
+		{"a key twice", k1 + "\n" + k1 + "\n", 0o600, "line 2: the key is listed twice"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readKeyring(write(tt.name, tt.body, tt.mode))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("readKeyring error = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := readKeyring(filepath.Join(dir, "missing")); err == nil {
+		t.Error("readKeyring of a missing file succeeded")
+	}
 }

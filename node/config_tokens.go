@@ -2,7 +2,6 @@ package node
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -31,12 +30,10 @@ const (
 // AllScopes lists the scopes in order of privilege.
 var AllScopes = []string{ScopeRead, ScopeWrite, ScopeOperator, ScopeAdmin}
 
-// TokensConfig holds the API tokens and the optional gossip encryption key.
+// TokensConfig holds the API tokens.
 type TokensConfig struct {
 	// Tokens in file order: the `token "<name>"` blocks, then the development lists.
 	Tokens []TokenConfig
-	// GossipKey is the decoded memberlist key (16, 24 or 32 bytes), nil when gossip is unencrypted.
-	GossipKey []byte
 }
 
 // TokenConfig is one API token. Only the SHA-256 of its secret is kept.
@@ -72,7 +69,6 @@ var (
 	tokensSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: ScopeRead}, {Name: ScopeWrite}, {Name: ScopeOperator}, {Name: ScopeAdmin},
-			{Name: "gossip_key"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "token", LabelNames: []string{"name"}}},
 	}
@@ -140,19 +136,6 @@ func (p *configParser) parseTokens(block *hcl.Block, tc *TokensConfig) {
 				Source:      "development list " + scope,
 				Development: true,
 			})
-		}
-	}
-	if attr, ok := content.Attributes["gossip_key"]; ok {
-		if s, ok := p.str(attr); ok {
-			key, err := base64.StdEncoding.DecodeString(s)
-			switch {
-			case err != nil:
-				p.errorf(attr.Expr.Range(), "invalid gossip_key", "gossip_key is not valid base64: %v", err)
-			case len(key) != 16 && len(key) != 24 && len(key) != 32:
-				p.errorf(attr.Expr.Range(), "invalid gossip_key", "gossip_key must decode to 16, 24 or 32 bytes, got %d", len(key))
-			default:
-				tc.GossipKey = key
-			}
 		}
 	}
 }

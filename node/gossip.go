@@ -56,6 +56,10 @@ type gossip struct {
 	n    *Node
 	list *memberlist.Memberlist
 	log  *slog.Logger
+	// keyring is memberlist's encryption keyring, nil under insecure_plaintext.
+	keyring *memberlist.Keyring
+	// expected maps each configured node id to the gossip address it must speak from.
+	expected map[string]string
 
 	mu      sync.Mutex
 	meta    nodeMeta
@@ -109,9 +113,24 @@ func startGossip(n *Node, hasState, removed bool) (*gossip, error) {
 	mc.AdvertisePort = port
 	mc.Delegate = g
 	mc.Events = g
+	mc.Alive = g
+	mc.Merge = g
 	mc.Logger = newStdLogger(n.log, "memberlist", n.opts.RaftLogLevel.Level())
-	if len(n.cfg.Tokens.GossipKey) > 0 {
-		mc.SecretKey = n.cfg.Tokens.GossipKey
+	g.expected = expectedGossipAddrs(n.cfg)
+	if !n.cfg.InsecurePlaintext {
+		keys, err := readKeyring(n.cfg.Gossip.KeyringFile)
+		if err != nil {
+			return nil, err
+		}
+		kr, err := memberlist.NewKeyring(keys, keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring %s: %w", n.cfg.Gossip.KeyringFile, err)
+		}
+		g.keyring = kr
+		mc.Keyring = kr
+		// Both default to true; set them so that no later default change opens gossip up.
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
 	}
 	if ip.IP.IsLoopback() {
 		// One machine: failures show up in well under a second, so detect them that fast.

@@ -16,12 +16,16 @@ type metrics struct {
 
 	applyLatency  *prometheus.HistogramVec
 	leaderChanges prometheus.Counter
+	// peerRefused counts peers refused by transport: "raft" (TLS or identity) and "gossip"
+	// (not a member of cluster.hcl at its address).
+	peerRefused *prometheus.CounterVec
 
 	state        *prometheus.Desc
 	term         *prometheus.Desc
 	commitIndex  *prometheus.Desc
 	appliedIndex *prometheus.Desc
 	lastContact  *prometheus.Desc
+	certExpiry   *prometheus.Desc
 }
 
 func newMetrics(n *Node) *metrics {
@@ -43,6 +47,13 @@ func newMetrics(n *Node) *metrics {
 			Help:        "Times this node became leader.",
 			ConstLabels: labels,
 		}),
+		peerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace:   "bankd",
+			Name:        "peer_refused_total",
+			Help:        "Raft connections and gossip members refused: no or a wrong certificate, a certificate speaking for another node, a member not in cluster.hcl.",
+			ConstLabels: labels,
+		}, []string{"transport"}),
+		certExpiry:   prometheus.NewDesc("bankd_tls_cert_not_after_seconds", "Unix time at which this node's TLS certificate expires.", nil, labels),
 		state:        prometheus.NewDesc("bankd_raft_state", "1 for the Raft state this node is in, 0 for the others.", []string{"state"}, labels),
 		term:         prometheus.NewDesc("bankd_raft_term", "Current Raft term.", nil, labels),
 		commitIndex:  prometheus.NewDesc("bankd_raft_commit_index", "Highest Raft index known to be committed.", nil, labels),
@@ -59,7 +70,8 @@ func (m *metrics) observeApply(typ bankdv1.CommandType, d time.Duration) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.applyLatency.Describe(ch)
 	m.leaderChanges.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.state, m.term, m.commitIndex, m.appliedIndex, m.lastContact} {
+	m.peerRefused.Describe(ch)
+	for _, d := range []*prometheus.Desc{m.certExpiry, m.state, m.term, m.commitIndex, m.appliedIndex, m.lastContact} {
 		ch <- d
 	}
 }
@@ -68,7 +80,11 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.applyLatency.Collect(ch)
 	m.leaderChanges.Collect(ch)
+	m.peerRefused.Collect(ch)
 	n := m.n
+	if n.tls != nil {
+		ch <- prometheus.MustNewConstMetric(m.certExpiry, prometheus.GaugeValue, float64(n.tls.NotAfter().Unix()))
+	}
 	current := raft.Shutdown
 	if n.raft != nil {
 		current = n.raft.State()

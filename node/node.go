@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/bankd/bankd/clustertls"
 	"github.com/bankd/bankd/fsm"
 )
 
@@ -107,6 +108,8 @@ type Node struct {
 	raft      *raft.Raft
 	gossip    *gossip
 	metrics   *metrics
+	// tls holds the node's certificate and the cluster CA; nil under insecure_plaintext.
+	tls *clustertls.Store
 
 	notifyCh chan bool
 	// ready is true while this node is leader and its Barrier for readyTerm has completed.
@@ -149,6 +152,13 @@ func New(cfg *Config, nodeID string, opts Options) (*Node, error) {
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
+	if !cfg.InsecurePlaintext {
+		store, err := clustertls.Load(clustertls.NodeIdentity(cfg.Name, nodeID), cfg.TLS.CAFile, self.TLSCert, self.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w (make the cluster's certificates with: bankd tls init -config %s)", nodeID, err, cfg.Path)
+		}
+		n.tls = store
+	}
 	if err := n.openStorage(); err != nil {
 		n.closeStorage()
 		return nil, fmt.Errorf("node %s: %w", nodeID, err)
@@ -353,7 +363,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start: raft config: %w", err)
 	}
 	// A node with Raft state takes part at once; a fresh one waits (see gatedStreamLayer).
-	stream, err := listenGated(n.self.RaftAddr, hasState)
+	stream, err := listenGated(n, hasState)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -382,9 +392,36 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goBackground(n.bootstrapLoop)
 	n.goBackground(n.watchOwnMembership)
 
+	if n.cfg.InsecurePlaintext {
+		n.log.Warn("INSECURE: insecure_plaintext is set; Raft, gossip and the API run without TLS or encryption, and anyone who reaches these ports can rewrite the ledger. Development only.")
+	}
 	n.log.Info("node started", "raft_addr", n.self.RaftAddr, "gossip_addr", n.self.GossipAddr,
 		"api_addr", n.self.APIAddr, "has_state", hasState, "version", n.opts.Version)
 	return nil
+}
+
+// TLS is the node's certificate store (its certificate and the cluster CA); nil under
+// insecure_plaintext.
+func (n *Node) TLS() *clustertls.Store { return n.tls }
+
+// ReloadSecrets reads the node's certificate, the cluster CA and the gossip keyring again
+// (SIGHUP). What fails to load is not installed; the error says what and the old one stays.
+func (n *Node) ReloadSecrets() error {
+	var errs []error
+	if n.tls != nil {
+		if err := n.tls.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.mu.Lock()
+	g := n.gossip
+	n.mu.Unlock()
+	if g != nil {
+		if err := g.reloadKeyring(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // AddDriver adds a leader-only driver to those of Options.Drivers. It must be called before

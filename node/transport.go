@@ -1,39 +1,90 @@
 package node
 
 import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
+
+	"github.com/bankd/bankd/clustertls"
 )
 
-// gatedStreamLayer is the Raft transport's TCP layer with a gate on incoming connections.
-// While the gate is closed every incoming connection is dropped at once.
+// gatedStreamLayer is the Raft transport's stream layer: mutual TLS 1.3 between the nodes of
+// cluster.hcl (unless insecure_plaintext), a check that every Raft message speaks for the node
+// its certificate names, and a gate on incoming connections. While the gate is closed every
+// incoming connection is dropped at once.
 //
-// Why: a node whose data dir was wiped comes back under a new Raft id but at its old address.
-// Raft messages name their sender, not their target, so until an operator removes the old
-// identity the leader keeps replicating to that address as if the old server were there, and
-// the empty node would accept entries and grant votes in the old server's name — votes from a
-// server that lost its log can elect a leader that misses committed entries. A node with no
-// Raft state therefore keeps the gate closed until it knows no old identity of it is still a
+// Why the gate: a node whose data dir was wiped comes back under a new Raft id but at its old
+// address. Raft messages name their sender, not their target, so until an operator removes the
+// old identity the leader keeps replicating to that address as if the old server were there,
+// and the empty node would accept entries and grant votes in the old server's name — votes
+// from a server that lost its log can elect a leader that misses committed entries. A node with
+// no Raft state therefore keeps the gate closed until it knows no old identity of it is still a
 // voter (see bootstrapLoop).
+//
+// Why the message check: TLS proves which node is on the other end, but hashicorp/raft takes the
+// sender's id and address from each message's header. Without the check, n2's certificate could
+// carry messages signed "n3" — votes, or AppendEntries as a leader n3 that never was.
 type gatedStreamLayer struct {
 	listener net.Listener
 	open     atomic.Bool
+
+	cfg     *Config
+	tls     *clustertls.Store // nil: plain TCP (insecure_plaintext)
+	server  *tls.Config
+	log     *slog.Logger
+	refused func()
 }
 
 var _ raft.StreamLayer = (*gatedStreamLayer)(nil)
 
-func listenGated(addr string, open bool) (*gatedStreamLayer, error) {
-	l, err := net.Listen("tcp", addr)
+// Bounds of the Raft stream layer.
+const (
+	// raftHandshakeTimeout bounds a TLS handshake, so a peer that connects and stays silent
+	// holds a goroutine for no longer.
+	raftHandshakeTimeout = 10 * time.Second
+	// maxRaftMessageBytes bounds one Raft message (AppendEntries is the largest) as received:
+	// what max_append_entries × max_entry_bytes allows, plus room for the entries' framing.
+	maxRaftMessageBytes = MaxAppendEntriesBytes + 16<<20
+)
+
+func listenGated(n *Node, open bool) (*gatedStreamLayer, error) {
+	l, err := net.Listen("tcp", n.self.RaftAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for raft on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen for raft on %s: %w", n.self.RaftAddr, err)
 	}
-	g := &gatedStreamLayer{listener: l}
+	g := &gatedStreamLayer{
+		listener: l,
+		cfg:      n.cfg,
+		tls:      n.tls,
+		log:      n.log.With("component", "raft-tls"),
+		refused:  func() { n.metrics.peerRefused.WithLabelValues("raft").Inc() },
+	}
+	if g.tls != nil {
+		g.server = g.tls.ServerConfig(true, g.configuredNode, nil)
+	}
 	g.open.Store(open)
 	return g, nil
+}
+
+// configuredNode allows node certificates of the nodes in cluster.hcl only.
+func (g *gatedStreamLayer) configuredNode(id clustertls.Identity) error {
+	if err := clustertls.RequireNode(id); err != nil {
+		return err
+	}
+	if _, ok := g.cfg.Node(id.Name); !ok {
+		return fmt.Errorf("%s is not a node of cluster.hcl", id)
+	}
+	return nil
 }
 
 // Open lets incoming Raft connections through from now on.
@@ -47,16 +98,222 @@ func (g *gatedStreamLayer) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if g.open.Load() {
+		if !g.open.Load() {
+			_ = c.Close()
+			continue
+		}
+		if g.tls == nil {
 			return c, nil
 		}
-		_ = c.Close()
+		// The handshake runs on the first Read, in Raft's goroutine for this connection, so a
+		// slow or silent peer never holds up Accept.
+		return newCheckedConn(tls.Server(c, g.server), g), nil
 	}
 }
 
 func (g *gatedStreamLayer) Close() error   { return g.listener.Close() }
 func (g *gatedStreamLayer) Addr() net.Addr { return g.listener.Addr() }
 
+// Dial connects to the Raft address of a node of cluster.hcl and, with TLS, accepts only the
+// certificate of the node configured at that address.
 func (g *gatedStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	if g.tls == nil {
+		return net.DialTimeout("tcp", string(address), timeout)
+	}
+	want := ""
+	for _, nc := range g.cfg.Nodes {
+		if nc.RaftAddr == string(address) {
+			want = nc.ID
+		}
+	}
+	if want == "" {
+		return nil, fmt.Errorf("dial raft %s: no node of cluster.hcl has this raft_addr", address)
+	}
+	cfg := g.tls.ClientConfig(func(id clustertls.Identity) error {
+		if id.Name != want {
+			return fmt.Errorf("%s answered at %s, the raft_addr of node %q", id, address, want)
+		}
+		return nil
+	}, nil)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), cfg)
+	if err != nil {
+		g.refused()
+		return nil, fmt.Errorf("dial raft %s (node %s): %w", address, want, err)
+	}
+	return conn, nil
+}
+
+// checkedConn is an incoming Raft connection over TLS that hands Raft only messages whose header
+// names the node of the peer's certificate, at that node's configured raft_addr. It reads one
+// whole message ahead (bounded by maxRaftMessageBytes), decoding only the header, then lets
+// Raft read the same bytes; an InstallSnapshot's snapshot bytes that follow pass through as
+// they are.
+type checkedConn struct {
+	*tls.Conn
+	g   *gatedStreamLayer
+	rec recorder
+	dec *codec.Decoder
+
+	peer    NodeConfig // set by the handshake
+	shaken  bool
+	pending []byte // checked bytes Raft has not read yet
+	rawLeft int64  // snapshot bytes still to pass through
+	err     error
+}
+
+func newCheckedConn(c *tls.Conn, g *gatedStreamLayer) *checkedConn {
+	cc := &checkedConn{Conn: c, g: g}
+	cc.rec.r = bufio.NewReaderSize(c, 64<<10)
+	cc.dec = codec.NewDecoder(&cc.rec, &codec.MsgpackHandle{})
+	return cc
+}
+
+// rpcPrefix is what the check decodes of a Raft request: the header every request embeds and,
+// for InstallSnapshot, the size of the snapshot that follows. Other fields are skipped.
+type rpcPrefix struct {
+	raft.RPCHeader
+	Size int64
+}
+
+// Raft's message types on the wire (hashicorp/raft net_transport.go).
+const (
+	rpcAppendEntries uint8 = iota
+	rpcRequestVote
+	rpcInstallSnapshot
+	rpcTimeoutNow
+	rpcRequestPreVote
+)
+
+func (c *checkedConn) Read(p []byte) (int, error) {
+	for {
+		switch {
+		case len(c.pending) > 0:
+			n := copy(p, c.pending)
+			c.pending = c.pending[n:]
+			return n, nil
+		case c.rawLeft > 0:
+			if int64(len(p)) > c.rawLeft {
+				p = p[:c.rawLeft]
+			}
+			n, err := c.rec.r.Read(p)
+			c.rawLeft -= int64(n)
+			return n, err
+		case c.err != nil:
+			return 0, c.err
+		}
+		if err := c.next(); err != nil {
+			c.err = err
+			if !errors.Is(err, io.EOF) {
+				c.g.refused()
+				c.g.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "peer", c.peer.ID, "err", err)
+				_ = c.Conn.Close()
+			}
+		}
+	}
+}
+
+// next reads, checks and stages the next message.
+func (c *checkedConn) next() error {
+	if !c.shaken {
+		if err := c.handshake(); err != nil {
+			return err
+		}
+	}
+	c.rec.buf = c.rec.buf[:0]
+	c.rec.limit = maxRaftMessageBytes
+	typ, err := c.rec.ReadByte()
+	if err != nil {
+		return err // io.EOF: the peer closed between messages
+	}
+	if typ > rpcRequestPreVote {
+		return fmt.Errorf("unknown raft message type %d", typ)
+	}
+	var m rpcPrefix
+	if err := c.dec.Decode(&m); err != nil {
+		return fmt.Errorf("decode raft message: %w", err)
+	}
+	if err := c.checkHeader(m.RPCHeader); err != nil {
+		return err
+	}
+	if typ == rpcInstallSnapshot {
+		if m.Size < 0 {
+			return fmt.Errorf("install snapshot of negative size %d", m.Size)
+		}
+		c.rawLeft = m.Size
+	}
+	c.pending = c.rec.buf
+	return nil
+}
+
+func (c *checkedConn) handshake() error {
+	ctx, cancel := context.WithTimeout(context.Background(), raftHandshakeTimeout)
+	defer cancel()
+	if err := c.Conn.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	id, ok := clustertls.PeerIdentity(c.ConnectionState())
+	if !ok {
+		return errors.New("tls handshake: the peer presented no bankd node certificate")
+	}
+	nc, ok := c.g.cfg.Node(id.Name)
+	if !ok {
+		return fmt.Errorf("%s is not a node of cluster.hcl", id)
+	}
+	c.peer, c.shaken = nc, true
+	return nil
+}
+
+// checkHeader refuses a message that speaks for another node than the certificate's.
+func (c *checkedConn) checkHeader(h raft.RPCHeader) error {
+	id := string(h.ID)
+	switch {
+	case id == "" || len(h.Addr) == 0:
+		return fmt.Errorf("node %s sent a raft message without a sender id and address", c.peer.ID)
+	case nodeIDOf(id) != c.peer.ID || id == c.peer.ID:
+		return fmt.Errorf("node %s sent a raft message as %q", c.peer.ID, id)
+	case string(h.Addr) != c.peer.RaftAddr:
+		return fmt.Errorf("node %s sent a raft message from address %q; its raft_addr is %s", c.peer.ID, h.Addr, c.peer.RaftAddr)
+	}
+	return nil
+}
+
+// recorder is an io.ByteScanner over the connection that keeps every byte the decoder takes,
+// so they can be handed to Raft after the check, and refuses a message longer than limit.
+type recorder struct {
+	r     *bufio.Reader
+	buf   []byte
+	limit int
+}
+
+var errRaftMessageTooLarge = errors.New("raft message larger than max_append_entries × max_entry_bytes allows")
+
+func (r *recorder) Read(p []byte) (int, error) {
+	if room := r.limit - len(r.buf); len(p) > room {
+		if room <= 0 {
+			return 0, errRaftMessageTooLarge
+		}
+		p = p[:room]
+	}
+	n, err := r.r.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	return n, err
+}
+
+func (r *recorder) ReadByte() (byte, error) {
+	if len(r.buf) >= r.limit {
+		return 0, errRaftMessageTooLarge
+	}
+	b, err := r.r.ReadByte()
+	if err == nil {
+		r.buf = append(r.buf, b)
+	}
+	return b, err
+}
+
+func (r *recorder) UnreadByte() error {
+	if err := r.r.UnreadByte(); err != nil {
+		return err
+	}
+	r.buf = r.buf[:len(r.buf)-1]
+	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
@@ -78,6 +78,20 @@ func TestClusterAPI(t *testing.T) {
 		res := mustTransfer(t, onFollower, transfer("fwd-1", f.cash, f.alice, 1000))
 		if res.Transfer.GetIndex() == 0 || res.Transfer.GetState() != bankdv1.TransferState_TRANSFER_STATE_POSTED {
 			t.Fatalf("transfer = %v", res.Transfer)
+		}
+	})
+
+	t.Run("a client cannot pass its call off as forwarded", func(t *testing.T) {
+		// Bankd-Forwarded from a client (no node certificate) is dropped: the follower still
+		// forwards the call instead of answering that it was forwarded to the wrong node.
+		req := connect.NewRequest(&bankdv1.GetTransferRequest{Id: "fwd-1"})
+		req.Header().Set(rpc.ForwardedHeader, "1")
+		res, err := onFollower.Ledger.GetTransfer(ctx, req)
+		if err != nil {
+			t.Fatalf("a call with a client-written Bankd-Forwarded header: %v", err)
+		}
+		if res.Msg.Meta.GetServedBy() != leader.ID {
+			t.Fatalf("served by %q, want the leader %q", res.Msg.Meta.GetServedBy(), leader.ID)
 		}
 	})
 
@@ -227,7 +241,7 @@ func TestClusterAPI(t *testing.T) {
 	})
 
 	t.Run("a plain gRPC client can write, read and see error codes", func(t *testing.T) {
-		conn := dialGRPC(t, follower.URL)
+		conn := dialGRPC(t, c, follower.URL)
 		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+testcluster.ClientToken)
 		res := &bankdv1.CreateTransferResponse{}
 		err := conn.Invoke(authed, "/bankd.v1.LedgerService/CreateTransfer",
@@ -255,7 +269,7 @@ func TestClusterAPI(t *testing.T) {
 	})
 
 	t.Run("gRPC health reports SERVING without a token", func(t *testing.T) {
-		conn := dialGRPC(t, follower.URL)
+		conn := dialGRPC(t, c, follower.URL)
 		for _, service := range []string{"", "bankd.v1.LedgerService"} {
 			res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
 			if err != nil || res.Status != healthpb.HealthCheckResponse_SERVING {
@@ -267,7 +281,7 @@ func TestClusterAPI(t *testing.T) {
 	t.Run("reflection lists the services", func(t *testing.T) {
 		want := []string{"bankd.v1.ClusterService", "bankd.v1.EventService", "bankd.v1.LedgerService", "bankd.v1.LockService"}
 		// v1alpha, as grpcurl asks.
-		conn := dialGRPC(t, follower.URL)
+		conn := dialGRPC(t, c, follower.URL)
 		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 		if err != nil {
 			t.Fatalf("reflection: %v", err)
@@ -288,7 +302,7 @@ func TestClusterAPI(t *testing.T) {
 			t.Fatalf("v1alpha services = %v, want %v", got, want)
 		}
 		// v1, as buf curl asks.
-		client := grpcreflect.NewClient(h2cClient(), follower.URL)
+		client := grpcreflect.NewClient(c.HTTPClient(), follower.URL)
 		rs := client.NewStream(ctx)
 		defer rs.Close()
 		names, err := rs.ListServices()
@@ -322,7 +336,7 @@ func TestClusterAPI(t *testing.T) {
 			"/readyz":  "ready",
 			"/metrics": "bankd_fsm_applied_index",
 		} {
-			res, err := http.Get(follower.URL + path)
+			res, err := c.HTTPClient().Get(follower.URL + path)
 			if err != nil {
 				t.Fatalf("GET %s: %v", path, err)
 			}
@@ -440,20 +454,19 @@ func watchUntil(t *testing.T, c *apiclient.Clients, from, until uint64) []uint64
 	return nil
 }
 
-func dialGRPC(t *testing.T, url string) *grpc.ClientConn {
+// dialGRPC dials a node of c with grpc-go over TLS, trusting the cluster CA.
+func dialGRPC(t *testing.T, c *testcluster.Cluster, url string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.Dial(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := credentials.NewClientTLSFromFile(c.Config.TLS.CAFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.Dial(strings.TrimPrefix(url, "https://"), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatalf("grpc dial: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
-}
-
-func h2cClient() *http.Client {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{Protocols: &p}}
 }
 
 func containsAll(got, want []string) bool {

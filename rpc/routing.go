@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bankd/bankd/clustertls"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/node"
@@ -27,15 +28,37 @@ const ForwardedHeader = "Bankd-Forwarded"
 // the cluster configuration, so the cache is bounded by nodes × procedures.
 type forwarder struct {
 	http    *http.Client
+	scheme  string // "https" or, under insecure_plaintext, "http"
 	mu      sync.Mutex
 	clients map[string]any // baseURL+procedure → *connect.Client[Req, Res]
 }
 
-func newForwarder(c *http.Client) *forwarder {
-	if c == nil {
-		c = newH2CClient()
+func newForwarder(c *http.Client, store *clustertls.Store) *forwarder {
+	scheme := "https"
+	switch {
+	case store == nil && c == nil:
+		c, scheme = newH2CClient(), "http"
+	case store == nil:
+		scheme = "http"
+	case c == nil:
+		c = newMTLSClient(store)
 	}
-	return &forwarder{http: c, clients: make(map[string]any)}
+	return &forwarder{http: c, scheme: scheme, clients: make(map[string]any)}
+}
+
+// newMTLSClient speaks HTTP/2 over mutual TLS: it presents this node's certificate (the leader
+// takes the Bankd-Forwarded header only from a node) and accepts only a node of the cluster.
+func newMTLSClient(store *clustertls.Store) *http.Client {
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:           &protocols,
+		TLSClientConfig:     store.ClientConfig(nil, []string{"h2"}),
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }
 
 // newH2CClient speaks HTTP/2 without TLS, like the API port, so forwarded calls share a few
@@ -67,11 +90,11 @@ func clientFor[Req, Res any](f *forwarder, baseURL, procedure string) *connect.C
 }
 
 // baseURL turns a configured api_addr ("host:port" or a URL) into a base URL.
-func baseURL(apiAddr string) string {
+func (f *forwarder) baseURL(apiAddr string) string {
 	if strings.Contains(apiAddr, "://") {
 		return strings.TrimRight(apiAddr, "/")
 	}
-	return "http://" + apiAddr
+	return f.scheme + "://" + apiAddr
 }
 
 func isForwarded(h http.Header) bool { return h.Get(ForwardedHeader) != "" }
@@ -159,7 +182,7 @@ func read[Req, Res any](
 // leader's answer as ours.
 func forward[Req, Res any](ctx context.Context, s *Server, leader node.LeaderInfo, req *connect.Request[Req]) (*connect.Response[Res], error) {
 	procedure := req.Spec().Procedure
-	client := clientFor[Req, Res](s.fwd, baseURL(leader.APIAddr), procedure)
+	client := clientFor[Req, Res](s.fwd, s.fwd.baseURL(leader.APIAddr), procedure)
 	out := connect.NewRequest(req.Msg)
 	if auth := req.Header().Get("Authorization"); auth != "" {
 		out.Header().Set("Authorization", auth)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/bankd/bankd/clustertls"
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
@@ -59,8 +60,12 @@ type Options struct {
 	BodyReadTimeout time.Duration
 	// ShutdownTimeout bounds the graceful stop of Serve; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	// ForwardClient carries calls forwarded to the leader. Nil builds one that speaks HTTP/2
-	// without TLS (the API port's protocol).
+	// TLS is the node's certificate store. With it the API serves TLS 1.3 (client certificates
+	// optional, verified when given) and forwarded calls use mutual TLS; nil serves plaintext
+	// (insecure_plaintext). New takes the node's.
+	TLS *clustertls.Store
+	// ForwardClient carries calls forwarded to the leader. Nil builds one that speaks the API
+	// port's protocol: HTTP/2 over mutual TLS, or without TLS when TLS is nil.
 	ForwardClient *http.Client
 	// Lightning is the node's lnd pool driver; nil means LightningService answers that the
 	// cluster has no pool.
@@ -126,6 +131,7 @@ type Server struct {
 	metrics   *metrics
 	registry  *prometheus.Registry
 	handler   http.Handler
+	tls       *clustertls.Store
 	maxBytes  int
 	stopGrace time.Duration
 	// network is the chain network of cluster.hcl, filled into CreateWallet requests.
@@ -157,6 +163,9 @@ func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 	if opts.MaxRequestBytes <= 0 {
 		// A request larger than a log entry could never be proposed.
 		opts.MaxRequestBytes = cfg.Raft.MaxEntryBytes
+	}
+	if opts.TLS == nil {
+		opts.TLS = n.TLS()
 	}
 	s, err := newServer(nodeBackend{n}, cfg.Tokens.Tokens, opts)
 	if err != nil {
@@ -223,7 +232,8 @@ func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, err
 		node:        b,
 		log:         log,
 		auth:        auth,
-		fwd:         newForwarder(opts.ForwardClient),
+		fwd:         newForwarder(opts.ForwardClient, opts.TLS),
+		tls:         opts.TLS,
 		metrics:     m,
 		registry:    reg,
 		maxBytes:    maxBytes,
@@ -291,7 +301,30 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, openOpts))
 
 	s.mountOperations(mux)
-	return s.limitRequests(mux)
+	return s.trustForwardsFromNodesOnly(s.limitRequests(mux))
+}
+
+// trustForwardsFromNodesOnly drops the Bankd-Forwarded header from a call that did not come
+// over a connection authenticated by a node certificate, when the API serves TLS. The header
+// only keeps a call from being forwarded twice, but what marks a call as a node's is the node's
+// certificate, not a header any client can write.
+func (s *Server) trustForwardsFromNodesOnly(next http.Handler) http.Handler {
+	if s.tls == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(ForwardedHeader) != "" {
+			fromNode := false
+			if r.TLS != nil {
+				id, ok := clustertls.PeerIdentity(*r.TLS)
+				fromNode = ok && id.Kind == clustertls.KindNode
+			}
+			if !fromNode {
+				r.Header.Del(ForwardedHeader)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // serviceNames are the bankd services, as announced by reflection and health.
@@ -319,13 +352,17 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve answers HTTP/1.1 and HTTP/2 without TLS (what gRPC clients speak with -plaintext) on
-// ln until ctx is done, then stops gracefully: event streams end, in-flight calls get
+// Serve answers HTTP/1.1 and HTTP/2 on ln — over TLS 1.3 with the node's certificate, or
+// without TLS (what gRPC clients speak with -plaintext) under insecure_plaintext — until ctx is done, then stops gracefully: event streams end, in-flight calls get
 // ShutdownTimeout to finish, and the rest are cut. It returns nil after a clean stop.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if s.tls != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		Protocols:         &protocols,
@@ -336,8 +373,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("api serving", "addr", ln.Addr().String())
+	if s.tls != nil {
+		srv.TLSConfig = s.tls.ServerConfig(false, nil, []string{"h2", "http/1.1"})
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	s.log.Info("api serving", "addr", ln.Addr().String(), "tls", s.tls != nil)
 
 	select {
 	case err := <-errc:

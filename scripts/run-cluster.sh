@@ -114,6 +114,19 @@ nodes=$(sed -n 's/^node *"\([^"]*\)".*/\1/p' "$run_config")
 api_addrs=$(sed -n 's/^ *api_addr *= *"\([^"]*\)".*/\1/p' "$run_config")
 [ -n "$nodes" ] || { echo "no node blocks in $config" >&2; stop; exit 2; }
 
+# The nodes speak mutual TLS: make the CA, their certificates and the gossip keyring beside the
+# config they run with, unless they are there already (or the config is insecure_plaintext).
+scheme=http
+ca=
+if ! grep -q '^[[:space:]]*insecure_plaintext[[:space:]]*=[[:space:]]*true' "$run_config"; then
+  "$bin/bankd" tls init -config "$run_config" | sed 's/^/  /'
+  scheme=https
+  ca=$(sed -n 's/^ *ca_file *= *"\([^"]*\)".*/\1/p' "$run_config")
+  ca=${ca:-tls/ca.crt}
+  case $ca in /*) ;; *) ca=$(cd "$(dirname "$run_config")" && pwd)/$ca ;; esac
+  export BANKCTL_CA=$ca
+fi
+
 for n in $nodes; do
   # Each node gets a session of its own, so Ctrl-C in the terminal reaches only this script,
   # which then sends every node exactly one SIGTERM (a second signal makes bankd stop at once).
@@ -122,7 +135,7 @@ for n in $nodes; do
   echo "started $n (pid $!, log $logs/$n.log)"
 done
 
-addrs=$(for a in $api_addrs; do printf 'http://%s,' "$a"; done); addrs=${addrs%,}
+addrs=$(for a in $api_addrs; do printf '%s://%s,' "$scheme" "$a"; done); addrs=${addrs%,}
 export BANKCTL_ADDR=$addrs
 for _ in $(seq 1 120); do
   if "$bin/bankctl" cluster leader >/dev/null 2>&1; then break; fi
@@ -135,14 +148,15 @@ cat <<TXT
 
 bankd cluster is up. Talk to it with bankctl (dev-admin-token is the default token):
 
-  export BANKCTL_ADDR=$addrs
+  export BANKCTL_ADDR=$addrs${ca:+
+  export BANKCTL_CA=$ca}
   bin/bankctl accounts create reserve -currency BTC -kind asset
   bin/bankctl accounts create alice -currency BTC -kind liability -non-negative
   bin/bankctl transfer -from reserve -to alice -amount 100000
   bin/bankctl balance alice
   bin/bankctl watch
 
-or with any gRPC tool:  grpcurl -plaintext -H 'Authorization: Bearer dev-client-token' ${api_addrs%%$'\n'*} list
+or with any gRPC tool:  grpcurl ${ca:+-cacert $ca }${ca:--plaintext }-H 'Authorization: Bearer dev-client-token' ${api_addrs%%$'\n'*} list
 
 $chain_note
 

@@ -38,8 +38,9 @@ func TestBankctlAgainstACluster(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Spec{Size: 3})
 	// A dead node first: bankctl must move on to the next address.
 	env := map[string]string{
-		envAddr:  "http://127.0.0.1:1," + strings.Join(c.URLs(), ","),
+		envAddr:  "https://127.0.0.1:1," + strings.Join(c.URLs(), ","),
 		envToken: testcluster.AdminToken,
+		envCA:    c.Config.TLS.CAFile,
 	}
 
 	out := mustCtl(t, env, "accounts", "create", "reserve", "-currency", "BTC", "-kind", "asset")
@@ -120,11 +121,11 @@ func TestBankctlAgainstACluster(t *testing.T) {
 
 	leader := c.Leader()
 	c.WaitApplied(leader.FSM().AppliedIndex())
-	env2 := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.ClientToken}
+	env2 := map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.ClientToken}
 	if code, _, errOut := ctl(t, env2, "cluster", "hash"); code == 0 || !strings.Contains(errOut, "operator scope") {
 		t.Fatalf("cluster hash with a write token: exit %d, %q", code, errOut)
 	}
-	out = mustCtl(t, map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.AdminToken}, "cluster", "hash")
+	out = mustCtl(t, map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.AdminToken}, "cluster", "hash")
 	if n := strings.Count(out, "\n"); n != 4 {
 		t.Fatalf("cluster hash printed %d lines:\n%s", n, out)
 	}
@@ -135,6 +136,17 @@ func TestBankctlAgainstACluster(t *testing.T) {
 	code, _, errOut = ctl(t, env2, "cluster", "remove", "n3")
 	if code != exitFail || !strings.HasPrefix(errOut, "bankctl: permission_denied: ") {
 		t.Fatalf("client token remove: exit %d, %q", code, errOut)
+	}
+
+	// The nodes serve TLS only: without the cluster CA bankctl cannot verify them and says how
+	// to fix it, and plaintext HTTP gets no answer from the API port.
+	noCA := map[string]string{envAddr: c.URLs()[0], envToken: testcluster.AdminToken}
+	if code, _, errOut := ctl(t, noCA, "cluster", "status"); code != exitFail || !strings.Contains(errOut, "-ca or BANKCTL_CA") {
+		t.Fatalf("bankctl without the CA: exit %d, %q", code, errOut)
+	}
+	plain := map[string]string{envAddr: strings.Replace(c.URLs()[0], "https://", "http://", 1), envToken: testcluster.AdminToken}
+	if code, _, errOut := ctl(t, plain, "-timeout", "3s", "cluster", "status"); code != exitFail {
+		t.Fatalf("bankctl over plaintext HTTP to a TLS node: exit %d, %q", code, errOut)
 	}
 }
 

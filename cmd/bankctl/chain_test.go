@@ -18,8 +18,8 @@ func TestBankctlChain(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	c := testcluster.Start(t, testcluster.Spec{Size: 3})
-	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.AdminToken}
-	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.ClientToken}
+	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.AdminToken}
+	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.ClientToken}
 
 	out := mustCtl(t, client, "chain", "status")
 	if !strings.Contains(out, "none (no block followed yet)") {

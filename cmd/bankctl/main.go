@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/bankd/bankd/clustertls"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/rpc/bearer"
@@ -31,11 +34,12 @@ import (
 
 // Defaults of the common flags.
 const (
-	defaultAddr    = "http://127.0.0.1:7201"
+	defaultAddr    = "https://127.0.0.1:7201"
 	defaultToken   = "dev-admin-token"
 	defaultTimeout = 10 * time.Second
 	envAddr        = "BANKCTL_ADDR"
 	envToken       = "BANKCTL_TOKEN"
+	envCA          = "BANKCTL_CA"
 )
 
 // Exit statuses.
@@ -70,6 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if v := getenv(envToken); v != "" {
 		a.opts.token = v
 	}
+	a.opts.ca = getenv(envCA)
 	a.opts.output = "table"
 	a.opts.timeout = defaultTimeout
 
@@ -109,6 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 type options struct {
 	addr    string
 	token   string
+	ca      string
 	output  string
 	stale   bool
 	timeout time.Duration
@@ -119,6 +125,7 @@ type options struct {
 func (o *options) register(fs *flag.FlagSet, withTimeout bool) {
 	fs.StringVar(&o.addr, "addr", o.addr, "API base URLs, comma-separated (env "+envAddr+")")
 	fs.StringVar(&o.token, "token", o.token, "bearer token (env "+envToken+")")
+	fs.StringVar(&o.ca, "ca", o.ca, "cluster CA certificate (PEM) to verify the nodes with (env "+envCA+")")
 	fs.StringVar(&o.output, "o", o.output, "output: table or json")
 	fs.BoolVar(&o.stale, "stale", o.stale, "serve reads from the node asked, without a round trip to the leader")
 	if withTimeout {
@@ -133,6 +140,7 @@ type app struct {
 	stderr io.Writer
 
 	addrs   []string
+	hc      *http.Client
 	clients map[string]*clients
 	current int // index in addrs of the node that answered last
 }
@@ -164,12 +172,24 @@ func (a *app) prepare() error {
 			continue
 		}
 		if !strings.Contains(s, "://") {
-			s = "http://" + s
+			s = "https://" + s // explicit http:// reaches an insecure_plaintext cluster
 		}
 		a.addrs = append(a.addrs, s)
 	}
 	if len(a.addrs) == 0 {
 		return usageErrorf("-addr is empty")
+	}
+	a.hc = http.DefaultClient
+	if a.opts.ca != "" {
+		roots, err := clustertls.LoadPool(a.opts.ca)
+		if err != nil {
+			return usageErrorf("-ca: %v", err)
+		}
+		a.hc = &http.Client{Transport: &http.Transport{
+			Proxy:             http.ProxyFromEnvironment,
+			TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13},
+			ForceAttemptHTTP2: true,
+		}}
 	}
 	a.clients = make(map[string]*clients)
 	return nil
@@ -180,7 +200,7 @@ func (a *app) clientsFor(addr string) *clients {
 		return c
 	}
 	opt := connect.WithInterceptors(bearer.Token(a.opts.token))
-	hc := http.DefaultClient
+	hc := a.hc
 	c := &clients{
 		ledger:    bankdv1connect.NewLedgerServiceClient(hc, addr, opt),
 		lock:      bankdv1connect.NewLockServiceClient(hc, addr, opt),
@@ -221,6 +241,10 @@ func call[T any](ctx context.Context, a *app, fn func(context.Context, *clients)
 
 // describeError renders an error as "<code>: <message>".
 func describeError(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(err, &unknownCA) {
+		return "unavailable: " + err.Error() + " (pass the cluster CA certificate with -ca or " + envCA + ")"
+	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		msg := ce.Message()

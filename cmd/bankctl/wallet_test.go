@@ -17,8 +17,8 @@ func TestBankctlWalletsAndAddresses(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	c := testcluster.Start(t, testcluster.Spec{Size: 3})
-	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.AdminToken}
-	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envToken: testcluster.ClientToken}
+	admin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.AdminToken}
+	client := map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.ClientToken}
 
 	seed := make([]byte, 32)
 	master, err := hdkeychain.NewMaster(seed, &chaincfg.RegressionNetParams)

@@ -5,6 +5,7 @@
 // signals and exit statuses.
 //
 //	bankd agent -config cluster.hcl -node n1 [-log-level info] [-log-format text|json]
+//	bankd tls init -config cluster.hcl   (the CA, node certificates, gossip keyring)
 //	bankd version
 //
 // SIGINT or SIGTERM stops the node gracefully: the API stops taking calls and lets the ones in
@@ -50,6 +51,8 @@ const usage = `bankd runs one node of a bankd cluster.
 
 Usage:
   bankd agent -config cluster.hcl -node ID [-log-level LEVEL] [-log-format text|json]
+  bankd tls init -config cluster.hcl
+  bankd tls client -config cluster.hcl -name NAME -out DIR
   bankd version
   bankd help
 
@@ -64,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "agent":
 		return agentCommand(args[1:], stderr)
+	case "tls":
+		return tlsCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "bankd %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -189,7 +194,7 @@ func runAgent(ctx context.Context, cfg *node.Config, self node.NodeConfig, flags
 		return errors.Join(err, a.Shutdown(context.Background()))
 	}
 
-	// SIGHUP reloads what can change without a restart (the API tokens).
+	// SIGHUP reloads what can change without a restart (tokens, certificates, gossip keys).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

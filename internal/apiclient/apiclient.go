@@ -8,10 +8,13 @@
 package apiclient
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 
 	"connectrpc.com/connect"
 
+	"github.com/bankd/bankd/clustertls"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/rpc/bearer"
 )
@@ -27,7 +30,7 @@ type Clients struct {
 	Lightning bankdv1connect.LightningServiceClient
 }
 
-// New returns clients of the API at baseURL (e.g. http://127.0.0.1:7201) that send token as a
+// New returns clients of the API at baseURL (e.g. https://127.0.0.1:7201) that send token as a
 // bearer token; opts add e.g. connect.WithGRPC().
 func New(hc *http.Client, baseURL, token string, opts ...connect.ClientOption) *Clients {
 	opts = append([]connect.ClientOption{connect.WithInterceptors(bearer.Token(token))}, opts...)
@@ -47,10 +50,25 @@ func New(hc *http.Client, baseURL, token string, opts ...connect.ClientOption) *
 const maxIdleConnsPerHost = 256
 
 // NewHTTPClient returns an HTTP client for test and benchmark load: Go's default transport,
-// without a proxy (a harness talks to its own nodes only), keeping many idle connections.
-func NewHTTPClient() *http.Client {
+// without a proxy (a harness talks to its own nodes only), keeping many idle connections, and
+// trusting the cluster CA roots for https (nil: the system's roots).
+func NewHTTPClient(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil
 	t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}
 	return &http.Client{Transport: t}
+}
+
+// ForCluster returns the HTTP client and URL scheme for a cluster's API: https trusting caFile,
+// or http when caFile is "" (insecure_plaintext).
+func ForCluster(caFile string) (*http.Client, string, error) {
+	if caFile == "" {
+		return NewHTTPClient(nil), "http", nil
+	}
+	roots, err := clustertls.LoadPool(caFile)
+	if err != nil {
+		return nil, "", err
+	}
+	return NewHTTPClient(roots), "https", nil
 }

@@ -77,7 +77,8 @@ type Node struct {
 	c *Cluster
 	// ID is the node id in cluster.hcl (n1, n2, ...).
 	ID string
-	// APIAddr is the API's host:port and URL its base URL (http://host:port).
+	// APIAddr is the API's host:port and URL its base URL (https://host:port, or http:// for a
+	// Plaintext spec).
 	APIAddr string
 	URL     string
 	DataDir string
@@ -97,7 +98,6 @@ func Start(t testing.TB, spec Spec) *Cluster {
 	c := &Cluster{
 		t: t, Spec: spec, Dir: t.TempDir(), logs: logs,
 		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		hc:     apiclient.NewHTTPClient(),
 	}
 	nodes, err := clusterhcl.LoopbackNodes(c.Dir, spec.Size)
 	if err != nil {
@@ -126,8 +126,13 @@ func Start(t testing.TB, spec Spec) *Cluster {
 		t.Fatalf("testcluster: load %s: %v", path, err)
 	}
 	c.Config = cfg
+	scheme := ""
+	if c.hc, scheme, err = apiclient.ForCluster(cfg.TLS.CAFile); err != nil {
+		closeAll(listeners)
+		t.Fatalf("testcluster: %v", err)
+	}
 	for _, nc := range cfg.Nodes {
-		c.Nodes = append(c.Nodes, &Node{c: c, ID: nc.ID, APIAddr: nc.APIAddr, URL: "http://" + nc.APIAddr, DataDir: nc.DataDir})
+		c.Nodes = append(c.Nodes, &Node{c: c, ID: nc.ID, APIAddr: nc.APIAddr, URL: scheme + "://" + nc.APIAddr, DataDir: nc.DataDir})
 	}
 	t.Cleanup(c.close)
 	for i, n := range c.Nodes {
@@ -364,6 +369,9 @@ func (c *Cluster) WaitSameState() (index uint64, sum [32]byte) {
 	})
 	return index, sum
 }
+
+// HTTPClient is an HTTP client that trusts the cluster CA (for calls apiclient does not make).
+func (c *Cluster) HTTPClient() *http.Client { return c.hc }
 
 // URLs returns every node's API base URL, running or not, in node order.
 func (c *Cluster) URLs() []string {

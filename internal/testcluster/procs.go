@@ -53,10 +53,13 @@ type ProcCluster struct {
 	// Spec is the spec the cluster was written from, its Raft defaults filled in.
 	Spec       Spec
 	ConfigPath string
-	Nodes      []*Proc
+	// CAFile is the cluster CA clients must trust ("" for a Plaintext spec).
+	CAFile string
+	Nodes  []*Proc
 
-	bin string
-	hc  *http.Client
+	bin    string
+	hc     *http.Client
+	scheme string
 }
 
 // Proc is one bankd process of a ProcCluster.
@@ -143,7 +146,13 @@ func LaunchProcs(spec Spec, opts ProcOptions) (*ProcCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &ProcCluster{Spec: spec, ConfigPath: layout.Path, bin: opts.Bin, hc: apiclient.NewHTTPClient()}
+	c := &ProcCluster{Spec: spec, ConfigPath: layout.Path, bin: opts.Bin}
+	if !spec.Plaintext {
+		c.CAFile = filepath.Join(opts.Dir, clusterhcl.CAFile)
+	}
+	if c.hc, c.scheme, err = apiclient.ForCluster(c.CAFile); err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
 	var pprofPorts []int
 	if opts.Pprof {
 		if pprofPorts, err = clusterhcl.FreePorts(len(layout.Nodes)); err != nil {
@@ -314,8 +323,14 @@ func (c *ProcCluster) LogTail(i, lines int) string {
 
 // Client returns Connect clients of node i's API that send token.
 func (c *ProcCluster) Client(i int, token string) *apiclient.Clients {
-	return apiclient.New(c.hc, "http://"+c.Nodes[i].APIAddr, token)
+	return apiclient.New(c.hc, c.URL(i), token)
 }
+
+// URL is node i's API base URL: https://host:port, or http:// for a Plaintext spec.
+func (c *ProcCluster) URL(i int) string { return c.scheme + "://" + c.Nodes[i].APIAddr }
+
+// HTTPClient is an HTTP client that trusts the cluster CA.
+func (c *ProcCluster) HTTPClient() *http.Client { return c.hc }
 
 // status asks running node i for its status, bounded by procCallTimeout.
 func (c *ProcCluster) status(ctx context.Context, i int) (*bankdv1.StatusResponse, error) {

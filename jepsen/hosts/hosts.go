@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/bankd/bankd/clustertls"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
@@ -169,7 +172,7 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 		bin:        bin,
 		env:        slices.Clone(opts.Env),
 		log:        opts.Logger.With("run", id),
-		httpClient: newHTTPClient(),
+		httpClient: newHTTPClient(nil),
 	}
 	defer func() {
 		if err != nil {
@@ -306,7 +309,16 @@ func (c *Cluster) writeConfig(raft clusterhcl.Raft) error {
 	for i, h := range c.Hosts {
 		nodes[i] = clusterhcl.Node{ID: h.ID, Region: "ns-" + h.ID, RaftAddr: h.RaftAddr, GossipAddr: h.GossipAddr, APIAddr: h.APIAddr, DataDir: h.DataDir}
 	}
-	return clusterhcl.Write(c.ConfigPath, spec, nodes)
+	if err := clusterhcl.Write(c.ConfigPath, spec, nodes); err != nil {
+		return err
+	}
+	// The cluster speaks TLS with the CA just written: the harness's client trusts it.
+	roots, err := clustertls.LoadPool(filepath.Join(filepath.Dir(c.ConfigPath), clusterhcl.CAFile))
+	if err != nil {
+		return err
+	}
+	c.httpClient = newHTTPClient(roots)
+	return nil
 }
 
 // hostOfNetns returns the host living in namespace ns, if any.
@@ -512,8 +524,9 @@ func runAll(ctx context.Context, steps [][]string) error {
 	return nil
 }
 
-func newHTTPClient() *http.Client {
+func newHTTPClient(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}
 	t.Proxy = nil // never route the harness's traffic anywhere but the bridge
 	t.DialContext = (&net.Dialer{Timeout: time.Second}).DialContext
 	t.MaxIdleConnsPerHost = 64
@@ -522,12 +535,12 @@ func newHTTPClient() *http.Client {
 
 // Client returns Connect clients for host i with the client token.
 func (c *Cluster) Client(i int) *apiclient.Clients {
-	return apiclient.New(c.httpClient, "http://"+c.Hosts[i].APIAddr, ClientToken)
+	return apiclient.New(c.httpClient, "https://"+c.Hosts[i].APIAddr, ClientToken)
 }
 
 // AdminClient returns Connect clients for host i with the admin token.
 func (c *Cluster) AdminClient(i int) *apiclient.Clients {
-	return apiclient.New(c.httpClient, "http://"+c.Hosts[i].APIAddr, AdminToken)
+	return apiclient.New(c.httpClient, "https://"+c.Hosts[i].APIAddr, AdminToken)
 }
 
 // Leader returns the index of the host that reports itself leader in the highest term among

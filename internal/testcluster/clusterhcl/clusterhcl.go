@@ -4,11 +4,13 @@
 // hosts — so that a change to what a cluster needs (certificates, token files) lands in one
 // place.
 //
-// It imports nothing of bankd, so that package node's own tests can use it without an import
-// cycle. It only writes files under the directory it is given and only picks loopback ports.
+// It imports nothing of bankd but the leaf package clustertls, so that package node's own tests
+// can use it without an import cycle. It only writes files under the directory it is given and only picks loopback ports.
 package clusterhcl
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bankd/bankd/clustertls"
 )
 
 // Tokens of every test cluster unless a Spec names others.
@@ -43,6 +47,10 @@ type Spec struct {
 	// Extra is appended to cluster.hcl as it is, e.g. the `lnd "<id>" { }` blocks of a regtest
 	// Lightning pool.
 	Extra string
+	// Plaintext writes insecure_plaintext = true: no TLS, no gossip encryption. By default
+	// Write makes a CA, node certificates and a gossip keyring in tls/ beside cluster.hcl (the
+	// node's default paths) and the cluster speaks mutual TLS.
+	Plaintext bool
 }
 
 // Raft is the raft block. A zero field is left out, so the node's default applies (a zero
@@ -120,9 +128,6 @@ type Tokens struct {
 	Operator []string
 	// Blocks are named tokens whose secrets live in files.
 	Blocks []TokenBlock
-	// GossipKey is memberlist's key, base64 (16, 24 or 32 bytes); empty leaves gossip
-	// unencrypted.
-	GossipKey string
 }
 
 // TokenBlock is a `token "<name>" { scopes, token_file }` block.
@@ -164,6 +169,9 @@ func Render(spec Spec, nodes []Node) []byte {
 		name = "test"
 	}
 	fmt.Fprintf(&b, "name = %s\n", hclString(name))
+	if spec.Plaintext {
+		b.WriteString("insecure_plaintext = true\n")
+	}
 
 	b.WriteString("\nraft {\n")
 	r := spec.Raft
@@ -215,9 +223,6 @@ func Render(spec Spec, nodes []Node) []byte {
 	}
 	for _, tb := range spec.Tokens.Blocks {
 		fmt.Fprintf(&b, "  token %s {\n    scopes     = %s\n    token_file = %s\n  }\n", hclString(tb.Name), hclList(tb.Scopes), hclString(tb.File))
-	}
-	if spec.Tokens.GossipKey != "" {
-		fmt.Fprintf(&b, "  gossip_key = %s\n", hclString(spec.Tokens.GossipKey))
 	}
 	b.WriteString("}\n")
 
@@ -299,10 +304,78 @@ func Write(path string, spec Spec, nodes []Node) error {
 	if len(nodes) == 0 {
 		return errors.New("clusterhcl: no nodes")
 	}
+	if !spec.Plaintext {
+		if err := WriteSecrets(filepath.Dir(path), spec.clusterName(), nodes); err != nil {
+			return err
+		}
+	}
 	if err := os.WriteFile(path, Render(spec, nodes), 0o600); err != nil {
 		return fmt.Errorf("clusterhcl: write %s: %w", path, err)
 	}
 	return nil
+}
+
+func (s Spec) clusterName() string {
+	if s.Name == "" {
+		return "test"
+	}
+	return s.Name
+}
+
+// Where WriteSecrets puts a cluster's TLS files and gossip keyring, relative to cluster.hcl:
+// the node's defaults (node.DefaultCAFile, node.DefaultKeyringFile).
+const (
+	CAFile      = "tls/ca.crt"
+	CAKeyFile   = "tls/ca.key"
+	KeyringFile = "tls/gossip.keyring"
+)
+
+// WriteSecrets makes what a TLS cluster in dir needs, unless it is there already: the CA, a
+// certificate per node (for the hosts of its addresses) and a gossip keyring of one key.
+func WriteSecrets(dir, cluster string, nodes []Node) error {
+	var files []clustertls.NodeFiles
+	for _, n := range nodes {
+		files = append(files, clustertls.NodeFiles{
+			ID:       n.ID,
+			Hosts:    hostsOf(n.RaftAddr, n.GossipAddr, n.APIAddr),
+			CertFile: filepath.Join(dir, "tls", n.ID+".crt"),
+			KeyFile:  filepath.Join(dir, "tls", n.ID+".key"),
+		})
+	}
+	if _, err := clustertls.Init(cluster, filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile), files); err != nil {
+		return fmt.Errorf("clusterhcl: %w", err)
+	}
+	keyring := filepath.Join(dir, KeyringFile)
+	if _, err := os.Stat(keyring); err == nil {
+		return nil
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return fmt.Errorf("clusterhcl: gossip key: %w", err)
+	}
+	if err := clustertls.WriteFile(keyring, []byte(base64.StdEncoding.EncodeToString(key[:])+"\n"), 0o600); err != nil {
+		return fmt.Errorf("clusterhcl: %w", err)
+	}
+	return nil
+}
+
+// hostsOf returns the distinct hosts of host:port addresses.
+func hostsOf(addrs ...string) []string {
+	var hosts []string
+	for _, a := range addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil || h == "" {
+			continue
+		}
+		dup := false
+		for _, have := range hosts {
+			dup = dup || have == h
+		}
+		if !dup {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 // Layout is a written cluster.hcl and the nodes it describes.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bankd/bankd/clustertls"
 	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 	"github.com/bankd/bankd/node"
 )
@@ -23,9 +24,8 @@ func TestWriteLoopbackIsReadBackByTheNode(t *testing.T) {
 		Size: 3,
 		Raft: clusterhcl.Raft{SnapshotInterval: time.Second, SnapshotThreshold: 50, TrailingLogs: 20, MaxAppendEntries: 64}.Or(clusterhcl.InProcessRaft),
 		Tokens: clusterhcl.Tokens{
-			Admin:     []string{"adm-1", "adm-2"},
-			Client:    []string{"cli-1"},
-			GossipKey: "MDEyMzQ1Njc4OWFiY2RlZg==",
+			Admin:  []string{"adm-1", "adm-2"},
+			Client: []string{"cli-1"},
 		},
 		Chain: &clusterhcl.Chain{Network: "regtest", RPCHost: "127.0.0.1:18443", RPCUser: "u", RPCPass: "p",
 			FinalDepth: 3, KeepHashes: 100, StartHeight: 7, PollInterval: 100 * time.Millisecond},
@@ -59,7 +59,7 @@ func TestWriteLoopbackIsReadBackByTheNode(t *testing.T) {
 	if got := tokenNames(cfg); !slices.Equal(got, []string{
 		"dev-read-1=" + digest(clusterhcl.ReadToken), "dev-write-1=" + digest("cli-1"),
 		"dev-operator-1=" + digest(clusterhcl.OperatorToken), "dev-admin-1=" + digest("adm-1"), "dev-admin-2=" + digest("adm-2"),
-	}) || string(cfg.Tokens.GossipKey) != "0123456789abcdef" {
+	}) {
 		t.Errorf("tokens %+v", cfg.Tokens)
 	}
 	c := cfg.Chain
@@ -90,6 +90,32 @@ func TestWriteLoopbackIsReadBackByTheNode(t *testing.T) {
 		if filepath.Dir(n.DataDir) != filepath.Join(dir, "data") {
 			t.Errorf("data dir %s outside %s", n.DataDir, dir)
 		}
+		// The node's certificate is where the node looks for it and names it.
+		if _, err := clustertls.Load(clustertls.NodeIdentity("roundtrip", n.ID), cfg.TLS.CAFile, n.TLSCert, n.TLSKey); err != nil {
+			t.Errorf("node %s: %v", n.ID, err)
+		}
+	}
+	if info, err := os.Stat(cfg.Gossip.KeyringFile); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("gossip keyring: %v; want a private file", err)
+	}
+}
+
+// Plaintext writes the development flag and no secrets.
+func TestPlaintext(t *testing.T) {
+	dir := t.TempDir()
+	layout, err := clusterhcl.WriteLoopback(dir, clusterhcl.Spec{Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := node.LoadConfig(layout.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.InsecurePlaintext {
+		t.Error("a Plaintext spec wrote a TLS cluster")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tls")); err == nil {
+		t.Error("a Plaintext spec wrote certificates")
 	}
 }
 
@@ -106,7 +132,7 @@ func TestDefaults(t *testing.T) {
 	if len(cfg.Nodes) != 3 || cfg.Name != "test" || cfg.Chain.Watching() ||
 		!slices.Equal(tokenNames(cfg), []string{"dev-read-1=" + digest(clusterhcl.ReadToken), "dev-write-1=" + digest(clusterhcl.ClientToken),
 			"dev-operator-1=" + digest(clusterhcl.OperatorToken), "dev-admin-1=" + digest(clusterhcl.AdminToken)}) ||
-		cfg.Tokens.GossipKey != nil {
+		cfg.InsecurePlaintext {
 		t.Fatalf("default spec gave %+v", cfg)
 	}
 	if cfg.Raft != node.DefaultRaftConfig() {
