@@ -38,7 +38,14 @@ stop() {
 }
 trap stop INT TERM
 
-run_config=$config
+# Without a btcd to point at, the nodes still run with data/cluster.run.hcl: the given file with
+# its data_dir paths made absolute, so that its relative tls/ paths land in data/ too.
+run_config=data/cluster.run.hcl
+confdir=$(cd "$(dirname "$config")" && pwd)
+(umask 077; awk -v dir="$confdir" '
+  /^[[:space:]]*data_dir[[:space:]]*=[[:space:]]*"[^\/]/ { sub(/"/, "\"" dir "/"); print; next }
+  { print }
+' "$config" >"$run_config")
 chain_note=
 if grep -q '^[[:space:]]*rpc_host[[:space:]]*=' "$config"; then
   chain_note="The leader follows the chain node named in $config."
@@ -71,8 +78,6 @@ else
   # shellcheck disable=SC1090
   . "$env_file"
 
-  run_config=data/cluster.run.hcl
-  confdir=$(cd "$(dirname "$config")" && pwd)
   start_height=$initial_blocks
   grep -q '^[[:space:]]*start_height[[:space:]]*=' "$config" && start_height=
   (umask 077; awk -v dir="$confdir" -v host="$BTCD_RPCHOST" -v user="$BTCD_RPCUSER" \
@@ -118,6 +123,7 @@ api_addrs=$(sed -n 's/^ *api_addr *= *"\([^"]*\)".*/\1/p' "$run_config")
 # config they run with, unless they are there already (or the config is insecure_plaintext).
 scheme=http
 ca=
+grpc_tls=-plaintext
 if ! grep -q '^[[:space:]]*insecure_plaintext[[:space:]]*=[[:space:]]*true' "$run_config"; then
   "$bin/bankd" tls init -config "$run_config" | sed 's/^/  /'
   scheme=https
@@ -125,6 +131,7 @@ if ! grep -q '^[[:space:]]*insecure_plaintext[[:space:]]*=[[:space:]]*true' "$ru
   ca=${ca:-tls/ca.crt}
   case $ca in /*) ;; *) ca=$(cd "$(dirname "$run_config")" && pwd)/$ca ;; esac
   export BANKCTL_CA=$ca
+  grpc_tls="-cacert $ca"
 fi
 
 for n in $nodes; do
@@ -156,7 +163,7 @@ bankd cluster is up. Talk to it with bankctl (dev-admin-token is the default tok
   bin/bankctl balance alice
   bin/bankctl watch
 
-or with any gRPC tool:  grpcurl ${ca:+-cacert $ca }${ca:--plaintext }-H 'Authorization: Bearer dev-client-token' ${api_addrs%%$'\n'*} list
+or with any gRPC tool:  grpcurl $grpc_tls -H 'Authorization: Bearer dev-client-token' ${api_addrs%%$'\n'*} list
 
 $chain_note
 
