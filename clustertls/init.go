@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -67,3 +69,17 @@ func exists(path string) bool {
 
 // ExpiresWithin reports whether a certificate expires within d from now (for warnings).
 func (s *Store) ExpiresWithin(d time.Duration) bool { return time.Until(s.NotAfter()) < d }
+
+// HostsOf returns the distinct hosts of host:port addresses, in order: the SANs of a node that
+// listens on them.
+func HostsOf(addrs ...string) []string {
+	var hosts []string
+	for _, a := range addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil || h == "" || slices.Contains(hosts, h) {
+			continue
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts
+}

@@ -375,43 +375,24 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			cfg.InsecurePlaintext = v
 		}
 	}
-	var seenRaft, seenTokens, seenChain, seenTLS, seenGossip *hcl.Block
+	// Blocks that may appear at most once, by type: the first one seen.
+	seen := map[string]*hcl.Block{}
 	for _, block := range content.Blocks {
+		if first, dup := seen[block.Type]; dup && block.Type != "node" && block.Type != "lnd" {
+			p.errorf(block.DefRange, "duplicate "+block.Type+" block", "the %s block is already defined at line %d", block.Type, first.DefRange.Start.Line)
+			continue
+		}
+		seen[block.Type] = block
 		switch block.Type {
 		case "tls":
-			if seenTLS != nil {
-				p.errorf(block.DefRange, "duplicate tls block", "the tls block is already defined at line %d", seenTLS.DefRange.Start.Line)
-				continue
-			}
-			seenTLS = block
 			p.parseTLS(block, &cfg.TLS)
 		case "gossip":
-			if seenGossip != nil {
-				p.errorf(block.DefRange, "duplicate gossip block", "the gossip block is already defined at line %d", seenGossip.DefRange.Start.Line)
-				continue
-			}
-			seenGossip = block
 			p.parseGossip(block, &cfg.Gossip)
 		case "raft":
-			if seenRaft != nil {
-				p.errorf(block.DefRange, "duplicate raft block", "the raft block is already defined at line %d", seenRaft.DefRange.Start.Line)
-				continue
-			}
-			seenRaft = block
 			p.parseRaft(block, &cfg.Raft)
 		case "tokens":
-			if seenTokens != nil {
-				p.errorf(block.DefRange, "duplicate tokens block", "the tokens block is already defined at line %d", seenTokens.DefRange.Start.Line)
-				continue
-			}
-			seenTokens = block
 			p.parseTokens(block, &cfg.Tokens)
 		case "chain":
-			if seenChain != nil {
-				p.errorf(block.DefRange, "duplicate chain block", "the chain block is already defined at line %d", seenChain.DefRange.Start.Line)
-				continue
-			}
-			seenChain = block
 			p.parseChain(block, &cfg.Chain)
 		case "node":
 			p.parseNode(block, cfg)
@@ -422,8 +403,8 @@ func (p *configParser) parse(body hcl.Body) *Config {
 	if len(cfg.Nodes) == 0 && !p.diags.HasErrors() {
 		p.errorf(body.MissingItemRange(), "no nodes", "at least one node block is required")
 	}
-	p.checkTokensForNetwork(seenTokens, cfg)
-	p.checkTransportSecurity(content, seenTLS, seenGossip, cfg)
+	p.checkTokensForNetwork(seen["tokens"], cfg)
+	p.checkTransportSecurity(content, seen["tls"], seen["gossip"], cfg)
 	return cfg
 }
 

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -206,27 +204,9 @@ func (p *configParser) parseTokenBlock(block *hcl.Block) (TokenConfig, bool) {
 // readTokenFile reads the secret of a token file. The file must not be open to other users:
 // a token is a key to the bank's money, and a world-readable copy is a leaked one.
 func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := readPrivateFile(path, "token file", maxTokenFileLen)
 	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("token file %s is not a regular file", path)
-	}
-	if perm := info.Mode().Perm(); perm&0o007 != 0 {
-		return "", fmt.Errorf("token file %s is open to other users (mode %04o); make it private with chmod 600", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileLen+1))
-	if err != nil {
-		return "", fmt.Errorf("read token file %s: %w", path, err)
-	}
-	if len(b) > maxTokenFileLen {
-		return "", fmt.Errorf("token file %s is larger than %d bytes", path, maxTokenFileLen)
+		return "", err
 	}
 	secret := strings.TrimSpace(string(b))
 	if err := checkTokenSecret(secret, minFileTokenLen); err != nil {

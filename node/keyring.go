@@ -16,27 +16,9 @@ const maxKeyringKeys = 16
 // first being the primary that encrypts; blank lines and lines starting with # are skipped. Like
 // a token file, it must not be open to other users.
 func readKeyring(path string) ([][]byte, error) {
-	f, err := os.Open(path)
+	b, err := readPrivateFile(path, "gossip keyring", maxTokenFileLen)
 	if err != nil {
-		return nil, fmt.Errorf("read gossip keyring: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read gossip keyring: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("gossip keyring %s is not a regular file", path)
-	}
-	if perm := info.Mode().Perm(); perm&0o007 != 0 {
-		return nil, fmt.Errorf("gossip keyring %s is open to other users (mode %04o); make it private with chmod 600", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("read gossip keyring %s: %w", path, err)
-	}
-	if len(b) > maxTokenFileLen {
-		return nil, fmt.Errorf("gossip keyring %s is larger than %d bytes", path, maxTokenFileLen)
+		return nil, err
 	}
 	var keys [][]byte
 	for i, line := range strings.Split(string(b), "\n") {
@@ -65,4 +47,32 @@ func readKeyring(path string) ([][]byte, error) {
 		return nil, fmt.Errorf("gossip keyring %s holds no key", path)
 	}
 	return keys, nil
+}
+
+// readPrivateFile reads a small secret file (a token, a keyring) that must be a regular file
+// closed to other users: a secret others can read is a leaked one.
+func readPrivateFile(path, what string, limit int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s %s is not a regular file", what, path)
+	}
+	if perm := info.Mode().Perm(); perm&0o007 != 0 {
+		return nil, fmt.Errorf("%s %s is open to other users (mode %04o); make it private with chmod 600", what, path, perm)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%s %s is larger than %d bytes", what, path, limit)
+	}
+	return b, nil
 }

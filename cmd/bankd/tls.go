@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,7 +97,7 @@ func tlsInit(args []string, stdout io.Writer) error {
 	for _, n := range cfg.Nodes {
 		nodes = append(nodes, clustertls.NodeFiles{
 			ID:       n.ID,
-			Hosts:    hostsOf(n.RaftAddr, n.GossipAddr, n.APIAddr),
+			Hosts:    clustertls.HostsOf(n.RaftAddr, n.GossipAddr, n.APIAddr),
 			CertFile: n.TLSCert,
 			KeyFile:  n.TLSKey,
 		})
@@ -166,19 +165,4 @@ func tlsClient(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s\nwrote %s\n", certFile, keyFile)
 	return nil
-}
-
-// hostsOf returns the distinct hosts of host:port addresses.
-func hostsOf(addrs ...string) []string {
-	var hosts []string
-	seen := map[string]bool{}
-	for _, a := range addrs {
-		h, _, err := net.SplitHostPort(a)
-		if err != nil || h == "" || seen[h] {
-			continue
-		}
-		seen[h] = true
-		hosts = append(hosts, h)
-	}
-	return hosts
 }

@@ -337,7 +337,7 @@ func WriteSecrets(dir, cluster string, nodes []Node) error {
 	for _, n := range nodes {
 		files = append(files, clustertls.NodeFiles{
 			ID:       n.ID,
-			Hosts:    hostsOf(n.RaftAddr, n.GossipAddr, n.APIAddr),
+			Hosts:    clustertls.HostsOf(n.RaftAddr, n.GossipAddr, n.APIAddr),
 			CertFile: filepath.Join(dir, "tls", n.ID+".crt"),
 			KeyFile:  filepath.Join(dir, "tls", n.ID+".key"),
 		})
@@ -357,25 +357,6 @@ func WriteSecrets(dir, cluster string, nodes []Node) error {
 		return fmt.Errorf("clusterhcl: %w", err)
 	}
 	return nil
-}
-
-// hostsOf returns the distinct hosts of host:port addresses.
-func hostsOf(addrs ...string) []string {
-	var hosts []string
-	for _, a := range addrs {
-		h, _, err := net.SplitHostPort(a)
-		if err != nil || h == "" {
-			continue
-		}
-		dup := false
-		for _, have := range hosts {
-			dup = dup || have == h
-		}
-		if !dup {
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
 }
 
 // Layout is a written cluster.hcl and the nodes it describes.
