@@ -143,29 +143,71 @@ func (g *gatedStreamLayer) Dial(address raft.ServerAddress, timeout time.Duratio
 	return conn, nil
 }
 
-// checkedConn is an incoming Raft connection over TLS that hands Raft only messages whose header
-// names the node of the peer's certificate, at that node's configured raft_addr. It reads one
-// whole message ahead (bounded by maxRaftMessageBytes), decoding only the header, then lets
-// Raft read the same bytes; an InstallSnapshot's snapshot bytes that follow pass through as
-// they are.
+// checkedConn is an incoming Raft connection over TLS: after the handshake it hands Raft only
+// what a raftStream for the certificate's node lets through, and closes the connection at the
+// first message refused.
 type checkedConn struct {
 	*tls.Conn
-	g   *gatedStreamLayer
-	rec recorder
-	dec *codec.Decoder
-
-	peer    NodeConfig // set by the handshake
-	shaken  bool
-	pending []byte // checked bytes Raft has not read yet
-	rawLeft int64  // snapshot bytes still to pass through
-	err     error
+	g      *gatedStreamLayer
+	stream *raftStream // nil until the handshake
+	err    error
 }
 
 func newCheckedConn(c *tls.Conn, g *gatedStreamLayer) *checkedConn {
-	cc := &checkedConn{Conn: c, g: g}
-	cc.rec.r = bufio.NewReaderSize(c, 64<<10)
-	cc.dec = codec.NewDecoder(&cc.rec, &codec.MsgpackHandle{})
-	return cc
+	return &checkedConn{Conn: c, g: g}
+}
+
+func (c *checkedConn) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.stream == nil {
+		peer, err := c.handshake()
+		if err != nil {
+			return 0, c.refuse(err)
+		}
+		c.stream = newRaftStream(c.Conn, peer)
+	}
+	n, err := c.stream.read(p)
+	if errors.Is(err, errRaftRefused) {
+		return 0, c.refuse(err)
+	}
+	return n, err
+}
+
+func (c *checkedConn) refuse(err error) error {
+	c.err = err
+	c.g.refused()
+	peer := ""
+	if c.stream != nil {
+		peer = c.stream.peer.ID
+	}
+	c.g.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "peer", peer, "err", err)
+	_ = c.Conn.Close()
+	return err
+}
+
+// errRaftRefused marks a Raft message (or handshake) that must not reach Raft.
+var errRaftRefused = errors.New("raft connection refused")
+
+// raftStream reads Raft requests from a peer known to be node peer, and lets a message through
+// only if its header names that node and its configured raft_addr. It reads one whole message
+// ahead (bounded by limit), decoding only the header, then serves the same bytes to Raft; an
+// InstallSnapshot's snapshot bytes that follow pass through as they are.
+type raftStream struct {
+	peer    NodeConfig
+	rec     recorder
+	dec     *codec.Decoder
+	limit   int
+	pending []byte // checked bytes Raft has not read yet
+	rawLeft int64  // snapshot bytes still to pass through
+}
+
+func newRaftStream(r io.Reader, peer NodeConfig) *raftStream {
+	s := &raftStream{peer: peer, limit: maxRaftMessageBytes}
+	s.rec.r = bufio.NewReaderSize(r, 64<<10)
+	s.dec = codec.NewDecoder(&s.rec, &codec.MsgpackHandle{})
+	return s
 }
 
 // rpcPrefix is what the check decodes of a Raft request: the header every request embeds and,
@@ -184,95 +226,86 @@ const (
 	rpcRequestPreVote
 )
 
-func (c *checkedConn) Read(p []byte) (int, error) {
+// read serves checked bytes, reading and checking the next message when none are left. A
+// refusal wraps errRaftRefused; io.EOF between messages is the peer closing.
+func (s *raftStream) read(p []byte) (int, error) {
 	for {
 		switch {
-		case len(c.pending) > 0:
-			n := copy(p, c.pending)
-			c.pending = c.pending[n:]
+		case len(s.pending) > 0:
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
 			return n, nil
-		case c.rawLeft > 0:
-			if int64(len(p)) > c.rawLeft {
-				p = p[:c.rawLeft]
+		case s.rawLeft > 0:
+			if int64(len(p)) > s.rawLeft {
+				p = p[:s.rawLeft]
 			}
-			n, err := c.rec.r.Read(p)
-			c.rawLeft -= int64(n)
+			n, err := s.rec.r.Read(p)
+			s.rawLeft -= int64(n)
 			return n, err
-		case c.err != nil:
-			return 0, c.err
 		}
-		if err := c.next(); err != nil {
-			c.err = err
-			if !errors.Is(err, io.EOF) {
-				c.g.refused()
-				c.g.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "peer", c.peer.ID, "err", err)
-				_ = c.Conn.Close()
-			}
+		if err := s.next(); err != nil {
+			return 0, err
 		}
 	}
 }
 
 // next reads, checks and stages the next message.
-func (c *checkedConn) next() error {
-	if !c.shaken {
-		if err := c.handshake(); err != nil {
-			return err
-		}
-	}
-	c.rec.buf = c.rec.buf[:0]
-	c.rec.limit = maxRaftMessageBytes
-	typ, err := c.rec.ReadByte()
+func (s *raftStream) next() error {
+	s.rec.buf = s.rec.buf[:0]
+	s.rec.limit = s.limit
+	typ, err := s.rec.ReadByte()
 	if err != nil {
 		return err // io.EOF: the peer closed between messages
 	}
 	if typ > rpcRequestPreVote {
-		return fmt.Errorf("unknown raft message type %d", typ)
+		return fmt.Errorf("%w: unknown raft message type %d", errRaftRefused, typ)
 	}
 	var m rpcPrefix
-	if err := c.dec.Decode(&m); err != nil {
-		return fmt.Errorf("decode raft message: %w", err)
+	if err := s.dec.Decode(&m); err != nil {
+		return fmt.Errorf("%w: decode raft message: %w", errRaftRefused, err)
 	}
-	if err := c.checkHeader(m.RPCHeader); err != nil {
-		return err
+	if err := s.checkHeader(m.RPCHeader); err != nil {
+		return fmt.Errorf("%w: %w", errRaftRefused, err)
 	}
 	if typ == rpcInstallSnapshot {
 		if m.Size < 0 {
-			return fmt.Errorf("install snapshot of negative size %d", m.Size)
+			return fmt.Errorf("%w: install snapshot of negative size %d", errRaftRefused, m.Size)
 		}
-		c.rawLeft = m.Size
+		s.rawLeft = m.Size
 	}
-	c.pending = c.rec.buf
+	s.pending = s.rec.buf
 	return nil
 }
 
-func (c *checkedConn) handshake() error {
+// handshake runs the TLS handshake (bounded by raftHandshakeTimeout) and returns the node the
+// verified certificate names.
+func (c *checkedConn) handshake() (NodeConfig, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), raftHandshakeTimeout)
 	defer cancel()
 	if err := c.Conn.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("tls handshake: %w", err)
+		return NodeConfig{}, fmt.Errorf("%w: tls handshake: %w", errRaftRefused, err)
 	}
 	id, ok := clustertls.PeerIdentity(c.ConnectionState())
 	if !ok {
-		return errors.New("tls handshake: the peer presented no bankd node certificate")
+		return NodeConfig{}, fmt.Errorf("%w: the peer presented no bankd node certificate", errRaftRefused)
 	}
 	nc, ok := c.g.cfg.Node(id.Name)
 	if !ok {
-		return fmt.Errorf("%s is not a node of cluster.hcl", id)
+		return NodeConfig{}, fmt.Errorf("%w: %s is not a node of cluster.hcl", errRaftRefused, id)
 	}
-	c.peer, c.shaken = nc, true
-	return nil
+	return nc, nil
 }
 
 // checkHeader refuses a message that speaks for another node than the certificate's.
-func (c *checkedConn) checkHeader(h raft.RPCHeader) error {
+func (s *raftStream) checkHeader(h raft.RPCHeader) error {
 	id := string(h.ID)
 	switch {
 	case id == "" || len(h.Addr) == 0:
-		return fmt.Errorf("node %s sent a raft message without a sender id and address", c.peer.ID)
-	case nodeIDOf(id) != c.peer.ID || id == c.peer.ID:
-		return fmt.Errorf("node %s sent a raft message as %q", c.peer.ID, id)
-	case string(h.Addr) != c.peer.RaftAddr:
-		return fmt.Errorf("node %s sent a raft message from address %q; its raft_addr is %s", c.peer.ID, h.Addr, c.peer.RaftAddr)
+		return fmt.Errorf("node %s sent a raft message without a sender id and address", s.peer.ID)
+	case nodeIDOf(id) != s.peer.ID || id == s.peer.ID:
+		return fmt.Errorf("node %s sent a raft message as %q", s.peer.ID, id)
+	case string(h.Addr) != s.peer.RaftAddr:
+		return fmt.Errorf("node %s sent a raft message from address %q; its raft_addr is %s", s.peer.ID, h.Addr, s.peer.RaftAddr)
 	}
 	return nil
 }
