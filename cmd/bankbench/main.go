@@ -123,6 +123,7 @@ func createAccounts(ctx context.Context, cl *apiclient.Clients, n int) error {
 type loadResult struct {
 	transfers int64
 	errors    int64
+	firstErr  error
 	elapsed   time.Duration
 	latencies []time.Duration
 }
@@ -132,6 +133,9 @@ func (r loadResult) print(title string) {
 	fmt.Printf("%s\n  %d transfers in %s: %.0f transfers/s, %d requests, latency p50 %s p99 %s max %s, %d errors\n\n",
 		title, r.transfers, r.elapsed.Round(time.Millisecond), float64(r.transfers)/r.elapsed.Seconds(),
 		len(r.latencies), ms(pct(r.latencies, 0.50)), ms(pct(r.latencies, 0.99)), ms(pct(r.latencies, 1)), r.errors)
+	if r.firstErr != nil {
+		fmt.Printf("  first error: %v\n\n", r.firstErr)
+	}
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {
@@ -181,6 +185,11 @@ func runLoad(ctx context.Context, c *testcluster.ProcCluster, leader, workers, p
 				}
 				if err != nil {
 					failed++
+					mu.Lock()
+					if res.firstErr == nil {
+						res.firstErr = err
+					}
+					mu.Unlock()
 					continue
 				}
 				lat = append(lat, time.Since(t0))
