@@ -2,11 +2,16 @@ package node
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 )
 
@@ -151,4 +156,52 @@ func FuzzRaftStream(f *testing.F) {
 			t.Fatalf("handed Raft a message it should have refused: %v", err)
 		}
 	})
+}
+
+// The keyring reload is consul keyring's rotation as file edits: add a key, make it primary,
+// drop the old one; a file that does not load changes nothing.
+func TestGossipKeyringRotation(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	line := func(k []byte) string { return base64.StdEncoding.EncodeToString(k) + "\n" }
+	path := filepath.Join(t.TempDir(), "gossip.keyring")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kr, err := memberlist.NewKeyring([][]byte{k1}, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gossip{n: &Node{cfg: &Config{Gossip: GossipConfig{KeyringFile: path}}}, keyring: kr, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	check := func(step string, primary []byte, keys ...[]byte) {
+		t.Helper()
+		if !bytes.Equal(kr.GetPrimaryKey(), primary) {
+			t.Errorf("%s: primary key %x, want %x", step, kr.GetPrimaryKey()[:1], primary[:1])
+		}
+		if got := kr.GetKeys(); len(got) != len(keys) {
+			t.Errorf("%s: %d keys installed, want %d", step, len(got), len(keys))
+		}
+	}
+	for _, step := range []struct {
+		name, body string
+		primary    []byte
+		keys       [][]byte
+	}{
+		{"add the new key", line(k1) + line(k2), k1, [][]byte{k1, k2}},
+		{"make it primary", line(k2) + line(k1), k2, [][]byte{k2, k1}},
+		{"drop the old key", line(k2), k2, [][]byte{k2}},
+	} {
+		write(step.body)
+		if err := g.reloadKeyring(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		check(step.name, step.primary, step.keys...)
+	}
+	write("not base64\n")
+	if err := g.reloadKeyring(); err == nil {
+		t.Fatal("a broken keyring file reloaded")
+	}
+	check("after a broken file", k2, k2)
 }
