@@ -241,7 +241,8 @@ func (c *ProcCluster) Pause(i int) error { return c.send(i, syscall.SIGSTOP) }
 // Resume continues node i after Pause.
 func (c *ProcCluster) Resume(i int) error { return c.send(i, syscall.SIGCONT) }
 
-// Reload sends SIGHUP to node i: it reads cluster.hcl's tokens again.
+// Reload sends SIGHUP to node i: it reads cluster.hcl's tokens, its certificate and the gossip
+// keyring again. It does not wait; the node logs "configuration reloaded" when done.
 func (c *ProcCluster) Reload(i int) error { return c.send(i, syscall.SIGHUP) }
 
 func (c *ProcCluster) send(i int, sig syscall.Signal) error {
