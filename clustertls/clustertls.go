@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,12 +104,7 @@ func IdentityOf(cert *x509.Certificate) (Identity, error) {
 }
 
 func hasUsage(cert *x509.Certificate, u x509.ExtKeyUsage) bool {
-	for _, have := range cert.ExtKeyUsage {
-		if have == u {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(cert.ExtKeyUsage, u)
 }
 
 // CA is a cluster's certificate authority: its certificate and signing key.

@@ -1,13 +1,14 @@
 package clustertls
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"slices"
-	"time"
 )
 
 // NodeFiles says where a node's certificate and key go and which hosts it answers on.
@@ -67,8 +68,22 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// ExpiresWithin reports whether a certificate expires within d from now (for warnings).
-func (s *Store) ExpiresWithin(d time.Duration) bool { return time.Until(s.NotAfter()) < d }
+// InitKeyring writes a gossip keyring of one new random 32-byte key to path (mode 0600) unless
+// the file exists, and reports whether it wrote one. The node reads it as one base64 key per
+// line, the first encrypting.
+func InitKeyring(path string) (bool, error) {
+	if exists(path) {
+		return false, nil
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return false, fmt.Errorf("gossip key: %w", err)
+	}
+	if err := WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key[:])+"\n"), 0o600); err != nil {
+		return false, err
+	}
+	return true, nil
+}
 
 // HostsOf returns the distinct hosts of host:port addresses, in order: the SANs of a node that
 // listens on them.

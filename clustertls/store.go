@@ -96,9 +96,6 @@ func (s *Store) NotAfter() time.Time {
 	return s.cur.Load().leaf.NotAfter
 }
 
-// Roots is the CA pool the store trusts now.
-func (s *Store) Roots() *x509.CertPool { return s.cur.Load().roots }
-
 // Verify checks a peer's chain (leaf first) against the current CA for usage, and that it names
 // an identity of this cluster, which it returns.
 func (s *Store) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (Identity, error) {

@@ -2,9 +2,9 @@ package node
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/hashicorp/memberlist"
@@ -47,11 +47,11 @@ func (g *gossip) admit(m *memberlist.Node) error {
 	if got := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))); got != g.expected[m.Name] {
 		return fmt.Errorf("member %q speaks from %s, but its gossip_addr is %s", m.Name, got, nc.GossipAddr)
 	}
-	var meta nodeMeta
-	dec := json.NewDecoder(bytes.NewReader(m.Meta))
-	if err := dec.Decode(&meta); err != nil {
-		return fmt.Errorf("member %q: unreadable metadata: %w", m.Name, err)
+	p := toPeer(m)
+	if !p.MetaOK {
+		return fmt.Errorf("member %q: unreadable metadata or no raft id", m.Name)
 	}
+	meta := p.Meta
 	switch {
 	case nodeIDOf(meta.RaftID) != m.Name || meta.RaftID == m.Name:
 		return fmt.Errorf("member %q advertises raft id %q, which is not one of its own", m.Name, meta.RaftID)
@@ -110,11 +110,7 @@ func (g *gossip) reloadKeyring() error {
 		return fmt.Errorf("gossip keyring: use primary key: %w", err)
 	}
 	for _, old := range g.keyring.GetKeys() {
-		listed := false
-		for _, k := range keys {
-			listed = listed || bytes.Equal(k, old)
-		}
-		if !listed {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
 			if err := g.keyring.RemoveKey(old); err != nil {
 				return fmt.Errorf("gossip keyring: remove key: %w", err)
 			}

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -109,22 +106,14 @@ func tlsInit(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	switch _, err := os.Stat(cfg.Gossip.KeyringFile); {
-	case err == nil:
-	case errors.Is(err, iofs.ErrNotExist):
-		var key [32]byte
-		if _, err := rand.Read(key[:]); err != nil {
-			return fmt.Errorf("gossip key: %w", err)
-		}
-		body := "# gossip keyring: one base64 key per line, the first encrypts (see docs/OPERATIONS.md)\n" + base64.StdEncoding.EncodeToString(key[:]) + "\n"
-		if err := clustertls.WriteFile(cfg.Gossip.KeyringFile, []byte(body), 0o600); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "wrote %s\n", cfg.Gossip.KeyringFile)
-	default:
-		return fmt.Errorf("gossip keyring: %w", err)
+	keyring, err := clustertls.InitKeyring(cfg.Gossip.KeyringFile)
+	if err != nil {
+		return err
 	}
-	if len(wrote) == 0 {
+	if keyring {
+		fmt.Fprintf(stdout, "wrote %s\n", cfg.Gossip.KeyringFile)
+	}
+	if len(wrote) == 0 && !keyring {
 		fmt.Fprintln(stdout, "every certificate was already there; nothing to do")
 	}
 	return nil

@@ -9,8 +9,6 @@
 package clusterhcl
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -345,15 +343,7 @@ func WriteSecrets(dir, cluster string, nodes []Node) error {
 	if _, err := clustertls.Init(cluster, filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile), files); err != nil {
 		return fmt.Errorf("clusterhcl: %w", err)
 	}
-	keyring := filepath.Join(dir, KeyringFile)
-	if _, err := os.Stat(keyring); err == nil {
-		return nil
-	}
-	var key [32]byte
-	if _, err := rand.Read(key[:]); err != nil {
-		return fmt.Errorf("clusterhcl: gossip key: %w", err)
-	}
-	if err := clustertls.WriteFile(keyring, []byte(base64.StdEncoding.EncodeToString(key[:])+"\n"), 0o600); err != nil {
+	if _, err := clustertls.InitKeyring(filepath.Join(dir, KeyringFile)); err != nil {
 		return fmt.Errorf("clusterhcl: %w", err)
 	}
 	return nil
