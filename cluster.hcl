@@ -106,6 +106,47 @@ chain {
   mempool = true
 }
 
+# On-chain withdrawals. Optional block; without it RequestPayout is refused. The leader's payout
+# driver plans one transaction per queue trigger for every withdrawal that is due, commits the
+# plan, and waits for signerd (a separate process holding the hot wallet's key) to sign it.
+payouts {
+  # The HOT wallet (a wpkh(.../<0;1>/*) descriptor, created with `bankctl wallet create`) that
+  # pays withdrawals and receives their change.
+  wallet = "hot"
+  # The queue of withdrawals that name none (default: the first queue block).
+  default_queue = "batched"
+
+  # One block per queue. Every key is optional; the values below are the defaults unless said.
+  queue "batched" {
+    # When a transaction is planned: "interval" (every interval), "count" (once count are due,
+    # or interval after the oldest), or "manual" (bankctl payout flush).
+    trigger  = "interval"
+    interval = "1m"
+    count    = 100
+    # Confirmation target of the node's fee estimate, in blocks; the rate is clamped into
+    # [min_fee_rate, max_fee_rate] sat/vB (a node without an estimate pays min_fee_rate).
+    conf_target  = 6
+    min_fee_rate = 1
+    max_fee_rate = 500
+    # What a customer is charged for the network fee: "flat" (fee_sat each) or "estimate" (the
+    # estimate for one output and one input, at most fee_sat).
+    fee     = "flat"
+    fee_sat = 1000 # default 0
+    # Withdrawals above this many satoshis need approval by a second identity (0: none).
+    approval_threshold_sat = 10000000 # default 0
+    # Most withdrawals per transaction.
+    max_batch = 500
+  }
+
+  queue "instant" {
+    trigger  = "count"
+    count    = 1
+    interval = "5s"
+    fee      = "estimate"
+    fee_sat  = 5000
+  }
+}
+
 # One block per node; the label is the node id. Node ids and all addresses must be unique.
 #   region      failure domain the node runs in (shown by `bankctl members`)
 #   raft_addr   host:port for Raft replication; peers dial it, so no wildcard address

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/bankd/bankd/chainwatch"
+	"github.com/bankd/bankd/chainwatch/chainrpc"
 	"github.com/bankd/bankd/lnpool"
 	"github.com/bankd/bankd/node"
+	"github.com/bankd/bankd/payout"
 	"github.com/bankd/bankd/rpc"
 )
 
@@ -126,7 +128,15 @@ func (a *Agent) wire() error {
 		return err
 	}
 	a.pool = pool
-	api, err := rpc.New(n, a.cfg, rpc.Options{Logger: a.opts.Logger, ShutdownTimeout: a.opts.ShutdownTimeout / 2, Lightning: pool})
+	payouts, err := a.newPayoutDriver()
+	if err != nil {
+		return err
+	}
+	apiOpts := rpc.Options{Logger: a.opts.Logger, ShutdownTimeout: a.opts.ShutdownTimeout / 2, Lightning: pool}
+	if payouts != nil {
+		apiOpts.Payouts = payouts
+	}
+	api, err := rpc.New(n, a.cfg, apiOpts)
 	if err != nil {
 		return fmt.Errorf("create api: %w", err)
 	}
@@ -136,6 +146,11 @@ func (a *Agent) wire() error {
 	}
 	if err := n.AddDriver(pool); err != nil {
 		return err
+	}
+	if payouts != nil {
+		if err := n.AddDriver(payouts); err != nil {
+			return err
+		}
 	}
 	if index != nil {
 		if err := a.addChainWatcher(index); err != nil {
@@ -165,6 +180,23 @@ func (a *Agent) newLightningPool() (*lnpool.Pool, error) {
 		return nil, fmt.Errorf("create lightning pool: %w", err)
 	}
 	return pool, nil
+}
+
+// newPayoutDriver makes the driver of cluster.hcl's payout queues (nil without a payouts
+// block), with its own client of the chain node for fee estimates and broadcasts.
+func (a *Agent) newPayoutDriver() (*payout.Driver, error) {
+	if !a.cfg.Payouts.Enabled() {
+		return nil, nil
+	}
+	var chain payout.Chain
+	if a.cfg.Chain.Watching() {
+		client, err := chainrpc.New(chainwatch.ConfigFromNode(a.cfg.Chain).RPC)
+		if err != nil {
+			return nil, fmt.Errorf("payout driver: %w", err)
+		}
+		chain = client
+	}
+	return payout.New(a.cfg.Payouts, a.cfg.Chain.Network, a.node, a.node.FSM(), chain, payout.Options{Logger: a.log}), nil
 }
 
 // addChainWatcher makes the leader follow the chain node of cluster.hcl's chain block.

@@ -94,6 +94,16 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_START:            handle(asLightning, (*applier).lnPaymentStart),
 	bankdv1.CommandType_COMMAND_TYPE_LN_PAYMENT_RESULT:           handle(asLightning, (*applier).lnPaymentResult),
 	bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE: handle(asLightning, (*applier).lnInvoiceCanceledOnNode),
+
+	// Withdrawals move customers' money into the chain driver's books, so every payout command
+	// acts as the chain driver; the API checks who may ask for each (rpc/auth.go), and the
+	// state machine records who did (requested_by, decided_by, signed_by).
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_REQUEST: handle(asChain, (*applier).payoutRequest),
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_CANCEL:  handle(asChain, (*applier).payoutCancel),
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_DECIDE:  handle(asChain, (*applier).payoutDecide),
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN:    handle(asChain, (*applier).payoutPlan),
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_SIGNED:  handle(asChain, (*applier).payoutSigned),
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON: handle(asChain, (*applier).payoutAbandon),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

@@ -975,7 +975,7 @@ func (c *chainApply) saveTx(rec *bankdv1.ChainTx) error {
 		return err
 	}
 	c.a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_ChainTx{ChainTx: proto.Clone(rec).(*bankdv1.ChainTx)}})
-	return nil
+	return c.followBatch(rec)
 }
 
 func (c *chainApply) putUtxo(u *bankdv1.Utxo) error {

@@ -21,6 +21,8 @@ type testFSM struct {
 	log    []*raft.Log
 	nowMs  int64
 	fatals *fatalRecorder
+	// principal is stamped on every command, as the leader stamps the API token's name.
+	principal string
 }
 
 type fatalRecorder struct {
@@ -58,7 +60,7 @@ func (tf *testFSM) entry(typ bankdv1.CommandType, body proto.Message, fence *ban
 	if err != nil {
 		tf.t.Fatalf("marshal body: %v", err)
 	}
-	cmd := &bankdv1.Command{Version: CommandVersion, Type: typ, LeaderTimeUnixMs: tf.nowMs, Fence: fence, Body: b}
+	cmd := &bankdv1.Command{Version: CommandVersion, Type: typ, LeaderTimeUnixMs: tf.nowMs, Fence: fence, Body: b, Principal: tf.principal}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		tf.t.Fatalf("marshal command: %v", err)

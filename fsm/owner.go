@@ -44,6 +44,8 @@ var systemTransferIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_LIGHTNING, "lnu:<node>:<settle index>    a settlement the cluster did not issue", unattributedIDForm},
 	{bankdv1.Owner_OWNER_LIGHTNING, "lnp:<raft index>[:post|:void] a payment's hold and its resolution", paymentIDForm},
 	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
+	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", payoutIDForm},
+	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee         a payout batch's fee paid against fees charged", batchFeeIDForm},
 }
 
 // systemAccountIDs are the forms of every account id a driver creates.
@@ -52,6 +54,10 @@ var systemAccountIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_LIGHTNING, LightningCapitalAccount + "        EQUITY: opening balances of pool nodes", exactID(LightningCapitalAccount)},
 	{bankdv1.Owner_OWNER_LIGHTNING, LightningUnattributedAccount + "   LIABILITY: settlements the cluster did not issue", exactID(LightningUnattributedAccount)},
 	{bankdv1.Owner_OWNER_LIGHTNING, LightningNodeAccountPrefix + "<node>            ASSET: what a pool node's channels hold", nodeIDForm(LightningNodeAccountPrefix)},
+	{bankdv1.Owner_OWNER_CHAIN, PayoutClearingAccount + "   LIABILITY: withdrawals held and paid", exactID(PayoutClearingAccount)},
+	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeIncomeAccount + " INCOME: fees charged above the fee paid", exactID(PayoutFeeIncomeAccount)},
+	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeExpenseAccount + " EXPENSE: fees paid above the fees charged", exactID(PayoutFeeExpenseAccount)},
+	{bankdv1.Owner_OWNER_CHAIN, WalletAccountPrefix + "<wallet>      ASSET: a wallet's coins", walletAccountForm},
 }
 
 // SystemTransferOwner reports which driver creates transfers with an id of this form.
@@ -155,6 +161,36 @@ func paymentIDForm(id string) bool {
 	}
 	rest = strings.TrimSuffix(strings.TrimSuffix(rest, ":post"), ":void")
 	return isDecimal(rest)
+}
+
+// payoutIDForm matches payoutTransferID: "po:<raft index>" and its ":post", ":void", ":pay".
+func payoutIDForm(id string) bool {
+	rest, ok := strings.CutPrefix(id, "po:")
+	if !ok {
+		return false
+	}
+	for _, suffix := range []string{":post", ":void", ":pay"} {
+		if r, ok := strings.CutSuffix(rest, suffix); ok {
+			return isDecimal(r)
+		}
+	}
+	return isDecimal(rest)
+}
+
+// batchFeeIDForm matches batchFeeTransferID: "pb:<raft index>:fee".
+func batchFeeIDForm(id string) bool {
+	rest, ok := strings.CutPrefix(id, "pb:")
+	if !ok {
+		return false
+	}
+	n, ok := strings.CutSuffix(rest, ":fee")
+	return ok && isDecimal(n)
+}
+
+// walletAccountForm matches WalletAccount: "wallet:<wallet id>".
+func walletAccountForm(id string) bool {
+	rest, ok := strings.CutPrefix(id, WalletAccountPrefix)
+	return ok && validID(rest)
 }
 
 // nodeIDForm matches prefix followed by a pool node id.

@@ -36,6 +36,11 @@ func TestEveryDriverIDIsSystem(t *testing.T) {
 		paymentResolutionID(paymentTransferID(9), true):  asLightning,
 		paymentResolutionID(paymentTransferID(9), false): asLightning,
 		openingTransferID(node):                          asLightning,
+		payoutTransferID(1<<64-1, ""):                    asChain,
+		payoutTransferID(1<<64-1, ":post"):               asChain,
+		payoutTransferID(1<<64-1, ":void"):               asChain,
+		payoutTransferID(1<<64-1, ":pay"):                asChain,
+		batchFeeTransferID(1<<64 - 1):                    asChain,
 	}
 	for id, want := range transfers {
 		if len(id) > MaxIDLen {
@@ -50,6 +55,10 @@ func TestEveryDriverIDIsSystem(t *testing.T) {
 		LightningCapitalAccount:      asLightning,
 		LightningUnattributedAccount: asLightning,
 		LightningNodeAccount(node):   asLightning,
+		PayoutClearingAccount:        asChain,
+		PayoutFeeIncomeAccount:       asChain,
+		PayoutFeeExpenseAccount:      asChain,
+		WalletAccount(strings.Repeat("w", MaxIDLen-len(WalletAccountPrefix))): asChain,
 	}
 	for id, want := range accounts {
 		if got, ok := SystemAccountOwner(id); !ok || got != want {
@@ -597,7 +606,7 @@ func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 		switch {
 		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK:
 			want = bankdv1.Owner_OWNER_UNSPECIFIED
-		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"):
+		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"):
 			want = asChain
 		case strings.HasPrefix(name, "COMMAND_TYPE_LND_"), strings.HasPrefix(name, "COMMAND_TYPE_LN_"):
 			want = asLightning

@@ -30,6 +30,8 @@ type Config struct {
 	Raft   RaftConfig
 	Tokens TokensConfig
 	Chain  ChainConfig
+	// Payouts is the payouts block: the hot wallet and the withdrawal queues.
+	Payouts PayoutsConfig
 	// TLS is the tls block: the cluster CA every node trusts. Zero when InsecurePlaintext.
 	TLS TLSConfig
 	// Gossip is the gossip block: memberlist's encryption keyring. Zero when InsecurePlaintext.
@@ -290,6 +292,7 @@ var (
 			{Type: "gossip"},
 			{Type: "tokens"},
 			{Type: "chain"},
+			{Type: "payouts"},
 			{Type: "node", LabelNames: []string{"id"}},
 			{Type: "lnd", LabelNames: []string{"id"}},
 		},
@@ -394,6 +397,8 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			p.parseTokens(block, &cfg.Tokens)
 		case "chain":
 			p.parseChain(block, &cfg.Chain)
+		case "payouts":
+			p.parsePayouts(block, &cfg.Payouts)
 		case "node":
 			p.parseNode(block, cfg)
 		case "lnd":

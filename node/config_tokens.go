@@ -21,12 +21,15 @@ const (
 	// ScopeOperator runs the bank's machinery: wallets, rescans, the lnd pool, problems, state
 	// hashes. It implies read, not write.
 	ScopeOperator = "operator"
+	// ScopeSigner delivers signatures of payout transactions (signerd) and reads. It implies
+	// read only: a signer cannot ask for, approve or cancel a withdrawal.
+	ScopeSigner = "signer"
 	// ScopeAdmin changes the cluster itself (membership, leadership) and may do everything.
 	ScopeAdmin = "admin"
 )
 
 // AllScopes lists the scopes in order of privilege.
-var AllScopes = []string{ScopeRead, ScopeWrite, ScopeOperator, ScopeAdmin}
+var AllScopes = []string{ScopeRead, ScopeSigner, ScopeWrite, ScopeOperator, ScopeAdmin}
 
 // TokensConfig holds the API tokens.
 type TokensConfig struct {
@@ -66,7 +69,7 @@ const (
 var (
 	tokensSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: ScopeRead}, {Name: ScopeWrite}, {Name: ScopeOperator}, {Name: ScopeAdmin},
+			{Name: ScopeRead}, {Name: ScopeSigner}, {Name: ScopeWrite}, {Name: ScopeOperator}, {Name: ScopeAdmin},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "token", LabelNames: []string{"name"}}},
 	}

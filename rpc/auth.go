@@ -26,6 +26,7 @@ const (
 	scopeWrite
 	scopeOperator
 	scopeAdmin
+	scopeSigner
 )
 
 type scopeSet uint8
@@ -36,9 +37,10 @@ func (s scopeSet) has(sc scope) bool { return s&scopeSet(sc) != 0 }
 // read; admin grants everything.
 var scopeNames = map[string]scopeSet{
 	node.ScopeRead:     scopeSet(scopeRead),
+	node.ScopeSigner:   scopeSet(scopeRead | scopeSigner),
 	node.ScopeWrite:    scopeSet(scopeRead | scopeWrite),
 	node.ScopeOperator: scopeSet(scopeRead | scopeOperator),
-	node.ScopeAdmin:    scopeSet(scopeRead | scopeWrite | scopeOperator | scopeAdmin),
+	node.ScopeAdmin:    scopeSet(scopeRead | scopeWrite | scopeOperator | scopeAdmin | scopeSigner),
 }
 
 func (sc scope) String() string {
@@ -51,6 +53,8 @@ func (sc scope) String() string {
 		return node.ScopeOperator
 	case scopeAdmin:
 		return node.ScopeAdmin
+	case scopeSigner:
+		return node.ScopeSigner
 	}
 	return fmt.Sprintf("scope(%d)", uint8(sc))
 }
@@ -103,6 +107,17 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.LightningServiceAddNodeProcedure:       scopeOperator,
 	bankdv1connect.LightningServiceDrainNodeProcedure:     scopeOperator,
 	bankdv1connect.LightningServiceReconcileProcedure:     scopeOperator,
+
+	bankdv1connect.PayoutServiceGetPayoutProcedure:       scopeRead,
+	bankdv1connect.PayoutServiceListPayoutsProcedure:     scopeRead,
+	bankdv1connect.PayoutServiceGetBatchProcedure:        scopeRead,
+	bankdv1connect.PayoutServiceListBatchesProcedure:     scopeRead,
+	bankdv1connect.PayoutServiceRequestPayoutProcedure:   scopeWrite,
+	bankdv1connect.PayoutServiceCancelPayoutProcedure:    scopeWrite,
+	bankdv1connect.PayoutServiceApprovePayoutProcedure:   scopeOperator,
+	bankdv1connect.PayoutServiceRejectPayoutProcedure:    scopeOperator,
+	bankdv1connect.PayoutServiceAbandonBatchProcedure:    scopeOperator,
+	bankdv1connect.PayoutServiceSubmitSignatureProcedure: scopeSigner,
 }
 
 // maxTokenLen bounds what we hash from an Authorization header.

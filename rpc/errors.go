@@ -41,7 +41,8 @@ func resultCodeToConnect(code bankdv1.ResultCode) connect.Code {
 		bankdv1.ResultCode_RESULT_CODE_LOCK_HELD,
 		bankdv1.ResultCode_RESULT_CODE_STALE_TOKEN,
 		bankdv1.ResultCode_RESULT_CODE_CHAIN_CONFLICT,
-		bankdv1.ResultCode_RESULT_CODE_LIGHTNING_CONFLICT:
+		bankdv1.ResultCode_RESULT_CODE_LIGHTNING_CONFLICT,
+		bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT:
 		return connect.CodeFailedPrecondition
 	case bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS:
 		return connect.CodeAlreadyExists

@@ -42,3 +42,15 @@ func (s *fakeState) LndNodes() ([]*bankdv1.LndNode, error) { return nil, nil }
 func (s *fakeState) Invoice(string) (*bankdv1.LnInvoice, error) { return nil, fsm.ErrNotFound }
 
 func (s *fakeState) Payment(string) (*bankdv1.LnPayment, error) { return nil, fsm.ErrNotFound }
+
+func (s *fakeState) Payout(string) (*bankdv1.Payout, error) { return nil, fsm.ErrNotFound }
+
+func (s *fakeState) ListPayouts(string, bankdv1.PayoutState, string, int) ([]*bankdv1.Payout, string, error) {
+	return nil, "", nil
+}
+
+func (s *fakeState) PayoutBatch(string) (*bankdv1.PayoutBatch, error) { return nil, fsm.ErrNotFound }
+
+func (s *fakeState) ListPayoutBatches(bankdv1.BatchState, string, int) ([]*bankdv1.PayoutBatch, string, error) {
+	return nil, "", nil
+}

@@ -70,6 +70,9 @@ type Options struct {
 	// Lightning is the node's lnd pool driver; nil means LightningService answers that the
 	// cluster has no pool.
 	Lightning LightningPool
+	// Payouts is the node's payout driver; nil means PayoutService answers that the cluster
+	// takes no withdrawals.
+	Payouts Payouts
 }
 
 // backend is what the API needs from a node. *node.Node provides it through nodeBackend; unit
@@ -111,6 +114,10 @@ type stateReader interface {
 	LndNodes() ([]*bankdv1.LndNode, error)
 	Invoice(hash string) (*bankdv1.LnInvoice, error)
 	Payment(id string) (*bankdv1.LnPayment, error)
+	Payout(id string) (*bankdv1.Payout, error)
+	ListPayouts(accountID string, state bankdv1.PayoutState, pageToken string, pageSize int) ([]*bankdv1.Payout, string, error)
+	PayoutBatch(id string) (*bankdv1.PayoutBatch, error)
+	ListPayoutBatches(state bankdv1.BatchState, pageToken string, pageSize int) ([]*bankdv1.PayoutBatch, string, error)
 	ListProblems(pageToken string, pageSize int) ([]*bankdv1.Problem, string, error)
 	ProblemCount() (uint64, error)
 }
@@ -138,6 +145,8 @@ type Server struct {
 	network string
 	// lightning is the lnd pool driver (Options.Lightning).
 	lightning LightningPool
+	// payouts is the payout driver (Options.Payouts).
+	payouts Payouts
 
 	// limits bounds what each token holds at once; bodyReadTimeout how long a body may take.
 	limits          *tokenLimits
@@ -240,6 +249,7 @@ func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, err
 		stopGrace:   grace,
 		network:     node.DefaultChainNetwork,
 		lightning:   opts.Lightning,
+		payouts:     opts.Payouts,
 		streamSlots: make(chan struct{}, maxStreams),
 		limits:      newTokenLimits(maxCalls, maxTokenStreams),
 
@@ -289,6 +299,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(bankdv1connect.NewEventServiceHandler(&eventService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewClusterServiceHandler(&clusterService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewWalletServiceHandler(&walletService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewPayoutServiceHandler(&payoutService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewLightningServiceHandler(&lightningService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewChainServiceHandler(&chainService{s: s}, apiOpts))
 

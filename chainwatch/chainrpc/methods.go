@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -234,4 +237,55 @@ func (c *Client) CheckNetwork(ctx context.Context, params *chaincfg.Params) erro
 		WantNetwork: params.Name,
 		WantGenesis: *params.GenesisHash,
 	}
+}
+
+// maxFeeRateBTCPerKvB bounds a fee rate the node may report (1 BTC per kvB is 100,000 sat/vB:
+// anything above it is a wrong reply, not a market).
+const maxFeeRateBTCPerKvB = 1.0
+
+// EstimateFeeRate asks the node for the fee rate that confirms within target blocks, in
+// satoshis per 1,000 virtual bytes: bitcoind's estimatesmartfee, else btcd's estimatefee. ok
+// is false when the node has no estimate (too little data, as on regtest); the caller then
+// uses its own floor.
+func (c *Client) EstimateFeeRate(ctx context.Context, target int) (satPerKvB int64, ok bool, err error) {
+	if target < 1 || target > 1008 {
+		return 0, false, fmt.Errorf("chainrpc: EstimateFeeRate: target %d outside 1-1008", target)
+	}
+	raw, smartErr := c.call(ctx, "estimatesmartfee", "estimatesmartfee", target)
+	var rate float64
+	if smartErr == nil {
+		var reply struct {
+			FeeRate *float64 `json:"feerate"`
+		}
+		if err := json.Unmarshal(raw, &reply); err != nil {
+			return 0, false, fmt.Errorf("chainrpc: estimatesmartfee: %w", badReply("%v", err))
+		}
+		if reply.FeeRate == nil {
+			return 0, false, nil
+		}
+		rate = *reply.FeeRate
+	} else {
+		var rpcErr *RPCError
+		if !errors.As(smartErr, &rpcErr) {
+			return 0, false, smartErr
+		}
+		// btcd has no estimatesmartfee; its estimatefee answers -1 without an estimate.
+		raw, err := c.call(ctx, "estimatefee", "estimatefee", target)
+		if err != nil {
+			if errors.As(err, &rpcErr) {
+				return 0, false, nil
+			}
+			return 0, false, err
+		}
+		if err := json.Unmarshal(raw, &rate); err != nil {
+			return 0, false, fmt.Errorf("chainrpc: estimatefee: %w", badReply("%v", err))
+		}
+	}
+	switch {
+	case rate <= 0:
+		return 0, false, nil
+	case rate > maxFeeRateBTCPerKvB || math.IsNaN(rate):
+		return 0, false, fmt.Errorf("chainrpc: fee estimate: %w", badReply("%v BTC/kvB", rate))
+	}
+	return int64(math.Round(rate * 1e8)), true, nil
 }

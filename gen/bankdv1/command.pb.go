@@ -69,6 +69,18 @@ const (
 	CommandType_COMMAND_TYPE_LN_PAYMENT_RESULT CommandType = 20
 	// body: LnInvoiceCanceledOnNode (proposed only by the leader's pool driver)
 	CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE CommandType = 21
+	// body: PayoutRequestCommand (the queue's policy stamped by the leader)
+	CommandType_COMMAND_TYPE_PAYOUT_REQUEST CommandType = 22
+	// body: CancelPayoutRequest
+	CommandType_COMMAND_TYPE_PAYOUT_CANCEL CommandType = 23
+	// body: DecidePayoutRequest
+	CommandType_COMMAND_TYPE_PAYOUT_DECIDE CommandType = 24
+	// body: PayoutPlan (proposed only by the leader's payout driver)
+	CommandType_COMMAND_TYPE_PAYOUT_PLAN CommandType = 25
+	// body: SubmitPayoutSignatureRequest
+	CommandType_COMMAND_TYPE_PAYOUT_SIGNED CommandType = 26
+	// body: AbandonPayoutBatchRequest
+	CommandType_COMMAND_TYPE_PAYOUT_ABANDON CommandType = 27
 )
 
 // Enum value maps for CommandType.
@@ -96,6 +108,12 @@ var (
 		19: "COMMAND_TYPE_LN_PAYMENT_START",
 		20: "COMMAND_TYPE_LN_PAYMENT_RESULT",
 		21: "COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE",
+		22: "COMMAND_TYPE_PAYOUT_REQUEST",
+		23: "COMMAND_TYPE_PAYOUT_CANCEL",
+		24: "COMMAND_TYPE_PAYOUT_DECIDE",
+		25: "COMMAND_TYPE_PAYOUT_PLAN",
+		26: "COMMAND_TYPE_PAYOUT_SIGNED",
+		27: "COMMAND_TYPE_PAYOUT_ABANDON",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -120,6 +138,12 @@ var (
 		"COMMAND_TYPE_LN_PAYMENT_START":            19,
 		"COMMAND_TYPE_LN_PAYMENT_RESULT":           20,
 		"COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE": 21,
+		"COMMAND_TYPE_PAYOUT_REQUEST":              22,
+		"COMMAND_TYPE_PAYOUT_CANCEL":               23,
+		"COMMAND_TYPE_PAYOUT_DECIDE":               24,
+		"COMMAND_TYPE_PAYOUT_PLAN":                 25,
+		"COMMAND_TYPE_PAYOUT_SIGNED":               26,
+		"COMMAND_TYPE_PAYOUT_ABANDON":              27,
 	}
 )
 
@@ -253,7 +277,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\x86\x06\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xc6\a\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -277,7 +301,13 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x1fCOMMAND_TYPE_LN_INVOICE_UPDATES\x10\x12\x12!\n" +
 	"\x1dCOMMAND_TYPE_LN_PAYMENT_START\x10\x13\x12\"\n" +
 	"\x1eCOMMAND_TYPE_LN_PAYMENT_RESULT\x10\x14\x12,\n" +
-	"(COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE\x10\x15B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"(COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE\x10\x15\x12\x1f\n" +
+	"\x1bCOMMAND_TYPE_PAYOUT_REQUEST\x10\x16\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_PAYOUT_CANCEL\x10\x17\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_PAYOUT_DECIDE\x10\x18\x12\x1c\n" +
+	"\x18COMMAND_TYPE_PAYOUT_PLAN\x10\x19\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_PAYOUT_SIGNED\x10\x1a\x12\x1f\n" +
+	"\x1bCOMMAND_TYPE_PAYOUT_ABANDON\x10\x1bB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

@@ -106,6 +106,8 @@ type EventItem struct {
 	//	*EventItem_Invoice
 	//	*EventItem_Payment
 	//	*EventItem_Problem
+	//	*EventItem_Payout
+	//	*EventItem_PayoutBatch
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -319,6 +321,24 @@ func (x *EventItem) GetProblem() *Problem {
 	return nil
 }
 
+func (x *EventItem) GetPayout() *Payout {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Payout); ok {
+			return x.Payout
+		}
+	}
+	return nil
+}
+
+func (x *EventItem) GetPayoutBatch() *PayoutBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_PayoutBatch); ok {
+			return x.PayoutBatch
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -414,6 +434,16 @@ type EventItem_Problem struct {
 	Problem *Problem `protobuf:"bytes,19,opt,name=problem,proto3,oneof"`
 }
 
+type EventItem_Payout struct {
+	// A withdrawal was requested, decided, batched, paid, cancelled or failed.
+	Payout *Payout `protobuf:"bytes,20,opt,name=payout,proto3,oneof"`
+}
+
+type EventItem_PayoutBatch struct {
+	// A payout transaction was planned, signed, confirmed, made final or abandoned.
+	PayoutBatch *PayoutBatch `protobuf:"bytes,21,opt,name=payout_batch,json=payoutBatch,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -451,6 +481,10 @@ func (*EventItem_Invoice) isEventItem_Kind() {}
 func (*EventItem_Payment) isEventItem_Kind() {}
 
 func (*EventItem_Problem) isEventItem_Kind() {}
+
+func (*EventItem_Payout) isEventItem_Kind() {}
+
+func (*EventItem_PayoutBatch) isEventItem_Kind() {}
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -545,12 +579,12 @@ var File_bankd_v1_event_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\x1a\x16bankd/v1/problem.proto\"f\n" +
+	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/payout.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\x1a\x16bankd/v1/problem.proto\"f\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xbc\b\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xa4\t\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -571,7 +605,9 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\blnd_node\x18\x10 \x01(\v2\x11.bankd.v1.LndNodeH\x00R\alndNode\x12/\n" +
 	"\ainvoice\x18\x11 \x01(\v2\x13.bankd.v1.LnInvoiceH\x00R\ainvoice\x12/\n" +
 	"\apayment\x18\x12 \x01(\v2\x13.bankd.v1.LnPaymentH\x00R\apayment\x12-\n" +
-	"\aproblem\x18\x13 \x01(\v2\x11.bankd.v1.ProblemH\x00R\aproblemB\x06\n" +
+	"\aproblem\x18\x13 \x01(\v2\x11.bankd.v1.ProblemH\x00R\aproblem\x12*\n" +
+	"\x06payout\x18\x14 \x01(\v2\x10.bankd.v1.PayoutH\x00R\x06payout\x12:\n" +
+	"\fpayout_batch\x18\x15 \x01(\v2\x15.bankd.v1.PayoutBatchH\x00R\vpayoutBatchB\x06\n" +
 	"\x04kind\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
@@ -613,6 +649,8 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*LnInvoice)(nil),           // 15: bankd.v1.LnInvoice
 	(*LnPayment)(nil),           // 16: bankd.v1.LnPayment
 	(*Problem)(nil),             // 17: bankd.v1.Problem
+	(*Payout)(nil),              // 18: bankd.v1.Payout
+	(*PayoutBatch)(nil),         // 19: bankd.v1.PayoutBatch
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -634,14 +672,16 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	15, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
 	16, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
 	17, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
-	0,  // 19: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 20: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 21: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	21, // [21:22] is the sub-list for method output_type
-	20, // [20:21] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
+	19, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
+	0,  // 21: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	2,  // 22: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	3,  // 23: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	23, // [23:24] is the sub-list for method output_type
+	22, // [22:23] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -650,6 +690,7 @@ func file_bankd_v1_event_proto_init() {
 		return
 	}
 	file_bankd_v1_ledger_proto_init()
+	file_bankd_v1_payout_proto_init()
 	file_bankd_v1_lock_proto_init()
 	file_bankd_v1_chain_proto_init()
 	file_bankd_v1_wallet_proto_init()
@@ -675,6 +716,8 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_Invoice)(nil),
 		(*EventItem_Payment)(nil),
 		(*EventItem_Problem)(nil),
+		(*EventItem_Payout)(nil),
+		(*EventItem_PayoutBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

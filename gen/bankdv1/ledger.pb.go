@@ -92,10 +92,11 @@ const (
 	Owner_OWNER_UNSPECIFIED Owner = 0
 	// Created by an API client: CreateAccount, CreateTransfer(s), PayInternal.
 	Owner_OWNER_CLIENT Owner = 1
-	// Created by the chain watcher's commands: deposits and the deposit clearing account.
+	// Created by the on-chain driver's commands: deposits, withdrawals' holds, the deposit and
+	// payout clearing accounts and the hot wallet's books.
 	Owner_OWNER_CHAIN Owner = 2
 	// Created by the Lightning pool's commands: pool node accounts, settlements, payments.
-	Owner_OWNER_LIGHTNING Owner = 3 // 4 and up: later drivers (on-chain payouts).
+	Owner_OWNER_LIGHTNING Owner = 3 // 4 and up: later drivers.
 )
 
 // Enum value maps for Owner.
@@ -289,6 +290,10 @@ const (
 	// A Lightning write refused by the state of the pool, an invoice or a payment: a node not
 	// active, a hash already paid or being paid, a stale attempt, paying one's own invoice.
 	ResultCode_RESULT_CODE_LIGHTNING_CONFLICT ResultCode = 13
+	// A payout write refused by the state of a withdrawal or batch: cancelling one already in a
+	// transaction, deciding one that needs no decision, approving one's own request, signing a
+	// batch that is not waiting for a signature.
+	ResultCode_RESULT_CODE_PAYOUT_CONFLICT ResultCode = 14
 )
 
 // Enum value maps for ResultCode.
@@ -308,6 +313,7 @@ var (
 		11: "RESULT_CODE_STALE_TOKEN",
 		12: "RESULT_CODE_CHAIN_CONFLICT",
 		13: "RESULT_CODE_LIGHTNING_CONFLICT",
+		14: "RESULT_CODE_PAYOUT_CONFLICT",
 	}
 	ResultCode_value = map[string]int32{
 		"RESULT_CODE_UNSPECIFIED":        0,
@@ -324,6 +330,7 @@ var (
 		"RESULT_CODE_STALE_TOKEN":        11,
 		"RESULT_CODE_CHAIN_CONFLICT":     12,
 		"RESULT_CODE_LIGHTNING_CONFLICT": 13,
+		"RESULT_CODE_PAYOUT_CONFLICT":    14,
 	}
 )
 
@@ -2013,7 +2020,7 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x1dTRANSFER_STATE_PENDING_POSTED\x10\x03\x12!\n" +
 	"\x1dTRANSFER_STATE_PENDING_VOIDED\x10\x04\x12\"\n" +
 	"\x1eTRANSFER_STATE_PENDING_EXPIRED\x10\x05\x12\x17\n" +
-	"\x13TRANSFER_STATE_VOID\x10\x06*\xb5\x03\n" +
+	"\x13TRANSFER_STATE_VOID\x10\x06*\xd6\x03\n" +
 	"\n" +
 	"ResultCode\x12\x1b\n" +
 	"\x17RESULT_CODE_UNSPECIFIED\x10\x00\x12\x12\n" +
@@ -2030,7 +2037,8 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x12\x1b\n" +
 	"\x17RESULT_CODE_STALE_TOKEN\x10\v\x12\x1e\n" +
 	"\x1aRESULT_CODE_CHAIN_CONFLICT\x10\f\x12\"\n" +
-	"\x1eRESULT_CODE_LIGHTNING_CONFLICT\x10\r2\xf1\x04\n" +
+	"\x1eRESULT_CODE_LIGHTNING_CONFLICT\x10\r\x12\x1f\n" +
+	"\x1bRESULT_CODE_PAYOUT_CONFLICT\x10\x0e2\xf1\x04\n" +
 	"\rLedgerService\x12P\n" +
 	"\rCreateAccount\x12\x1e.bankd.v1.CreateAccountRequest\x1a\x1f.bankd.v1.CreateAccountResponse\x12L\n" +
 	"\n" +

@@ -28,6 +28,7 @@ type Clients struct {
 	Wallet    bankdv1connect.WalletServiceClient
 	Chain     bankdv1connect.ChainServiceClient
 	Lightning bankdv1connect.LightningServiceClient
+	Payout    bankdv1connect.PayoutServiceClient
 }
 
 // New returns clients of the API at baseURL (e.g. https://127.0.0.1:7201) that send token as a
@@ -42,6 +43,7 @@ func New(hc *http.Client, baseURL, token string, opts ...connect.ClientOption) *
 		Wallet:    bankdv1connect.NewWalletServiceClient(hc, baseURL, opts...),
 		Chain:     bankdv1connect.NewChainServiceClient(hc, baseURL, opts...),
 		Lightning: bankdv1connect.NewLightningServiceClient(hc, baseURL, opts...),
+		Payout:    bankdv1connect.NewPayoutServiceClient(hc, baseURL, opts...),
 	}
 }
 

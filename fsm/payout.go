@@ -1,0 +1,880 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+	"google.golang.org/protobuf/proto"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// On-chain payouts (withdrawals). Every step is a command applied before its side effect:
+//
+//	PAYOUT_REQUEST   a client asks; amount + the fee it is charged are held on its account
+//	                 (a pending transfer to PayoutClearingAccount); above the queue's threshold
+//	                 the withdrawal waits for approval by another identity
+//	PAYOUT_DECIDE    another identity approves (QUEUED) or rejects (hold voided)
+//	PAYOUT_CANCEL    the client gives up while it is not in a transaction (hold voided)
+//	PAYOUT_PLAN      the leader's payout driver commits a transaction for QUEUED withdrawals:
+//	                 inputs reserved, outputs, fee, unsigned PSBT; only then is a signer asked
+//	PAYOUT_SIGNED    a signer's PSBT, checked against the plan and verified input by input
+//	PAYOUT_ABANDON   an operator gives up an unsigned plan: inputs released, withdrawals queued
+//
+// The chain watcher then follows the transaction like any other that spends our UTXOs; when it
+// is final (chain.go calls followBatch), the holds post and the books move:
+//
+//	customer -> onchain-payouts           amount + fee charged (the hold, posted)
+//	onchain-payouts -> wallet:<hot>       amount + fee charged (the coins leave the hot wallet)
+//	onchain-fee-expense -> wallet:<hot>   fee paid - fees charged, when the bank pays more, or
+//	wallet:<hot> -> onchain-fee-income    fees charged - fee paid, when it pays less
+//
+// so the hot wallet's ASSET account falls by exactly what left it: outputs to others plus the
+// network fee.
+
+// Accounts of the payout books, created by the chain driver when first needed.
+const (
+	// PayoutClearingAccount is the LIABILITY account withdrawals are held against and paid
+	// through.
+	PayoutClearingAccount = "onchain-payouts"
+	// PayoutFeeIncomeAccount is the INCOME account of fees charged above the fee paid.
+	PayoutFeeIncomeAccount = "onchain-fee-income"
+	// PayoutFeeExpenseAccount is the EXPENSE account of fees paid above the fees charged.
+	PayoutFeeExpenseAccount = "onchain-fee-expense"
+	// WalletAccountPrefix starts the ASSET account of a wallet's coins.
+	WalletAccountPrefix = "wallet:"
+)
+
+// WalletAccount names the ASSET account of a wallet's coins.
+func WalletAccount(walletID string) string { return WalletAccountPrefix + walletID }
+
+// Payout limits.
+const (
+	MaxPayoutQueueLen = 32
+	// MaxBatchPayouts and MaxBatchInputs bound one transaction (a 1,000-output payout from
+	// 2,000 inputs is about 170 kvB, under the 400 kWU standardness limit).
+	MaxBatchPayouts = 2_000
+	MaxBatchInputs  = 2_000
+	// MinPayoutFeeRateSatKvB is the default minimum relay fee rate (1 sat/vB).
+	MinPayoutFeeRateSatKvB = 1_000
+	// MaxPayoutFeeRateSatKvB refuses a plan paying more than 2,000 sat/vB, whatever the
+	// queue says: a bug, not a market.
+	MaxPayoutFeeRateSatKvB = 2_000_000
+	MaxPayoutReasonLen     = 512
+	// payoutSequence signals replaceability (BIP 125) on every input.
+	payoutSequence = wire.MaxTxInSequenceNum - 2
+)
+
+// Payout tables (see keys.go for the rest of the keyspace):
+//
+//	W <index>                -> Payout, by the Raft index of its request
+//	Z <payout id>            -> sha256(request) || index: the client's id
+//	Q <queue> 0x00 <index>   -> empty: QUEUED withdrawals per queue, in request order
+//	B <index>                -> PayoutBatch, by the Raft index of its plan
+//	X <txid>                 -> index of the batch whose transaction it is
+//	r <txid> <vout>          -> index of the batch that reserved the UTXO
+const (
+	tagPayout      = 'W'
+	tagPayoutID    = 'Z'
+	tagPayoutQueue = 'Q'
+	tagBatch       = 'B'
+	tagBatchTx     = 'X'
+	tagReserved    = 'r'
+)
+
+func payoutKey(index uint64) []byte { return binary.BigEndian.AppendUint64([]byte{tagPayout}, index) }
+func payoutIDKey(id string) []byte  { return tagged(tagPayoutID, id) }
+func batchKey(index uint64) []byte  { return binary.BigEndian.AppendUint64([]byte{tagBatch}, index) }
+func batchTxKey(txid string) []byte { return tagged(tagBatchTx, txid) }
+func payoutQueuePrefix(queue string) []byte {
+	return append(tagged(tagPayoutQueue, queue), 0)
+}
+func payoutQueueKey(queue string, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(payoutQueuePrefix(queue), index)
+}
+
+// BatchID names the batch planned at a Raft index.
+func BatchID(index uint64) string { return "b" + strconv.FormatUint(index, 10) }
+
+// ParseBatchID returns the Raft index a batch id names.
+func ParseBatchID(id string) (uint64, bool) {
+	if !strings.HasPrefix(id, "b") || len(id) < 2 || id[1] == '0' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[1:], 10, 64)
+	return n, err == nil
+}
+
+// payoutTransferID names a withdrawal's hold (suffix "") and its resolutions (":post", ":void",
+// ":pay"); batchFeeTransferID the fee difference of a batch.
+func payoutTransferID(index uint64, suffix string) string {
+	return "po:" + strconv.FormatUint(index, 10) + suffix
+}
+func batchFeeTransferID(index uint64) string { return "pb:" + strconv.FormatUint(index, 10) + ":fee" }
+
+func payoutConflict(format string, args ...any) *Error {
+	return refuse(bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, format, args...)
+}
+
+// --- validation (shared with the API edge) ---
+
+// CheckPayoutQueue checks a queue name.
+func CheckPayoutQueue(field, q string) *Error {
+	if len(q) > MaxPayoutQueueLen || !validID(q) {
+		return invalid("%s: must be 1-%d characters from [A-Za-z0-9._:-], got %q", field, MaxPayoutQueueLen, truncate(q))
+	}
+	return nil
+}
+
+// ValidateRequestPayout checks a withdrawal request on its own (the address needs the cluster's
+// network: apply and the API check it with ParsePayoutAddress).
+func ValidateRequestPayout(req *bankdv1.RequestPayoutRequest) *Error {
+	if err := checkID("id", req.GetId()); err != nil {
+		return err
+	}
+	if err := checkID("account_id", req.GetAccountId()); err != nil {
+		return err
+	}
+	if !ownershipChecksOff {
+		if err := CheckClientAccountID("account_id", req.GetAccountId(), "withdraw from"); err != nil {
+			return err
+		}
+	}
+	if req.GetAmountSat() <= 0 || req.GetAmountSat() > MaxPayoutAmountSat {
+		return invalid("amount_sat: must be 1-%d satoshis, got %d", int64(MaxPayoutAmountSat), req.GetAmountSat())
+	}
+	if req.GetAddress() == "" {
+		return invalid("address: required")
+	}
+	return CheckPayoutQueue("queue", req.GetQueue())
+}
+
+// --- records ---
+
+func requestSum(req *bankdv1.RequestPayoutRequest) ([32]byte, error) {
+	b, err := marshal.Marshal(req)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("marshal payout request: %w", err)
+	}
+	return sha256.Sum256(b), nil
+}
+
+// loadPayoutByID returns the withdrawal with a client id and the hash of its request.
+func loadPayoutByID(tx *txn, id string) (*bankdv1.Payout, []byte, error) {
+	v, found, err := tx.get(payoutIDKey(id))
+	if err != nil || !found {
+		return nil, nil, err
+	}
+	if len(v) != 40 {
+		return nil, nil, fmt.Errorf("corrupt payout id record %q", id)
+	}
+	p, err := loadPayoutAt(tx, binary.BigEndian.Uint64(v[32:]))
+	return p, v[:32], err
+}
+
+func loadPayoutAt(tx *txn, index uint64) (*bankdv1.Payout, error) {
+	p := &bankdv1.Payout{}
+	found, err := getProto(tx, payoutKey(index), p)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("payout index names %d, which holds no payout", index)
+	}
+	return p, nil
+}
+
+func mustLoadPayout(tx *txn, field, id string) (*bankdv1.Payout, error) {
+	p, _, err := loadPayoutByID(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "%s: no withdrawal %q", field, truncate(id))
+	}
+	return p, nil
+}
+
+func (a *applier) savePayout(tx *txn, p *bankdv1.Payout) error {
+	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_Payout{Payout: proto.Clone(p).(*bankdv1.Payout)}})
+	return putProto(tx, payoutKey(p.Index), p)
+}
+
+func loadBatch(tx *txn, field, id string) (*bankdv1.PayoutBatch, error) {
+	index, ok := ParseBatchID(id)
+	if !ok {
+		return nil, invalid("%s: %q is not a batch id (b<index>)", field, truncate(id))
+	}
+	b := &bankdv1.PayoutBatch{}
+	found, err := getProto(tx, batchKey(index), b)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "%s: no batch %q", field, id)
+	}
+	return b, nil
+}
+
+func (a *applier) saveBatch(tx *txn, b *bankdv1.PayoutBatch) error {
+	index, _ := ParseBatchID(b.Id)
+	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_PayoutBatch{PayoutBatch: proto.Clone(b).(*bankdv1.PayoutBatch)}})
+	return putProto(tx, batchKey(index), b)
+}
+
+// --- requests, decisions, cancellations ---
+
+func (a *applier) payoutRequest(tx *txn, cmd *bankdv1.PayoutRequestCommand) (proto.Message, error) {
+	req := cmd.GetRequest()
+	if err := ValidateRequestPayout(req); err != nil {
+		return nil, err
+	}
+	pol := cmd.GetPolicy()
+	if err := checkSat("policy.fee_sat", pol.GetFeeSat(), true); err != nil {
+		return nil, err
+	}
+	if err := checkSat("policy.approval_threshold_sat", pol.GetApprovalThresholdSat(), true); err != nil {
+		return nil, err
+	}
+	sum, err := requestSum(req)
+	if err != nil {
+		return nil, err
+	}
+	prev, prevSum, err := loadPayoutByID(tx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		if !bytes.Equal(prevSum, sum[:]) {
+			return nil, refuse(bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "id: %q was already used for another withdrawal", req.Id)
+		}
+		return &bankdv1.RequestPayoutResponse{Payout: prev, Replayed: true}, nil
+	}
+	network, _, err := tx.get(keyNetwork)
+	if err != nil {
+		return nil, err
+	}
+	addr, verr := ParsePayoutAddress("address", req.Address, string(network))
+	if verr != nil {
+		return nil, verr
+	}
+	if dust := DustThreshold(addr.Script); req.AmountSat < dust {
+		return nil, invalid("amount_sat: %d is below the dust threshold of a %s output (%d)", req.AmountSat, addr.Type, dust)
+	}
+	own := &bankdv1.WatchedScript{}
+	if found, err := getProto(tx, scriptKey(addr.Script), own); err != nil {
+		return nil, err
+	} else if found {
+		return nil, invalid("address: %s is an address of the cluster's wallet %q; move money between accounts with a transfer", addr.Address, own.WalletId)
+	}
+	payer, err := loadAccount(tx, "account_id", req.AccountId, "BTC")
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPayer("account_id", payer); err != nil {
+		return nil, err
+	}
+	if err := a.ensureAccount(tx, &bankdv1.Account{Id: PayoutClearingAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY}); err != nil {
+		return nil, err
+	}
+	if req.AmountSat+pol.FeeSat > MaxPayoutAmountSat {
+		return nil, invalid("amount_sat: amount + fee above %d", int64(MaxPayoutAmountSat))
+	}
+	hold, err := a.move(tx, &bankdv1.Transfer{
+		Id: payoutTransferID(a.index, ""), DebitAccountId: req.AccountId, CreditAccountId: PayoutClearingAccount,
+		Amount: req.AmountSat + pol.FeeSat, Pending: true, ExternalRef: req.Id,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &bankdv1.Payout{
+		Id: req.Id, AccountId: req.AccountId, Address: addr.Address, Script: addr.Script,
+		AmountSat: req.AmountSat, FeeSat: pol.FeeSat, Queue: req.Queue, RequestedBy: a.principal,
+		RequestedUnixMs: a.now, HoldTransferId: hold.Id, Index: a.index,
+		ApprovalRequired: pol.ApprovalThresholdSat > 0 && req.AmountSat > pol.ApprovalThresholdSat,
+	}
+	if p.ApprovalRequired {
+		p.State = bankdv1.PayoutState_PAYOUT_STATE_AWAITING_APPROVAL
+	} else {
+		a.queue(tx, p)
+	}
+	tx.set(payoutIDKey(p.Id), binary.BigEndian.AppendUint64(sum[:], p.Index))
+	return &bankdv1.RequestPayoutResponse{Payout: p}, a.savePayout(tx, p)
+}
+
+// queue makes a withdrawal due for its queue's next transaction.
+func (a *applier) queue(tx *txn, p *bankdv1.Payout) {
+	p.State, p.BatchId, p.Txid, p.Vout = bankdv1.PayoutState_PAYOUT_STATE_QUEUED, "", "", 0
+	tx.set(payoutQueueKey(p.Queue, p.Index), nil)
+}
+
+func (a *applier) payoutCancel(tx *txn, req *bankdv1.CancelPayoutRequest) (proto.Message, error) {
+	if err := checkID("id", req.GetId()); err != nil {
+		return nil, err
+	}
+	p, err := mustLoadPayout(tx, "id", req.Id)
+	if err != nil {
+		return nil, err
+	}
+	switch p.State {
+	case bankdv1.PayoutState_PAYOUT_STATE_CANCELLED:
+		return &bankdv1.CancelPayoutResponse{Payout: p}, nil // a retry
+	case bankdv1.PayoutState_PAYOUT_STATE_AWAITING_APPROVAL, bankdv1.PayoutState_PAYOUT_STATE_QUEUED:
+	default:
+		return nil, payoutConflict("id: withdrawal %q is %s%s; only one not yet in a transaction can be cancelled",
+			p.Id, payoutStateName(p.State), inBatch(p))
+	}
+	tx.delete(payoutQueueKey(p.Queue, p.Index))
+	if err := a.releaseHold(tx, p); err != nil {
+		return nil, err
+	}
+	p.State, p.ResolvedUnixMs = bankdv1.PayoutState_PAYOUT_STATE_CANCELLED, a.now
+	return &bankdv1.CancelPayoutResponse{Payout: p}, a.savePayout(tx, p)
+}
+
+func inBatch(p *bankdv1.Payout) string {
+	if p.BatchId == "" {
+		return ""
+	}
+	return " in batch " + p.BatchId + " (transaction " + p.Txid + ")"
+}
+
+func payoutStateName(s bankdv1.PayoutState) string {
+	return strings.TrimPrefix(s.String(), "PAYOUT_STATE_")
+}
+
+func batchStateName(s bankdv1.BatchState) string {
+	return strings.TrimPrefix(s.String(), "BATCH_STATE_")
+}
+
+// releaseHold voids a withdrawal's hold. The hold belongs to the chain driver and has no
+// timeout, so the ledger refuses the void only if the store is not what the driver left; the
+// withdrawal's state still changes and a problem says why.
+func (a *applier) releaseHold(tx *txn, p *bankdv1.Payout) error {
+	return a.book(tx, "payout "+p.Id, &bankdv1.Transfer{Id: payoutTransferID(p.Index, ":void"), PendingId: p.HoldTransferId, VoidPending: true})
+}
+
+func (a *applier) payoutDecide(tx *txn, req *bankdv1.DecidePayoutRequest) (proto.Message, error) {
+	if err := checkID("id", req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := checkText("reason", req.GetReason(), MaxPayoutReasonLen, !req.GetApprove()); err != nil {
+		return nil, err
+	}
+	if a.principal == "" {
+		return nil, invalid("approver: a decision needs an authenticated identity")
+	}
+	p, err := mustLoadPayout(tx, "id", req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if a.principal == p.RequestedBy {
+		return nil, payoutConflict("approver: %q requested withdrawal %q; another identity must approve or reject it", a.principal, p.Id)
+	}
+	if p.State != bankdv1.PayoutState_PAYOUT_STATE_AWAITING_APPROVAL {
+		if p.DecidedBy == a.principal && (req.Approve == (p.RejectReason == "")) {
+			return &bankdv1.DecidePayoutResponse{Payout: p}, nil // a retry of the same decision
+		}
+		return nil, payoutConflict("id: withdrawal %q is %s, not awaiting approval", p.Id, payoutStateName(p.State))
+	}
+	p.DecidedBy, p.DecidedUnixMs = a.principal, a.now
+	if req.Approve {
+		a.queue(tx, p)
+	} else {
+		if err := a.releaseHold(tx, p); err != nil {
+			return nil, err
+		}
+		p.State, p.RejectReason, p.ResolvedUnixMs = bankdv1.PayoutState_PAYOUT_STATE_REJECTED, req.Reason, a.now
+	}
+	return &bankdv1.DecidePayoutResponse{Payout: p}, a.savePayout(tx, p)
+}
+
+// --- plans ---
+
+// PayoutTxVSize is the virtual size of a payout transaction spending nInputs p2wpkh inputs to
+// outputs with these scripts, counting 72-byte signatures (the most a low-R signer produces
+// is 71; the estimate errs on the side of paying enough).
+func PayoutTxVSize(nInputs int, outputScripts [][]byte) int64 {
+	// version, locktime, input and output counts; marker and flag count a quarter each.
+	weight := int64(4+4+varIntLen(nInputs)+varIntLen(len(outputScripts)))*4 + 2
+	// outpoint, empty scriptSig, sequence; witness: item count, signature, public key.
+	weight += int64(nInputs) * ((32+4+1+4)*4 + 1 + 1 + 72 + 1 + 33)
+	for _, s := range outputScripts {
+		weight += int64(8+varIntLen(len(s))+len(s)) * 4
+	}
+	return (weight + 3) / 4
+}
+
+// P2WPKHInputVBytes and P2WPKHChangeVBytes are what one p2wpkh input and one p2wpkh output add
+// to PayoutTxVSize, for coin selection.
+const (
+	P2WPKHInputVBytes  = 68
+	P2WPKHChangeVBytes = 31
+)
+
+// ValidatePayoutPlan checks a plan's shape.
+func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
+	if err := CheckPayoutQueue("queue", req.GetQueue()); err != nil {
+		return err
+	}
+	if err := checkID("wallet_id", req.GetWalletId()); err != nil {
+		return err
+	}
+	if len(WalletAccount(req.GetWalletId())) > MaxIDLen {
+		return invalid("wallet_id: %q is too long to name its books (%s<id> must fit %d characters)", req.GetWalletId(), WalletAccountPrefix, MaxIDLen)
+	}
+	if n := len(req.GetPayoutIds()); n == 0 || n > MaxBatchPayouts {
+		return invalid("payout_ids: 1-%d withdrawals per transaction, got %d", MaxBatchPayouts, n)
+	}
+	if n := len(req.GetInputs()); n == 0 || n > MaxBatchInputs {
+		return invalid("inputs: 1-%d per transaction, got %d", MaxBatchInputs, n)
+	}
+	for i, op := range req.GetInputs() {
+		if err := CheckHash(fmt.Sprintf("inputs[%d].txid", i), op.GetTxid()); err != nil {
+			return err
+		}
+	}
+	if err := checkSat("change_sat", req.GetChangeSat(), true); err != nil {
+		return err
+	}
+	if len(req.GetPsbt()) == 0 {
+		return invalid("psbt: required")
+	}
+	return nil
+}
+
+func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, error) {
+	if err := ValidatePayoutPlan(req); err != nil {
+		return nil, err
+	}
+	ws, err := loadWalletState(tx, req.WalletId)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHotWallet(ws, req.WalletId); err != nil {
+		return nil, err
+	}
+	b := &bankdv1.PayoutBatch{
+		Id: BatchID(a.index), Queue: req.Queue, WalletId: req.WalletId, State: bankdv1.BatchState_BATCH_STATE_PLANNED,
+		PlannedUnixMs: a.now, Psbt: req.Psbt,
+	}
+	// Inputs: unreserved, unspent UTXOs of the wallet, each once.
+	var in int64
+	seen := map[string]bool{}
+	for i, op := range req.Inputs {
+		field := fmt.Sprintf("inputs[%d]", i)
+		key := outpointKey(tagUtxo, op)
+		if seen[string(key)] {
+			return nil, invalid("%s: %s is listed twice", field, outpointString(op))
+		}
+		seen[string(key)] = true
+		u := &bankdv1.Utxo{}
+		if found, err := getProto(tx, key, u); err != nil {
+			return nil, err
+		} else if !found || u.WalletId != req.WalletId {
+			return nil, payoutConflict("%s: %s is not a UTXO of wallet %q", field, outpointString(op), req.WalletId)
+		}
+		if u.SpendingTxid != "" {
+			return nil, payoutConflict("%s: %s is being spent by %s", field, outpointString(op), u.SpendingTxid)
+		}
+		if v, found, err := tx.get(outpointKey(tagReserved, op)); err != nil {
+			return nil, err
+		} else if found {
+			return nil, payoutConflict("%s: %s is reserved by batch %s", field, outpointString(op), BatchID(binary.BigEndian.Uint64(v)))
+		}
+		script := &bankdv1.WatchedScript{}
+		if found, err := getProto(tx, scriptKey(u.Script), script); err != nil {
+			return nil, err
+		} else if !found {
+			return nil, fmt.Errorf("UTXO %s pays a script that is not in the script table", outpointString(op))
+		}
+		b.Inputs = append(b.Inputs, &bankdv1.BatchInput{Outpoint: op, ValueSat: u.ValueSat, Script: u.Script, Branch: script.Branch, Index: script.Index})
+		in += u.ValueSat
+	}
+	// Outputs: one per withdrawal, QUEUED in this queue, each once; then the change.
+	var payouts []*bankdv1.Payout
+	var out int64
+	for i, id := range req.PayoutIds {
+		field := fmt.Sprintf("payout_ids[%d]", i)
+		p, err := mustLoadPayout(tx, field, id)
+		if err != nil {
+			return nil, err
+		}
+		if p.State != bankdv1.PayoutState_PAYOUT_STATE_QUEUED || p.Queue != req.Queue {
+			return nil, payoutConflict("%s: withdrawal %q is %s in queue %q, not QUEUED in %q", field, id, payoutStateName(p.State), p.Queue, req.Queue)
+		}
+		for _, q := range payouts {
+			if q.Id == p.Id {
+				return nil, invalid("%s: %q is listed twice", field, id)
+			}
+		}
+		payouts = append(payouts, p)
+		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(i), ValueSat: p.AmountSat, Script: p.Script, Address: p.Address, PayoutId: p.Id})
+		out += p.AmountSat
+		b.ChargedFeeSat += p.FeeSat
+	}
+	change := ws.branches[branchChange]
+	if req.ChangeSat > 0 {
+		rec, err := ws.derive(branchChange, change.NextIndex)
+		if err != nil {
+			return nil, invalid("wallet %q: change index %d: %v", ws.wallet.Id, change.NextIndex, err)
+		}
+		if dust := DustThreshold(rec.Script); req.ChangeSat < dust {
+			return nil, invalid("change_sat: %d is below the dust threshold (%d); leave it to the fee", req.ChangeSat, dust)
+		}
+		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(len(b.Outputs)), ValueSat: req.ChangeSat, Script: rec.Script,
+			Address: rec.Address, Change: true, ChangeIndex: change.NextIndex})
+		out += req.ChangeSat
+	}
+	b.FeeSat = in - out
+	var scripts [][]byte
+	for _, o := range b.Outputs {
+		scripts = append(scripts, o.Script)
+	}
+	b.Vsize = PayoutTxVSize(len(b.Inputs), scripts)
+	switch {
+	case b.FeeSat*1000 < b.Vsize*MinPayoutFeeRateSatKvB:
+		return nil, invalid("inputs: %d sat in, %d out leaves a fee of %d for %d vB, below the minimum relay fee", in, out, b.FeeSat, b.Vsize)
+	case b.FeeSat*1000 > b.Vsize*MaxPayoutFeeRateSatKvB:
+		return nil, invalid("inputs: a fee of %d sat for %d vB is above %d sat/vB", b.FeeSat, b.Vsize, MaxPayoutFeeRateSatKvB/1000)
+	}
+	b.FeeRateSatKvb = b.FeeSat * 1000 / b.Vsize
+	unsigned, verr := checkPlanPSBT(req.Psbt, b)
+	if verr != nil {
+		return nil, verr
+	}
+	b.Txid = unsigned.TxHash().String()
+	if _, found, err := tx.get(batchTxKey(b.Txid)); err != nil {
+		return nil, err
+	} else if found {
+		return nil, payoutConflict("psbt: transaction %s is already planned", b.Txid)
+	}
+
+	index := a.index
+	for _, in := range b.Inputs {
+		tx.set(outpointKey(tagReserved, in.Outpoint), encodeUint64(index))
+	}
+	tx.set(batchTxKey(b.Txid), encodeUint64(index))
+	for i, p := range payouts {
+		tx.delete(payoutQueueKey(p.Queue, p.Index))
+		p.State, p.BatchId, p.Txid, p.Vout = bankdv1.PayoutState_PAYOUT_STATE_BATCHED, b.Id, b.Txid, uint32(i)
+		if err := a.savePayout(tx, p); err != nil {
+			return nil, err
+		}
+	}
+	if req.ChangeSat > 0 {
+		change.NextIndex++
+		if err := a.watchUpTo(tx, ws, change, ws.windowEnd(change)); err != nil {
+			return nil, err
+		}
+		ws.save(tx)
+	}
+	return &bankdv1.PayoutPlanResponse{Batch: b}, a.saveBatch(tx, b)
+}
+
+// checkHotWallet refuses a wallet payouts cannot be planned from: only HOT wallets of p2wpkh
+// scripts with a receive and a change branch (the fee estimate, the signer and the fixed
+// txid of a plan rely on it).
+func checkHotWallet(ws *walletState, id string) *Error {
+	switch {
+	case ws == nil:
+		return refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "wallet_id: no wallet %q", id)
+	case ws.wallet.Kind != bankdv1.WalletKind_WALLET_KIND_HOT:
+		return invalid("wallet_id: wallet %q is a %s wallet; payouts are paid from HOT wallets", id, walletKindName(ws.wallet.Kind))
+	case len(ws.branches) != 2:
+		return invalid("wallet_id: wallet %q has no change branch (its descriptor needs /<0;1>/*)", id)
+	case !strings.HasPrefix(ws.wallet.Descriptor_, "wpkh("):
+		return invalid("wallet_id: wallet %q is not a wpkh() wallet; payouts are planned from p2wpkh hot wallets only", id)
+	}
+	return nil
+}
+
+// checkPlanPSBT decodes a plan's PSBT and checks that its transaction is exactly the batch's:
+// version 2, locktime 0, the inputs in order with the replaceable sequence, the outputs in
+// order; and that each input carries the UTXO it spends, so a signer signs what it is shown.
+func checkPlanPSBT(raw []byte, b *bankdv1.PayoutBatch) (*wire.MsgTx, *Error) {
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		return nil, invalid("psbt: does not decode: %v", err)
+	}
+	want, verr := batchTx(b)
+	if verr != nil {
+		return nil, verr
+	}
+	if !sameTx(p.UnsignedTx, want) {
+		return nil, invalid("psbt: its transaction is not the plan's (inputs, outputs, version 2, locktime 0, sequence %#x)", uint32(payoutSequence))
+	}
+	for i, in := range b.Inputs {
+		wu := p.Inputs[i].WitnessUtxo
+		if wu == nil || wu.Value != in.ValueSat || !bytes.Equal(wu.PkScript, in.Script) {
+			return nil, invalid("psbt: input %d does not carry the UTXO it spends (witness_utxo)", i)
+		}
+	}
+	return want, nil
+}
+
+// batchTx builds the unsigned transaction of a batch.
+func batchTx(b *bankdv1.PayoutBatch) (*wire.MsgTx, *Error) {
+	tx := wire.NewMsgTx(2)
+	for i, in := range b.Inputs {
+		h, err := chainhash.NewHashFromStr(in.Outpoint.Txid)
+		if err != nil {
+			return nil, invalid("inputs[%d].txid: %v", i, err)
+		}
+		txin := wire.NewTxIn(wire.NewOutPoint(h, in.Outpoint.Vout), nil, nil)
+		txin.Sequence = payoutSequence
+		tx.AddTxIn(txin)
+	}
+	for _, o := range b.Outputs {
+		tx.AddTxOut(wire.NewTxOut(o.ValueSat, o.Script))
+	}
+	return tx, nil
+}
+
+func sameTx(x, y *wire.MsgTx) bool {
+	var bx, by bytes.Buffer
+	if x == nil || x.SerializeNoWitness(&bx) != nil || y.SerializeNoWitness(&by) != nil {
+		return false
+	}
+	return bytes.Equal(bx.Bytes(), by.Bytes())
+}
+
+// --- signatures ---
+
+// ValidateSubmitPayoutSignature checks a signature submission's shape.
+func ValidateSubmitPayoutSignature(req *bankdv1.SubmitPayoutSignatureRequest) *Error {
+	if _, ok := ParseBatchID(req.GetBatchId()); !ok {
+		return invalid("batch_id: %q is not a batch id (b<index>)", truncate(req.GetBatchId()))
+	}
+	if len(req.GetPsbt()) == 0 {
+		return invalid("psbt: required")
+	}
+	return nil
+}
+
+// SignedBatchTx checks a signer's PSBT against a PLANNED batch: the same transaction, every
+// input finalized (or finalizable from its partial signature) and valid under the script
+// engine. It returns the signed transaction. The API runs it before proposing; apply again.
+func SignedBatchTx(b *bankdv1.PayoutBatch, raw []byte) (*wire.MsgTx, *Error) {
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		return nil, invalid("psbt: does not decode: %v", err)
+	}
+	want, verr := batchTx(b)
+	if verr != nil {
+		return nil, verr
+	}
+	if !sameTx(p.UnsignedTx, want) {
+		return nil, invalid("psbt: its transaction is not batch %s's (txid %s, want %s)", b.Id, p.UnsignedTx.TxHash(), b.Txid)
+	}
+	// The UTXOs come from the batch, never from the signer's PSBT.
+	for i, in := range b.Inputs {
+		p.Inputs[i].WitnessUtxo = wire.NewTxOut(in.ValueSat, in.Script)
+	}
+	if err := psbt.MaybeFinalizeAll(p); err != nil {
+		return nil, invalid("psbt: not every input is signed: %v", err)
+	}
+	signed, err := psbt.Extract(p)
+	if err != nil {
+		return nil, invalid("psbt: %v", err)
+	}
+	prevOuts := txscript.NewMultiPrevOutFetcher(nil)
+	for _, in := range b.Inputs {
+		h, _ := chainhash.NewHashFromStr(in.Outpoint.Txid)
+		prevOuts.AddPrevOut(*wire.NewOutPoint(h, in.Outpoint.Vout), wire.NewTxOut(in.ValueSat, in.Script))
+	}
+	hashes := txscript.NewTxSigHashes(signed, prevOuts)
+	for i, in := range b.Inputs {
+		vm, err := txscript.NewEngine(in.Script, signed, i, txscript.StandardVerifyFlags, nil, hashes, in.ValueSat, prevOuts)
+		if err != nil {
+			return nil, invalid("psbt: input %d: %v", i, err)
+		}
+		if err := vm.Execute(); err != nil {
+			return nil, invalid("psbt: input %d does not verify: %v", i, err)
+		}
+	}
+	return signed, nil
+}
+
+func (a *applier) payoutSigned(tx *txn, req *bankdv1.SubmitPayoutSignatureRequest) (proto.Message, error) {
+	if err := ValidateSubmitPayoutSignature(req); err != nil {
+		return nil, err
+	}
+	b, err := loadBatch(tx, "batch_id", req.BatchId)
+	if err != nil {
+		return nil, err
+	}
+	if b.State != bankdv1.BatchState_BATCH_STATE_PLANNED {
+		if len(b.SignedTx) > 0 {
+			return &bankdv1.SubmitPayoutSignatureResponse{Batch: b, Replayed: true}, nil
+		}
+		return nil, payoutConflict("batch_id: batch %s is %s, not waiting for a signature", b.Id, batchStateName(b.State))
+	}
+	signed, verr := SignedBatchTx(b, req.Psbt)
+	if verr != nil {
+		return nil, verr
+	}
+	var buf bytes.Buffer
+	if err := signed.Serialize(&buf); err != nil {
+		return nil, fmt.Errorf("serialize signed transaction: %w", err)
+	}
+	b.SignedTx, b.SignedBy, b.SignedUnixMs, b.State = buf.Bytes(), a.principal, a.now, bankdv1.BatchState_BATCH_STATE_SIGNED
+	return &bankdv1.SubmitPayoutSignatureResponse{Batch: b}, a.saveBatch(tx, b)
+}
+
+// --- abandoning a plan ---
+
+func (a *applier) payoutAbandon(tx *txn, req *bankdv1.AbandonPayoutBatchRequest) (proto.Message, error) {
+	if err := checkText("reason", req.GetReason(), MaxPayoutReasonLen, true); err != nil {
+		return nil, err
+	}
+	b, err := loadBatch(tx, "batch_id", req.GetBatchId())
+	if err != nil {
+		return nil, err
+	}
+	switch b.State {
+	case bankdv1.BatchState_BATCH_STATE_ABANDONED:
+		return &bankdv1.AbandonPayoutBatchResponse{Batch: b}, nil
+	case bankdv1.BatchState_BATCH_STATE_PLANNED:
+	default:
+		return nil, payoutConflict("batch_id: batch %s is %s; a signed transaction may still confirm, so it can only be replaced, not abandoned", b.Id, batchStateName(b.State))
+	}
+	for _, in := range b.Inputs {
+		tx.delete(outpointKey(tagReserved, in.Outpoint))
+	}
+	for _, o := range b.Outputs {
+		if o.PayoutId == "" {
+			continue
+		}
+		p, err := mustLoadPayout(tx, "batch", o.PayoutId)
+		if err != nil {
+			return nil, err
+		}
+		a.queue(tx, p)
+		if err := a.savePayout(tx, p); err != nil {
+			return nil, err
+		}
+	}
+	b.State, b.AbandonReason = bankdv1.BatchState_BATCH_STATE_ABANDONED, req.Reason
+	return &bankdv1.AbandonPayoutBatchResponse{Batch: b}, a.saveBatch(tx, b)
+}
+
+// --- following the chain ---
+
+// followBatch moves a batch along with its transaction's state in the chain: CONFIRMED when
+// the transaction is in a block, back to SIGNED when that block is disconnected, FINAL (paid
+// and booked, exactly once) when it is final. chain.go calls it for every state change of a
+// tracked transaction.
+func (c *chainApply) followBatch(rec *bankdv1.ChainTx) error {
+	v, found, err := c.tx.get(batchTxKey(rec.Txid))
+	if err != nil || !found {
+		return err
+	}
+	b := &bankdv1.PayoutBatch{}
+	if ok, err := getProto(c.tx, batchKey(binary.BigEndian.Uint64(v)), b); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("batch index of %s names a batch that does not exist", rec.Txid)
+	}
+	a := c.a
+	switch {
+	case b.State == bankdv1.BatchState_BATCH_STATE_FINAL:
+		if rec.State != bankdv1.TxState_TX_STATE_FINAL {
+			a.problem("batch "+b.Id, "transaction %s was final and booked, and is now %s (a reorg deeper than final_depth); it stays booked", rec.Txid, rec.State)
+		}
+		return nil
+	case b.State == bankdv1.BatchState_BATCH_STATE_ABANDONED:
+		a.problem("batch "+b.Id, "transaction %s of an abandoned batch is %s on chain; its withdrawals were queued again", rec.Txid, rec.State)
+		return nil
+	case rec.State == bankdv1.TxState_TX_STATE_FINAL:
+		b.BlockHeight = rec.BlockHeight
+		return c.finalizeBatch(b)
+	case rec.State == bankdv1.TxState_TX_STATE_CONFIRMED:
+		b.State, b.BlockHeight = bankdv1.BatchState_BATCH_STATE_CONFIRMED, rec.BlockHeight
+	case rec.State == bankdv1.TxState_TX_STATE_PENDING && b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED:
+		b.State, b.BlockHeight = bankdv1.BatchState_BATCH_STATE_SIGNED, 0
+	case rec.State == bankdv1.TxState_TX_STATE_REJECTED && rec.RejectReason == bankdv1.RejectReason_REJECT_REASON_DOUBLE_SPENT:
+		a.problem("batch "+b.Id, "transaction %s was double-spent by %s; its withdrawals stay in it until an operator decides", rec.Txid, rec.ConflictingTxid)
+		return nil
+	default:
+		return nil // seen in the mempool, or evicted: the driver broadcasts it again
+	}
+	return a.saveBatch(c.tx, b)
+}
+
+// finalizeBatch pays and books a batch whose transaction is final.
+func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
+	a, tx := c.a, c.tx
+	index, _ := ParseBatchID(b.Id)
+	wallet := WalletAccount(b.WalletId)
+	for _, acc := range []*bankdv1.Account{
+		{Id: wallet, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
+		{Id: PayoutFeeIncomeAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_INCOME},
+		{Id: PayoutFeeExpenseAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_EXPENSE},
+	} {
+		if err := a.ensureAccount(tx, acc); err != nil {
+			if refusal, ok := asRefusal(err); ok {
+				a.problem("batch "+b.Id, "books not written: %s", refusal.Message)
+				continue
+			}
+			return err
+		}
+	}
+	for _, o := range b.Outputs {
+		if o.PayoutId == "" {
+			continue
+		}
+		p, err := mustLoadPayout(tx, "batch", o.PayoutId)
+		if err != nil {
+			return err
+		}
+		total := p.AmountSat + p.FeeSat
+		if err := a.book(tx, "payout "+p.Id, &bankdv1.Transfer{Id: payoutTransferID(p.Index, ":post"), PendingId: p.HoldTransferId, PostPending: true, Amount: total}); err != nil {
+			return err
+		}
+		if err := a.book(tx, "payout "+p.Id, &bankdv1.Transfer{Id: payoutTransferID(p.Index, ":pay"), DebitAccountId: PayoutClearingAccount, CreditAccountId: wallet, Amount: total, ExternalRef: b.Txid}); err != nil {
+			return err
+		}
+		p.State, p.ResolvedUnixMs = bankdv1.PayoutState_PAYOUT_STATE_PAID, a.now
+		if err := a.savePayout(tx, p); err != nil {
+			return err
+		}
+	}
+	var fee *bankdv1.Transfer
+	switch diff := b.FeeSat - b.ChargedFeeSat; {
+	case diff > 0:
+		fee = &bankdv1.Transfer{Id: batchFeeTransferID(index), DebitAccountId: PayoutFeeExpenseAccount, CreditAccountId: wallet, Amount: diff, ExternalRef: b.Txid}
+	case diff < 0:
+		fee = &bankdv1.Transfer{Id: batchFeeTransferID(index), DebitAccountId: wallet, CreditAccountId: PayoutFeeIncomeAccount, Amount: -diff, ExternalRef: b.Txid}
+	}
+	if fee != nil {
+		if err := a.book(tx, "batch "+b.Id, fee); err != nil {
+			return err
+		}
+	}
+	for _, in := range b.Inputs {
+		tx.delete(outpointKey(tagReserved, in.Outpoint))
+	}
+	b.State, b.FinalUnixMs = bankdv1.BatchState_BATCH_STATE_FINAL, a.now
+	return a.saveBatch(tx, b)
+}
+
+// book applies a transfer of the payout books. A refusal becomes a problem: the withdrawal's
+// state changes all the same (the chain command that made a batch final must apply, and a
+// cancellation is the client's right), and the problem says what the books miss.
+func (a *applier) book(tx *txn, subject string, t *bankdv1.Transfer) error {
+	_, err := a.move(tx, t)
+	if refusal, ok := asRefusal(err); ok {
+		a.problem(subject, "transfer %s not applied: %s", t.Id, refusal.Message)
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,92 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/wallet/descriptor"
+)
+
+// BuildPayoutPSBT returns the unsigned PSBT of a plan (BIP 174): the transaction apply expects
+// (batchTx) with, for a signer, every input's witness UTXO, SIGHASH_ALL and the BIP 32
+// derivation of its key, and the change output's derivation. walletDescriptor is the hot
+// wallet's (multipath) descriptor in normal form, as the state machine stores it.
+func BuildPayoutPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, outputs []*bankdv1.BatchOutput) ([]byte, error) {
+	params, ok := ChainParams(network)
+	if !ok {
+		return nil, fmt.Errorf("unknown chain network %q", network)
+	}
+	d, err := descriptor.Parse(walletDescriptor, params)
+	if err != nil {
+		return nil, err
+	}
+	branches := d.Multipath()
+	if len(branches) != 2 {
+		return nil, fmt.Errorf("wallet descriptor has %d branches, want receive and change", len(branches))
+	}
+	tx, verr := batchTx(&bankdv1.PayoutBatch{Inputs: inputs, Outputs: outputs})
+	if verr != nil {
+		return nil, verr
+	}
+	p, err := psbt.NewFromUnsignedTx(tx)
+	if err != nil {
+		return nil, fmt.Errorf("new psbt: %w", err)
+	}
+	for i, in := range inputs {
+		if in.Branch > 1 {
+			return nil, fmt.Errorf("input %d: branch %d", i, in.Branch)
+		}
+		der, script, err := derivation(branches[in.Branch], in.Index)
+		if err != nil {
+			return nil, fmt.Errorf("input %d: %w", i, err)
+		}
+		if !bytes.Equal(script, in.Script) {
+			return nil, fmt.Errorf("input %d: the wallet's script at branch %d index %d is not the UTXO's", i, in.Branch, in.Index)
+		}
+		p.Inputs[i].WitnessUtxo = wire.NewTxOut(in.ValueSat, in.Script)
+		p.Inputs[i].SighashType = txscript.SigHashAll
+		p.Inputs[i].Bip32Derivation = []*psbt.Bip32Derivation{der}
+	}
+	for i, o := range outputs {
+		if !o.Change {
+			continue
+		}
+		der, script, err := derivation(branches[branchChange], o.ChangeIndex)
+		if err != nil {
+			return nil, fmt.Errorf("change output: %w", err)
+		}
+		if !bytes.Equal(script, o.Script) {
+			return nil, fmt.Errorf("change output pays another script than the wallet's change index %d", o.ChangeIndex)
+		}
+		p.Outputs[i].Bip32Derivation = []*psbt.Bip32Derivation{der}
+	}
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		return nil, fmt.Errorf("serialize psbt: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// derivation is the BIP 32 derivation of the single key of a wpkh branch at index, and the
+// script there.
+func derivation(branch *descriptor.Descriptor, index uint32) (*psbt.Bip32Derivation, []byte, error) {
+	out, err := branch.Expand(index)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(out.Keys) != 1 {
+		return nil, nil, fmt.Errorf("a p2wpkh output has one key, got %d", len(out.Keys))
+	}
+	k := out.Keys[0]
+	return &psbt.Bip32Derivation{
+		PubKey:               k.PubKey,
+		MasterKeyFingerprint: binary.LittleEndian.Uint32(k.Origin.Fingerprint[:]),
+		Bip32Path:            k.Origin.Path,
+	}, out.Script, nil
+}

@@ -1,0 +1,497 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/hdkeychain"
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/wallet/descriptor"
+)
+
+// payoutFixture is a chain fixture with a funded customer "alice" (1,000,000 sat), a p2wpkh
+// hot wallet "hot" of test key 2 whose receive indexes 0 and 1 hold 500,000 and 300,000 sat in
+// confirmed UTXOs, and the account key to sign for it.
+type payoutFixture struct {
+	*chainFixture
+	hotPriv  string
+	hotDesc  string
+	branches []*descriptor.Descriptor
+	funding  *bankdv1.TxMatch
+}
+
+func newPayoutFixture(t *testing.T) *payoutFixture {
+	t.Helper()
+	c := newChainFixture(t)
+	c.principal = "app"
+	c.mustAccount("capital", "EQUITY", false)
+	if r := c.transfer(xfer("fund-alice", "capital", "alice", 1_000_000)); r.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("fund alice: %v", r)
+	}
+	priv, pub := testXKey(t, 2, &chaincfg.RegressionNetParams)
+	desc := fmt.Sprintf("wpkh(%s/<0;1>/*)", pub)
+	w := c.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "hot", Kind: bankdv1.WalletKind_WALLET_KIND_HOT, Descriptor_: desc, GapLimit: 5})
+	d, err := descriptor.Parse(w.Descriptor_, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &payoutFixture{chainFixture: c, hotPriv: priv, hotDesc: w.Descriptor_, branches: d.Multipath()}
+	f.funding = &bankdv1.TxMatch{Txid: txid("funding"), Inputs: []*bankdv1.Outpoint{out("coinbase", 0)},
+		Outputs: []*bankdv1.TxOutputMatch{{Vout: 0, ValueSat: 500_000, Script: f.hotScript(0, 0)}, {Vout: 1, ValueSat: 300_000, Script: f.hotScript(0, 1)}}}
+	c.mustOK(c.connect(f.funding))
+	return f
+}
+
+func (f *payoutFixture) hotScript(branch, index uint32) []byte {
+	f.t.Helper()
+	s, err := f.branches[branch].Derive(index)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return s
+}
+
+// outsider is a regtest address of a wallet the cluster does not watch.
+func outsider(t *testing.T, typ string) string {
+	t.Helper()
+	hash := bytes.Repeat([]byte{7}, 20)
+	var addr btcutil.Address
+	var err error
+	switch typ {
+	case "p2wpkh":
+		addr, err = btcutil.NewAddressWitnessPubKeyHash(hash, &chaincfg.RegressionNetParams)
+	case "p2pkh":
+		addr, err = btcutil.NewAddressPubKeyHash(hash, &chaincfg.RegressionNetParams)
+	case "p2sh":
+		addr, err = btcutil.NewAddressScriptHashFromHash(hash, &chaincfg.RegressionNetParams)
+	case "p2wsh":
+		addr, err = btcutil.NewAddressWitnessScriptHash(bytes.Repeat([]byte{7}, 32), &chaincfg.RegressionNetParams)
+	case "p2tr":
+		addr, err = btcutil.NewAddressTaproot(bytes.Repeat([]byte{7}, 32), &chaincfg.RegressionNetParams)
+	case "mainnet-p2wpkh":
+		addr, err = btcutil.NewAddressWitnessPubKeyHash(hash, &chaincfg.MainNetParams)
+	}
+	if err != nil || addr == nil {
+		t.Fatalf("address %s: %v", typ, err)
+	}
+	return addr.EncodeAddress()
+}
+
+func (f *payoutFixture) request(id, addr string, amount, fee, threshold int64) any {
+	f.t.Helper()
+	return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_REQUEST, &bankdv1.PayoutRequestCommand{
+		Request: &bankdv1.RequestPayoutRequest{Id: id, AccountId: "alice", Address: addr, AmountSat: amount, Queue: "batched"},
+		Policy:  &bankdv1.PayoutQueuePolicy{FeeSat: fee, ApprovalThresholdSat: threshold},
+	}, nil)
+}
+
+func (f *payoutFixture) mustRequest(id, addr string, amount, fee, threshold int64) *bankdv1.Payout {
+	f.t.Helper()
+	res, ok := f.request(id, addr, amount, fee, threshold).(*bankdv1.RequestPayoutResponse)
+	if !ok {
+		f.t.Fatalf("request %s: %v", id, f.request(id, addr, amount, fee, threshold))
+	}
+	return res.Payout
+}
+
+// plan proposes a plan spending inputs (indexes into the funding transaction) for payouts, with
+// change, built the way the payout driver builds it.
+func (f *payoutFixture) plan(payouts []string, change int64, vouts ...uint32) any {
+	f.t.Helper()
+	var inputs []*bankdv1.BatchInput
+	var ops []*bankdv1.Outpoint
+	for _, v := range vouts {
+		o := f.funding.Outputs[v]
+		op := &bankdv1.Outpoint{Txid: f.funding.Txid, Vout: v}
+		ops = append(ops, op)
+		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: op, ValueSat: o.ValueSat, Script: o.Script, Branch: 0, Index: v})
+	}
+	var outputs []*bankdv1.BatchOutput
+	for _, id := range payouts {
+		p, err := f.Payout(id)
+		if err != nil { // a plan naming a withdrawal that does not exist
+			p = &bankdv1.Payout{AmountSat: 100_000, Script: f.hotScript(0, 4)}
+		}
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: p.AmountSat, Script: p.Script})
+	}
+	if change > 0 {
+		w, err := f.Wallet("hot")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		next := w.Branches[1].NextIndex
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: change, Script: f.hotScript(1, next), Change: true, ChangeIndex: next})
+	}
+	raw, err := BuildPayoutPSBT(f.hotDesc, "regtest", inputs, outputs)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{
+		Queue: "batched", WalletId: "hot", PayoutIds: payouts, Inputs: ops, ChangeSat: change, Psbt: raw,
+	}, nil)
+}
+
+func (f *payoutFixture) mustPlan(payouts []string, change int64, vouts ...uint32) *bankdv1.PayoutBatch {
+	f.t.Helper()
+	res := f.plan(payouts, change, vouts...)
+	r, ok := res.(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		f.t.Fatalf("plan: %v", res)
+	}
+	return r.Batch
+}
+
+// sign signs every input of a batch's PSBT with the hot wallet's key, as signerd would.
+func (f *payoutFixture) sign(b *bankdv1.PayoutBatch) []byte {
+	f.t.Helper()
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(b.Psbt), false)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	account, err := hdkeychain.NewKeyFromString(f.hotPriv)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	fetcher := txscript.NewMultiPrevOutFetcher(nil)
+	for i, in := range p.UnsignedTx.TxIn {
+		fetcher.AddPrevOut(in.PreviousOutPoint, p.Inputs[i].WitnessUtxo)
+	}
+	hashes := txscript.NewTxSigHashes(p.UnsignedTx, fetcher)
+	for i, in := range b.Inputs {
+		k, err := account.Derive(in.Branch)
+		if err == nil {
+			k, err = k.Derive(in.Index)
+		}
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		priv, err := k.ECPrivKey()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		sig, err := txscript.RawTxInWitnessSignature(p.UnsignedTx, hashes, i, in.ValueSat, in.Script, txscript.SigHashAll, priv)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		p.Inputs[i].PartialSigs = []*psbt.PartialSig{{PubKey: priv.PubKey().SerializeCompressed(), Signature: sig}}
+	}
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		f.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func (f *payoutFixture) submit(id string, raw []byte) any {
+	return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_SIGNED, &bankdv1.SubmitPayoutSignatureRequest{BatchId: id, Psbt: raw}, nil)
+}
+
+// batchMatch is what the chain watcher reports of a batch's transaction.
+func batchMatch(b *bankdv1.PayoutBatch) *bankdv1.TxMatch {
+	m := &bankdv1.TxMatch{Txid: b.Txid}
+	for _, in := range b.Inputs {
+		m.Inputs = append(m.Inputs, in.Outpoint)
+	}
+	for _, o := range b.Outputs {
+		if o.Change {
+			m.Outputs = append(m.Outputs, &bankdv1.TxOutputMatch{Vout: o.Vout, ValueSat: o.ValueSat, Script: o.Script})
+		}
+	}
+	return m
+}
+
+func (f *payoutFixture) payout(id string) *bankdv1.Payout {
+	f.t.Helper()
+	p, err := f.Payout(id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+func (f *payoutFixture) batch(id string) *bankdv1.PayoutBatch {
+	f.t.Helper()
+	b, err := f.PayoutBatch(id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+// net is an account's normal-side balance: posted and pending.
+func (f *payoutFixture) net(id string) (posted, pending int64) {
+	f.t.Helper()
+	acc, err := f.Account(id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	b := acc.Balance
+	if creditNormal(acc.Kind) {
+		return b.CreditsPosted - b.DebitsPosted, b.CreditsPending - b.DebitsPending
+	}
+	return b.DebitsPosted - b.CreditsPosted, b.DebitsPending - b.CreditsPending
+}
+
+func TestWithdrawalIsHeldBatchedSignedAndBookedAtFinalDepth(t *testing.T) {
+	f := newPayoutFixture(t)
+	p := f.mustRequest("w1", outsider(t, "p2wpkh"), 100_000, 1_000, 0)
+	if p.State != bankdv1.PayoutState_PAYOUT_STATE_QUEUED || p.RequestedBy != "app" {
+		t.Fatalf("payout %v", p)
+	}
+	if posted, pending := f.net("alice"); posted != 1_000_000 || pending != -101_000 {
+		t.Fatalf("alice %d posted %d pending, want the amount and fee held", posted, pending)
+	}
+	// The same request again returns the first result; another body under the id is refused.
+	if r := f.request("w1", outsider(t, "p2wpkh"), 100_000, 1_000, 0).(*bankdv1.RequestPayoutResponse); !r.Replayed {
+		t.Fatalf("retry not replayed: %v", r)
+	}
+	refusal(t, f.request("w1", outsider(t, "p2wpkh"), 100_001, 1_000, 0), bankdv1.ResultCode_RESULT_CODE_ALREADY_EXISTS, "another withdrawal")
+
+	// 500,000 in; 100,000 out; 2,000 fee; the rest is change.
+	b := f.mustPlan([]string{"w1"}, 398_000, 0)
+	if b.State != bankdv1.BatchState_BATCH_STATE_PLANNED || b.FeeSat != 2_000 || b.ChargedFeeSat != 1_000 || len(b.Outputs) != 2 {
+		t.Fatalf("batch %v", b)
+	}
+	if p := f.payout("w1"); p.State != bankdv1.PayoutState_PAYOUT_STATE_BATCHED || p.BatchId != b.Id || p.Txid != b.Txid {
+		t.Fatalf("payout after plan %v", p)
+	}
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_CANCEL, &bankdv1.CancelPayoutRequest{Id: "w1"}, nil),
+		bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "only one not yet in a transaction")
+	spendable, err := f.SpendableUtxos("hot")
+	if err != nil || len(spendable) != 1 || spendable[0].Outpoint.Vout != 1 {
+		t.Fatalf("spendable after plan %v %v, want only the unreserved UTXO", spendable, err)
+	}
+
+	// An unsigned or tampered PSBT is refused; the signed one is kept, once.
+	refusal(t, f.submit(b.Id, b.Psbt), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not every input is signed")
+	signed := f.sign(b)
+	if r := f.submit(b.Id, signed).(*bankdv1.SubmitPayoutSignatureResponse); r.Batch.State != bankdv1.BatchState_BATCH_STATE_SIGNED || len(r.Batch.SignedTx) == 0 {
+		t.Fatalf("signed batch %v", r.Batch)
+	}
+	if r := f.submit(b.Id, signed).(*bankdv1.SubmitPayoutSignatureResponse); !r.Replayed {
+		t.Fatal("second submission not replayed")
+	}
+	tx := wire.NewMsgTx(2)
+	if err := tx.Deserialize(bytes.NewReader(f.batch(b.Id).SignedTx)); err != nil || tx.TxHash().String() != b.Txid {
+		t.Fatalf("signed tx %v %v, want txid %s", tx.TxHash(), err, b.Txid)
+	}
+
+	// The chain: mempool, a block, a reorg of that block, the block again, final depth.
+	f.mustOK(f.mempool([]*bankdv1.TxMatch{batchMatch(b)}))
+	f.mustOK(f.connect(batchMatch(b)))
+	if got := f.batch(b.Id); got.State != bankdv1.BatchState_BATCH_STATE_CONFIRMED {
+		t.Fatalf("batch in a block is %v", got.State)
+	}
+	f.mustOK(f.disconnect())
+	if got := f.batch(b.Id); got.State != bankdv1.BatchState_BATCH_STATE_SIGNED {
+		t.Fatalf("batch after its block left is %v", got.State)
+	}
+	f.mustOK(f.connectSalted(1, batchMatch(b)))
+	f.mustOK(f.connect())
+	if p := f.payout("w1"); p.State != bankdv1.PayoutState_PAYOUT_STATE_BATCHED {
+		t.Fatalf("payout before final depth is %v", p.State)
+	}
+	f.mustOK(f.connect())
+	if got := f.batch(b.Id); got.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+		t.Fatalf("batch at final depth is %v", got.State)
+	}
+	if p := f.payout("w1"); p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
+		t.Fatalf("payout at final depth is %v", p.State)
+	}
+	// Books: alice paid amount + fee charged; the hot wallet lost amount + fee paid; the bank
+	// paid the 1,000 it did not charge.
+	for _, c := range []struct {
+		account         string
+		posted, pending int64
+	}{
+		{"alice", 1_000_000 - 101_000, 0},
+		{PayoutClearingAccount, 0, 0},
+		{WalletAccount("hot"), -102_000, 0},
+		{PayoutFeeExpenseAccount, 1_000, 0},
+	} {
+		if posted, pending := f.net(c.account); posted != c.posted || pending != c.pending {
+			t.Errorf("%s: %d posted %d pending, want %d and %d", c.account, posted, pending, c.posted, c.pending)
+		}
+	}
+	// The change is a UTXO of the hot wallet's change branch; the spent input is gone, and so
+	// is its reservation.
+	utxos, err := f.SpendableUtxos("hot")
+	if err != nil || len(utxos) != 2 {
+		t.Fatalf("spendable after final %v %v", utxos, err)
+	}
+	if w, _ := f.Wallet("hot"); w.Branches[1].NextIndex != 1 {
+		t.Fatalf("change branch next index %d, want 1", w.Branches[1].NextIndex)
+	}
+}
+
+func TestWithdrawalRequestsThatAreRefused(t *testing.T) {
+	f := newPayoutFixture(t)
+	hot0, _ := btcutil.NewAddressWitnessPubKeyHash(f.hotScript(0, 0)[2:], &chaincfg.RegressionNetParams)
+	for _, c := range []struct {
+		name, addr string
+		amount     int64
+		code       bankdv1.ResultCode
+		msg        string
+	}{
+		{"wrong network", outsider(t, "mainnet-p2wpkh"), 10_000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "address"},
+		{"malformed", "bcrt1qnotanaddress", 10_000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not a regtest address"},
+		{"bare public key", "02" + strings.Repeat("11", 32), 10_000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "address"},
+		{"dust p2wpkh", outsider(t, "p2wpkh"), 293, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "dust threshold of a p2wpkh output (294)"},
+		{"dust p2pkh", outsider(t, "p2pkh"), 545, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "dust threshold of a p2pkh output (546)"},
+		{"zero", outsider(t, "p2wpkh"), 0, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "amount_sat"},
+		{"negative", outsider(t, "p2wpkh"), -5, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "amount_sat"},
+		{"over the balance", outsider(t, "p2wpkh"), 999_500, bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS, ""},
+		{"our own wallet", hot0.EncodeAddress(), 10_000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "cluster's wallet \"hot\""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := f.hash()
+			refusal(t, f.request("bad-"+strings.ReplaceAll(c.name, " ", "-"), c.addr, c.amount, 1_000, 0), c.code, c.msg)
+			if posted, pending := f.net("alice"); posted != 1_000_000 || pending != 0 {
+				t.Fatalf("alice %d/%d after a refused request", posted, pending)
+			}
+			if after, _ := f.hash(); after != before+1 {
+				t.Fatalf("applied index %d -> %d", before, after)
+			}
+		})
+	}
+	for _, typ := range []string{"p2pkh", "p2sh", "p2wpkh", "p2wsh", "p2tr"} {
+		if p := f.mustRequest("ok-"+typ, outsider(t, typ), 10_000, 0, 0); p.Address != outsider(t, typ) {
+			t.Errorf("%s: address %q", typ, p.Address)
+		}
+	}
+}
+
+func TestApprovalNeedsAnotherIdentity(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.principal = "teller"
+	p := f.mustRequest("big", outsider(t, "p2wpkh"), 60_000, 500, 50_000)
+	if p.State != bankdv1.PayoutState_PAYOUT_STATE_AWAITING_APPROVAL || !p.ApprovalRequired {
+		t.Fatalf("payout above the threshold %v", p)
+	}
+	small := f.mustRequest("small", outsider(t, "p2wpkh"), 50_000, 500, 50_000)
+	if small.State != bankdv1.PayoutState_PAYOUT_STATE_QUEUED {
+		t.Fatalf("payout at the threshold is %v", small.State)
+	}
+	decide := func(who, id string, approve bool, reason string) any {
+		f.principal = who
+		return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_DECIDE, &bankdv1.DecidePayoutRequest{Id: id, Approve: approve, Reason: reason}, nil)
+	}
+	refusal(t, decide("teller", "big", true, ""), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "another identity")
+	refusal(t, decide("", "big", true, ""), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "authenticated identity")
+	refusal(t, decide("boss", "small", true, ""), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "not awaiting approval")
+	refusal(t, decide("boss", "big", false, ""), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "reason")
+	approved := decide("boss", "big", true, "").(*bankdv1.DecidePayoutResponse).Payout
+	if approved.State != bankdv1.PayoutState_PAYOUT_STATE_QUEUED || approved.DecidedBy != "boss" || approved.DecidedUnixMs == 0 {
+		t.Fatalf("approved payout %v", approved)
+	}
+	if _, ok := decide("boss", "big", true, "").(*bankdv1.DecidePayoutResponse); !ok {
+		t.Fatal("the same approval again is not answered as a retry")
+	}
+	refusal(t, decide("auditor", "big", false, "too late"), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "not awaiting approval")
+
+	// A rejection voids the hold.
+	f.principal = "teller"
+	f.mustRequest("huge", outsider(t, "p2wpkh"), 70_000, 500, 50_000)
+	rejected := decide("boss", "huge", false, "unknown beneficiary").(*bankdv1.DecidePayoutResponse).Payout
+	if rejected.State != bankdv1.PayoutState_PAYOUT_STATE_REJECTED || rejected.RejectReason != "unknown beneficiary" {
+		t.Fatalf("rejected payout %v", rejected)
+	}
+	if _, pending := f.net("alice"); pending != -(60_500 + 50_500) {
+		t.Fatalf("alice pending %d, want the two live holds only", pending)
+	}
+}
+
+func TestCancelReleasesTheHoldOnce(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("w", outsider(t, "p2tr"), 40_000, 300, 0)
+	cancel := func() any {
+		return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_CANCEL, &bankdv1.CancelPayoutRequest{Id: "w"}, nil)
+	}
+	for range 2 {
+		r, ok := cancel().(*bankdv1.CancelPayoutResponse)
+		if !ok || r.Payout.State != bankdv1.PayoutState_PAYOUT_STATE_CANCELLED {
+			t.Fatalf("cancel: %v", r)
+		}
+	}
+	if posted, pending := f.net("alice"); posted != 1_000_000 || pending != 0 {
+		t.Fatalf("alice %d/%d after cancel", posted, pending)
+	}
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_CANCEL, &bankdv1.CancelPayoutRequest{Id: "nope"}, nil), bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "no withdrawal")
+	if queued, err := f.QueuedPayouts("batched", 10); err != nil || len(queued) != 0 {
+		t.Fatalf("queue after cancel %v %v", queued, err)
+	}
+}
+
+func TestPlansThatAreRefused(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("a", outsider(t, "p2wpkh"), 100_000, 0, 0)
+	f.mustRequest("b", outsider(t, "p2wsh"), 100_000, 0, 0)
+	refusal(t, f.plan([]string{"a"}, 0, 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "above 2000 sat/vB")
+	refusal(t, f.plan([]string{"a"}, 399_990, 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "below the minimum relay fee")
+	refusal(t, f.plan([]string{"a"}, 100, 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "dust threshold")
+	refusal(t, f.plan([]string{"a", "a"}, 298_000, 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "listed twice")
+	refusal(t, f.plan([]string{"nope"}, 398_000, 0), bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "no withdrawal")
+	b := f.mustPlan([]string{"a"}, 398_000, 0)
+	refusal(t, f.plan([]string{"b"}, 398_000, 0), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "reserved by batch "+b.Id)
+	refusal(t, f.plan([]string{"a"}, 198_000, 1), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "not QUEUED")
+
+	// A PSBT whose transaction differs from the plan (an output redirected) is refused.
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(b.Psbt), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.UnsignedTx.TxOut[0].PkScript = f.hotScript(0, 3)
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: "batched", WalletId: "hot",
+		PayoutIds: []string{"b"}, Inputs: []*bankdv1.Outpoint{out("funding", 1)}, ChangeSat: 198_000, Psbt: buf.Bytes()}, nil),
+		bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not the plan's")
+
+	// Abandoning the unsigned plan releases its input and queues its withdrawal again.
+	r := f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON, &bankdv1.AbandonPayoutBatchRequest{BatchId: b.Id, Reason: "fee too high"}, nil)
+	if ab, ok := r.(*bankdv1.AbandonPayoutBatchResponse); !ok || ab.Batch.State != bankdv1.BatchState_BATCH_STATE_ABANDONED {
+		t.Fatalf("abandon: %v", r)
+	}
+	if p := f.payout("a"); p.State != bankdv1.PayoutState_PAYOUT_STATE_QUEUED || p.BatchId != "" {
+		t.Fatalf("payout after abandon %v", p)
+	}
+	b2 := f.mustPlan([]string{"a", "b"}, 297_000, 0)
+	refusal(t, f.submit(b2.Id, f.sign(b)), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not batch "+b2.Id)
+	f.mustOK(f.submit(b2.Id, f.sign(b2)))
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON, &bankdv1.AbandonPayoutBatchRequest{BatchId: b2.Id, Reason: "x"}, nil),
+		bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "can only be replaced")
+}
+
+func TestASignatureThatDoesNotVerifyIsRefused(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("a", outsider(t, "p2wpkh"), 100_000, 0, 0)
+	b := f.mustPlan([]string{"a"}, 398_000, 0)
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(f.sign(b)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := p.Inputs[0].PartialSigs[0].Signature
+	sig[10] ^= 1
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	res := f.submit(b.Id, buf.Bytes())
+	if e, ok := res.(*Error); !ok || e.Code != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
+		t.Fatalf("a corrupted signature: %v", res)
+	}
+	refusal(t, f.submit(b.Id, []byte("garbage")), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "does not decode")
+	if got := f.batch(b.Id); got.State != bankdv1.BatchState_BATCH_STATE_PLANNED {
+		t.Fatalf("batch after bad signatures is %v", got.State)
+	}
+}

@@ -1,0 +1,231 @@
+package node
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/bankd/bankd/fsm"
+)
+
+// PayoutsConfig is the `payouts` block: the hot wallet withdrawals are paid from and the named
+// queues they wait in. Without the block, withdrawals are refused.
+type PayoutsConfig struct {
+	// Wallet is the id of the HOT wallet payouts are paid from.
+	Wallet string
+	// DefaultQueue takes withdrawals that name no queue.
+	DefaultQueue string
+	// Queues in file order.
+	Queues []PayoutQueueConfig
+}
+
+// Payout triggers: when a queue's next transaction is planned.
+const (
+	// TriggerInterval plans every Interval whatever is due.
+	TriggerInterval = "interval"
+	// TriggerCount plans as soon as Count withdrawals are due, or Interval after the oldest.
+	TriggerCount = "count"
+	// TriggerManual plans only when an operator asks (bankctl payout flush).
+	TriggerManual = "manual"
+)
+
+// Fee policies: what a customer is charged for the network fee.
+const (
+	// FeeFlat charges FeeSat per withdrawal.
+	FeeFlat = "flat"
+	// FeeEstimate charges the queue's fee estimate for one output and one input's share,
+	// capped at FeeSat.
+	FeeEstimate = "estimate"
+)
+
+// PayoutQueueConfig is one `queue "<name>"` block of the payouts block.
+type PayoutQueueConfig struct {
+	Name    string
+	Trigger string
+	// Interval: how often an interval queue plans; for a count queue, the longest the oldest
+	// due withdrawal waits.
+	Interval time.Duration
+	Count    int
+	// ConfTarget is the confirmation target of the fee estimate, in blocks.
+	ConfTarget int
+	// MinFeeRate and MaxFeeRate bound the fee rate, in sat/vB: the estimate is clamped into
+	// [MinFeeRate, MaxFeeRate].
+	MinFeeRate int64
+	MaxFeeRate int64
+	// Fee is FeeFlat or FeeEstimate; FeeSat the flat fee or the cap.
+	Fee    string
+	FeeSat int64
+	// ApprovalThresholdSat: withdrawals above it need approval by a second identity (0: none).
+	ApprovalThresholdSat int64
+	// MaxBatch bounds the withdrawals of one transaction.
+	MaxBatch int
+}
+
+// Enabled reports whether the cluster takes withdrawals.
+func (c PayoutsConfig) Enabled() bool { return len(c.Queues) > 0 }
+
+// Queue returns the queue of that name ("" is the default queue).
+func (c PayoutsConfig) Queue(name string) (PayoutQueueConfig, bool) {
+	if name == "" {
+		name = c.DefaultQueue
+	}
+	for _, q := range c.Queues {
+		if q.Name == name {
+			return q, true
+		}
+	}
+	return PayoutQueueConfig{}, false
+}
+
+// Defaults of a payout queue.
+const (
+	DefaultPayoutInterval   = time.Minute
+	DefaultPayoutCount      = 100
+	DefaultPayoutConfTarget = 6
+	DefaultPayoutMinFeeRate = 1
+	DefaultPayoutMaxFeeRate = 500
+	DefaultPayoutMaxBatch   = 500
+)
+
+var (
+	payoutsSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "wallet", Required: true}, {Name: "default_queue"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}},
+	}
+	payoutQueueSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "trigger"}, {Name: "interval"}, {Name: "count"}, {Name: "conf_target"},
+		{Name: "min_fee_rate"}, {Name: "max_fee_rate"}, {Name: "fee"}, {Name: "fee_sat"},
+		{Name: "approval_threshold_sat"}, {Name: "max_batch"},
+	}}
+)
+
+func (p *configParser) parsePayouts(block *hcl.Block, pc *PayoutsConfig) {
+	content, diags := block.Body.Content(payoutsSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	if attr, ok := content.Attributes["wallet"]; ok {
+		if v, ok := p.str(attr); ok {
+			if len(fsm.WalletAccount(v)) > fsm.MaxIDLen || fsm.CheckPayoutQueue("wallet", v) != nil {
+				p.errorf(attr.Expr.Range(), "invalid wallet", "wallet must be a wallet id of 1-%d characters from [A-Za-z0-9._:-], got %q",
+					fsm.MaxIDLen-len(fsm.WalletAccountPrefix), v)
+			}
+			pc.Wallet = v
+		}
+	}
+	for _, qb := range content.Blocks {
+		p.parsePayoutQueue(qb, pc)
+	}
+	if len(pc.Queues) == 0 {
+		p.errorf(block.DefRange, "no payout queues", "the payouts block needs at least one queue block")
+		return
+	}
+	if attr, ok := content.Attributes["default_queue"]; ok {
+		if v, ok := p.str(attr); ok {
+			if _, found := pc.Queue(v); !found {
+				p.errorf(attr.Expr.Range(), "unknown default_queue", "default_queue %q names no queue block", v)
+			}
+			pc.DefaultQueue = v
+		}
+	} else {
+		pc.DefaultQueue = pc.Queues[0].Name
+	}
+}
+
+func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
+	name := block.Labels[0]
+	if err := fsm.CheckPayoutQueue("queue", name); err != nil {
+		p.errorf(block.LabelRanges[0], "invalid queue name", "%s", err.Message)
+		return
+	}
+	if _, dup := pc.Queue(name); dup {
+		p.errorf(block.DefRange, "duplicate queue block", "queue %q is defined twice", name)
+		return
+	}
+	q := PayoutQueueConfig{
+		Name: name, Trigger: TriggerInterval, Interval: DefaultPayoutInterval, Count: DefaultPayoutCount,
+		ConfTarget: DefaultPayoutConfTarget, MinFeeRate: DefaultPayoutMinFeeRate, MaxFeeRate: DefaultPayoutMaxFeeRate,
+		Fee: FeeFlat, MaxBatch: DefaultPayoutMaxBatch,
+	}
+	content, diags := block.Body.Content(payoutQueueSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	attrs := content.Attributes
+	choices := []struct {
+		name    string
+		allowed []string
+		set     *string
+	}{
+		{"trigger", []string{TriggerInterval, TriggerCount, TriggerManual}, &q.Trigger},
+		{"fee", []string{FeeFlat, FeeEstimate}, &q.Fee},
+	}
+	for _, c := range choices {
+		attr, ok := attrs[c.name]
+		if !ok {
+			continue
+		}
+		v, ok := p.str(attr)
+		if !ok {
+			continue
+		}
+		valid := false
+		for _, a := range c.allowed {
+			valid = valid || v == a
+		}
+		if !valid {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be one of %v, got %q", c.name, c.allowed, v)
+			continue
+		}
+		*c.set = v
+	}
+	numbers := []struct {
+		name     string
+		min, max int64
+		set      func(int64)
+	}{
+		{"count", 1, fsm.MaxBatchPayouts, func(v int64) { q.Count = int(v) }},
+		{"conf_target", 1, 1008, func(v int64) { q.ConfTarget = int(v) }},
+		{"min_fee_rate", 1, fsm.MaxPayoutFeeRateSatKvB / 1000, func(v int64) { q.MinFeeRate = v }},
+		{"max_fee_rate", 1, fsm.MaxPayoutFeeRateSatKvB / 1000, func(v int64) { q.MaxFeeRate = v }},
+		{"fee_sat", 0, 100_000_000, func(v int64) { q.FeeSat = v }},
+		{"approval_threshold_sat", 0, fsm.MaxPayoutAmountSat, func(v int64) { q.ApprovalThresholdSat = v }},
+		{"max_batch", 1, fsm.MaxBatchPayouts, func(v int64) { q.MaxBatch = int(v) }},
+	}
+	for _, c := range numbers {
+		attr, ok := attrs[c.name]
+		if !ok {
+			continue
+		}
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be a whole number: %s", c.name, firstDetail(diags))
+			continue
+		}
+		if v < c.min || v > c.max {
+			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be between %d and %d, got %d", c.name, c.min, c.max, v)
+			continue
+		}
+		c.set(v)
+	}
+	if attr, ok := attrs["interval"]; ok {
+		if v, ok := p.duration(attr); ok {
+			if v < 100*time.Millisecond || v > 24*time.Hour {
+				p.errorf(attr.Expr.Range(), "invalid interval", "interval must be between 100ms and 24h, got %s", v)
+			} else {
+				q.Interval = v
+			}
+		}
+	}
+	if q.MinFeeRate > q.MaxFeeRate {
+		p.errorf(rangeOf(attrs, "min_fee_rate", block.DefRange), "invalid min_fee_rate",
+			"min_fee_rate (%d sat/vB) is above max_fee_rate (%d sat/vB)", q.MinFeeRate, q.MaxFeeRate)
+	}
+	if q.Fee == FeeEstimate && q.FeeSat == 0 {
+		p.errorf(rangeOf(attrs, "fee", block.DefRange), "missing fee_sat", "fee = %q needs fee_sat, the most a withdrawal is charged", FeeEstimate)
+	}
+	pc.Queues = append(pc.Queues, q)
+}

@@ -1,0 +1,450 @@
+// Package payout is the leader's payout driver: it plans one transaction per queue trigger for
+// every withdrawal that is due, commits each plan through Raft before anyone signs it, and
+// broadcasts signed transactions until the chain watcher sees them. It never holds a key (the
+// separate signerd signs) and never decides anything the state machine has not recorded: a new
+// leader starts from the batches and queues the state machine holds.
+//
+// Coin selection is package payout/coinselect; the plan's rules (which coins may be spent, what
+// the transaction must look like) are checked again by the state machine (fsm/payout.go).
+package payout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/node"
+	"github.com/bankd/bankd/payout/coinselect"
+	"github.com/bankd/bankd/wallet/descriptor"
+)
+
+// Proposer proposes commands through Raft (*node.Node).
+type Proposer interface {
+	Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error)
+}
+
+// State is the read side of the state machine the driver needs (*fsm.FSM).
+type State interface {
+	Wallet(id string) (*bankdv1.Wallet, error)
+	QueuedPayouts(queue string, max int) ([]*bankdv1.Payout, error)
+	SpendableUtxos(walletID string) ([]*bankdv1.Utxo, error)
+	ListPayoutBatches(state bankdv1.BatchState, pageToken string, pageSize int) ([]*bankdv1.PayoutBatch, string, error)
+	ChainTx(txid string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error)
+	LookupAddress(address string) (*bankdv1.WatchedScript, error)
+}
+
+// Chain is the chain node the driver estimates fees with and broadcasts to
+// (*chainrpc.Client).
+type Chain interface {
+	EstimateFeeRate(ctx context.Context, target int) (satPerKvB int64, ok bool, err error)
+	SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error)
+}
+
+// Options tune the driver; zero values take the defaults.
+type Options struct {
+	Logger *slog.Logger
+	// Tick is how often the driver looks at the queues and the signed batches (default 1s, or
+	// less when a queue's interval is shorter).
+	Tick time.Duration
+	// RebroadcastEvery is how long a signed transaction the chain has not shown waits before it
+	// is sent again (default 30s).
+	RebroadcastEvery time.Duration
+}
+
+// Driver plans, and broadcasts, the cluster's payouts. It exists on every node and runs only
+// on the leader (node.Driver).
+type Driver struct {
+	cfg      node.PayoutsConfig
+	network  string
+	proposer Proposer
+	state    State
+	chain    Chain
+	log      *slog.Logger
+	opts     Options
+	rng      *rand.Rand
+
+	mu sync.Mutex
+	// rates are the last fee rate per queue (sat/kvB, within the queue's bounds).
+	rates map[string]int64
+	// lastPlan is when each queue last planned (or, on a new leader, when it started).
+	lastPlan map[string]time.Time
+	// flush asks for a plan of a queue at the next tick, whatever its trigger.
+	flush map[string]bool
+	// sent is when each signed batch was last broadcast by this leader.
+	sent map[string]time.Time
+}
+
+// New returns the driver of cfg's queues. chain may be nil when the cluster follows no chain
+// node: plans are still made (at the queues' minimum fee rates) but nothing is broadcast.
+func New(cfg node.PayoutsConfig, network string, proposer Proposer, state State, chain Chain, opts Options) *Driver {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+		for _, q := range cfg.Queues {
+			opts.Tick = min(opts.Tick, q.Interval)
+		}
+	}
+	if opts.RebroadcastEvery <= 0 {
+		opts.RebroadcastEvery = 30 * time.Second
+	}
+	return &Driver{
+		cfg: cfg, network: network, proposer: proposer, state: state, chain: chain,
+		log: opts.Logger.With("driver", "payouts"), opts: opts, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9a70)),
+		rates: map[string]int64{}, lastPlan: map[string]time.Time{}, flush: map[string]bool{}, sent: map[string]time.Time{},
+	}
+}
+
+// Name implements node.Driver.
+func (d *Driver) Name() string { return "payouts" }
+
+// ErrNoPayouts is returned by Policy when cluster.hcl has no payouts block.
+var ErrNoPayouts = errors.New("payouts: the cluster takes no withdrawals (cluster.hcl has no payouts block)")
+
+// ErrUnknownQueue is returned by Policy and Flush for a queue cluster.hcl does not name.
+var ErrUnknownQueue = errors.New("payouts: no such queue")
+
+// Policy returns the queue a withdrawal to script goes to (queue "" is the default one) and
+// what the leader stamps on its request: the fee the customer is charged and the queue's
+// approval threshold.
+func (d *Driver) Policy(queue string, script []byte) (string, *bankdv1.PayoutQueuePolicy, error) {
+	if !d.cfg.Enabled() {
+		return "", nil, ErrNoPayouts
+	}
+	q, ok := d.cfg.Queue(queue)
+	if !ok {
+		return "", nil, fmt.Errorf("%w: %q (cluster.hcl names %s)", ErrUnknownQueue, queue, d.queueNames())
+	}
+	fee := q.FeeSat
+	if q.Fee == node.FeeEstimate {
+		// One output and one input's share of the transaction, at the queue's rate.
+		vbytes := int64(8+1+len(script)) + fsm.P2WPKHInputVBytes
+		fee = min(q.FeeSat, (vbytes*d.rate(q)+999)/1000)
+	}
+	return q.Name, &bankdv1.PayoutQueuePolicy{FeeSat: fee, ApprovalThresholdSat: q.ApprovalThresholdSat}, nil
+}
+
+// Flush asks for a plan of queue at the next tick, whatever its trigger. It has effect on the
+// leader only.
+func (d *Driver) Flush(queue string) error {
+	q, ok := d.cfg.Queue(queue)
+	if !ok {
+		return fmt.Errorf("%w: %q (cluster.hcl names %s)", ErrUnknownQueue, queue, d.queueNames())
+	}
+	d.mu.Lock()
+	d.flush[q.Name] = true
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Driver) queueNames() string {
+	var names []string
+	for _, q := range d.cfg.Queues {
+		names = append(names, fmt.Sprintf("%q", q.Name))
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// rate is the queue's current fee rate in sat/kvB: the last estimate, else its floor.
+func (d *Driver) rate(q node.PayoutQueueConfig) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.rates[q.Name]; ok {
+		return r
+	}
+	return q.MinFeeRate * 1000
+}
+
+// Run implements node.Driver: until ctx ends, every tick it refreshes fee estimates, plans
+// the queues that are due and broadcasts signed transactions the chain has not shown.
+func (d *Driver) Run(ctx context.Context) error {
+	if !d.cfg.Enabled() {
+		<-ctx.Done()
+		return nil
+	}
+	start := time.Now()
+	d.mu.Lock()
+	for _, q := range d.cfg.Queues {
+		d.lastPlan[q.Name] = start
+	}
+	d.sent = map[string]time.Time{}
+	d.mu.Unlock()
+	t := time.NewTicker(d.opts.Tick)
+	defer t.Stop()
+	lastEstimate := time.Time{}
+	for {
+		if time.Since(lastEstimate) >= time.Minute {
+			d.refreshRates(ctx)
+			lastEstimate = time.Now()
+		}
+		for _, q := range d.cfg.Queues {
+			if err := d.maybePlan(ctx, q); err != nil && ctx.Err() == nil {
+				d.log.Warn("payout plan failed", "queue", q.Name, "err", err)
+			}
+		}
+		if err := d.broadcastSigned(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("payout broadcast pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// refreshRates asks the chain node for each queue's estimate and clamps it into the queue's
+// bounds; without an estimate the queue pays its floor.
+func (d *Driver) refreshRates(ctx context.Context) {
+	for _, q := range d.cfg.Queues {
+		rate := q.MinFeeRate * 1000
+		if d.chain != nil {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			est, ok, err := d.chain.EstimateFeeRate(cctx, q.ConfTarget)
+			cancel()
+			switch {
+			case err != nil:
+				d.log.Warn("fee estimate failed; using the queue's floor", "queue", q.Name, "err", err)
+			case ok:
+				rate = max(q.MinFeeRate*1000, min(q.MaxFeeRate*1000, est))
+			}
+		}
+		d.mu.Lock()
+		d.rates[q.Name] = rate
+		d.mu.Unlock()
+	}
+}
+
+// maybePlan plans q's next transaction if its trigger says so.
+func (d *Driver) maybePlan(ctx context.Context, q node.PayoutQueueConfig) error {
+	queued, err := d.state.QueuedPayouts(q.Name, q.MaxBatch)
+	if err != nil || len(queued) == 0 {
+		return err
+	}
+	d.mu.Lock()
+	last, flush := d.lastPlan[q.Name], d.flush[q.Name]
+	d.mu.Unlock()
+	due := flush
+	switch q.Trigger {
+	case node.TriggerInterval:
+		due = due || time.Since(last) >= q.Interval
+	case node.TriggerCount:
+		oldest := time.UnixMilli(queued[0].RequestedUnixMs)
+		due = due || len(queued) >= q.Count || time.Since(oldest) >= q.Interval
+	}
+	if !due {
+		return nil
+	}
+	b, err := d.plan(ctx, q, queued)
+	d.mu.Lock()
+	d.lastPlan[q.Name] = time.Now()
+	if err == nil {
+		delete(d.flush, q.Name)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if b != nil {
+		d.log.Info("payout planned", "queue", q.Name, "batch", b.Id, "txid", b.Txid, "payouts", len(b.Outputs),
+			"inputs", len(b.Inputs), "fee_sat", b.FeeSat, "fee_rate_sat_kvb", b.FeeRateSatKvb)
+	}
+	return nil
+}
+
+// plan selects coins for as many of the queued withdrawals (in request order) as the hot
+// wallet can pay, and commits the plan. It returns nil when nothing can be paid yet.
+func (d *Driver) plan(ctx context.Context, q node.PayoutQueueConfig, queued []*bankdv1.Payout) (*bankdv1.PayoutBatch, error) {
+	w, err := d.state.Wallet(d.cfg.Wallet)
+	if err != nil {
+		return nil, fmt.Errorf("hot wallet %q: %w", d.cfg.Wallet, err)
+	}
+	if len(w.Branches) != 2 {
+		return nil, fmt.Errorf("hot wallet %q has no change branch", w.Id)
+	}
+	utxos, err := d.state.SpendableUtxos(w.Id)
+	if err != nil {
+		return nil, err
+	}
+	coins := make([]coinselect.Coin, 0, len(utxos))
+	byID := make(map[string]*bankdv1.Utxo, len(utxos))
+	for _, u := range utxos {
+		id := fmt.Sprintf("%s:%d", u.Outpoint.Txid, u.Outpoint.Vout)
+		coins = append(coins, coinselect.Coin{ID: id, Value: u.ValueSat, InputVBytes: fsm.P2WPKHInputVBytes})
+		byID[id] = u
+	}
+	rate := d.rate(q)
+	// Pay the oldest withdrawals first; drop the newest until the wallet can pay the rest.
+	for n := len(queued); n > 0; n-- {
+		batch := queued[:n]
+		var target int64
+		scripts := make([][]byte, 0, n+1)
+		for _, p := range batch {
+			target += p.AmountSat
+			scripts = append(scripts, p.Script)
+		}
+		// The base is the transaction without inputs or change; the input count's varint is
+		// counted at its largest, so the state machine's exact size never exceeds the estimate.
+		base := fsm.PayoutTxVSize(0, scripts) + 2
+		sel, err := coinselect.Select(coins, coinselect.Params{
+			Target: target, FeeRate: rate, LongTermFeeRate: q.MinFeeRate * 1000, BaseVBytes: base,
+			ChangeVBytes: fsm.P2WPKHChangeVBytes, ChangeSpendVBytes: fsm.P2WPKHInputVBytes, MinChange: 1000,
+		}, d.rng)
+		if errors.Is(err, coinselect.ErrInsufficientFunds) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n < len(queued) {
+			d.log.Warn("hot wallet cannot pay every queued withdrawal; paying the oldest", "queue", q.Name, "paying", n, "queued", len(queued))
+		}
+		return d.commit(ctx, q, w, batch, sel, byID)
+	}
+	d.log.Warn("hot wallet cannot pay the oldest queued withdrawal", "queue", q.Name, "payout", queued[0].Id,
+		"amount_sat", queued[0].AmountSat, "spendable_utxos", len(utxos))
+	return nil, nil
+}
+
+// commit builds the plan's PSBT and proposes it.
+func (d *Driver) commit(ctx context.Context, q node.PayoutQueueConfig, w *bankdv1.Wallet, batch []*bankdv1.Payout,
+	sel coinselect.Result, byID map[string]*bankdv1.Utxo) (*bankdv1.PayoutBatch, error) {
+	plan := &bankdv1.PayoutPlan{Queue: q.Name, WalletId: w.Id, ChangeSat: sel.Change, FeeRateSatKvb: d.rate(q)}
+	var inputs []*bankdv1.BatchInput
+	for _, c := range sel.Coins {
+		u := byID[c.ID]
+		ws, err := d.state.LookupAddress(u.Address)
+		if err != nil {
+			return nil, fmt.Errorf("UTXO %s: %w", c.ID, err)
+		}
+		plan.Inputs = append(plan.Inputs, u.Outpoint)
+		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+	}
+	var outputs []*bankdv1.BatchOutput
+	for _, p := range batch {
+		plan.PayoutIds = append(plan.PayoutIds, p.Id)
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: p.AmountSat, Script: p.Script})
+	}
+	if sel.Change > 0 {
+		next := w.Branches[1].NextIndex
+		script, err := changeScript(w.Descriptor_, d.network, next)
+		if err != nil {
+			return nil, err
+		}
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: sel.Change, Script: script, Change: true, ChangeIndex: next})
+	}
+	raw, err := fsm.BuildPayoutPSBT(w.Descriptor_, d.network, inputs, outputs)
+	if err != nil {
+		return nil, fmt.Errorf("build psbt: %w", err)
+	}
+	plan.Psbt = raw
+	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
+	var refusal *fsm.Error
+	if errors.As(err, &refusal) {
+		return nil, fmt.Errorf("plan refused by the state machine: %s", refusal.Message)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r, ok := res.(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		return nil, fmt.Errorf("plan: unexpected response %T", res)
+	}
+	return r.Batch, nil
+}
+
+// changeScript derives the hot wallet's change script at index.
+func changeScript(desc, network string, index uint32) ([]byte, error) {
+	params, ok := fsm.ChainParams(network)
+	if !ok {
+		return nil, fmt.Errorf("unknown network %q", network)
+	}
+	d, err := descriptor.Parse(desc, params)
+	if err != nil {
+		return nil, err
+	}
+	branches := d.Multipath()
+	if len(branches) != 2 {
+		return nil, fmt.Errorf("hot wallet descriptor has no change branch")
+	}
+	return branches[1].Derive(index)
+}
+
+// broadcastSigned sends every SIGNED batch's transaction that the chain watcher has not seen in
+// the mempool or a block, at most once per RebroadcastEvery. Sending a transaction twice is
+// harmless (the node answers that it has it), so a new leader simply sends again.
+func (d *Driver) broadcastSigned(ctx context.Context) error {
+	if d.chain == nil {
+		return nil
+	}
+	token := ""
+	for range 1000 {
+		batches, next, err := d.state.ListPayoutBatches(bankdv1.BatchState_BATCH_STATE_SIGNED, token, fsm.MaxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, b := range batches {
+			d.maybeBroadcast(ctx, b)
+		}
+		if next == "" {
+			return nil
+		}
+		token = next
+	}
+	return nil
+}
+
+func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
+	rec, _, err := d.state.ChainTx(b.Txid)
+	if err == nil && rec.State != bankdv1.TxState_TX_STATE_REJECTED {
+		return // the chain watcher sees it: mempool or a block
+	}
+	d.mu.Lock()
+	last, sentBefore := d.sent[b.Id]
+	d.mu.Unlock()
+	if sentBefore && time.Since(last) < d.opts.RebroadcastEvery {
+		return
+	}
+	tx := wire.NewMsgTx(2)
+	if err := tx.Deserialize(strings.NewReader(string(b.SignedTx))); err != nil {
+		d.log.Error("signed transaction of a batch does not decode", "batch", b.Id, "err", err)
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = d.chain.SendRawTransaction(cctx, tx)
+	cancel()
+	d.mu.Lock()
+	d.sent[b.Id] = time.Now()
+	d.mu.Unlock()
+	if err != nil && !alreadyKnown(err) {
+		d.log.Warn("payout broadcast refused by the chain node", "batch", b.Id, "txid", b.Txid, "err", err)
+		return
+	}
+	d.log.Info("payout broadcast", "batch", b.Id, "txid", b.Txid)
+}
+
+// alreadyKnown reports a node's answer that it already has the transaction (mempool or chain).
+func alreadyKnown(err error) bool {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"already have transaction", "already in block chain", "txn-already-known", "txn-already-in-mempool", "transaction already exists"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
