@@ -21,6 +21,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/bankd ./cmd/bankd
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/bankctl ./cmd/bankctl
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/signerd ./cmd/signerd
 
 ## run: build, start a regtest btcd (bin/regtestd) and the cluster described by cluster.hcl as
 ## local processes following it (Ctrl-C stops everything). BTCD=off runs the cluster without a

@@ -601,9 +601,9 @@ func checkHotWallet(ws *walletState, id string) *Error {
 // version 2, locktime 0, the inputs in order with the replaceable sequence, the outputs in
 // order; and that each input carries the UTXO it spends, so a signer signs what it is shown.
 func checkPlanPSBT(raw []byte, b *bankdv1.PayoutBatch) (*wire.MsgTx, *Error) {
-	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
-	if err != nil {
-		return nil, invalid("psbt: does not decode: %v", err)
+	p, verr := decodePSBT(raw)
+	if verr != nil {
+		return nil, verr
 	}
 	want, verr := batchTx(b)
 	if verr != nil {
@@ -619,6 +619,26 @@ func checkPlanPSBT(raw []byte, b *bankdv1.PayoutBatch) (*wire.MsgTx, *Error) {
 		}
 	}
 	return want, nil
+}
+
+// decodePSBT decodes a BIP 174 PSBT from a signer or the leader. btcutil/psbt v1.1.8 panics on
+// some malformed input (btcsuite/btcd#2351, fixed after that release); the panic is a pure
+// function of the bytes, so turning it into a refusal keeps apply deterministic and no replica
+// crashes on a signer's garbage.
+func decodePSBT(raw []byte) (p *psbt.Packet, verr *Error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p, verr = nil, invalid("psbt: does not decode: the parser failed: %v", v)
+		}
+	}()
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		return nil, invalid("psbt: does not decode: %v", err)
+	}
+	if len(p.Inputs) != len(p.UnsignedTx.TxIn) || len(p.Outputs) != len(p.UnsignedTx.TxOut) {
+		return nil, invalid("psbt: %d input and %d output maps for %d inputs and %d outputs", len(p.Inputs), len(p.Outputs), len(p.UnsignedTx.TxIn), len(p.UnsignedTx.TxOut))
+	}
+	return p, nil
 }
 
 // batchTx builds the unsigned transaction of a batch.
@@ -664,9 +684,9 @@ func ValidateSubmitPayoutSignature(req *bankdv1.SubmitPayoutSignatureRequest) *E
 // input finalized (or finalizable from its partial signature) and valid under the script
 // engine. It returns the signed transaction. The API runs it before proposing; apply again.
 func SignedBatchTx(b *bankdv1.PayoutBatch, raw []byte) (*wire.MsgTx, *Error) {
-	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
-	if err != nil {
-		return nil, invalid("psbt: does not decode: %v", err)
+	p, verr := decodePSBT(raw)
+	if verr != nil {
+		return nil, verr
 	}
 	want, verr := batchTx(b)
 	if verr != nil {

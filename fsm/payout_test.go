@@ -495,3 +495,35 @@ func TestASignatureThatDoesNotVerifyIsRefused(t *testing.T) {
 		t.Fatalf("batch after bad signatures is %v", got.State)
 	}
 }
+
+// psbtParserCrasher makes btcutil/psbt v1.1.8's parser panic (btcsuite/btcd#2351); signer's
+// fuzz target found it.
+const psbtParserCrasher = "psbt\xff\x01\x00\xb90000\x02000000000000000000000000000000000000\x000000000000000000000000000000000000000000\x000000\x0300000000$00000000000000000000000000000000000000000000\x0000000000\x000000000000000000000000000000000000\x00\"\x06\x0310020102101207710000002011001010\x00"
+
+func TestAPSBTThatCrashesTheParserIsRefused(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("a", outsider(t, "p2wpkh"), 100_000, 0, 0)
+	b := f.mustPlan([]string{"a"}, 398_000, 0)
+	refusal(t, f.submit(b.Id, []byte(psbtParserCrasher)), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "the parser failed")
+	f.mustRequest("b", outsider(t, "p2wpkh"), 100_000, 0, 0)
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: "batched", WalletId: "hot",
+		PayoutIds: []string{"b"}, Inputs: []*bankdv1.Outpoint{out("funding", 1)}, ChangeSat: 198_000, Psbt: []byte(psbtParserCrasher)}, nil),
+		bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "psbt")
+}
+
+// FuzzSignedBatchTx: whatever a signer sends, checking it against a batch refuses or accepts
+// it, and never panics.
+func FuzzSignedBatchTx(f *testing.F) {
+	b := &bankdv1.PayoutBatch{Id: "b7", Txid: strings.Repeat("00", 32),
+		Inputs:  []*bankdv1.BatchInput{{Outpoint: &bankdv1.Outpoint{Txid: strings.Repeat("ab", 32)}, ValueSat: 50_000, Script: append([]byte{0, 20}, bytes.Repeat([]byte{1}, 20)...)}},
+		Outputs: []*bankdv1.BatchOutput{{ValueSat: 40_000, Script: append([]byte{0, 20}, bytes.Repeat([]byte{2}, 20)...)}},
+	}
+	f.Add([]byte(psbtParserCrasher))
+	f.Add([]byte("psbt\xff"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if tx, err := SignedBatchTx(b, raw); err == nil && tx == nil {
+			t.Fatal("accepted without a transaction")
+		}
+	})
+}

@@ -39,6 +39,7 @@ const (
 	ClientToken   = clusterhcl.ClientToken
 	ReadToken     = clusterhcl.ReadToken
 	OperatorToken = clusterhcl.OperatorToken
+	SignerToken   = clusterhcl.SignerToken
 )
 
 // Bounds of an in-process cluster.

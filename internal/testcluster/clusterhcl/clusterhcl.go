@@ -26,6 +26,7 @@ const (
 	ClientToken   = "test-client-token" // the write scope: a customer-facing service's
 	ReadToken     = "test-read-token"
 	OperatorToken = "test-operator-token"
+	SignerToken   = "test-signer-token" // the signer scope: signerd's
 )
 
 // Spec describes a test cluster. Zero fields take the defaults named on each.
@@ -37,8 +38,8 @@ type Spec struct {
 	// Raft is the raft block. A harness fills its zero fields from its own defaults
 	// (InProcessRaft, ProcessRaft) with Raft.Or; Render writes only non-zero fields.
 	Raft Raft
-	// Tokens is the tokens block; nil lists mean AdminToken, ClientToken, ReadToken and
-	// OperatorToken.
+	// Tokens is the tokens block; nil lists mean AdminToken, ClientToken, ReadToken,
+	// OperatorToken and SignerToken.
 	Tokens Tokens
 	// Chain, when set, is the chain block.
 	Chain *Chain
@@ -124,6 +125,7 @@ type Tokens struct {
 	Client   []string
 	Read     []string
 	Operator []string
+	Signer   []string
 	// Blocks are named tokens whose secrets live in files.
 	Blocks []TokenBlock
 }
@@ -213,6 +215,7 @@ func Render(spec Spec, nodes []Node) []byte {
 		{"write", spec.Tokens.Client, ClientToken},
 		{"read", spec.Tokens.Read, ReadToken},
 		{"operator", spec.Tokens.Operator, OperatorToken},
+		{"signer", spec.Tokens.Signer, SignerToken},
 	} {
 		if l.tokens == nil {
 			l.tokens = []string{l.def}

@@ -57,7 +57,7 @@ func TestWriteLoopbackIsReadBackByTheNode(t *testing.T) {
 		t.Errorf("name %q raft %+v, want roundtrip %+v", cfg.Name, cfg.Raft, raft)
 	}
 	if got := tokenNames(cfg); !slices.Equal(got, []string{
-		"dev-read-1=" + digest(clusterhcl.ReadToken), "dev-write-1=" + digest("cli-1"),
+		"dev-read-1=" + digest(clusterhcl.ReadToken), "dev-signer-1=" + digest(clusterhcl.SignerToken), "dev-write-1=" + digest("cli-1"),
 		"dev-operator-1=" + digest(clusterhcl.OperatorToken), "dev-admin-1=" + digest("adm-1"), "dev-admin-2=" + digest("adm-2"),
 	}) {
 		t.Errorf("tokens %+v", cfg.Tokens)
@@ -130,7 +130,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(cfg.Nodes) != 3 || cfg.Name != "test" || cfg.Chain.Watching() ||
-		!slices.Equal(tokenNames(cfg), []string{"dev-read-1=" + digest(clusterhcl.ReadToken), "dev-write-1=" + digest(clusterhcl.ClientToken),
+		!slices.Equal(tokenNames(cfg), []string{"dev-read-1=" + digest(clusterhcl.ReadToken), "dev-signer-1=" + digest(clusterhcl.SignerToken),
+			"dev-write-1=" + digest(clusterhcl.ClientToken),
 			"dev-operator-1=" + digest(clusterhcl.OperatorToken), "dev-admin-1=" + digest(clusterhcl.AdminToken)}) ||
 		cfg.InsecurePlaintext {
 		t.Fatalf("default spec gave %+v", cfg)

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/bankd/bankd/signer"
+)
+
+// Limits on signerd.hcl.
+const (
+	maxConfigBytes = 64 << 10
+	maxFieldLen    = 256
+	// maxDescriptorLen leaves room for a descriptor with its origin and checksum.
+	maxDescriptorLen      = 1024
+	defaultPollInterval   = 2 * time.Second
+	minPollInterval       = 100 * time.Millisecond
+	maxPollInterval       = 10 * time.Minute
+	maxFeeRateCapSatPerVB = 10_000
+)
+
+// networks are the chain networks signerd.hcl may name, as in cluster.hcl.
+var networks = map[string]*chaincfg.Params{
+	"mainnet": &chaincfg.MainNetParams,
+	"testnet": &chaincfg.TestNet3Params,
+	"signet":  &chaincfg.SigNetParams,
+	"regtest": &chaincfg.RegressionNetParams,
+}
+
+const networkNames = "mainnet, testnet, signet, regtest"
+
+// Config is a parsed and validated signerd.hcl.
+type Config struct {
+	// Path is the file the configuration was read from.
+	Path string
+	// Network is the chain the hot wallet is on.
+	Network *chaincfg.Params
+	// APIURL is one bankd node's API (https://host:port); followers forward what they must.
+	APIURL string
+	// CAFile is the cluster CA's certificate; "" trusts the system's roots.
+	CAFile string
+	// TokenFile holds the API bearer token (operator scope, to submit signatures).
+	TokenFile string
+	// WalletID is the bankd wallet whose batches this signer signs.
+	WalletID string
+	// Descriptor is the hot wallet's public descriptor, wpkh([fp/84'/c'/0']xpub/<0;1>/*).
+	Descriptor string
+	// KeyFile holds the master extended private key (chmod 600).
+	KeyFile string
+	// Limits are the signer's caps.
+	Limits signer.Limits
+	// StateFile is the signer's ledger of signed batches (the daily limit's counter).
+	StateFile string
+	// PollInterval is the wait between two looks at the planned batches.
+	PollInterval time.Duration
+}
+
+// configFile is signerd.hcl as written.
+type configFile struct {
+	Network         string  `hcl:"network"`
+	APIURL          string  `hcl:"api_url"`
+	CAFile          string  `hcl:"ca_file,optional"`
+	TokenFile       string  `hcl:"token_file"`
+	WalletID        string  `hcl:"wallet_id"`
+	Descriptor      string  `hcl:"descriptor"`
+	KeyFile         string  `hcl:"key_file"`
+	MaxFeeSat       int64   `hcl:"max_fee_sat"`
+	MaxFeeRateSatVB float64 `hcl:"max_fee_rate_sat_vb"`
+	DailyLimitSat   int64   `hcl:"daily_limit_sat"`
+	StateFile       string  `hcl:"state_file"`
+	PollInterval    string  `hcl:"poll_interval,optional"`
+}
+
+// LoadConfig reads and validates signerd.hcl at path. Relative paths in it are relative to the
+// file's directory.
+func LoadConfig(path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve config path %s: %w", path, err)
+	}
+	info, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if info.Size() > maxConfigBytes {
+		return nil, fmt.Errorf("config %s is %d bytes, more than the %d allowed", abs, info.Size(), maxConfigBytes)
+	}
+	src, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(src, abs)
+}
+
+// ParseConfig parses and validates signerd.hcl source; filename names it in errors and is the
+// base of relative paths.
+func ParseConfig(src []byte, filename string) (*Config, error) {
+	if len(src) > maxConfigBytes {
+		return nil, fmt.Errorf("config %s is %d bytes, more than the %d allowed", filename, len(src), maxConfigBytes)
+	}
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		return nil, diagsError(diags)
+	}
+	var raw configFile
+	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
+		return nil, diagsError(diags)
+	}
+	cfg, err := raw.validate(filepath.Dir(filename))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filename, err)
+	}
+	cfg.Path = filename
+	return cfg, nil
+}
+
+func (raw *configFile) validate(baseDir string) (*Config, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	cfg := &Config{
+		WalletID:     strings.TrimSpace(raw.WalletID),
+		Descriptor:   strings.TrimSpace(raw.Descriptor),
+		PollInterval: defaultPollInterval,
+	}
+
+	net, ok := networks[raw.Network]
+	if !ok {
+		bad("network %q: want one of %s", raw.Network, networkNames)
+	}
+	cfg.Network = net
+
+	u, err := url.Parse(raw.APIURL)
+	switch {
+	case err != nil:
+		bad("api_url %q: %v", raw.APIURL, err)
+	case u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
+		bad("api_url %q: want https://host:port (signerd talks to bankd over TLS only)", raw.APIURL)
+	default:
+		cfg.APIURL = "https://" + u.Host
+	}
+
+	switch {
+	case cfg.WalletID == "" || len(cfg.WalletID) > maxFieldLen:
+		bad("wallet_id: want 1..%d characters", maxFieldLen)
+	case cfg.Descriptor == "" || len(cfg.Descriptor) > maxDescriptorLen:
+		bad("descriptor: want the hot wallet's public descriptor (at most %d characters)", maxDescriptorLen)
+	}
+
+	paths := []struct {
+		name     string
+		value    string
+		dst      *string
+		optional bool
+	}{
+		{"ca_file", raw.CAFile, &cfg.CAFile, true},
+		{"token_file", raw.TokenFile, &cfg.TokenFile, false},
+		{"key_file", raw.KeyFile, &cfg.KeyFile, false},
+		{"state_file", raw.StateFile, &cfg.StateFile, false},
+	}
+	for _, p := range paths {
+		switch {
+		case p.value == "" && p.optional:
+		case p.value == "" || len(p.value) > maxFieldLen:
+			bad("%s: want a path of 1..%d characters", p.name, maxFieldLen)
+		default:
+			*p.dst = resolvePath(baseDir, p.value)
+		}
+	}
+
+	cfg.Limits = signer.Limits{MaxFeeSat: raw.MaxFeeSat, DailyLimitSat: raw.DailyLimitSat}
+	if raw.MaxFeeSat <= 0 || raw.MaxFeeSat > btcutil.MaxSatoshi {
+		bad("max_fee_sat %d: want 1..%d", raw.MaxFeeSat, int64(btcutil.MaxSatoshi))
+	}
+	if raw.DailyLimitSat <= 0 || raw.DailyLimitSat > btcutil.MaxSatoshi {
+		bad("daily_limit_sat %d: want 1..%d", raw.DailyLimitSat, int64(btcutil.MaxSatoshi))
+	}
+	if math.IsNaN(raw.MaxFeeRateSatVB) || raw.MaxFeeRateSatVB < 0.001 || raw.MaxFeeRateSatVB > maxFeeRateCapSatPerVB {
+		bad("max_fee_rate_sat_vb %v: want 0.001..%d", raw.MaxFeeRateSatVB, maxFeeRateCapSatPerVB)
+	} else {
+		cfg.Limits.MaxFeeRateSatKvB = int64(math.Round(raw.MaxFeeRateSatVB * 1000))
+	}
+
+	if raw.PollInterval != "" {
+		d, err := time.ParseDuration(raw.PollInterval)
+		switch {
+		case err != nil:
+			bad("poll_interval %q is not a duration such as \"2s\"", raw.PollInterval)
+		case d < minPollInterval || d > maxPollInterval:
+			bad("poll_interval %s: want %s..%s", d, minPollInterval, maxPollInterval)
+		default:
+			cfg.PollInterval = d
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func resolvePath(baseDir, p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(baseDir, p)
+	}
+	return filepath.Clean(p)
+}
+
+// diagsError writes HCL's diagnostics, each with its position, as one error.
+func diagsError(diags hcl.Diagnostics) error {
+	var b strings.Builder
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		if d.Subject != nil {
+			fmt.Fprintf(&b, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		b.WriteString(d.Summary)
+		if d.Detail != "" {
+			b.WriteString(": " + d.Detail)
+		}
+	}
+	return errors.New(b.String())
+}

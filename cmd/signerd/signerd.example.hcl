@@ -1,0 +1,34 @@
+# signerd.hcl: the hot wallet signer of a bankd cluster. Relative paths are relative to this file.
+
+# The chain the hot wallet is on: mainnet, testnet, signet or regtest.
+network = "regtest"
+
+# One bankd node's API (https only) and the cluster CA that signs its certificate; leave ca_file
+# out to trust the system's roots.
+api_url = "https://127.0.0.1:7201"
+ca_file = "data/tls/ca.crt"
+
+# The API bearer token, one line, chmod 600: a token of cluster.hcl with the "signer" scope
+# (it reads batches and withdrawals and submits signatures, nothing else).
+token_file = "signer.token"
+
+# The bankd wallet whose batches this signer signs, and its public descriptor, as
+# `signerd keygen` printed it.
+wallet_id  = "hot"
+descriptor = "wpkh([d34db33f/84'/1'/0']tpub.../<0;1>/*)#checksum"
+
+# The master extended private key `signerd keygen` wrote (chmod 600; never on a bankd node).
+key_file = "master.key"
+
+# The signer's own caps: the most fee one transaction may pay, in sat and in sat per vbyte, and
+# the most its withdrawals may add up to within one UTC day.
+max_fee_sat         = 100000
+max_fee_rate_sat_vb = 200
+daily_limit_sat     = 100000000
+
+# The ledger of signed batches that keeps the daily limit across restarts (JSON, rewritten
+# atomically).
+state_file = "signerd-state.json"
+
+# How often to look for planned batches.
+poll_interval = "2s"
