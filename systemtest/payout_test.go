@@ -1,0 +1,643 @@
+package systemtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster"
+	"github.com/bankd/bankd/regtest"
+	"github.com/bankd/bankd/wallet/descriptor"
+)
+
+// payoutRig is a 3-process cluster following a real btcd, with a funded p2wpkh hot wallet
+// whose key only signerd (a separate process, started by startSigner) holds.
+type payoutRig struct {
+	t    *testing.T
+	ctx  context.Context
+	btcd *regtest.Btcd
+	c    *testcluster.ProcCluster
+	dir  string
+	// keyFile and desc are what `signerd keygen` wrote and printed.
+	keyFile, desc string
+	receive       *descriptor.Descriptor
+	funded        int64
+	signer        *exec.Cmd
+	signerLog     string
+}
+
+// payoutQueues is the payouts block of the rig: a batched queue that plans once count
+// withdrawals are due (or 3 s after the oldest), and a vip queue whose withdrawals above
+// 1,000,000 sat need approval.
+const payoutQueues = `
+payouts {
+  wallet        = "hot"
+  default_queue = "batched"
+  queue "batched" {
+    trigger      = "count"
+    count        = %d
+    interval     = "3s"
+    max_batch    = 100
+    fee          = "flat"
+    fee_sat      = 500
+    min_fee_rate = 2
+    max_fee_rate = 50
+  }
+  queue "vip" {
+    trigger                = "count"
+    count                  = 1
+    fee_sat                = 1000
+    approval_threshold_sat = 1000000
+  }
+}
+`
+
+func newPayoutRig(t *testing.T, count int, fundOutputs int, each int64) *payoutRig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("multi-process cluster test against btcd; skipped with -short")
+	}
+	btcd := regtest.StartTest(t, regtest.Options{})
+	ctx := ctxFor(t, 6*time.Minute)
+	start, err := btcd.Tip(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc := btcd.RPC()
+	c := startCluster(t, testcluster.Spec{
+		Chain: &testcluster.Chain{Network: "regtest", RPCHost: rpc.Host, RPCUser: rpc.User, RPCPass: rpc.Pass, RPCCert: rpc.CertPath,
+			FinalDepth: 3, StartHeight: uint32(start.Height), PollInterval: 100 * time.Millisecond},
+		Extra: fmt.Sprintf(payoutQueues, count),
+	})
+	r := &payoutRig{t: t, ctx: ctx, btcd: btcd, c: c, dir: t.TempDir()}
+
+	// The hot wallet's key is made by signerd and never given to bankd.
+	r.keyFile = filepath.Join(r.dir, "master.key")
+	out, err := exec.CommandContext(ctx, signerdBin(t), "keygen", "-network", "regtest", "-out", r.keyFile).Output()
+	if err != nil {
+		t.Fatalf("signerd keygen: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "wpkh(") {
+			r.desc = strings.TrimSpace(line)
+		}
+	}
+	if r.desc == "" {
+		t.Fatalf("signerd keygen printed no descriptor: %q", out)
+	}
+	if _, err := r.admin().Wallet.CreateWallet(ctx, connect.NewRequest(&bankdv1.CreateWalletRequest{
+		WalletId: "hot", Kind: bankdv1.WalletKind_WALLET_KIND_HOT, Descriptor_: r.desc, GapLimit: 50})); err != nil {
+		t.Fatalf("create hot wallet: %v", err)
+	}
+	d, err := descriptor.Parse(r.desc, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.receive = d.Multipath()[0]
+
+	var outs []*wire.TxOut
+	for i := range fundOutputs {
+		script, err := r.receive.Derive(uint32(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, &wire.TxOut{Value: each, PkScript: script})
+		r.funded += each
+	}
+	if _, err := btcd.Send(ctx, outs, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.mine(1)
+	r.waitFor("the hot wallet's funding to be UTXOs", func() (bool, error) {
+		us, err := r.admin().Chain.ListUtxos(ctx, connect.NewRequest(&bankdv1.ListUtxosRequest{WalletId: "hot"}))
+		if err != nil {
+			return false, err
+		}
+		return len(us.Msg.Utxos) == fundOutputs, nil
+	})
+	return r
+}
+
+// signerdBin finds signerd beside the bankd binary the cluster runs (make build puts both in
+// bin/), or at $BANKD_SIGNERD.
+func signerdBin(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("BANKD_SIGNERD"); b != "" {
+		return b
+	}
+	bin := filepath.Join(filepath.Dir(testcluster.BankdBin()), "signerd")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("signerd binary: %v (run `make build` or set BANKD_SIGNERD)", err)
+	}
+	return bin
+}
+
+func (r *payoutRig) admin() *apiclient.Clients {
+	i, err := r.c.WaitLeader(ctxFor(r.t, 30*time.Second))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return r.c.Client(i, testcluster.AdminToken)
+}
+
+// any returns a client of a running node other than the leader when there is one, so that
+// writes also go through forwarding.
+func (r *payoutRig) any(token string) *apiclient.Clients {
+	leader, err := r.c.WaitLeader(ctxFor(r.t, 30*time.Second))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if f := followerOf(r.c, leader); f >= 0 {
+		return r.c.Client(f, token)
+	}
+	return r.c.Client(leader, token)
+}
+
+func (r *payoutRig) mine(n int) {
+	r.t.Helper()
+	if _, err := r.btcd.Generate(r.ctx, n); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds; errors that say a node is between leaders are retried.
+func (r *payoutRig) waitFor(what string, cond func() (bool, error)) {
+	r.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		switch {
+		case err == nil && ok:
+			return
+		case err != nil && connect.CodeOf(err) != connect.CodeUnavailable:
+			r.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		last = err
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.t.Fatalf("timed out waiting for %s (last error %v)", what, last)
+}
+
+// startSigner runs signerd with a signer-scope token against one node's API.
+func (r *payoutRig) startSigner(node int) {
+	r.t.Helper()
+	token := filepath.Join(r.dir, "signer.token")
+	if err := os.WriteFile(token, []byte(testcluster.SignerToken+"\n"), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	config := filepath.Join(r.dir, "signerd.hcl")
+	hcl := fmt.Sprintf(`network = "regtest"
+api_url = %q
+ca_file = %q
+token_file = %q
+wallet_id = "hot"
+descriptor = %q
+key_file = %q
+max_fee_sat = 200000
+max_fee_rate_sat_vb = 100
+daily_limit_sat = 100000000
+state_file = %q
+poll_interval = "200ms"
+`, r.c.URL(node), r.c.CAFile, token, r.desc, r.keyFile, filepath.Join(r.dir, "signerd-state.json"))
+	if err := os.WriteFile(config, []byte(hcl), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	r.signerLog = filepath.Join(r.dir, "signerd.log")
+	logf, err := os.Create(r.signerLog)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cmd := exec.Command(signerdBin(r.t), "-config", config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.signer = cmd
+	r.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+		if r.t.Failed() {
+			b, _ := os.ReadFile(r.signerLog)
+			r.t.Logf("signerd log:\n%s", b)
+		}
+	})
+}
+
+// outsiderAddress is a fresh regtest address no wallet of the cluster watches: p2wpkh or p2tr.
+func outsiderAddress(t *testing.T, taproot bool) string {
+	t.Helper()
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	var addr btcutil.Address
+	var err error
+	if taproot {
+		addr, err = btcutil.NewAddressTaproot(raw, &chaincfg.RegressionNetParams)
+	} else {
+		addr, err = btcutil.NewAddressWitnessPubKeyHash(raw[:20], &chaincfg.RegressionNetParams)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr.EncodeAddress()
+}
+
+// batches returns every batch the cluster has planned.
+func (r *payoutRig) batches() []*bankdv1.PayoutBatch {
+	r.t.Helper()
+	return retryUnavailable(r.t, func() ([]*bankdv1.PayoutBatch, error) {
+		res, err := r.admin().Payout.ListBatches(r.ctx, connect.NewRequest(&bankdv1.ListPayoutBatchesRequest{PageSize: 1000}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg.Batches, nil
+	})
+}
+
+// payouts returns every withdrawal.
+func (r *payoutRig) payouts() []*bankdv1.Payout {
+	r.t.Helper()
+	return retryUnavailable(r.t, func() ([]*bankdv1.Payout, error) {
+		res, err := r.admin().Payout.ListPayouts(r.ctx, connect.NewRequest(&bankdv1.ListPayoutsRequest{PageSize: 1000}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg.Payouts, nil
+	})
+}
+
+// retryUnavailable calls read until it answers anything but Unavailable (a node between
+// leaders says so, and that the read may be retried), for at most 30 s.
+func retryUnavailable[T any](t *testing.T, read func() (T, error)) T {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := read()
+		if err == nil {
+			return v
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func countState[T any](items []T, ok func(T) bool) int {
+	n := 0
+	for _, it := range items {
+		if ok(it) {
+			n++
+		}
+	}
+	return n
+}
+
+// mineUntilPaid mines a block at a time until every withdrawal is PAID.
+func (r *payoutRig) mineUntilPaid(total int) {
+	r.t.Helper()
+	r.waitFor(fmt.Sprintf("%d withdrawals paid", total), func() (bool, error) {
+		ps := r.payouts()
+		paid := countState(ps, func(p *bankdv1.Payout) bool { return p.State == bankdv1.PayoutState_PAYOUT_STATE_PAID })
+		if paid == total {
+			return true, nil
+		}
+		// Mine only once every signed batch is in the mempool or a block.
+		signed := countState(r.batches(), func(b *bankdv1.PayoutBatch) bool {
+			return b.State == bankdv1.BatchState_BATCH_STATE_SIGNED || b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED
+		})
+		pool, err := r.btcd.Mempool(r.ctx)
+		if err != nil {
+			return false, err
+		}
+		if signed > 0 && len(pool) > 0 || paid < total && countState(r.batches(), func(b *bankdv1.PayoutBatch) bool { return b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED }) > 0 {
+			r.mine(1)
+		}
+		return false, nil
+	})
+}
+
+// checkBooks checks every paid withdrawal against the chain, the customers' balances and the
+// hot wallet's books to the satoshi.
+func (r *payoutRig) checkBooks(start map[string]int64) {
+	r.t.Helper()
+	bal := func(id string) *bankdv1.Balance {
+		return retryUnavailable(r.t, func() (*bankdv1.Balance, error) { return tryBalance(r.t, r.admin(), id) })
+	}
+	var amounts, charged, fees int64
+	byTx := map[string][]*bankdv1.Payout{}
+	spent := map[string]int64{}
+	for _, p := range r.payouts() {
+		if p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
+			continue
+		}
+		byTx[p.Txid] = append(byTx[p.Txid], p)
+		amounts += p.AmountSat
+		charged += p.FeeSat
+		spent[p.AccountId] += p.AmountSat + p.FeeSat
+	}
+	for _, b := range r.batches() {
+		if b.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+			continue
+		}
+		fees += b.FeeSat
+		var raw string
+		if err := r.btcd.Call(r.ctx, "getrawtransaction", &raw, b.Txid, 0); err != nil {
+			r.t.Fatalf("batch %s: getrawtransaction %s: %v", b.Id, b.Txid, err)
+		}
+		bs, err := hex.DecodeString(raw)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		tx := wire.NewMsgTx(2)
+		if err := tx.Deserialize(bytes.NewReader(bs)); err != nil {
+			r.t.Fatal(err)
+		}
+		for _, p := range byTx[b.Txid] {
+			o := tx.TxOut[p.Vout]
+			if o.Value != p.AmountSat || !bytes.Equal(o.PkScript, p.Script) {
+				r.t.Errorf("withdrawal %s: output %d of %s pays %d to %x, want %d to %x", p.Id, p.Vout, b.Txid, o.Value, o.PkScript, p.AmountSat, p.Script)
+			}
+		}
+		delete(byTx, b.Txid)
+	}
+	if len(byTx) != 0 {
+		r.t.Errorf("withdrawals paid by transactions that are not final batches: %v", byTx)
+	}
+	for acc, before := range start {
+		b := bal(acc)
+		if b.Posted != before-spent[acc] || b.DebitsPending != 0 {
+			r.t.Errorf("%s: %v, want %d posted and no holds (spent %d)", acc, b, before-spent[acc], spent[acc])
+		}
+	}
+	if b := bal(fsm.PayoutClearingAccount); b.Posted != 0 || b.CreditsPending != 0 {
+		r.t.Errorf("%s: %v, want zero", fsm.PayoutClearingAccount, b)
+	}
+	// The hot wallet's book falls by what left it: the withdrawals and the network fees. (Its
+	// funding is not booked yet, so it starts at zero.)
+	hot := bal(fsm.WalletAccount("hot"))
+	if got := hot.DebitsPosted - hot.CreditsPosted; got != -(amounts + fees) {
+		r.t.Errorf("wallet:hot moved %d, want -%d (withdrawals %d + fees %d)", got, amounts+fees, amounts, fees)
+	}
+	us := retryUnavailable(r.t, func() (*bankdv1.ListUtxosResponse, error) {
+		res, err := r.admin().Chain.ListUtxos(r.ctx, connect.NewRequest(&bankdv1.ListUtxosRequest{WalletId: "hot", PageSize: 1000}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	var utxos int64
+	for _, u := range us.Utxos {
+		utxos += u.ValueSat
+	}
+	if utxos != r.funded-amounts-fees {
+		r.t.Errorf("hot wallet UTXOs hold %d, want funding %d - withdrawals %d - fees %d", utxos, r.funded, amounts, fees)
+	}
+	r.t.Logf("books: %d withdrawals %d sat, charged %d, fees paid %d in %d batches; hot UTXOs %d", len(r.payouts()), amounts, charged, fees,
+		countState(r.batches(), func(b *bankdv1.PayoutBatch) bool { return b.State == bankdv1.BatchState_BATCH_STATE_FINAL }), utxos)
+}
+
+// TestTwoHundredWithdrawalsAreBatchedSignedAndBookedOnce: 200 withdrawals from 50 accounts wait
+// in PLANNED batches while signerd is down, are signed once it starts, broadcast, confirmed and
+// booked to the satoshi; a withdrawal above the approval threshold waits for a second identity.
+func TestTwoHundredWithdrawalsAreBatchedSignedAndBookedOnce(t *testing.T) {
+	r := newPayoutRig(t, 100, 8, 1_500_000)
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	start := map[string]int64{}
+	for i := range 50 {
+		id := fmt.Sprintf("cust-%02d", i)
+		createAccount(t, cl, id, liability, true)
+		if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund-"+id, "capital", id, 100_000)})); err != nil {
+			t.Fatal(err)
+		}
+		start[id] = 100_000
+	}
+
+	// 200 withdrawals, 8 at a time, through followers and the leader alike.
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				req := &bankdv1.RequestPayoutRequest{Id: fmt.Sprintf("w-%03d", i), AccountId: fmt.Sprintf("cust-%02d", i%50),
+					Address: outsiderAddress(t, i%3 == 0), AmountSat: 5_000 + int64(i)*50}
+				cli := r.c.Client(i%len(r.c.Nodes), testcluster.ClientToken)
+				for attempt := 0; ; attempt++ {
+					_, err := cli.Payout.RequestPayout(r.ctx, connect.NewRequest(req))
+					if err == nil || connect.CodeOf(err) != connect.CodeUnavailable || attempt == 20 {
+						errs <- err
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+	}
+
+	// A request over the balance, to a mainnet address, or of dust changes nothing.
+	for _, bad := range []struct {
+		req  *bankdv1.RequestPayoutRequest
+		code connect.Code
+	}{
+		{&bankdv1.RequestPayoutRequest{Id: "over", AccountId: "cust-00", Address: outsiderAddress(t, false), AmountSat: 1_000_000}, connect.CodeFailedPrecondition},
+		{&bankdv1.RequestPayoutRequest{Id: "mainnet", AccountId: "cust-00", Address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", AmountSat: 10_000}, connect.CodeInvalidArgument},
+		{&bankdv1.RequestPayoutRequest{Id: "dust", AccountId: "cust-00", Address: outsiderAddress(t, false), AmountSat: 100}, connect.CodeInvalidArgument},
+	} {
+		_, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(bad.req))
+		if connect.CodeOf(err) != bad.code {
+			t.Errorf("request %s: %v, want %v", bad.req.Id, err, bad.code)
+		}
+	}
+
+	// With signerd down, the withdrawals are planned into batches that wait for a signature.
+	r.waitFor("200 withdrawals in planned batches", func() (bool, error) {
+		ps := r.payouts()
+		return countState(ps, func(p *bankdv1.Payout) bool { return p.State == bankdv1.PayoutState_PAYOUT_STATE_BATCHED }) == 200, nil
+	})
+	planned := r.batches()
+	if len(planned) < 2 || len(planned) > 4 {
+		t.Fatalf("%d batches for 200 withdrawals of at most 100 each, want 2-4", len(planned))
+	}
+	for _, b := range planned {
+		if b.State != bankdv1.BatchState_BATCH_STATE_PLANNED {
+			t.Fatalf("batch %s is %v before any signer ran", b.Id, b.State)
+		}
+	}
+
+	// A large withdrawal needs a second identity: not the requester, and an operator.
+	createAccount(t, cl, "whale", liability, true)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund-whale", "capital", "whale", 3_000_000)})); err != nil {
+		t.Fatal(err)
+	}
+	start["whale"] = 3_000_000
+	big, err := r.any(testcluster.AdminToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+		Id: "whale-1", AccountId: "whale", Address: outsiderAddress(t, true), AmountSat: 2_000_000, Queue: "vip"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.Msg.Payout.State != bankdv1.PayoutState_PAYOUT_STATE_AWAITING_APPROVAL {
+		t.Fatalf("large withdrawal is %v", big.Msg.Payout.State)
+	}
+	if _, err := r.any(testcluster.AdminToken).Payout.ApprovePayout(r.ctx, connect.NewRequest(&bankdv1.DecidePayoutRequest{Id: "whale-1"})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("the requester approving its own withdrawal: %v, want failed_precondition", err)
+	}
+	if _, err := r.any(testcluster.ClientToken).Payout.ApprovePayout(r.ctx, connect.NewRequest(&bankdv1.DecidePayoutRequest{Id: "whale-1"})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("a write token approving: %v, want permission_denied", err)
+	}
+	approved, err := r.any(testcluster.OperatorToken).Payout.ApprovePayout(r.ctx, connect.NewRequest(&bankdv1.DecidePayoutRequest{Id: "whale-1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := approved.Msg.Payout; p.DecidedBy != "dev-operator-1" || p.RequestedBy != "dev-admin-1" {
+		t.Fatalf("approval recorded %q for a request by %q", p.DecidedBy, p.RequestedBy)
+	}
+
+	// signerd starts: every batch is signed, broadcast, mined and made final.
+	r.startSigner(followerOf(r.c, -1))
+	r.mineUntilPaid(201)
+	r.checkBooks(start)
+	requireSameStateHash(t, r.c)
+}
+
+// TestKilledLeaderPaysEachWithdrawalOnce SIGKILLs the leader after a batch is signed but while
+// the chain node cannot be reached (so it cannot have broadcast it), and again after a batch is
+// in the mempool: each batch is one transaction, broadcast by whichever leader can, and no
+// withdrawal is planned twice.
+func TestKilledLeaderPaysEachWithdrawalOnce(t *testing.T) {
+	r := newPayoutRig(t, 5, 4, 1_000_000)
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	createAccount(t, cl, "alice", liability, true)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 1_000_000)})); err != nil {
+		t.Fatal(err)
+	}
+	request := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+				Id: fmt.Sprintf("k-%d", i), AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 20_000})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	inState := func(state bankdv1.BatchState) int {
+		return countState(r.batches(), func(b *bankdv1.PayoutBatch) bool { return b.State == state })
+	}
+
+	// Round 1: signed while btcd is stopped, then the leader is killed.
+	request(0, 5)
+	r.waitFor("the first batch planned", func() (bool, error) { return inState(bankdv1.BatchState_BATCH_STATE_PLANNED) == 1, nil })
+	if err := syscall.Kill(r.btcd.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := syscall.Kill(r.btcd.PID(), syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	leader, _ := leaderClient(t, r.c)
+	r.startSigner(followerOf(r.c, leader))
+	r.waitFor("the first batch signed", func() (bool, error) { return inState(bankdv1.BatchState_BATCH_STATE_SIGNED) == 1, nil })
+	t.Logf("SIGKILL leader %s with batch signed and btcd stopped", r.c.Nodes[leader].ID)
+	if err := r.c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	resume()
+	if err := r.c.Restart(leader); err != nil {
+		t.Fatal(err)
+	}
+	r.mineUntilPaid(5)
+
+	// Round 2: the leader is killed once the batch is in btcd's mempool.
+	request(5, 10)
+	r.waitFor("the second batch in the mempool", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+				return r.btcd.InMempool(r.ctx, mustHash(t, b.Txid))
+			}
+		}
+		return false, nil
+	})
+	leader, _ = leaderClient(t, r.c)
+	t.Logf("SIGKILL leader %s with the second batch in the mempool", r.c.Nodes[leader].ID)
+	if err := r.c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	r.mineUntilPaid(10)
+	if err := r.c.Restart(leader); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each withdrawal is in exactly one batch; each batch is one final transaction.
+	seen := map[string]string{}
+	for _, b := range r.batches() {
+		if b.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+			t.Errorf("batch %s is %v", b.Id, b.State)
+		}
+		for _, o := range b.Outputs {
+			if o.PayoutId == "" {
+				continue
+			}
+			if other, dup := seen[o.PayoutId]; dup {
+				t.Errorf("withdrawal %s is in batches %s and %s", o.PayoutId, other, b.Id)
+			}
+			seen[o.PayoutId] = b.Id
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("%d withdrawals in batches, want 10", len(seen))
+	}
+	r.checkBooks(map[string]int64{"alice": 1_000_000})
+	r.waitFor("every node back", func() (bool, error) { _, err := r.c.WaitLeader(r.ctx); return err == nil, err })
+	requireSameStateHash(t, r.c)
+}
+
+func mustHash(t *testing.T, txid string) chainhash.Hash {
+	t.Helper()
+	h, err := chainhash.NewHashFromStr(txid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *h
+}
