@@ -538,6 +538,9 @@ func (c *chainApply) finalize(height uint32) error {
 		if err := c.forEachDeposit(rec, c.creditDeposit); err != nil {
 			return err
 		}
+		if err := c.bookInflows(rec); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ var systemTransferIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_LIGHTNING, "lnp:<raft index>[:post|:void] a payment's hold and its resolution", paymentIDForm},
 	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
 	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", payoutIDForm},
+	{bankdv1.Owner_OWNER_CHAIN, "f:<txid>:<vout>:0            coins from outside paid to a HOT or COLD wallet", depositIDForm("f")},
 	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee         a payout batch's fee paid against fees charged", batchFeeIDForm},
 }
 
@@ -57,6 +58,7 @@ var systemAccountIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_CHAIN, PayoutClearingAccount + "   LIABILITY: withdrawals held and paid", exactID(PayoutClearingAccount)},
 	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeIncomeAccount + " INCOME: fees charged above the fee paid", exactID(PayoutFeeIncomeAccount)},
 	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeExpenseAccount + " EXPENSE: fees paid above the fees charged", exactID(PayoutFeeExpenseAccount)},
+	{bankdv1.Owner_OWNER_CHAIN, WalletCapitalAccount + "    EQUITY: coins paid to the bank's own wallets from outside", exactID(WalletCapitalAccount)},
 	{bankdv1.Owner_OWNER_CHAIN, WalletAccountPrefix + "<wallet>      ASSET: a wallet's coins", walletAccountForm},
 }
 

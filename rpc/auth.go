@@ -108,16 +108,17 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.LightningServiceDrainNodeProcedure:     scopeOperator,
 	bankdv1connect.LightningServiceReconcileProcedure:     scopeOperator,
 
-	bankdv1connect.PayoutServiceGetPayoutProcedure:       scopeRead,
-	bankdv1connect.PayoutServiceListPayoutsProcedure:     scopeRead,
-	bankdv1connect.PayoutServiceGetBatchProcedure:        scopeRead,
-	bankdv1connect.PayoutServiceListBatchesProcedure:     scopeRead,
-	bankdv1connect.PayoutServiceRequestPayoutProcedure:   scopeWrite,
-	bankdv1connect.PayoutServiceCancelPayoutProcedure:    scopeWrite,
-	bankdv1connect.PayoutServiceApprovePayoutProcedure:   scopeOperator,
-	bankdv1connect.PayoutServiceRejectPayoutProcedure:    scopeOperator,
-	bankdv1connect.PayoutServiceAbandonBatchProcedure:    scopeOperator,
-	bankdv1connect.PayoutServiceSubmitSignatureProcedure: scopeSigner,
+	bankdv1connect.PayoutServiceGetPayoutProcedure:        scopeRead,
+	bankdv1connect.PayoutServiceListPayoutsProcedure:      scopeRead,
+	bankdv1connect.PayoutServiceGetBatchProcedure:         scopeRead,
+	bankdv1connect.PayoutServiceListBatchesProcedure:      scopeRead,
+	bankdv1connect.PayoutServiceRequestPayoutProcedure:    scopeWrite,
+	bankdv1connect.PayoutServiceCancelPayoutProcedure:     scopeWrite,
+	bankdv1connect.PayoutServiceApprovePayoutProcedure:    scopeOperator,
+	bankdv1connect.PayoutServiceRejectPayoutProcedure:     scopeOperator,
+	bankdv1connect.PayoutServiceAbandonBatchProcedure:     scopeOperator,
+	bankdv1connect.PayoutServiceReconcileWalletsProcedure: scopeOperator,
+	bankdv1connect.PayoutServiceSubmitSignatureProcedure:  scopeSigner,
 }
 
 // maxTokenLen bounds what we hash from an Authorization header.

@@ -54,3 +54,7 @@ func (s *fakeState) PayoutBatch(string) (*bankdv1.PayoutBatch, error) { return n
 func (s *fakeState) ListPayoutBatches(bankdv1.BatchState, string, int) ([]*bankdv1.PayoutBatch, string, error) {
 	return nil, "", nil
 }
+
+func (s *fakeState) WalletReconciliation() ([]*bankdv1.WalletReconciliation, error) { return nil, nil }
+
+func (s *fakeState) Solvency() (*bankdv1.Solvency, error) { return &bankdv1.Solvency{}, nil }

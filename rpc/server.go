@@ -118,6 +118,8 @@ type stateReader interface {
 	ListPayouts(accountID string, state bankdv1.PayoutState, pageToken string, pageSize int) ([]*bankdv1.Payout, string, error)
 	PayoutBatch(id string) (*bankdv1.PayoutBatch, error)
 	ListPayoutBatches(state bankdv1.BatchState, pageToken string, pageSize int) ([]*bankdv1.PayoutBatch, string, error)
+	WalletReconciliation() ([]*bankdv1.WalletReconciliation, error)
+	Solvency() (*bankdv1.Solvency, error)
 	ListProblems(pageToken string, pageSize int) ([]*bankdv1.Problem, string, error)
 	ProblemCount() (uint64, error)
 }
@@ -212,6 +214,9 @@ func newServer(b backend, tokens []node.TokenConfig, opts Options) (*Server, err
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
 	if err := registerProblemMetric(reg, b); err != nil {
+		return nil, err
+	}
+	if err := registerWalletMetrics(reg, b); err != nil {
 		return nil, err
 	}
 	maxBytes := opts.MaxRequestBytes

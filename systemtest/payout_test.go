@@ -395,11 +395,21 @@ func (r *payoutRig) checkBooks(start map[string]int64) {
 	if b := bal(fsm.PayoutClearingAccount); b.Posted != 0 || b.CreditsPending != 0 {
 		r.t.Errorf("%s: %v, want zero", fsm.PayoutClearingAccount, b)
 	}
-	// The hot wallet's book falls by what left it: the withdrawals and the network fees. (Its
-	// funding is not booked yet, so it starts at zero.)
+	// The hot wallet's book holds its funding less what left it: the withdrawals and the
+	// network fees.
 	hot := bal(fsm.WalletAccount("hot"))
-	if got := hot.DebitsPosted - hot.CreditsPosted; got != -(amounts + fees) {
-		r.t.Errorf("wallet:hot moved %d, want -%d (withdrawals %d + fees %d)", got, amounts+fees, amounts, fees)
+	if got := hot.DebitsPosted - hot.CreditsPosted; got != r.funded-amounts-fees {
+		r.t.Errorf("wallet:hot holds %d, want funding %d - withdrawals %d - fees %d", got, r.funded, amounts, fees)
+	}
+	rec := retryUnavailable(r.t, func() (*bankdv1.ReconcileWalletsResponse, error) {
+		res, err := r.c.Client(followerOf(r.c, -1), testcluster.OperatorToken).Payout.ReconcileWallets(r.ctx, connect.NewRequest(&bankdv1.ReconcileWalletsRequest{}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if len(rec.Wallets) != 1 || rec.Wallets[0].DifferenceSat != 0 || rec.Wallets[0].UnsettledBatches != 0 {
+		r.t.Errorf("reconciliation %v, want the hot wallet settled with no difference", rec.Wallets)
 	}
 	us := retryUnavailable(r.t, func() (*bankdv1.ListUtxosResponse, error) {
 		res, err := r.admin().Chain.ListUtxos(r.ctx, connect.NewRequest(&bankdv1.ListUtxosRequest{WalletId: "hot", PageSize: 1000}))

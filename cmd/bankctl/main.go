@@ -1,6 +1,7 @@
 // Command bankctl is the command-line client of a bankd cluster: accounts, transfers, two-phase
 // transfers, history, locks, wallets and deposit addresses, the chain, the Lightning pool with
-// its invoices and payments, the event stream and cluster operations.
+// its invoices and payments, on-chain payouts and their transactions, the event stream and
+// cluster operations.
 //
 //	bankctl [-addr URL[,URL...]] [-token T] [-o table|json] [-stale] [-timeout 10s] COMMAND ...
 //
@@ -153,6 +154,7 @@ type clients struct {
 	wallet    bankdv1connect.WalletServiceClient
 	chain     bankdv1connect.ChainServiceClient
 	lightning bankdv1connect.LightningServiceClient
+	payout    bankdv1connect.PayoutServiceClient
 }
 
 // prepare validates the common flags once the command's own flags are parsed.
@@ -209,6 +211,7 @@ func (a *app) clientsFor(addr string) *clients {
 		wallet:    bankdv1connect.NewWalletServiceClient(hc, addr, opt),
 		chain:     bankdv1connect.NewChainServiceClient(hc, addr, opt),
 		lightning: bankdv1connect.NewLightningServiceClient(hc, addr, opt),
+		payout:    bankdv1connect.NewPayoutServiceClient(hc, addr, opt),
 	}
 	a.clients[addr] = c
 	return c

@@ -326,6 +326,10 @@ func describeItem(it *bankdv1.EventItem) string {
 			desc += ": " + p.GetFailureReason()
 		}
 		return desc
+	case *bankdv1.EventItem_Payout:
+		return describePayout(k.Payout)
+	case *bankdv1.EventItem_PayoutBatch:
+		return describePayoutBatch(k.PayoutBatch)
 	case *bankdv1.EventItem_Problem:
 		return describeProblem(k.Problem)
 	default:

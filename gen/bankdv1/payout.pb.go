@@ -2000,11 +2000,300 @@ func (x *ListPayoutBatchesResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
+// WalletReconciliation compares a HOT or COLD wallet's ledger account (wallet:<id>) with its
+// UTXOs. While transactions are on their way to final depth the two differ (unsettled_batches
+// counts signed payouts not yet final); settled, difference_sat must be zero.
+type WalletReconciliation struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WalletId string                 `protobuf:"bytes,1,opt,name=wallet_id,json=walletId,proto3" json:"wallet_id,omitempty"`
+	Kind     WalletKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=bankd.v1.WalletKind" json:"kind,omitempty"`
+	// Debits minus credits of wallet:<id>, posted.
+	LedgerSat int64 `protobuf:"varint,3,opt,name=ledger_sat,json=ledgerSat,proto3" json:"ledger_sat,omitempty"`
+	// The wallet's confirmed UTXOs.
+	UtxoSat          int64  `protobuf:"varint,4,opt,name=utxo_sat,json=utxoSat,proto3" json:"utxo_sat,omitempty"`
+	Utxos            uint64 `protobuf:"varint,5,opt,name=utxos,proto3" json:"utxos,omitempty"`
+	DifferenceSat    int64  `protobuf:"varint,6,opt,name=difference_sat,json=differenceSat,proto3" json:"difference_sat,omitempty"`
+	UnsettledBatches uint64 `protobuf:"varint,7,opt,name=unsettled_batches,json=unsettledBatches,proto3" json:"unsettled_batches,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WalletReconciliation) Reset() {
+	*x = WalletReconciliation{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalletReconciliation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalletReconciliation) ProtoMessage() {}
+
+func (x *WalletReconciliation) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalletReconciliation.ProtoReflect.Descriptor instead.
+func (*WalletReconciliation) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WalletReconciliation) GetWalletId() string {
+	if x != nil {
+		return x.WalletId
+	}
+	return ""
+}
+
+func (x *WalletReconciliation) GetKind() WalletKind {
+	if x != nil {
+		return x.Kind
+	}
+	return WalletKind_WALLET_KIND_UNSPECIFIED
+}
+
+func (x *WalletReconciliation) GetLedgerSat() int64 {
+	if x != nil {
+		return x.LedgerSat
+	}
+	return 0
+}
+
+func (x *WalletReconciliation) GetUtxoSat() int64 {
+	if x != nil {
+		return x.UtxoSat
+	}
+	return 0
+}
+
+func (x *WalletReconciliation) GetUtxos() uint64 {
+	if x != nil {
+		return x.Utxos
+	}
+	return 0
+}
+
+func (x *WalletReconciliation) GetDifferenceSat() int64 {
+	if x != nil {
+		return x.DifferenceSat
+	}
+	return 0
+}
+
+func (x *WalletReconciliation) GetUnsettledBatches() uint64 {
+	if x != nil {
+		return x.UnsettledBatches
+	}
+	return 0
+}
+
+// Solvency sets what the bank owes its customers against what it holds.
+type Solvency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Posted balances of client-owned LIABILITY accounts in BTC.
+	CustomerLiabilitiesSat int64 `protobuf:"varint,1,opt,name=customer_liabilities_sat,json=customerLiabilitiesSat,proto3" json:"customer_liabilities_sat,omitempty"`
+	// The drivers' ASSET accounts: the bank's wallets, deposits not yet swept, Lightning channels.
+	WalletsSat   int64 `protobuf:"varint,2,opt,name=wallets_sat,json=walletsSat,proto3" json:"wallets_sat,omitempty"`
+	DepositsSat  int64 `protobuf:"varint,3,opt,name=deposits_sat,json=depositsSat,proto3" json:"deposits_sat,omitempty"`
+	LightningSat int64 `protobuf:"varint,4,opt,name=lightning_sat,json=lightningSat,proto3" json:"lightning_sat,omitempty"`
+	AssetsSat    int64 `protobuf:"varint,5,opt,name=assets_sat,json=assetsSat,proto3" json:"assets_sat,omitempty"`
+	// assets - customer liabilities.
+	SurplusSat    int64 `protobuf:"varint,6,opt,name=surplus_sat,json=surplusSat,proto3" json:"surplus_sat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Solvency) Reset() {
+	*x = Solvency{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Solvency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Solvency) ProtoMessage() {}
+
+func (x *Solvency) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Solvency.ProtoReflect.Descriptor instead.
+func (*Solvency) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Solvency) GetCustomerLiabilitiesSat() int64 {
+	if x != nil {
+		return x.CustomerLiabilitiesSat
+	}
+	return 0
+}
+
+func (x *Solvency) GetWalletsSat() int64 {
+	if x != nil {
+		return x.WalletsSat
+	}
+	return 0
+}
+
+func (x *Solvency) GetDepositsSat() int64 {
+	if x != nil {
+		return x.DepositsSat
+	}
+	return 0
+}
+
+func (x *Solvency) GetLightningSat() int64 {
+	if x != nil {
+		return x.LightningSat
+	}
+	return 0
+}
+
+func (x *Solvency) GetAssetsSat() int64 {
+	if x != nil {
+		return x.AssetsSat
+	}
+	return 0
+}
+
+func (x *Solvency) GetSurplusSat() int64 {
+	if x != nil {
+		return x.SurplusSat
+	}
+	return 0
+}
+
+type ReconcileWalletsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   ReadConsistency        `protobuf:"varint,1,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileWalletsRequest) Reset() {
+	*x = ReconcileWalletsRequest{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileWalletsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileWalletsRequest) ProtoMessage() {}
+
+func (x *ReconcileWalletsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileWalletsRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileWalletsRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReconcileWalletsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type ReconcileWalletsResponse struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Wallets       []*WalletReconciliation `protobuf:"bytes,1,rep,name=wallets,proto3" json:"wallets,omitempty"`
+	Solvency      *Solvency               `protobuf:"bytes,2,opt,name=solvency,proto3" json:"solvency,omitempty"`
+	Meta          *ReadMeta               `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileWalletsResponse) Reset() {
+	*x = ReconcileWalletsResponse{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileWalletsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileWalletsResponse) ProtoMessage() {}
+
+func (x *ReconcileWalletsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileWalletsResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileWalletsResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReconcileWalletsResponse) GetWallets() []*WalletReconciliation {
+	if x != nil {
+		return x.Wallets
+	}
+	return nil
+}
+
+func (x *ReconcileWalletsResponse) GetSolvency() *Solvency {
+	if x != nil {
+		return x.Solvency
+	}
+	return nil
+}
+
+func (x *ReconcileWalletsResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_bankd_v1_payout_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\n" +
-	"\x15bankd/v1/payout.proto\x12\bbankd.v1\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/ledger.proto\"\xf9\x04\n" +
+	"\x15bankd/v1/payout.proto\x12\bbankd.v1\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/wallet.proto\"\xf9\x04\n" +
 	"\x06Payout\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2151,6 +2440,31 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x19ListPayoutBatchesResponse\x12/\n" +
 	"\abatches\x18\x01 \x03(\v2\x15.bankd.v1.PayoutBatchR\abatches\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12&\n" +
+	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\x81\x02\n" +
+	"\x14WalletReconciliation\x12\x1b\n" +
+	"\twallet_id\x18\x01 \x01(\tR\bwalletId\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.bankd.v1.WalletKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"ledger_sat\x18\x03 \x01(\x03R\tledgerSat\x12\x19\n" +
+	"\butxo_sat\x18\x04 \x01(\x03R\autxoSat\x12\x14\n" +
+	"\x05utxos\x18\x05 \x01(\x04R\x05utxos\x12%\n" +
+	"\x0edifference_sat\x18\x06 \x01(\x03R\rdifferenceSat\x12+\n" +
+	"\x11unsettled_batches\x18\a \x01(\x04R\x10unsettledBatches\"\xed\x01\n" +
+	"\bSolvency\x128\n" +
+	"\x18customer_liabilities_sat\x18\x01 \x01(\x03R\x16customerLiabilitiesSat\x12\x1f\n" +
+	"\vwallets_sat\x18\x02 \x01(\x03R\n" +
+	"walletsSat\x12!\n" +
+	"\fdeposits_sat\x18\x03 \x01(\x03R\vdepositsSat\x12#\n" +
+	"\rlightning_sat\x18\x04 \x01(\x03R\flightningSat\x12\x1d\n" +
+	"\n" +
+	"assets_sat\x18\x05 \x01(\x03R\tassetsSat\x12\x1f\n" +
+	"\vsurplus_sat\x18\x06 \x01(\x03R\n" +
+	"surplusSat\"V\n" +
+	"\x17ReconcileWalletsRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"\xac\x01\n" +
+	"\x18ReconcileWalletsResponse\x128\n" +
+	"\awallets\x18\x01 \x03(\v2\x1e.bankd.v1.WalletReconciliationR\awallets\x12.\n" +
+	"\bsolvency\x18\x02 \x01(\v2\x12.bankd.v1.SolvencyR\bsolvency\x12&\n" +
 	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta*\xe9\x01\n" +
 	"\vPayoutState\x12\x1c\n" +
 	"\x18PAYOUT_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
@@ -2168,7 +2482,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x12BATCH_STATE_SIGNED\x10\x02\x12\x19\n" +
 	"\x15BATCH_STATE_CONFIRMED\x10\x03\x12\x15\n" +
 	"\x11BATCH_STATE_FINAL\x10\x04\x12\x19\n" +
-	"\x15BATCH_STATE_ABANDONED\x10\x052\xdb\x06\n" +
+	"\x15BATCH_STATE_ABANDONED\x10\x052\xbb\a\n" +
 	"\rPayoutService\x12P\n" +
 	"\rRequestPayout\x12\x1e.bankd.v1.RequestPayoutRequest\x1a\x1f.bankd.v1.RequestPayoutResponse\x12I\n" +
 	"\tGetPayout\x12\x1a.bankd.v1.GetPayoutRequest\x1a\x1b.bankd.v1.GetPayoutResponse\"\x03\x90\x02\x01\x12O\n" +
@@ -2179,7 +2493,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\bGetBatch\x12\x1f.bankd.v1.GetPayoutBatchRequest\x1a .bankd.v1.GetPayoutBatchResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\vListBatches\x12\".bankd.v1.ListPayoutBatchesRequest\x1a#.bankd.v1.ListPayoutBatchesResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\x0fSubmitSignature\x12&.bankd.v1.SubmitPayoutSignatureRequest\x1a'.bankd.v1.SubmitPayoutSignatureResponse\x12Y\n" +
-	"\fAbandonBatch\x12#.bankd.v1.AbandonPayoutBatchRequest\x1a$.bankd.v1.AbandonPayoutBatchResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\fAbandonBatch\x12#.bankd.v1.AbandonPayoutBatchRequest\x1a$.bankd.v1.AbandonPayoutBatchResponse\x12^\n" +
+	"\x10ReconcileWallets\x12!.bankd.v1.ReconcileWalletsRequest\x1a\".bankd.v1.ReconcileWalletsResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_payout_proto_rawDescOnce sync.Once
@@ -2194,7 +2509,7 @@ func file_bankd_v1_payout_proto_rawDescGZIP() []byte {
 }
 
 var file_bankd_v1_payout_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_bankd_v1_payout_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_bankd_v1_payout_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_bankd_v1_payout_proto_goTypes = []any{
 	(PayoutState)(0),                      // 0: bankd.v1.PayoutState
 	(BatchState)(0),                       // 1: bankd.v1.BatchState
@@ -2224,65 +2539,77 @@ var file_bankd_v1_payout_proto_goTypes = []any{
 	(*GetPayoutBatchResponse)(nil),        // 25: bankd.v1.GetPayoutBatchResponse
 	(*ListPayoutBatchesRequest)(nil),      // 26: bankd.v1.ListPayoutBatchesRequest
 	(*ListPayoutBatchesResponse)(nil),     // 27: bankd.v1.ListPayoutBatchesResponse
-	(ReadConsistency)(0),                  // 28: bankd.v1.ReadConsistency
-	(*ReadMeta)(nil),                      // 29: bankd.v1.ReadMeta
-	(*Outpoint)(nil),                      // 30: bankd.v1.Outpoint
+	(*WalletReconciliation)(nil),          // 28: bankd.v1.WalletReconciliation
+	(*Solvency)(nil),                      // 29: bankd.v1.Solvency
+	(*ReconcileWalletsRequest)(nil),       // 30: bankd.v1.ReconcileWalletsRequest
+	(*ReconcileWalletsResponse)(nil),      // 31: bankd.v1.ReconcileWalletsResponse
+	(ReadConsistency)(0),                  // 32: bankd.v1.ReadConsistency
+	(*ReadMeta)(nil),                      // 33: bankd.v1.ReadMeta
+	(*Outpoint)(nil),                      // 34: bankd.v1.Outpoint
+	(WalletKind)(0),                       // 35: bankd.v1.WalletKind
 }
 var file_bankd_v1_payout_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.Payout.state:type_name -> bankd.v1.PayoutState
 	2,  // 1: bankd.v1.RequestPayoutResponse.payout:type_name -> bankd.v1.Payout
 	4,  // 2: bankd.v1.PayoutRequestCommand.request:type_name -> bankd.v1.RequestPayoutRequest
 	3,  // 3: bankd.v1.PayoutRequestCommand.policy:type_name -> bankd.v1.PayoutQueuePolicy
-	28, // 4: bankd.v1.GetPayoutRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	32, // 4: bankd.v1.GetPayoutRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	2,  // 5: bankd.v1.GetPayoutResponse.payout:type_name -> bankd.v1.Payout
 	17, // 6: bankd.v1.GetPayoutResponse.batch:type_name -> bankd.v1.PayoutBatch
-	29, // 7: bankd.v1.GetPayoutResponse.meta:type_name -> bankd.v1.ReadMeta
+	33, // 7: bankd.v1.GetPayoutResponse.meta:type_name -> bankd.v1.ReadMeta
 	0,  // 8: bankd.v1.ListPayoutsRequest.state:type_name -> bankd.v1.PayoutState
-	28, // 9: bankd.v1.ListPayoutsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	32, // 9: bankd.v1.ListPayoutsRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	2,  // 10: bankd.v1.ListPayoutsResponse.payouts:type_name -> bankd.v1.Payout
-	29, // 11: bankd.v1.ListPayoutsResponse.meta:type_name -> bankd.v1.ReadMeta
+	33, // 11: bankd.v1.ListPayoutsResponse.meta:type_name -> bankd.v1.ReadMeta
 	2,  // 12: bankd.v1.CancelPayoutResponse.payout:type_name -> bankd.v1.Payout
 	2,  // 13: bankd.v1.DecidePayoutResponse.payout:type_name -> bankd.v1.Payout
-	30, // 14: bankd.v1.BatchInput.outpoint:type_name -> bankd.v1.Outpoint
+	34, // 14: bankd.v1.BatchInput.outpoint:type_name -> bankd.v1.Outpoint
 	1,  // 15: bankd.v1.PayoutBatch.state:type_name -> bankd.v1.BatchState
 	15, // 16: bankd.v1.PayoutBatch.inputs:type_name -> bankd.v1.BatchInput
 	16, // 17: bankd.v1.PayoutBatch.outputs:type_name -> bankd.v1.BatchOutput
-	30, // 18: bankd.v1.PayoutPlan.inputs:type_name -> bankd.v1.Outpoint
+	34, // 18: bankd.v1.PayoutPlan.inputs:type_name -> bankd.v1.Outpoint
 	17, // 19: bankd.v1.PayoutPlanResponse.batch:type_name -> bankd.v1.PayoutBatch
 	17, // 20: bankd.v1.SubmitPayoutSignatureResponse.batch:type_name -> bankd.v1.PayoutBatch
 	17, // 21: bankd.v1.AbandonPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
-	28, // 22: bankd.v1.GetPayoutBatchRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	32, // 22: bankd.v1.GetPayoutBatchRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	17, // 23: bankd.v1.GetPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
-	29, // 24: bankd.v1.GetPayoutBatchResponse.meta:type_name -> bankd.v1.ReadMeta
+	33, // 24: bankd.v1.GetPayoutBatchResponse.meta:type_name -> bankd.v1.ReadMeta
 	1,  // 25: bankd.v1.ListPayoutBatchesRequest.state:type_name -> bankd.v1.BatchState
-	28, // 26: bankd.v1.ListPayoutBatchesRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	32, // 26: bankd.v1.ListPayoutBatchesRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	17, // 27: bankd.v1.ListPayoutBatchesResponse.batches:type_name -> bankd.v1.PayoutBatch
-	29, // 28: bankd.v1.ListPayoutBatchesResponse.meta:type_name -> bankd.v1.ReadMeta
-	4,  // 29: bankd.v1.PayoutService.RequestPayout:input_type -> bankd.v1.RequestPayoutRequest
-	7,  // 30: bankd.v1.PayoutService.GetPayout:input_type -> bankd.v1.GetPayoutRequest
-	9,  // 31: bankd.v1.PayoutService.ListPayouts:input_type -> bankd.v1.ListPayoutsRequest
-	11, // 32: bankd.v1.PayoutService.CancelPayout:input_type -> bankd.v1.CancelPayoutRequest
-	13, // 33: bankd.v1.PayoutService.ApprovePayout:input_type -> bankd.v1.DecidePayoutRequest
-	13, // 34: bankd.v1.PayoutService.RejectPayout:input_type -> bankd.v1.DecidePayoutRequest
-	24, // 35: bankd.v1.PayoutService.GetBatch:input_type -> bankd.v1.GetPayoutBatchRequest
-	26, // 36: bankd.v1.PayoutService.ListBatches:input_type -> bankd.v1.ListPayoutBatchesRequest
-	20, // 37: bankd.v1.PayoutService.SubmitSignature:input_type -> bankd.v1.SubmitPayoutSignatureRequest
-	22, // 38: bankd.v1.PayoutService.AbandonBatch:input_type -> bankd.v1.AbandonPayoutBatchRequest
-	5,  // 39: bankd.v1.PayoutService.RequestPayout:output_type -> bankd.v1.RequestPayoutResponse
-	8,  // 40: bankd.v1.PayoutService.GetPayout:output_type -> bankd.v1.GetPayoutResponse
-	10, // 41: bankd.v1.PayoutService.ListPayouts:output_type -> bankd.v1.ListPayoutsResponse
-	12, // 42: bankd.v1.PayoutService.CancelPayout:output_type -> bankd.v1.CancelPayoutResponse
-	14, // 43: bankd.v1.PayoutService.ApprovePayout:output_type -> bankd.v1.DecidePayoutResponse
-	14, // 44: bankd.v1.PayoutService.RejectPayout:output_type -> bankd.v1.DecidePayoutResponse
-	25, // 45: bankd.v1.PayoutService.GetBatch:output_type -> bankd.v1.GetPayoutBatchResponse
-	27, // 46: bankd.v1.PayoutService.ListBatches:output_type -> bankd.v1.ListPayoutBatchesResponse
-	21, // 47: bankd.v1.PayoutService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
-	23, // 48: bankd.v1.PayoutService.AbandonBatch:output_type -> bankd.v1.AbandonPayoutBatchResponse
-	39, // [39:49] is the sub-list for method output_type
-	29, // [29:39] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	33, // 28: bankd.v1.ListPayoutBatchesResponse.meta:type_name -> bankd.v1.ReadMeta
+	35, // 29: bankd.v1.WalletReconciliation.kind:type_name -> bankd.v1.WalletKind
+	32, // 30: bankd.v1.ReconcileWalletsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	28, // 31: bankd.v1.ReconcileWalletsResponse.wallets:type_name -> bankd.v1.WalletReconciliation
+	29, // 32: bankd.v1.ReconcileWalletsResponse.solvency:type_name -> bankd.v1.Solvency
+	33, // 33: bankd.v1.ReconcileWalletsResponse.meta:type_name -> bankd.v1.ReadMeta
+	4,  // 34: bankd.v1.PayoutService.RequestPayout:input_type -> bankd.v1.RequestPayoutRequest
+	7,  // 35: bankd.v1.PayoutService.GetPayout:input_type -> bankd.v1.GetPayoutRequest
+	9,  // 36: bankd.v1.PayoutService.ListPayouts:input_type -> bankd.v1.ListPayoutsRequest
+	11, // 37: bankd.v1.PayoutService.CancelPayout:input_type -> bankd.v1.CancelPayoutRequest
+	13, // 38: bankd.v1.PayoutService.ApprovePayout:input_type -> bankd.v1.DecidePayoutRequest
+	13, // 39: bankd.v1.PayoutService.RejectPayout:input_type -> bankd.v1.DecidePayoutRequest
+	24, // 40: bankd.v1.PayoutService.GetBatch:input_type -> bankd.v1.GetPayoutBatchRequest
+	26, // 41: bankd.v1.PayoutService.ListBatches:input_type -> bankd.v1.ListPayoutBatchesRequest
+	20, // 42: bankd.v1.PayoutService.SubmitSignature:input_type -> bankd.v1.SubmitPayoutSignatureRequest
+	22, // 43: bankd.v1.PayoutService.AbandonBatch:input_type -> bankd.v1.AbandonPayoutBatchRequest
+	30, // 44: bankd.v1.PayoutService.ReconcileWallets:input_type -> bankd.v1.ReconcileWalletsRequest
+	5,  // 45: bankd.v1.PayoutService.RequestPayout:output_type -> bankd.v1.RequestPayoutResponse
+	8,  // 46: bankd.v1.PayoutService.GetPayout:output_type -> bankd.v1.GetPayoutResponse
+	10, // 47: bankd.v1.PayoutService.ListPayouts:output_type -> bankd.v1.ListPayoutsResponse
+	12, // 48: bankd.v1.PayoutService.CancelPayout:output_type -> bankd.v1.CancelPayoutResponse
+	14, // 49: bankd.v1.PayoutService.ApprovePayout:output_type -> bankd.v1.DecidePayoutResponse
+	14, // 50: bankd.v1.PayoutService.RejectPayout:output_type -> bankd.v1.DecidePayoutResponse
+	25, // 51: bankd.v1.PayoutService.GetBatch:output_type -> bankd.v1.GetPayoutBatchResponse
+	27, // 52: bankd.v1.PayoutService.ListBatches:output_type -> bankd.v1.ListPayoutBatchesResponse
+	21, // 53: bankd.v1.PayoutService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
+	23, // 54: bankd.v1.PayoutService.AbandonBatch:output_type -> bankd.v1.AbandonPayoutBatchResponse
+	31, // 55: bankd.v1.PayoutService.ReconcileWallets:output_type -> bankd.v1.ReconcileWalletsResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_payout_proto_init() }
@@ -2292,13 +2619,14 @@ func file_bankd_v1_payout_proto_init() {
 	}
 	file_bankd_v1_chain_proto_init()
 	file_bankd_v1_ledger_proto_init()
+	file_bankd_v1_wallet_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_payout_proto_rawDesc), len(file_bankd_v1_payout_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

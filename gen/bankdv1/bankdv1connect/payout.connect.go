@@ -61,6 +61,9 @@ const (
 	// PayoutServiceAbandonBatchProcedure is the fully-qualified name of the PayoutService's
 	// AbandonBatch RPC.
 	PayoutServiceAbandonBatchProcedure = "/bankd.v1.PayoutService/AbandonBatch"
+	// PayoutServiceReconcileWalletsProcedure is the fully-qualified name of the PayoutService's
+	// ReconcileWallets RPC.
+	PayoutServiceReconcileWalletsProcedure = "/bankd.v1.PayoutService/ReconcileWallets"
 )
 
 // PayoutServiceClient is a client for the bankd.v1.PayoutService service.
@@ -77,6 +80,8 @@ type PayoutServiceClient interface {
 	// A signer (signerd, or an operator importing a PSBT signed elsewhere) delivers a signature.
 	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 	AbandonBatch(context.Context, *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error)
+	// The bank's wallets against their books, and customer liabilities against assets.
+	ReconcileWallets(context.Context, *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error)
 }
 
 // NewPayoutServiceClient constructs a client for the bankd.v1.PayoutService service. By default, it
@@ -154,21 +159,29 @@ func NewPayoutServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(payoutServiceMethods.ByName("AbandonBatch")),
 			connect.WithClientOptions(opts...),
 		),
+		reconcileWallets: connect.NewClient[bankdv1.ReconcileWalletsRequest, bankdv1.ReconcileWalletsResponse](
+			httpClient,
+			baseURL+PayoutServiceReconcileWalletsProcedure,
+			connect.WithSchema(payoutServiceMethods.ByName("ReconcileWallets")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // payoutServiceClient implements PayoutServiceClient.
 type payoutServiceClient struct {
-	requestPayout   *connect.Client[bankdv1.RequestPayoutRequest, bankdv1.RequestPayoutResponse]
-	getPayout       *connect.Client[bankdv1.GetPayoutRequest, bankdv1.GetPayoutResponse]
-	listPayouts     *connect.Client[bankdv1.ListPayoutsRequest, bankdv1.ListPayoutsResponse]
-	cancelPayout    *connect.Client[bankdv1.CancelPayoutRequest, bankdv1.CancelPayoutResponse]
-	approvePayout   *connect.Client[bankdv1.DecidePayoutRequest, bankdv1.DecidePayoutResponse]
-	rejectPayout    *connect.Client[bankdv1.DecidePayoutRequest, bankdv1.DecidePayoutResponse]
-	getBatch        *connect.Client[bankdv1.GetPayoutBatchRequest, bankdv1.GetPayoutBatchResponse]
-	listBatches     *connect.Client[bankdv1.ListPayoutBatchesRequest, bankdv1.ListPayoutBatchesResponse]
-	submitSignature *connect.Client[bankdv1.SubmitPayoutSignatureRequest, bankdv1.SubmitPayoutSignatureResponse]
-	abandonBatch    *connect.Client[bankdv1.AbandonPayoutBatchRequest, bankdv1.AbandonPayoutBatchResponse]
+	requestPayout    *connect.Client[bankdv1.RequestPayoutRequest, bankdv1.RequestPayoutResponse]
+	getPayout        *connect.Client[bankdv1.GetPayoutRequest, bankdv1.GetPayoutResponse]
+	listPayouts      *connect.Client[bankdv1.ListPayoutsRequest, bankdv1.ListPayoutsResponse]
+	cancelPayout     *connect.Client[bankdv1.CancelPayoutRequest, bankdv1.CancelPayoutResponse]
+	approvePayout    *connect.Client[bankdv1.DecidePayoutRequest, bankdv1.DecidePayoutResponse]
+	rejectPayout     *connect.Client[bankdv1.DecidePayoutRequest, bankdv1.DecidePayoutResponse]
+	getBatch         *connect.Client[bankdv1.GetPayoutBatchRequest, bankdv1.GetPayoutBatchResponse]
+	listBatches      *connect.Client[bankdv1.ListPayoutBatchesRequest, bankdv1.ListPayoutBatchesResponse]
+	submitSignature  *connect.Client[bankdv1.SubmitPayoutSignatureRequest, bankdv1.SubmitPayoutSignatureResponse]
+	abandonBatch     *connect.Client[bankdv1.AbandonPayoutBatchRequest, bankdv1.AbandonPayoutBatchResponse]
+	reconcileWallets *connect.Client[bankdv1.ReconcileWalletsRequest, bankdv1.ReconcileWalletsResponse]
 }
 
 // RequestPayout calls bankd.v1.PayoutService.RequestPayout.
@@ -221,6 +234,11 @@ func (c *payoutServiceClient) AbandonBatch(ctx context.Context, req *connect.Req
 	return c.abandonBatch.CallUnary(ctx, req)
 }
 
+// ReconcileWallets calls bankd.v1.PayoutService.ReconcileWallets.
+func (c *payoutServiceClient) ReconcileWallets(ctx context.Context, req *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error) {
+	return c.reconcileWallets.CallUnary(ctx, req)
+}
+
 // PayoutServiceHandler is an implementation of the bankd.v1.PayoutService service.
 type PayoutServiceHandler interface {
 	RequestPayout(context.Context, *connect.Request[bankdv1.RequestPayoutRequest]) (*connect.Response[bankdv1.RequestPayoutResponse], error)
@@ -235,6 +253,8 @@ type PayoutServiceHandler interface {
 	// A signer (signerd, or an operator importing a PSBT signed elsewhere) delivers a signature.
 	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 	AbandonBatch(context.Context, *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error)
+	// The bank's wallets against their books, and customer liabilities against assets.
+	ReconcileWallets(context.Context, *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error)
 }
 
 // NewPayoutServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -308,6 +328,13 @@ func NewPayoutServiceHandler(svc PayoutServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(payoutServiceMethods.ByName("AbandonBatch")),
 		connect.WithHandlerOptions(opts...),
 	)
+	payoutServiceReconcileWalletsHandler := connect.NewUnaryHandler(
+		PayoutServiceReconcileWalletsProcedure,
+		svc.ReconcileWallets,
+		connect.WithSchema(payoutServiceMethods.ByName("ReconcileWallets")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.PayoutService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PayoutServiceRequestPayoutProcedure:
@@ -330,6 +357,8 @@ func NewPayoutServiceHandler(svc PayoutServiceHandler, opts ...connect.HandlerOp
 			payoutServiceSubmitSignatureHandler.ServeHTTP(w, r)
 		case PayoutServiceAbandonBatchProcedure:
 			payoutServiceAbandonBatchHandler.ServeHTTP(w, r)
+		case PayoutServiceReconcileWalletsProcedure:
+			payoutServiceReconcileWalletsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -377,4 +406,8 @@ func (UnimplementedPayoutServiceHandler) SubmitSignature(context.Context, *conne
 
 func (UnimplementedPayoutServiceHandler) AbandonBatch(context.Context, *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.PayoutService.AbandonBatch is not implemented"))
+}
+
+func (UnimplementedPayoutServiceHandler) ReconcileWallets(context.Context, *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.PayoutService.ReconcileWallets is not implemented"))
 }
