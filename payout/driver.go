@@ -9,6 +9,7 @@
 package payout
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -421,7 +422,7 @@ func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
 		return
 	}
 	tx := wire.NewMsgTx(2)
-	if err := tx.Deserialize(strings.NewReader(string(b.SignedTx))); err != nil {
+	if err := tx.Deserialize(bytes.NewReader(b.SignedTx)); err != nil {
 		d.log.Error("signed transaction of a batch does not decode", "batch", b.Id, "err", err)
 		return
 	}

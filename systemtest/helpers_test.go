@@ -15,18 +15,18 @@ import (
 
 // startCluster starts spec as bankd processes (skipped with -short) and waits for a leader;
 // the processes are killed, and a failed test shows their last log lines, at cleanup.
-func startCluster(t *testing.T, spec testcluster.Spec) *testcluster.ProcCluster {
+func startCluster(t testing.TB, spec testcluster.Spec) *testcluster.ProcCluster {
 	t.Helper()
 	return testcluster.StartProcs(t, spec, testcluster.ProcOptions{})
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func createAccount(t *testing.T, cl *apiclient.Clients, id string, kind bankdv1.AccountKind, nonNegative bool) {
+func createAccount(t testing.TB, cl *apiclient.Clients, id string, kind bankdv1.AccountKind, nonNegative bool) {
 	t.Helper()
 	_, err := cl.Ledger.CreateAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.CreateAccountRequest{
 		Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind, NonNegative: nonNegative},
@@ -40,7 +40,7 @@ func xfer(id, from, to string, amount int64) *bankdv1.Transfer {
 	return &bankdv1.Transfer{Id: id, DebitAccountId: from, CreditAccountId: to, Amount: amount, Currency: "BTC"}
 }
 
-func balance(t *testing.T, cl *apiclient.Clients, id string) *bankdv1.Balance {
+func balance(t testing.TB, cl *apiclient.Clients, id string) *bankdv1.Balance {
 	t.Helper()
 	b, err := tryBalance(t, cl, id)
 	if err != nil {
@@ -52,7 +52,7 @@ func balance(t *testing.T, cl *apiclient.Clients, id string) *bankdv1.Balance {
 // tryBalance reads an account's balance and returns the error instead of failing the test, for
 // callers that poll through elections (a restarted node answers Unavailable until it has heard
 // from the leader).
-func tryBalance(t *testing.T, cl *apiclient.Clients, id string) (*bankdv1.Balance, error) {
+func tryBalance(t testing.TB, cl *apiclient.Clients, id string) (*bankdv1.Balance, error) {
 	t.Helper()
 	resp, err := cl.Ledger.GetAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetAccountRequest{Id: id}))
 	if err != nil {
@@ -61,7 +61,7 @@ func tryBalance(t *testing.T, cl *apiclient.Clients, id string) (*bankdv1.Balanc
 	return resp.Msg.Account.Balance, nil
 }
 
-func leaderClient(t *testing.T, c *testcluster.ProcCluster) (int, *apiclient.Clients) {
+func leaderClient(t testing.TB, c *testcluster.ProcCluster) (int, *apiclient.Clients) {
 	t.Helper()
 	i, err := c.WaitLeader(ctxFor(t, 30*time.Second))
 	if err != nil {
@@ -79,7 +79,7 @@ func followerOf(c *testcluster.ProcCluster, leader int) int {
 	return -1
 }
 
-func requireSameStateHash(t *testing.T, c *testcluster.ProcCluster) {
+func requireSameStateHash(t testing.TB, c *testcluster.ProcCluster) {
 	t.Helper()
 	hashes, index, err := c.StateHashes(ctxFor(t, 60*time.Second))
 	if err != nil {
@@ -101,7 +101,7 @@ func requireSameStateHash(t *testing.T, c *testcluster.ProcCluster) {
 	t.Logf("%d replicas agree on state hash %s… at index %d", len(hashes), first[:12], index)
 }
 
-func appliedIndex(t *testing.T, cl *apiclient.Clients) uint64 {
+func appliedIndex(t testing.TB, cl *apiclient.Clients) uint64 {
 	t.Helper()
 	resp, err := cl.Cluster.Status(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.StatusRequest{}))
 	if err != nil {

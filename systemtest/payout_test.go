@@ -32,7 +32,7 @@ import (
 // payoutRig is a 3-process cluster following a real btcd, with a funded p2wpkh hot wallet
 // whose key only signerd (a separate process, started by startSigner) holds.
 type payoutRig struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	btcd *regtest.Btcd
 	c    *testcluster.ProcCluster
@@ -71,7 +71,7 @@ payouts {
 }
 `
 
-func newPayoutRig(t *testing.T, count int, fundOutputs int, each int64) *payoutRig {
+func newPayoutRig(t testing.TB, count int, fundOutputs int, each int64) *payoutRig {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-process cluster test against btcd; skipped with -short")
@@ -139,7 +139,7 @@ func newPayoutRig(t *testing.T, count int, fundOutputs int, each int64) *payoutR
 
 // signerdBin finds signerd beside the bankd binary the cluster runs (make build puts both in
 // bin/), or at $BANKD_SIGNERD.
-func signerdBin(t *testing.T) string {
+func signerdBin(t testing.TB) string {
 	t.Helper()
 	if b := os.Getenv("BANKD_SIGNERD"); b != "" {
 		return b
@@ -245,7 +245,7 @@ poll_interval = "200ms"
 }
 
 // outsiderAddress is a fresh regtest address no wallet of the cluster watches: p2wpkh or p2tr.
-func outsiderAddress(t *testing.T, taproot bool) string {
+func outsiderAddress(t testing.TB, taproot bool) string {
 	t.Helper()
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -290,7 +290,7 @@ func (r *payoutRig) payouts() []*bankdv1.Payout {
 
 // retryUnavailable calls read until it answers anything but Unavailable (a node between
 // leaders says so, and that the read may be retried), for at most 30 s.
-func retryUnavailable[T any](t *testing.T, read func() (T, error)) T {
+func retryUnavailable[T any](t testing.TB, read func() (T, error)) T {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

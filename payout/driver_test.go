@@ -1,0 +1,153 @@
+package payout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/node"
+)
+
+type fakeChain struct {
+	rate int64
+	ok   bool
+	err  error
+	sent []*wire.MsgTx
+}
+
+func (c *fakeChain) EstimateFeeRate(context.Context, int) (int64, bool, error) {
+	return c.rate, c.ok, c.err
+}
+
+func (c *fakeChain) SendRawTransaction(_ context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
+	c.sent = append(c.sent, tx)
+	return tx.TxHash(), nil
+}
+
+func queues() node.PayoutsConfig {
+	return node.PayoutsConfig{Wallet: "hot", DefaultQueue: "flat", Queues: []node.PayoutQueueConfig{
+		{Name: "flat", Fee: node.FeeFlat, FeeSat: 700, MinFeeRate: 2, MaxFeeRate: 20, ApprovalThresholdSat: 5_000_000, MaxBatch: 100},
+		{Name: "est", Fee: node.FeeEstimate, FeeSat: 3_000, MinFeeRate: 2, MaxFeeRate: 20, MaxBatch: 100},
+	}}
+}
+
+func TestPolicyChargesWhatTheQueueSays(t *testing.T) {
+	p2wpkh := make([]byte, 22)
+	for _, c := range []struct {
+		name        string
+		chain       *fakeChain
+		queue       string
+		wantQueue   string
+		wantFee     int64
+		wantApprove int64
+	}{
+		{"flat fee, default queue", &fakeChain{}, "", "flat", 700, 5_000_000},
+		{"estimate below the floor pays the floor", &fakeChain{rate: 1_000, ok: true}, "est", "est", (99*2_000 + 999) / 1000, 0},
+		{"estimate within the bounds", &fakeChain{rate: 10_000, ok: true}, "est", "est", 990, 0},
+		{"estimate above the ceiling is clamped, then capped", &fakeChain{rate: 900_000, ok: true}, "est", "est", 1_980, 0},
+		{"no estimate pays the floor", &fakeChain{ok: false}, "est", "est", 198, 0},
+		{"a failing node pays the floor", &fakeChain{err: errors.New("down")}, "est", "est", 198, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := New(queues(), "regtest", nil, nil, c.chain, Options{})
+			d.refreshRates(context.Background())
+			q, pol, err := d.Policy(c.queue, p2wpkh)
+			if err != nil || q != c.wantQueue || pol.FeeSat != c.wantFee || pol.ApprovalThresholdSat != c.wantApprove {
+				t.Fatalf("Policy = %q %v %v, want %q fee %d threshold %d", q, pol, err, c.wantQueue, c.wantFee, c.wantApprove)
+			}
+		})
+	}
+	d := New(queues(), "regtest", nil, nil, nil, Options{})
+	if _, _, err := d.Policy("nope", p2wpkh); !errors.Is(err, ErrUnknownQueue) {
+		t.Fatalf("unknown queue: %v", err)
+	}
+	if _, _, err := New(node.PayoutsConfig{}, "regtest", nil, nil, nil, Options{}).Policy("", p2wpkh); !errors.Is(err, ErrNoPayouts) {
+		t.Fatalf("no payouts block: %v", err)
+	}
+}
+
+func TestPlanPaysTheOldestWithdrawalsTheWalletCanAfford(t *testing.T) {
+	s := newPlanState(t, 3, 5) // three UTXOs, five withdrawals of ~20,000 each
+	for i, u := range s.utxos {
+		u.ValueSat = []int64{30_000, 25_000, 15_000}[i]
+	}
+	c := &capture{}
+	d := New(queues(), "regtest", c, s, nil, Options{})
+	b, err := d.plan(context.Background(), queues().Queues[0], s.queued)
+	if err != nil || b == nil {
+		t.Fatalf("plan: %v", err)
+	}
+	if got := c.plan.PayoutIds; len(got) != 3 || got[0] != "w0" || got[2] != "w2" {
+		t.Fatalf("planned %v, want the three oldest", got)
+	}
+	var in int64
+	for _, op := range c.plan.Inputs {
+		for _, u := range s.utxos {
+			if u.Outpoint.Txid == op.Txid {
+				in += u.ValueSat
+			}
+		}
+	}
+	if fee := in - (20_000 + 20_001 + 20_002) - c.plan.ChangeSat; fee <= 0 {
+		t.Fatalf("fee %d", fee)
+	}
+
+	// A wallet that cannot pay even the oldest plans nothing and says so.
+	s.utxos = s.utxos[2:]
+	c.plan = nil
+	if b, err := d.plan(context.Background(), queues().Queues[0], s.queued); err != nil || b != nil || c.plan != nil {
+		t.Fatalf("plan from a poor wallet: %v %v %v", b, err, c.plan)
+	}
+}
+
+func TestBroadcastSkipsWhatTheChainAlreadyShows(t *testing.T) {
+	tx := wire.NewMsgTx(2)
+	tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&chainhash.Hash{1}, 0), nil, nil))
+	tx.AddTxOut(wire.NewTxOut(1000, []byte{0x51}))
+	raw := serialize(t, tx)
+	chain := &fakeChain{}
+	d := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", Txid: tx.TxHash().String(), SignedTx: raw}}, chain, Options{})
+	d.broadcastSigned(context.Background())
+	d.broadcastSigned(context.Background()) // within RebroadcastEvery: not sent again
+	if len(chain.sent) != 1 || chain.sent[0].TxHash() != tx.TxHash() {
+		t.Fatalf("sent %d transactions", len(chain.sent))
+	}
+	d2 := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", Txid: tx.TxHash().String(), SignedTx: raw},
+		seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}, chain, Options{})
+	d2.broadcastSigned(context.Background())
+	if len(chain.sent) != 1 {
+		t.Fatal("a transaction the chain watcher sees in the mempool was sent again")
+	}
+}
+
+type batchesState struct {
+	planState
+	batch *bankdv1.PayoutBatch
+	seen  *bankdv1.ChainTx
+}
+
+func (s *batchesState) ListPayoutBatches(bankdv1.BatchState, string, int) ([]*bankdv1.PayoutBatch, string, error) {
+	return []*bankdv1.PayoutBatch{s.batch}, "", nil
+}
+
+func (s *batchesState) ChainTx(string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error) {
+	if s.seen == nil {
+		return nil, nil, fsm.ErrNotFound
+	}
+	return s.seen, nil, nil
+}
+
+func serialize(t *testing.T, tx *wire.MsgTx) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tx.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
