@@ -39,6 +39,7 @@ raft {
 #             deposit addresses, invoices, payments)
 #   operator  read, and run the bank's machinery (wallets, rescans, the lnd pool, problems,
 #             state hashes)
+#   signer    read, and deliver signatures of payout transactions (signerd)
 #   admin     everything, including transfer-leadership and remove-node
 # The secret comes from a file only its owner can read (token_file; a file open to other users
 # is refused) or is given by its SHA-256 (token_sha256 = "<sha256sum of the secret>").
@@ -54,6 +55,8 @@ tokens {
   admin = ["dev-admin-token"]
   write = ["dev-client-token"]
   read  = ["dev-read-token"]
+  # make run starts signerd with this one.
+  signer = ["dev-signer-token"]
 }
 
 # Transport security. Nodes speak mutual TLS 1.3 (Raft, forwarding to the leader) with

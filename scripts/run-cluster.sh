@@ -151,6 +151,48 @@ for _ in $(seq 1 120); do
 done
 "$bin/bankctl" cluster members || true
 
+# Payouts: with a chain and a payouts block, make the hot wallet's key (signerd keygen, kept in
+# data/signerd across runs), create the wallet in the cluster and start signerd, which signs the
+# batches the leader plans. The key never goes near a bankd node's files.
+payout_note=
+if [ -n "${BTCD_RPCHOST:-}" ] && grep -q '^payouts' "$run_config"; then
+  sdir=data/signerd
+  mkdir -p "$sdir"; chmod 700 "$sdir"
+  if [ ! -f "$sdir/master.key" ]; then
+    "$bin/signerd" keygen -network regtest -out "$sdir/master.key" | grep '^wpkh(' >"$sdir/descriptor"
+  fi
+  desc=$(cat "$sdir/descriptor")
+  first_api=${api_addrs%%$'\n'*}
+  "$bin/bankctl" wallet create hot -kind hot -descriptor "$desc" >/dev/null
+  (umask 077; echo dev-signer-token >"$sdir/signer.token")
+  (umask 077; cat >"$sdir/signerd.hcl" <<HCL
+network             = "regtest"
+api_url             = "$scheme://$first_api"
+${ca:+ca_file             = "$ca"}
+token_file          = "signer.token"
+wallet_id           = "hot"
+descriptor          = "$desc"
+key_file            = "master.key"
+max_fee_sat         = 100000
+max_fee_rate_sat_vb = 200
+daily_limit_sat     = 100000000
+state_file          = "signerd-state.json"
+poll_interval       = "1s"
+HCL
+)
+  setsid "$bin/signerd" -config "$sdir/signerd.hcl" >"$logs/signerd.log" 2>&1 &
+  pids+=($!)
+  hot0=$("$bin/signerd" address -network regtest -descriptor "$desc")
+  echo "started signerd (pid $!, log $logs/signerd.log) for the hot wallet; fund it at $hot0"
+  payout_note="Withdrawals (cluster.hcl payouts block): fund the hot wallet, then pay out from alice:
+
+  bin/regtestd pay $hot0 5000000 && bin/regtestd mine 1
+  bin/bankctl payout request alice ADDRESS 20000 -queue instant
+  bin/regtestd mine 3                          # signerd signed it; the leader broadcast it
+  bin/bankctl payout list
+  bin/bankctl payout reconcile"
+fi
+
 cat <<TXT
 
 bankd cluster is up. Talk to it with bankctl (dev-admin-token is the default token):
@@ -166,6 +208,8 @@ bankd cluster is up. Talk to it with bankctl (dev-admin-token is the default tok
 or with any gRPC tool:  grpcurl $grpc_tls -H 'Authorization: Bearer dev-client-token' ${api_addrs%%$'\n'*} list
 
 $chain_note
+
+$payout_note
 
 Logs are in $logs/. Press Ctrl-C to stop everything.
 TXT

@@ -46,6 +46,7 @@ const usage = `signerd signs the payout batches bankd plans for its hot wallet.
 Usage:
   signerd [-config signerd.hcl] [-log-level LEVEL] [-log-format text|json]
   signerd keygen -network NETWORK -out FILE
+  signerd address -network NETWORK -descriptor D [-index N] [-change]
   signerd version
   signerd help
 `
@@ -59,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "keygen":
 			return keygenCommand(args[1:], stdout, stderr)
+		case "address":
+			return addressCommand(args[1:], stdout, stderr)
 		case "version", "-version", "--version":
 			fmt.Fprintf(stdout, "signerd %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return exitOK

@@ -144,3 +144,27 @@ func TestServeRefusesABadConfigWithUsageStatus(t *testing.T) {
 		t.Errorf("a missing config exited %d, want %d", code, exitUsage)
 	}
 }
+
+// TestAddress: the published BIP 84 test account's first receive and change addresses
+// (wallet/descriptor/testdata/bip84.json, re-encoded for mainnet's xpub), and bad input.
+func TestAddress(t *testing.T) {
+	const desc = "wpkh(xpub6CatWdiZiodmUeTDp8LT5or8nmbKNcuyvz7WyksVFkKB4RHwCD3XyuvPEbvqAQY3rAPshWcMLoP2fMFMKHPJ4ZeZXYVUhLv1VMrjPC7PW6V/<0;1>/*)"
+	for _, c := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"-network", "mainnet", "-descriptor", desc}, exitOK, "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"},
+		{[]string{"-network", "mainnet", "-descriptor", desc, "-index", "1"}, exitOK, "bc1qnjg0jd8228aq7egyzacy8cys3knf9xvrerkf9g"},
+		{[]string{"-network", "mainnet", "-descriptor", desc, "-change"}, exitOK, "bc1q8c6fshw2dlwun7ekn9qwf37cu2rn755upcp6el"},
+		{[]string{"-network", "regtest", "-descriptor", desc}, exitUsage, ""},
+		{[]string{"-network", "mainnet", "-descriptor", desc, "-index", "2147483648"}, exitUsage, ""},
+		{[]string{"-network", "nope", "-descriptor", desc}, exitUsage, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"address"}, c.args...), &stdout, &stderr)
+		if code != c.code || strings.TrimSpace(stdout.String()) != c.out {
+			t.Errorf("address %v: exit %d, %q (%s); want %d, %q", c.args, code, stdout.String(), stderr.String(), c.code, c.out)
+		}
+	}
+}
