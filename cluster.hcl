@@ -139,6 +139,9 @@ payouts {
     approval_threshold_sat = 10000000 # default 0
     # Most withdrawals per transaction.
     max_batch = 500
+    # A signed transaction still unconfirmed this many blocks later is replaced by one paying
+    # a higher fee (same inputs and withdrawals; BIP 125); 0 never bumps.
+    bump_after_blocks = 3
   }
 
   queue "instant" {

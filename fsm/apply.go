@@ -104,6 +104,7 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN:    handle(asChain, (*applier).payoutPlan),
 	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_SIGNED:  handle(asChain, (*applier).payoutSigned),
 	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON: handle(asChain, (*applier).payoutAbandon),
+	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP:    handle(asChain, (*applier).payoutBump),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

@@ -455,6 +455,9 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	if err := ValidatePayoutPlan(req); err != nil {
 		return nil, err
 	}
+	if req.Replaces != "" {
+		return nil, invalid("replaces: a fee bump is a PAYOUT_BUMP command")
+	}
 	ws, err := loadWalletState(tx, req.WalletId)
 	if err != nil {
 		return nil, err
@@ -462,12 +465,8 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	if err := checkHotWallet(ws, req.WalletId); err != nil {
 		return nil, err
 	}
-	b := &bankdv1.PayoutBatch{
-		Id: BatchID(a.index), Queue: req.Queue, WalletId: req.WalletId, State: bankdv1.BatchState_BATCH_STATE_PLANNED,
-		PlannedUnixMs: a.now, Psbt: req.Psbt,
-	}
+	b := a.newBatch(req)
 	// Inputs: unreserved, unspent UTXOs of the wallet, each once.
-	var in int64
 	seen := map[string]bool{}
 	for i, op := range req.Inputs {
 		field := fmt.Sprintf("inputs[%d]", i)
@@ -497,11 +496,9 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 			return nil, fmt.Errorf("UTXO %s pays a script that is not in the script table", outpointString(op))
 		}
 		b.Inputs = append(b.Inputs, &bankdv1.BatchInput{Outpoint: op, ValueSat: u.ValueSat, Script: u.Script, Branch: script.Branch, Index: script.Index})
-		in += u.ValueSat
 	}
 	// Outputs: one per withdrawal, QUEUED in this queue, each once; then the change.
 	var payouts []*bankdv1.Payout
-	var out int64
 	for i, id := range req.PayoutIds {
 		field := fmt.Sprintf("payout_ids[%d]", i)
 		p, err := mustLoadPayout(tx, field, id)
@@ -517,21 +514,55 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 			}
 		}
 		payouts = append(payouts, p)
+	}
+	change := ws.branches[branchChange]
+	if err := a.finishBatch(tx, ws, b, payouts, req, change.NextIndex, nil); err != nil {
+		return nil, err
+	}
+	for _, p := range payouts {
+		tx.delete(payoutQueueKey(p.Queue, p.Index))
+	}
+	if req.ChangeSat > 0 {
+		change.NextIndex++
+		if err := a.watchUpTo(tx, ws, change, ws.windowEnd(change)); err != nil {
+			return nil, err
+		}
+		ws.save(tx)
+	}
+	return &bankdv1.PayoutPlanResponse{Batch: b}, a.saveBatch(tx, b)
+}
+
+func (a *applier) newBatch(req *bankdv1.PayoutPlan) *bankdv1.PayoutBatch {
+	return &bankdv1.PayoutBatch{
+		Id: BatchID(a.index), Queue: req.Queue, WalletId: req.WalletId, State: bankdv1.BatchState_BATCH_STATE_PLANNED,
+		PlannedUnixMs: a.now, Psbt: req.Psbt, Replaces: req.Replaces,
+	}
+}
+
+// finishBatch completes a batch whose inputs are set: the withdrawals' outputs in order, the
+// change (to changeIndex) when the plan has any, the fee and its bounds (and, for a bump, BIP
+// 125's: more than old's fee by at least 1 sat/vB of the new size), the PSBT; then it reserves
+// the inputs for b, indexes its txid and moves the withdrawals into it.
+func (a *applier) finishBatch(tx *txn, ws *walletState, b *bankdv1.PayoutBatch, payouts []*bankdv1.Payout, req *bankdv1.PayoutPlan, changeIndex uint32, old *bankdv1.PayoutBatch) error {
+	var in, out int64
+	for _, i := range b.Inputs {
+		in += i.ValueSat
+	}
+	for i, p := range payouts {
 		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(i), ValueSat: p.AmountSat, Script: p.Script, Address: p.Address, PayoutId: p.Id})
 		out += p.AmountSat
 		b.ChargedFeeSat += p.FeeSat
 	}
-	change := ws.branches[branchChange]
 	if req.ChangeSat > 0 {
-		rec, err := ws.derive(branchChange, change.NextIndex)
+		rec, err := ws.derive(branchChange, changeIndex)
 		if err != nil {
-			return nil, invalid("wallet %q: change index %d: %v", ws.wallet.Id, change.NextIndex, err)
+			return invalid("wallet %q: change index %d: %v", ws.wallet.Id, changeIndex, err)
 		}
 		if dust := DustThreshold(rec.Script); req.ChangeSat < dust {
-			return nil, invalid("change_sat: %d is below the dust threshold (%d); leave it to the fee", req.ChangeSat, dust)
+			return invalid("change_sat: %d is below the dust threshold (%d); leave it to the fee", req.ChangeSat, dust)
 		}
 		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(len(b.Outputs)), ValueSat: req.ChangeSat, Script: rec.Script,
-			Address: rec.Address, Change: true, ChangeIndex: change.NextIndex})
+			Address: rec.Address, Change: true, ChangeIndex: changeIndex})
 		out += req.ChangeSat
 	}
 	b.FeeSat = in - out
@@ -542,40 +573,103 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	b.Vsize = PayoutTxVSize(len(b.Inputs), scripts)
 	switch {
 	case b.FeeSat*1000 < b.Vsize*MinPayoutFeeRateSatKvB:
-		return nil, invalid("inputs: %d sat in, %d out leaves a fee of %d for %d vB, below the minimum relay fee", in, out, b.FeeSat, b.Vsize)
+		return invalid("inputs: %d sat in, %d out leaves a fee of %d for %d vB, below the minimum relay fee", in, out, b.FeeSat, b.Vsize)
 	case b.FeeSat*1000 > b.Vsize*MaxPayoutFeeRateSatKvB:
-		return nil, invalid("inputs: a fee of %d sat for %d vB is above %d sat/vB", b.FeeSat, b.Vsize, MaxPayoutFeeRateSatKvB/1000)
+		return invalid("inputs: a fee of %d sat for %d vB is above %d sat/vB", b.FeeSat, b.Vsize, MaxPayoutFeeRateSatKvB/1000)
+	case old != nil && (b.FeeSat-old.FeeSat)*1000 < b.Vsize*MinPayoutFeeRateSatKvB:
+		return invalid("change_sat: a replacement must pay at least %d sat more than batch %s's %d (1 sat/vB of its %d vB), got %d",
+			(b.Vsize*MinPayoutFeeRateSatKvB+999)/1000, old.Id, old.FeeSat, b.Vsize, b.FeeSat)
 	}
 	b.FeeRateSatKvb = b.FeeSat * 1000 / b.Vsize
 	unsigned, verr := checkPlanPSBT(req.Psbt, b)
 	if verr != nil {
-		return nil, verr
+		return verr
 	}
 	b.Txid = unsigned.TxHash().String()
 	if _, found, err := tx.get(batchTxKey(b.Txid)); err != nil {
-		return nil, err
+		return err
 	} else if found {
-		return nil, payoutConflict("psbt: transaction %s is already planned", b.Txid)
+		return payoutConflict("psbt: transaction %s is already planned", b.Txid)
 	}
-
-	index := a.index
+	index, _ := ParseBatchID(b.Id)
 	for _, in := range b.Inputs {
 		tx.set(outpointKey(tagReserved, in.Outpoint), encodeUint64(index))
 	}
 	tx.set(batchTxKey(b.Txid), encodeUint64(index))
 	for i, p := range payouts {
-		tx.delete(payoutQueueKey(p.Queue, p.Index))
 		p.State, p.BatchId, p.Txid, p.Vout = bankdv1.PayoutState_PAYOUT_STATE_BATCHED, b.Id, b.Txid, uint32(i)
 		if err := a.savePayout(tx, p); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if req.ChangeSat > 0 {
-		change.NextIndex++
-		if err := a.watchUpTo(tx, ws, change, ws.windowEnd(change)); err != nil {
+	return nil
+}
+
+// payoutBump replaces a SIGNED batch that has not confirmed with a higher-fee version of the
+// same transaction: the same inputs and withdrawals in the same order, the change (if any) to
+// the same index and smaller. Both may still confirm; followBatch books whichever does.
+func (a *applier) payoutBump(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, error) {
+	if err := ValidatePayoutPlan(req); err != nil {
+		return nil, err
+	}
+	old, err := loadBatch(tx, "replaces", req.Replaces)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case old.State != bankdv1.BatchState_BATCH_STATE_SIGNED:
+		return nil, payoutConflict("replaces: batch %s is %s; only a signed batch that has not confirmed is bumped", old.Id, batchStateName(old.State))
+	case old.ReplacedBy != "":
+		return nil, payoutConflict("replaces: batch %s is already replaced by %s; bump that one", old.Id, old.ReplacedBy)
+	case req.WalletId != old.WalletId || req.Queue != old.Queue:
+		return nil, invalid("wallet_id: a replacement keeps batch %s's wallet %q and queue %q", old.Id, old.WalletId, old.Queue)
+	case len(req.Inputs) != len(old.Inputs):
+		return nil, invalid("inputs: a replacement spends batch %s's %d inputs, got %d", old.Id, len(old.Inputs), len(req.Inputs))
+	}
+	ws, err := loadWalletState(tx, req.WalletId)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHotWallet(ws, req.WalletId); err != nil {
+		return nil, err
+	}
+	b := a.newBatch(req)
+	for i, in := range old.Inputs {
+		if req.Inputs[i].GetTxid() != in.Outpoint.Txid || req.Inputs[i].GetVout() != in.Outpoint.Vout {
+			return nil, invalid("inputs[%d]: a replacement spends batch %s's inputs in order; want %s", i, old.Id, outpointString(in.Outpoint))
+		}
+		b.Inputs = append(b.Inputs, proto.Clone(in).(*bankdv1.BatchInput))
+	}
+	var payouts []*bankdv1.Payout
+	changeIndex, hadChange := uint32(0), false
+	for _, o := range old.Outputs {
+		if o.Change {
+			changeIndex, hadChange = o.ChangeIndex, true
+			continue
+		}
+		p, err := mustLoadPayout(tx, "replaces", o.PayoutId)
+		if err != nil {
 			return nil, err
 		}
-		ws.save(tx)
+		payouts = append(payouts, p)
+	}
+	if len(req.PayoutIds) != len(payouts) {
+		return nil, invalid("payout_ids: a replacement pays batch %s's %d withdrawals, got %d", old.Id, len(payouts), len(req.PayoutIds))
+	}
+	for i, p := range payouts {
+		if req.PayoutIds[i] != p.Id {
+			return nil, invalid("payout_ids[%d]: a replacement pays batch %s's withdrawals in order; want %q", i, old.Id, p.Id)
+		}
+	}
+	if req.ChangeSat > 0 && !hadChange {
+		return nil, invalid("change_sat: batch %s has no change, so its replacement has none", old.Id)
+	}
+	if err := a.finishBatch(tx, ws, b, payouts, req, changeIndex, old); err != nil {
+		return nil, err
+	}
+	old.ReplacedBy = b.Id
+	if err := a.saveBatch(tx, old); err != nil {
+		return nil, err
 	}
 	return &bankdv1.PayoutPlanResponse{Batch: b}, a.saveBatch(tx, b)
 }
@@ -747,6 +841,11 @@ func (a *applier) payoutSigned(tx *txn, req *bankdv1.SubmitPayoutSignatureReques
 		return nil, fmt.Errorf("serialize signed transaction: %w", err)
 	}
 	b.SignedTx, b.SignedBy, b.SignedUnixMs, b.State = buf.Bytes(), a.principal, a.now, bankdv1.BatchState_BATCH_STATE_SIGNED
+	tip := &bankdv1.ChainTip{}
+	if _, err := getProto(tx, keyChainTip, tip); err != nil {
+		return nil, err
+	}
+	b.SignedAtHeight = tip.Height
 	return &bankdv1.SubmitPayoutSignatureResponse{Batch: b}, a.saveBatch(tx, b)
 }
 
@@ -767,20 +866,35 @@ func (a *applier) payoutAbandon(tx *txn, req *bankdv1.AbandonPayoutBatchRequest)
 	default:
 		return nil, payoutConflict("batch_id: batch %s is %s; a signed transaction may still confirm, so it can only be replaced, not abandoned", b.Id, batchStateName(b.State))
 	}
-	for _, in := range b.Inputs {
-		tx.delete(outpointKey(tagReserved, in.Outpoint))
-	}
-	for _, o := range b.Outputs {
-		if o.PayoutId == "" {
-			continue
-		}
-		p, err := mustLoadPayout(tx, "batch", o.PayoutId)
+	if b.Replaces != "" {
+		// An unsigned fee bump: the batch it would replace stays in force.
+		old, err := loadBatch(tx, "batch_id", b.Replaces)
 		if err != nil {
 			return nil, err
 		}
-		a.queue(tx, p)
-		if err := a.savePayout(tx, p); err != nil {
+		if err := a.payWith(tx, old); err != nil {
 			return nil, err
+		}
+		old.ReplacedBy = ""
+		if err := a.saveBatch(tx, old); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, in := range b.Inputs {
+			tx.delete(outpointKey(tagReserved, in.Outpoint))
+		}
+		for _, o := range b.Outputs {
+			if o.PayoutId == "" {
+				continue
+			}
+			p, err := mustLoadPayout(tx, "batch", o.PayoutId)
+			if err != nil {
+				return nil, err
+			}
+			a.queue(tx, p)
+			if err := a.savePayout(tx, p); err != nil {
+				return nil, err
+			}
 		}
 	}
 	b.State, b.AbandonReason = bankdv1.BatchState_BATCH_STATE_ABANDONED, req.Reason
@@ -791,8 +905,9 @@ func (a *applier) payoutAbandon(tx *txn, req *bankdv1.AbandonPayoutBatchRequest)
 
 // followBatch moves a batch along with its transaction's state in the chain: CONFIRMED when
 // the transaction is in a block, back to SIGNED when that block is disconnected, FINAL (paid
-// and booked, exactly once) when it is final. chain.go calls it for every state change of a
-// tracked transaction.
+// and booked, exactly once) when it is final. A batch that confirms takes its withdrawals over
+// from the other batches of its fee-bump chain, which become REPLACED. chain.go calls it for
+// every state change of a tracked transaction.
 func (c *chainApply) followBatch(rec *bankdv1.ChainTx) error {
 	v, found, err := c.tx.get(batchTxKey(rec.Txid))
 	if err != nil || !found {
@@ -816,18 +931,81 @@ func (c *chainApply) followBatch(rec *bankdv1.ChainTx) error {
 		return nil
 	case rec.State == bankdv1.TxState_TX_STATE_FINAL:
 		b.BlockHeight = rec.BlockHeight
+		if err := c.takeOver(b); err != nil {
+			return err
+		}
 		return c.finalizeBatch(b)
 	case rec.State == bankdv1.TxState_TX_STATE_CONFIRMED:
 		b.State, b.BlockHeight = bankdv1.BatchState_BATCH_STATE_CONFIRMED, rec.BlockHeight
+		if err := c.takeOver(b); err != nil {
+			return err
+		}
 	case rec.State == bankdv1.TxState_TX_STATE_PENDING && b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED:
 		b.State, b.BlockHeight = bankdv1.BatchState_BATCH_STATE_SIGNED, 0
 	case rec.State == bankdv1.TxState_TX_STATE_REJECTED && rec.RejectReason == bankdv1.RejectReason_REJECT_REASON_DOUBLE_SPENT:
+		if _, ours, err := c.tx.get(batchTxKey(rec.ConflictingTxid)); err != nil || ours {
+			return err // a fee bump of the same withdrawals confirmed instead: takeOver follows
+		}
 		a.problem("batch "+b.Id, "transaction %s was double-spent by %s; its withdrawals stay in it until an operator decides", rec.Txid, rec.ConflictingTxid)
 		return nil
 	default:
 		return nil // seen in the mempool, or evicted: the driver broadcasts it again
 	}
 	return a.saveBatch(c.tx, b)
+}
+
+// maxBumpChain bounds the walk along a batch's fee bumps.
+const maxBumpChain = 1000
+
+// takeOver makes b the batch that pays its withdrawals: every other batch of its fee-bump
+// chain that is not final becomes REPLACED.
+func (c *chainApply) takeOver(b *bankdv1.PayoutBatch) error {
+	for _, dir := range []func(*bankdv1.PayoutBatch) string{
+		func(x *bankdv1.PayoutBatch) string { return x.Replaces },
+		func(x *bankdv1.PayoutBatch) string { return x.ReplacedBy },
+	} {
+		next := dir(b)
+		for n := 0; next != "" && n < maxBumpChain; n++ {
+			r, err := loadBatch(c.tx, "batch", next)
+			if err != nil {
+				return err
+			}
+			switch r.State {
+			case bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED:
+				r.State = bankdv1.BatchState_BATCH_STATE_REPLACED
+				if err := c.a.saveBatch(c.tx, r); err != nil {
+					return err
+				}
+			}
+			next = dir(r)
+		}
+	}
+	return c.a.payWith(c.tx, b)
+}
+
+// payWith points b's withdrawals and inputs' reservations at b.
+func (a *applier) payWith(tx *txn, b *bankdv1.PayoutBatch) error {
+	index, _ := ParseBatchID(b.Id)
+	for _, in := range b.Inputs {
+		tx.set(outpointKey(tagReserved, in.Outpoint), encodeUint64(index))
+	}
+	for _, o := range b.Outputs {
+		if o.PayoutId == "" {
+			continue
+		}
+		p, err := mustLoadPayout(tx, "batch", o.PayoutId)
+		if err != nil {
+			return err
+		}
+		if p.BatchId == b.Id && p.Txid == b.Txid {
+			continue
+		}
+		p.BatchId, p.Txid, p.Vout = b.Id, b.Txid, o.Vout
+		if err := a.savePayout(tx, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // finalizeBatch pays and books a batch whose transaction is final.

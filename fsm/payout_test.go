@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
+	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/wallet/descriptor"
@@ -549,4 +550,149 @@ func FuzzSignedBatchTx(f *testing.F) {
 			t.Fatal("accepted without a transaction")
 		}
 	})
+}
+
+// bump proposes a fee bump of old with the change lowered to change.
+func (f *payoutFixture) bump(old *bankdv1.PayoutBatch, change int64) any {
+	f.t.Helper()
+	var ops []*bankdv1.Outpoint
+	for _, in := range old.Inputs {
+		ops = append(ops, in.Outpoint)
+	}
+	var outputs []*bankdv1.BatchOutput
+	var ids []string
+	for _, o := range old.Outputs {
+		o := proto.Clone(o).(*bankdv1.BatchOutput)
+		if o.Change {
+			if change == 0 {
+				continue
+			}
+			o.ValueSat = change
+		} else {
+			ids = append(ids, o.PayoutId)
+		}
+		outputs = append(outputs, o)
+	}
+	raw, err := BuildPayoutPSBT(f.hotDesc, "regtest", old.Inputs, outputs)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP, &bankdv1.PayoutPlan{
+		Queue: old.Queue, WalletId: old.WalletId, PayoutIds: ids, Inputs: ops, ChangeSat: change, Psbt: raw, Replaces: old.Id,
+	}, nil)
+}
+
+func (f *payoutFixture) signedBatch(id string) *bankdv1.PayoutBatch {
+	f.t.Helper()
+	b := f.batch(id)
+	r, ok := f.submit(b.Id, f.sign(b)).(*bankdv1.SubmitPayoutSignatureResponse)
+	if !ok {
+		f.t.Fatalf("sign %s: %v", id, f.submit(b.Id, f.sign(b)))
+	}
+	return r.Batch
+}
+
+func TestAFeeBumpThatConfirmsIsBookedAndReplacesTheOriginal(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("w1", outsider(t, "p2wpkh"), 100_000, 1_000, 0)
+	f.mustRequest("w2", outsider(t, "p2tr"), 50_000, 1_000, 0)
+	old := f.signedBatch(f.mustPlan([]string{"w1", "w2"}, 348_000, 0).Id)
+	f.mustOK(f.mempool([]*bankdv1.TxMatch{batchMatch(old)}))
+
+	// Refused bumps: not enough more fee (BIP 125), more change than before, a plan of
+	// something else; and nothing but a signed batch is bumped.
+	refusal(t, f.bump(old, 347_990), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "at least")
+	refusal(t, f.bump(old, 348_500), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "at least")
+	res := f.bump(old, 346_000)
+	nb, ok := res.(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("bump: %v", res)
+	}
+	bumped := nb.Batch
+	if bumped.Replaces != old.Id || bumped.FeeSat != 4_000 || bumped.Txid == old.Txid {
+		t.Fatalf("bumped batch %v", bumped)
+	}
+	if o := f.batch(old.Id); o.ReplacedBy != bumped.Id || o.State != bankdv1.BatchState_BATCH_STATE_SIGNED {
+		t.Fatalf("old batch after the bump %v", o)
+	}
+	refusal(t, f.bump(old, 345_000), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "already replaced by "+bumped.Id)
+	refusal(t, f.bump(bumped, 345_000), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "PLANNED")
+	if p := f.payout("w1"); p.BatchId != bumped.Id || p.Txid != bumped.Txid {
+		t.Fatalf("w1 after the bump: %v", p)
+	}
+
+	// The replacement is signed and confirms; the original, double-spent, is REPLACED.
+	bumped = f.signedBatch(bumped.Id)
+	f.mustOK(f.connect(batchMatch(bumped)))
+	if o := f.batch(old.Id); o.State != bankdv1.BatchState_BATCH_STATE_REPLACED {
+		t.Fatalf("original after its replacement confirmed: %v", o.State)
+	}
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	if got := f.batch(bumped.Id); got.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+		t.Fatalf("replacement at final depth: %v", got.State)
+	}
+	for _, id := range []string{"w1", "w2"} {
+		if p := f.payout(id); p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID || p.Txid != bumped.Txid {
+			t.Fatalf("%s: %v", id, p)
+		}
+	}
+	if posted, _ := f.net(WalletAccount("hot")); posted != 800_000-150_000-4_000 {
+		t.Fatalf("wallet:hot %d, want the replacement's fee booked", posted)
+	}
+	if posted, _ := f.net(PayoutFeeExpenseAccount); posted != 2_000 {
+		t.Fatalf("fee expense %d, want 4,000 paid - 2,000 charged", posted)
+	}
+	if p, _, _ := f.ListProblems("", 100); len(p) != 0 {
+		t.Fatalf("problems: %v", p)
+	}
+}
+
+func TestTheOriginalConfirmingInsteadOfItsBumpIsBookedOnce(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("w1", outsider(t, "p2wpkh"), 100_000, 500, 0)
+	old := f.signedBatch(f.mustPlan([]string{"w1"}, 398_000, 0).Id)
+	bumped := f.bump(old, 397_000).(*bankdv1.PayoutPlanResponse).Batch
+	f.signedBatch(bumped.Id)
+	// A miner had the original: it confirms, the replacement is REPLACED and the withdrawal
+	// follows the original.
+	f.mustOK(f.connect(batchMatch(old)))
+	if p := f.payout("w1"); p.BatchId != old.Id || p.Txid != old.Txid {
+		t.Fatalf("w1 after the original confirmed: %v", p)
+	}
+	if b := f.batch(bumped.Id); b.State != bankdv1.BatchState_BATCH_STATE_REPLACED {
+		t.Fatalf("the bump after the original confirmed: %v", b.State)
+	}
+	// A reorg takes the original's block away and the bump confirms after all.
+	f.mustOK(f.disconnect())
+	f.mustOK(f.connectSalted(2, batchMatch(bumped)))
+	if p := f.payout("w1"); p.BatchId != bumped.Id {
+		t.Fatalf("w1 after the bump confirmed in the new branch: %v", p)
+	}
+	if b := f.batch(old.Id); b.State != bankdv1.BatchState_BATCH_STATE_REPLACED {
+		t.Fatalf("the original after the reorg: %v", b.State)
+	}
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	if posted, _ := f.net(WalletAccount("hot")); posted != 800_000-100_000-3_000 {
+		t.Fatalf("wallet:hot %d, want the bump's fee booked once", posted)
+	}
+	if posted, _ := f.net("alice"); posted != 1_000_000-100_500 {
+		t.Fatalf("alice %d", posted)
+	}
+}
+
+func TestAbandoningAnUnsignedBumpKeepsTheOriginal(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("w1", outsider(t, "p2wpkh"), 100_000, 500, 0)
+	old := f.signedBatch(f.mustPlan([]string{"w1"}, 398_000, 0).Id)
+	bumped := f.bump(old, 397_000).(*bankdv1.PayoutPlanResponse).Batch
+	f.mustOK(f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON, &bankdv1.AbandonPayoutBatchRequest{BatchId: bumped.Id, Reason: "signer refused"}, nil))
+	if o := f.batch(old.Id); o.ReplacedBy != "" || o.State != bankdv1.BatchState_BATCH_STATE_SIGNED {
+		t.Fatalf("original after its bump was abandoned: %v", o)
+	}
+	if p := f.payout("w1"); p.State != bankdv1.PayoutState_PAYOUT_STATE_BATCHED || p.BatchId != old.Id {
+		t.Fatalf("w1 after the bump was abandoned: %v", p)
+	}
+	f.mustOK(f.bump(old, 397_500))
 }

@@ -60,6 +60,9 @@ type PayoutQueueConfig struct {
 	ApprovalThresholdSat int64
 	// MaxBatch bounds the withdrawals of one transaction.
 	MaxBatch int
+	// BumpAfterBlocks: a signed transaction still unconfirmed this many blocks after its
+	// signature is replaced by a higher-fee version (BIP 125); 0 never bumps.
+	BumpAfterBlocks int
 }
 
 // Enabled reports whether the cluster takes withdrawals.
@@ -86,6 +89,7 @@ const (
 	DefaultPayoutMinFeeRate = 1
 	DefaultPayoutMaxFeeRate = 500
 	DefaultPayoutMaxBatch   = 500
+	DefaultPayoutBumpAfter  = 3
 )
 
 var (
@@ -96,7 +100,7 @@ var (
 	payoutQueueSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "trigger"}, {Name: "interval"}, {Name: "count"}, {Name: "conf_target"},
 		{Name: "min_fee_rate"}, {Name: "max_fee_rate"}, {Name: "fee"}, {Name: "fee_sat"},
-		{Name: "approval_threshold_sat"}, {Name: "max_batch"},
+		{Name: "approval_threshold_sat"}, {Name: "max_batch"}, {Name: "bump_after_blocks"},
 	}}
 )
 
@@ -147,7 +151,7 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 	q := PayoutQueueConfig{
 		Name: name, Trigger: TriggerInterval, Interval: DefaultPayoutInterval, Count: DefaultPayoutCount,
 		ConfTarget: DefaultPayoutConfTarget, MinFeeRate: DefaultPayoutMinFeeRate, MaxFeeRate: DefaultPayoutMaxFeeRate,
-		Fee: FeeFlat, MaxBatch: DefaultPayoutMaxBatch,
+		Fee: FeeFlat, MaxBatch: DefaultPayoutMaxBatch, BumpAfterBlocks: DefaultPayoutBumpAfter,
 	}
 	content, diags := block.Body.Content(payoutQueueSchema)
 	p.diags = append(p.diags, diags...)
@@ -194,6 +198,7 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		{"fee_sat", 0, 100_000_000, func(v int64) { q.FeeSat = v }},
 		{"approval_threshold_sat", 0, fsm.MaxPayoutAmountSat, func(v int64) { q.ApprovalThresholdSat = v }},
 		{"max_batch", 1, fsm.MaxBatchPayouts, func(v int64) { q.MaxBatch = int(v) }},
+		{"bump_after_blocks", 0, 1008, func(v int64) { q.BumpAfterBlocks = int(v) }},
 	}
 	for _, c := range numbers {
 		attr, ok := attrs[c.name]

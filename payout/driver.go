@@ -43,6 +43,8 @@ type State interface {
 	ListPayoutBatches(state bankdv1.BatchState, pageToken string, pageSize int) ([]*bankdv1.PayoutBatch, string, error)
 	ChainTx(txid string) (*bankdv1.ChainTx, []*bankdv1.Deposit, error)
 	LookupAddress(address string) (*bankdv1.WatchedScript, error)
+	PayoutBatch(id string) (*bankdv1.PayoutBatch, error)
+	ChainTip() (tip *bankdv1.ChainTip, ok bool, err error)
 }
 
 // Chain is the chain node the driver estimates fees with and broadcasts to
@@ -411,10 +413,19 @@ func (d *Driver) broadcastSigned(ctx context.Context) error {
 }
 
 func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
+	if b.ReplacedBy != "" {
+		if r, err := d.state.PayoutBatch(b.ReplacedBy); err == nil && r.State != bankdv1.BatchState_BATCH_STATE_PLANNED && r.State != bankdv1.BatchState_BATCH_STATE_ABANDONED {
+			return // its fee bump is signed: that one goes out
+		}
+	}
 	rec, _, err := d.state.ChainTx(b.Txid)
 	if err == nil && rec.State != bankdv1.TxState_TX_STATE_REJECTED {
+		if rec.State == bankdv1.TxState_TX_STATE_PENDING {
+			d.maybeBump(ctx, b)
+		}
 		return // the chain watcher sees it: mempool or a block
 	}
+	defer d.maybeBump(ctx, b)
 	d.mu.Lock()
 	last, sentBefore := d.sent[b.Id]
 	d.mu.Unlock()
@@ -437,6 +448,77 @@ func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
 		return
 	}
 	d.log.Info("payout broadcast", "batch", b.Id, "txid", b.Txid)
+}
+
+// maybeBump replaces a signed batch that is still unconfirmed bump_after_blocks after its
+// signature with a higher-fee version of the same transaction (BIP 125): the same inputs and
+// withdrawals, the change lowered (or, below dust, left to the fee). The new rate is the
+// queue's current one, but at least 1.25× the old and 1 sat/vB more, within max_fee_rate.
+func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
+	q, ok := d.cfg.Queue(b.Queue)
+	if !ok || q.BumpAfterBlocks == 0 || b.ReplacedBy != "" {
+		return
+	}
+	tip, ok, err := d.state.ChainTip()
+	if err != nil || !ok || tip.Height < b.SignedAtHeight+uint32(q.BumpAfterBlocks) {
+		return
+	}
+	rate := max(d.rate(q), b.FeeRateSatKvb*5/4, b.FeeRateSatKvb+1000)
+	rate = min(rate, q.MaxFeeRate*1000)
+	if rate <= b.FeeRateSatKvb {
+		d.log.Warn("payout unconfirmed at the queue's max_fee_rate; not bumped", "batch", b.Id, "txid", b.Txid, "fee_rate_sat_kvb", b.FeeRateSatKvb)
+		return
+	}
+	var change *bankdv1.BatchOutput
+	for _, o := range b.Outputs {
+		if o.Change {
+			change = o
+		}
+	}
+	if change == nil {
+		d.log.Warn("payout unconfirmed and without change to pay a bump from; not bumped", "batch", b.Id, "txid", b.Txid)
+		return
+	}
+	fee := max((b.Vsize*rate+999)/1000, b.FeeSat+b.Vsize)
+	newChange := change.ValueSat - (fee - b.FeeSat)
+	if newChange < fsm.DustThreshold(change.Script) {
+		newChange = 0
+	}
+	plan := &bankdv1.PayoutPlan{Queue: b.Queue, WalletId: b.WalletId, ChangeSat: newChange, FeeRateSatKvb: rate, Replaces: b.Id}
+	var outputs []*bankdv1.BatchOutput
+	for _, o := range b.Outputs {
+		o := proto.Clone(o).(*bankdv1.BatchOutput)
+		if o.Change {
+			if newChange == 0 {
+				continue
+			}
+			o.ValueSat = newChange
+		} else {
+			plan.PayoutIds = append(plan.PayoutIds, o.PayoutId)
+		}
+		outputs = append(outputs, o)
+	}
+	for _, in := range b.Inputs {
+		plan.Inputs = append(plan.Inputs, in.Outpoint)
+	}
+	w, err := d.state.Wallet(b.WalletId)
+	if err != nil {
+		d.log.Warn("fee bump: hot wallet", "batch", b.Id, "err", err)
+		return
+	}
+	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, b.Inputs, outputs); err != nil {
+		d.log.Warn("fee bump: build psbt", "batch", b.Id, "err", err)
+		return
+	}
+	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP, plan, nil)
+	if err != nil {
+		d.log.Warn("fee bump refused", "batch", b.Id, "err", err)
+		return
+	}
+	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
+		d.log.Info("payout fee bumped", "batch", b.Id, "replacement", r.Batch.Id, "txid", r.Batch.Txid,
+			"fee_sat", r.Batch.FeeSat, "fee_rate_sat_kvb", r.Batch.FeeRateSatKvb, "unconfirmed_blocks", tip.Height-b.SignedAtHeight)
+	}
 }
 
 // alreadyKnown reports a node's answer that it already has the transaction (mempool or chain).

@@ -25,6 +25,7 @@ type planState struct {
 	utxos   []*bankdv1.Utxo
 	queued  []*bankdv1.Payout
 	scripts map[string]*bankdv1.WatchedScript
+	tip     *bankdv1.ChainTip
 }
 
 func (s *planState) Wallet(string) (*bankdv1.Wallet, error) { return s.wallet, nil }
@@ -124,3 +125,7 @@ func BenchmarkPlan1000OutputsFrom100kUTXOs(b *testing.B) {
 	b.ReportMetric(float64(len(c.plan.Inputs)), "inputs")
 	b.ReportMetric(float64(len(c.plan.Psbt))/1024, "psbt-KiB")
 }
+
+func (s *planState) PayoutBatch(string) (*bankdv1.PayoutBatch, error) { return nil, fsm.ErrNotFound }
+
+func (s *planState) ChainTip() (*bankdv1.ChainTip, bool, error) { return s.tip, s.tip != nil, nil }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
@@ -150,4 +151,67 @@ func serialize(t *testing.T, tx *wire.MsgTx) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// bumpProposer records the commands the driver proposes.
+type bumpProposer struct {
+	typ   []bankdv1.CommandType
+	plans []*bankdv1.PayoutPlan
+}
+
+func (p *bumpProposer) Apply(_ context.Context, typ bankdv1.CommandType, body proto.Message, _ *bankdv1.Fence) (proto.Message, error) {
+	p.typ = append(p.typ, typ)
+	p.plans = append(p.plans, body.(*bankdv1.PayoutPlan))
+	return &bankdv1.PayoutPlanResponse{Batch: &bankdv1.PayoutBatch{Id: "b9"}}, nil
+}
+
+func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
+	s := newPlanState(t, 1, 1)
+	u := s.utxos[0]
+	u.ValueSat = 500_000
+	change, err := changeScript(s.wallet.Descriptor_, "regtest", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := [][]byte{s.queued[0].Script, change}
+	vsize := fsm.PayoutTxVSize(1, outs)
+	fee := vsize * 2 // 2 sat/vB
+	b := &bankdv1.PayoutBatch{Id: "b5", Queue: "flat", WalletId: "hot", State: bankdv1.BatchState_BATCH_STATE_SIGNED, SignedAtHeight: 100,
+		Inputs:  []*bankdv1.BatchInput{{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script}},
+		Outputs: []*bankdv1.BatchOutput{{Vout: 0, ValueSat: 20_000, Script: outs[0], PayoutId: "w0"}, {Vout: 1, ValueSat: 480_000 - fee, Script: change, Change: true}},
+		FeeSat:  fee, Vsize: vsize, FeeRateSatKvb: 2_000, Txid: "t"}
+	st := &batchesState{planState: *s, batch: b, seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}
+	p := &bumpProposer{}
+	cfg := queues()
+	cfg.Queues[0].BumpAfterBlocks = 3
+	d := New(cfg, "regtest", p, st, &fakeChain{}, Options{})
+
+	st.tip = &bankdv1.ChainTip{Height: 102}
+	d.broadcastSigned(context.Background())
+	if len(p.plans) != 0 {
+		t.Fatalf("bumped after 2 of 3 blocks: %v", p.plans)
+	}
+	st.tip = &bankdv1.ChainTip{Height: 103}
+	d.broadcastSigned(context.Background())
+	if len(p.plans) != 1 || p.typ[0] != bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP {
+		t.Fatalf("proposed %v", p.typ)
+	}
+	plan := p.plans[0]
+	newFee := 500_000 - 20_000 - plan.ChangeSat
+	if plan.Replaces != "b5" || plan.FeeRateSatKvb != 3_000 || newFee < fee+vsize || newFee*1000 < vsize*3_000 {
+		t.Fatalf("bump %v: fee %d (old %d, %d vB)", plan, newFee, fee, vsize)
+	}
+	if len(plan.Inputs) != 1 || plan.Inputs[0].Txid != u.Outpoint.Txid || len(plan.PayoutIds) != 1 || plan.PayoutIds[0] != "w0" {
+		t.Fatalf("bump does not keep the inputs and withdrawals: %v", plan)
+	}
+
+	// Already replaced, or at the queue's ceiling: no bump.
+	p.plans = nil
+	b.FeeRateSatKvb = cfg.Queues[0].MaxFeeRate * 1000
+	d.broadcastSigned(context.Background())
+	b.FeeRateSatKvb, b.ReplacedBy = 2_000, "b9"
+	d.broadcastSigned(context.Background())
+	if len(p.plans) != 0 {
+		t.Fatalf("bumped a batch at the ceiling or already replaced: %v", p.plans)
+	}
 }

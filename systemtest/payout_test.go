@@ -68,15 +68,28 @@ payouts {
     fee_sat                = 1000
     approval_threshold_sat = 1000000
   }
+  queue "slow" {
+    trigger           = "count"
+    count             = 1
+    fee_sat           = 500
+    min_fee_rate      = 1
+    max_fee_rate      = 50
+    bump_after_blocks = 1
+  }
 }
 `
 
 func newPayoutRig(t testing.TB, count int, fundOutputs int, each int64) *payoutRig {
 	t.Helper()
+	return newPayoutRigWith(t, count, fundOutputs, each, regtest.Options{})
+}
+
+func newPayoutRigWith(t testing.TB, count int, fundOutputs int, each int64, btcdOpts regtest.Options) *payoutRig {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-process cluster test against btcd; skipped with -short")
 	}
-	btcd := regtest.StartTest(t, regtest.Options{})
+	btcd := regtest.StartTest(t, btcdOpts)
 	ctx := ctxFor(t, 6*time.Minute)
 	start, err := btcd.Tip(ctx)
 	if err != nil {
@@ -650,4 +663,120 @@ func mustHash(t *testing.T, txid string) chainhash.Hash {
 		t.Fatal(err)
 	}
 	return *h
+}
+
+// TestReorgedPayoutIsMinedAgainAndBookedOnce: a batch's block is reorganised away before final
+// depth; btcd mines its transaction again in the new branch; the cluster follows it back to
+// SIGNED and on to CONFIRMED in the new block, and books it once.
+func TestReorgedPayoutIsMinedAgainAndBookedOnce(t *testing.T) {
+	r := newPayoutRig(t, 3, 2, 1_000_000)
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	createAccount(t, cl, "alice", liability, true)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 500_000)})); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+			Id: fmt.Sprintf("r-%d", i), AccountId: "alice", Address: outsiderAddress(t, i == 0), AmountSat: 30_000})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.startSigner(followerOf(r.c, -1))
+	var batch *bankdv1.PayoutBatch
+	r.waitFor("the batch in the mempool", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+				batch = b
+				return r.btcd.InMempool(r.ctx, mustHash(t, b.Txid))
+			}
+		}
+		return false, nil
+	})
+	r.mine(1)
+	r.waitFor("the batch confirmed", func() (bool, error) {
+		return countState(r.batches(), func(b *bankdv1.PayoutBatch) bool { return b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED }) == 1, nil
+	})
+	oldBranch, newBranch, err := r.btcd.Reorg(r.ctx, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reorganised block %s away; new branch %v", oldBranch[0], newBranch)
+	r.waitFor("the transaction followed into the new branch", func() (bool, error) {
+		res, err := r.admin().Chain.GetChainTx(r.ctx, connect.NewRequest(&bankdv1.GetChainTxRequest{Txid: batch.Txid}))
+		if err != nil {
+			return false, err
+		}
+		return res.Msg.Tx.BlockHash == newBranch[0].String(), nil
+	})
+	r.mineUntilPaid(3)
+	paid := r.batches()
+	if len(paid) != 1 || paid[0].State != bankdv1.BatchState_BATCH_STATE_FINAL || paid[0].Txid != batch.Txid {
+		t.Fatalf("batches after the reorg: %v", paid)
+	}
+	r.checkBooks(map[string]int64{"alice": 500_000})
+	requireSameStateHash(t, r.c)
+}
+
+// TestStuckPayoutIsFeeBumped: btcd relays nothing under 1.5 sat/vB, so the slow queue's first
+// transaction (1 sat/vB) never reaches a mempool. A block later the driver replaces it with a
+// higher-fee version of the same transaction (same inputs and withdrawals), signerd signs it,
+// it confirms, and the original is REPLACED; the withdrawal is paid and booked once, with the
+// replacement's fee.
+func TestStuckPayoutIsFeeBumped(t *testing.T) {
+	r := newPayoutRigWith(t, 1, 2, 1_000_000, regtest.Options{ExtraArgs: []string{"--minrelaytxfee=0.000015"}})
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	createAccount(t, cl, "alice", liability, true)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 500_000)})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+		Id: "slow-1", AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 40_000, Queue: "slow"})); err != nil {
+		t.Fatal(err)
+	}
+	r.startSigner(followerOf(r.c, -1))
+	var first *bankdv1.PayoutBatch
+	r.waitFor("the first transaction signed", func() (bool, error) {
+		bs := r.batches()
+		if len(bs) == 1 && bs[0].State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+			first = bs[0]
+			return true, nil
+		}
+		return false, nil
+	})
+	if in, err := r.btcd.InMempool(r.ctx, mustHash(t, first.Txid)); err != nil || in {
+		t.Fatalf("a 1 sat/vB transaction in a 1.5 sat/vB mempool: %v %v", in, err)
+	}
+	r.mine(1)
+	var bump *bankdv1.PayoutBatch
+	r.waitFor("the replacement in the mempool", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.Replaces == first.Id && b.State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+				bump = b
+				return r.btcd.InMempool(r.ctx, mustHash(t, b.Txid))
+			}
+		}
+		return false, nil
+	})
+	r.mineUntilPaid(1)
+	for _, b := range r.batches() {
+		switch b.Id {
+		case first.Id:
+			if b.State != bankdv1.BatchState_BATCH_STATE_REPLACED || b.ReplacedBy != bump.Id {
+				t.Errorf("the original: %v replaced by %q", b.State, b.ReplacedBy)
+			}
+		case bump.Id:
+			if b.State != bankdv1.BatchState_BATCH_STATE_FINAL || b.FeeSat <= first.FeeSat || b.FeeRateSatKvb < 1500 {
+				t.Errorf("the replacement: %v, fee %d (%d sat/kvB) after %d", b.State, b.FeeSat, b.FeeRateSatKvb, first.FeeSat)
+			}
+		default:
+			t.Errorf("unexpected batch %s", b.Id)
+		}
+	}
+	if p := r.payouts()[0]; p.Txid != bump.Txid || p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
+		t.Errorf("withdrawal %v, want paid by %s", p, bump.Txid)
+	}
+	r.checkBooks(map[string]int64{"alice": 500_000})
+	requireSameStateHash(t, r.c)
 }

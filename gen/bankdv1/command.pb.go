@@ -81,6 +81,8 @@ const (
 	CommandType_COMMAND_TYPE_PAYOUT_SIGNED CommandType = 26
 	// body: AbandonPayoutBatchRequest
 	CommandType_COMMAND_TYPE_PAYOUT_ABANDON CommandType = 27
+	// body: PayoutPlan with replaces set (proposed only by the leader's payout driver)
+	CommandType_COMMAND_TYPE_PAYOUT_BUMP CommandType = 28
 )
 
 // Enum value maps for CommandType.
@@ -114,6 +116,7 @@ var (
 		25: "COMMAND_TYPE_PAYOUT_PLAN",
 		26: "COMMAND_TYPE_PAYOUT_SIGNED",
 		27: "COMMAND_TYPE_PAYOUT_ABANDON",
+		28: "COMMAND_TYPE_PAYOUT_BUMP",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -144,6 +147,7 @@ var (
 		"COMMAND_TYPE_PAYOUT_PLAN":                 25,
 		"COMMAND_TYPE_PAYOUT_SIGNED":               26,
 		"COMMAND_TYPE_PAYOUT_ABANDON":              27,
+		"COMMAND_TYPE_PAYOUT_BUMP":                 28,
 	}
 )
 
@@ -277,7 +281,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xc6\a\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xe4\a\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -307,7 +311,8 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x1aCOMMAND_TYPE_PAYOUT_DECIDE\x10\x18\x12\x1c\n" +
 	"\x18COMMAND_TYPE_PAYOUT_PLAN\x10\x19\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_PAYOUT_SIGNED\x10\x1a\x12\x1f\n" +
-	"\x1bCOMMAND_TYPE_PAYOUT_ABANDON\x10\x1bB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x1bCOMMAND_TYPE_PAYOUT_ABANDON\x10\x1b\x12\x1c\n" +
+	"\x18COMMAND_TYPE_PAYOUT_BUMP\x10\x1cB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

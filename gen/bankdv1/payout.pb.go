@@ -109,6 +109,9 @@ const (
 	// Given up before it was signed (cancelled by an operator, or its inputs were spent
 	// elsewhere): its inputs are released and its payouts queued again.
 	BatchState_BATCH_STATE_ABANDONED BatchState = 5
+	// Another batch with the same inputs (a fee bump, or the batch it bumped) confirmed instead.
+	// Should a reorg take that one's block away and this one confirm, it follows this one again.
+	BatchState_BATCH_STATE_REPLACED BatchState = 6
 )
 
 // Enum value maps for BatchState.
@@ -120,6 +123,7 @@ var (
 		3: "BATCH_STATE_CONFIRMED",
 		4: "BATCH_STATE_FINAL",
 		5: "BATCH_STATE_ABANDONED",
+		6: "BATCH_STATE_REPLACED",
 	}
 	BatchState_value = map[string]int32{
 		"BATCH_STATE_UNSPECIFIED": 0,
@@ -128,6 +132,7 @@ var (
 		"BATCH_STATE_CONFIRMED":   3,
 		"BATCH_STATE_FINAL":       4,
 		"BATCH_STATE_ABANDONED":   5,
+		"BATCH_STATE_REPLACED":    6,
 	}
 )
 
@@ -1253,8 +1258,15 @@ type PayoutBatch struct {
 	AbandonReason string `protobuf:"bytes,18,opt,name=abandon_reason,json=abandonReason,proto3" json:"abandon_reason,omitempty"`
 	// What the payouts' customers were charged in all.
 	ChargedFeeSat int64 `protobuf:"varint,19,opt,name=charged_fee_sat,json=chargedFeeSat,proto3" json:"charged_fee_sat,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Fee bumping (BIP 125): the batch this one replaces with the same inputs and a higher fee,
+	// and the batch that replaced this one.
+	Replaces   string `protobuf:"bytes,20,opt,name=replaces,proto3" json:"replaces,omitempty"`
+	ReplacedBy string `protobuf:"bytes,21,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	// The cluster's chain tip when the signature was committed: the driver bumps a batch that
+	// is still unconfirmed a queue's bump_after_blocks later.
+	SignedAtHeight uint32 `protobuf:"varint,22,opt,name=signed_at_height,json=signedAtHeight,proto3" json:"signed_at_height,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PayoutBatch) Reset() {
@@ -1420,6 +1432,27 @@ func (x *PayoutBatch) GetChargedFeeSat() int64 {
 	return 0
 }
 
+func (x *PayoutBatch) GetReplaces() string {
+	if x != nil {
+		return x.Replaces
+	}
+	return ""
+}
+
+func (x *PayoutBatch) GetReplacedBy() string {
+	if x != nil {
+		return x.ReplacedBy
+	}
+	return ""
+}
+
+func (x *PayoutBatch) GetSignedAtHeight() uint32 {
+	if x != nil {
+		return x.SignedAtHeight
+	}
+	return 0
+}
+
 // Body of COMMAND_TYPE_PAYOUT_PLAN: proposed only by the leader's payout driver. Apply checks
 // every part again against the state: the payouts are QUEUED in the queue, the inputs are
 // unreserved UTXOs of the wallet, the change pays the wallet's next change index, and the PSBT's
@@ -1434,6 +1467,10 @@ type PayoutPlan struct {
 	ChangeSat     int64  `protobuf:"varint,5,opt,name=change_sat,json=changeSat,proto3" json:"change_sat,omitempty"`
 	FeeRateSatKvb int64  `protobuf:"varint,6,opt,name=fee_rate_sat_kvb,json=feeRateSatKvb,proto3" json:"fee_rate_sat_kvb,omitempty"`
 	Psbt          []byte `protobuf:"bytes,7,opt,name=psbt,proto3" json:"psbt,omitempty"`
+	// COMMAND_TYPE_PAYOUT_BUMP only: the SIGNED batch this plan replaces, with the same inputs and
+	// withdrawals in the same order, the same change index, and a fee higher by at least 1 sat/vB
+	// of its size (BIP 125).
+	Replaces      string `protobuf:"bytes,8,opt,name=replaces,proto3" json:"replaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1515,6 +1552,13 @@ func (x *PayoutPlan) GetPsbt() []byte {
 		return x.Psbt
 	}
 	return nil
+}
+
+func (x *PayoutPlan) GetReplaces() string {
+	if x != nil {
+		return x.Replaces
+	}
+	return ""
 }
 
 type PayoutPlanResponse struct {
@@ -2379,7 +2423,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x16\n" +
 	"\x06change\x18\x06 \x01(\bR\x06change\x12!\n" +
-	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xf9\x04\n" +
+	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xe0\x05\n" +
 	"\vPayoutBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2400,7 +2444,11 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\fblock_height\x18\x10 \x01(\rR\vblockHeight\x12\"\n" +
 	"\rfinal_unix_ms\x18\x11 \x01(\x03R\vfinalUnixMs\x12%\n" +
 	"\x0eabandon_reason\x18\x12 \x01(\tR\rabandonReason\x12&\n" +
-	"\x0fcharged_fee_sat\x18\x13 \x01(\x03R\rchargedFeeSat\"\xe6\x01\n" +
+	"\x0fcharged_fee_sat\x18\x13 \x01(\x03R\rchargedFeeSat\x12\x1a\n" +
+	"\breplaces\x18\x14 \x01(\tR\breplaces\x12\x1f\n" +
+	"\vreplaced_by\x18\x15 \x01(\tR\n" +
+	"replacedBy\x12(\n" +
+	"\x10signed_at_height\x18\x16 \x01(\rR\x0esignedAtHeight\"\x82\x02\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2411,7 +2459,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\n" +
 	"change_sat\x18\x05 \x01(\x03R\tchangeSat\x12'\n" +
 	"\x10fee_rate_sat_kvb\x18\x06 \x01(\x03R\rfeeRateSatKvb\x12\x12\n" +
-	"\x04psbt\x18\a \x01(\fR\x04psbt\"A\n" +
+	"\x04psbt\x18\a \x01(\fR\x04psbt\x12\x1a\n" +
+	"\breplaces\x18\b \x01(\tR\breplaces\"A\n" +
 	"\x12PayoutPlanResponse\x12+\n" +
 	"\x05batch\x18\x01 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\"M\n" +
 	"\x1cSubmitPayoutSignatureRequest\x12\x19\n" +
@@ -2474,7 +2523,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x11PAYOUT_STATE_PAID\x10\x04\x12\x1a\n" +
 	"\x16PAYOUT_STATE_CANCELLED\x10\x05\x12\x19\n" +
 	"\x15PAYOUT_STATE_REJECTED\x10\x06\x12\x17\n" +
-	"\x13PAYOUT_STATE_FAILED\x10\a*\xa7\x01\n" +
+	"\x13PAYOUT_STATE_FAILED\x10\a*\xc1\x01\n" +
 	"\n" +
 	"BatchState\x12\x1b\n" +
 	"\x17BATCH_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2482,7 +2531,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x12BATCH_STATE_SIGNED\x10\x02\x12\x19\n" +
 	"\x15BATCH_STATE_CONFIRMED\x10\x03\x12\x15\n" +
 	"\x11BATCH_STATE_FINAL\x10\x04\x12\x19\n" +
-	"\x15BATCH_STATE_ABANDONED\x10\x052\xbb\a\n" +
+	"\x15BATCH_STATE_ABANDONED\x10\x05\x12\x18\n" +
+	"\x14BATCH_STATE_REPLACED\x10\x062\xbb\a\n" +
 	"\rPayoutService\x12P\n" +
 	"\rRequestPayout\x12\x1e.bankd.v1.RequestPayoutRequest\x1a\x1f.bankd.v1.RequestPayoutResponse\x12I\n" +
 	"\tGetPayout\x12\x1a.bankd.v1.GetPayoutRequest\x1a\x1b.bankd.v1.GetPayoutResponse\"\x03\x90\x02\x01\x12O\n" +
