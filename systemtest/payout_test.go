@@ -780,3 +780,104 @@ func TestStuckPayoutIsFeeBumped(t *testing.T) {
 	r.checkBooks(map[string]int64{"alice": 500_000})
 	requireSameStateHash(t, r.c)
 }
+
+// TestPayoutAttacker: what each token must not do, and signatures that must not be taken.
+// Every refusal leaves the batch waiting for a real signature and every node running.
+func TestPayoutAttacker(t *testing.T) {
+	r := newPayoutRig(t, 100, 1, 1_000_000)
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	createAccount(t, cl, "alice", liability, true)
+	createAccount(t, cl, "loose", liability, false)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 500_000)})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+		Id: "v-1", AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 30_000, Queue: "vip"})); err != nil {
+		t.Fatal(err)
+	}
+	var batch *bankdv1.PayoutBatch
+	r.waitFor("a planned batch", func() (bool, error) {
+		bs := r.batches()
+		if len(bs) == 1 {
+			batch = bs[0]
+		}
+		return batch != nil, nil
+	})
+	as := func(token string) *apiclient.Clients { return r.any(token) }
+	address := outsiderAddress(t, false)
+	for _, c := range []struct {
+		name string
+		call func() error
+		code connect.Code
+	}{
+		{"a read token requests a withdrawal", func() error {
+			_, err := as(testcluster.ReadToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{Id: "x1", AccountId: "alice", Address: address, AmountSat: 10_000}))
+			return err
+		}, connect.CodePermissionDenied},
+		{"the signer requests a withdrawal", func() error {
+			_, err := as(testcluster.SignerToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{Id: "x2", AccountId: "alice", Address: address, AmountSat: 10_000}))
+			return err
+		}, connect.CodePermissionDenied},
+		{"the signer cancels one", func() error {
+			_, err := as(testcluster.SignerToken).Payout.CancelPayout(r.ctx, connect.NewRequest(&bankdv1.CancelPayoutRequest{Id: "v-1"}))
+			return err
+		}, connect.CodePermissionDenied},
+		{"a write token signs", func() error {
+			_, err := as(testcluster.ClientToken).Payout.SubmitSignature(r.ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: batch.Id, Psbt: batch.Psbt}))
+			return err
+		}, connect.CodePermissionDenied},
+		{"a write token abandons a batch", func() error {
+			_, err := as(testcluster.ClientToken).Payout.AbandonBatch(r.ctx, connect.NewRequest(&bankdv1.AbandonPayoutBatchRequest{BatchId: batch.Id, Reason: "mine now"}))
+			return err
+		}, connect.CodePermissionDenied},
+		{"the signer abandons a batch", func() error {
+			_, err := as(testcluster.SignerToken).Payout.AbandonBatch(r.ctx, connect.NewRequest(&bankdv1.AbandonPayoutBatchRequest{BatchId: batch.Id, Reason: "mine now"}))
+			return err
+		}, connect.CodePermissionDenied},
+		{"a withdrawal from the payout clearing account", func() error {
+			_, err := as(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{Id: "x3", AccountId: fsm.PayoutClearingAccount, Address: address, AmountSat: 10_000}))
+			return err
+		}, connect.CodeInvalidArgument},
+		{"a withdrawal from the hot wallet's books", func() error {
+			_, err := as(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{Id: "x4", AccountId: fsm.WalletAccount("hot"), Address: address, AmountSat: 10_000}))
+			return err
+		}, connect.CodeInvalidArgument},
+		{"a withdrawal from an equity account", func() error {
+			_, err := as(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{Id: "x5", AccountId: "capital", Address: address, AmountSat: 10_000}))
+			return err
+		}, connect.CodeInvalidArgument},
+		{"a withdrawal from an account that may go negative", func() error {
+			_, err := as(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{Id: "x6", AccountId: "loose", Address: address, AmountSat: 10_000}))
+			return err
+		}, connect.CodeInvalidArgument},
+		{"an unsigned PSBT", func() error {
+			_, err := as(testcluster.SignerToken).Payout.SubmitSignature(r.ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: batch.Id, Psbt: batch.Psbt}))
+			return err
+		}, connect.CodeInvalidArgument},
+		{"garbage", func() error {
+			_, err := as(testcluster.SignerToken).Payout.SubmitSignature(r.ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: batch.Id, Psbt: []byte("psbt\xff\x01\x00garbage")}))
+			return err
+		}, connect.CodeInvalidArgument},
+		{"a batch that does not exist", func() error {
+			_, err := as(testcluster.SignerToken).Payout.SubmitSignature(r.ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: "b999999", Psbt: batch.Psbt}))
+			return err
+		}, connect.CodeNotFound},
+	} {
+		if err := c.call(); connect.CodeOf(err) != c.code {
+			t.Errorf("%s: %v, want %v", c.name, err, c.code)
+		}
+	}
+	if b := r.batches(); len(b) != 1 || b[0].State != bankdv1.BatchState_BATCH_STATE_PLANNED {
+		t.Fatalf("batches after the attacks: %v", b)
+	}
+	for i := range r.c.Nodes {
+		if !r.c.Running(i) {
+			t.Errorf("node %s exited", r.c.Nodes[i].ID)
+		}
+	}
+	// The real signer still gets its way.
+	r.startSigner(followerOf(r.c, -1))
+	r.mineUntilPaid(1)
+	r.checkBooks(map[string]int64{"alice": 500_000})
+}
