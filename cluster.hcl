@@ -144,6 +144,13 @@ payouts {
     bump_after_blocks = 3
   }
 
+  # Merge many small hot-wallet coins while fees are low (optional; never without it).
+  # consolidate {
+  #   below_fee_rate = 3    # sat/vB: the default queue's rate must be at most this
+  #   min_utxos      = 100  # only with at least this many spendable UTXOs
+  #   max_inputs     = 200  # the smallest this many are merged
+  # }
+
   queue "instant" {
     trigger  = "count"
     count    = 1

@@ -69,6 +69,10 @@ const (
 	// queue says: a bug, not a market.
 	MaxPayoutFeeRateSatKvB = 2_000_000
 	MaxPayoutReasonLen     = 512
+	// ConsolidationQueue is the queue of the driver's consolidation batches: many small UTXOs
+	// of the hot wallet merged into one change output while fees are low. No configured queue
+	// may take the name.
+	ConsolidationQueue = "consolidation"
 	// payoutSequence signals replaceability (BIP 125) on every input.
 	payoutSequence = wire.MaxTxInSequenceNum - 2
 )
@@ -431,8 +435,13 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 	if len(WalletAccount(req.GetWalletId())) > MaxIDLen {
 		return invalid("wallet_id: %q is too long to name its books (%s<id> must fit %d characters)", req.GetWalletId(), WalletAccountPrefix, MaxIDLen)
 	}
-	if n := len(req.GetPayoutIds()); n == 0 || n > MaxBatchPayouts {
-		return invalid("payout_ids: 1-%d withdrawals per transaction, got %d", MaxBatchPayouts, n)
+	if n := len(req.GetPayoutIds()); n > MaxBatchPayouts {
+		return invalid("payout_ids: at most %d withdrawals per transaction, got %d", MaxBatchPayouts, n)
+	}
+	if consolidation := len(req.GetPayoutIds()) == 0; consolidation != (req.GetQueue() == ConsolidationQueue) {
+		return invalid("payout_ids: a transaction without withdrawals is a consolidation, in queue %q, and only that", ConsolidationQueue)
+	} else if consolidation && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2) {
+		return invalid("inputs: a consolidation merges at least two inputs into change")
 	}
 	if n := len(req.GetInputs()); n == 0 || n > MaxBatchInputs {
 		return invalid("inputs: 1-%d per transaction, got %d", MaxBatchInputs, n)

@@ -696,3 +696,47 @@ func TestAbandoningAnUnsignedBumpKeepsTheOriginal(t *testing.T) {
 	}
 	f.mustOK(f.bump(old, 397_500))
 }
+
+func TestAConsolidationMergesUTXOsAndBooksItsFee(t *testing.T) {
+	f := newPayoutFixture(t)
+	plan := func(queue string, vouts []uint32, change int64) any {
+		var inputs []*bankdv1.BatchInput
+		var ops []*bankdv1.Outpoint
+		for _, v := range vouts {
+			o := f.funding.Outputs[v]
+			op := &bankdv1.Outpoint{Txid: f.funding.Txid, Vout: v}
+			ops = append(ops, op)
+			inputs = append(inputs, &bankdv1.BatchInput{Outpoint: op, ValueSat: o.ValueSat, Script: o.Script, Index: v})
+		}
+		raw, err := BuildPayoutPSBT(f.hotDesc, "regtest", inputs, []*bankdv1.BatchOutput{{ValueSat: change, Script: f.hotScript(1, 0), Change: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: queue, WalletId: "hot", Inputs: ops, ChangeSat: change, Psbt: raw}, nil)
+	}
+	refusal(t, plan("batched", []uint32{0, 1}, 799_000), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "consolidation")
+	refusal(t, plan(ConsolidationQueue, []uint32{0}, 499_000), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "at least two inputs")
+	res, ok := plan(ConsolidationQueue, []uint32{0, 1}, 799_500).(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("consolidation refused")
+	}
+	b := f.signedBatch(res.Batch.Id)
+	f.mustOK(f.connect(batchMatch(b)))
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	if got := f.batch(b.Id); got.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+		t.Fatalf("consolidation at final depth: %v", got.State)
+	}
+	if posted, _ := f.net(WalletAccount("hot")); posted != 799_500 {
+		t.Fatalf("wallet:hot %d, want 800,000 less the 500 fee", posted)
+	}
+	if posted, _ := f.net(PayoutFeeExpenseAccount); posted != 500 {
+		t.Fatalf("fee expense %d, want 500", posted)
+	}
+	if us, _ := f.SpendableUtxos("hot"); len(us) != 1 || us[0].ValueSat != 799_500 {
+		t.Fatalf("UTXOs after the consolidation: %v", us)
+	}
+	if recs, _ := f.WalletReconciliation(); recs[0].DifferenceSat != 0 {
+		t.Fatalf("reconciliation %v", recs)
+	}
+}

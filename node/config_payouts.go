@@ -18,6 +18,19 @@ type PayoutsConfig struct {
 	DefaultQueue string
 	// Queues in file order.
 	Queues []PayoutQueueConfig
+	// Consolidate is the consolidate block: when many small UTXOs are merged. Zero MinUtxos:
+	// never.
+	Consolidate ConsolidateConfig
+}
+
+// ConsolidateConfig is the `consolidate` block of the payouts block: while the default queue's
+// fee rate is at most BelowFeeRate (sat/vB) and the hot wallet has at least MinUtxos spendable
+// UTXOs, the driver merges the smallest MaxInputs of them into one change output (one
+// consolidation at a time).
+type ConsolidateConfig struct {
+	BelowFeeRate int64
+	MinUtxos     int
+	MaxInputs    int
 }
 
 // Payout triggers: when a queue's next transaction is planned.
@@ -95,8 +108,11 @@ const (
 var (
 	payoutsSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "wallet", Required: true}, {Name: "default_queue"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}, {Type: "consolidate"}},
 	}
+	consolidateSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "below_fee_rate", Required: true}, {Name: "min_utxos", Required: true}, {Name: "max_inputs"},
+	}}
 	payoutQueueSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "trigger"}, {Name: "interval"}, {Name: "count"}, {Name: "conf_target"},
 		{Name: "min_fee_rate"}, {Name: "max_fee_rate"}, {Name: "fee"}, {Name: "fee_sat"},
@@ -120,6 +136,10 @@ func (p *configParser) parsePayouts(block *hcl.Block, pc *PayoutsConfig) {
 		}
 	}
 	for _, qb := range content.Blocks {
+		if qb.Type == "consolidate" {
+			p.parseConsolidate(qb, pc)
+			continue
+		}
 		p.parsePayoutQueue(qb, pc)
 	}
 	if len(pc.Queues) == 0 {
@@ -142,6 +162,10 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 	name := block.Labels[0]
 	if err := fsm.CheckPayoutQueue("queue", name); err != nil {
 		p.errorf(block.LabelRanges[0], "invalid queue name", "%s", err.Message)
+		return
+	}
+	if name == fsm.ConsolidationQueue {
+		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations; pick another", name)
 		return
 	}
 	if _, dup := pc.Queue(name); dup {
@@ -233,4 +257,38 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		p.errorf(rangeOf(attrs, "fee", block.DefRange), "missing fee_sat", "fee = %q needs fee_sat, the most a withdrawal is charged", FeeEstimate)
 	}
 	pc.Queues = append(pc.Queues, q)
+}
+
+func (p *configParser) parseConsolidate(block *hcl.Block, pc *PayoutsConfig) {
+	content, diags := block.Body.Content(consolidateSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	c := ConsolidateConfig{MaxInputs: 200}
+	for _, n := range []struct {
+		name     string
+		min, max int64
+		set      func(int64)
+	}{
+		{"below_fee_rate", 1, fsm.MaxPayoutFeeRateSatKvB / 1000, func(v int64) { c.BelowFeeRate = v }},
+		{"min_utxos", 2, 1_000_000, func(v int64) { c.MinUtxos = int(v) }},
+		{"max_inputs", 2, fsm.MaxBatchInputs, func(v int64) { c.MaxInputs = int(v) }},
+	} {
+		attr, ok := content.Attributes[n.name]
+		if !ok {
+			continue
+		}
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be a whole number: %s", n.name, firstDetail(diags))
+			continue
+		}
+		if v < n.min || v > n.max {
+			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be between %d and %d, got %d", n.name, n.min, n.max, v)
+			continue
+		}
+		n.set(v)
+	}
+	pc.Consolidate = c
 }

@@ -80,3 +80,24 @@ func TestPayoutsBlockRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestConsolidateBlock(t *testing.T) {
+	n1 := nodeBlock("n1", 1, nil)
+	cfg, err := ParseConfig([]byte("name = \"c\"\npayouts {\n wallet = \"hot\"\n queue \"a\" {}\n consolidate {\n below_fee_rate = 3\n min_utxos = 50\n }\n}\n"+n1), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Payouts.Consolidate; c != (ConsolidateConfig{BelowFeeRate: 3, MinUtxos: 50, MaxInputs: 200}) {
+		t.Fatalf("consolidate = %+v", c)
+	}
+	for _, c := range []struct{ block, want string }{
+		{"queue \"consolidation\" {}", "reserved queue name"},
+		{"queue \"a\" {}\n consolidate {\n below_fee_rate = 3\n }", `"min_utxos" is required`},
+		{"queue \"a\" {}\n consolidate {\n below_fee_rate = 3\n min_utxos = 1\n }", "min_utxos must be between 2"},
+	} {
+		_, err := ParseConfig([]byte("name = \"c\"\npayouts {\n wallet = \"hot\"\n "+c.block+"\n}\n"+n1), "c.hcl")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.block, err, c.want)
+		}
+	}
+}

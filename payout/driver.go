@@ -10,11 +10,13 @@ package payout
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -200,6 +202,9 @@ func (d *Driver) Run(ctx context.Context) error {
 				d.log.Warn("payout plan failed", "queue", q.Name, "err", err)
 			}
 		}
+		if err := d.maybeConsolidate(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("consolidation failed", "err", err)
+		}
 		if err := d.broadcastSigned(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("payout broadcast pass failed", "err", err)
 		}
@@ -369,6 +374,86 @@ func (d *Driver) commit(ctx context.Context, q node.PayoutQueueConfig, w *bankdv
 		return nil, fmt.Errorf("plan: unexpected response %T", res)
 	}
 	return r.Batch, nil
+}
+
+// maybeConsolidate merges the hot wallet's smallest UTXOs into one change output while fees
+// are low (the default queue's rate at most consolidate.below_fee_rate) and the wallet holds at
+// least consolidate.min_utxos spendable UTXOs; one consolidation at a time.
+func (d *Driver) maybeConsolidate(ctx context.Context) error {
+	c := d.cfg.Consolidate
+	if c.MinUtxos == 0 {
+		return nil
+	}
+	q, _ := d.cfg.Queue("")
+	rate := d.rate(q)
+	if rate > c.BelowFeeRate*1000 {
+		return nil
+	}
+	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
+		token := ""
+		for range 1000 {
+			batches, next, err := d.state.ListPayoutBatches(state, token, fsm.MaxPageSize)
+			if err != nil {
+				return err
+			}
+			for _, b := range batches {
+				if b.Queue == fsm.ConsolidationQueue {
+					return nil
+				}
+			}
+			if next == "" {
+				break
+			}
+			token = next
+		}
+	}
+	utxos, err := d.state.SpendableUtxos(d.cfg.Wallet)
+	if err != nil || len(utxos) < c.MinUtxos {
+		return err
+	}
+	slices.SortFunc(utxos, func(a, b *bankdv1.Utxo) int { return cmp.Compare(a.ValueSat, b.ValueSat) })
+	utxos = utxos[:min(len(utxos), c.MaxInputs)]
+	w, err := d.state.Wallet(d.cfg.Wallet)
+	if err != nil {
+		return fmt.Errorf("hot wallet %q: %w", d.cfg.Wallet, err)
+	}
+	if len(w.Branches) != 2 {
+		return fmt.Errorf("hot wallet %q has no change branch", w.Id)
+	}
+	next := w.Branches[1].NextIndex
+	script, err := changeScript(w.Descriptor_, d.network, next)
+	if err != nil {
+		return err
+	}
+	var in int64
+	var inputs []*bankdv1.BatchInput
+	plan := &bankdv1.PayoutPlan{Queue: fsm.ConsolidationQueue, WalletId: w.Id, FeeRateSatKvb: rate}
+	for _, u := range utxos {
+		ws, err := d.state.LookupAddress(u.Address)
+		if err != nil {
+			return fmt.Errorf("UTXO %s:%d: %w", u.Outpoint.Txid, u.Outpoint.Vout, err)
+		}
+		in += u.ValueSat
+		plan.Inputs = append(plan.Inputs, u.Outpoint)
+		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+	}
+	fee := (fsm.PayoutTxVSize(len(inputs), [][]byte{script})*rate + 999) / 1000
+	// Consolidate only what it pays to: the merged coin must be worth several times the fee.
+	if plan.ChangeSat = in - fee; plan.ChangeSat < 4*fee || plan.ChangeSat < fsm.DustThreshold(script) {
+		return nil
+	}
+	outputs := []*bankdv1.BatchOutput{{ValueSat: plan.ChangeSat, Script: script, Change: true, ChangeIndex: next}}
+	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, inputs, outputs); err != nil {
+		return fmt.Errorf("build psbt: %w", err)
+	}
+	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
+	if err != nil {
+		return err
+	}
+	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
+		d.log.Info("consolidation planned", "batch", r.Batch.Id, "txid", r.Batch.Txid, "inputs", len(inputs), "fee_sat", r.Batch.FeeSat, "fee_rate_sat_kvb", r.Batch.FeeRateSatKvb)
+	}
+	return nil
 }
 
 // changeScript derives the hot wallet's change script at index.

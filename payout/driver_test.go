@@ -113,13 +113,13 @@ func TestBroadcastSkipsWhatTheChainAlreadyShows(t *testing.T) {
 	tx.AddTxOut(wire.NewTxOut(1000, []byte{0x51}))
 	raw := serialize(t, tx)
 	chain := &fakeChain{}
-	d := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", Txid: tx.TxHash().String(), SignedTx: raw}}, chain, Options{})
+	d := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", State: bankdv1.BatchState_BATCH_STATE_SIGNED, Txid: tx.TxHash().String(), SignedTx: raw}}, chain, Options{})
 	d.broadcastSigned(context.Background())
 	d.broadcastSigned(context.Background()) // within RebroadcastEvery: not sent again
 	if len(chain.sent) != 1 || chain.sent[0].TxHash() != tx.TxHash() {
 		t.Fatalf("sent %d transactions", len(chain.sent))
 	}
-	d2 := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", Txid: tx.TxHash().String(), SignedTx: raw},
+	d2 := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", State: bankdv1.BatchState_BATCH_STATE_SIGNED, Txid: tx.TxHash().String(), SignedTx: raw},
 		seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}, chain, Options{})
 	d2.broadcastSigned(context.Background())
 	if len(chain.sent) != 1 {
@@ -133,7 +133,10 @@ type batchesState struct {
 	seen  *bankdv1.ChainTx
 }
 
-func (s *batchesState) ListPayoutBatches(bankdv1.BatchState, string, int) ([]*bankdv1.PayoutBatch, string, error) {
+func (s *batchesState) ListPayoutBatches(state bankdv1.BatchState, _ string, _ int) ([]*bankdv1.PayoutBatch, string, error) {
+	if s.batch == nil || s.batch.State != state {
+		return nil, "", nil
+	}
 	return []*bankdv1.PayoutBatch{s.batch}, "", nil
 }
 
@@ -213,5 +216,46 @@ func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
 	d.broadcastSigned(context.Background())
 	if len(p.plans) != 0 {
 		t.Fatalf("bumped a batch at the ceiling or already replaced: %v", p.plans)
+	}
+}
+
+func TestSmallUTXOsAreConsolidatedWhileFeesAreLow(t *testing.T) {
+	s := newPlanState(t, 8, 0)
+	for i, u := range s.utxos {
+		u.ValueSat = int64(10_000 * (i + 1))
+	}
+	p := &bumpProposer{}
+	cfg := queues()
+	cfg.Consolidate = node.ConsolidateConfig{BelowFeeRate: 3, MinUtxos: 6, MaxInputs: 5}
+	st := &batchesState{planState: *s}
+	run := func(chain *fakeChain) {
+		d := New(cfg, "regtest", p, st, chain, Options{})
+		d.refreshRates(context.Background())
+		if err := d.maybeConsolidate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(&fakeChain{rate: 10_000, ok: true}) // 10 sat/vB: too dear
+	if len(p.plans) != 0 {
+		t.Fatalf("consolidated at 10 sat/vB: %v", p.plans)
+	}
+	run(&fakeChain{rate: 2_000, ok: true})
+	if len(p.plans) != 1 {
+		t.Fatalf("no consolidation at 2 sat/vB")
+	}
+	plan := p.plans[0]
+	if plan.Queue != fsm.ConsolidationQueue || len(plan.PayoutIds) != 0 || len(plan.Inputs) != 5 {
+		t.Fatalf("consolidation %v", plan)
+	}
+	fee := 150_000 - plan.ChangeSat // the five smallest: 10k..50k
+	if vsize := fsm.PayoutTxVSize(5, [][]byte{make([]byte, 22)}); fee < vsize*2 || fee > vsize*2+1 {
+		t.Fatalf("fee %d for %d vB at 2 sat/vB", fee, vsize)
+	}
+	// One at a time: with a consolidation in flight, nothing more.
+	st.batch = &bankdv1.PayoutBatch{Id: "b3", Queue: fsm.ConsolidationQueue, State: bankdv1.BatchState_BATCH_STATE_SIGNED}
+	p.plans = nil
+	run(&fakeChain{rate: 2_000, ok: true})
+	if len(p.plans) != 0 {
+		t.Fatalf("a second consolidation while one is in flight: %v", p.plans)
 	}
 }

@@ -76,15 +76,16 @@ payouts {
     max_fee_rate      = 50
     bump_after_blocks = 1
   }
-}
+%s}
 `
 
 func newPayoutRig(t testing.TB, count int, fundOutputs int, each int64) *payoutRig {
 	t.Helper()
-	return newPayoutRigWith(t, count, fundOutputs, each, regtest.Options{})
+	return newPayoutRigWith(t, count, fundOutputs, each, regtest.Options{}, "")
 }
 
-func newPayoutRigWith(t testing.TB, count int, fundOutputs int, each int64, btcdOpts regtest.Options) *payoutRig {
+// newPayoutRigWith is newPayoutRig with btcd's options and more of the payouts block.
+func newPayoutRigWith(t testing.TB, count int, fundOutputs int, each int64, btcdOpts regtest.Options, payoutsExtra string) *payoutRig {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-process cluster test against btcd; skipped with -short")
@@ -99,7 +100,7 @@ func newPayoutRigWith(t testing.TB, count int, fundOutputs int, each int64, btcd
 	c := startCluster(t, testcluster.Spec{
 		Chain: &testcluster.Chain{Network: "regtest", RPCHost: rpc.Host, RPCUser: rpc.User, RPCPass: rpc.Pass, RPCCert: rpc.CertPath,
 			FinalDepth: 3, StartHeight: uint32(start.Height), PollInterval: 100 * time.Millisecond},
-		Extra: fmt.Sprintf(payoutQueues, count),
+		Extra: fmt.Sprintf(payoutQueues, count, payoutsExtra),
 	})
 	r := &payoutRig{t: t, ctx: ctx, btcd: btcd, c: c, dir: t.TempDir()}
 
@@ -405,8 +406,11 @@ func (r *payoutRig) checkBooks(start map[string]int64) {
 			r.t.Errorf("%s: %v, want %d posted and no holds (spent %d)", acc, b, before-spent[acc], spent[acc])
 		}
 	}
-	if b := bal(fsm.PayoutClearingAccount); b.Posted != 0 || b.CreditsPending != 0 {
-		r.t.Errorf("%s: %v, want zero", fsm.PayoutClearingAccount, b)
+	// Without any withdrawal there is no clearing account.
+	if len(r.payouts()) > 0 {
+		if b := bal(fsm.PayoutClearingAccount); b.Posted != 0 || b.CreditsPending != 0 {
+			r.t.Errorf("%s: %v, want zero", fsm.PayoutClearingAccount, b)
+		}
 	}
 	// The hot wallet's book holds its funding less what left it: the withdrawals and the
 	// network fees.
@@ -724,7 +728,7 @@ func TestReorgedPayoutIsMinedAgainAndBookedOnce(t *testing.T) {
 // it confirms, and the original is REPLACED; the withdrawal is paid and booked once, with the
 // replacement's fee.
 func TestStuckPayoutIsFeeBumped(t *testing.T) {
-	r := newPayoutRigWith(t, 1, 2, 1_000_000, regtest.Options{ExtraArgs: []string{"--minrelaytxfee=0.000015"}})
+	r := newPayoutRigWith(t, 1, 2, 1_000_000, regtest.Options{ExtraArgs: []string{"--minrelaytxfee=0.000015"}}, "")
 	cl := r.admin()
 	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
 	createAccount(t, cl, "alice", liability, true)
@@ -880,4 +884,46 @@ func TestPayoutAttacker(t *testing.T) {
 	r.startSigner(followerOf(r.c, -1))
 	r.mineUntilPaid(1)
 	r.checkBooks(map[string]int64{"alice": 500_000})
+}
+
+// TestSmallUTXOsAreConsolidated: with fees at the floor and twelve small coins in the hot
+// wallet, the driver merges ten of them into one change output; signerd signs it; the books
+// lose exactly the fee and still equal the UTXOs.
+func TestSmallUTXOsAreConsolidated(t *testing.T) {
+	r := newPayoutRigWith(t, 100, 12, 20_000, regtest.Options{}, "  consolidate {\n    below_fee_rate = 5\n    min_utxos = 10\n    max_inputs = 10\n  }\n")
+	r.startSigner(followerOf(r.c, -1))
+	var batch *bankdv1.PayoutBatch
+	r.waitFor("a consolidation in the mempool", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.Queue == fsm.ConsolidationQueue && b.State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+				batch = b
+				return r.btcd.InMempool(r.ctx, mustHash(t, b.Txid))
+			}
+		}
+		return false, nil
+	})
+	if len(batch.Inputs) != 10 || len(batch.Outputs) != 1 || !batch.Outputs[0].Change {
+		t.Fatalf("consolidation %d inputs, outputs %v", len(batch.Inputs), batch.Outputs)
+	}
+	r.waitFor("the consolidation final", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.Id == batch.Id && b.State == bankdv1.BatchState_BATCH_STATE_FINAL {
+				return true, nil
+			}
+		}
+		r.mine(1)
+		return false, nil
+	})
+	r.checkBooks(nil)
+	us := retryUnavailable(t, func() (*bankdv1.ListUtxosResponse, error) {
+		res, err := r.admin().Chain.ListUtxos(r.ctx, connect.NewRequest(&bankdv1.ListUtxosRequest{WalletId: "hot"}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if len(us.Utxos) != 3 {
+		t.Fatalf("%d UTXOs after consolidating 10 of 12, want 3", len(us.Utxos))
+	}
+	requireSameStateHash(t, r.c)
 }
