@@ -153,8 +153,21 @@ func (l *Ledger) findLocked(batchID, txid string) (ledgerEntry, bool) {
 	return ledgerEntry{}, false
 }
 
+// sameInputsLocked returns an entry signed with the same inputs and input values, if any.
+func (l *Ledger) sameInputsLocked(inputsSHA256 string) (ledgerEntry, bool) {
+	for _, d := range l.days {
+		for _, e := range d.Batches {
+			if e.InputsSHA256 == inputsSHA256 {
+				return e, true
+			}
+		}
+	}
+	return ledgerEntry{}, false
+}
+
 // admit decides whether e may be signed at now under limitSat: nil and counted=true when the
-// ledger already holds the same batch and transaction (signing it again adds no outflow), nil
+// ledger already holds the same batch and transaction, or a batch with the same inputs paying
+// out at least as much (signing adds no outflow), nil
 // and counted=false when it fits, an error when it conflicts with an entry or exceeds the
 // limit.
 func (l *Ledger) admitLocked(e ledgerEntry, now time.Time, limitSat int64) (counted bool, err error) {
@@ -165,6 +178,12 @@ func (l *Ledger) admitLocked(e ledgerEntry, now time.Time, limitSat int64) (coun
 		case old.InputsSHA256 != e.InputsSHA256:
 			return false, batchErr(e.BatchID, ErrLedgerConflict, "transaction %s was signed before (batch %s) with other input values", e.Txid, old.BatchID)
 		}
+		return true, nil
+	}
+	// A fee bump (bankd's PAYOUT_BUMP) spends exactly the inputs of a batch signed before, so at
+	// most one of the two can confirm: its withdrawals are not counted again unless it pays out
+	// more.
+	if old, ok := l.sameInputsLocked(e.InputsSHA256); ok && e.OutflowSat <= old.OutflowSat {
 		return true, nil
 	}
 	day := now.UTC().Format(dayLayout)

@@ -142,6 +142,20 @@ func TestDailyLimit(t *testing.T) {
 			t.Errorf("the day's outflow is %d sat, want 70000 (one batch)", got)
 		}
 	})
+	t.Run("a fee bump of a signed batch (the same inputs) is not counted again", func(t *testing.T) {
+		f := newFixture(t, limits)
+		f.checkAndSign(t, a(f, t))
+		bump := goodPlan()
+		bump.BatchID, bump.ChangeSat, bump.Replaces = "b9", 37_000, "b7"
+		f.checkAndSign(t, f.wallet.Batch(t, bump)) // 70,000 twice would exceed 100,000
+		ledger, err := signer.OpenLedger(f.ledgerPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ledger.OutflowSat(f.now); got != 70_000 {
+			t.Errorf("the day's outflow is %d sat, want 70000 (one payment, two versions)", got)
+		}
+	})
 	t.Run("the next UTC day starts from zero", func(t *testing.T) {
 		f := newFixture(t, limits)
 		f.checkAndSign(t, a(f, t))

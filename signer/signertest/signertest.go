@@ -151,6 +151,9 @@ type Plan struct {
 	// ChangeSat 0 means no change output.
 	ChangeSat   int64
 	ChangeIndex uint32
+	// Replaces names the batch whose coins (outpoints) this one spends, as a fee bump does;
+	// empty spends coins of its own.
+	Replaces string
 }
 
 // Batch is a planned batch as bankd's API returns it: the record and its withdrawals.
@@ -170,8 +173,12 @@ func (w *Wallet) Batch(t testing.TB, plan Plan) *Batch {
 	var outpoints []*wire.OutPoint
 	var sequences []uint32
 	var in int64
+	coinsOf := id
+	if plan.Replaces != "" {
+		coinsOf = plan.Replaces
+	}
 	for i, c := range plan.Coins {
-		op := &wire.OutPoint{Hash: chainhash.HashH(fmt.Appendf(nil, "prevout of %s %d", id, i)), Index: uint32(i)}
+		op := &wire.OutPoint{Hash: chainhash.HashH(fmt.Appendf(nil, "prevout of %s %d", coinsOf, i)), Index: uint32(i)}
 		outpoints = append(outpoints, op)
 		sequences = append(sequences, Sequence)
 		in += c.ValueSat
