@@ -6,7 +6,8 @@
 // the data dirs when the verdict is not valid.
 //
 // Subpackages: hosts (namespaces, processes, faults), history (the record), workload/bank,
-// workload/register, workload/idempotent (workload/ledger holds their shared calls), nemesis
+// workload/register, workload/idempotent (workload/ledger holds their shared calls),
+// workload/payouts (with fakechain, a regtest chain node the harness runs on the bridge), nemesis
 // (the fault schedule), checker (verdicts). cmd/jepsen is the command line.
 package jepsen
 
@@ -29,11 +30,13 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/fakechain"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/nemesis"
 	"github.com/bankd/bankd/jepsen/report"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/jepsen/workload/payouts"
 )
 
 // Config describes one run.
@@ -146,7 +149,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := hosts.CleanupStale(ctx, log); err != nil {
 		log.Warn("stale cleanup", "err", err)
 	}
-	cluster, err := hosts.Create(ctx, hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint)})
+	opts := hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint)}
+	var chain *fakechain.Chain
+	if cfg.Workload == payouts.Name {
+		// The payouts workload's chain node serves on the bridge, named in cluster.hcl.
+		chain = payouts.NewChain(log)
+		defer func() {
+			if err := chain.Close(); err != nil {
+				log.Warn("close the fake chain", "err", err)
+			}
+		}()
+		opts.Extra = func(gatewayIP string) (string, error) { return payouts.ClusterConfig(chain, gatewayIP) }
+	}
+	cluster, err := hosts.Create(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +185,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer hist.Close()
-	work := newWorkload(cfg, cluster, hist)
+	work := newWorkload(cfg, cluster, hist, chain, log, dir)
+	if c, ok := work.(interface{ Close() }); ok {
+		defer c.Close()
+	}
 	sctx, cancel = context.WithTimeout(ctx, setupTimeout)
 	err = work.Setup(sctx)
 	cancel()

@@ -6,17 +6,19 @@ import (
 	"path/filepath"
 
 	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/fakechain"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/workload/bank"
 	"github.com/bankd/bankd/jepsen/workload/idempotent"
 	"github.com/bankd/bankd/jepsen/workload/locks"
+	"github.com/bankd/bankd/jepsen/workload/payouts"
 	"github.com/bankd/bankd/jepsen/workload/register"
 	"github.com/bankd/bankd/jepsen/workload/stream"
 )
 
 // Workloads lists the workloads a run can drive.
-var Workloads = []string{"bank", "register", "idempotent", locks.Name, stream.Name}
+var Workloads = []string{"bank", "register", "idempotent", locks.Name, stream.Name, payouts.Name}
 
 // workload is what a run drives.
 type workload interface {
@@ -28,8 +30,12 @@ type workload interface {
 }
 
 // newWorkload builds the workload cfg names (validated).
-func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder) workload {
+// chain is the payouts workload's chain node (nil for the others); its signer's ledger goes to
+// dir.
+func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder, chain *fakechain.Chain, log *slog.Logger, dir string) workload {
 	switch cfg.Workload {
+	case payouts.Name:
+		return payoutsWorkload{payouts.New(payouts.Config{Clients: cfg.Clients, Seed: cfg.Seed, Dir: dir}, cluster, hist, chain, log)}
 	case "register":
 		return registerWorkload{register.New(register.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
 	case locks.Name:
@@ -110,4 +116,19 @@ func (w streamWorkload) Check(ctx context.Context, log *slog.Logger, hist *histo
 		log.Warn("write final state", "err", err)
 	}
 	return []checker.Result{checker.StreamOrder(hist.Ops(), final)}, nil
+}
+
+type payoutsWorkload struct{ *payouts.Workload }
+
+// Check waits until every withdrawal is final, stops the chain and the signer, and compares the
+// withdrawals with the chain's record of what it mined.
+func (w payoutsWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
+	final, err := w.Final(ctx)
+	if err != nil {
+		return []checker.Result{checker.Payouts(w.Model(), hist.Ops(), nil)}, err
+	}
+	if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+		log.Warn("write final state", "err", err)
+	}
+	return []checker.Result{checker.Payouts(w.Model(), hist.Ops(), final)}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bankd/bankd/jepsen/nemesis"
+	"github.com/bankd/bankd/jepsen/workload/payouts"
 	"github.com/bankd/bankd/jepsen/workload/stream"
 )
 
@@ -37,4 +38,10 @@ func TestConfigNamesTheWorkloads(t *testing.T) {
 // restarted receive every event once, in commit order, as the final log has it.
 func TestStreamUnderKillIsValid(t *testing.T) {
 	runMustBeValid(t, Config{Workload: stream.Name, Nemesis: nemesis.Kill, Seed: 17})
+}
+
+// TestPayoutsUnderKillIsValid: withdrawals requested and cancelled while nodes are killed and
+// restarted are each paid once on the fake chain, or not at all when refused or cancelled.
+func TestPayoutsUnderKillIsValid(t *testing.T) {
+	runMustBeValid(t, Config{Workload: payouts.Name, Nemesis: nemesis.Kill, Seed: 19})
 }

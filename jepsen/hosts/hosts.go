@@ -35,6 +35,8 @@ import (
 const (
 	AdminToken  = "jepsen-admin-token"
 	ClientToken = "jepsen-client-token"
+	// SignerToken has the signer scope (PayoutService.SubmitSignature).
+	SignerToken = "jepsen-signer-token"
 )
 
 const (
@@ -86,6 +88,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Env is added to the environment of every agent ("KEY=value"), e.g. BANKD_FAILPOINTS.
 	Env []string
+	// Extra, when set, is called once the bridge is up with the bridge's address (where the
+	// nodes reach the harness); what it returns is appended to cluster.hcl, e.g. a chain block
+	// naming a server the harness runs on that address.
+	Extra func(gatewayIP string) (string, error)
 }
 
 // Host is one network namespace running (at most) one bankd agent.
@@ -197,7 +203,13 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return c, err
 	}
-	if err := c.writeConfig(opts.Raft.Or(clusterhcl.ProcessRaft)); err != nil {
+	extra := ""
+	if opts.Extra != nil {
+		if extra, err = opts.Extra(c.GatewayIP); err != nil {
+			return c, fmt.Errorf("extra configuration: %w", err)
+		}
+	}
+	if err := c.writeConfig(opts.Raft.Or(clusterhcl.ProcessRaft), extra); err != nil {
 		return c, err
 	}
 	c.log.Info("hosts created", "bridge", c.Bridge, "subnet", subnet+".0/24", "nodes", opts.Nodes)
@@ -299,11 +311,12 @@ func (c *Cluster) forwardRule() []string {
 
 // writeConfig writes cluster.hcl with the shared writer: every host at its own address on the
 // bridge.
-func (c *Cluster) writeConfig(raft clusterhcl.Raft) error {
+func (c *Cluster) writeConfig(raft clusterhcl.Raft, extra string) error {
 	spec := clusterhcl.Spec{
 		Name:   "jepsen-" + c.RunID,
 		Raft:   raft,
-		Tokens: clusterhcl.Tokens{Admin: []string{AdminToken}, Client: []string{ClientToken}},
+		Tokens: clusterhcl.Tokens{Admin: []string{AdminToken}, Client: []string{ClientToken}, Signer: []string{SignerToken}},
+		Extra:  extra,
 	}
 	nodes := make([]clusterhcl.Node, len(c.Hosts))
 	for i, h := range c.Hosts {
@@ -541,6 +554,11 @@ func (c *Cluster) Client(i int) *apiclient.Clients {
 // AdminClient returns Connect clients for host i with the admin token.
 func (c *Cluster) AdminClient(i int) *apiclient.Clients {
 	return apiclient.New(c.httpClient, "https://"+c.Hosts[i].APIAddr, AdminToken)
+}
+
+// SignerClient returns Connect clients for host i with the signer token.
+func (c *Cluster) SignerClient(i int) *apiclient.Clients {
+	return apiclient.New(c.httpClient, "https://"+c.Hosts[i].APIAddr, SignerToken)
 }
 
 // Leader returns the index of the host that reports itself leader in the highest term among
