@@ -106,13 +106,25 @@ func (f *FSM) WalletReconciliation() ([]*bankdv1.WalletReconciliation, error) {
 		if err := it.Close(); err != nil {
 			return err
 		}
+		var scanErr error
 		if err := scanProto(r, []byte{tagUtxo}, func() *bankdv1.Utxo { return &bankdv1.Utxo{} }, func(u *bankdv1.Utxo) {
-			if rec := byWallet[u.WalletId]; rec != nil {
-				rec.UtxoSat += u.ValueSat
-				rec.Utxos++
+			rec := byWallet[u.WalletId]
+			if rec == nil || scanErr != nil {
+				return
+			}
+			rec.UtxoSat += u.ValueSat
+			rec.Utxos++
+			settled, err := inflowSettled(r, u.Outpoint.Txid)
+			if err != nil {
+				scanErr = err
+			} else if !settled {
+				rec.UnsettledInflowSat += u.ValueSat
 			}
 		}); err != nil {
 			return err
+		}
+		if scanErr != nil {
+			return scanErr
 		}
 		if err := scanProto(r, []byte{tagBatch}, func() *bankdv1.PayoutBatch { return &bankdv1.PayoutBatch{} }, func(b *bankdv1.PayoutBatch) {
 			if rec := byWallet[b.WalletId]; rec != nil && (b.State == bankdv1.BatchState_BATCH_STATE_SIGNED || b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED) {
@@ -133,6 +145,20 @@ func (f *FSM) WalletReconciliation() ([]*bankdv1.WalletReconciliation, error) {
 		return nil
 	})
 	return out, err
+}
+
+// inflowSettled reports whether a UTXO's transaction is booked: final, or one of our batches
+// (whose change is not an inflow).
+func inflowSettled(r pebble.Reader, txid string) (bool, error) {
+	if _, ours, err := readValue(r, batchTxKey(txid)); err != nil || ours {
+		return ours, err
+	}
+	rec := &bankdv1.ChainTx{}
+	found, err := readProto(r, chainTxKey(txid), rec)
+	if err != nil {
+		return false, err
+	}
+	return found && rec.State == bankdv1.TxState_TX_STATE_FINAL, nil
 }
 
 // Solvency sums what the bank owes its customers (client-owned LIABILITY accounts, posted)

@@ -48,6 +48,9 @@ func newPayoutFixture(t *testing.T) *payoutFixture {
 	f.funding = &bankdv1.TxMatch{Txid: txid("funding"), Inputs: []*bankdv1.Outpoint{out("coinbase", 0)},
 		Outputs: []*bankdv1.TxOutputMatch{{Vout: 0, ValueSat: 500_000, Script: f.hotScript(0, 0)}, {Vout: 1, ValueSat: 300_000, Script: f.hotScript(0, 1)}}}
 	c.mustOK(c.connect(f.funding))
+	if recs, err := f.WalletReconciliation(); err != nil || len(recs) != 1 || recs[0].UnsettledInflowSat != 800_000 || recs[0].DifferenceSat != -800_000 {
+		t.Fatalf("reconciliation before the funding is final: %v %v, want it unsettled", recs, err)
+	}
 	return f
 }
 

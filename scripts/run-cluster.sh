@@ -188,7 +188,7 @@ HCL
 
   bin/regtestd pay $hot0 5000000 && bin/regtestd mine 1
   bin/bankctl payout request alice ADDRESS 20000 -queue instant
-  bin/regtestd mine 3                          # signerd signed it; the leader broadcast it
+  bin/regtestd mine 6                          # once signerd signed it and the leader broadcast it
   bin/bankctl payout list
   bin/bankctl payout reconcile"
 fi

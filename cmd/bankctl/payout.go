@@ -609,9 +609,10 @@ func payoutReconcile(a *app, _ *flag.FlagSet) func(context.Context, []string) er
 			rows := make([][]string, 0, len(res.Wallets))
 			for _, w := range res.Wallets {
 				rows = append(rows, []string{w.WalletId, enumName(w.Kind.String(), "WALLET_KIND_"), strconv.FormatInt(w.LedgerSat, 10),
-					strconv.FormatInt(w.UtxoSat, 10), strconv.FormatUint(w.Utxos, 10), signed(w.DifferenceSat), strconv.FormatUint(w.UnsettledBatches, 10)})
+					strconv.FormatInt(w.UtxoSat, 10), strconv.FormatUint(w.Utxos, 10), signed(w.DifferenceSat), strconv.FormatUint(w.UnsettledBatches, 10),
+					strconv.FormatInt(w.UnsettledInflowSat, 10)})
 			}
-			a.printTable([]string{"WALLET", "KIND", "LEDGER", "UTXOS SAT", "UTXOS", "DIFFERENCE", "UNSETTLED"}, rows)
+			a.printTable([]string{"WALLET", "KIND", "LEDGER", "UTXOS SAT", "UTXOS", "DIFFERENCE", "UNSETTLED BATCHES", "UNSETTLED INFLOW"}, rows)
 			s := res.Solvency
 			a.printFields([][2]string{
 				{"customer liabilities", strconv.FormatInt(s.GetCustomerLiabilitiesSat(), 10)},
@@ -624,7 +625,7 @@ func payoutReconcile(a *app, _ *flag.FlagSet) func(context.Context, []string) er
 		}
 		var problems []string
 		for _, w := range res.Wallets {
-			if w.DifferenceSat != 0 && w.UnsettledBatches == 0 {
+			if w.DifferenceSat != 0 && w.UnsettledBatches == 0 && w.UnsettledInflowSat == 0 {
 				problems = append(problems, fmt.Sprintf("%s differs by %s sat with nothing unsettled", w.WalletId, signed(w.DifferenceSat)))
 			}
 		}

@@ -2046,7 +2046,8 @@ func (x *ListPayoutBatchesResponse) GetMeta() *ReadMeta {
 
 // WalletReconciliation compares a HOT or COLD wallet's ledger account (wallet:<id>) with its
 // UTXOs. While transactions are on their way to final depth the two differ (unsettled_batches
-// counts signed payouts not yet final); settled, difference_sat must be zero.
+// counts signed payouts not yet final, unsettled_inflow_sat coins from outside not yet final);
+// settled, difference_sat must be zero.
 type WalletReconciliation struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WalletId string                 `protobuf:"bytes,1,opt,name=wallet_id,json=walletId,proto3" json:"wallet_id,omitempty"`
@@ -2058,8 +2059,11 @@ type WalletReconciliation struct {
 	Utxos            uint64 `protobuf:"varint,5,opt,name=utxos,proto3" json:"utxos,omitempty"`
 	DifferenceSat    int64  `protobuf:"varint,6,opt,name=difference_sat,json=differenceSat,proto3" json:"difference_sat,omitempty"`
 	UnsettledBatches uint64 `protobuf:"varint,7,opt,name=unsettled_batches,json=unsettledBatches,proto3" json:"unsettled_batches,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// UTXOs paid to the wallet from outside by transactions not yet final: counted in utxo_sat,
+	// booked at final depth.
+	UnsettledInflowSat int64 `protobuf:"varint,8,opt,name=unsettled_inflow_sat,json=unsettledInflowSat,proto3" json:"unsettled_inflow_sat,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *WalletReconciliation) Reset() {
@@ -2137,6 +2141,13 @@ func (x *WalletReconciliation) GetDifferenceSat() int64 {
 func (x *WalletReconciliation) GetUnsettledBatches() uint64 {
 	if x != nil {
 		return x.UnsettledBatches
+	}
+	return 0
+}
+
+func (x *WalletReconciliation) GetUnsettledInflowSat() int64 {
+	if x != nil {
+		return x.UnsettledInflowSat
 	}
 	return 0
 }
@@ -2489,7 +2500,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x19ListPayoutBatchesResponse\x12/\n" +
 	"\abatches\x18\x01 \x03(\v2\x15.bankd.v1.PayoutBatchR\abatches\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12&\n" +
-	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\x81\x02\n" +
+	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\xb3\x02\n" +
 	"\x14WalletReconciliation\x12\x1b\n" +
 	"\twallet_id\x18\x01 \x01(\tR\bwalletId\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.bankd.v1.WalletKindR\x04kind\x12\x1d\n" +
@@ -2498,7 +2509,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\butxo_sat\x18\x04 \x01(\x03R\autxoSat\x12\x14\n" +
 	"\x05utxos\x18\x05 \x01(\x04R\x05utxos\x12%\n" +
 	"\x0edifference_sat\x18\x06 \x01(\x03R\rdifferenceSat\x12+\n" +
-	"\x11unsettled_batches\x18\a \x01(\x04R\x10unsettledBatches\"\xed\x01\n" +
+	"\x11unsettled_batches\x18\a \x01(\x04R\x10unsettledBatches\x120\n" +
+	"\x14unsettled_inflow_sat\x18\b \x01(\x03R\x12unsettledInflowSat\"\xed\x01\n" +
 	"\bSolvency\x128\n" +
 	"\x18customer_liabilities_sat\x18\x01 \x01(\x03R\x16customerLiabilitiesSat\x12\x1f\n" +
 	"\vwallets_sat\x18\x02 \x01(\x03R\n" +
