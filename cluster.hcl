@@ -151,6 +151,14 @@ payouts {
   #   max_inputs     = 200  # the smallest this many are merged
   # }
 
+  # Move DEPOSIT wallets' credited coins to the hot wallet (optional; never without it). Each
+  # deposit wallet needs its own signerd (sweep_to_wallet_id/sweep_to_descriptor = the hot one).
+  # sweep {
+  #   interval   = "10m"
+  #   min_sat    = 100000
+  #   max_inputs = 500
+  # }
+
   queue "instant" {
     trigger  = "count"
     count    = 1

@@ -46,7 +46,7 @@ var systemTransferIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
 	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", payoutIDForm},
 	{bankdv1.Owner_OWNER_CHAIN, "f:<txid>:<vout>:0            coins from outside paid to a HOT or COLD wallet", depositIDForm("f")},
-	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee         a payout batch's fee paid against fees charged", batchFeeIDForm},
+	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep   a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books", batchFeeIDForm},
 }
 
 // systemAccountIDs are the forms of every account id a driver creates.
@@ -179,14 +179,18 @@ func payoutIDForm(id string) bool {
 	return isDecimal(rest)
 }
 
-// batchFeeIDForm matches batchFeeTransferID: "pb:<raft index>:fee".
+// batchFeeIDForm matches batchTransferID: "pb:<raft index>:fee" and ":sweep".
 func batchFeeIDForm(id string) bool {
 	rest, ok := strings.CutPrefix(id, "pb:")
 	if !ok {
 		return false
 	}
-	n, ok := strings.CutSuffix(rest, ":fee")
-	return ok && isDecimal(n)
+	for _, suffix := range []string{":fee", ":sweep"} {
+		if n, ok := strings.CutSuffix(rest, suffix); ok {
+			return isDecimal(n)
+		}
+	}
+	return false
 }
 
 // walletAccountForm matches WalletAccount: "wallet:<wallet id>".

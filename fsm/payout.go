@@ -73,6 +73,9 @@ const (
 	// of the hot wallet merged into one change output while fees are low. No configured queue
 	// may take the name.
 	ConsolidationQueue = "consolidation"
+	// SweepQueue is the queue of the driver's sweeps: a DEPOSIT wallet's credited coins moved to
+	// the hot wallet. No configured queue may take the name.
+	SweepQueue = "sweep"
 	// payoutSequence signals replaceability (BIP 125) on every input.
 	payoutSequence = wire.MaxTxInSequenceNum - 2
 )
@@ -122,7 +125,13 @@ func ParseBatchID(id string) (uint64, bool) {
 func payoutTransferID(index uint64, suffix string) string {
 	return "po:" + strconv.FormatUint(index, 10) + suffix
 }
-func batchFeeTransferID(index uint64) string { return "pb:" + strconv.FormatUint(index, 10) + ":fee" }
+func batchFeeTransferID(index uint64) string { return batchTransferID(index, ":fee") }
+
+// batchTransferID names a batch's bookings: ":fee" (fee paid against fees charged), ":sweep"
+// (a sweep's coins into the hot wallet's books).
+func batchTransferID(index uint64, suffix string) string {
+	return "pb:" + strconv.FormatUint(index, 10) + suffix
+}
 
 func payoutConflict(format string, args ...any) *Error {
 	return refuse(bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, format, args...)
@@ -438,7 +447,18 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 	if n := len(req.GetPayoutIds()); n > MaxBatchPayouts {
 		return invalid("payout_ids: at most %d withdrawals per transaction, got %d", MaxBatchPayouts, n)
 	}
-	if consolidation := len(req.GetPayoutIds()) == 0; consolidation != (req.GetQueue() == ConsolidationQueue) {
+	sweep := req.GetToWalletId() != ""
+	if sweep != (req.GetQueue() == SweepQueue) {
+		return invalid("to_wallet_id: a sweep names the wallet it pays, in queue %q, and only a sweep does", SweepQueue)
+	}
+	if sweep {
+		if err := checkID("to_wallet_id", req.GetToWalletId()); err != nil {
+			return err
+		}
+		if len(req.GetPayoutIds()) != 0 || req.GetChangeSat() == 0 || req.GetReplaces() != "" {
+			return invalid("payout_ids: a sweep pays no withdrawal, only its one output to %q", req.GetToWalletId())
+		}
+	} else if consolidation := len(req.GetPayoutIds()) == 0; consolidation != (req.GetQueue() == ConsolidationQueue) {
 		return invalid("payout_ids: a transaction without withdrawals is a consolidation, in queue %q, and only that", ConsolidationQueue)
 	} else if consolidation && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2) {
 		return invalid("inputs: a consolidation merges at least two inputs into change")
@@ -471,11 +491,22 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	if err != nil {
 		return nil, err
 	}
-	if err := checkHotWallet(ws, req.WalletId); err != nil {
+	changeWS := ws
+	if req.ToWalletId != "" {
+		if err := checkSpendableWallet(ws, req.WalletId, bankdv1.WalletKind_WALLET_KIND_DEPOSIT); err != nil {
+			return nil, err
+		}
+		if changeWS, err = loadWalletState(tx, req.ToWalletId); err != nil {
+			return nil, err
+		}
+		if err := checkHotWallet(changeWS, req.ToWalletId); err != nil {
+			return nil, err
+		}
+	} else if err := checkHotWallet(ws, req.WalletId); err != nil {
 		return nil, err
 	}
 	b := a.newBatch(req)
-	// Inputs: unreserved, unspent UTXOs of the wallet, each once.
+	// Inputs: unreserved, unspent UTXOs of the wallet, each once; a sweep's deposits credited.
 	seen := map[string]bool{}
 	for i, op := range req.Inputs {
 		field := fmt.Sprintf("inputs[%d]", i)
@@ -504,6 +535,14 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		} else if !found {
 			return nil, fmt.Errorf("UTXO %s pays a script that is not in the script table", outpointString(op))
 		}
+		if req.ToWalletId != "" {
+			d := &bankdv1.Deposit{}
+			if found, err := getProto(tx, outpointKey(tagDeposit, op), d); err != nil {
+				return nil, err
+			} else if !found || d.State != bankdv1.DepositState_DEPOSIT_STATE_CREDITED {
+				return nil, payoutConflict("%s: %s is not a credited deposit; only those are swept", field, outpointString(op))
+			}
+		}
 		b.Inputs = append(b.Inputs, &bankdv1.BatchInput{Outpoint: op, ValueSat: u.ValueSat, Script: u.Script, Branch: script.Branch, Index: script.Index})
 	}
 	// Outputs: one per withdrawal, QUEUED in this queue, each once; then the change.
@@ -524,8 +563,8 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		}
 		payouts = append(payouts, p)
 	}
-	change := ws.branches[branchChange]
-	if err := a.finishBatch(tx, ws, b, payouts, req, change.NextIndex, nil); err != nil {
+	change := changeWS.branches[branchChange]
+	if err := a.finishBatch(tx, changeWS, b, payouts, req, change.NextIndex, nil); err != nil {
 		return nil, err
 	}
 	for _, p := range payouts {
@@ -533,10 +572,10 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	}
 	if req.ChangeSat > 0 {
 		change.NextIndex++
-		if err := a.watchUpTo(tx, ws, change, ws.windowEnd(change)); err != nil {
+		if err := a.watchUpTo(tx, changeWS, change, changeWS.windowEnd(change)); err != nil {
 			return nil, err
 		}
-		ws.save(tx)
+		changeWS.save(tx)
 	}
 	return &bankdv1.PayoutPlanResponse{Batch: b}, a.saveBatch(tx, b)
 }
@@ -544,7 +583,7 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 func (a *applier) newBatch(req *bankdv1.PayoutPlan) *bankdv1.PayoutBatch {
 	return &bankdv1.PayoutBatch{
 		Id: BatchID(a.index), Queue: req.Queue, WalletId: req.WalletId, State: bankdv1.BatchState_BATCH_STATE_PLANNED,
-		PlannedUnixMs: a.now, Psbt: req.Psbt, Replaces: req.Replaces,
+		PlannedUnixMs: a.now, Psbt: req.Psbt, Replaces: req.Replaces, ToWalletId: req.ToWalletId,
 	}
 }
 
@@ -687,11 +726,17 @@ func (a *applier) payoutBump(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 // scripts with a receive and a change branch (the fee estimate, the signer and the fixed
 // txid of a plan rely on it).
 func checkHotWallet(ws *walletState, id string) *Error {
+	return checkSpendableWallet(ws, id, bankdv1.WalletKind_WALLET_KIND_HOT)
+}
+
+// checkSpendableWallet refuses a wallet a plan cannot spend from (or pay change to): of kind,
+// p2wpkh, with a receive and a change branch.
+func checkSpendableWallet(ws *walletState, id string, kind bankdv1.WalletKind) *Error {
 	switch {
 	case ws == nil:
 		return refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "wallet_id: no wallet %q", id)
-	case ws.wallet.Kind != bankdv1.WalletKind_WALLET_KIND_HOT:
-		return invalid("wallet_id: wallet %q is a %s wallet; payouts are paid from HOT wallets", id, walletKindName(ws.wallet.Kind))
+	case ws.wallet.Kind != kind:
+		return invalid("wallet_id: wallet %q is a %s wallet, not %s", id, walletKindName(ws.wallet.Kind), walletKindName(kind))
 	case len(ws.branches) != 2:
 		return invalid("wallet_id: wallet %q has no change branch (its descriptor needs /<0;1>/*)", id)
 	case !strings.HasPrefix(ws.wallet.Descriptor_, "wpkh("):
@@ -1055,6 +1100,9 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 			return err
 		}
 	}
+	if b.ToWalletId != "" {
+		return c.finalizeSweep(b, index)
+	}
 	var fee *bankdv1.Transfer
 	switch diff := b.FeeSat - b.ChargedFeeSat; {
 	case diff > 0:
@@ -1069,6 +1117,39 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 	}
 	for _, in := range b.Inputs {
 		tx.delete(outpointKey(tagReserved, in.Outpoint))
+	}
+	b.State, b.FinalUnixMs = bankdv1.BatchState_BATCH_STATE_FINAL, a.now
+	return a.saveBatch(tx, b)
+}
+
+// finalizeSweep books a final sweep: the deposits' coins leave onchain-deposits for the hot
+// wallet's books, less the fee, which is an expense.
+func (c *chainApply) finalizeSweep(b *bankdv1.PayoutBatch, index uint64) error {
+	a, tx := c.a, c.tx
+	subject := "batch " + b.Id
+	if err := c.ensureWalletBooks(b.ToWalletId, subject); err != nil {
+		return err
+	}
+	err := a.ensureAccount(tx, &bankdv1.Account{Id: PayoutFeeExpenseAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_EXPENSE})
+	if refusal, ok := asRefusal(err); ok {
+		a.problem(subject, "books not written: %s", refusal.Message)
+	} else if err != nil {
+		return err
+	}
+	var in int64
+	for _, i := range b.Inputs {
+		in += i.ValueSat
+	}
+	for _, t := range []*bankdv1.Transfer{
+		{Id: batchTransferID(index, ":sweep"), DebitAccountId: WalletAccount(b.ToWalletId), CreditAccountId: DepositClearingAccount, Amount: in - b.FeeSat, ExternalRef: b.Txid},
+		{Id: batchTransferID(index, ":fee"), DebitAccountId: PayoutFeeExpenseAccount, CreditAccountId: DepositClearingAccount, Amount: b.FeeSat, ExternalRef: b.Txid},
+	} {
+		if err := a.book(tx, subject, t); err != nil {
+			return err
+		}
+	}
+	for _, i := range b.Inputs {
+		tx.delete(outpointKey(tagReserved, i.Outpoint))
 	}
 	b.State, b.FinalUnixMs = bankdv1.BatchState_BATCH_STATE_FINAL, a.now
 	return a.saveBatch(tx, b)

@@ -15,9 +15,20 @@ import (
 
 // BuildPayoutPSBT returns the unsigned PSBT of a plan (BIP 174): the transaction apply expects
 // (batchTx) with, for a signer, every input's witness UTXO, SIGHASH_ALL and the BIP 32
-// derivation of its key, and the change output's derivation. walletDescriptor is the hot
-// wallet's (multipath) descriptor in normal form, as the state machine stores it.
+// derivation of its key, and the change output's derivation. walletDescriptor is the spending
+// wallet's (multipath) descriptor in normal form, as the state machine stores it. A sweep's
+// change goes to another wallet: its output carries no derivation (the signer checks its script
+// against the destination it is configured with).
 func BuildPayoutPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, outputs []*bankdv1.BatchOutput) ([]byte, error) {
+	return buildPSBT(walletDescriptor, network, inputs, outputs, true)
+}
+
+// BuildSweepPSBT is BuildPayoutPSBT for a sweep, whose one output pays another wallet.
+func BuildSweepPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, outputs []*bankdv1.BatchOutput) ([]byte, error) {
+	return buildPSBT(walletDescriptor, network, inputs, outputs, false)
+}
+
+func buildPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, outputs []*bankdv1.BatchOutput, ownChange bool) ([]byte, error) {
 	params, ok := ChainParams(network)
 	if !ok {
 		return nil, fmt.Errorf("unknown chain network %q", network)
@@ -54,7 +65,7 @@ func BuildPayoutPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchIn
 		p.Inputs[i].Bip32Derivation = []*psbt.Bip32Derivation{der}
 	}
 	for i, o := range outputs {
-		if !o.Change {
+		if !o.Change || !ownChange {
 			continue
 		}
 		der, script, err := derivation(branches[branchChange], o.ChangeIndex)

@@ -96,6 +96,16 @@ func (f *FSM) QueuedPayouts(queue string, max int) ([]*bankdv1.Payout, error) {
 // SpendableUtxos returns the UTXOs of a wallet that a new plan may spend: confirmed, not being
 // spent by a tracked transaction and not reserved by a batch, in outpoint order.
 func (f *FSM) SpendableUtxos(walletID string) ([]*bankdv1.Utxo, error) {
+	return f.spendableUtxos(walletID, false)
+}
+
+// SweepableUtxos returns the spendable UTXOs of a DEPOSIT wallet whose deposits are credited
+// (final), which a sweep may move to the hot wallet.
+func (f *FSM) SweepableUtxos(walletID string) ([]*bankdv1.Utxo, error) {
+	return f.spendableUtxos(walletID, true)
+}
+
+func (f *FSM) spendableUtxos(walletID string, credited bool) ([]*bankdv1.Utxo, error) {
 	var out []*bankdv1.Utxo
 	err := f.view(func(r pebble.Reader) error {
 		it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{tagUtxo}, UpperBound: []byte{tagUtxo + 1}})
@@ -115,6 +125,14 @@ func (f *FSM) SpendableUtxos(walletID string) ([]*bankdv1.Utxo, error) {
 				return err
 			} else if reserved {
 				continue
+			}
+			if credited {
+				d := &bankdv1.Deposit{}
+				if found, err := readProto(r, outpointKey(tagDeposit, u.Outpoint), d); err != nil {
+					return err
+				} else if !found || d.State != bankdv1.DepositState_DEPOSIT_STATE_CREDITED {
+					continue
+				}
 			}
 			out = append(out, u)
 		}

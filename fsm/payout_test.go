@@ -156,11 +156,17 @@ func (f *payoutFixture) mustPlan(payouts []string, change int64, vouts ...uint32
 // sign signs every input of a batch's PSBT with the hot wallet's key, as signerd would.
 func (f *payoutFixture) sign(b *bankdv1.PayoutBatch) []byte {
 	f.t.Helper()
+	return f.signWith(b, f.hotPriv)
+}
+
+// signWith signs every input of a batch's PSBT with an account key.
+func (f *payoutFixture) signWith(b *bankdv1.PayoutBatch, accountKey string) []byte {
+	f.t.Helper()
 	p, err := psbt.NewFromRawBytes(bytes.NewReader(b.Psbt), false)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	account, err := hdkeychain.NewKeyFromString(f.hotPriv)
+	account, err := hdkeychain.NewKeyFromString(accountKey)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -742,4 +748,67 @@ func TestAConsolidationMergesUTXOsAndBooksItsFee(t *testing.T) {
 	if recs, _ := f.WalletReconciliation(); recs[0].DifferenceSat != 0 {
 		t.Fatalf("reconciliation %v", recs)
 	}
+}
+
+func TestASweepMovesCreditedDepositsIntoTheHotWallet(t *testing.T) {
+	f := newPayoutFixture(t)
+	dep, err := f.Wallet("dep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	depPriv, _ := testXKey(t, 1, &chaincfg.RegressionNetParams)
+	deposit := pay("alice-deposit", f.script, 250_000)
+	f.mustOK(f.connect(deposit))
+	op := &bankdv1.Outpoint{Txid: deposit.Txid, Vout: 0}
+	sweep := func(change int64) any {
+		inputs := []*bankdv1.BatchInput{{Outpoint: op, ValueSat: 250_000, Script: f.script}}
+		outputs := []*bankdv1.BatchOutput{{ValueSat: change, Script: f.hotScript(1, 0), Change: true}}
+		raw, err := BuildSweepPSBT(dep.Descriptor_, "regtest", inputs, outputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: SweepQueue, WalletId: "dep", ToWalletId: "hot",
+			Inputs: []*bankdv1.Outpoint{op}, ChangeSat: change, Psbt: raw}, nil)
+	}
+	// Not yet final, so not credited: not swept.
+	refusal(t, sweep(249_800), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "not a credited deposit")
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	res, ok := sweep(249_800).(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("sweep refused: %v", sweep(249_800))
+	}
+	b := res.Batch
+	if b.ToWalletId != "hot" || b.FeeSat != 200 {
+		t.Fatalf("sweep batch %v", b)
+	}
+	signed, ok := f.submit(b.Id, f.signWith(b, depPriv)).(*bankdv1.SubmitPayoutSignatureResponse)
+	if !ok {
+		t.Fatalf("sweep signature refused")
+	}
+	f.mustOK(f.connect(batchMatch(signed.Batch)))
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	if got := f.batch(b.Id); got.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+		t.Fatalf("sweep at final depth: %v", got.State)
+	}
+	for _, c := range []struct {
+		account string
+		posted  int64
+	}{
+		{DepositClearingAccount, 0},
+		{WalletAccount("hot"), 800_000 + 249_800},
+		{PayoutFeeExpenseAccount, 200},
+		{"alice", 1_250_000},
+	} {
+		if posted, _ := f.net(c.account); posted != c.posted {
+			t.Errorf("%s: %d, want %d", c.account, posted, c.posted)
+		}
+	}
+	if recs, _ := f.WalletReconciliation(); recs[0].DifferenceSat != 0 || recs[0].UtxoSat != 800_000+249_800 {
+		t.Fatalf("hot wallet after the sweep: %v", recs)
+	}
+	// A sweep must name its destination, and only a sweep does.
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: SweepQueue, WalletId: "dep",
+		Inputs: []*bankdv1.Outpoint{op}, ChangeSat: 1000, Psbt: []byte{1}}, nil), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "to_wallet_id")
 }

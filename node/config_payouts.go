@@ -21,6 +21,18 @@ type PayoutsConfig struct {
 	// Consolidate is the consolidate block: when many small UTXOs are merged. Zero MinUtxos:
 	// never.
 	Consolidate ConsolidateConfig
+	// Sweep is the sweep block: when DEPOSIT wallets' credited coins move to the hot wallet.
+	// Zero Interval: never.
+	Sweep SweepConfig
+}
+
+// SweepConfig is the `sweep` block of the payouts block: every Interval, each DEPOSIT wallet
+// whose credited, unswept coins add up to at least MinSat has up to MaxInputs of them moved to
+// the hot wallet (one sweep per wallet at a time), signed by that wallet's own signer.
+type SweepConfig struct {
+	Interval  time.Duration
+	MinSat    int64
+	MaxInputs int
 }
 
 // ConsolidateConfig is the `consolidate` block of the payouts block: while the default queue's
@@ -108,8 +120,11 @@ const (
 var (
 	payoutsSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "wallet", Required: true}, {Name: "default_queue"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}, {Type: "consolidate"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}, {Type: "consolidate"}, {Type: "sweep"}},
 	}
+	sweepSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "interval"}, {Name: "min_sat"}, {Name: "max_inputs"},
+	}}
 	consolidateSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "below_fee_rate", Required: true}, {Name: "min_utxos", Required: true}, {Name: "max_inputs"},
 	}}
@@ -136,8 +151,12 @@ func (p *configParser) parsePayouts(block *hcl.Block, pc *PayoutsConfig) {
 		}
 	}
 	for _, qb := range content.Blocks {
-		if qb.Type == "consolidate" {
+		switch qb.Type {
+		case "consolidate":
 			p.parseConsolidate(qb, pc)
+			continue
+		case "sweep":
+			p.parseSweep(qb, pc)
 			continue
 		}
 		p.parsePayoutQueue(qb, pc)
@@ -164,8 +183,8 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		p.errorf(block.LabelRanges[0], "invalid queue name", "%s", err.Message)
 		return
 	}
-	if name == fsm.ConsolidationQueue {
-		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations; pick another", name)
+	if name == fsm.ConsolidationQueue || name == fsm.SweepQueue {
+		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations or sweeps; pick another", name)
 		return
 	}
 	if _, dup := pc.Queue(name); dup {
@@ -291,4 +310,46 @@ func (p *configParser) parseConsolidate(block *hcl.Block, pc *PayoutsConfig) {
 		n.set(v)
 	}
 	pc.Consolidate = c
+}
+
+func (p *configParser) parseSweep(block *hcl.Block, pc *PayoutsConfig) {
+	content, diags := block.Body.Content(sweepSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	sc := SweepConfig{Interval: 10 * time.Minute, MinSat: 100_000, MaxInputs: 500}
+	if attr, ok := content.Attributes["interval"]; ok {
+		if v, ok := p.duration(attr); ok {
+			if v < 100*time.Millisecond || v > 24*time.Hour {
+				p.errorf(attr.Expr.Range(), "invalid interval", "interval must be between 100ms and 24h, got %s", v)
+			} else {
+				sc.Interval = v
+			}
+		}
+	}
+	for _, n := range []struct {
+		name     string
+		min, max int64
+		set      func(int64)
+	}{
+		{"min_sat", 1, fsm.MaxPayoutAmountSat, func(v int64) { sc.MinSat = v }},
+		{"max_inputs", 1, fsm.MaxBatchInputs, func(v int64) { sc.MaxInputs = int(v) }},
+	} {
+		attr, ok := content.Attributes[n.name]
+		if !ok {
+			continue
+		}
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be a whole number: %s", n.name, firstDetail(diags))
+			continue
+		}
+		if v < n.min || v > n.max {
+			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be between %d and %d, got %d", n.name, n.min, n.max, v)
+			continue
+		}
+		n.set(v)
+	}
+	pc.Sweep = sc
 }

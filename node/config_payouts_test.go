@@ -101,3 +101,24 @@ func TestConsolidateBlock(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepBlock(t *testing.T) {
+	n1 := nodeBlock("n1", 1, nil)
+	cfg, err := ParseConfig([]byte("name = \"c\"\npayouts {\n wallet = \"hot\"\n queue \"a\" {}\n sweep {\n interval = \"5m\"\n min_sat = 20000\n }\n}\n"+n1), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Payouts.Sweep; s != (SweepConfig{Interval: 5 * time.Minute, MinSat: 20_000, MaxInputs: 500}) {
+		t.Fatalf("sweep = %+v", s)
+	}
+	for _, c := range []struct{ block, want string }{
+		{"queue \"sweep\" {}", "reserved queue name"},
+		{"queue \"a\" {}\n sweep {\n min_sat = 0\n }", "min_sat must be between 1"},
+		{"queue \"a\" {}\n sweep {\n interval = \"1ms\"\n }", "interval must be between"},
+	} {
+		_, err := ParseConfig([]byte("name = \"c\"\npayouts {\n wallet = \"hot\"\n "+c.block+"\n}\n"+n1), "c.hcl")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.block, err, c.want)
+		}
+	}
+}

@@ -47,6 +47,8 @@ type State interface {
 	LookupAddress(address string) (*bankdv1.WatchedScript, error)
 	PayoutBatch(id string) (*bankdv1.PayoutBatch, error)
 	ChainTip() (tip *bankdv1.ChainTip, ok bool, err error)
+	ListWallets(pageToken string, pageSize int) ([]*bankdv1.Wallet, string, error)
+	SweepableUtxos(walletID string) ([]*bankdv1.Utxo, error)
 }
 
 // Chain is the chain node the driver estimates fees with and broadcasts to
@@ -88,6 +90,8 @@ type Driver struct {
 	flush map[string]bool
 	// sent is when each signed batch was last broadcast by this leader.
 	sent map[string]time.Time
+	// lastSweep is when this leader last looked for deposits to sweep.
+	lastSweep time.Time
 }
 
 // New returns the driver of cfg's queues. chain may be nil when the cluster follows no chain
@@ -204,6 +208,9 @@ func (d *Driver) Run(ctx context.Context) error {
 		}
 		if err := d.maybeConsolidate(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("consolidation failed", "err", err)
+		}
+		if err := d.maybeSweep(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("sweep failed", "err", err)
 		}
 		if err := d.broadcastSigned(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("payout broadcast pass failed", "err", err)
@@ -389,23 +396,14 @@ func (d *Driver) maybeConsolidate(ctx context.Context) error {
 	if rate > c.BelowFeeRate*1000 {
 		return nil
 	}
+	inFlight := false
 	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
-		token := ""
-		for range 1000 {
-			batches, next, err := d.state.ListPayoutBatches(state, token, fsm.MaxPageSize)
-			if err != nil {
-				return err
-			}
-			for _, b := range batches {
-				if b.Queue == fsm.ConsolidationQueue {
-					return nil
-				}
-			}
-			if next == "" {
-				break
-			}
-			token = next
+		if err := d.forEachBatch(state, func(b *bankdv1.PayoutBatch) { inFlight = inFlight || b.Queue == fsm.ConsolidationQueue }); err != nil {
+			return err
 		}
+	}
+	if inFlight {
+		return nil
 	}
 	utxos, err := d.state.SpendableUtxos(d.cfg.Wallet)
 	if err != nil || len(utxos) < c.MinUtxos {
@@ -452,6 +450,122 @@ func (d *Driver) maybeConsolidate(ctx context.Context) error {
 	}
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
 		d.log.Info("consolidation planned", "batch", r.Batch.Id, "txid", r.Batch.Txid, "inputs", len(inputs), "fee_sat", r.Batch.FeeSat, "fee_rate_sat_kvb", r.Batch.FeeRateSatKvb)
+	}
+	return nil
+}
+
+// maybeSweep moves, every sweep.interval, each DEPOSIT wallet's credited coins to the hot
+// wallet's next change index once they add up to sweep.min_sat: one sweep per wallet at a time,
+// signed by that wallet's own signer.
+func (d *Driver) maybeSweep(ctx context.Context) error {
+	sc := d.cfg.Sweep
+	if sc.Interval == 0 || time.Since(d.lastSweep) < sc.Interval {
+		return nil
+	}
+	d.lastSweep = time.Now()
+	busy := map[string]bool{}
+	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
+		if err := d.forEachBatch(state, func(b *bankdv1.PayoutBatch) {
+			if b.ToWalletId != "" {
+				busy[b.WalletId] = true
+			}
+		}); err != nil {
+			return err
+		}
+	}
+	hot, err := d.state.Wallet(d.cfg.Wallet)
+	if err != nil {
+		return fmt.Errorf("hot wallet %q: %w", d.cfg.Wallet, err)
+	}
+	if len(hot.Branches) != 2 {
+		return fmt.Errorf("hot wallet %q has no change branch", hot.Id)
+	}
+	q, _ := d.cfg.Queue("")
+	token := ""
+	for range 1000 {
+		wallets, next, err := d.state.ListWallets(token, fsm.MaxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, w := range wallets {
+			if w.Kind != bankdv1.WalletKind_WALLET_KIND_DEPOSIT || busy[w.Id] {
+				continue
+			}
+			if err := d.sweep(ctx, w, hot, d.rate(q)); err != nil {
+				d.log.Warn("sweep of a deposit wallet failed", "wallet", w.Id, "err", err)
+			}
+			// The hot wallet's next change index moved: read it again for the next sweep.
+			if hot, err = d.state.Wallet(d.cfg.Wallet); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		token = next
+	}
+	return nil
+}
+
+func (d *Driver) sweep(ctx context.Context, w, hot *bankdv1.Wallet, rate int64) error {
+	utxos, err := d.state.SweepableUtxos(w.Id)
+	if err != nil {
+		return err
+	}
+	utxos = utxos[:min(len(utxos), d.cfg.Sweep.MaxInputs)]
+	var in int64
+	plan := &bankdv1.PayoutPlan{Queue: fsm.SweepQueue, WalletId: w.Id, ToWalletId: hot.Id, FeeRateSatKvb: rate}
+	var inputs []*bankdv1.BatchInput
+	for _, u := range utxos {
+		ws, err := d.state.LookupAddress(u.Address)
+		if err != nil {
+			return fmt.Errorf("UTXO %s:%d: %w", u.Outpoint.Txid, u.Outpoint.Vout, err)
+		}
+		in += u.ValueSat
+		plan.Inputs = append(plan.Inputs, u.Outpoint)
+		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+	}
+	if len(inputs) == 0 || in < d.cfg.Sweep.MinSat {
+		return nil
+	}
+	next := hot.Branches[1].NextIndex
+	script, err := changeScript(hot.Descriptor_, d.network, next)
+	if err != nil {
+		return err
+	}
+	fee := (fsm.PayoutTxVSize(len(inputs), [][]byte{script})*rate + 999) / 1000
+	if plan.ChangeSat = in - fee; plan.ChangeSat < fsm.DustThreshold(script) {
+		return nil
+	}
+	outputs := []*bankdv1.BatchOutput{{ValueSat: plan.ChangeSat, Script: script, Change: true, ChangeIndex: next}}
+	if plan.Psbt, err = fsm.BuildSweepPSBT(w.Descriptor_, d.network, inputs, outputs); err != nil {
+		return fmt.Errorf("build psbt: %w", err)
+	}
+	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
+	if err != nil {
+		return err
+	}
+	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
+		d.log.Info("sweep planned", "batch", r.Batch.Id, "from", w.Id, "to", hot.Id, "txid", r.Batch.Txid, "inputs", len(inputs), "sat", in, "fee_sat", r.Batch.FeeSat)
+	}
+	return nil
+}
+
+// forEachBatch calls fn for every batch in state, page by page.
+func (d *Driver) forEachBatch(state bankdv1.BatchState, fn func(*bankdv1.PayoutBatch)) error {
+	token := ""
+	for range 1000 {
+		batches, next, err := d.state.ListPayoutBatches(state, token, fsm.MaxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, b := range batches {
+			fn(b)
+		}
+		if next == "" {
+			return nil
+		}
+		token = next
 	}
 	return nil
 }

@@ -129,3 +129,9 @@ func BenchmarkPlan1000OutputsFrom100kUTXOs(b *testing.B) {
 func (s *planState) PayoutBatch(string) (*bankdv1.PayoutBatch, error) { return nil, fsm.ErrNotFound }
 
 func (s *planState) ChainTip() (*bankdv1.ChainTip, bool, error) { return s.tip, s.tip != nil, nil }
+
+func (s *planState) ListWallets(string, int) ([]*bankdv1.Wallet, string, error) {
+	return []*bankdv1.Wallet{s.wallet}, "", nil
+}
+
+func (s *planState) SweepableUtxos(string) ([]*bankdv1.Utxo, error) { return nil, nil }

@@ -309,10 +309,36 @@ func (s *Signer) checkDerivation(d *psbt.Bip32Derivation) (keyRef, error) {
 	return ref, nil
 }
 
+// checkSweep proves a sweep's one output the configured hot wallet's change at its index. The
+// coins stay the bank's: a sweep has no outflow, and its value is returned as change.
+func (s *Signer) checkSweep(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64, error) {
+	id := batch.GetId()
+	outs := batch.GetOutputs()
+	switch {
+	case s.sweep == nil:
+		return 0, batchErr(id, ErrChange, "a sweep to wallet %q, and this signer has no sweep destination configured", batch.GetToWalletId())
+	case batch.GetToWalletId() != s.sweep.WalletID:
+		return 0, batchErr(id, ErrChange, "a sweep to wallet %q; this signer sweeps only to %q", batch.GetToWalletId(), s.sweep.WalletID)
+	case len(outs) != 1 || !outs[0].GetChange() || outs[0].GetPayoutId() != "":
+		return 0, batchErr(id, ErrChange, "a sweep has exactly one output, to the destination's change branch")
+	}
+	script, err := s.sweep.Change.Derive(outs[0].GetChangeIndex())
+	if err != nil {
+		return 0, outputErr(id, 0, ErrChange, "derive the destination's change script at index %d: %v", outs[0].GetChangeIndex(), err)
+	}
+	if got := p.UnsignedTx.TxOut[0].PkScript; !bytes.Equal(got, script) {
+		return 0, outputErr(id, 0, ErrChange, "pays script %x; wallet %q's change script at index %d is %x", got, s.sweep.WalletID, outs[0].GetChangeIndex(), script)
+	}
+	return p.UnsignedTx.TxOut[0].Value, nil
+}
+
 // checkChange finds the change output, if any, proves it the wallet's change and returns its
 // value.
 func (s *Signer) checkChange(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64, error) {
 	id := batch.GetId()
+	if batch.GetToWalletId() != "" {
+		return s.checkSweep(batch, p)
+	}
 	w := s.wallet
 	outs := batch.GetOutputs()
 	change := -1

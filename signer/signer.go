@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+
+	"github.com/bankd/bankd/wallet/descriptor"
 )
 
 // Limits are the signer's own caps, independent of what bankd plans.
@@ -41,6 +43,17 @@ type Config struct {
 	Limits Limits
 	// Now is the clock of the daily limit, whose days are UTC days; nil means time.Now.
 	Now func() time.Time
+	// SweepTo, for the signer of a DEPOSIT wallet, is where its sweeps may go: the bankd id and
+	// the public descriptor of the hot wallet, whose change branch a sweep's one output pays.
+	// Without it, sweeps are refused.
+	SweepTo *SweepDestination
+}
+
+// SweepDestination is the hot wallet a deposit wallet's sweeps pay.
+type SweepDestination struct {
+	WalletID string
+	// Change is the hot wallet's change branch (its descriptor's second multipath value).
+	Change *descriptor.Descriptor
 }
 
 // Signer checks and signs the payout batches of one hot wallet. It is safe for concurrent use
@@ -50,6 +63,7 @@ type Signer struct {
 	ledger *Ledger
 	limits Limits
 	now    func() time.Time
+	sweep  *SweepDestination
 }
 
 // New returns a signer of cfg.Wallet under cfg.Limits, counting its outflow in cfg.Ledger.
@@ -67,7 +81,7 @@ func New(cfg Config) (*Signer, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Signer{wallet: cfg.Wallet, ledger: cfg.Ledger, limits: cfg.Limits, now: now}, nil
+	return &Signer{wallet: cfg.Wallet, ledger: cfg.Ledger, limits: cfg.Limits, now: now, sweep: cfg.SweepTo}, nil
 }
 
 // Limits returns the signer's caps.

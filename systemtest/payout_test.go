@@ -212,19 +212,25 @@ func (r *payoutRig) waitFor(what string, cond func() (bool, error)) {
 	r.t.Fatalf("timed out waiting for %s (last error %v)", what, last)
 }
 
-// startSigner runs signerd with a signer-scope token against one node's API.
+// startSigner runs signerd for the hot wallet with a signer-scope token against one node's API.
 func (r *payoutRig) startSigner(node int) {
 	r.t.Helper()
-	token := filepath.Join(r.dir, "signer.token")
+	r.startSignerFor(node, "signerd", "hot", r.desc, r.keyFile, "")
+}
+
+// startSignerFor runs a signerd named name for a wallet, with more of its config in extra.
+func (r *payoutRig) startSignerFor(node int, name, walletID, desc, keyFile, extra string) {
+	r.t.Helper()
+	token := filepath.Join(r.dir, name+".token")
 	if err := os.WriteFile(token, []byte(testcluster.SignerToken+"\n"), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
-	config := filepath.Join(r.dir, "signerd.hcl")
+	config := filepath.Join(r.dir, name+".hcl")
 	hcl := fmt.Sprintf(`network = "regtest"
 api_url = %q
 ca_file = %q
 token_file = %q
-wallet_id = "hot"
+wallet_id = %q
 descriptor = %q
 key_file = %q
 max_fee_sat = 200000
@@ -232,12 +238,12 @@ max_fee_rate_sat_vb = 100
 daily_limit_sat = 100000000
 state_file = %q
 poll_interval = "200ms"
-`, r.c.URL(node), r.c.CAFile, token, r.desc, r.keyFile, filepath.Join(r.dir, "signerd-state.json"))
+%s`, r.c.URL(node), r.c.CAFile, token, walletID, desc, keyFile, filepath.Join(r.dir, name+"-state.json"), extra)
 	if err := os.WriteFile(config, []byte(hcl), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
-	r.signerLog = filepath.Join(r.dir, "signerd.log")
-	logf, err := os.Create(r.signerLog)
+	logPath := filepath.Join(r.dir, name+".log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -246,14 +252,14 @@ poll_interval = "200ms"
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	r.signer = cmd
+	r.signer, r.signerLog = cmd, logPath
 	r.t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		logf.Close()
 		if r.t.Failed() {
-			b, _ := os.ReadFile(r.signerLog)
-			r.t.Logf("signerd log:\n%s", b)
+			b, _ := os.ReadFile(logPath)
+			r.t.Logf("%s log:\n%s", name, b)
 		}
 	})
 }
@@ -924,6 +930,82 @@ func TestSmallUTXOsAreConsolidated(t *testing.T) {
 	})
 	if len(us.Utxos) != 3 {
 		t.Fatalf("%d UTXOs after consolidating 10 of 12, want 3", len(us.Utxos))
+	}
+	requireSameStateHash(t, r.c)
+}
+
+// TestDepositsAreSweptToTheHotWallet: coins credited at a DEPOSIT wallet's addresses are moved
+// to the hot wallet by a sweep that the deposit wallet's own signerd signs; the deposits' books
+// move to the hot wallet's, less the fee, and both wallets reconcile.
+func TestDepositsAreSweptToTheHotWallet(t *testing.T) {
+	r := newPayoutRigWith(t, 100, 1, 1_000_000, regtest.Options{}, "  sweep {\n    interval = \"500ms\"\n    min_sat = 50000\n  }\n")
+	cl := r.admin()
+	depKey := filepath.Join(r.dir, "deposit.key")
+	out, err := exec.CommandContext(r.ctx, signerdBin(t), "keygen", "-network", "regtest", "-out", depKey).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	depDesc := strings.TrimSpace(string(out))
+	if _, err := cl.Wallet.CreateWallet(r.ctx, connect.NewRequest(&bankdv1.CreateWalletRequest{
+		WalletId: "deposits", Kind: bankdv1.WalletKind_WALLET_KIND_DEPOSIT, Descriptor_: depDesc})); err != nil {
+		t.Fatal(err)
+	}
+	createAccount(t, cl, "alice", liability, true)
+	var total int64
+	for i := range 3 {
+		addr, err := cl.Wallet.NewDepositAddress(r.ctx, connect.NewRequest(&bankdv1.NewDepositAddressRequest{AccountId: "alice", RequestId: fmt.Sprintf("a%d", i)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		value := int64(30_000 + 10_000*i)
+		if _, err := r.btcd.Send(r.ctx, []*wire.TxOut{{Value: value, PkScript: addr.Msg.Address.Script}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		total += value
+	}
+	r.mine(3) // final_depth 3: credited, so sweepable
+	r.startSignerFor(followerOf(r.c, -1), "deposit-signerd", "deposits", depDesc, depKey,
+		fmt.Sprintf("sweep_to_wallet_id = \"hot\"\nsweep_to_descriptor = %q\n", r.desc))
+	var sweep *bankdv1.PayoutBatch
+	r.waitFor("the sweep final", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.ToWalletId == "hot" {
+				sweep = b
+				if b.State == bankdv1.BatchState_BATCH_STATE_FINAL {
+					return true, nil
+				}
+				if b.State == bankdv1.BatchState_BATCH_STATE_SIGNED || b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED {
+					r.mine(1)
+				}
+			}
+		}
+		return false, nil
+	})
+	if len(sweep.Inputs) != 3 || sweep.WalletId != "deposits" || sweep.Queue != fsm.SweepQueue {
+		t.Fatalf("sweep %v", sweep)
+	}
+	bal := func(id string) int64 {
+		b := retryUnavailable(t, func() (*bankdv1.Balance, error) { return tryBalance(t, r.admin(), id) })
+		return b.DebitsPosted - b.CreditsPosted
+	}
+	if got := bal(fsm.WalletAccount("hot")); got != r.funded+total-sweep.FeeSat {
+		t.Errorf("wallet:hot %d, want funding %d + swept %d - fee %d", got, r.funded, total, sweep.FeeSat)
+	}
+	if got := bal(fsm.DepositClearingAccount); got != 0 {
+		t.Errorf("onchain-deposits %d after the sweep, want 0", got)
+	}
+	if got := -bal("alice"); got != total {
+		t.Errorf("alice %d, want her deposits %d", got, total)
+	}
+	rec := retryUnavailable(t, func() (*bankdv1.ReconcileWalletsResponse, error) {
+		res, err := r.admin().Payout.ReconcileWallets(r.ctx, connect.NewRequest(&bankdv1.ReconcileWalletsRequest{}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if len(rec.Wallets) != 1 || rec.Wallets[0].DifferenceSat != 0 || rec.Solvency.SurplusSat != r.funded-sweep.FeeSat {
+		t.Errorf("reconciliation %v, solvency %v", rec.Wallets, rec.Solvency)
 	}
 	requireSameStateHash(t, r.c)
 }

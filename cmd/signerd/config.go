@@ -65,6 +65,10 @@ type Config struct {
 	StateFile string
 	// PollInterval is the wait between two looks at the planned batches.
 	PollInterval time.Duration
+	// SweepToWalletID and SweepToDescriptor, for the signer of a DEPOSIT wallet, name the hot
+	// wallet its sweeps may pay (its public descriptor); empty: sweeps are refused.
+	SweepToWalletID   string
+	SweepToDescriptor string
 }
 
 // configFile is signerd.hcl as written.
@@ -81,6 +85,8 @@ type configFile struct {
 	DailyLimitSat   int64   `hcl:"daily_limit_sat"`
 	StateFile       string  `hcl:"state_file"`
 	PollInterval    string  `hcl:"poll_interval,optional"`
+	SweepToWalletID string  `hcl:"sweep_to_wallet_id,optional"`
+	SweepToDesc     string  `hcl:"sweep_to_descriptor,optional"`
 }
 
 // LoadConfig reads and validates signerd.hcl at path. Relative paths in it are relative to the
@@ -130,9 +136,14 @@ func (raw *configFile) validate(baseDir string) (*Config, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	cfg := &Config{
-		WalletID:     strings.TrimSpace(raw.WalletID),
-		Descriptor:   strings.TrimSpace(raw.Descriptor),
-		PollInterval: defaultPollInterval,
+		WalletID:          strings.TrimSpace(raw.WalletID),
+		Descriptor:        strings.TrimSpace(raw.Descriptor),
+		PollInterval:      defaultPollInterval,
+		SweepToWalletID:   strings.TrimSpace(raw.SweepToWalletID),
+		SweepToDescriptor: strings.TrimSpace(raw.SweepToDesc),
+	}
+	if (cfg.SweepToWalletID == "") != (cfg.SweepToDescriptor == "") || len(cfg.SweepToWalletID) > maxFieldLen || len(cfg.SweepToDescriptor) > maxDescriptorLen {
+		bad("sweep_to_wallet_id and sweep_to_descriptor: give both (the hot wallet a deposit wallet's sweeps pay) or neither")
 	}
 
 	net, ok := networks[raw.Network]

@@ -26,6 +26,7 @@ import (
 
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/signer"
+	"github.com/bankd/bankd/wallet/descriptor"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -123,7 +124,19 @@ func setup(cfg *Config, logger *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := signer.New(signer.Config{Wallet: wallet, Ledger: ledger, Limits: cfg.Limits})
+	sc := signer.Config{Wallet: wallet, Ledger: ledger, Limits: cfg.Limits}
+	if cfg.SweepToWalletID != "" {
+		d, err := descriptor.Parse(cfg.SweepToDescriptor, cfg.Network)
+		if err != nil {
+			return nil, fmt.Errorf("sweep_to_descriptor: %w", err)
+		}
+		branches := d.Multipath()
+		if len(branches) != 2 {
+			return nil, fmt.Errorf("sweep_to_descriptor: want the hot wallet's receive and change branches (/<0;1>/*)")
+		}
+		sc.SweepTo = &signer.SweepDestination{WalletID: cfg.SweepToWalletID, Change: branches[1]}
+	}
+	s, err := signer.New(sc)
 	if err != nil {
 		return nil, err
 	}

@@ -32,3 +32,8 @@ state_file = "signerd-state.json"
 
 # How often to look for planned batches.
 poll_interval = "2s"
+
+# Only for the signer of a DEPOSIT wallet: the hot wallet its sweeps may pay (bankd's id and its
+# public descriptor). Without these, sweeps are refused.
+# sweep_to_wallet_id  = "hot"
+# sweep_to_descriptor = "wpkh([d34db33f/84'/1'/0']tpub.../<0;1>/*)#checksum"

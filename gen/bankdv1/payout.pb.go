@@ -1265,8 +1265,10 @@ type PayoutBatch struct {
 	// The cluster's chain tip when the signature was committed: the driver bumps a batch that
 	// is still unconfirmed a queue's bump_after_blocks later.
 	SignedAtHeight uint32 `protobuf:"varint,22,opt,name=signed_at_height,json=signedAtHeight,proto3" json:"signed_at_height,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A sweep: the HOT wallet the deposit wallet's coins move to (its change branch).
+	ToWalletId    string `protobuf:"bytes,23,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PayoutBatch) Reset() {
@@ -1453,6 +1455,13 @@ func (x *PayoutBatch) GetSignedAtHeight() uint32 {
 	return 0
 }
 
+func (x *PayoutBatch) GetToWalletId() string {
+	if x != nil {
+		return x.ToWalletId
+	}
+	return ""
+}
+
 // Body of COMMAND_TYPE_PAYOUT_PLAN: proposed only by the leader's payout driver. Apply checks
 // every part again against the state: the payouts are QUEUED in the queue, the inputs are
 // unreserved UTXOs of the wallet, the change pays the wallet's next change index, and the PSBT's
@@ -1470,7 +1479,10 @@ type PayoutPlan struct {
 	// COMMAND_TYPE_PAYOUT_BUMP only: the SIGNED batch this plan replaces, with the same inputs and
 	// withdrawals in the same order, the same change index, and a fee higher by at least 1 sat/vB
 	// of its size (BIP 125).
-	Replaces      string `protobuf:"bytes,8,opt,name=replaces,proto3" json:"replaces,omitempty"`
+	Replaces string `protobuf:"bytes,8,opt,name=replaces,proto3" json:"replaces,omitempty"`
+	// A sweep (queue "sweep"): the HOT wallet whose next change index the one output pays; the
+	// inputs are UTXOs of a DEPOSIT wallet whose deposits are credited.
+	ToWalletId    string `protobuf:"bytes,9,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1557,6 +1569,13 @@ func (x *PayoutPlan) GetPsbt() []byte {
 func (x *PayoutPlan) GetReplaces() string {
 	if x != nil {
 		return x.Replaces
+	}
+	return ""
+}
+
+func (x *PayoutPlan) GetToWalletId() string {
+	if x != nil {
+		return x.ToWalletId
 	}
 	return ""
 }
@@ -2434,7 +2453,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x16\n" +
 	"\x06change\x18\x06 \x01(\bR\x06change\x12!\n" +
-	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xe0\x05\n" +
+	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\x82\x06\n" +
 	"\vPayoutBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2459,7 +2478,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\breplaces\x18\x14 \x01(\tR\breplaces\x12\x1f\n" +
 	"\vreplaced_by\x18\x15 \x01(\tR\n" +
 	"replacedBy\x12(\n" +
-	"\x10signed_at_height\x18\x16 \x01(\rR\x0esignedAtHeight\"\x82\x02\n" +
+	"\x10signed_at_height\x18\x16 \x01(\rR\x0esignedAtHeight\x12 \n" +
+	"\fto_wallet_id\x18\x17 \x01(\tR\n" +
+	"toWalletId\"\xa4\x02\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2471,7 +2492,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"change_sat\x18\x05 \x01(\x03R\tchangeSat\x12'\n" +
 	"\x10fee_rate_sat_kvb\x18\x06 \x01(\x03R\rfeeRateSatKvb\x12\x12\n" +
 	"\x04psbt\x18\a \x01(\fR\x04psbt\x12\x1a\n" +
-	"\breplaces\x18\b \x01(\tR\breplaces\"A\n" +
+	"\breplaces\x18\b \x01(\tR\breplaces\x12 \n" +
+	"\fto_wallet_id\x18\t \x01(\tR\n" +
+	"toWalletId\"A\n" +
 	"\x12PayoutPlanResponse\x12+\n" +
 	"\x05batch\x18\x01 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\"M\n" +
 	"\x1cSubmitPayoutSignatureRequest\x12\x19\n" +
