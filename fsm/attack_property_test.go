@@ -69,7 +69,9 @@ func (g *commandGen) pick(ids []string, fallback string) string {
 // futureID is an id a driver will (or may) use later, derived from one it used.
 func (g *commandGen) futureID() string {
 	ag := &g.attack
-	switch g.rng.IntN(6) {
+	switch g.rng.IntN(7) {
+	case 6: // a withdrawal's hold or its resolutions to come
+		return payoutTransferID(g.tf.AppliedIndex()+uint64(1+g.rng.IntN(5)), []string{"", ":post", ":void", ":pay"}[g.rng.IntN(4)])
 	case 0:
 		d := g.pick(ag.pendings, "")
 		if strings.HasPrefix(d, "d:") {
@@ -91,7 +93,8 @@ func (g *commandGen) futureID() string {
 
 // systemAccount is an account a driver owns or will create.
 func (g *commandGen) systemAccount() string {
-	known := []string{DepositClearingAccount, LightningCapitalAccount, LightningUnattributedAccount, LightningNodeAccount("ln-c")}
+	known := []string{DepositClearingAccount, LightningCapitalAccount, LightningUnattributedAccount, LightningNodeAccount("ln-c"),
+		PayoutClearingAccount, PayoutFeeIncomeAccount, PayoutFeeExpenseAccount, WalletCapitalAccount, WalletAccount("hot")}
 	return g.pick(append(known, g.attack.accounts...), DepositClearingAccount)
 }
 
@@ -124,7 +127,20 @@ func (g *commandGen) attackStep() {
 	g.harvest()
 	var typ bankdv1.CommandType
 	var body proto.Message
-	switch g.rng.IntN(6) {
+	switch g.rng.IntN(7) {
+	case 6:
+		// A withdrawal from an account that must not pay: a driver's, or one that may go
+		// negative.
+		typ = bankdv1.CommandType_COMMAND_TYPE_PAYOUT_REQUEST
+		payer := g.systemAccount()
+		if g.rng.IntN(2) == 0 {
+			payer = "loose"
+		}
+		body = &bankdv1.PayoutRequestCommand{
+			Request: &bankdv1.RequestPayoutRequest{Id: g.id("atk-wd"), AccountId: payer, Address: "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+				AmountSat: int64(1_000 + g.rng.IntN(500_000)), Queue: "q"},
+			Policy: &bankdv1.PayoutQueuePolicy{FeeSat: int64(g.rng.IntN(1000))},
+		}
 	case 0, 1, 2:
 		typ = bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS
 		n := 1 + g.rng.IntN(3)

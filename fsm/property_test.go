@@ -159,7 +159,7 @@ func (g *commandGen) createWallet() {
 }
 
 // newAddress asks for an address for any account (liability or not) of any wallet (or the
-// default one), under a new request id or one used before.
+// default one), under a new request id or one that got an address before.
 func (g *commandGen) newAddress() {
 	wallets := []string{"", "dep0", "dep0", "dep0", "dep1", "hot1", "nope"}
 	customers := []string{"acct1", "acct2", "acct3"} // the LIABILITY accounts of setup
@@ -177,8 +177,11 @@ func (g *commandGen) newAddress() {
 			req = prev // a retry
 		}
 	}
-	g.requests = append(g.requests, req)
-	g.recordWallet(g.tf.do(bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS, req, nil))
+	res := g.tf.do(bankdv1.CommandType_COMMAND_TYPE_NEW_DEPOSIT_ADDRESS, req, nil)
+	if r, ok := res.(*bankdv1.NewDepositAddressResponse); ok && !r.Replayed {
+		g.requests = append(g.requests, req) // retried and reused later: a retry then replays
+	}
+	g.recordWallet(res)
 }
 
 func (g *commandGen) recordWallet(res any) {
