@@ -159,6 +159,12 @@ payouts {
   #   max_inputs = 500
   # }
 
+  # Keep this many coins in the hot wallet by splitting its largest (optional; never without it).
+  # split {
+  #   target_utxos = 20
+  #   min_sat      = 500000
+  # }
+
   queue "instant" {
     trigger  = "count"
     count    = 1

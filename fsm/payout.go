@@ -76,6 +76,11 @@ const (
 	// SweepQueue is the queue of the driver's sweeps: a DEPOSIT wallet's credited coins moved to
 	// the hot wallet. No configured queue may take the name.
 	SweepQueue = "sweep"
+	// SplitQueue is the queue of the driver's coin splits: one hot-wallet coin into several
+	// change outputs, so that payouts need not wait on one unconfirmed change.
+	SplitQueue = "split"
+	// MaxSplitOutputs bounds the change outputs a plan may add.
+	MaxSplitOutputs = 100
 	// payoutSequence signals replaceability (BIP 125) on every input.
 	payoutSequence = wire.MaxTxInSequenceNum - 2
 )
@@ -458,10 +463,20 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 		if len(req.GetPayoutIds()) != 0 || req.GetChangeSat() == 0 || req.GetReplaces() != "" {
 			return invalid("payout_ids: a sweep pays no withdrawal, only its one output to %q", req.GetToWalletId())
 		}
-	} else if consolidation := len(req.GetPayoutIds()) == 0; consolidation != (req.GetQueue() == ConsolidationQueue) {
-		return invalid("payout_ids: a transaction without withdrawals is a consolidation, in queue %q, and only that", ConsolidationQueue)
-	} else if consolidation && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2) {
-		return invalid("inputs: a consolidation merges at least two inputs into change")
+	} else if maintenance := len(req.GetPayoutIds()) == 0; maintenance != (req.GetQueue() == ConsolidationQueue || req.GetQueue() == SplitQueue) {
+		return invalid("payout_ids: a transaction without withdrawals is a consolidation or a split, in queue %q or %q, and only those", ConsolidationQueue, SplitQueue)
+	} else if req.GetQueue() == ConsolidationQueue && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2 || len(req.GetSplitSat()) > 0) {
+		return invalid("inputs: a consolidation merges at least two inputs into one change output")
+	} else if req.GetQueue() == SplitQueue && (req.GetChangeSat() == 0 || len(req.GetSplitSat()) == 0) {
+		return invalid("split_sat: a split pays its coin into at least two change outputs")
+	}
+	if n := len(req.GetSplitSat()); n > 0 && (req.GetChangeSat() == 0 || n > MaxSplitOutputs || req.GetToWalletId() != "") {
+		return invalid("split_sat: 1-%d more change outputs after change_sat, not in a sweep", MaxSplitOutputs)
+	}
+	for i, v := range req.GetSplitSat() {
+		if err := checkSat(fmt.Sprintf("split_sat[%d]", i), v, false); err != nil {
+			return err
+		}
 	}
 	if n := len(req.GetInputs()); n == 0 || n > MaxBatchInputs {
 		return invalid("inputs: 1-%d per transaction, got %d", MaxBatchInputs, n)
@@ -571,7 +586,7 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		tx.delete(payoutQueueKey(p.Queue, p.Index))
 	}
 	if req.ChangeSat > 0 {
-		change.NextIndex++
+		change.NextIndex += 1 + uint32(len(req.SplitSat))
 		if err := a.watchUpTo(tx, changeWS, change, changeWS.windowEnd(change)); err != nil {
 			return nil, err
 		}
@@ -612,6 +627,19 @@ func (a *applier) finishBatch(tx *txn, ws *walletState, b *bankdv1.PayoutBatch, 
 		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(len(b.Outputs)), ValueSat: req.ChangeSat, Script: rec.Script,
 			Address: rec.Address, Change: true, ChangeIndex: changeIndex})
 		out += req.ChangeSat
+		for i, v := range req.SplitSat {
+			index := changeIndex + 1 + uint32(i)
+			rec, err := ws.derive(branchChange, index)
+			if err != nil {
+				return invalid("wallet %q: change index %d: %v", ws.wallet.Id, index, err)
+			}
+			if dust := DustThreshold(rec.Script); v < dust {
+				return invalid("split_sat[%d]: %d is below the dust threshold (%d)", i, v, dust)
+			}
+			b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(len(b.Outputs)), ValueSat: v, Script: rec.Script,
+				Address: rec.Address, Change: true, ChangeIndex: index})
+			out += v
+		}
 	}
 	b.FeeSat = in - out
 	var scripts [][]byte
@@ -692,6 +720,9 @@ func (a *applier) payoutBump(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	changeIndex, hadChange := uint32(0), false
 	for _, o := range old.Outputs {
 		if o.Change {
+			if hadChange {
+				return nil, invalid("replaces: batch %s splits its change; it is not bumped", old.Id)
+			}
 			changeIndex, hadChange = o.ChangeIndex, true
 			continue
 		}
@@ -708,6 +739,9 @@ func (a *applier) payoutBump(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		if req.PayoutIds[i] != p.Id {
 			return nil, invalid("payout_ids[%d]: a replacement pays batch %s's withdrawals in order; want %q", i, old.Id, p.Id)
 		}
+	}
+	if len(req.SplitSat) > 0 {
+		return nil, invalid("split_sat: a replacement keeps batch %s's outputs", old.Id)
 	}
 	if req.ChangeSat > 0 && !hadChange {
 		return nil, invalid("change_sat: batch %s has no change, so its replacement has none", old.Id)

@@ -812,3 +812,43 @@ func TestASweepMovesCreditedDepositsIntoTheHotWallet(t *testing.T) {
 	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: SweepQueue, WalletId: "dep",
 		Inputs: []*bankdv1.Outpoint{op}, ChangeSat: 1000, Psbt: []byte{1}}, nil), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "to_wallet_id")
 }
+
+func TestASplitPaysOneCoinIntoSeveralChangeOutputs(t *testing.T) {
+	f := newPayoutFixture(t)
+	op := &bankdv1.Outpoint{Txid: f.funding.Txid, Vout: 0}
+	in := []*bankdv1.BatchInput{{Outpoint: op, ValueSat: 500_000, Script: f.funding.Outputs[0].Script}}
+	split := func(change int64, more ...int64) any {
+		outputs := []*bankdv1.BatchOutput{{ValueSat: change, Script: f.hotScript(1, 0), Change: true, ChangeIndex: 0}}
+		for i, v := range more {
+			outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: v, Script: f.hotScript(1, uint32(1+i)), Change: true, ChangeIndex: uint32(1 + i)})
+		}
+		raw, err := BuildPayoutPSBT(f.hotDesc, "regtest", in, outputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: SplitQueue, WalletId: "hot",
+			Inputs: []*bankdv1.Outpoint{op}, ChangeSat: change, SplitSat: more, Psbt: raw}, nil)
+	}
+	refusal(t, split(499_700), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "at least two change outputs")
+	refusal(t, split(499_500, 100), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "dust")
+	res, ok := split(200_000, 150_000, 149_700).(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("split refused: %v", split(200_000, 150_000, 149_700))
+	}
+	b := f.signedBatch(res.Batch.Id)
+	if w, _ := f.Wallet("hot"); w.Branches[1].NextIndex != 3 {
+		t.Fatalf("change branch next index %d after a 3-way split, want 3", w.Branches[1].NextIndex)
+	}
+	refusal(t, f.bump(b, 199_000), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "split")
+	m := batchMatch(b)
+	f.mustOK(f.connect(m))
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	us, err := f.SpendableUtxos("hot")
+	if err != nil || len(us) != 4 {
+		t.Fatalf("UTXOs after the split: %v %v, want the three outputs and the untouched coin", us, err)
+	}
+	if posted, _ := f.net(WalletAccount("hot")); posted != 800_000-300 {
+		t.Fatalf("wallet:hot %d, want the fee taken only", posted)
+	}
+}

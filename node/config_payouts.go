@@ -24,6 +24,16 @@ type PayoutsConfig struct {
 	// Sweep is the sweep block: when DEPOSIT wallets' credited coins move to the hot wallet.
 	// Zero Interval: never.
 	Sweep SweepConfig
+	// Split is the split block: how many coins the hot wallet keeps. Zero TargetUtxos: never.
+	Split SplitConfig
+}
+
+// SplitConfig is the `split` block of the payouts block: while the hot wallet has fewer than
+// TargetUtxos spendable UTXOs, its largest coin is split into change outputs of at least MinSat
+// each (one split at a time), so that payouts need not wait on one unconfirmed change.
+type SplitConfig struct {
+	TargetUtxos int
+	MinSat      int64
 }
 
 // SweepConfig is the `sweep` block of the payouts block: every Interval, each DEPOSIT wallet
@@ -120,8 +130,11 @@ const (
 var (
 	payoutsSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "wallet", Required: true}, {Name: "default_queue"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}, {Type: "consolidate"}, {Type: "sweep"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "queue", LabelNames: []string{"name"}}, {Type: "consolidate"}, {Type: "sweep"}, {Type: "split"}},
 	}
+	splitSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "target_utxos", Required: true}, {Name: "min_sat", Required: true},
+	}}
 	sweepSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "interval"}, {Name: "min_sat"}, {Name: "max_inputs"},
 	}}
@@ -158,6 +171,9 @@ func (p *configParser) parsePayouts(block *hcl.Block, pc *PayoutsConfig) {
 		case "sweep":
 			p.parseSweep(qb, pc)
 			continue
+		case "split":
+			p.parseSplit(qb, pc)
+			continue
 		}
 		p.parsePayoutQueue(qb, pc)
 	}
@@ -183,8 +199,8 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		p.errorf(block.LabelRanges[0], "invalid queue name", "%s", err.Message)
 		return
 	}
-	if name == fsm.ConsolidationQueue || name == fsm.SweepQueue {
-		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations or sweeps; pick another", name)
+	if name == fsm.ConsolidationQueue || name == fsm.SweepQueue || name == fsm.SplitQueue {
+		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations, sweeps or splits; pick another", name)
 		return
 	}
 	if _, dup := pc.Queue(name); dup {
@@ -352,4 +368,37 @@ func (p *configParser) parseSweep(block *hcl.Block, pc *PayoutsConfig) {
 		n.set(v)
 	}
 	pc.Sweep = sc
+}
+
+func (p *configParser) parseSplit(block *hcl.Block, pc *PayoutsConfig) {
+	content, diags := block.Body.Content(splitSchema)
+	p.diags = append(p.diags, diags...)
+	if content == nil {
+		return
+	}
+	var sc SplitConfig
+	for _, n := range []struct {
+		name     string
+		min, max int64
+		set      func(int64)
+	}{
+		{"target_utxos", 2, fsm.MaxSplitOutputs, func(v int64) { sc.TargetUtxos = int(v) }},
+		{"min_sat", 1_000, fsm.MaxPayoutAmountSat, func(v int64) { sc.MinSat = v }},
+	} {
+		attr, ok := content.Attributes[n.name]
+		if !ok {
+			continue
+		}
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
+			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be a whole number: %s", n.name, firstDetail(diags))
+			continue
+		}
+		if v < n.min || v > n.max {
+			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be between %d and %d, got %d", n.name, n.min, n.max, v)
+			continue
+		}
+		n.set(v)
+	}
+	pc.Split = sc
 }

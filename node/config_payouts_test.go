@@ -122,3 +122,18 @@ func TestSweepBlock(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitBlock(t *testing.T) {
+	n1 := nodeBlock("n1", 1, nil)
+	cfg, err := ParseConfig([]byte("name = \"c\"\npayouts {\n wallet = \"hot\"\n queue \"a\" {}\n split {\n target_utxos = 20\n min_sat = 500000\n }\n}\n"+n1), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Payouts.Split; s != (SplitConfig{TargetUtxos: 20, MinSat: 500_000}) {
+		t.Fatalf("split = %+v", s)
+	}
+	_, err = ParseConfig([]byte("name = \"c\"\npayouts {\n wallet = \"hot\"\n queue \"a\" {}\n split {\n target_utxos = 1\n min_sat = 500000\n }\n}\n"+n1), "c.hcl")
+	if err == nil || !strings.Contains(err.Error(), "target_utxos must be between 2") {
+		t.Fatalf("target_utxos 1: %v", err)
+	}
+}

@@ -212,6 +212,9 @@ func (d *Driver) Run(ctx context.Context) error {
 		if err := d.maybeSweep(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("sweep failed", "err", err)
 		}
+		if err := d.maybeSplit(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("split failed", "err", err)
+		}
 		if err := d.broadcastSigned(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("payout broadcast pass failed", "err", err)
 		}
@@ -551,6 +554,89 @@ func (d *Driver) sweep(ctx context.Context, w, hot *bankdv1.Wallet, rate int64) 
 	return nil
 }
 
+// maybeSplit keeps split.target_utxos coins in the hot wallet: while it has fewer spendable
+// UTXOs, its largest coin is split into change outputs of at least split.min_sat each (as many
+// as are missing, plus the coin itself), one split at a time.
+func (d *Driver) maybeSplit(ctx context.Context) error {
+	sc := d.cfg.Split
+	if sc.TargetUtxos == 0 {
+		return nil
+	}
+	inFlight := false
+	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
+		if err := d.forEachBatch(state, func(b *bankdv1.PayoutBatch) { inFlight = inFlight || b.Queue == fsm.SplitQueue }); err != nil {
+			return err
+		}
+	}
+	if inFlight {
+		return nil
+	}
+	utxos, err := d.state.SpendableUtxos(d.cfg.Wallet)
+	if err != nil || len(utxos) == 0 || len(utxos) >= sc.TargetUtxos {
+		return err
+	}
+	largest := slices.MaxFunc(utxos, func(a, b *bankdv1.Utxo) int { return cmp.Compare(a.ValueSat, b.ValueSat) })
+	w, err := d.state.Wallet(d.cfg.Wallet)
+	if err != nil {
+		return fmt.Errorf("hot wallet %q: %w", d.cfg.Wallet, err)
+	}
+	if len(w.Branches) != 2 {
+		return fmt.Errorf("hot wallet %q has no change branch", w.Id)
+	}
+	ws, err := d.state.LookupAddress(largest.Address)
+	if err != nil {
+		return err
+	}
+	q, _ := d.cfg.Queue("")
+	rate := d.rate(q)
+	next := w.Branches[1].NextIndex
+	n := min(sc.TargetUtxos-len(utxos)+1, fsm.MaxSplitOutputs+1)
+	var outputs []*bankdv1.BatchOutput
+	var avail int64
+	for ; n >= 2; n-- {
+		outputs = outputs[:0]
+		var scripts [][]byte
+		for i := range n {
+			script, err := changeScript(w.Descriptor_, d.network, next+uint32(i))
+			if err != nil {
+				return err
+			}
+			scripts = append(scripts, script)
+			outputs = append(outputs, &bankdv1.BatchOutput{Script: script, Change: true, ChangeIndex: next + uint32(i)})
+		}
+		fee := (fsm.PayoutTxVSize(1, scripts)*rate + 999) / 1000
+		if avail = largest.ValueSat - fee; avail/int64(n) >= sc.MinSat {
+			break
+		}
+	}
+	if n < 2 {
+		return nil // the largest coin is too small to split
+	}
+	each := avail / int64(n)
+	plan := &bankdv1.PayoutPlan{Queue: fsm.SplitQueue, WalletId: w.Id, Inputs: []*bankdv1.Outpoint{largest.Outpoint}, FeeRateSatKvb: rate}
+	for i, o := range outputs {
+		o.ValueSat = each
+		if i == 0 {
+			o.ValueSat = avail - each*int64(n-1)
+			plan.ChangeSat = o.ValueSat
+		} else {
+			plan.SplitSat = append(plan.SplitSat, each)
+		}
+	}
+	inputs := []*bankdv1.BatchInput{{Outpoint: largest.Outpoint, ValueSat: largest.ValueSat, Script: largest.Script, Branch: ws.Branch, Index: ws.Index}}
+	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, inputs, outputs); err != nil {
+		return fmt.Errorf("build psbt: %w", err)
+	}
+	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
+	if err != nil {
+		return err
+	}
+	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
+		d.log.Info("split planned", "batch", r.Batch.Id, "txid", r.Batch.Txid, "outputs", n, "each_sat", each, "fee_sat", r.Batch.FeeSat)
+	}
+	return nil
+}
+
 // forEachBatch calls fn for every batch in state, page by page.
 func (d *Driver) forEachBatch(state bankdv1.BatchState, fn func(*bankdv1.PayoutBatch)) error {
 	token := ""
@@ -671,6 +757,9 @@ func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 	var change *bankdv1.BatchOutput
 	for _, o := range b.Outputs {
 		if o.Change {
+			if change != nil {
+				return // a split: its outputs are its point; it is not bumped
+			}
 			change = o
 		}
 	}

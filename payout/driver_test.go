@@ -259,3 +259,45 @@ func TestSmallUTXOsAreConsolidatedWhileFeesAreLow(t *testing.T) {
 		t.Fatalf("a second consolidation while one is in flight: %v", p.plans)
 	}
 }
+
+func TestTheHotWalletKeepsItsTargetNumberOfCoins(t *testing.T) {
+	s := newPlanState(t, 2, 0)
+	s.utxos[0].ValueSat, s.utxos[1].ValueSat = 50_000, 1_000_000
+	p := &bumpProposer{}
+	cfg := queues()
+	cfg.Split = node.SplitConfig{TargetUtxos: 5, MinSat: 100_000}
+	st := &batchesState{planState: *s}
+	d := New(cfg, "regtest", p, st, &fakeChain{}, Options{})
+	if err := d.maybeSplit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.plans) != 1 {
+		t.Fatal("no split with 2 of 5 coins")
+	}
+	plan := p.plans[0]
+	// Three coins are missing: the largest becomes four.
+	if plan.Queue != fsm.SplitQueue || len(plan.Inputs) != 1 || plan.Inputs[0].Txid != s.utxos[1].Outpoint.Txid || len(plan.SplitSat) != 3 {
+		t.Fatalf("split %v", plan)
+	}
+	total := plan.ChangeSat
+	for _, v := range plan.SplitSat {
+		total += v
+		if v < 100_000 {
+			t.Fatalf("split output %d below min_sat", v)
+		}
+	}
+	if fee := 1_000_000 - total; fee <= 0 || fee > 1_000 {
+		t.Fatalf("fee %d", fee)
+	}
+	// Enough coins, or one split in flight: nothing.
+	p.plans = nil
+	st.batch = &bankdv1.PayoutBatch{Id: "b4", Queue: fsm.SplitQueue, State: bankdv1.BatchState_BATCH_STATE_SIGNED}
+	if err := d.maybeSplit(context.Background()); err != nil || len(p.plans) != 0 {
+		t.Fatalf("a second split while one is in flight: %v %v", p.plans, err)
+	}
+	st.batch = nil
+	cfg.Split.TargetUtxos = 2
+	if err := New(cfg, "regtest", p, st, &fakeChain{}, Options{}).maybeSplit(context.Background()); err != nil || len(p.plans) != 0 {
+		t.Fatalf("a split with enough coins: %v %v", p.plans, err)
+	}
+}

@@ -332,8 +332,9 @@ func (s *Signer) checkSweep(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64, 
 	return p.UnsignedTx.TxOut[0].Value, nil
 }
 
-// checkChange finds the change output, if any, proves it the wallet's change and returns its
-// value.
+// checkChange finds the change outputs, if any (after every withdrawal, at distinct change
+// indexes: one, or several when the batch splits its change), proves each the wallet's change
+// and returns their value.
 func (s *Signer) checkChange(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64, error) {
 	id := batch.GetId()
 	if batch.GetToWalletId() != "" {
@@ -341,22 +342,31 @@ func (s *Signer) checkChange(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64,
 	}
 	w := s.wallet
 	outs := batch.GetOutputs()
-	change := -1
+	var changeSat int64
+	firstChange := -1
+	indexes := map[uint32]bool{}
 	for i, rec := range outs {
 		if rec.GetPayoutId() != "" {
 			if rec.GetChange() {
 				return 0, outputErr(id, i, ErrChange, "marked change but pays withdrawal %q", rec.GetPayoutId())
+			}
+			if firstChange >= 0 {
+				// Change comes after every withdrawal.
+				return 0, outputErr(id, firstChange, ErrChange, "change must come after every withdrawal, not before output %d", i)
 			}
 			continue
 		}
 		switch {
 		case !rec.GetChange():
 			return 0, outputErr(id, i, ErrChange, "pays no withdrawal and is not marked change")
-		case i != len(outs)-1:
-			// Only the last output may be change, so there is at most one.
-			return 0, outputErr(id, i, ErrChange, "change must be the last output, not output %d of %d", i, len(outs))
+		case indexes[rec.GetChangeIndex()]:
+			return 0, outputErr(id, i, ErrChange, "change index %d is paid twice", rec.GetChangeIndex())
 		}
-		change = i
+		indexes[rec.GetChangeIndex()] = true
+		if firstChange < 0 {
+			firstChange = i
+		}
+		changeSat += p.UnsignedTx.TxOut[i].Value
 		script, err := w.Script(BranchChange, rec.GetChangeIndex())
 		if err != nil {
 			return 0, outputErr(id, i, ErrChange, "derive the change script at index %d: %v", rec.GetChangeIndex(), err)
@@ -378,10 +388,7 @@ func (s *Signer) checkChange(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64,
 			}
 		}
 	}
-	if change < 0 {
-		return 0, nil
-	}
-	return p.UnsignedTx.TxOut[change].Value, nil
+	return changeSat, nil
 }
 
 // checkPayouts proves every other output the payment of one withdrawal of this batch, exactly,

@@ -265,11 +265,18 @@ func TestCheck(t *testing.T) {
 			wantErr: signer.ErrChange, wantIn: `output 0: bad change output: marked change but pays withdrawal "w1"`,
 		},
 		{
-			name: "a second change output after the change is refused",
+			name: "a second change output at the same change index is refused",
 			edit: func(t *testing.T, w *signertest.Wallet, b *signertest.Batch) {
-				insertOutput(t, b, 3, &bankdv1.BatchOutput{ValueSat: 5_000, Script: w.Script(t, 1, 6), Change: true, ChangeIndex: 6})
+				insertOutput(t, b, 3, &bankdv1.BatchOutput{ValueSat: 5_000, Script: w.Script(t, 1, 5), Change: true, ChangeIndex: 5})
 			},
-			wantErr: signer.ErrChange, wantIn: "output 2: bad change output: change must be the last output, not output 2 of 4",
+			wantErr: signer.ErrChange, wantIn: "output 3: bad change output: change index 5 is paid twice",
+		},
+		{
+			name: "change before a withdrawal is refused",
+			edit: func(t *testing.T, w *signertest.Wallet, b *signertest.Batch) {
+				insertOutput(t, b, 0, &bankdv1.BatchOutput{ValueSat: 5_000, Script: w.Script(t, 1, 6), Change: true, ChangeIndex: 6})
+			},
+			wantErr: signer.ErrChange, wantIn: "output 0: bad change output: change must come after every withdrawal",
 		},
 		{
 			name: "an extra output to an outsider, marked change, is refused",

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/wire"
 
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/signer"
 	"github.com/bankd/bankd/signer/signertest"
 	"github.com/bankd/bankd/wallet/descriptor"
@@ -80,4 +82,46 @@ func TestSweeps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSplitChange: a batch whose change is split over several change indexes of the wallet is
+// signed; its change is the sum and its outflow the withdrawals only.
+func TestSplitChange(t *testing.T) {
+	w := signertest.NewWallet(t)
+	b := w.Batch(t, signertest.Plan{Coins: []signertest.Coin{{Index: 1, ValueSat: 200_500}}, ChangeSat: 150_000, ChangeIndex: 4,
+		Withdrawals: []signertest.Withdrawal{{ID: "w1", AmountSat: 50_000}}})
+	s := newSplitSigner(t, w)
+	// Split 150,000 of change into 100,000 at index 4 and 50,000 at index 5.
+	b.Record.Outputs[1].ValueSat = 100_000
+	b.Record.Outputs = append(b.Record.Outputs, &bankdv1.BatchOutput{Vout: 2, ValueSat: 50_000, Script: w.Script(t, 1, 5), Change: true, ChangeIndex: 5})
+	b.EditPSBT(t, func(p *psbt.Packet) {
+		p.UnsignedTx.TxOut[1].Value = 100_000
+		p.UnsignedTx.AddTxOut(wire.NewTxOut(50_000, w.Script(t, 1, 5)))
+		p.Outputs = append(p.Outputs, psbt.POutput{})
+	})
+	b.SyncTxid(t)
+	c, err := s.Check(b.Record, b.Payouts)
+	if err != nil {
+		t.Fatalf("a split change: %v", err)
+	}
+	if c.ChangeSat() != 150_000 || c.OutflowSat() != 50_000 {
+		t.Fatalf("change %d, outflow %d", c.ChangeSat(), c.OutflowSat())
+	}
+}
+
+func newSplitSigner(t *testing.T, w *signertest.Wallet) *signer.Signer {
+	t.Helper()
+	wallet, err := signer.LoadWallet(w.KeyFile(t), w.Descriptor, w.Net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := signer.OpenLedger(filepath.Join(t.TempDir(), "ledger.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signer.New(signer.Config{Wallet: wallet, Ledger: ledger, Limits: testLimits, Now: func() time.Time { return day0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -1009,3 +1009,42 @@ func TestDepositsAreSweptToTheHotWallet(t *testing.T) {
 	}
 	requireSameStateHash(t, r.c)
 }
+
+// TestTheHotWalletIsSplitIntoItsTargetNumberOfCoins: a hot wallet with one coin and a target of
+// four has it split into four change outputs, signed by signerd; the books lose only the fee.
+func TestTheHotWalletIsSplitIntoItsTargetNumberOfCoins(t *testing.T) {
+	r := newPayoutRigWith(t, 100, 1, 1_000_000, regtest.Options{}, "  split {\n    target_utxos = 4\n    min_sat = 100000\n  }\n")
+	r.startSigner(followerOf(r.c, -1))
+	r.waitFor("the split final", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.Queue != fsm.SplitQueue {
+				continue
+			}
+			switch b.State {
+			case bankdv1.BatchState_BATCH_STATE_FINAL:
+				if len(b.Outputs) != 4 {
+					t.Fatalf("split into %d outputs, want 4", len(b.Outputs))
+				}
+				return true, nil
+			case bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED:
+				r.mine(1)
+			}
+		}
+		return false, nil
+	})
+	us := retryUnavailable(t, func() (*bankdv1.ListUtxosResponse, error) {
+		res, err := r.admin().Chain.ListUtxos(r.ctx, connect.NewRequest(&bankdv1.ListUtxosRequest{WalletId: "hot"}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if len(us.Utxos) != 4 {
+		t.Fatalf("%d hot UTXOs after the split, want 4", len(us.Utxos))
+	}
+	r.checkBooks(nil)
+	if n := len(r.batches()); n != 1 {
+		t.Fatalf("%d batches, want the one split (four coins meet the target)", n)
+	}
+	requireSameStateHash(t, r.c)
+}

@@ -1482,7 +1482,10 @@ type PayoutPlan struct {
 	Replaces string `protobuf:"bytes,8,opt,name=replaces,proto3" json:"replaces,omitempty"`
 	// A sweep (queue "sweep"): the HOT wallet whose next change index the one output pays; the
 	// inputs are UTXOs of a DEPOSIT wallet whose deposits are credited.
-	ToWalletId    string `protobuf:"bytes,9,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
+	ToWalletId string `protobuf:"bytes,9,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
+	// Coin splitting: more change outputs after the first (change_sat > 0), to the wallet's next
+	// change indexes in order, so that payouts need not wait on one unconfirmed change.
+	SplitSat      []int64 `protobuf:"varint,10,rep,packed,name=split_sat,json=splitSat,proto3" json:"split_sat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1578,6 +1581,13 @@ func (x *PayoutPlan) GetToWalletId() string {
 		return x.ToWalletId
 	}
 	return ""
+}
+
+func (x *PayoutPlan) GetSplitSat() []int64 {
+	if x != nil {
+		return x.SplitSat
+	}
+	return nil
 }
 
 type PayoutPlanResponse struct {
@@ -2480,7 +2490,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"replacedBy\x12(\n" +
 	"\x10signed_at_height\x18\x16 \x01(\rR\x0esignedAtHeight\x12 \n" +
 	"\fto_wallet_id\x18\x17 \x01(\tR\n" +
-	"toWalletId\"\xa4\x02\n" +
+	"toWalletId\"\xc1\x02\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2494,7 +2504,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x04psbt\x18\a \x01(\fR\x04psbt\x12\x1a\n" +
 	"\breplaces\x18\b \x01(\tR\breplaces\x12 \n" +
 	"\fto_wallet_id\x18\t \x01(\tR\n" +
-	"toWalletId\"A\n" +
+	"toWalletId\x12\x1b\n" +
+	"\tsplit_sat\x18\n" +
+	" \x03(\x03R\bsplitSat\"A\n" +
 	"\x12PayoutPlanResponse\x12+\n" +
 	"\x05batch\x18\x01 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\"M\n" +
 	"\x1cSubmitPayoutSignatureRequest\x12\x19\n" +
