@@ -41,11 +41,11 @@ func Payouts(model payouts.Model, ops []history.Op, final *payouts.Final) Result
 		return c.result()
 	}
 	type withdrawal struct {
-		sent            payouts.Value
-		acked, refused  *history.Op
-		cancelled       *history.Op // an ok cancel
-		cancelInvoked   bool
-		script, address string
+		sent           payouts.Value
+		acked, refused *history.Op
+		cancelled      *history.Op // an ok cancel
+		cancelInvoked  bool
+		address        string
 	}
 	ws := map[string]*withdrawal{}
 	var order []string
