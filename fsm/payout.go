@@ -1101,18 +1101,9 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 	a, tx := c.a, c.tx
 	index, _ := ParseBatchID(b.Id)
 	wallet := WalletAccount(b.WalletId)
-	for _, acc := range []*bankdv1.Account{
-		{Id: wallet, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
-		{Id: PayoutFeeIncomeAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_INCOME},
-		{Id: PayoutFeeExpenseAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_EXPENSE},
-	} {
-		if err := a.ensureAccount(tx, acc); err != nil {
-			if refusal, ok := asRefusal(err); ok {
-				a.problem("batch "+b.Id, "books not written: %s", refusal.Message)
-				continue
-			}
-			return err
-		}
+	if err := c.ensureBooks("batch "+b.Id, book{wallet, bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
+		book{PayoutFeeIncomeAccount, bankdv1.AccountKind_ACCOUNT_KIND_INCOME}, book{PayoutFeeExpenseAccount, bankdv1.AccountKind_ACCOUNT_KIND_EXPENSE}); err != nil {
+		return err
 	}
 	for _, o := range b.Outputs {
 		if o.PayoutId == "" {
@@ -1161,13 +1152,8 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 func (c *chainApply) finalizeSweep(b *bankdv1.PayoutBatch, index uint64) error {
 	a, tx := c.a, c.tx
 	subject := "batch " + b.Id
-	if err := c.ensureWalletBooks(b.ToWalletId, subject); err != nil {
-		return err
-	}
-	err := a.ensureAccount(tx, &bankdv1.Account{Id: PayoutFeeExpenseAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_EXPENSE})
-	if refusal, ok := asRefusal(err); ok {
-		a.problem(subject, "books not written: %s", refusal.Message)
-	} else if err != nil {
+	if err := c.ensureBooks(subject, book{WalletAccount(b.ToWalletId), bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
+		book{PayoutFeeExpenseAccount, bankdv1.AccountKind_ACCOUNT_KIND_EXPENSE}); err != nil {
 		return err
 	}
 	var in int64

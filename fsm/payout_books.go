@@ -63,12 +63,24 @@ func (c *chainApply) bookInflows(rec *bankdv1.ChainTx) error {
 }
 
 // ensureWalletBooks creates a wallet's ASSET account and the capital account if they are
-// missing; a refusal (an id taken by another owner) becomes a problem.
+// missing.
 func (c *chainApply) ensureWalletBooks(walletID, subject string) error {
-	for _, acc := range []*bankdv1.Account{
-		{Id: WalletAccount(walletID), Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
-		{Id: WalletCapitalAccount, Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_EQUITY},
-	} {
+	return c.ensureBooks(subject, book{WalletAccount(walletID), bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
+		book{WalletCapitalAccount, bankdv1.AccountKind_ACCOUNT_KIND_EQUITY})
+}
+
+// book is an account of the payout books.
+type book struct {
+	id   string
+	kind bankdv1.AccountKind
+}
+
+// ensureBooks creates the chain driver's BTC accounts of the payout books if they are missing;
+// a refusal (an id taken by another owner) becomes a problem, and the transfers through that
+// account then become problems too.
+func (c *chainApply) ensureBooks(subject string, books ...book) error {
+	for _, bk := range books {
+		acc := &bankdv1.Account{Id: bk.id, Currency: "BTC", Kind: bk.kind}
 		if err := c.a.ensureAccount(c.tx, acc); err != nil {
 			if refusal, ok := asRefusal(err); ok {
 				c.a.problem(subject, "books not written: %s", refusal.Message)

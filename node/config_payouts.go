@@ -245,11 +245,7 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		}
 		*c.set = v
 	}
-	numbers := []struct {
-		name     string
-		min, max int64
-		set      func(int64)
-	}{
+	p.wholeNumbers(attrs, []wholeNumber{
 		{"count", 1, fsm.MaxBatchPayouts, func(v int64) { q.Count = int(v) }},
 		{"conf_target", 1, 1008, func(v int64) { q.ConfTarget = int(v) }},
 		{"min_fee_rate", 1, fsm.MaxPayoutFeeRateSatKvB / 1000, func(v int64) { q.MinFeeRate = v }},
@@ -258,23 +254,7 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		{"approval_threshold_sat", 0, fsm.MaxPayoutAmountSat, func(v int64) { q.ApprovalThresholdSat = v }},
 		{"max_batch", 1, fsm.MaxBatchPayouts, func(v int64) { q.MaxBatch = int(v) }},
 		{"bump_after_blocks", 0, 1008, func(v int64) { q.BumpAfterBlocks = int(v) }},
-	}
-	for _, c := range numbers {
-		attr, ok := attrs[c.name]
-		if !ok {
-			continue
-		}
-		var v int64
-		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
-			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be a whole number: %s", c.name, firstDetail(diags))
-			continue
-		}
-		if v < c.min || v > c.max {
-			p.errorf(attr.Expr.Range(), "invalid "+c.name, "%s must be between %d and %d, got %d", c.name, c.min, c.max, v)
-			continue
-		}
-		c.set(v)
-	}
+	})
 	if attr, ok := attrs["interval"]; ok {
 		if v, ok := p.duration(attr); ok {
 			if v < 100*time.Millisecond || v > 24*time.Hour {
@@ -301,30 +281,11 @@ func (p *configParser) parseConsolidate(block *hcl.Block, pc *PayoutsConfig) {
 		return
 	}
 	c := ConsolidateConfig{MaxInputs: 200}
-	for _, n := range []struct {
-		name     string
-		min, max int64
-		set      func(int64)
-	}{
+	p.wholeNumbers(content.Attributes, []wholeNumber{
 		{"below_fee_rate", 1, fsm.MaxPayoutFeeRateSatKvB / 1000, func(v int64) { c.BelowFeeRate = v }},
 		{"min_utxos", 2, 1_000_000, func(v int64) { c.MinUtxos = int(v) }},
 		{"max_inputs", 2, fsm.MaxBatchInputs, func(v int64) { c.MaxInputs = int(v) }},
-	} {
-		attr, ok := content.Attributes[n.name]
-		if !ok {
-			continue
-		}
-		var v int64
-		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
-			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be a whole number: %s", n.name, firstDetail(diags))
-			continue
-		}
-		if v < n.min || v > n.max {
-			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be between %d and %d, got %d", n.name, n.min, n.max, v)
-			continue
-		}
-		n.set(v)
-	}
+	})
 	pc.Consolidate = c
 }
 
@@ -344,29 +305,10 @@ func (p *configParser) parseSweep(block *hcl.Block, pc *PayoutsConfig) {
 			}
 		}
 	}
-	for _, n := range []struct {
-		name     string
-		min, max int64
-		set      func(int64)
-	}{
+	p.wholeNumbers(content.Attributes, []wholeNumber{
 		{"min_sat", 1, fsm.MaxPayoutAmountSat, func(v int64) { sc.MinSat = v }},
 		{"max_inputs", 1, fsm.MaxBatchInputs, func(v int64) { sc.MaxInputs = int(v) }},
-	} {
-		attr, ok := content.Attributes[n.name]
-		if !ok {
-			continue
-		}
-		var v int64
-		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() {
-			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be a whole number: %s", n.name, firstDetail(diags))
-			continue
-		}
-		if v < n.min || v > n.max {
-			p.errorf(attr.Expr.Range(), "invalid "+n.name, "%s must be between %d and %d, got %d", n.name, n.min, n.max, v)
-			continue
-		}
-		n.set(v)
-	}
+	})
 	pc.Sweep = sc
 }
 
@@ -377,15 +319,25 @@ func (p *configParser) parseSplit(block *hcl.Block, pc *PayoutsConfig) {
 		return
 	}
 	var sc SplitConfig
-	for _, n := range []struct {
-		name     string
-		min, max int64
-		set      func(int64)
-	}{
+	p.wholeNumbers(content.Attributes, []wholeNumber{
 		{"target_utxos", 2, fsm.MaxSplitOutputs, func(v int64) { sc.TargetUtxos = int(v) }},
 		{"min_sat", 1_000, fsm.MaxPayoutAmountSat, func(v int64) { sc.MinSat = v }},
-	} {
-		attr, ok := content.Attributes[n.name]
+	})
+	pc.Split = sc
+}
+
+// wholeNumber is an optional whole-number attribute of a block, its bounds and where it goes.
+type wholeNumber struct {
+	name     string
+	min, max int64
+	set      func(int64)
+}
+
+// wholeNumbers reads each attribute of ns present in attrs, refusing a value that is not a
+// whole number within its bounds.
+func (p *configParser) wholeNumbers(attrs hcl.Attributes, ns []wholeNumber) {
+	for _, n := range ns {
+		attr, ok := attrs[n.name]
 		if !ok {
 			continue
 		}
@@ -400,5 +352,4 @@ func (p *configParser) parseSplit(block *hcl.Block, pc *PayoutsConfig) {
 		}
 		n.set(v)
 	}
-	pc.Split = sc
 }

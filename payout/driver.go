@@ -343,15 +343,16 @@ func (d *Driver) plan(ctx context.Context, q node.PayoutQueueConfig, queued []*b
 func (d *Driver) commit(ctx context.Context, q node.PayoutQueueConfig, w *bankdv1.Wallet, batch []*bankdv1.Payout,
 	sel coinselect.Result, byID map[string]*bankdv1.Utxo) (*bankdv1.PayoutBatch, error) {
 	plan := &bankdv1.PayoutPlan{Queue: q.Name, WalletId: w.Id, ChangeSat: sel.Change, FeeRateSatKvb: d.rate(q)}
-	var inputs []*bankdv1.BatchInput
+	utxos := make([]*bankdv1.Utxo, 0, len(sel.Coins))
 	for _, c := range sel.Coins {
-		u := byID[c.ID]
-		ws, err := d.state.LookupAddress(u.Address)
-		if err != nil {
-			return nil, fmt.Errorf("UTXO %s: %w", c.ID, err)
-		}
-		plan.Inputs = append(plan.Inputs, u.Outpoint)
-		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+		utxos = append(utxos, byID[c.ID])
+	}
+	inputs, _, err := d.inputsOf(utxos)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range inputs {
+		plan.Inputs = append(plan.Inputs, in.Outpoint)
 	}
 	var outputs []*bankdv1.BatchOutput
 	for _, p := range batch {
@@ -426,17 +427,13 @@ func (d *Driver) maybeConsolidate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var in int64
-	var inputs []*bankdv1.BatchInput
 	plan := &bankdv1.PayoutPlan{Queue: fsm.ConsolidationQueue, WalletId: w.Id, FeeRateSatKvb: rate}
-	for _, u := range utxos {
-		ws, err := d.state.LookupAddress(u.Address)
-		if err != nil {
-			return fmt.Errorf("UTXO %s:%d: %w", u.Outpoint.Txid, u.Outpoint.Vout, err)
-		}
-		in += u.ValueSat
-		plan.Inputs = append(plan.Inputs, u.Outpoint)
-		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+	inputs, in, err := d.inputsOf(utxos)
+	if err != nil {
+		return err
+	}
+	for _, i := range inputs {
+		plan.Inputs = append(plan.Inputs, i.Outpoint)
 	}
 	fee := (fsm.PayoutTxVSize(len(inputs), [][]byte{script})*rate + 999) / 1000
 	// Consolidate only what it pays to: the merged coin must be worth several times the fee.
@@ -516,17 +513,13 @@ func (d *Driver) sweep(ctx context.Context, w, hot *bankdv1.Wallet, rate int64) 
 		return err
 	}
 	utxos = utxos[:min(len(utxos), d.cfg.Sweep.MaxInputs)]
-	var in int64
 	plan := &bankdv1.PayoutPlan{Queue: fsm.SweepQueue, WalletId: w.Id, ToWalletId: hot.Id, FeeRateSatKvb: rate}
-	var inputs []*bankdv1.BatchInput
-	for _, u := range utxos {
-		ws, err := d.state.LookupAddress(u.Address)
-		if err != nil {
-			return fmt.Errorf("UTXO %s:%d: %w", u.Outpoint.Txid, u.Outpoint.Vout, err)
-		}
-		in += u.ValueSat
-		plan.Inputs = append(plan.Inputs, u.Outpoint)
-		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+	inputs, in, err := d.inputsOf(utxos)
+	if err != nil {
+		return err
+	}
+	for _, i := range inputs {
+		plan.Inputs = append(plan.Inputs, i.Outpoint)
 	}
 	if len(inputs) == 0 || in < d.cfg.Sweep.MinSat {
 		return nil
@@ -583,7 +576,7 @@ func (d *Driver) maybeSplit(ctx context.Context) error {
 	if len(w.Branches) != 2 {
 		return fmt.Errorf("hot wallet %q has no change branch", w.Id)
 	}
-	ws, err := d.state.LookupAddress(largest.Address)
+	inputs, _, err := d.inputsOf([]*bankdv1.Utxo{largest})
 	if err != nil {
 		return err
 	}
@@ -623,7 +616,6 @@ func (d *Driver) maybeSplit(ctx context.Context) error {
 			plan.SplitSat = append(plan.SplitSat, each)
 		}
 	}
-	inputs := []*bankdv1.BatchInput{{Outpoint: largest.Outpoint, ValueSat: largest.ValueSat, Script: largest.Script, Branch: ws.Branch, Index: ws.Index}}
 	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, inputs, outputs); err != nil {
 		return fmt.Errorf("build psbt: %w", err)
 	}
@@ -635,6 +627,22 @@ func (d *Driver) maybeSplit(ctx context.Context) error {
 		d.log.Info("split planned", "batch", r.Batch.Id, "txid", r.Batch.Txid, "outputs", n, "each_sat", each, "fee_sat", r.Batch.FeeSat)
 	}
 	return nil
+}
+
+// inputsOf makes the batch inputs of UTXOs, with where their wallet derives each, and their
+// total.
+func (d *Driver) inputsOf(utxos []*bankdv1.Utxo) ([]*bankdv1.BatchInput, int64, error) {
+	inputs := make([]*bankdv1.BatchInput, 0, len(utxos))
+	var total int64
+	for _, u := range utxos {
+		ws, err := d.state.LookupAddress(u.Address)
+		if err != nil {
+			return nil, 0, fmt.Errorf("UTXO %s:%d: %w", u.Outpoint.Txid, u.Outpoint.Vout, err)
+		}
+		total += u.ValueSat
+		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script, Branch: ws.Branch, Index: ws.Index})
+	}
+	return inputs, total, nil
 }
 
 // forEachBatch calls fn for every batch in state, page by page.
