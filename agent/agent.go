@@ -148,6 +148,9 @@ func (a *Agent) wire() error {
 		return err
 	}
 	if payouts != nil {
+		if err := payouts.RegisterMetrics(api.Registry()); err != nil {
+			return err
+		}
 		if err := n.AddDriver(payouts); err != nil {
 			return err
 		}

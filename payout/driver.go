@@ -92,6 +92,7 @@ type Driver struct {
 	sent map[string]time.Time
 	// lastSweep is when this leader last looked for deposits to sweep.
 	lastSweep time.Time
+	metrics   *metrics
 }
 
 // New returns the driver of cfg's queues. chain may be nil when the cluster follows no chain
@@ -113,6 +114,7 @@ func New(cfg node.PayoutsConfig, network string, proposer Proposer, state State,
 		cfg: cfg, network: network, proposer: proposer, state: state, chain: chain,
 		log: opts.Logger.With("driver", "payouts"), opts: opts, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9a70)),
 		rates: map[string]int64{}, lastPlan: map[string]time.Time{}, flush: map[string]bool{}, sent: map[string]time.Time{},
+		metrics: newMetrics(),
 	}
 }
 
@@ -384,6 +386,7 @@ func (d *Driver) commit(ctx context.Context, q node.PayoutQueueConfig, w *bankdv
 	if !ok {
 		return nil, fmt.Errorf("plan: unexpected response %T", res)
 	}
+	d.metrics.planned.WithLabelValues(q.Name).Inc()
 	return r.Batch, nil
 }
 
@@ -448,6 +451,7 @@ func (d *Driver) maybeConsolidate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.metrics.planned.WithLabelValues(fsm.ConsolidationQueue).Inc()
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
 		d.log.Info("consolidation planned", "batch", r.Batch.Id, "txid", r.Batch.Txid, "inputs", len(inputs), "fee_sat", r.Batch.FeeSat, "fee_rate_sat_kvb", r.Batch.FeeRateSatKvb)
 	}
@@ -541,6 +545,7 @@ func (d *Driver) sweep(ctx context.Context, w, hot *bankdv1.Wallet, rate int64) 
 	if err != nil {
 		return err
 	}
+	d.metrics.planned.WithLabelValues(fsm.SweepQueue).Inc()
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
 		d.log.Info("sweep planned", "batch", r.Batch.Id, "from", w.Id, "to", hot.Id, "txid", r.Batch.Txid, "inputs", len(inputs), "sat", in, "fee_sat", r.Batch.FeeSat)
 	}
@@ -623,6 +628,7 @@ func (d *Driver) maybeSplit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.metrics.planned.WithLabelValues(fsm.SplitQueue).Inc()
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
 		d.log.Info("split planned", "batch", r.Batch.Id, "txid", r.Batch.Txid, "outputs", n, "each_sat", each, "fee_sat", r.Batch.FeeSat)
 	}
@@ -737,9 +743,11 @@ func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
 	d.sent[b.Id] = time.Now()
 	d.mu.Unlock()
 	if err != nil && !alreadyKnown(err) {
+		d.metrics.broadcasts.WithLabelValues("refused").Inc()
 		d.log.Warn("payout broadcast refused by the chain node", "batch", b.Id, "txid", b.Txid, "err", err)
 		return
 	}
+	d.metrics.broadcasts.WithLabelValues("ok").Inc()
 	d.log.Info("payout broadcast", "batch", b.Id, "txid", b.Txid)
 }
 
@@ -811,6 +819,7 @@ func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 		d.log.Warn("fee bump refused", "batch", b.Id, "err", err)
 		return
 	}
+	d.metrics.bumps.Inc()
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
 		d.log.Info("payout fee bumped", "batch", b.Id, "replacement", r.Batch.Id, "txid", r.Batch.Txid,
 			"fee_sat", r.Batch.FeeSat, "fee_rate_sat_kvb", r.Batch.FeeRateSatKvb, "unconfirmed_blocks", tip.Height-b.SignedAtHeight)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bankd/bankd/fsm"
@@ -119,6 +120,9 @@ func TestBroadcastSkipsWhatTheChainAlreadyShows(t *testing.T) {
 	if len(chain.sent) != 1 || chain.sent[0].TxHash() != tx.TxHash() {
 		t.Fatalf("sent %d transactions", len(chain.sent))
 	}
+	if got := testutil.ToFloat64(d.metrics.broadcasts.WithLabelValues("ok")); got != 1 {
+		t.Fatalf("bankd_payout_broadcasts_total{result=ok} = %v, want 1", got)
+	}
 	d2 := New(queues(), "regtest", nil, &batchesState{batch: &bankdv1.PayoutBatch{Id: "b1", State: bankdv1.BatchState_BATCH_STATE_SIGNED, Txid: tx.TxHash().String(), SignedTx: raw},
 		seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}, chain, Options{})
 	d2.broadcastSigned(context.Background())
@@ -198,6 +202,9 @@ func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
 	d.broadcastSigned(context.Background())
 	if len(p.plans) != 1 || p.typ[0] != bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP {
 		t.Fatalf("proposed %v", p.typ)
+	}
+	if got := testutil.ToFloat64(d.metrics.bumps); got != 1 {
+		t.Fatalf("bankd_payout_fee_bumps_total = %v, want 1", got)
 	}
 	plan := p.plans[0]
 	newFee := 500_000 - 20_000 - plan.ChangeSat
