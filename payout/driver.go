@@ -147,17 +147,20 @@ func (d *Driver) Policy(queue string, script []byte) (string, *bankdv1.PayoutQue
 	return q.Name, &bankdv1.PayoutQueuePolicy{FeeSat: fee, ApprovalThresholdSat: q.ApprovalThresholdSat}, nil
 }
 
-// Flush asks for a plan of queue at the next tick, whatever its trigger. It has effect on the
-// leader only.
-func (d *Driver) Flush(queue string) error {
+// Flush asks for a plan of queue ("" is the default one) at the next tick, whatever its
+// trigger, and returns the queue's name. It has effect on the leader only.
+func (d *Driver) Flush(queue string) (string, error) {
+	if !d.cfg.Enabled() {
+		return "", ErrNoPayouts
+	}
 	q, ok := d.cfg.Queue(queue)
 	if !ok {
-		return fmt.Errorf("%w: %q (cluster.hcl names %s)", ErrUnknownQueue, queue, d.queueNames())
+		return "", fmt.Errorf("%w: %q (cluster.hcl names %s)", ErrUnknownQueue, queue, d.queueNames())
 	}
 	d.mu.Lock()
 	d.flush[q.Name] = true
 	d.mu.Unlock()
-	return nil
+	return q.Name, nil
 }
 
 func (d *Driver) queueNames() string {

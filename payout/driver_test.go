@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
@@ -306,5 +307,31 @@ func TestTheHotWalletKeepsItsTargetNumberOfCoins(t *testing.T) {
 	cfg.Split.TargetUtxos = 2
 	if err := New(cfg, "regtest", p, st, &fakeChain{}, Options{}).maybeSplit(context.Background()); err != nil || len(p.plans) != 0 {
 		t.Fatalf("a split with enough coins: %v %v", p.plans, err)
+	}
+}
+
+func TestAManualQueueIsPlannedOnlyWhenFlushed(t *testing.T) {
+	s := newPlanState(t, 3, 2)
+	cfg := queues()
+	cfg.Queues[0].Trigger = node.TriggerManual
+	c := &capture{}
+	d := New(cfg, "regtest", c, s, nil, Options{})
+	q := cfg.Queues[0]
+	d.lastPlan[q.Name] = time.Now().Add(-time.Hour)
+	if err := d.maybePlan(context.Background(), q); err != nil || c.plan != nil {
+		t.Fatalf("a manual queue planned without a flush: %v %v", c.plan, err)
+	}
+	if _, err := d.Flush("nope"); !errors.Is(err, ErrUnknownQueue) {
+		t.Fatalf("flush of an unknown queue: %v", err)
+	}
+	if name, err := d.Flush(""); err != nil || name != "flat" {
+		t.Fatalf("flush of the default queue: %q %v", name, err)
+	}
+	if err := d.maybePlan(context.Background(), q); err != nil || c.plan == nil || len(c.plan.PayoutIds) != 2 {
+		t.Fatalf("a flushed manual queue: %v %v", c.plan, err)
+	}
+	c.plan = nil
+	if err := d.maybePlan(context.Background(), q); err != nil || c.plan != nil {
+		t.Fatalf("planned again without another flush: %v %v", c.plan, err)
 	}
 }

@@ -118,6 +118,7 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.PayoutServiceRejectPayoutProcedure:     scopeOperator,
 	bankdv1connect.PayoutServiceAbandonBatchProcedure:     scopeOperator,
 	bankdv1connect.PayoutServiceReconcileWalletsProcedure: scopeOperator,
+	bankdv1connect.PayoutServiceFlushQueueProcedure:       scopeOperator,
 	bankdv1connect.PayoutServiceSubmitSignatureProcedure:  scopeSigner,
 }
 

@@ -17,6 +17,7 @@ import (
 // stamped on a withdrawal request, and manual flushes of a queue.
 type Payouts interface {
 	Policy(queue string, script []byte) (string, *bankdv1.PayoutQueuePolicy, error)
+	Flush(queue string) (string, error)
 }
 
 // payoutService implements bankd.v1.PayoutService.
@@ -234,6 +235,26 @@ func truncateForError(s string) string {
 		return s[:80] + "..."
 	}
 	return s
+}
+
+// FlushQueue asks the leader's payout driver to plan a queue at its next tick (operator).
+func (p *payoutService) FlushQueue(ctx context.Context, req *connect.Request[bankdv1.FlushQueueRequest]) (*connect.Response[bankdv1.FlushQueueResponse], error) {
+	if q := req.Msg.GetQueue(); q != "" {
+		if fe := fsm.CheckPayoutQueue("queue", q); fe != nil {
+			return nil, fsmFieldError(fe, "", "")
+		}
+	}
+	drv, err := p.payouts()
+	if err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, p.s, req, func(ctx context.Context, m *bankdv1.FlushQueueRequest) (*bankdv1.FlushQueueResponse, error) {
+		queue, err := drv.Flush(m.Queue)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("queue: %w", err))
+		}
+		return &bankdv1.FlushQueueResponse{Queue: queue}, nil
+	})
 }
 
 // ReconcileWallets compares the bank's wallets with their books and its customer liabilities

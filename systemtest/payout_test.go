@@ -68,6 +68,10 @@ payouts {
     fee_sat                = 1000
     approval_threshold_sat = 1000000
   }
+  queue "manual" {
+    trigger = "manual"
+    fee_sat = 200
+  }
   queue "slow" {
     trigger           = "count"
     count             = 1
@@ -1047,4 +1051,41 @@ func TestTheHotWalletIsSplitIntoItsTargetNumberOfCoins(t *testing.T) {
 		t.Fatalf("%d batches, want the one split (four coins meet the target)", n)
 	}
 	requireSameStateHash(t, r.c)
+}
+
+// TestAManualQueueWaitsForAFlush: a withdrawal in a manual queue stays QUEUED until an operator
+// flushes the queue (a write token may not), then it is planned, signed and paid.
+func TestAManualQueueWaitsForAFlush(t *testing.T) {
+	r := newPayoutRig(t, 100, 1, 1_000_000)
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	createAccount(t, cl, "alice", liability, true)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 500_000)})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+		Id: "m-1", AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 25_000, Queue: "manual"})); err != nil {
+		t.Fatal(err)
+	}
+	r.startSigner(followerOf(r.c, -1))
+	// Several of the leader's ticks pass: nothing is planned.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if b := r.batches(); len(b) != 0 {
+			t.Fatalf("a manual queue was planned without a flush: %v", b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := r.any(testcluster.ClientToken).Payout.FlushQueue(r.ctx, connect.NewRequest(&bankdv1.FlushQueueRequest{Queue: "manual"})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("a write token flushing: %v, want permission_denied", err)
+	}
+	if _, err := r.any(testcluster.OperatorToken).Payout.FlushQueue(r.ctx, connect.NewRequest(&bankdv1.FlushQueueRequest{Queue: "nope"})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("flushing an unknown queue: %v, want invalid_argument", err)
+	}
+	res, err := r.any(testcluster.OperatorToken).Payout.FlushQueue(r.ctx, connect.NewRequest(&bankdv1.FlushQueueRequest{Queue: "manual"}))
+	if err != nil || res.Msg.Queue != "manual" {
+		t.Fatalf("flush: %v %v", res, err)
+	}
+	r.mineUntilPaid(1)
+	r.checkBooks(map[string]int64{"alice": 500_000})
 }

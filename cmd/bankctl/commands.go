@@ -84,6 +84,7 @@ func commands() []command {
 		{path: "payout batch", args: "ID", summary: "show a payout transaction: inputs, outputs, fee, signer", setup: payoutBatch},
 		{path: "payout psbt", args: "ID [-out FILE]", summary: "export a batch's unsigned PSBT as base64 for a manual signer, to stdout or a new file (mode 0600); -o does not apply", setup: payoutPSBT},
 		{path: "payout sign-import", args: "ID FILE", summary: "submit a PSBT signed elsewhere (base64 or binary) for a planned batch; signer", setup: payoutSignImport},
+		{path: "payout flush", args: "[QUEUE]", summary: "plan the queue's next transaction now, whatever its trigger (how a manual queue is planned); operator", setup: payoutFlush},
 		{path: "payout reconcile", args: "", summary: "the bank's wallets against their books, and customer liabilities against assets; exits 1 on a settled difference; operator", setup: payoutReconcile},
 		{path: "payout abandon", args: "ID -reason R", summary: "give up a batch that is not yet signed: its inputs are released and its withdrawals queued again; operator", setup: payoutAbandon},
 		{path: "watch", args: "[-from N] [-count N]", summary: "stream events; reconnects and resumes after a disconnect", setup: watch},

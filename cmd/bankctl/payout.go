@@ -635,3 +635,30 @@ func payoutReconcile(a *app, _ *flag.FlagSet) func(context.Context, []string) er
 		return nil
 	}
 }
+
+func payoutFlush(a *app, _ *flag.FlagSet) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 1 {
+			return usageErrorf("want [QUEUE], got %d arguments", len(args))
+		}
+		req := &bankdv1.FlushQueueRequest{}
+		if len(args) == 1 {
+			req.Queue = args[0]
+		}
+		res, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.FlushQueueResponse, error) {
+			r, err := c.payout.FlushQueue(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return r.Msg, nil
+		})
+		if err != nil {
+			return err
+		}
+		if a.json() {
+			return a.printJSON(res)
+		}
+		fmt.Fprintf(a.stdout, "queue %s will be planned at the leader's next tick\n", res.Queue)
+		return nil
+	}
+}

@@ -2269,6 +2269,96 @@ func (x *Solvency) GetSurplusSat() int64 {
 	return 0
 }
 
+type FlushQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the default queue.
+	Queue         string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushQueueRequest) Reset() {
+	*x = FlushQueueRequest{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushQueueRequest) ProtoMessage() {}
+
+func (x *FlushQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushQueueRequest.ProtoReflect.Descriptor instead.
+func (*FlushQueueRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FlushQueueRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+type FlushQueueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue that will be planned at the leader's next tick.
+	Queue         string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushQueueResponse) Reset() {
+	*x = FlushQueueResponse{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushQueueResponse) ProtoMessage() {}
+
+func (x *FlushQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushQueueResponse.ProtoReflect.Descriptor instead.
+func (*FlushQueueResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FlushQueueResponse) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
 type ReconcileWalletsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Consistency   ReadConsistency        `protobuf:"varint,1,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
@@ -2278,7 +2368,7 @@ type ReconcileWalletsRequest struct {
 
 func (x *ReconcileWalletsRequest) Reset() {
 	*x = ReconcileWalletsRequest{}
-	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	mi := &file_bankd_v1_payout_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2380,7 @@ func (x *ReconcileWalletsRequest) String() string {
 func (*ReconcileWalletsRequest) ProtoMessage() {}
 
 func (x *ReconcileWalletsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	mi := &file_bankd_v1_payout_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2393,7 @@ func (x *ReconcileWalletsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileWalletsRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileWalletsRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{28}
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReconcileWalletsRequest) GetConsistency() ReadConsistency {
@@ -2324,7 +2414,7 @@ type ReconcileWalletsResponse struct {
 
 func (x *ReconcileWalletsResponse) Reset() {
 	*x = ReconcileWalletsResponse{}
-	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	mi := &file_bankd_v1_payout_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2426,7 @@ func (x *ReconcileWalletsResponse) String() string {
 func (*ReconcileWalletsResponse) ProtoMessage() {}
 
 func (x *ReconcileWalletsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	mi := &file_bankd_v1_payout_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2439,7 @@ func (x *ReconcileWalletsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileWalletsResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileWalletsResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{29}
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReconcileWalletsResponse) GetWallets() []*WalletReconciliation {
@@ -2555,7 +2645,11 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\n" +
 	"assets_sat\x18\x05 \x01(\x03R\tassetsSat\x12\x1f\n" +
 	"\vsurplus_sat\x18\x06 \x01(\x03R\n" +
-	"surplusSat\"V\n" +
+	"surplusSat\")\n" +
+	"\x11FlushQueueRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"*\n" +
+	"\x12FlushQueueResponse\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"V\n" +
 	"\x17ReconcileWalletsRequest\x12;\n" +
 	"\vconsistency\x18\x01 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"\xac\x01\n" +
 	"\x18ReconcileWalletsResponse\x128\n" +
@@ -2579,7 +2673,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x15BATCH_STATE_CONFIRMED\x10\x03\x12\x15\n" +
 	"\x11BATCH_STATE_FINAL\x10\x04\x12\x19\n" +
 	"\x15BATCH_STATE_ABANDONED\x10\x05\x12\x18\n" +
-	"\x14BATCH_STATE_REPLACED\x10\x062\xbb\a\n" +
+	"\x14BATCH_STATE_REPLACED\x10\x062\x84\b\n" +
 	"\rPayoutService\x12P\n" +
 	"\rRequestPayout\x12\x1e.bankd.v1.RequestPayoutRequest\x1a\x1f.bankd.v1.RequestPayoutResponse\x12I\n" +
 	"\tGetPayout\x12\x1a.bankd.v1.GetPayoutRequest\x1a\x1b.bankd.v1.GetPayoutResponse\"\x03\x90\x02\x01\x12O\n" +
@@ -2590,7 +2684,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\bGetBatch\x12\x1f.bankd.v1.GetPayoutBatchRequest\x1a .bankd.v1.GetPayoutBatchResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\vListBatches\x12\".bankd.v1.ListPayoutBatchesRequest\x1a#.bankd.v1.ListPayoutBatchesResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\x0fSubmitSignature\x12&.bankd.v1.SubmitPayoutSignatureRequest\x1a'.bankd.v1.SubmitPayoutSignatureResponse\x12Y\n" +
-	"\fAbandonBatch\x12#.bankd.v1.AbandonPayoutBatchRequest\x1a$.bankd.v1.AbandonPayoutBatchResponse\x12^\n" +
+	"\fAbandonBatch\x12#.bankd.v1.AbandonPayoutBatchRequest\x1a$.bankd.v1.AbandonPayoutBatchResponse\x12G\n" +
+	"\n" +
+	"FlushQueue\x12\x1b.bankd.v1.FlushQueueRequest\x1a\x1c.bankd.v1.FlushQueueResponse\x12^\n" +
 	"\x10ReconcileWallets\x12!.bankd.v1.ReconcileWalletsRequest\x1a\".bankd.v1.ReconcileWalletsResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
@@ -2606,7 +2702,7 @@ func file_bankd_v1_payout_proto_rawDescGZIP() []byte {
 }
 
 var file_bankd_v1_payout_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_bankd_v1_payout_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_bankd_v1_payout_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_bankd_v1_payout_proto_goTypes = []any{
 	(PayoutState)(0),                      // 0: bankd.v1.PayoutState
 	(BatchState)(0),                       // 1: bankd.v1.BatchState
@@ -2638,48 +2734,50 @@ var file_bankd_v1_payout_proto_goTypes = []any{
 	(*ListPayoutBatchesResponse)(nil),     // 27: bankd.v1.ListPayoutBatchesResponse
 	(*WalletReconciliation)(nil),          // 28: bankd.v1.WalletReconciliation
 	(*Solvency)(nil),                      // 29: bankd.v1.Solvency
-	(*ReconcileWalletsRequest)(nil),       // 30: bankd.v1.ReconcileWalletsRequest
-	(*ReconcileWalletsResponse)(nil),      // 31: bankd.v1.ReconcileWalletsResponse
-	(ReadConsistency)(0),                  // 32: bankd.v1.ReadConsistency
-	(*ReadMeta)(nil),                      // 33: bankd.v1.ReadMeta
-	(*Outpoint)(nil),                      // 34: bankd.v1.Outpoint
-	(WalletKind)(0),                       // 35: bankd.v1.WalletKind
+	(*FlushQueueRequest)(nil),             // 30: bankd.v1.FlushQueueRequest
+	(*FlushQueueResponse)(nil),            // 31: bankd.v1.FlushQueueResponse
+	(*ReconcileWalletsRequest)(nil),       // 32: bankd.v1.ReconcileWalletsRequest
+	(*ReconcileWalletsResponse)(nil),      // 33: bankd.v1.ReconcileWalletsResponse
+	(ReadConsistency)(0),                  // 34: bankd.v1.ReadConsistency
+	(*ReadMeta)(nil),                      // 35: bankd.v1.ReadMeta
+	(*Outpoint)(nil),                      // 36: bankd.v1.Outpoint
+	(WalletKind)(0),                       // 37: bankd.v1.WalletKind
 }
 var file_bankd_v1_payout_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.Payout.state:type_name -> bankd.v1.PayoutState
 	2,  // 1: bankd.v1.RequestPayoutResponse.payout:type_name -> bankd.v1.Payout
 	4,  // 2: bankd.v1.PayoutRequestCommand.request:type_name -> bankd.v1.RequestPayoutRequest
 	3,  // 3: bankd.v1.PayoutRequestCommand.policy:type_name -> bankd.v1.PayoutQueuePolicy
-	32, // 4: bankd.v1.GetPayoutRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	34, // 4: bankd.v1.GetPayoutRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	2,  // 5: bankd.v1.GetPayoutResponse.payout:type_name -> bankd.v1.Payout
 	17, // 6: bankd.v1.GetPayoutResponse.batch:type_name -> bankd.v1.PayoutBatch
-	33, // 7: bankd.v1.GetPayoutResponse.meta:type_name -> bankd.v1.ReadMeta
+	35, // 7: bankd.v1.GetPayoutResponse.meta:type_name -> bankd.v1.ReadMeta
 	0,  // 8: bankd.v1.ListPayoutsRequest.state:type_name -> bankd.v1.PayoutState
-	32, // 9: bankd.v1.ListPayoutsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	34, // 9: bankd.v1.ListPayoutsRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	2,  // 10: bankd.v1.ListPayoutsResponse.payouts:type_name -> bankd.v1.Payout
-	33, // 11: bankd.v1.ListPayoutsResponse.meta:type_name -> bankd.v1.ReadMeta
+	35, // 11: bankd.v1.ListPayoutsResponse.meta:type_name -> bankd.v1.ReadMeta
 	2,  // 12: bankd.v1.CancelPayoutResponse.payout:type_name -> bankd.v1.Payout
 	2,  // 13: bankd.v1.DecidePayoutResponse.payout:type_name -> bankd.v1.Payout
-	34, // 14: bankd.v1.BatchInput.outpoint:type_name -> bankd.v1.Outpoint
+	36, // 14: bankd.v1.BatchInput.outpoint:type_name -> bankd.v1.Outpoint
 	1,  // 15: bankd.v1.PayoutBatch.state:type_name -> bankd.v1.BatchState
 	15, // 16: bankd.v1.PayoutBatch.inputs:type_name -> bankd.v1.BatchInput
 	16, // 17: bankd.v1.PayoutBatch.outputs:type_name -> bankd.v1.BatchOutput
-	34, // 18: bankd.v1.PayoutPlan.inputs:type_name -> bankd.v1.Outpoint
+	36, // 18: bankd.v1.PayoutPlan.inputs:type_name -> bankd.v1.Outpoint
 	17, // 19: bankd.v1.PayoutPlanResponse.batch:type_name -> bankd.v1.PayoutBatch
 	17, // 20: bankd.v1.SubmitPayoutSignatureResponse.batch:type_name -> bankd.v1.PayoutBatch
 	17, // 21: bankd.v1.AbandonPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
-	32, // 22: bankd.v1.GetPayoutBatchRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	34, // 22: bankd.v1.GetPayoutBatchRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	17, // 23: bankd.v1.GetPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
-	33, // 24: bankd.v1.GetPayoutBatchResponse.meta:type_name -> bankd.v1.ReadMeta
+	35, // 24: bankd.v1.GetPayoutBatchResponse.meta:type_name -> bankd.v1.ReadMeta
 	1,  // 25: bankd.v1.ListPayoutBatchesRequest.state:type_name -> bankd.v1.BatchState
-	32, // 26: bankd.v1.ListPayoutBatchesRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	34, // 26: bankd.v1.ListPayoutBatchesRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	17, // 27: bankd.v1.ListPayoutBatchesResponse.batches:type_name -> bankd.v1.PayoutBatch
-	33, // 28: bankd.v1.ListPayoutBatchesResponse.meta:type_name -> bankd.v1.ReadMeta
-	35, // 29: bankd.v1.WalletReconciliation.kind:type_name -> bankd.v1.WalletKind
-	32, // 30: bankd.v1.ReconcileWalletsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	35, // 28: bankd.v1.ListPayoutBatchesResponse.meta:type_name -> bankd.v1.ReadMeta
+	37, // 29: bankd.v1.WalletReconciliation.kind:type_name -> bankd.v1.WalletKind
+	34, // 30: bankd.v1.ReconcileWalletsRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	28, // 31: bankd.v1.ReconcileWalletsResponse.wallets:type_name -> bankd.v1.WalletReconciliation
 	29, // 32: bankd.v1.ReconcileWalletsResponse.solvency:type_name -> bankd.v1.Solvency
-	33, // 33: bankd.v1.ReconcileWalletsResponse.meta:type_name -> bankd.v1.ReadMeta
+	35, // 33: bankd.v1.ReconcileWalletsResponse.meta:type_name -> bankd.v1.ReadMeta
 	4,  // 34: bankd.v1.PayoutService.RequestPayout:input_type -> bankd.v1.RequestPayoutRequest
 	7,  // 35: bankd.v1.PayoutService.GetPayout:input_type -> bankd.v1.GetPayoutRequest
 	9,  // 36: bankd.v1.PayoutService.ListPayouts:input_type -> bankd.v1.ListPayoutsRequest
@@ -2690,20 +2788,22 @@ var file_bankd_v1_payout_proto_depIdxs = []int32{
 	26, // 41: bankd.v1.PayoutService.ListBatches:input_type -> bankd.v1.ListPayoutBatchesRequest
 	20, // 42: bankd.v1.PayoutService.SubmitSignature:input_type -> bankd.v1.SubmitPayoutSignatureRequest
 	22, // 43: bankd.v1.PayoutService.AbandonBatch:input_type -> bankd.v1.AbandonPayoutBatchRequest
-	30, // 44: bankd.v1.PayoutService.ReconcileWallets:input_type -> bankd.v1.ReconcileWalletsRequest
-	5,  // 45: bankd.v1.PayoutService.RequestPayout:output_type -> bankd.v1.RequestPayoutResponse
-	8,  // 46: bankd.v1.PayoutService.GetPayout:output_type -> bankd.v1.GetPayoutResponse
-	10, // 47: bankd.v1.PayoutService.ListPayouts:output_type -> bankd.v1.ListPayoutsResponse
-	12, // 48: bankd.v1.PayoutService.CancelPayout:output_type -> bankd.v1.CancelPayoutResponse
-	14, // 49: bankd.v1.PayoutService.ApprovePayout:output_type -> bankd.v1.DecidePayoutResponse
-	14, // 50: bankd.v1.PayoutService.RejectPayout:output_type -> bankd.v1.DecidePayoutResponse
-	25, // 51: bankd.v1.PayoutService.GetBatch:output_type -> bankd.v1.GetPayoutBatchResponse
-	27, // 52: bankd.v1.PayoutService.ListBatches:output_type -> bankd.v1.ListPayoutBatchesResponse
-	21, // 53: bankd.v1.PayoutService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
-	23, // 54: bankd.v1.PayoutService.AbandonBatch:output_type -> bankd.v1.AbandonPayoutBatchResponse
-	31, // 55: bankd.v1.PayoutService.ReconcileWallets:output_type -> bankd.v1.ReconcileWalletsResponse
-	45, // [45:56] is the sub-list for method output_type
-	34, // [34:45] is the sub-list for method input_type
+	30, // 44: bankd.v1.PayoutService.FlushQueue:input_type -> bankd.v1.FlushQueueRequest
+	32, // 45: bankd.v1.PayoutService.ReconcileWallets:input_type -> bankd.v1.ReconcileWalletsRequest
+	5,  // 46: bankd.v1.PayoutService.RequestPayout:output_type -> bankd.v1.RequestPayoutResponse
+	8,  // 47: bankd.v1.PayoutService.GetPayout:output_type -> bankd.v1.GetPayoutResponse
+	10, // 48: bankd.v1.PayoutService.ListPayouts:output_type -> bankd.v1.ListPayoutsResponse
+	12, // 49: bankd.v1.PayoutService.CancelPayout:output_type -> bankd.v1.CancelPayoutResponse
+	14, // 50: bankd.v1.PayoutService.ApprovePayout:output_type -> bankd.v1.DecidePayoutResponse
+	14, // 51: bankd.v1.PayoutService.RejectPayout:output_type -> bankd.v1.DecidePayoutResponse
+	25, // 52: bankd.v1.PayoutService.GetBatch:output_type -> bankd.v1.GetPayoutBatchResponse
+	27, // 53: bankd.v1.PayoutService.ListBatches:output_type -> bankd.v1.ListPayoutBatchesResponse
+	21, // 54: bankd.v1.PayoutService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
+	23, // 55: bankd.v1.PayoutService.AbandonBatch:output_type -> bankd.v1.AbandonPayoutBatchResponse
+	31, // 56: bankd.v1.PayoutService.FlushQueue:output_type -> bankd.v1.FlushQueueResponse
+	33, // 57: bankd.v1.PayoutService.ReconcileWallets:output_type -> bankd.v1.ReconcileWalletsResponse
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
 	34, // [34:34] is the sub-list for extension type_name
 	34, // [34:34] is the sub-list for extension extendee
 	0,  // [0:34] is the sub-list for field type_name
@@ -2723,7 +2823,7 @@ func file_bankd_v1_payout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_payout_proto_rawDesc), len(file_bankd_v1_payout_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -61,6 +61,9 @@ const (
 	// PayoutServiceAbandonBatchProcedure is the fully-qualified name of the PayoutService's
 	// AbandonBatch RPC.
 	PayoutServiceAbandonBatchProcedure = "/bankd.v1.PayoutService/AbandonBatch"
+	// PayoutServiceFlushQueueProcedure is the fully-qualified name of the PayoutService's FlushQueue
+	// RPC.
+	PayoutServiceFlushQueueProcedure = "/bankd.v1.PayoutService/FlushQueue"
 	// PayoutServiceReconcileWalletsProcedure is the fully-qualified name of the PayoutService's
 	// ReconcileWallets RPC.
 	PayoutServiceReconcileWalletsProcedure = "/bankd.v1.PayoutService/ReconcileWallets"
@@ -80,6 +83,9 @@ type PayoutServiceClient interface {
 	// A signer (signerd, or an operator importing a PSBT signed elsewhere) delivers a signature.
 	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 	AbandonBatch(context.Context, *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error)
+	// Plan the queue's next transaction at the leader's next tick, whatever its trigger (the
+	// only way a manual queue is planned).
+	FlushQueue(context.Context, *connect.Request[bankdv1.FlushQueueRequest]) (*connect.Response[bankdv1.FlushQueueResponse], error)
 	// The bank's wallets against their books, and customer liabilities against assets.
 	ReconcileWallets(context.Context, *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error)
 }
@@ -159,6 +165,12 @@ func NewPayoutServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(payoutServiceMethods.ByName("AbandonBatch")),
 			connect.WithClientOptions(opts...),
 		),
+		flushQueue: connect.NewClient[bankdv1.FlushQueueRequest, bankdv1.FlushQueueResponse](
+			httpClient,
+			baseURL+PayoutServiceFlushQueueProcedure,
+			connect.WithSchema(payoutServiceMethods.ByName("FlushQueue")),
+			connect.WithClientOptions(opts...),
+		),
 		reconcileWallets: connect.NewClient[bankdv1.ReconcileWalletsRequest, bankdv1.ReconcileWalletsResponse](
 			httpClient,
 			baseURL+PayoutServiceReconcileWalletsProcedure,
@@ -181,6 +193,7 @@ type payoutServiceClient struct {
 	listBatches      *connect.Client[bankdv1.ListPayoutBatchesRequest, bankdv1.ListPayoutBatchesResponse]
 	submitSignature  *connect.Client[bankdv1.SubmitPayoutSignatureRequest, bankdv1.SubmitPayoutSignatureResponse]
 	abandonBatch     *connect.Client[bankdv1.AbandonPayoutBatchRequest, bankdv1.AbandonPayoutBatchResponse]
+	flushQueue       *connect.Client[bankdv1.FlushQueueRequest, bankdv1.FlushQueueResponse]
 	reconcileWallets *connect.Client[bankdv1.ReconcileWalletsRequest, bankdv1.ReconcileWalletsResponse]
 }
 
@@ -234,6 +247,11 @@ func (c *payoutServiceClient) AbandonBatch(ctx context.Context, req *connect.Req
 	return c.abandonBatch.CallUnary(ctx, req)
 }
 
+// FlushQueue calls bankd.v1.PayoutService.FlushQueue.
+func (c *payoutServiceClient) FlushQueue(ctx context.Context, req *connect.Request[bankdv1.FlushQueueRequest]) (*connect.Response[bankdv1.FlushQueueResponse], error) {
+	return c.flushQueue.CallUnary(ctx, req)
+}
+
 // ReconcileWallets calls bankd.v1.PayoutService.ReconcileWallets.
 func (c *payoutServiceClient) ReconcileWallets(ctx context.Context, req *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error) {
 	return c.reconcileWallets.CallUnary(ctx, req)
@@ -253,6 +271,9 @@ type PayoutServiceHandler interface {
 	// A signer (signerd, or an operator importing a PSBT signed elsewhere) delivers a signature.
 	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 	AbandonBatch(context.Context, *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error)
+	// Plan the queue's next transaction at the leader's next tick, whatever its trigger (the
+	// only way a manual queue is planned).
+	FlushQueue(context.Context, *connect.Request[bankdv1.FlushQueueRequest]) (*connect.Response[bankdv1.FlushQueueResponse], error)
 	// The bank's wallets against their books, and customer liabilities against assets.
 	ReconcileWallets(context.Context, *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error)
 }
@@ -328,6 +349,12 @@ func NewPayoutServiceHandler(svc PayoutServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(payoutServiceMethods.ByName("AbandonBatch")),
 		connect.WithHandlerOptions(opts...),
 	)
+	payoutServiceFlushQueueHandler := connect.NewUnaryHandler(
+		PayoutServiceFlushQueueProcedure,
+		svc.FlushQueue,
+		connect.WithSchema(payoutServiceMethods.ByName("FlushQueue")),
+		connect.WithHandlerOptions(opts...),
+	)
 	payoutServiceReconcileWalletsHandler := connect.NewUnaryHandler(
 		PayoutServiceReconcileWalletsProcedure,
 		svc.ReconcileWallets,
@@ -357,6 +384,8 @@ func NewPayoutServiceHandler(svc PayoutServiceHandler, opts ...connect.HandlerOp
 			payoutServiceSubmitSignatureHandler.ServeHTTP(w, r)
 		case PayoutServiceAbandonBatchProcedure:
 			payoutServiceAbandonBatchHandler.ServeHTTP(w, r)
+		case PayoutServiceFlushQueueProcedure:
+			payoutServiceFlushQueueHandler.ServeHTTP(w, r)
 		case PayoutServiceReconcileWalletsProcedure:
 			payoutServiceReconcileWalletsHandler.ServeHTTP(w, r)
 		default:
@@ -406,6 +435,10 @@ func (UnimplementedPayoutServiceHandler) SubmitSignature(context.Context, *conne
 
 func (UnimplementedPayoutServiceHandler) AbandonBatch(context.Context, *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.PayoutService.AbandonBatch is not implemented"))
+}
+
+func (UnimplementedPayoutServiceHandler) FlushQueue(context.Context, *connect.Request[bankdv1.FlushQueueRequest]) (*connect.Response[bankdv1.FlushQueueResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.PayoutService.FlushQueue is not implemented"))
 }
 
 func (UnimplementedPayoutServiceHandler) ReconcileWallets(context.Context, *connect.Request[bankdv1.ReconcileWalletsRequest]) (*connect.Response[bankdv1.ReconcileWalletsResponse], error) {
