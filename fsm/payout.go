@@ -226,11 +226,19 @@ func (a *applier) savePayout(tx *txn, p *bankdv1.Payout) error {
 	return putProto(tx, payoutKey(p.Index), p)
 }
 
-func loadBatch(tx *txn, field, id string) (*bankdv1.PayoutBatch, error) {
-	index, ok := ParseBatchID(id)
-	if !ok {
-		return nil, invalid("%s: %q is not a batch id (b<index>)", field, truncate(id))
+// CheckBatchID checks the form of a batch id, b<index>.
+func CheckBatchID(field, id string) *Error {
+	if _, ok := ParseBatchID(id); !ok {
+		return invalid("%s: %q is not a batch id (b<index>)", field, truncate(id))
 	}
+	return nil
+}
+
+func loadBatch(tx *txn, field, id string) (*bankdv1.PayoutBatch, error) {
+	if err := CheckBatchID(field, id); err != nil {
+		return nil, err
+	}
+	index, _ := ParseBatchID(id)
 	b := &bankdv1.PayoutBatch{}
 	found, err := getProto(tx, batchKey(index), b)
 	if err != nil {
@@ -853,8 +861,8 @@ func sameTx(x, y *wire.MsgTx) bool {
 
 // ValidateSubmitPayoutSignature checks a signature submission's shape.
 func ValidateSubmitPayoutSignature(req *bankdv1.SubmitPayoutSignatureRequest) *Error {
-	if _, ok := ParseBatchID(req.GetBatchId()); !ok {
-		return invalid("batch_id: %q is not a batch id (b<index>)", truncate(req.GetBatchId()))
+	if err := CheckBatchID("batch_id", req.GetBatchId()); err != nil {
+		return err
 	}
 	if len(req.GetPsbt()) == 0 {
 		return invalid("psbt: required")

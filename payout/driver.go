@@ -407,13 +407,8 @@ func (d *Driver) maybeConsolidate(ctx context.Context) error {
 		return nil
 	}
 	inFlight := false
-	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
-		if err := d.forEachBatch(state, func(b *bankdv1.PayoutBatch) { inFlight = inFlight || b.Queue == fsm.ConsolidationQueue }); err != nil {
-			return err
-		}
-	}
-	if inFlight {
-		return nil
+	if err := d.forEachUnsettled(func(b *bankdv1.PayoutBatch) { inFlight = inFlight || b.Queue == fsm.ConsolidationQueue }); err != nil || inFlight {
+		return err
 	}
 	utxos, err := d.state.SpendableUtxos(d.cfg.Wallet)
 	if err != nil || len(utxos) < c.MinUtxos {
@@ -471,14 +466,8 @@ func (d *Driver) maybeSweep(ctx context.Context) error {
 	}
 	d.lastSweep = time.Now()
 	busy := map[string]bool{}
-	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
-		if err := d.forEachBatch(state, func(b *bankdv1.PayoutBatch) {
-			if b.ToWalletId != "" {
-				busy[b.WalletId] = true
-			}
-		}); err != nil {
-			return err
-		}
+	if err := d.forEachUnsettled(func(b *bankdv1.PayoutBatch) { busy[b.WalletId] = busy[b.WalletId] || b.ToWalletId != "" }); err != nil {
+		return err
 	}
 	hot, err := d.state.Wallet(d.cfg.Wallet)
 	if err != nil {
@@ -564,13 +553,8 @@ func (d *Driver) maybeSplit(ctx context.Context) error {
 		return nil
 	}
 	inFlight := false
-	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
-		if err := d.forEachBatch(state, func(b *bankdv1.PayoutBatch) { inFlight = inFlight || b.Queue == fsm.SplitQueue }); err != nil {
-			return err
-		}
-	}
-	if inFlight {
-		return nil
+	if err := d.forEachUnsettled(func(b *bankdv1.PayoutBatch) { inFlight = inFlight || b.Queue == fsm.SplitQueue }); err != nil || inFlight {
+		return err
 	}
 	utxos, err := d.state.SpendableUtxos(d.cfg.Wallet)
 	if err != nil || len(utxos) == 0 || len(utxos) >= sc.TargetUtxos {
@@ -654,6 +638,17 @@ func (d *Driver) inputsOf(utxos []*bankdv1.Utxo) ([]*bankdv1.BatchInput, int64, 
 	return inputs, total, nil
 }
 
+// forEachUnsettled calls fn for every batch that may still confirm or be signed: PLANNED,
+// SIGNED or CONFIRMED.
+func (d *Driver) forEachUnsettled(fn func(*bankdv1.PayoutBatch)) error {
+	for _, state := range []bankdv1.BatchState{bankdv1.BatchState_BATCH_STATE_PLANNED, bankdv1.BatchState_BATCH_STATE_SIGNED, bankdv1.BatchState_BATCH_STATE_CONFIRMED} {
+		if err := d.forEachBatch(state, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // forEachBatch calls fn for every batch in state, page by page.
 func (d *Driver) forEachBatch(state bankdv1.BatchState, fn func(*bankdv1.PayoutBatch)) error {
 	token := ""
@@ -697,21 +692,7 @@ func (d *Driver) broadcastSigned(ctx context.Context) error {
 	if d.chain == nil {
 		return nil
 	}
-	token := ""
-	for range 1000 {
-		batches, next, err := d.state.ListPayoutBatches(bankdv1.BatchState_BATCH_STATE_SIGNED, token, fsm.MaxPageSize)
-		if err != nil {
-			return err
-		}
-		for _, b := range batches {
-			d.maybeBroadcast(ctx, b)
-		}
-		if next == "" {
-			return nil
-		}
-		token = next
-	}
-	return nil
+	return d.forEachBatch(bankdv1.BatchState_BATCH_STATE_SIGNED, func(b *bankdv1.PayoutBatch) { d.maybeBroadcast(ctx, b) })
 }
 
 func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {

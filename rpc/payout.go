@@ -156,8 +156,8 @@ func (p *payoutService) decide(ctx context.Context, req *connect.Request[bankdv1
 }
 
 func (p *payoutService) GetBatch(ctx context.Context, req *connect.Request[bankdv1.GetPayoutBatchRequest]) (*connect.Response[bankdv1.GetPayoutBatchResponse], error) {
-	if _, ok := fsm.ParseBatchID(req.Msg.GetBatchId()); !ok {
-		return nil, invalidArgument("batch_id", "%q is not a batch id (b<index>)", truncateForError(req.Msg.GetBatchId()))
+	if fe := fsm.CheckBatchID("batch_id", req.Msg.GetBatchId()); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
 	}
 	if err := checkConsistency(req.Msg.GetConsistency()); err != nil {
 		return nil, err
@@ -219,8 +219,8 @@ func (p *payoutService) SubmitSignature(ctx context.Context, req *connect.Reques
 }
 
 func (p *payoutService) AbandonBatch(ctx context.Context, req *connect.Request[bankdv1.AbandonPayoutBatchRequest]) (*connect.Response[bankdv1.AbandonPayoutBatchResponse], error) {
-	if _, ok := fsm.ParseBatchID(req.Msg.GetBatchId()); !ok {
-		return nil, invalidArgument("batch_id", "%q is not a batch id (b<index>)", truncateForError(req.Msg.GetBatchId()))
+	if fe := fsm.CheckBatchID("batch_id", req.Msg.GetBatchId()); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
 	}
 	if req.Msg.GetReason() == "" || len(req.Msg.GetReason()) > fsm.MaxPayoutReasonLen {
 		return nil, invalidArgument("reason", "required, at most %d bytes", fsm.MaxPayoutReasonLen)
@@ -228,13 +228,6 @@ func (p *payoutService) AbandonBatch(ctx context.Context, req *connect.Request[b
 	return onLeader(ctx, p.s, req, func(ctx context.Context, m *bankdv1.AbandonPayoutBatchRequest) (*bankdv1.AbandonPayoutBatchResponse, error) {
 		return apply[*bankdv1.AbandonPayoutBatchResponse](ctx, p.s, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON, m, nil)
 	})
-}
-
-func truncateForError(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }
 
 // FlushQueue asks the leader's payout driver to plan a queue at its next tick (operator).
