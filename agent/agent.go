@@ -199,7 +199,8 @@ func (a *Agent) newPayoutDriver() (*payout.Driver, error) {
 		}
 		chain = client
 	}
-	return payout.New(a.cfg.Payouts, a.cfg.Chain.Network, a.node, a.node.FSM(), chain, payout.Options{Logger: a.log}), nil
+	opts := payout.Options{Logger: a.log, Funders: a.pool, Channels: a.node.FSM()}
+	return payout.New(a.cfg.Payouts, a.cfg.Chain.Network, a.node, a.node.FSM(), chain, opts), nil
 }
 
 // addChainWatcher makes the leader follow the chain node of cluster.hcl's chain block.

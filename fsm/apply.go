@@ -25,6 +25,9 @@ type applier struct {
 	owner   bankdv1.Owner
 	// principal is the authenticated API token that asked for the command ("" for drivers).
 	principal string
+	// crossBooks lets the chain driver move coins into a Lightning node's books: set only
+	// around a final channel funding's one transfer (finalizeChannel).
+	crossBooks bool
 	// problems are the unexpected states this command met and applied around (problem.go).
 	problems []*bankdv1.Problem
 	// allowNegative lets the next balance change take a non-negative account below zero: only
@@ -105,6 +108,9 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_SIGNED:  handle(asChain, (*applier).payoutSigned),
 	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON: handle(asChain, (*applier).payoutAbandon),
 	bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP:    handle(asChain, (*applier).payoutBump),
+	// A channel open spends the hot wallet, the chain driver's, through the payout pipeline.
+	bankdv1.CommandType_COMMAND_TYPE_CHANNEL_OPEN_REQUEST: handle(asChain, (*applier).channelOpenRequest),
+	bankdv1.CommandType_COMMAND_TYPE_CHANNEL_OPEN_STEP:    handle(asChain, (*applier).channelOpenStep),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

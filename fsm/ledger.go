@@ -409,7 +409,10 @@ func (a *applier) checkAccountUse(debit, credit *bankdv1.Account) error {
 	if !a.checksOwnership() {
 		return nil
 	}
-	if o := accountOwner(debit); !mayUseAccount(a.owner, o) {
+	// The one crossing: a final channel funding moves coins from the chain driver's hot wallet
+	// into the Lightning driver's ln:<node> (finalizeChannel).
+	crossing := a.crossBooks && a.owner == bankdv1.Owner_OWNER_CHAIN && accountOwner(debit) == bankdv1.Owner_OWNER_LIGHTNING
+	if o := accountOwner(debit); !mayUseAccount(a.owner, o) && !crossing {
 		return invalid("transfer.debit_account_id: %q is an account of %s; %s cannot move money out of it", debit.Id, ownerPhrase(o), ownerPhrase(a.owner))
 	}
 	if o := accountOwner(credit); !mayUseAccount(a.owner, o) {

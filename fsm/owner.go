@@ -20,9 +20,11 @@ import (
 //   - deposit addresses, invoices and payments are only for client-owned accounts.
 //
 // A driver may use client accounts (a deposit credits a customer, a payment debits one) and its
-// own, never another driver's. An id that exists is judged by the owner recorded with it; only
-// records written before owners were recorded (owner unspecified) are judged by the form of
-// their id, which is exact for them because the drivers have always used these forms.
+// own, never another driver's, with one exception: a final channel funding moves the chain
+// driver's coins into the Lightning driver's ln:<node> (fsm/channel_open.go). An id that exists
+// is judged by the owner recorded with it; only records written before owners were recorded
+// (owner unspecified) are judged by the form of their id, which is exact for them because the
+// drivers have always used these forms.
 
 // systemIDForm is one form of id a driver creates.
 type systemIDForm struct {
@@ -46,7 +48,7 @@ var systemTransferIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
 	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", payoutIDForm},
 	{bankdv1.Owner_OWNER_CHAIN, "f:<txid>:<vout>:0            coins from outside paid to a HOT or COLD wallet", depositIDForm("f")},
-	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep   a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books", batchFeeIDForm},
+	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep|:channel a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books; a channel funding's coins into ln:<node>", batchFeeIDForm},
 }
 
 // systemAccountIDs are the forms of every account id a driver creates.
@@ -185,7 +187,7 @@ func batchFeeIDForm(id string) bool {
 	if !ok {
 		return false
 	}
-	for _, suffix := range []string{":fee", ":sweep"} {
+	for _, suffix := range []string{":fee", ":sweep", ":channel"} {
 		if n, ok := strings.CutSuffix(rest, suffix); ok {
 			return isDecimal(n)
 		}

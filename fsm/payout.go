@@ -460,7 +460,18 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 	if n := len(req.GetPayoutIds()); n > MaxBatchPayouts {
 		return invalid("payout_ids: at most %d withdrawals per transaction, got %d", MaxBatchPayouts, n)
 	}
-	sweep := req.GetToWalletId() != ""
+	sweep, channel := req.GetToWalletId() != "", req.GetChannelOpenId() != ""
+	if channel != (req.GetQueue() == ChannelQueue) {
+		return invalid("channel_open_id: a channel funding names its open, in queue %q, and only a channel funding does", ChannelQueue)
+	}
+	if channel {
+		if err := checkID("channel_open_id", req.GetChannelOpenId()); err != nil {
+			return err
+		}
+		if len(req.GetPayoutIds()) != 0 || sweep || len(req.GetSplitSat()) != 0 {
+			return invalid("payout_ids: a channel funding pays its funding output and change, nothing else")
+		}
+	}
 	if sweep != (req.GetQueue() == SweepQueue) {
 		return invalid("to_wallet_id: a sweep names the wallet it pays, in queue %q, and only a sweep does", SweepQueue)
 	}
@@ -471,7 +482,7 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 		if len(req.GetPayoutIds()) != 0 || req.GetChangeSat() == 0 || req.GetReplaces() != "" {
 			return invalid("payout_ids: a sweep pays no withdrawal, only its one output to %q", req.GetToWalletId())
 		}
-	} else if maintenance := len(req.GetPayoutIds()) == 0; maintenance != (req.GetQueue() == ConsolidationQueue || req.GetQueue() == SplitQueue) {
+	} else if maintenance := len(req.GetPayoutIds()) == 0 && !channel; maintenance != (req.GetQueue() == ConsolidationQueue || req.GetQueue() == SplitQueue) {
 		return invalid("payout_ids: a transaction without withdrawals is a consolidation or a split, in queue %q or %q, and only those", ConsolidationQueue, SplitQueue)
 	} else if req.GetQueue() == ConsolidationQueue && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2 || len(req.GetSplitSat()) > 0) {
 		return invalid("inputs: a consolidation merges at least two inputs into one change output")
@@ -529,6 +540,14 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		return nil, err
 	}
 	b := a.newBatch(req)
+	var open *bankdv1.ChannelOpen
+	if req.ChannelOpenId != "" {
+		var funding *bankdv1.BatchOutput
+		if open, funding, err = planChannel(tx, req); err != nil {
+			return nil, err
+		}
+		b.Outputs = append(b.Outputs, funding)
+	}
 	// Inputs: unreserved, unspent UTXOs of the wallet, each once; a sweep's deposits credited.
 	seen := map[string]bool{}
 	for i, op := range req.Inputs {
@@ -600,27 +619,38 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		}
 		changeWS.save(tx)
 	}
+	if open != nil {
+		open.State, open.BatchId, open.Txid = bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_PLANNED, b.Id, b.Txid
+		if err := a.saveChannelOpen(tx, open); err != nil {
+			return nil, err
+		}
+	}
 	return &bankdv1.PayoutPlanResponse{Batch: b}, a.saveBatch(tx, b)
 }
 
 func (a *applier) newBatch(req *bankdv1.PayoutPlan) *bankdv1.PayoutBatch {
 	return &bankdv1.PayoutBatch{
 		Id: BatchID(a.index), Queue: req.Queue, WalletId: req.WalletId, State: bankdv1.BatchState_BATCH_STATE_PLANNED,
-		PlannedUnixMs: a.now, Psbt: req.Psbt, Replaces: req.Replaces, ToWalletId: req.ToWalletId,
+		PlannedUnixMs: a.now, Psbt: req.Psbt, Replaces: req.Replaces, ToWalletId: req.ToWalletId, ChannelOpenId: req.ChannelOpenId,
 	}
 }
 
-// finishBatch completes a batch whose inputs are set: the withdrawals' outputs in order, the
-// change (to changeIndex) when the plan has any, the fee and its bounds (and, for a bump, BIP
-// 125's: more than old's fee by at least 1 sat/vB of the new size), the PSBT; then it reserves
-// the inputs for b, indexes its txid and moves the withdrawals into it.
+// finishBatch completes a batch whose inputs (and a channel funding's output) are set: the
+// withdrawals' outputs in order, the change (to changeIndex) when the plan has any, the fee and
+// its bounds (and, for a bump, BIP 125's: more than old's fee by at least 1 sat/vB of the new
+// size), the PSBT; then it reserves the inputs for b, indexes its txid and moves the
+// withdrawals into it.
 func (a *applier) finishBatch(tx *txn, ws *walletState, b *bankdv1.PayoutBatch, payouts []*bankdv1.Payout, req *bankdv1.PayoutPlan, changeIndex uint32, old *bankdv1.PayoutBatch) error {
 	var in, out int64
 	for _, i := range b.Inputs {
 		in += i.ValueSat
 	}
-	for i, p := range payouts {
-		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(i), ValueSat: p.AmountSat, Script: p.Script, Address: p.Address, PayoutId: p.Id})
+	for _, o := range b.Outputs {
+		out += o.ValueSat
+	}
+	first := uint32(len(b.Outputs))
+	for _, p := range payouts {
+		b.Outputs = append(b.Outputs, &bankdv1.BatchOutput{Vout: uint32(len(b.Outputs)), ValueSat: p.AmountSat, Script: p.Script, Address: p.Address, PayoutId: p.Id})
 		out += p.AmountSat
 		b.ChargedFeeSat += p.FeeSat
 	}
@@ -681,7 +711,7 @@ func (a *applier) finishBatch(tx *txn, ws *walletState, b *bankdv1.PayoutBatch, 
 	}
 	tx.set(batchTxKey(b.Txid), encodeUint64(index))
 	for i, p := range payouts {
-		p.State, p.BatchId, p.Txid, p.Vout = bankdv1.PayoutState_PAYOUT_STATE_BATCHED, b.Id, b.Txid, uint32(i)
+		p.State, p.BatchId, p.Txid, p.Vout = bankdv1.PayoutState_PAYOUT_STATE_BATCHED, b.Id, b.Txid, first+uint32(i)
 		if err := a.savePayout(tx, p); err != nil {
 			return err
 		}
@@ -703,6 +733,8 @@ func (a *applier) payoutBump(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	switch {
 	case old.State != bankdv1.BatchState_BATCH_STATE_SIGNED:
 		return nil, payoutConflict("replaces: batch %s is %s; only a signed batch that has not confirmed is bumped", old.Id, batchStateName(old.State))
+	case old.ChannelOpenId != "":
+		return nil, payoutConflict("replaces: batch %s funds channel open %q, which is bound to its txid; it is not replaced", old.Id, old.ChannelOpenId)
 	case old.ReplacedBy != "":
 		return nil, payoutConflict("replaces: batch %s is already replaced by %s; bump that one", old.Id, old.ReplacedBy)
 	case req.WalletId != old.WalletId || req.Queue != old.Queue:
@@ -962,18 +994,37 @@ func (a *applier) payoutAbandon(tx *txn, req *bankdv1.AbandonPayoutBatchRequest)
 	default:
 		return nil, payoutConflict("batch_id: batch %s is %s; a signed transaction may still confirm, so it can only be replaced, not abandoned", b.Id, batchStateName(b.State))
 	}
+	if b.ChannelOpenId != "" {
+		// The open goes with its funding transaction.
+		o, err := loadChannelOpen(tx, b.ChannelOpenId)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.failChannelOpen(tx, o, "funding transaction abandoned: "+req.Reason); err != nil {
+			return nil, err
+		}
+		b, err = loadBatch(tx, "batch_id", b.Id)
+		return &bankdv1.AbandonPayoutBatchResponse{Batch: b}, err
+	}
+	return &bankdv1.AbandonPayoutBatchResponse{Batch: b}, a.abandonBatch(tx, b, req.Reason)
+}
+
+// abandonBatch gives up a batch that is not on chain: its inputs are released and its
+// withdrawals queued again (or, for an unsigned fee bump, the batch it would replace stays in
+// force).
+func (a *applier) abandonBatch(tx *txn, b *bankdv1.PayoutBatch, reason string) error {
 	if b.Replaces != "" {
 		// An unsigned fee bump: the batch it would replace stays in force.
 		old, err := loadBatch(tx, "batch_id", b.Replaces)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := a.payWith(tx, old); err != nil {
-			return nil, err
+			return err
 		}
 		old.ReplacedBy = ""
 		if err := a.saveBatch(tx, old); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		for _, in := range b.Inputs {
@@ -985,16 +1036,16 @@ func (a *applier) payoutAbandon(tx *txn, req *bankdv1.AbandonPayoutBatchRequest)
 			}
 			p, err := mustLoadPayout(tx, "batch", o.PayoutId)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			a.queue(tx, p)
 			if err := a.savePayout(tx, p); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	b.State, b.AbandonReason = bankdv1.BatchState_BATCH_STATE_ABANDONED, req.Reason
-	return &bankdv1.AbandonPayoutBatchResponse{Batch: b}, a.saveBatch(tx, b)
+	b.State, b.AbandonReason = bankdv1.BatchState_BATCH_STATE_ABANDONED, reason
+	return a.saveBatch(tx, b)
 }
 
 // --- following the chain ---
@@ -1135,6 +1186,11 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 	}
 	if b.ToWalletId != "" {
 		return c.finalizeSweep(b, index)
+	}
+	if b.ChannelOpenId != "" {
+		if err := c.finalizeChannel(b, index); err != nil {
+			return err
+		}
 	}
 	var fee *bankdv1.Transfer
 	switch diff := b.FeeSat - b.ChargedFeeSat; {

@@ -577,7 +577,7 @@ func (f *payoutFixture) bump(old *bankdv1.PayoutBatch, change int64) any {
 				continue
 			}
 			o.ValueSat = change
-		} else {
+		} else if o.PayoutId != "" {
 			ids = append(ids, o.PayoutId)
 		}
 		outputs = append(outputs, o)
@@ -588,6 +588,7 @@ func (f *payoutFixture) bump(old *bankdv1.PayoutBatch, change int64) any {
 	}
 	return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP, &bankdv1.PayoutPlan{
 		Queue: old.Queue, WalletId: old.WalletId, PayoutIds: ids, Inputs: ops, ChangeSat: change, Psbt: raw, Replaces: old.Id,
+		ChannelOpenId: old.ChannelOpenId,
 	}, nil)
 }
 

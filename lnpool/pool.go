@@ -318,3 +318,24 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// ErrNoFunding is returned by Funder for a node whose client cannot run lnd's PSBT funding
+// flow (a simulated node).
+var ErrNoFunding = errors.New("lnpool: this lnd client cannot fund channels through PSBTs")
+
+// Funder returns the PSBT funding side of pool node id, for the payout driver's channel opens.
+// Clients are kept while the pool runs (on the leader); a caller elsewhere gets ErrNotReady.
+func (p *Pool) Funder(ctx context.Context, id string) (lnd.Funder, error) {
+	if _, err := p.running(); err != nil {
+		return nil, err
+	}
+	c, _, err := p.clientOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := c.(lnd.Funder)
+	if !ok {
+		return nil, fmt.Errorf("lnd %q: %w", id, ErrNoFunding)
+	}
+	return f, nil
+}

@@ -67,6 +67,10 @@ type Options struct {
 	// RebroadcastEvery is how long a signed transaction the chain has not shown waits before it
 	// is sent again (default 30s).
 	RebroadcastEvery time.Duration
+	// Funders and Channels turn on channel funding through PSBTs (channel.go): the pool's lnd
+	// nodes and the state machine's channel opens. Either nil: opens wait.
+	Funders  Funders
+	Channels ChannelState
 }
 
 // Driver plans, and broadcasts, the cluster's payouts. It exists on every node and runs only
@@ -92,7 +96,11 @@ type Driver struct {
 	sent map[string]time.Time
 	// lastSweep is when this leader last looked for deposits to sweep.
 	lastSweep time.Time
-	metrics   *metrics
+	// runCtx is this leadership's context (lnd funding streams live as long as it); flows are
+	// the channel opens' lnd flows this leader started or finalized.
+	runCtx  context.Context
+	flows   map[string]*flow
+	metrics *metrics
 }
 
 // New returns the driver of cfg's queues. chain may be nil when the cluster follows no chain
@@ -114,7 +122,7 @@ func New(cfg node.PayoutsConfig, network string, proposer Proposer, state State,
 		cfg: cfg, network: network, proposer: proposer, state: state, chain: chain,
 		log: opts.Logger.With("driver", "payouts"), opts: opts, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9a70)),
 		rates: map[string]int64{}, lastPlan: map[string]time.Time{}, flush: map[string]bool{}, sent: map[string]time.Time{},
-		metrics: newMetrics(),
+		flows: map[string]*flow{}, runCtx: context.Background(), metrics: newMetrics(),
 	}
 }
 
@@ -197,6 +205,8 @@ func (d *Driver) Run(ctx context.Context) error {
 		d.lastPlan[q.Name] = start
 	}
 	d.sent = map[string]time.Time{}
+	d.flows = map[string]*flow{}
+	d.runCtx = ctx
 	d.mu.Unlock()
 	t := time.NewTicker(d.opts.Tick)
 	defer t.Stop()
@@ -219,6 +229,9 @@ func (d *Driver) Run(ctx context.Context) error {
 		}
 		if err := d.maybeSplit(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("split failed", "err", err)
+		}
+		if err := d.driveChannels(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("channel opens failed", "err", err)
 		}
 		if err := d.broadcastSigned(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("payout broadcast pass failed", "err", err)
@@ -696,6 +709,9 @@ func (d *Driver) broadcastSigned(ctx context.Context) error {
 }
 
 func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
+	if !d.channelBroadcastable(b) {
+		return // lnd publishes a funding transaction first, once the peer has signed
+	}
 	if b.ReplacedBy != "" {
 		if r, err := d.state.PayoutBatch(b.ReplacedBy); err == nil && r.State != bankdv1.BatchState_BATCH_STATE_PLANNED && r.State != bankdv1.BatchState_BATCH_STATE_ABANDONED {
 			return // its fee bump is signed: that one goes out
@@ -741,7 +757,7 @@ func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
 // queue's current one, but at least 1.25× the old and 1 sat/vB more, within max_fee_rate.
 func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 	q, ok := d.cfg.Queue(b.Queue)
-	if !ok || q.BumpAfterBlocks == 0 || b.ReplacedBy != "" {
+	if !ok || q.BumpAfterBlocks == 0 || b.ReplacedBy != "" || b.ChannelOpenId != "" {
 		return
 	}
 	tip, ok, err := d.state.ChainTip()

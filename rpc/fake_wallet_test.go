@@ -50,6 +50,7 @@ func (s *fakeState) ListPayouts(string, bankdv1.PayoutState, string, int) ([]*ba
 }
 
 func (s *fakeState) PayoutBatch(string) (*bankdv1.PayoutBatch, error) { return nil, fsm.ErrNotFound }
+func (s *fakeState) ChannelOpen(string) (*bankdv1.ChannelOpen, error) { return nil, fsm.ErrNotFound }
 
 func (s *fakeState) ListPayoutBatches(bankdv1.BatchState, string, int) ([]*bankdv1.PayoutBatch, string, error) {
 	return nil, "", nil

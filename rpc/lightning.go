@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -279,5 +280,63 @@ func (l *lightningService) Reconcile(ctx context.Context, req *connect.Request[b
 			return nil, poolError(err)
 		}
 		return &bankdv1.ReconcileLightningResponse{Nodes: nodes}, nil
+	})
+}
+
+// OpenChannel records an operator's channel open; the leader's payout driver then runs lnd's
+// PSBT funding flow with the hot wallet's coins. The leader stamps lnd's pending channel id.
+func (l *lightningService) OpenChannel(ctx context.Context, req *connect.Request[bankdv1.OpenChannelRequest]) (*connect.Response[bankdv1.OpenChannelResponse], error) {
+	if fe := fsm.ValidateOpenChannel(req.Msg); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
+	}
+	if _, err := l.pool(); err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, l.s, req, func(ctx context.Context, m *bankdv1.OpenChannelRequest) (*bankdv1.OpenChannelResponse, error) {
+		pendingID := make([]byte, 32)
+		if _, err := rand.Read(pendingID); err != nil {
+			return nil, fmt.Errorf("pending channel id: %w", err)
+		}
+		body := &bankdv1.ChannelOpenRequestCommand{Request: m, PendingChanId: pendingID}
+		return apply[*bankdv1.OpenChannelResponse](ctx, l.s, bankdv1.CommandType_COMMAND_TYPE_CHANNEL_OPEN_REQUEST, body, nil)
+	})
+}
+
+func (l *lightningService) GetChannelOpen(ctx context.Context, req *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error) {
+	if err := checkID("id", req.Msg.GetId()); err != nil {
+		return nil, err
+	}
+	if err := checkConsistency(req.Msg.GetConsistency()); err != nil {
+		return nil, err
+	}
+	id := req.Msg.GetId()
+	return read(ctx, l.s, req, req.Msg.GetConsistency(), func(st stateReader, meta *bankdv1.ReadMeta) (*bankdv1.GetChannelOpenResponse, error) {
+		o, err := st.ChannelOpen(id)
+		if err != nil {
+			return nil, err
+		}
+		out := &bankdv1.GetChannelOpenResponse{Open: o, Meta: meta}
+		if o.BatchId != "" {
+			if out.Batch, err = st.PayoutBatch(o.BatchId); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	})
+}
+
+// CancelChannelOpen gives an open up (its funding transaction abandoned, its coins released).
+// The state machine allows it until lnd has published the funding transaction.
+func (l *lightningService) CancelChannelOpen(ctx context.Context, req *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error) {
+	body := &bankdv1.ChannelOpenStep{Id: req.Msg.GetId(), State: bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_FAILED, Reason: req.Msg.GetReason()}
+	if fe := fsm.ValidateChannelOpenStep(body); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
+	}
+	return onLeader(ctx, l.s, req, func(ctx context.Context, _ *bankdv1.CancelChannelOpenRequest) (*bankdv1.CancelChannelOpenResponse, error) {
+		res, err := apply[*bankdv1.ChannelOpenStepResponse](ctx, l.s, bankdv1.CommandType_COMMAND_TYPE_CHANNEL_OPEN_STEP, body, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &bankdv1.CancelChannelOpenResponse{Open: res.Open}, nil
 	})
 }

@@ -117,6 +117,7 @@ type stateReader interface {
 	Payout(id string) (*bankdv1.Payout, error)
 	ListPayouts(accountID string, state bankdv1.PayoutState, pageToken string, pageSize int) ([]*bankdv1.Payout, string, error)
 	PayoutBatch(id string) (*bankdv1.PayoutBatch, error)
+	ChannelOpen(id string) (*bankdv1.ChannelOpen, error)
 	ListPayoutBatches(state bankdv1.BatchState, pageToken string, pageSize int) ([]*bankdv1.PayoutBatch, string, error)
 	WalletReconciliation() ([]*bankdv1.WalletReconciliation, error)
 	Solvency() (*bankdv1.Solvency, error)

@@ -81,9 +81,10 @@ func (c *CheckedBatch) ledgerEntry(signedUnixMs int64) ledgerEntry {
 // Check verifies a batch before it is signed (see the package documentation for the list) and
 // returns it ready for Sign, or a *CheckError saying why it is refused. payouts are the
 // batch's withdrawals as bankd reports them, fetched by the ids its outputs name; every one
-// must be paid by exactly one output. Check changes nothing, not even the ledger: a batch
-// checked but never signed is not counted.
-func (s *Signer) Check(batch *bankdv1.PayoutBatch, payouts []*bankdv1.Payout) (*CheckedBatch, error) {
+// must be paid by exactly one output. open is the channel open a channel funding batch names
+// (nil for any other batch): its funding output must be exactly the one lnd asked for. Check
+// changes nothing, not even the ledger: a batch checked but never signed is not counted.
+func (s *Signer) Check(batch *bankdv1.PayoutBatch, payouts []*bankdv1.Payout, open *bankdv1.ChannelOpen) (*CheckedBatch, error) {
 	if batch == nil {
 		return nil, batchErr("", ErrMalformed, "no batch")
 	}
@@ -111,6 +112,11 @@ func (s *Signer) Check(batch *bankdv1.PayoutBatch, payouts []*bankdv1.Payout) (*
 	if c.outflowSat, err = checkPayouts(batch, p.UnsignedTx, payouts); err != nil {
 		return nil, err
 	}
+	funding, err := checkChannel(batch, p.UnsignedTx, open)
+	if err != nil {
+		return nil, err
+	}
+	c.outflowSat += funding
 	if c.feeSat, c.vsize, err = s.checkFee(batch, p); err != nil {
 		return nil, err
 	}
@@ -346,6 +352,9 @@ func (s *Signer) checkChange(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64,
 	firstChange := -1
 	indexes := map[uint32]bool{}
 	for i, rec := range outs {
+		if i == 0 && batch.GetChannelOpenId() != "" {
+			continue // the funding output, checked by checkChannel
+		}
 		if rec.GetPayoutId() != "" {
 			if rec.GetChange() {
 				return 0, outputErr(id, i, ErrChange, "marked change but pays withdrawal %q", rec.GetPayoutId())
@@ -508,4 +517,32 @@ func inputsDigest(p *psbt.Packet) string {
 		h.Write(buf[:])
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// checkChannel proves a channel funding batch's output 0 the funding output of its open,
+// exactly as lnd asked for it, and returns its value (0 for any other batch).
+func checkChannel(batch *bankdv1.PayoutBatch, tx *wire.MsgTx, open *bankdv1.ChannelOpen) (int64, error) {
+	id := batch.GetId()
+	if batch.GetChannelOpenId() == "" {
+		if open != nil {
+			return 0, batchErr(id, ErrPayout, "channel open %q given for a batch that funds no channel", open.GetId())
+		}
+		return 0, nil
+	}
+	rec := batch.GetOutputs()[0]
+	switch {
+	case open == nil || open.GetId() != batch.GetChannelOpenId():
+		return 0, batchErr(id, ErrPayout, "funds channel open %q, which bankd did not report", batch.GetChannelOpenId())
+	case open.GetBatchId() != id || open.GetTxid() != batch.GetTxid():
+		return 0, batchErr(id, ErrPayout, "channel open %q is funded by batch %q (%s)", open.GetId(), open.GetBatchId(), open.GetTxid())
+	case open.GetState() != bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_PLANNED && open.GetState() != bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_VERIFIED:
+		return 0, batchErr(id, ErrPayout, "channel open %q is %s, not waiting for its funding transaction", open.GetId(), open.GetState())
+	case rec.GetPayoutId() != "" || rec.GetChange():
+		return 0, outputErr(id, 0, ErrPayout, "a channel funding's output 0 is its funding output, not a withdrawal or change")
+	case !bytes.Equal(tx.TxOut[0].PkScript, open.GetFundingScript()):
+		return 0, outputErr(id, 0, ErrPayout, "pays script %x; channel open %q's funding script is %x", tx.TxOut[0].PkScript, open.GetId(), open.GetFundingScript())
+	case tx.TxOut[0].Value != open.GetAmountSat():
+		return 0, outputErr(id, 0, ErrPayout, "pays %d sat; channel open %q is for %d sat", tx.TxOut[0].Value, open.GetId(), open.GetAmountSat())
+	}
+	return tx.TxOut[0].Value, nil
 }

@@ -407,7 +407,7 @@ func TestCheck(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(t, f.wallet, b)
 			}
-			c, err := f.signer.Check(b.Record, b.Payouts)
+			c, err := f.signer.Check(b.Record, b.Payouts, nil)
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Check: %v", err)
@@ -437,7 +437,7 @@ func TestCheck(t *testing.T) {
 func TestCheckedBatchFigures(t *testing.T) {
 	f := newFixture(t, testLimits)
 	b := f.wallet.Batch(t, goodPlan())
-	c, err := f.signer.Check(b.Record, b.Payouts)
+	c, err := f.signer.Check(b.Record, b.Payouts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +459,7 @@ func TestCheckChangesNothing(t *testing.T) {
 	f := newFixture(t, testLimits)
 	b := f.wallet.Batch(t, goodPlan())
 	for range 3 {
-		if _, err := f.signer.Check(b.Record, b.Payouts); err != nil {
+		if _, err := f.signer.Check(b.Record, b.Payouts, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -469,7 +469,7 @@ func TestCheckChangesNothing(t *testing.T) {
 	limits.DailyLimitSat = 70_000
 	f.limits = limits
 	f.restart(t)
-	if _, err := f.signer.Check(b.Record, b.Payouts); err != nil {
+	if _, err := f.signer.Check(b.Record, b.Payouts, nil); err != nil {
 		t.Fatalf("Check after checks only: %v", err)
 	}
 }

@@ -37,7 +37,7 @@ func FuzzCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rec := proto.Clone(b.Record).(*bankdv1.PayoutBatch)
 		rec.Psbt = data
-		c, err := s.Check(rec, b.Payouts)
+		c, err := s.Check(rec, b.Payouts, nil)
 		if err != nil {
 			var ce *signer.CheckError
 			if !errors.As(err, &ce) {

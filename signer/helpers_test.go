@@ -62,7 +62,7 @@ func (f *fixture) restart(t *testing.T) {
 // checkAndSign checks and signs b, failing the test on an error.
 func (f *fixture) checkAndSign(t *testing.T, b *signertest.Batch) []byte {
 	t.Helper()
-	c, err := f.signer.Check(b.Record, b.Payouts)
+	c, err := f.signer.Check(b.Record, b.Payouts, nil)
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}

@@ -115,7 +115,7 @@ func TestDailyLimit(t *testing.T) {
 	t.Run("a batch that would take the day above the limit is refused", func(t *testing.T) {
 		f := newFixture(t, limits)
 		f.checkAndSign(t, a(f, t))
-		_, err := f.signer.Check(bOther(f, t).Record, bOther(f, t).Payouts)
+		_, err := f.signer.Check(bOther(f, t).Record, bOther(f, t).Payouts, nil)
 		if !errors.Is(err, signer.ErrDailyLimit) {
 			t.Fatalf("Check = %v, want %v", err, signer.ErrDailyLimit)
 		}
@@ -125,7 +125,7 @@ func TestDailyLimit(t *testing.T) {
 		f.checkAndSign(t, a(f, t))
 		f.restart(t)
 		b := bOther(f, t)
-		if _, err := f.signer.Check(b.Record, b.Payouts); !errors.Is(err, signer.ErrDailyLimit) {
+		if _, err := f.signer.Check(b.Record, b.Payouts, nil); !errors.Is(err, signer.ErrDailyLimit) {
 			t.Fatalf("Check after a restart = %v, want %v", err, signer.ErrDailyLimit)
 		}
 	})
@@ -168,18 +168,18 @@ func TestDailyLimit(t *testing.T) {
 		small.DailyLimitSat = 69_999
 		f := newFixture(t, small)
 		b := a(f, t)
-		if _, err := f.signer.Check(b.Record, b.Payouts); !errors.Is(err, signer.ErrDailyLimit) {
+		if _, err := f.signer.Check(b.Record, b.Payouts, nil); !errors.Is(err, signer.ErrDailyLimit) {
 			t.Fatalf("Check = %v, want %v", err, signer.ErrDailyLimit)
 		}
 	})
 	t.Run("two batches checked together cannot both be signed past the limit", func(t *testing.T) {
 		f := newFixture(t, limits)
 		ba, bb := a(f, t), bOther(f, t)
-		ca, err := f.signer.Check(ba.Record, ba.Payouts)
+		ca, err := f.signer.Check(ba.Record, ba.Payouts, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cb, err := f.signer.Check(bb.Record, bb.Payouts)
+		cb, err := f.signer.Check(bb.Record, bb.Payouts, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +206,7 @@ func TestLedgerConflicts(t *testing.T) {
 			p.Inputs[0].WitnessUtxo.Value -= 500
 			p.Inputs[1].WitnessUtxo.Value += 500
 		})
-		_, err := f.signer.Check(b.Record, b.Payouts)
+		_, err := f.signer.Check(b.Record, b.Payouts, nil)
 		if !errors.Is(err, signer.ErrLedgerConflict) {
 			t.Fatalf("Check = %v, want %v", err, signer.ErrLedgerConflict)
 		}
@@ -217,7 +217,7 @@ func TestLedgerConflicts(t *testing.T) {
 		p := goodPlan()
 		p.ChangeIndex = 6
 		b := f.wallet.Batch(t, p)
-		if _, err := f.signer.Check(b.Record, b.Payouts); !errors.Is(err, signer.ErrLedgerConflict) {
+		if _, err := f.signer.Check(b.Record, b.Payouts, nil); !errors.Is(err, signer.ErrLedgerConflict) {
 			t.Fatalf("Check = %v, want %v", err, signer.ErrLedgerConflict)
 		}
 	})
@@ -228,7 +228,7 @@ func TestSignHandsNothingOutWhenTheLedgerCannotBeWritten(t *testing.T) {
 	f.ledgerPath = filepath.Join(t.TempDir(), "gone", "ledger.json")
 	f.restart(t)
 	b := f.wallet.Batch(t, goodPlan())
-	c, err := f.signer.Check(b.Record, b.Payouts)
+	c, err := f.signer.Check(b.Record, b.Payouts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

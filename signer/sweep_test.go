@@ -58,7 +58,7 @@ func TestSweeps(t *testing.T) {
 	}
 	to := &signer.SweepDestination{WalletID: "hot", Change: hotDesc.Multipath()[1]}
 
-	c, err := newSigner(to).Check(sweep(t).Record, nil)
+	c, err := newSigner(to).Check(sweep(t).Record, nil, nil)
 	if err != nil {
 		t.Fatalf("a sweep to the configured hot wallet: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestSweeps(t *testing.T) {
 		t.Run(bad.name, func(t *testing.T) {
 			b := sweep(t)
 			bad.edit(b)
-			if _, err := bad.s.Check(b.Record, nil); !errors.Is(err, signer.ErrChange) {
+			if _, err := bad.s.Check(b.Record, nil, nil); !errors.Is(err, signer.ErrChange) {
 				t.Fatalf("Check = %v, want %v", err, signer.ErrChange)
 			}
 		})
@@ -100,7 +100,7 @@ func TestSplitChange(t *testing.T) {
 		p.Outputs = append(p.Outputs, psbt.POutput{})
 	})
 	b.SyncTxid(t)
-	c, err := s.Check(b.Record, b.Payouts)
+	c, err := s.Check(b.Record, b.Payouts, nil)
 	if err != nil {
 		t.Fatalf("a split change: %v", err)
 	}

@@ -34,10 +34,17 @@ type payoutAPI interface {
 	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 }
 
+// channelAPI is the part of bankd's LightningService signerd calls: the channel open a channel
+// funding batch names.
+type channelAPI interface {
+	GetChannelOpen(context.Context, *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error)
+}
+
 // daemon polls bankd for the planned batches of one wallet and signs those the signer accepts.
 // It runs in one goroutine, the caller's.
 type daemon struct {
 	api          payoutAPI
+	channels     channelAPI
 	signer       *signer.Signer
 	walletID     string
 	pollInterval time.Duration
@@ -59,9 +66,9 @@ type verdict struct {
 	retry bool
 }
 
-func newDaemon(api payoutAPI, s *signer.Signer, walletID string, pollInterval time.Duration, log *slog.Logger) *daemon {
+func newDaemon(api payoutAPI, channels channelAPI, s *signer.Signer, walletID string, pollInterval time.Duration, log *slog.Logger) *daemon {
 	return &daemon{
-		api: api, signer: s, walletID: walletID, pollInterval: pollInterval,
+		api: api, channels: channels, signer: s, walletID: walletID, pollInterval: pollInterval,
 		log: log.With("wallet", walletID), now: time.Now, verdicts: map[string]verdict{},
 	}
 }
@@ -167,7 +174,11 @@ func (d *daemon) handle(ctx context.Context, b *bankdv1.PayoutBatch, today strin
 	if err != nil {
 		return err
 	}
-	checked, err := d.signer.Check(b, payouts)
+	open, err := d.channelOpen(ctx, b)
+	if err != nil {
+		return err
+	}
+	checked, err := d.signer.Check(b, payouts, open)
 	if err != nil {
 		v := verdict{reason: err.Error()}
 		if errors.Is(err, signer.ErrDailyLimit) {
@@ -233,6 +244,23 @@ func (d *daemon) payouts(ctx context.Context, b *bankdv1.PayoutBatch) ([]*bankdv
 		out = append(out, resp.Msg.GetPayout())
 	}
 	return out, nil
+}
+
+// channelOpen fetches the channel open a channel funding batch names (nil for other batches, or
+// when bankd does not know it: Check then refuses the batch).
+func (d *daemon) channelOpen(ctx context.Context, b *bankdv1.PayoutBatch) (*bankdv1.ChannelOpen, error) {
+	id := b.GetChannelOpenId()
+	if id == "" || d.channels == nil {
+		return nil, nil
+	}
+	resp, err := call(ctx, d.channels.GetChannelOpen, &bankdv1.GetChannelOpenRequest{Id: id, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE})
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get channel open %s of batch %s: %w", id, b.GetId(), err)
+	}
+	return resp.Msg.GetOpen(), nil
 }
 
 // record remembers why a batch was not signed and logs it unless it was logged before.

@@ -164,7 +164,7 @@ func newHarness(t *testing.T, w *signertest.Wallet, api payoutAPI, limits signer
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.d = newDaemon(api, s, "hot", 10*time.Millisecond, slog.New(slog.NewTextHandler(h.logs, nil)))
+	h.d = newDaemon(api, nil, s, "hot", 10*time.Millisecond, slog.New(slog.NewTextHandler(h.logs, nil)))
 	h.d.now = func() time.Time { return h.now }
 	t.Cleanup(func() {
 		if strings.Contains(h.logs.String(), w.Master.String()) {

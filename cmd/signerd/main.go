@@ -151,7 +151,7 @@ func setup(cfg *Config, logger *slog.Logger) (*daemon, error) {
 		}
 	}
 	clients := apiclient.New(hc, cfg.APIURL, token)
-	return newDaemon(clients.Payout, s, cfg.WalletID, cfg.PollInterval, logger), nil
+	return newDaemon(clients.Payout, clients.Lightning, s, cfg.WalletID, cfg.PollInterval, logger), nil
 }
 
 // readToken reads the API bearer token: a private file of one line.

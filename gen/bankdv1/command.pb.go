@@ -83,6 +83,11 @@ const (
 	CommandType_COMMAND_TYPE_PAYOUT_ABANDON CommandType = 27
 	// body: PayoutPlan with replaces set (proposed only by the leader's payout driver)
 	CommandType_COMMAND_TYPE_PAYOUT_BUMP CommandType = 28
+	// body: ChannelOpenRequestCommand (an operator asks a pool node to open a channel funded
+	// from the hot wallet)
+	CommandType_COMMAND_TYPE_CHANNEL_OPEN_REQUEST CommandType = 29
+	// body: ChannelOpenStep (the next step of a channel open's PSBT funding flow)
+	CommandType_COMMAND_TYPE_CHANNEL_OPEN_STEP CommandType = 30
 )
 
 // Enum value maps for CommandType.
@@ -117,6 +122,8 @@ var (
 		26: "COMMAND_TYPE_PAYOUT_SIGNED",
 		27: "COMMAND_TYPE_PAYOUT_ABANDON",
 		28: "COMMAND_TYPE_PAYOUT_BUMP",
+		29: "COMMAND_TYPE_CHANNEL_OPEN_REQUEST",
+		30: "COMMAND_TYPE_CHANNEL_OPEN_STEP",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -148,6 +155,8 @@ var (
 		"COMMAND_TYPE_PAYOUT_SIGNED":               26,
 		"COMMAND_TYPE_PAYOUT_ABANDON":              27,
 		"COMMAND_TYPE_PAYOUT_BUMP":                 28,
+		"COMMAND_TYPE_CHANNEL_OPEN_REQUEST":        29,
+		"COMMAND_TYPE_CHANNEL_OPEN_STEP":           30,
 	}
 )
 
@@ -281,7 +290,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xe4\a\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xaf\b\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -312,7 +321,9 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x18COMMAND_TYPE_PAYOUT_PLAN\x10\x19\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_PAYOUT_SIGNED\x10\x1a\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_PAYOUT_ABANDON\x10\x1b\x12\x1c\n" +
-	"\x18COMMAND_TYPE_PAYOUT_BUMP\x10\x1cB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x18COMMAND_TYPE_PAYOUT_BUMP\x10\x1c\x12%\n" +
+	"!COMMAND_TYPE_CHANNEL_OPEN_REQUEST\x10\x1d\x12\"\n" +
+	"\x1eCOMMAND_TYPE_CHANNEL_OPEN_STEP\x10\x1eB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

@@ -108,6 +108,7 @@ type EventItem struct {
 	//	*EventItem_Problem
 	//	*EventItem_Payout
 	//	*EventItem_PayoutBatch
+	//	*EventItem_ChannelOpen
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -339,6 +340,15 @@ func (x *EventItem) GetPayoutBatch() *PayoutBatch {
 	return nil
 }
 
+func (x *EventItem) GetChannelOpen() *ChannelOpen {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_ChannelOpen); ok {
+			return x.ChannelOpen
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -444,6 +454,11 @@ type EventItem_PayoutBatch struct {
 	PayoutBatch *PayoutBatch `protobuf:"bytes,21,opt,name=payout_batch,json=payoutBatch,proto3,oneof"`
 }
 
+type EventItem_ChannelOpen struct {
+	// A channel open funded from the hot wallet moved a step.
+	ChannelOpen *ChannelOpen `protobuf:"bytes,22,opt,name=channel_open,json=channelOpen,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -485,6 +500,8 @@ func (*EventItem_Problem) isEventItem_Kind() {}
 func (*EventItem_Payout) isEventItem_Kind() {}
 
 func (*EventItem_PayoutBatch) isEventItem_Kind() {}
+
+func (*EventItem_ChannelOpen) isEventItem_Kind() {}
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -584,7 +601,7 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xa4\t\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xe0\t\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -607,7 +624,8 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\apayment\x18\x12 \x01(\v2\x13.bankd.v1.LnPaymentH\x00R\apayment\x12-\n" +
 	"\aproblem\x18\x13 \x01(\v2\x11.bankd.v1.ProblemH\x00R\aproblem\x12*\n" +
 	"\x06payout\x18\x14 \x01(\v2\x10.bankd.v1.PayoutH\x00R\x06payout\x12:\n" +
-	"\fpayout_batch\x18\x15 \x01(\v2\x15.bankd.v1.PayoutBatchH\x00R\vpayoutBatchB\x06\n" +
+	"\fpayout_batch\x18\x15 \x01(\v2\x15.bankd.v1.PayoutBatchH\x00R\vpayoutBatch\x12:\n" +
+	"\fchannel_open\x18\x16 \x01(\v2\x15.bankd.v1.ChannelOpenH\x00R\vchannelOpenB\x06\n" +
 	"\x04kind\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
@@ -651,6 +669,7 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*Problem)(nil),             // 17: bankd.v1.Problem
 	(*Payout)(nil),              // 18: bankd.v1.Payout
 	(*PayoutBatch)(nil),         // 19: bankd.v1.PayoutBatch
+	(*ChannelOpen)(nil),         // 20: bankd.v1.ChannelOpen
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -674,14 +693,15 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	17, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
 	18, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
 	19, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
-	0,  // 21: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 22: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 23: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	23, // [23:24] is the sub-list for method output_type
-	22, // [22:23] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	20, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
+	0,  // 22: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	2,  // 23: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	3,  // 24: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -718,6 +738,7 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_Problem)(nil),
 		(*EventItem_Payout)(nil),
 		(*EventItem_PayoutBatch)(nil),
+		(*EventItem_ChannelOpen)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

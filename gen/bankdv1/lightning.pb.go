@@ -2632,7 +2632,7 @@ var File_bankd_v1_lightning_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\n" +
-	"\x18bankd/v1/lightning.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\"\xe5\x04\n" +
+	"\x18bankd/v1/lightning.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/payout.proto\"\xe5\x04\n" +
 	"\aLndNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\"\n" +
@@ -2841,7 +2841,7 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\x19PAYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATE_IN_FLIGHT\x10\x01\x12\x1b\n" +
 	"\x17PAYMENT_STATE_SUCCEEDED\x10\x02\x12\x18\n" +
-	"\x14PAYMENT_STATE_FAILED\x10\x032\xd0\x05\n" +
+	"\x14PAYMENT_STATE_FAILED\x10\x032\xd4\a\n" +
 	"\x10LightningService\x12O\n" +
 	"\tListNodes\x12\x1d.bankd.v1.ListLndNodesRequest\x1a\x1e.bankd.v1.ListLndNodesResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\aAddNode\x12\x1b.bankd.v1.AddLndNodeRequest\x1a\x1c.bankd.v1.AddLndNodeResponse\x12J\n" +
@@ -2854,7 +2854,10 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\n" +
 	"GetPayment\x12\x1b.bankd.v1.GetPaymentRequest\x1a\x1c.bankd.v1.GetPaymentResponse\"\x03\x90\x02\x01\x12J\n" +
 	"\vPayInternal\x12\x1c.bankd.v1.PayInternalRequest\x1a\x1d.bankd.v1.PayInternalResponse\x12V\n" +
-	"\tReconcile\x12#.bankd.v1.ReconcileLightningRequest\x1a$.bankd.v1.ReconcileLightningResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\tReconcile\x12#.bankd.v1.ReconcileLightningRequest\x1a$.bankd.v1.ReconcileLightningResponse\x12J\n" +
+	"\vOpenChannel\x12\x1c.bankd.v1.OpenChannelRequest\x1a\x1d.bankd.v1.OpenChannelResponse\x12X\n" +
+	"\x0eGetChannelOpen\x12\x1f.bankd.v1.GetChannelOpenRequest\x1a .bankd.v1.GetChannelOpenResponse\"\x03\x90\x02\x01\x12\\\n" +
+	"\x11CancelChannelOpen\x12\".bankd.v1.CancelChannelOpenRequest\x1a#.bankd.v1.CancelChannelOpenResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_lightning_proto_rawDescOnce sync.Once
@@ -2911,6 +2914,12 @@ var file_bankd_v1_lightning_proto_goTypes = []any{
 	(*ReconcileLightningResponse)(nil), // 37: bankd.v1.ReconcileLightningResponse
 	(ReadConsistency)(0),               // 38: bankd.v1.ReadConsistency
 	(*Transfer)(nil),                   // 39: bankd.v1.Transfer
+	(*OpenChannelRequest)(nil),         // 40: bankd.v1.OpenChannelRequest
+	(*GetChannelOpenRequest)(nil),      // 41: bankd.v1.GetChannelOpenRequest
+	(*CancelChannelOpenRequest)(nil),   // 42: bankd.v1.CancelChannelOpenRequest
+	(*OpenChannelResponse)(nil),        // 43: bankd.v1.OpenChannelResponse
+	(*GetChannelOpenResponse)(nil),     // 44: bankd.v1.GetChannelOpenResponse
+	(*CancelChannelOpenResponse)(nil),  // 45: bankd.v1.CancelChannelOpenResponse
 }
 var file_bankd_v1_lightning_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.LndNode.state:type_name -> bankd.v1.LndNodeState
@@ -2944,17 +2953,23 @@ var file_bankd_v1_lightning_proto_depIdxs = []int32{
 	27, // 28: bankd.v1.LightningService.GetPayment:input_type -> bankd.v1.GetPaymentRequest
 	29, // 29: bankd.v1.LightningService.PayInternal:input_type -> bankd.v1.PayInternalRequest
 	35, // 30: bankd.v1.LightningService.Reconcile:input_type -> bankd.v1.ReconcileLightningRequest
-	20, // 31: bankd.v1.LightningService.ListNodes:output_type -> bankd.v1.ListLndNodesResponse
-	34, // 32: bankd.v1.LightningService.AddNode:output_type -> bankd.v1.AddLndNodeResponse
-	32, // 33: bankd.v1.LightningService.DrainNode:output_type -> bankd.v1.DrainLndNodeResponse
-	22, // 34: bankd.v1.LightningService.CreateInvoice:output_type -> bankd.v1.CreateInvoiceResponse
-	24, // 35: bankd.v1.LightningService.GetInvoice:output_type -> bankd.v1.GetInvoiceResponse
-	26, // 36: bankd.v1.LightningService.PayInvoice:output_type -> bankd.v1.PayInvoiceResponse
-	28, // 37: bankd.v1.LightningService.GetPayment:output_type -> bankd.v1.GetPaymentResponse
-	30, // 38: bankd.v1.LightningService.PayInternal:output_type -> bankd.v1.PayInternalResponse
-	37, // 39: bankd.v1.LightningService.Reconcile:output_type -> bankd.v1.ReconcileLightningResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
+	40, // 31: bankd.v1.LightningService.OpenChannel:input_type -> bankd.v1.OpenChannelRequest
+	41, // 32: bankd.v1.LightningService.GetChannelOpen:input_type -> bankd.v1.GetChannelOpenRequest
+	42, // 33: bankd.v1.LightningService.CancelChannelOpen:input_type -> bankd.v1.CancelChannelOpenRequest
+	20, // 34: bankd.v1.LightningService.ListNodes:output_type -> bankd.v1.ListLndNodesResponse
+	34, // 35: bankd.v1.LightningService.AddNode:output_type -> bankd.v1.AddLndNodeResponse
+	32, // 36: bankd.v1.LightningService.DrainNode:output_type -> bankd.v1.DrainLndNodeResponse
+	22, // 37: bankd.v1.LightningService.CreateInvoice:output_type -> bankd.v1.CreateInvoiceResponse
+	24, // 38: bankd.v1.LightningService.GetInvoice:output_type -> bankd.v1.GetInvoiceResponse
+	26, // 39: bankd.v1.LightningService.PayInvoice:output_type -> bankd.v1.PayInvoiceResponse
+	28, // 40: bankd.v1.LightningService.GetPayment:output_type -> bankd.v1.GetPaymentResponse
+	30, // 41: bankd.v1.LightningService.PayInternal:output_type -> bankd.v1.PayInternalResponse
+	37, // 42: bankd.v1.LightningService.Reconcile:output_type -> bankd.v1.ReconcileLightningResponse
+	43, // 43: bankd.v1.LightningService.OpenChannel:output_type -> bankd.v1.OpenChannelResponse
+	44, // 44: bankd.v1.LightningService.GetChannelOpen:output_type -> bankd.v1.GetChannelOpenResponse
+	45, // 45: bankd.v1.LightningService.CancelChannelOpen:output_type -> bankd.v1.CancelChannelOpenResponse
+	34, // [34:46] is the sub-list for method output_type
+	22, // [22:34] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -2966,6 +2981,7 @@ func file_bankd_v1_lightning_proto_init() {
 		return
 	}
 	file_bankd_v1_ledger_proto_init()
+	file_bankd_v1_payout_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

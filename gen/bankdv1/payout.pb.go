@@ -163,6 +163,85 @@ func (BatchState) EnumDescriptor() ([]byte, []int) {
 	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{1}
 }
 
+// ChannelOpenState is where a channel funded from the hot wallet stands (lnd's PSBT funding
+// flow, every step committed before the next one is taken).
+type ChannelOpenState int32
+
+const (
+	ChannelOpenState_CHANNEL_OPEN_STATE_UNSPECIFIED ChannelOpenState = 0
+	// An operator asked; the leader's driver opens the negotiation with the peer through lnd.
+	ChannelOpenState_CHANNEL_OPEN_STATE_REQUESTED ChannelOpenState = 1
+	// lnd named the funding output (its 2-of-2 script and amount); the driver plans the
+	// transaction from the hot wallet.
+	ChannelOpenState_CHANNEL_OPEN_STATE_NEGOTIATED ChannelOpenState = 2
+	// The funding transaction is planned (batch_id): inputs reserved, waiting for lnd to check it.
+	ChannelOpenState_CHANNEL_OPEN_STATE_PLANNED ChannelOpenState = 3
+	// lnd accepted the unsigned transaction (psbt_verify); the signer may sign it.
+	ChannelOpenState_CHANNEL_OPEN_STATE_VERIFIED ChannelOpenState = 4
+	// The signed transaction is being handed to lnd (psbt_finalize): from here on it may be
+	// published, so the open is never failed automatically again.
+	ChannelOpenState_CHANNEL_OPEN_STATE_FINALIZING ChannelOpenState = 5
+	// lnd holds the peer's signature of the commitment and published the funding transaction.
+	ChannelOpenState_CHANNEL_OPEN_STATE_PENDING ChannelOpenState = 6
+	// The funding transaction is final: booked hot wallet -> ln:<node>.
+	ChannelOpenState_CHANNEL_OPEN_STATE_OPEN ChannelOpenState = 7
+	// Given up before the signed transaction went to lnd: its coins were released.
+	ChannelOpenState_CHANNEL_OPEN_STATE_FAILED ChannelOpenState = 8
+)
+
+// Enum value maps for ChannelOpenState.
+var (
+	ChannelOpenState_name = map[int32]string{
+		0: "CHANNEL_OPEN_STATE_UNSPECIFIED",
+		1: "CHANNEL_OPEN_STATE_REQUESTED",
+		2: "CHANNEL_OPEN_STATE_NEGOTIATED",
+		3: "CHANNEL_OPEN_STATE_PLANNED",
+		4: "CHANNEL_OPEN_STATE_VERIFIED",
+		5: "CHANNEL_OPEN_STATE_FINALIZING",
+		6: "CHANNEL_OPEN_STATE_PENDING",
+		7: "CHANNEL_OPEN_STATE_OPEN",
+		8: "CHANNEL_OPEN_STATE_FAILED",
+	}
+	ChannelOpenState_value = map[string]int32{
+		"CHANNEL_OPEN_STATE_UNSPECIFIED": 0,
+		"CHANNEL_OPEN_STATE_REQUESTED":   1,
+		"CHANNEL_OPEN_STATE_NEGOTIATED":  2,
+		"CHANNEL_OPEN_STATE_PLANNED":     3,
+		"CHANNEL_OPEN_STATE_VERIFIED":    4,
+		"CHANNEL_OPEN_STATE_FINALIZING":  5,
+		"CHANNEL_OPEN_STATE_PENDING":     6,
+		"CHANNEL_OPEN_STATE_OPEN":        7,
+		"CHANNEL_OPEN_STATE_FAILED":      8,
+	}
+)
+
+func (x ChannelOpenState) Enum() *ChannelOpenState {
+	p := new(ChannelOpenState)
+	*p = x
+	return p
+}
+
+func (x ChannelOpenState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChannelOpenState) Descriptor() protoreflect.EnumDescriptor {
+	return file_bankd_v1_payout_proto_enumTypes[2].Descriptor()
+}
+
+func (ChannelOpenState) Type() protoreflect.EnumType {
+	return &file_bankd_v1_payout_proto_enumTypes[2]
+}
+
+func (x ChannelOpenState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChannelOpenState.Descriptor instead.
+func (ChannelOpenState) EnumDescriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{2}
+}
+
 // Payout is one withdrawal.
 type Payout struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1266,7 +1345,11 @@ type PayoutBatch struct {
 	// is still unconfirmed a queue's bump_after_blocks later.
 	SignedAtHeight uint32 `protobuf:"varint,22,opt,name=signed_at_height,json=signedAtHeight,proto3" json:"signed_at_height,omitempty"`
 	// A sweep: the HOT wallet the deposit wallet's coins move to (its change branch).
-	ToWalletId    string `protobuf:"bytes,23,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
+	ToWalletId string `protobuf:"bytes,23,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
+	// A channel funding (queue "channel"): the channel open whose funding output is output 0.
+	// The driver broadcasts it only once lnd holds the peer's signature of the commitment (the
+	// open is PENDING); lnd publishes it itself.
+	ChannelOpenId string `protobuf:"bytes,24,opt,name=channel_open_id,json=channelOpenId,proto3" json:"channel_open_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1462,6 +1545,13 @@ func (x *PayoutBatch) GetToWalletId() string {
 	return ""
 }
 
+func (x *PayoutBatch) GetChannelOpenId() string {
+	if x != nil {
+		return x.ChannelOpenId
+	}
+	return ""
+}
+
 // Body of COMMAND_TYPE_PAYOUT_PLAN: proposed only by the leader's payout driver. Apply checks
 // every part again against the state: the payouts are QUEUED in the queue, the inputs are
 // unreserved UTXOs of the wallet, the change pays the wallet's next change index, and the PSBT's
@@ -1485,7 +1575,10 @@ type PayoutPlan struct {
 	ToWalletId string `protobuf:"bytes,9,opt,name=to_wallet_id,json=toWalletId,proto3" json:"to_wallet_id,omitempty"`
 	// Coin splitting: more change outputs after the first (change_sat > 0), to the wallet's next
 	// change indexes in order, so that payouts need not wait on one unconfirmed change.
-	SplitSat      []int64 `protobuf:"varint,10,rep,packed,name=split_sat,json=splitSat,proto3" json:"split_sat,omitempty"`
+	SplitSat []int64 `protobuf:"varint,10,rep,packed,name=split_sat,json=splitSat,proto3" json:"split_sat,omitempty"`
+	// A channel funding (queue "channel"): the NEGOTIATED channel open whose funding output (its
+	// script and amount) is output 0, before the change.
+	ChannelOpenId string `protobuf:"bytes,11,opt,name=channel_open_id,json=channelOpenId,proto3" json:"channel_open_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1588,6 +1681,13 @@ func (x *PayoutPlan) GetSplitSat() []int64 {
 		return x.SplitSat
 	}
 	return nil
+}
+
+func (x *PayoutPlan) GetChannelOpenId() string {
+	if x != nil {
+		return x.ChannelOpenId
+	}
+	return ""
 }
 
 type PayoutPlanResponse struct {
@@ -2269,6 +2369,731 @@ func (x *Solvency) GetSurplusSat() int64 {
 	return 0
 }
 
+// ChannelOpen is one channel an lnd node of the pool opens, funded from the hot wallet.
+type ChannelOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operator's idempotency id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The pool node that opens the channel, and the peer (33-byte compressed key, hex).
+	NodeId     string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	PeerPubkey string `protobuf:"bytes,3,opt,name=peer_pubkey,json=peerPubkey,proto3" json:"peer_pubkey,omitempty"`
+	// host:port the node connects to first; empty when it is already connected.
+	PeerHost  string `protobuf:"bytes,4,opt,name=peer_host,json=peerHost,proto3" json:"peer_host,omitempty"`
+	AmountSat int64  `protobuf:"varint,5,opt,name=amount_sat,json=amountSat,proto3" json:"amount_sat,omitempty"`
+	Private   bool   `protobuf:"varint,6,opt,name=private,proto3" json:"private,omitempty"`
+	// lnd's pending channel id of the flow (32 bytes, chosen by the leader).
+	PendingChanId   []byte           `protobuf:"bytes,7,opt,name=pending_chan_id,json=pendingChanId,proto3" json:"pending_chan_id,omitempty"`
+	State           ChannelOpenState `protobuf:"varint,8,opt,name=state,proto3,enum=bankd.v1.ChannelOpenState" json:"state,omitempty"`
+	RequestedBy     string           `protobuf:"bytes,9,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedUnixMs int64            `protobuf:"varint,10,opt,name=requested_unix_ms,json=requestedUnixMs,proto3" json:"requested_unix_ms,omitempty"`
+	// The funding output lnd asked for (NEGOTIATED and later).
+	FundingAddress string `protobuf:"bytes,11,opt,name=funding_address,json=fundingAddress,proto3" json:"funding_address,omitempty"`
+	FundingScript  []byte `protobuf:"bytes,12,opt,name=funding_script,json=fundingScript,proto3" json:"funding_script,omitempty"`
+	// The funding transaction (PLANNED and later) and the channel's output in it.
+	BatchId    string `protobuf:"bytes,13,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Txid       string `protobuf:"bytes,14,opt,name=txid,proto3" json:"txid,omitempty"`
+	Vout       uint32 `protobuf:"varint,15,opt,name=vout,proto3" json:"vout,omitempty"`
+	FailReason string `protobuf:"bytes,16,opt,name=fail_reason,json=failReason,proto3" json:"fail_reason,omitempty"`
+	// Who gave it up: an operator's token, or empty for the driver.
+	FailedBy       string `protobuf:"bytes,17,opt,name=failed_by,json=failedBy,proto3" json:"failed_by,omitempty"`
+	ResolvedUnixMs int64  `protobuf:"varint,18,opt,name=resolved_unix_ms,json=resolvedUnixMs,proto3" json:"resolved_unix_ms,omitempty"`
+	// Raft index of the request.
+	Index         uint64 `protobuf:"varint,19,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelOpen) Reset() {
+	*x = ChannelOpen{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelOpen) ProtoMessage() {}
+
+func (x *ChannelOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelOpen.ProtoReflect.Descriptor instead.
+func (*ChannelOpen) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ChannelOpen) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetPeerPubkey() string {
+	if x != nil {
+		return x.PeerPubkey
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetPeerHost() string {
+	if x != nil {
+		return x.PeerHost
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetAmountSat() int64 {
+	if x != nil {
+		return x.AmountSat
+	}
+	return 0
+}
+
+func (x *ChannelOpen) GetPrivate() bool {
+	if x != nil {
+		return x.Private
+	}
+	return false
+}
+
+func (x *ChannelOpen) GetPendingChanId() []byte {
+	if x != nil {
+		return x.PendingChanId
+	}
+	return nil
+}
+
+func (x *ChannelOpen) GetState() ChannelOpenState {
+	if x != nil {
+		return x.State
+	}
+	return ChannelOpenState_CHANNEL_OPEN_STATE_UNSPECIFIED
+}
+
+func (x *ChannelOpen) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetRequestedUnixMs() int64 {
+	if x != nil {
+		return x.RequestedUnixMs
+	}
+	return 0
+}
+
+func (x *ChannelOpen) GetFundingAddress() string {
+	if x != nil {
+		return x.FundingAddress
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetFundingScript() []byte {
+	if x != nil {
+		return x.FundingScript
+	}
+	return nil
+}
+
+func (x *ChannelOpen) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetTxid() string {
+	if x != nil {
+		return x.Txid
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetVout() uint32 {
+	if x != nil {
+		return x.Vout
+	}
+	return 0
+}
+
+func (x *ChannelOpen) GetFailReason() string {
+	if x != nil {
+		return x.FailReason
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetFailedBy() string {
+	if x != nil {
+		return x.FailedBy
+	}
+	return ""
+}
+
+func (x *ChannelOpen) GetResolvedUnixMs() int64 {
+	if x != nil {
+		return x.ResolvedUnixMs
+	}
+	return 0
+}
+
+func (x *ChannelOpen) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// Body of the API request and (with pending_chan_id stamped by the leader) of
+// COMMAND_TYPE_CHANNEL_OPEN_REQUEST.
+type OpenChannelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Idempotency id: a retry with the same body returns the first result.
+	Id     string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The peer: <pubkey> or <pubkey>@<host>:<port>.
+	Peer          string `protobuf:"bytes,3,opt,name=peer,proto3" json:"peer,omitempty"`
+	AmountSat     int64  `protobuf:"varint,4,opt,name=amount_sat,json=amountSat,proto3" json:"amount_sat,omitempty"`
+	Private       bool   `protobuf:"varint,5,opt,name=private,proto3" json:"private,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenChannelRequest) Reset() {
+	*x = OpenChannelRequest{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenChannelRequest) ProtoMessage() {}
+
+func (x *OpenChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenChannelRequest.ProtoReflect.Descriptor instead.
+func (*OpenChannelRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *OpenChannelRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OpenChannelRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *OpenChannelRequest) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *OpenChannelRequest) GetAmountSat() int64 {
+	if x != nil {
+		return x.AmountSat
+	}
+	return 0
+}
+
+func (x *OpenChannelRequest) GetPrivate() bool {
+	if x != nil {
+		return x.Private
+	}
+	return false
+}
+
+type ChannelOpenRequestCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *OpenChannelRequest    `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	PendingChanId []byte                 `protobuf:"bytes,2,opt,name=pending_chan_id,json=pendingChanId,proto3" json:"pending_chan_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelOpenRequestCommand) Reset() {
+	*x = ChannelOpenRequestCommand{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelOpenRequestCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelOpenRequestCommand) ProtoMessage() {}
+
+func (x *ChannelOpenRequestCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelOpenRequestCommand.ProtoReflect.Descriptor instead.
+func (*ChannelOpenRequestCommand) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ChannelOpenRequestCommand) GetRequest() *OpenChannelRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ChannelOpenRequestCommand) GetPendingChanId() []byte {
+	if x != nil {
+		return x.PendingChanId
+	}
+	return nil
+}
+
+type OpenChannelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Open  *ChannelOpen           `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	// True when this id was already requested with the same body.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenChannelResponse) Reset() {
+	*x = OpenChannelResponse{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenChannelResponse) ProtoMessage() {}
+
+func (x *OpenChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenChannelResponse.ProtoReflect.Descriptor instead.
+func (*OpenChannelResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *OpenChannelResponse) GetOpen() *ChannelOpen {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *OpenChannelResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+// Body of COMMAND_TYPE_CHANNEL_OPEN_STEP: the leader's driver records what lnd said (or, for
+// FAILED, an operator gives the open up). Apply allows only the next step of the flow.
+type ChannelOpenStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// NEGOTIATED, VERIFIED, FINALIZING, PENDING or FAILED.
+	State ChannelOpenState `protobuf:"varint,2,opt,name=state,proto3,enum=bankd.v1.ChannelOpenState" json:"state,omitempty"`
+	// NEGOTIATED: what lnd asked the funding transaction to pay.
+	FundingAddress   string `protobuf:"bytes,3,opt,name=funding_address,json=fundingAddress,proto3" json:"funding_address,omitempty"`
+	FundingAmountSat int64  `protobuf:"varint,4,opt,name=funding_amount_sat,json=fundingAmountSat,proto3" json:"funding_amount_sat,omitempty"`
+	// PENDING: the channel's output in the funding transaction.
+	Vout uint32 `protobuf:"varint,5,opt,name=vout,proto3" json:"vout,omitempty"`
+	// FAILED: why.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelOpenStep) Reset() {
+	*x = ChannelOpenStep{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelOpenStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelOpenStep) ProtoMessage() {}
+
+func (x *ChannelOpenStep) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelOpenStep.ProtoReflect.Descriptor instead.
+func (*ChannelOpenStep) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ChannelOpenStep) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChannelOpenStep) GetState() ChannelOpenState {
+	if x != nil {
+		return x.State
+	}
+	return ChannelOpenState_CHANNEL_OPEN_STATE_UNSPECIFIED
+}
+
+func (x *ChannelOpenStep) GetFundingAddress() string {
+	if x != nil {
+		return x.FundingAddress
+	}
+	return ""
+}
+
+func (x *ChannelOpenStep) GetFundingAmountSat() int64 {
+	if x != nil {
+		return x.FundingAmountSat
+	}
+	return 0
+}
+
+func (x *ChannelOpenStep) GetVout() uint32 {
+	if x != nil {
+		return x.Vout
+	}
+	return 0
+}
+
+func (x *ChannelOpenStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ChannelOpenStepResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Open          *ChannelOpen           `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelOpenStepResponse) Reset() {
+	*x = ChannelOpenStepResponse{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelOpenStepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelOpenStepResponse) ProtoMessage() {}
+
+func (x *ChannelOpenStepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelOpenStepResponse.ProtoReflect.Descriptor instead.
+func (*ChannelOpenStepResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ChannelOpenStepResponse) GetOpen() *ChannelOpen {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+type GetChannelOpenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Consistency   ReadConsistency        `protobuf:"varint,2,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChannelOpenRequest) Reset() {
+	*x = GetChannelOpenRequest{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChannelOpenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChannelOpenRequest) ProtoMessage() {}
+
+func (x *GetChannelOpenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChannelOpenRequest.ProtoReflect.Descriptor instead.
+func (*GetChannelOpenRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetChannelOpenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetChannelOpenRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type GetChannelOpenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Open  *ChannelOpen           `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	// Its funding transaction, once planned.
+	Batch         *PayoutBatch `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"`
+	Meta          *ReadMeta    `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChannelOpenResponse) Reset() {
+	*x = GetChannelOpenResponse{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChannelOpenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChannelOpenResponse) ProtoMessage() {}
+
+func (x *GetChannelOpenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChannelOpenResponse.ProtoReflect.Descriptor instead.
+func (*GetChannelOpenResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetChannelOpenResponse) GetOpen() *ChannelOpen {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *GetChannelOpenResponse) GetBatch() *PayoutBatch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+func (x *GetChannelOpenResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type CancelChannelOpenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelChannelOpenRequest) Reset() {
+	*x = CancelChannelOpenRequest{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelChannelOpenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelChannelOpenRequest) ProtoMessage() {}
+
+func (x *CancelChannelOpenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelChannelOpenRequest.ProtoReflect.Descriptor instead.
+func (*CancelChannelOpenRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CancelChannelOpenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelChannelOpenRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelChannelOpenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Open          *ChannelOpen           `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelChannelOpenResponse) Reset() {
+	*x = CancelChannelOpenResponse{}
+	mi := &file_bankd_v1_payout_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelChannelOpenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelChannelOpenResponse) ProtoMessage() {}
+
+func (x *CancelChannelOpenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_payout_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelChannelOpenResponse.ProtoReflect.Descriptor instead.
+func (*CancelChannelOpenResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CancelChannelOpenResponse) GetOpen() *ChannelOpen {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
 type FlushQueueRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: the default queue.
@@ -2279,7 +3104,7 @@ type FlushQueueRequest struct {
 
 func (x *FlushQueueRequest) Reset() {
 	*x = FlushQueueRequest{}
-	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	mi := &file_bankd_v1_payout_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +3116,7 @@ func (x *FlushQueueRequest) String() string {
 func (*FlushQueueRequest) ProtoMessage() {}
 
 func (x *FlushQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_payout_proto_msgTypes[28]
+	mi := &file_bankd_v1_payout_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +3129,7 @@ func (x *FlushQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushQueueRequest.ProtoReflect.Descriptor instead.
 func (*FlushQueueRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{28}
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FlushQueueRequest) GetQueue() string {
@@ -2324,7 +3149,7 @@ type FlushQueueResponse struct {
 
 func (x *FlushQueueResponse) Reset() {
 	*x = FlushQueueResponse{}
-	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	mi := &file_bankd_v1_payout_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +3161,7 @@ func (x *FlushQueueResponse) String() string {
 func (*FlushQueueResponse) ProtoMessage() {}
 
 func (x *FlushQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_payout_proto_msgTypes[29]
+	mi := &file_bankd_v1_payout_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +3174,7 @@ func (x *FlushQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushQueueResponse.ProtoReflect.Descriptor instead.
 func (*FlushQueueResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{29}
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FlushQueueResponse) GetQueue() string {
@@ -2368,7 +3193,7 @@ type ReconcileWalletsRequest struct {
 
 func (x *ReconcileWalletsRequest) Reset() {
 	*x = ReconcileWalletsRequest{}
-	mi := &file_bankd_v1_payout_proto_msgTypes[30]
+	mi := &file_bankd_v1_payout_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +3205,7 @@ func (x *ReconcileWalletsRequest) String() string {
 func (*ReconcileWalletsRequest) ProtoMessage() {}
 
 func (x *ReconcileWalletsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_payout_proto_msgTypes[30]
+	mi := &file_bankd_v1_payout_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +3218,7 @@ func (x *ReconcileWalletsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileWalletsRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileWalletsRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{30}
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReconcileWalletsRequest) GetConsistency() ReadConsistency {
@@ -2414,7 +3239,7 @@ type ReconcileWalletsResponse struct {
 
 func (x *ReconcileWalletsResponse) Reset() {
 	*x = ReconcileWalletsResponse{}
-	mi := &file_bankd_v1_payout_proto_msgTypes[31]
+	mi := &file_bankd_v1_payout_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +3251,7 @@ func (x *ReconcileWalletsResponse) String() string {
 func (*ReconcileWalletsResponse) ProtoMessage() {}
 
 func (x *ReconcileWalletsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_payout_proto_msgTypes[31]
+	mi := &file_bankd_v1_payout_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +3264,7 @@ func (x *ReconcileWalletsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileWalletsResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileWalletsResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{31}
+	return file_bankd_v1_payout_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReconcileWalletsResponse) GetWallets() []*WalletReconciliation {
@@ -2553,7 +3378,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x16\n" +
 	"\x06change\x18\x06 \x01(\bR\x06change\x12!\n" +
-	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\x82\x06\n" +
+	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xaa\x06\n" +
 	"\vPayoutBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2580,7 +3405,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"replacedBy\x12(\n" +
 	"\x10signed_at_height\x18\x16 \x01(\rR\x0esignedAtHeight\x12 \n" +
 	"\fto_wallet_id\x18\x17 \x01(\tR\n" +
-	"toWalletId\"\xc1\x02\n" +
+	"toWalletId\x12&\n" +
+	"\x0fchannel_open_id\x18\x18 \x01(\tR\rchannelOpenId\"\xe9\x02\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
@@ -2596,7 +3422,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\fto_wallet_id\x18\t \x01(\tR\n" +
 	"toWalletId\x12\x1b\n" +
 	"\tsplit_sat\x18\n" +
-	" \x03(\x03R\bsplitSat\"A\n" +
+	" \x03(\x03R\bsplitSat\x12&\n" +
+	"\x0fchannel_open_id\x18\v \x01(\tR\rchannelOpenId\"A\n" +
 	"\x12PayoutPlanResponse\x12+\n" +
 	"\x05batch\x18\x01 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\"M\n" +
 	"\x1cSubmitPayoutSignatureRequest\x12\x19\n" +
@@ -2645,7 +3472,65 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\n" +
 	"assets_sat\x18\x05 \x01(\x03R\tassetsSat\x12\x1f\n" +
 	"\vsurplus_sat\x18\x06 \x01(\x03R\n" +
-	"surplusSat\")\n" +
+	"surplusSat\"\xe7\x04\n" +
+	"\vChannelOpen\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1f\n" +
+	"\vpeer_pubkey\x18\x03 \x01(\tR\n" +
+	"peerPubkey\x12\x1b\n" +
+	"\tpeer_host\x18\x04 \x01(\tR\bpeerHost\x12\x1d\n" +
+	"\n" +
+	"amount_sat\x18\x05 \x01(\x03R\tamountSat\x12\x18\n" +
+	"\aprivate\x18\x06 \x01(\bR\aprivate\x12&\n" +
+	"\x0fpending_chan_id\x18\a \x01(\fR\rpendingChanId\x120\n" +
+	"\x05state\x18\b \x01(\x0e2\x1a.bankd.v1.ChannelOpenStateR\x05state\x12!\n" +
+	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12*\n" +
+	"\x11requested_unix_ms\x18\n" +
+	" \x01(\x03R\x0frequestedUnixMs\x12'\n" +
+	"\x0ffunding_address\x18\v \x01(\tR\x0efundingAddress\x12%\n" +
+	"\x0efunding_script\x18\f \x01(\fR\rfundingScript\x12\x19\n" +
+	"\bbatch_id\x18\r \x01(\tR\abatchId\x12\x12\n" +
+	"\x04txid\x18\x0e \x01(\tR\x04txid\x12\x12\n" +
+	"\x04vout\x18\x0f \x01(\rR\x04vout\x12\x1f\n" +
+	"\vfail_reason\x18\x10 \x01(\tR\n" +
+	"failReason\x12\x1b\n" +
+	"\tfailed_by\x18\x11 \x01(\tR\bfailedBy\x12(\n" +
+	"\x10resolved_unix_ms\x18\x12 \x01(\x03R\x0eresolvedUnixMs\x12\x14\n" +
+	"\x05index\x18\x13 \x01(\x04R\x05index\"\x8a\x01\n" +
+	"\x12OpenChannelRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04peer\x18\x03 \x01(\tR\x04peer\x12\x1d\n" +
+	"\n" +
+	"amount_sat\x18\x04 \x01(\x03R\tamountSat\x12\x18\n" +
+	"\aprivate\x18\x05 \x01(\bR\aprivate\"{\n" +
+	"\x19ChannelOpenRequestCommand\x126\n" +
+	"\arequest\x18\x01 \x01(\v2\x1c.bankd.v1.OpenChannelRequestR\arequest\x12&\n" +
+	"\x0fpending_chan_id\x18\x02 \x01(\fR\rpendingChanId\"\\\n" +
+	"\x13OpenChannelResponse\x12)\n" +
+	"\x04open\x18\x01 \x01(\v2\x15.bankd.v1.ChannelOpenR\x04open\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xd6\x01\n" +
+	"\x0fChannelOpenStep\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1a.bankd.v1.ChannelOpenStateR\x05state\x12'\n" +
+	"\x0ffunding_address\x18\x03 \x01(\tR\x0efundingAddress\x12,\n" +
+	"\x12funding_amount_sat\x18\x04 \x01(\x03R\x10fundingAmountSat\x12\x12\n" +
+	"\x04vout\x18\x05 \x01(\rR\x04vout\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"D\n" +
+	"\x17ChannelOpenStepResponse\x12)\n" +
+	"\x04open\x18\x01 \x01(\v2\x15.bankd.v1.ChannelOpenR\x04open\"d\n" +
+	"\x15GetChannelOpenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"\x98\x01\n" +
+	"\x16GetChannelOpenResponse\x12)\n" +
+	"\x04open\x18\x01 \x01(\v2\x15.bankd.v1.ChannelOpenR\x04open\x12+\n" +
+	"\x05batch\x18\x02 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\x12&\n" +
+	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"B\n" +
+	"\x18CancelChannelOpenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"F\n" +
+	"\x19CancelChannelOpenResponse\x12)\n" +
+	"\x04open\x18\x01 \x01(\v2\x15.bankd.v1.ChannelOpenR\x04open\")\n" +
 	"\x11FlushQueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\"*\n" +
 	"\x12FlushQueueResponse\x12\x14\n" +
@@ -2673,7 +3558,17 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x15BATCH_STATE_CONFIRMED\x10\x03\x12\x15\n" +
 	"\x11BATCH_STATE_FINAL\x10\x04\x12\x19\n" +
 	"\x15BATCH_STATE_ABANDONED\x10\x05\x12\x18\n" +
-	"\x14BATCH_STATE_REPLACED\x10\x062\x84\b\n" +
+	"\x14BATCH_STATE_REPLACED\x10\x06*\xbb\x02\n" +
+	"\x10ChannelOpenState\x12\"\n" +
+	"\x1eCHANNEL_OPEN_STATE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cCHANNEL_OPEN_STATE_REQUESTED\x10\x01\x12!\n" +
+	"\x1dCHANNEL_OPEN_STATE_NEGOTIATED\x10\x02\x12\x1e\n" +
+	"\x1aCHANNEL_OPEN_STATE_PLANNED\x10\x03\x12\x1f\n" +
+	"\x1bCHANNEL_OPEN_STATE_VERIFIED\x10\x04\x12!\n" +
+	"\x1dCHANNEL_OPEN_STATE_FINALIZING\x10\x05\x12\x1e\n" +
+	"\x1aCHANNEL_OPEN_STATE_PENDING\x10\x06\x12\x1b\n" +
+	"\x17CHANNEL_OPEN_STATE_OPEN\x10\a\x12\x1d\n" +
+	"\x19CHANNEL_OPEN_STATE_FAILED\x10\b2\x84\b\n" +
 	"\rPayoutService\x12P\n" +
 	"\rRequestPayout\x12\x1e.bankd.v1.RequestPayoutRequest\x1a\x1f.bankd.v1.RequestPayoutResponse\x12I\n" +
 	"\tGetPayout\x12\x1a.bankd.v1.GetPayoutRequest\x1a\x1b.bankd.v1.GetPayoutResponse\"\x03\x90\x02\x01\x12O\n" +
@@ -2701,112 +3596,133 @@ func file_bankd_v1_payout_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_payout_proto_rawDescData
 }
 
-var file_bankd_v1_payout_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_bankd_v1_payout_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_bankd_v1_payout_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_bankd_v1_payout_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_bankd_v1_payout_proto_goTypes = []any{
 	(PayoutState)(0),                      // 0: bankd.v1.PayoutState
 	(BatchState)(0),                       // 1: bankd.v1.BatchState
-	(*Payout)(nil),                        // 2: bankd.v1.Payout
-	(*PayoutQueuePolicy)(nil),             // 3: bankd.v1.PayoutQueuePolicy
-	(*RequestPayoutRequest)(nil),          // 4: bankd.v1.RequestPayoutRequest
-	(*RequestPayoutResponse)(nil),         // 5: bankd.v1.RequestPayoutResponse
-	(*PayoutRequestCommand)(nil),          // 6: bankd.v1.PayoutRequestCommand
-	(*GetPayoutRequest)(nil),              // 7: bankd.v1.GetPayoutRequest
-	(*GetPayoutResponse)(nil),             // 8: bankd.v1.GetPayoutResponse
-	(*ListPayoutsRequest)(nil),            // 9: bankd.v1.ListPayoutsRequest
-	(*ListPayoutsResponse)(nil),           // 10: bankd.v1.ListPayoutsResponse
-	(*CancelPayoutRequest)(nil),           // 11: bankd.v1.CancelPayoutRequest
-	(*CancelPayoutResponse)(nil),          // 12: bankd.v1.CancelPayoutResponse
-	(*DecidePayoutRequest)(nil),           // 13: bankd.v1.DecidePayoutRequest
-	(*DecidePayoutResponse)(nil),          // 14: bankd.v1.DecidePayoutResponse
-	(*BatchInput)(nil),                    // 15: bankd.v1.BatchInput
-	(*BatchOutput)(nil),                   // 16: bankd.v1.BatchOutput
-	(*PayoutBatch)(nil),                   // 17: bankd.v1.PayoutBatch
-	(*PayoutPlan)(nil),                    // 18: bankd.v1.PayoutPlan
-	(*PayoutPlanResponse)(nil),            // 19: bankd.v1.PayoutPlanResponse
-	(*SubmitPayoutSignatureRequest)(nil),  // 20: bankd.v1.SubmitPayoutSignatureRequest
-	(*SubmitPayoutSignatureResponse)(nil), // 21: bankd.v1.SubmitPayoutSignatureResponse
-	(*AbandonPayoutBatchRequest)(nil),     // 22: bankd.v1.AbandonPayoutBatchRequest
-	(*AbandonPayoutBatchResponse)(nil),    // 23: bankd.v1.AbandonPayoutBatchResponse
-	(*GetPayoutBatchRequest)(nil),         // 24: bankd.v1.GetPayoutBatchRequest
-	(*GetPayoutBatchResponse)(nil),        // 25: bankd.v1.GetPayoutBatchResponse
-	(*ListPayoutBatchesRequest)(nil),      // 26: bankd.v1.ListPayoutBatchesRequest
-	(*ListPayoutBatchesResponse)(nil),     // 27: bankd.v1.ListPayoutBatchesResponse
-	(*WalletReconciliation)(nil),          // 28: bankd.v1.WalletReconciliation
-	(*Solvency)(nil),                      // 29: bankd.v1.Solvency
-	(*FlushQueueRequest)(nil),             // 30: bankd.v1.FlushQueueRequest
-	(*FlushQueueResponse)(nil),            // 31: bankd.v1.FlushQueueResponse
-	(*ReconcileWalletsRequest)(nil),       // 32: bankd.v1.ReconcileWalletsRequest
-	(*ReconcileWalletsResponse)(nil),      // 33: bankd.v1.ReconcileWalletsResponse
-	(ReadConsistency)(0),                  // 34: bankd.v1.ReadConsistency
-	(*ReadMeta)(nil),                      // 35: bankd.v1.ReadMeta
-	(*Outpoint)(nil),                      // 36: bankd.v1.Outpoint
-	(WalletKind)(0),                       // 37: bankd.v1.WalletKind
+	(ChannelOpenState)(0),                 // 2: bankd.v1.ChannelOpenState
+	(*Payout)(nil),                        // 3: bankd.v1.Payout
+	(*PayoutQueuePolicy)(nil),             // 4: bankd.v1.PayoutQueuePolicy
+	(*RequestPayoutRequest)(nil),          // 5: bankd.v1.RequestPayoutRequest
+	(*RequestPayoutResponse)(nil),         // 6: bankd.v1.RequestPayoutResponse
+	(*PayoutRequestCommand)(nil),          // 7: bankd.v1.PayoutRequestCommand
+	(*GetPayoutRequest)(nil),              // 8: bankd.v1.GetPayoutRequest
+	(*GetPayoutResponse)(nil),             // 9: bankd.v1.GetPayoutResponse
+	(*ListPayoutsRequest)(nil),            // 10: bankd.v1.ListPayoutsRequest
+	(*ListPayoutsResponse)(nil),           // 11: bankd.v1.ListPayoutsResponse
+	(*CancelPayoutRequest)(nil),           // 12: bankd.v1.CancelPayoutRequest
+	(*CancelPayoutResponse)(nil),          // 13: bankd.v1.CancelPayoutResponse
+	(*DecidePayoutRequest)(nil),           // 14: bankd.v1.DecidePayoutRequest
+	(*DecidePayoutResponse)(nil),          // 15: bankd.v1.DecidePayoutResponse
+	(*BatchInput)(nil),                    // 16: bankd.v1.BatchInput
+	(*BatchOutput)(nil),                   // 17: bankd.v1.BatchOutput
+	(*PayoutBatch)(nil),                   // 18: bankd.v1.PayoutBatch
+	(*PayoutPlan)(nil),                    // 19: bankd.v1.PayoutPlan
+	(*PayoutPlanResponse)(nil),            // 20: bankd.v1.PayoutPlanResponse
+	(*SubmitPayoutSignatureRequest)(nil),  // 21: bankd.v1.SubmitPayoutSignatureRequest
+	(*SubmitPayoutSignatureResponse)(nil), // 22: bankd.v1.SubmitPayoutSignatureResponse
+	(*AbandonPayoutBatchRequest)(nil),     // 23: bankd.v1.AbandonPayoutBatchRequest
+	(*AbandonPayoutBatchResponse)(nil),    // 24: bankd.v1.AbandonPayoutBatchResponse
+	(*GetPayoutBatchRequest)(nil),         // 25: bankd.v1.GetPayoutBatchRequest
+	(*GetPayoutBatchResponse)(nil),        // 26: bankd.v1.GetPayoutBatchResponse
+	(*ListPayoutBatchesRequest)(nil),      // 27: bankd.v1.ListPayoutBatchesRequest
+	(*ListPayoutBatchesResponse)(nil),     // 28: bankd.v1.ListPayoutBatchesResponse
+	(*WalletReconciliation)(nil),          // 29: bankd.v1.WalletReconciliation
+	(*Solvency)(nil),                      // 30: bankd.v1.Solvency
+	(*ChannelOpen)(nil),                   // 31: bankd.v1.ChannelOpen
+	(*OpenChannelRequest)(nil),            // 32: bankd.v1.OpenChannelRequest
+	(*ChannelOpenRequestCommand)(nil),     // 33: bankd.v1.ChannelOpenRequestCommand
+	(*OpenChannelResponse)(nil),           // 34: bankd.v1.OpenChannelResponse
+	(*ChannelOpenStep)(nil),               // 35: bankd.v1.ChannelOpenStep
+	(*ChannelOpenStepResponse)(nil),       // 36: bankd.v1.ChannelOpenStepResponse
+	(*GetChannelOpenRequest)(nil),         // 37: bankd.v1.GetChannelOpenRequest
+	(*GetChannelOpenResponse)(nil),        // 38: bankd.v1.GetChannelOpenResponse
+	(*CancelChannelOpenRequest)(nil),      // 39: bankd.v1.CancelChannelOpenRequest
+	(*CancelChannelOpenResponse)(nil),     // 40: bankd.v1.CancelChannelOpenResponse
+	(*FlushQueueRequest)(nil),             // 41: bankd.v1.FlushQueueRequest
+	(*FlushQueueResponse)(nil),            // 42: bankd.v1.FlushQueueResponse
+	(*ReconcileWalletsRequest)(nil),       // 43: bankd.v1.ReconcileWalletsRequest
+	(*ReconcileWalletsResponse)(nil),      // 44: bankd.v1.ReconcileWalletsResponse
+	(ReadConsistency)(0),                  // 45: bankd.v1.ReadConsistency
+	(*ReadMeta)(nil),                      // 46: bankd.v1.ReadMeta
+	(*Outpoint)(nil),                      // 47: bankd.v1.Outpoint
+	(WalletKind)(0),                       // 48: bankd.v1.WalletKind
 }
 var file_bankd_v1_payout_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.Payout.state:type_name -> bankd.v1.PayoutState
-	2,  // 1: bankd.v1.RequestPayoutResponse.payout:type_name -> bankd.v1.Payout
-	4,  // 2: bankd.v1.PayoutRequestCommand.request:type_name -> bankd.v1.RequestPayoutRequest
-	3,  // 3: bankd.v1.PayoutRequestCommand.policy:type_name -> bankd.v1.PayoutQueuePolicy
-	34, // 4: bankd.v1.GetPayoutRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	2,  // 5: bankd.v1.GetPayoutResponse.payout:type_name -> bankd.v1.Payout
-	17, // 6: bankd.v1.GetPayoutResponse.batch:type_name -> bankd.v1.PayoutBatch
-	35, // 7: bankd.v1.GetPayoutResponse.meta:type_name -> bankd.v1.ReadMeta
+	3,  // 1: bankd.v1.RequestPayoutResponse.payout:type_name -> bankd.v1.Payout
+	5,  // 2: bankd.v1.PayoutRequestCommand.request:type_name -> bankd.v1.RequestPayoutRequest
+	4,  // 3: bankd.v1.PayoutRequestCommand.policy:type_name -> bankd.v1.PayoutQueuePolicy
+	45, // 4: bankd.v1.GetPayoutRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	3,  // 5: bankd.v1.GetPayoutResponse.payout:type_name -> bankd.v1.Payout
+	18, // 6: bankd.v1.GetPayoutResponse.batch:type_name -> bankd.v1.PayoutBatch
+	46, // 7: bankd.v1.GetPayoutResponse.meta:type_name -> bankd.v1.ReadMeta
 	0,  // 8: bankd.v1.ListPayoutsRequest.state:type_name -> bankd.v1.PayoutState
-	34, // 9: bankd.v1.ListPayoutsRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	2,  // 10: bankd.v1.ListPayoutsResponse.payouts:type_name -> bankd.v1.Payout
-	35, // 11: bankd.v1.ListPayoutsResponse.meta:type_name -> bankd.v1.ReadMeta
-	2,  // 12: bankd.v1.CancelPayoutResponse.payout:type_name -> bankd.v1.Payout
-	2,  // 13: bankd.v1.DecidePayoutResponse.payout:type_name -> bankd.v1.Payout
-	36, // 14: bankd.v1.BatchInput.outpoint:type_name -> bankd.v1.Outpoint
+	45, // 9: bankd.v1.ListPayoutsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	3,  // 10: bankd.v1.ListPayoutsResponse.payouts:type_name -> bankd.v1.Payout
+	46, // 11: bankd.v1.ListPayoutsResponse.meta:type_name -> bankd.v1.ReadMeta
+	3,  // 12: bankd.v1.CancelPayoutResponse.payout:type_name -> bankd.v1.Payout
+	3,  // 13: bankd.v1.DecidePayoutResponse.payout:type_name -> bankd.v1.Payout
+	47, // 14: bankd.v1.BatchInput.outpoint:type_name -> bankd.v1.Outpoint
 	1,  // 15: bankd.v1.PayoutBatch.state:type_name -> bankd.v1.BatchState
-	15, // 16: bankd.v1.PayoutBatch.inputs:type_name -> bankd.v1.BatchInput
-	16, // 17: bankd.v1.PayoutBatch.outputs:type_name -> bankd.v1.BatchOutput
-	36, // 18: bankd.v1.PayoutPlan.inputs:type_name -> bankd.v1.Outpoint
-	17, // 19: bankd.v1.PayoutPlanResponse.batch:type_name -> bankd.v1.PayoutBatch
-	17, // 20: bankd.v1.SubmitPayoutSignatureResponse.batch:type_name -> bankd.v1.PayoutBatch
-	17, // 21: bankd.v1.AbandonPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
-	34, // 22: bankd.v1.GetPayoutBatchRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	17, // 23: bankd.v1.GetPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
-	35, // 24: bankd.v1.GetPayoutBatchResponse.meta:type_name -> bankd.v1.ReadMeta
+	16, // 16: bankd.v1.PayoutBatch.inputs:type_name -> bankd.v1.BatchInput
+	17, // 17: bankd.v1.PayoutBatch.outputs:type_name -> bankd.v1.BatchOutput
+	47, // 18: bankd.v1.PayoutPlan.inputs:type_name -> bankd.v1.Outpoint
+	18, // 19: bankd.v1.PayoutPlanResponse.batch:type_name -> bankd.v1.PayoutBatch
+	18, // 20: bankd.v1.SubmitPayoutSignatureResponse.batch:type_name -> bankd.v1.PayoutBatch
+	18, // 21: bankd.v1.AbandonPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
+	45, // 22: bankd.v1.GetPayoutBatchRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	18, // 23: bankd.v1.GetPayoutBatchResponse.batch:type_name -> bankd.v1.PayoutBatch
+	46, // 24: bankd.v1.GetPayoutBatchResponse.meta:type_name -> bankd.v1.ReadMeta
 	1,  // 25: bankd.v1.ListPayoutBatchesRequest.state:type_name -> bankd.v1.BatchState
-	34, // 26: bankd.v1.ListPayoutBatchesRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	17, // 27: bankd.v1.ListPayoutBatchesResponse.batches:type_name -> bankd.v1.PayoutBatch
-	35, // 28: bankd.v1.ListPayoutBatchesResponse.meta:type_name -> bankd.v1.ReadMeta
-	37, // 29: bankd.v1.WalletReconciliation.kind:type_name -> bankd.v1.WalletKind
-	34, // 30: bankd.v1.ReconcileWalletsRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	28, // 31: bankd.v1.ReconcileWalletsResponse.wallets:type_name -> bankd.v1.WalletReconciliation
-	29, // 32: bankd.v1.ReconcileWalletsResponse.solvency:type_name -> bankd.v1.Solvency
-	35, // 33: bankd.v1.ReconcileWalletsResponse.meta:type_name -> bankd.v1.ReadMeta
-	4,  // 34: bankd.v1.PayoutService.RequestPayout:input_type -> bankd.v1.RequestPayoutRequest
-	7,  // 35: bankd.v1.PayoutService.GetPayout:input_type -> bankd.v1.GetPayoutRequest
-	9,  // 36: bankd.v1.PayoutService.ListPayouts:input_type -> bankd.v1.ListPayoutsRequest
-	11, // 37: bankd.v1.PayoutService.CancelPayout:input_type -> bankd.v1.CancelPayoutRequest
-	13, // 38: bankd.v1.PayoutService.ApprovePayout:input_type -> bankd.v1.DecidePayoutRequest
-	13, // 39: bankd.v1.PayoutService.RejectPayout:input_type -> bankd.v1.DecidePayoutRequest
-	24, // 40: bankd.v1.PayoutService.GetBatch:input_type -> bankd.v1.GetPayoutBatchRequest
-	26, // 41: bankd.v1.PayoutService.ListBatches:input_type -> bankd.v1.ListPayoutBatchesRequest
-	20, // 42: bankd.v1.PayoutService.SubmitSignature:input_type -> bankd.v1.SubmitPayoutSignatureRequest
-	22, // 43: bankd.v1.PayoutService.AbandonBatch:input_type -> bankd.v1.AbandonPayoutBatchRequest
-	30, // 44: bankd.v1.PayoutService.FlushQueue:input_type -> bankd.v1.FlushQueueRequest
-	32, // 45: bankd.v1.PayoutService.ReconcileWallets:input_type -> bankd.v1.ReconcileWalletsRequest
-	5,  // 46: bankd.v1.PayoutService.RequestPayout:output_type -> bankd.v1.RequestPayoutResponse
-	8,  // 47: bankd.v1.PayoutService.GetPayout:output_type -> bankd.v1.GetPayoutResponse
-	10, // 48: bankd.v1.PayoutService.ListPayouts:output_type -> bankd.v1.ListPayoutsResponse
-	12, // 49: bankd.v1.PayoutService.CancelPayout:output_type -> bankd.v1.CancelPayoutResponse
-	14, // 50: bankd.v1.PayoutService.ApprovePayout:output_type -> bankd.v1.DecidePayoutResponse
-	14, // 51: bankd.v1.PayoutService.RejectPayout:output_type -> bankd.v1.DecidePayoutResponse
-	25, // 52: bankd.v1.PayoutService.GetBatch:output_type -> bankd.v1.GetPayoutBatchResponse
-	27, // 53: bankd.v1.PayoutService.ListBatches:output_type -> bankd.v1.ListPayoutBatchesResponse
-	21, // 54: bankd.v1.PayoutService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
-	23, // 55: bankd.v1.PayoutService.AbandonBatch:output_type -> bankd.v1.AbandonPayoutBatchResponse
-	31, // 56: bankd.v1.PayoutService.FlushQueue:output_type -> bankd.v1.FlushQueueResponse
-	33, // 57: bankd.v1.PayoutService.ReconcileWallets:output_type -> bankd.v1.ReconcileWalletsResponse
-	46, // [46:58] is the sub-list for method output_type
-	34, // [34:46] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	45, // 26: bankd.v1.ListPayoutBatchesRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	18, // 27: bankd.v1.ListPayoutBatchesResponse.batches:type_name -> bankd.v1.PayoutBatch
+	46, // 28: bankd.v1.ListPayoutBatchesResponse.meta:type_name -> bankd.v1.ReadMeta
+	48, // 29: bankd.v1.WalletReconciliation.kind:type_name -> bankd.v1.WalletKind
+	2,  // 30: bankd.v1.ChannelOpen.state:type_name -> bankd.v1.ChannelOpenState
+	32, // 31: bankd.v1.ChannelOpenRequestCommand.request:type_name -> bankd.v1.OpenChannelRequest
+	31, // 32: bankd.v1.OpenChannelResponse.open:type_name -> bankd.v1.ChannelOpen
+	2,  // 33: bankd.v1.ChannelOpenStep.state:type_name -> bankd.v1.ChannelOpenState
+	31, // 34: bankd.v1.ChannelOpenStepResponse.open:type_name -> bankd.v1.ChannelOpen
+	45, // 35: bankd.v1.GetChannelOpenRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	31, // 36: bankd.v1.GetChannelOpenResponse.open:type_name -> bankd.v1.ChannelOpen
+	18, // 37: bankd.v1.GetChannelOpenResponse.batch:type_name -> bankd.v1.PayoutBatch
+	46, // 38: bankd.v1.GetChannelOpenResponse.meta:type_name -> bankd.v1.ReadMeta
+	31, // 39: bankd.v1.CancelChannelOpenResponse.open:type_name -> bankd.v1.ChannelOpen
+	45, // 40: bankd.v1.ReconcileWalletsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	29, // 41: bankd.v1.ReconcileWalletsResponse.wallets:type_name -> bankd.v1.WalletReconciliation
+	30, // 42: bankd.v1.ReconcileWalletsResponse.solvency:type_name -> bankd.v1.Solvency
+	46, // 43: bankd.v1.ReconcileWalletsResponse.meta:type_name -> bankd.v1.ReadMeta
+	5,  // 44: bankd.v1.PayoutService.RequestPayout:input_type -> bankd.v1.RequestPayoutRequest
+	8,  // 45: bankd.v1.PayoutService.GetPayout:input_type -> bankd.v1.GetPayoutRequest
+	10, // 46: bankd.v1.PayoutService.ListPayouts:input_type -> bankd.v1.ListPayoutsRequest
+	12, // 47: bankd.v1.PayoutService.CancelPayout:input_type -> bankd.v1.CancelPayoutRequest
+	14, // 48: bankd.v1.PayoutService.ApprovePayout:input_type -> bankd.v1.DecidePayoutRequest
+	14, // 49: bankd.v1.PayoutService.RejectPayout:input_type -> bankd.v1.DecidePayoutRequest
+	25, // 50: bankd.v1.PayoutService.GetBatch:input_type -> bankd.v1.GetPayoutBatchRequest
+	27, // 51: bankd.v1.PayoutService.ListBatches:input_type -> bankd.v1.ListPayoutBatchesRequest
+	21, // 52: bankd.v1.PayoutService.SubmitSignature:input_type -> bankd.v1.SubmitPayoutSignatureRequest
+	23, // 53: bankd.v1.PayoutService.AbandonBatch:input_type -> bankd.v1.AbandonPayoutBatchRequest
+	41, // 54: bankd.v1.PayoutService.FlushQueue:input_type -> bankd.v1.FlushQueueRequest
+	43, // 55: bankd.v1.PayoutService.ReconcileWallets:input_type -> bankd.v1.ReconcileWalletsRequest
+	6,  // 56: bankd.v1.PayoutService.RequestPayout:output_type -> bankd.v1.RequestPayoutResponse
+	9,  // 57: bankd.v1.PayoutService.GetPayout:output_type -> bankd.v1.GetPayoutResponse
+	11, // 58: bankd.v1.PayoutService.ListPayouts:output_type -> bankd.v1.ListPayoutsResponse
+	13, // 59: bankd.v1.PayoutService.CancelPayout:output_type -> bankd.v1.CancelPayoutResponse
+	15, // 60: bankd.v1.PayoutService.ApprovePayout:output_type -> bankd.v1.DecidePayoutResponse
+	15, // 61: bankd.v1.PayoutService.RejectPayout:output_type -> bankd.v1.DecidePayoutResponse
+	26, // 62: bankd.v1.PayoutService.GetBatch:output_type -> bankd.v1.GetPayoutBatchResponse
+	28, // 63: bankd.v1.PayoutService.ListBatches:output_type -> bankd.v1.ListPayoutBatchesResponse
+	22, // 64: bankd.v1.PayoutService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
+	24, // 65: bankd.v1.PayoutService.AbandonBatch:output_type -> bankd.v1.AbandonPayoutBatchResponse
+	42, // 66: bankd.v1.PayoutService.FlushQueue:output_type -> bankd.v1.FlushQueueResponse
+	44, // 67: bankd.v1.PayoutService.ReconcileWallets:output_type -> bankd.v1.ReconcileWalletsResponse
+	56, // [56:68] is the sub-list for method output_type
+	44, // [44:56] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_payout_proto_init() }
@@ -2822,8 +3738,8 @@ func file_bankd_v1_payout_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_payout_proto_rawDesc), len(file_bankd_v1_payout_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   32,
+			NumEnums:      3,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

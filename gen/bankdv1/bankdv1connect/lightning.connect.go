@@ -60,6 +60,15 @@ const (
 	// LightningServiceReconcileProcedure is the fully-qualified name of the LightningService's
 	// Reconcile RPC.
 	LightningServiceReconcileProcedure = "/bankd.v1.LightningService/Reconcile"
+	// LightningServiceOpenChannelProcedure is the fully-qualified name of the LightningService's
+	// OpenChannel RPC.
+	LightningServiceOpenChannelProcedure = "/bankd.v1.LightningService/OpenChannel"
+	// LightningServiceGetChannelOpenProcedure is the fully-qualified name of the LightningService's
+	// GetChannelOpen RPC.
+	LightningServiceGetChannelOpenProcedure = "/bankd.v1.LightningService/GetChannelOpen"
+	// LightningServiceCancelChannelOpenProcedure is the fully-qualified name of the LightningService's
+	// CancelChannelOpen RPC.
+	LightningServiceCancelChannelOpenProcedure = "/bankd.v1.LightningService/CancelChannelOpen"
 )
 
 // LightningServiceClient is a client for the bankd.v1.LightningService service.
@@ -73,6 +82,12 @@ type LightningServiceClient interface {
 	GetPayment(context.Context, *connect.Request[bankdv1.GetPaymentRequest]) (*connect.Response[bankdv1.GetPaymentResponse], error)
 	PayInternal(context.Context, *connect.Request[bankdv1.PayInternalRequest]) (*connect.Response[bankdv1.PayInternalResponse], error)
 	Reconcile(context.Context, *connect.Request[bankdv1.ReconcileLightningRequest]) (*connect.Response[bankdv1.ReconcileLightningResponse], error)
+	// Open a channel from a pool node, funded from the hot wallet through lnd's PSBT flow and the
+	// payout pipeline (plan, sign, commit); admin scope.
+	OpenChannel(context.Context, *connect.Request[bankdv1.OpenChannelRequest]) (*connect.Response[bankdv1.OpenChannelResponse], error)
+	GetChannelOpen(context.Context, *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error)
+	// Give up a channel open whose signed funding transaction has not gone to lnd; admin scope.
+	CancelChannelOpen(context.Context, *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error)
 }
 
 // NewLightningServiceClient constructs a client for the bankd.v1.LightningService service. By
@@ -143,20 +158,42 @@ func NewLightningServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(lightningServiceMethods.ByName("Reconcile")),
 			connect.WithClientOptions(opts...),
 		),
+		openChannel: connect.NewClient[bankdv1.OpenChannelRequest, bankdv1.OpenChannelResponse](
+			httpClient,
+			baseURL+LightningServiceOpenChannelProcedure,
+			connect.WithSchema(lightningServiceMethods.ByName("OpenChannel")),
+			connect.WithClientOptions(opts...),
+		),
+		getChannelOpen: connect.NewClient[bankdv1.GetChannelOpenRequest, bankdv1.GetChannelOpenResponse](
+			httpClient,
+			baseURL+LightningServiceGetChannelOpenProcedure,
+			connect.WithSchema(lightningServiceMethods.ByName("GetChannelOpen")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		cancelChannelOpen: connect.NewClient[bankdv1.CancelChannelOpenRequest, bankdv1.CancelChannelOpenResponse](
+			httpClient,
+			baseURL+LightningServiceCancelChannelOpenProcedure,
+			connect.WithSchema(lightningServiceMethods.ByName("CancelChannelOpen")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // lightningServiceClient implements LightningServiceClient.
 type lightningServiceClient struct {
-	listNodes     *connect.Client[bankdv1.ListLndNodesRequest, bankdv1.ListLndNodesResponse]
-	addNode       *connect.Client[bankdv1.AddLndNodeRequest, bankdv1.AddLndNodeResponse]
-	drainNode     *connect.Client[bankdv1.DrainLndNodeRequest, bankdv1.DrainLndNodeResponse]
-	createInvoice *connect.Client[bankdv1.CreateInvoiceRequest, bankdv1.CreateInvoiceResponse]
-	getInvoice    *connect.Client[bankdv1.GetInvoiceRequest, bankdv1.GetInvoiceResponse]
-	payInvoice    *connect.Client[bankdv1.PayInvoiceRequest, bankdv1.PayInvoiceResponse]
-	getPayment    *connect.Client[bankdv1.GetPaymentRequest, bankdv1.GetPaymentResponse]
-	payInternal   *connect.Client[bankdv1.PayInternalRequest, bankdv1.PayInternalResponse]
-	reconcile     *connect.Client[bankdv1.ReconcileLightningRequest, bankdv1.ReconcileLightningResponse]
+	listNodes         *connect.Client[bankdv1.ListLndNodesRequest, bankdv1.ListLndNodesResponse]
+	addNode           *connect.Client[bankdv1.AddLndNodeRequest, bankdv1.AddLndNodeResponse]
+	drainNode         *connect.Client[bankdv1.DrainLndNodeRequest, bankdv1.DrainLndNodeResponse]
+	createInvoice     *connect.Client[bankdv1.CreateInvoiceRequest, bankdv1.CreateInvoiceResponse]
+	getInvoice        *connect.Client[bankdv1.GetInvoiceRequest, bankdv1.GetInvoiceResponse]
+	payInvoice        *connect.Client[bankdv1.PayInvoiceRequest, bankdv1.PayInvoiceResponse]
+	getPayment        *connect.Client[bankdv1.GetPaymentRequest, bankdv1.GetPaymentResponse]
+	payInternal       *connect.Client[bankdv1.PayInternalRequest, bankdv1.PayInternalResponse]
+	reconcile         *connect.Client[bankdv1.ReconcileLightningRequest, bankdv1.ReconcileLightningResponse]
+	openChannel       *connect.Client[bankdv1.OpenChannelRequest, bankdv1.OpenChannelResponse]
+	getChannelOpen    *connect.Client[bankdv1.GetChannelOpenRequest, bankdv1.GetChannelOpenResponse]
+	cancelChannelOpen *connect.Client[bankdv1.CancelChannelOpenRequest, bankdv1.CancelChannelOpenResponse]
 }
 
 // ListNodes calls bankd.v1.LightningService.ListNodes.
@@ -204,6 +241,21 @@ func (c *lightningServiceClient) Reconcile(ctx context.Context, req *connect.Req
 	return c.reconcile.CallUnary(ctx, req)
 }
 
+// OpenChannel calls bankd.v1.LightningService.OpenChannel.
+func (c *lightningServiceClient) OpenChannel(ctx context.Context, req *connect.Request[bankdv1.OpenChannelRequest]) (*connect.Response[bankdv1.OpenChannelResponse], error) {
+	return c.openChannel.CallUnary(ctx, req)
+}
+
+// GetChannelOpen calls bankd.v1.LightningService.GetChannelOpen.
+func (c *lightningServiceClient) GetChannelOpen(ctx context.Context, req *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error) {
+	return c.getChannelOpen.CallUnary(ctx, req)
+}
+
+// CancelChannelOpen calls bankd.v1.LightningService.CancelChannelOpen.
+func (c *lightningServiceClient) CancelChannelOpen(ctx context.Context, req *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error) {
+	return c.cancelChannelOpen.CallUnary(ctx, req)
+}
+
 // LightningServiceHandler is an implementation of the bankd.v1.LightningService service.
 type LightningServiceHandler interface {
 	ListNodes(context.Context, *connect.Request[bankdv1.ListLndNodesRequest]) (*connect.Response[bankdv1.ListLndNodesResponse], error)
@@ -215,6 +267,12 @@ type LightningServiceHandler interface {
 	GetPayment(context.Context, *connect.Request[bankdv1.GetPaymentRequest]) (*connect.Response[bankdv1.GetPaymentResponse], error)
 	PayInternal(context.Context, *connect.Request[bankdv1.PayInternalRequest]) (*connect.Response[bankdv1.PayInternalResponse], error)
 	Reconcile(context.Context, *connect.Request[bankdv1.ReconcileLightningRequest]) (*connect.Response[bankdv1.ReconcileLightningResponse], error)
+	// Open a channel from a pool node, funded from the hot wallet through lnd's PSBT flow and the
+	// payout pipeline (plan, sign, commit); admin scope.
+	OpenChannel(context.Context, *connect.Request[bankdv1.OpenChannelRequest]) (*connect.Response[bankdv1.OpenChannelResponse], error)
+	GetChannelOpen(context.Context, *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error)
+	// Give up a channel open whose signed funding transaction has not gone to lnd; admin scope.
+	CancelChannelOpen(context.Context, *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error)
 }
 
 // NewLightningServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -281,6 +339,25 @@ func NewLightningServiceHandler(svc LightningServiceHandler, opts ...connect.Han
 		connect.WithSchema(lightningServiceMethods.ByName("Reconcile")),
 		connect.WithHandlerOptions(opts...),
 	)
+	lightningServiceOpenChannelHandler := connect.NewUnaryHandler(
+		LightningServiceOpenChannelProcedure,
+		svc.OpenChannel,
+		connect.WithSchema(lightningServiceMethods.ByName("OpenChannel")),
+		connect.WithHandlerOptions(opts...),
+	)
+	lightningServiceGetChannelOpenHandler := connect.NewUnaryHandler(
+		LightningServiceGetChannelOpenProcedure,
+		svc.GetChannelOpen,
+		connect.WithSchema(lightningServiceMethods.ByName("GetChannelOpen")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	lightningServiceCancelChannelOpenHandler := connect.NewUnaryHandler(
+		LightningServiceCancelChannelOpenProcedure,
+		svc.CancelChannelOpen,
+		connect.WithSchema(lightningServiceMethods.ByName("CancelChannelOpen")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.LightningService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LightningServiceListNodesProcedure:
@@ -301,6 +378,12 @@ func NewLightningServiceHandler(svc LightningServiceHandler, opts ...connect.Han
 			lightningServicePayInternalHandler.ServeHTTP(w, r)
 		case LightningServiceReconcileProcedure:
 			lightningServiceReconcileHandler.ServeHTTP(w, r)
+		case LightningServiceOpenChannelProcedure:
+			lightningServiceOpenChannelHandler.ServeHTTP(w, r)
+		case LightningServiceGetChannelOpenProcedure:
+			lightningServiceGetChannelOpenHandler.ServeHTTP(w, r)
+		case LightningServiceCancelChannelOpenProcedure:
+			lightningServiceCancelChannelOpenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -344,4 +427,16 @@ func (UnimplementedLightningServiceHandler) PayInternal(context.Context, *connec
 
 func (UnimplementedLightningServiceHandler) Reconcile(context.Context, *connect.Request[bankdv1.ReconcileLightningRequest]) (*connect.Response[bankdv1.ReconcileLightningResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.Reconcile is not implemented"))
+}
+
+func (UnimplementedLightningServiceHandler) OpenChannel(context.Context, *connect.Request[bankdv1.OpenChannelRequest]) (*connect.Response[bankdv1.OpenChannelResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.OpenChannel is not implemented"))
+}
+
+func (UnimplementedLightningServiceHandler) GetChannelOpen(context.Context, *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.GetChannelOpen is not implemented"))
+}
+
+func (UnimplementedLightningServiceHandler) CancelChannelOpen(context.Context, *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.CancelChannelOpen is not implemented"))
 }

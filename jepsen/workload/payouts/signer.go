@@ -55,7 +55,7 @@ func (w *Workload) signPlanned(ctx context.Context, cl *apiclient.Clients, refus
 			}
 			payouts = append(payouts, p.Msg.GetPayout())
 		}
-		checked, err := w.signer.Check(b, payouts)
+		checked, err := w.signer.Check(b, payouts, nil)
 		if err == nil {
 			var signed []byte
 			if signed, err = w.signer.Sign(checked); err == nil {
