@@ -484,10 +484,18 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 		}
 	} else if maintenance := len(req.GetPayoutIds()) == 0 && !channel; maintenance != (req.GetQueue() == ConsolidationQueue || req.GetQueue() == SplitQueue) {
 		return invalid("payout_ids: a transaction without withdrawals is a consolidation or a split, in queue %q or %q, and only those", ConsolidationQueue, SplitQueue)
-	} else if req.GetQueue() == ConsolidationQueue && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2 || len(req.GetSplitSat()) > 0) {
-		return invalid("inputs: a consolidation merges at least two inputs into one change output")
+	} else if req.GetQueue() == ConsolidationQueue && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2 && req.GetLifts() == "" || len(req.GetSplitSat()) > 0) {
+		return invalid("inputs: a consolidation merges at least two inputs (or, lifting a batch, its change) into one change output")
 	} else if req.GetQueue() == SplitQueue && (req.GetChangeSat() == 0 || len(req.GetSplitSat()) == 0) {
 		return invalid("split_sat: a split pays its coin into at least two change outputs")
+	}
+	if req.GetLifts() != "" {
+		if req.GetQueue() != ConsolidationQueue {
+			return invalid("lifts: a child paying for its parent is planned in queue %q", ConsolidationQueue)
+		}
+		if err := CheckBatchID("lifts", req.GetLifts()); err != nil {
+			return err
+		}
 	}
 	if n := len(req.GetSplitSat()); n > 0 && (req.GetChangeSat() == 0 || n > MaxSplitOutputs || req.GetToWalletId() != "") {
 		return invalid("split_sat: 1-%d more change outputs after change_sat, not in a sweep", MaxSplitOutputs)
@@ -550,6 +558,7 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 	}
 	// Inputs: unreserved, unspent UTXOs of the wallet, each once; a sweep's deposits credited.
 	seen := map[string]bool{}
+	var parent *bankdv1.PayoutBatch
 	for i, op := range req.Inputs {
 		field := fmt.Sprintf("inputs[%d]", i)
 		key := outpointKey(tagUtxo, op)
@@ -557,6 +566,15 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 			return nil, invalid("%s: %s is listed twice", field, outpointString(op))
 		}
 		seen[string(key)] = true
+		if i == 0 && req.Lifts != "" {
+			in, p, err := liftedChange(tx, req, op)
+			if err != nil {
+				return nil, err
+			}
+			parent = p
+			b.Inputs = append(b.Inputs, in)
+			continue
+		}
 		u := &bankdv1.Utxo{}
 		if found, err := getProto(tx, key, u); err != nil {
 			return nil, err
@@ -619,6 +637,12 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		}
 		changeWS.save(tx)
 	}
+	if parent != nil {
+		b.Lifts, parent.LiftedBy = parent.Id, b.Id
+		if err := a.saveBatch(tx, parent); err != nil {
+			return nil, err
+		}
+	}
 	if open != nil {
 		open.State, open.BatchId, open.Txid = bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_PLANNED, b.Id, b.Txid
 		if err := a.saveChannelOpen(tx, open); err != nil {
@@ -626,6 +650,36 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		}
 	}
 	return &bankdv1.PayoutPlanResponse{Batch: b}, a.saveBatch(tx, b)
+}
+
+// liftedChange checks the first input of a child paying for its parent: the change of a
+// SIGNED batch of the same wallet, not yet confirmed, that is neither a fee bump nor bumped
+// (so its txid is the one that will confirm) and not lifted already, and unreserved. It
+// returns the input, made from the parent's record, and the parent.
+func liftedChange(tx *txn, req *bankdv1.PayoutPlan, op *bankdv1.Outpoint) (*bankdv1.BatchInput, *bankdv1.PayoutBatch, error) {
+	p, err := loadBatch(tx, "lifts", req.Lifts)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case p.State != bankdv1.BatchState_BATCH_STATE_SIGNED:
+		return nil, nil, payoutConflict("lifts: batch %s is %s; only a signed batch that has not confirmed is lifted", p.Id, batchStateName(p.State))
+	case p.Replaces != "" || p.ReplacedBy != "":
+		return nil, nil, payoutConflict("lifts: batch %s is in a fee bump chain; its txid may not be the one that confirms", p.Id)
+	case p.LiftedBy != "":
+		return nil, nil, payoutConflict("lifts: batch %s is already lifted by %s", p.Id, p.LiftedBy)
+	case p.WalletId != req.WalletId:
+		return nil, nil, invalid("lifts: batch %s spends wallet %q, not %q", p.Id, p.WalletId, req.WalletId)
+	case op.Txid != p.Txid || int(op.Vout) >= len(p.Outputs) || !p.Outputs[op.Vout].Change:
+		return nil, nil, invalid("inputs[0]: a child spends its parent's change; %s is not a change output of batch %s", outpointString(op), p.Id)
+	}
+	if _, found, err := tx.get(outpointKey(tagReserved, op)); err != nil {
+		return nil, nil, err
+	} else if found {
+		return nil, nil, payoutConflict("inputs[0]: %s is reserved", outpointString(op))
+	}
+	o := p.Outputs[op.Vout]
+	return &bankdv1.BatchInput{Outpoint: op, ValueSat: o.ValueSat, Script: o.Script, Branch: branchChange, Index: o.ChangeIndex}, p, nil
 }
 
 func (a *applier) newBatch(req *bankdv1.PayoutPlan) *bankdv1.PayoutBatch {
@@ -735,6 +789,8 @@ func (a *applier) payoutBump(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		return nil, payoutConflict("replaces: batch %s is %s; only a signed batch that has not confirmed is bumped", old.Id, batchStateName(old.State))
 	case old.ChannelOpenId != "":
 		return nil, payoutConflict("replaces: batch %s funds channel open %q, which is bound to its txid; it is not replaced", old.Id, old.ChannelOpenId)
+	case old.LiftedBy != "":
+		return nil, payoutConflict("replaces: batch %s is lifted by %s, which spends its change; it is not replaced", old.Id, old.LiftedBy)
 	case old.ReplacedBy != "":
 		return nil, payoutConflict("replaces: batch %s is already replaced by %s; bump that one", old.Id, old.ReplacedBy)
 	case req.WalletId != old.WalletId || req.Queue != old.Queue:
@@ -1013,6 +1069,16 @@ func (a *applier) payoutAbandon(tx *txn, req *bankdv1.AbandonPayoutBatchRequest)
 // withdrawals queued again (or, for an unsigned fee bump, the batch it would replace stays in
 // force).
 func (a *applier) abandonBatch(tx *txn, b *bankdv1.PayoutBatch, reason string) error {
+	if b.Lifts != "" {
+		parent, err := loadBatch(tx, "batch", b.Lifts)
+		if err != nil {
+			return err
+		}
+		parent.LiftedBy = ""
+		if err := a.saveBatch(tx, parent); err != nil {
+			return err
+		}
+	}
 	if b.Replaces != "" {
 		// An unsigned fee bump: the batch it would replace stays in force.
 		old, err := loadBatch(tx, "batch_id", b.Replaces)

@@ -853,3 +853,83 @@ func TestASplitPaysOneCoinIntoSeveralChangeOutputs(t *testing.T) {
 		t.Fatalf("wallet:hot %d, want the fee taken only", posted)
 	}
 }
+
+// lift plans a child of parent spending its change output (vout) into the next change index
+// with childChange, as the payout driver's CPFP does.
+func (f *payoutFixture) lift(parent *bankdv1.PayoutBatch, vout uint32, childChange int64) any {
+	f.t.Helper()
+	o := parent.Outputs[vout]
+	op := &bankdv1.Outpoint{Txid: parent.Txid, Vout: vout}
+	w, err := f.Wallet("hot")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	next := w.Branches[1].NextIndex
+	raw, err := BuildPayoutPSBT(f.hotDesc, "regtest", []*bankdv1.BatchInput{{Outpoint: op, ValueSat: o.ValueSat, Script: o.Script, Branch: 1, Index: o.ChangeIndex}},
+		[]*bankdv1.BatchOutput{{ValueSat: childChange, Script: f.hotScript(1, next), Change: true, ChangeIndex: next}})
+	if err != nil {
+		raw = []byte{1} // an output that is not the wallet's: the state machine refuses it first
+	}
+	return f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{
+		Queue: ConsolidationQueue, WalletId: "hot", Inputs: []*bankdv1.Outpoint{op}, ChangeSat: childChange, Psbt: raw, Lifts: parent.Id,
+	}, nil)
+}
+
+func TestACPFPChildSpendsItsParentsChangeAndBothAreBooked(t *testing.T) {
+	f := newPayoutFixture(t)
+	f.mustRequest("w1", outsider(t, "p2wpkh"), 100_000, 1_000, 0)
+	planned := f.mustPlan([]string{"w1"}, 399_000, 0)
+	refusal(t, f.lift(planned, 1, 397_000), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "only a signed batch")
+	parent := f.signedBatch(planned.Id)
+	refusal(t, f.lift(parent, 0, 98_000), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not a change output")
+
+	res, ok := f.lift(parent, 1, 397_000).(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("lift refused: %v", f.lift(parent, 1, 397_000))
+	}
+	child := res.Batch
+	if child.Lifts != parent.Id || f.batch(parent.Id).LiftedBy != child.Id || child.FeeSat != 2_000 {
+		t.Fatalf("child %v, parent lifted by %q", child, f.batch(parent.Id).LiftedBy)
+	}
+	// The parent's txid must stay the one that confirms, and its change is spent once.
+	refusal(t, f.bump(f.batch(parent.Id), 398_000), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "lifted by")
+	refusal(t, f.lift(f.batch(parent.Id), 1, 396_000), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "already lifted")
+
+	// Abandoning the unsigned child frees the parent's change for another child.
+	f.principal = "ops"
+	f.mustOK(f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_ABANDON, &bankdv1.AbandonPayoutBatchRequest{BatchId: child.Id, Reason: "test"}, nil))
+	f.principal = "app"
+	if got := f.batch(parent.Id).LiftedBy; got != "" {
+		t.Fatalf("parent still lifted by %q after its child was abandoned", got)
+	}
+	res, ok = f.lift(f.batch(parent.Id), 1, 397_000).(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("second lift refused")
+	}
+	child = f.signedBatch(res.Batch.Id)
+
+	// Both confirm in one block; both are booked once.
+	f.mustOK(f.connect(batchMatch(parent), batchMatch(child)))
+	f.mustOK(f.connect())
+	f.mustOK(f.connect())
+	for _, id := range []string{parent.Id, child.Id} {
+		if got := f.batch(id); got.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+			t.Fatalf("batch %s at final depth: %v", id, got.State)
+		}
+	}
+	if p := f.payout("w1"); p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
+		t.Fatalf("withdrawal %v", p.State)
+	}
+	if posted, _ := f.net(WalletAccount("hot")); posted != 697_000 {
+		t.Fatalf("wallet:hot %d, want 800,000 less 101,000 paid and the child's 2,000 fee", posted)
+	}
+	if posted, _ := f.net(PayoutFeeExpenseAccount); posted != 2_000 {
+		t.Fatalf("fee expense %d, want the child's 2,000", posted)
+	}
+	if us, _ := f.SpendableUtxos("hot"); len(us) != 2 {
+		t.Fatalf("UTXOs %v, want the untouched coin and the child's change", us)
+	}
+	if recs, _ := f.WalletReconciliation(); recs[0].DifferenceSat != 0 {
+		t.Fatalf("reconciliation %v", recs)
+	}
+}

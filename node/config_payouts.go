@@ -96,9 +96,18 @@ type PayoutQueueConfig struct {
 	// MaxBatch bounds the withdrawals of one transaction.
 	MaxBatch int
 	// BumpAfterBlocks: a signed transaction still unconfirmed this many blocks after its
-	// signature is replaced by a higher-fee version (BIP 125); 0 never bumps.
+	// signature gets its fee raised; 0 never bumps.
 	BumpAfterBlocks int
+	// Bump is how: BumpRBF replaces it with a higher-fee version (BIP 125), BumpCPFP spends
+	// its change in a child that lifts the package's fee rate.
+	Bump string
 }
+
+// How a stuck payout's fee is raised.
+const (
+	BumpRBF  = "rbf"
+	BumpCPFP = "cpfp"
+)
 
 // Enabled reports whether the cluster takes withdrawals.
 func (c PayoutsConfig) Enabled() bool { return len(c.Queues) > 0 }
@@ -144,7 +153,7 @@ var (
 	payoutQueueSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "trigger"}, {Name: "interval"}, {Name: "count"}, {Name: "conf_target"},
 		{Name: "min_fee_rate"}, {Name: "max_fee_rate"}, {Name: "fee"}, {Name: "fee_sat"},
-		{Name: "approval_threshold_sat"}, {Name: "max_batch"}, {Name: "bump_after_blocks"},
+		{Name: "approval_threshold_sat"}, {Name: "max_batch"}, {Name: "bump_after_blocks"}, {Name: "bump"},
 	}}
 )
 
@@ -210,7 +219,7 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 	q := PayoutQueueConfig{
 		Name: name, Trigger: TriggerInterval, Interval: DefaultPayoutInterval, Count: DefaultPayoutCount,
 		ConfTarget: DefaultPayoutConfTarget, MinFeeRate: DefaultPayoutMinFeeRate, MaxFeeRate: DefaultPayoutMaxFeeRate,
-		Fee: FeeFlat, MaxBatch: DefaultPayoutMaxBatch, BumpAfterBlocks: DefaultPayoutBumpAfter,
+		Fee: FeeFlat, MaxBatch: DefaultPayoutMaxBatch, BumpAfterBlocks: DefaultPayoutBumpAfter, Bump: BumpRBF,
 	}
 	content, diags := block.Body.Content(payoutQueueSchema)
 	p.diags = append(p.diags, diags...)
@@ -225,6 +234,7 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 	}{
 		{"trigger", []string{TriggerInterval, TriggerCount, TriggerManual}, &q.Trigger},
 		{"fee", []string{FeeFlat, FeeEstimate}, &q.Fee},
+		{"bump", []string{BumpRBF, BumpCPFP}, &q.Bump},
 	}
 	for _, c := range choices {
 		attr, ok := attrs[c.name]

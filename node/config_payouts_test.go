@@ -37,7 +37,7 @@ payouts {
 	}
 	want := PayoutQueueConfig{Name: "instant", Trigger: TriggerCount, Interval: DefaultPayoutInterval, Count: 1, ConfTarget: DefaultPayoutConfTarget,
 		MinFeeRate: DefaultPayoutMinFeeRate, MaxFeeRate: DefaultPayoutMaxFeeRate, Fee: FeeEstimate, FeeSat: 5000, MaxBatch: DefaultPayoutMaxBatch,
-		BumpAfterBlocks: DefaultPayoutBumpAfter}
+		BumpAfterBlocks: DefaultPayoutBumpAfter, Bump: BumpRBF}
 	if p.Queues[0] != want {
 		t.Errorf("instant = %+v, want %+v", p.Queues[0], want)
 	}

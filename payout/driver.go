@@ -751,13 +751,20 @@ func (d *Driver) maybeBroadcast(ctx context.Context, b *bankdv1.PayoutBatch) {
 	d.log.Info("payout broadcast", "batch", b.Id, "txid", b.Txid)
 }
 
-// maybeBump replaces a signed batch that is still unconfirmed bump_after_blocks after its
-// signature with a higher-fee version of the same transaction (BIP 125): the same inputs and
-// withdrawals, the change lowered (or, below dust, left to the fee). The new rate is the
-// queue's current one, but at least 1.25× the old and 1 sat/vB more, within max_fee_rate.
+// maybeBump raises the fee of a signed batch that is still unconfirmed bump_after_blocks after
+// its signature. The new rate is the queue's current one, but at least 1.25× the old and 1
+// sat/vB more, within max_fee_rate. With bump = "rbf" the batch is replaced by a higher-fee
+// version of the same transaction (BIP 125): the same inputs and withdrawals, the change
+// lowered (or, below dust, left to the fee). With bump = "cpfp", and always for a channel
+// funding (the channel is bound to its txid), a child spends its change so that parent and
+// child together pay the new rate (lift).
 func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 	q, ok := d.cfg.Queue(b.Queue)
-	if !ok || q.BumpAfterBlocks == 0 || b.ReplacedBy != "" || b.ChannelOpenId != "" {
+	if b.ChannelOpenId != "" {
+		q, ok = d.cfg.Queue("")
+		q.Bump = node.BumpCPFP
+	}
+	if !ok || q.BumpAfterBlocks == 0 || b.ReplacedBy != "" || b.LiftedBy != "" {
 		return
 	}
 	tip, ok, err := d.state.ChainTip()
@@ -768,6 +775,10 @@ func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 	rate = min(rate, q.MaxFeeRate*1000)
 	if rate <= b.FeeRateSatKvb {
 		d.log.Warn("payout unconfirmed at the queue's max_fee_rate; not bumped", "batch", b.Id, "txid", b.Txid, "fee_rate_sat_kvb", b.FeeRateSatKvb)
+		return
+	}
+	if q.Bump == node.BumpCPFP {
+		d.lift(ctx, b, rate)
 		return
 	}
 	var change *bankdv1.BatchOutput
@@ -819,11 +830,72 @@ func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 		d.log.Warn("fee bump refused", "batch", b.Id, "err", err)
 		return
 	}
-	d.metrics.bumps.Inc()
+	d.metrics.bumps.WithLabelValues(node.BumpRBF).Inc()
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
 		d.log.Info("payout fee bumped", "batch", b.Id, "replacement", r.Batch.Id, "txid", r.Batch.Txid,
 			"fee_sat", r.Batch.FeeSat, "fee_rate_sat_kvb", r.Batch.FeeRateSatKvb, "unconfirmed_blocks", tip.Height-b.SignedAtHeight)
 	}
+}
+
+// lift plans a child that spends b's (first) change output into the wallet's next change
+// index and pays what b lacks for the package of both to pay rate (sat/kvB):
+// child fee = rate × (parent vsize + child vsize) − parent fee, at least the minimum relay fee
+// of the child itself.
+func (d *Driver) lift(ctx context.Context, b *bankdv1.PayoutBatch, rate int64) {
+	var change *bankdv1.BatchOutput
+	for _, o := range b.Outputs {
+		if o.Change {
+			change = o
+			break
+		}
+	}
+	if change == nil {
+		d.log.Warn("payout unconfirmed and without change to lift it from; not bumped", "batch", b.Id, "txid", b.Txid)
+		return
+	}
+	w, err := d.state.Wallet(b.WalletId)
+	if err != nil || len(w.Branches) != 2 {
+		d.log.Warn("cpfp: hot wallet", "batch", b.Id, "err", err)
+		return
+	}
+	next := w.Branches[1].NextIndex
+	script, err := changeScript(w.Descriptor_, d.network, next)
+	if err != nil {
+		d.log.Warn("cpfp: change script", "batch", b.Id, "err", err)
+		return
+	}
+	fee, value := LiftFee(b.Vsize, b.FeeSat, fsm.PayoutTxVSize(1, [][]byte{script}), rate, change.ValueSat)
+	if value < fsm.DustThreshold(script) {
+		d.log.Warn("payout unconfirmed and its change is too small to lift it; not bumped", "batch", b.Id, "txid", b.Txid, "change_sat", change.ValueSat, "child_fee_sat", fee)
+		return
+	}
+	op := &bankdv1.Outpoint{Txid: b.Txid, Vout: change.Vout}
+	input := &bankdv1.BatchInput{Outpoint: op, ValueSat: change.ValueSat, Script: change.Script, Branch: 1, Index: change.ChangeIndex}
+	plan := &bankdv1.PayoutPlan{Queue: fsm.ConsolidationQueue, WalletId: b.WalletId, Inputs: []*bankdv1.Outpoint{op}, ChangeSat: value, FeeRateSatKvb: rate, Lifts: b.Id}
+	outputs := []*bankdv1.BatchOutput{{ValueSat: value, Script: script, Change: true, ChangeIndex: next}}
+	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, []*bankdv1.BatchInput{input}, outputs); err != nil {
+		d.log.Warn("cpfp: build psbt", "batch", b.Id, "err", err)
+		return
+	}
+	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
+	if err != nil {
+		d.log.Warn("cpfp child refused", "batch", b.Id, "err", err)
+		return
+	}
+	d.metrics.bumps.WithLabelValues(node.BumpCPFP).Inc()
+	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
+		d.log.Info("payout lifted by a child (CPFP)", "batch", b.Id, "child", r.Batch.Id, "txid", r.Batch.Txid, "child_fee_sat", r.Batch.FeeSat,
+			"package_fee_rate_sat_kvb", (b.FeeSat+r.Batch.FeeSat)*1000/(b.Vsize+r.Batch.Vsize))
+	}
+}
+
+// LiftFee is the fee of a child of childVSize spending a parent's change of changeSat so that
+// parent and child together pay rate (sat/kvB), and the child's output: the package's fee at
+// rate less what the parent pays, but never below the minimum relay fee of the child alone.
+func LiftFee(parentVSize, parentFee, childVSize, rate, changeSat int64) (fee, value int64) {
+	fee = ((parentVSize+childVSize)*rate+999)/1000 - parentFee
+	fee = max(fee, (childVSize*fsm.MinPayoutFeeRateSatKvB+999)/1000)
+	return fee, changeSat - fee
 }
 
 // alreadyKnown reports a node's answer that it already has the transaction (mempool or chain).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,7 +205,7 @@ func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
 	if len(p.plans) != 1 || p.typ[0] != bankdv1.CommandType_COMMAND_TYPE_PAYOUT_BUMP {
 		t.Fatalf("proposed %v", p.typ)
 	}
-	if got := testutil.ToFloat64(d.metrics.bumps); got != 1 {
+	if got := testutil.ToFloat64(d.metrics.bumps.WithLabelValues(node.BumpRBF)); got != 1 {
 		t.Fatalf("bankd_payout_fee_bumps_total = %v, want 1", got)
 	}
 	plan := p.plans[0]
@@ -333,5 +334,71 @@ func TestAManualQueueIsPlannedOnlyWhenFlushed(t *testing.T) {
 	c.plan = nil
 	if err := d.maybePlan(context.Background(), q); err != nil || c.plan != nil {
 		t.Fatalf("planned again without another flush: %v %v", c.plan, err)
+	}
+}
+
+func TestACPFPQueueLiftsAStuckBatchWithAChild(t *testing.T) {
+	s := newPlanState(t, 1, 1)
+	u := s.utxos[0]
+	u.ValueSat = 500_000
+	change, err := changeScript(s.wallet.Descriptor_, "regtest", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := [][]byte{s.queued[0].Script, change}
+	vsize := fsm.PayoutTxVSize(1, outs)
+	fee := vsize // 1 sat/vB
+	b := &bankdv1.PayoutBatch{Id: "b5", Queue: "flat", WalletId: "hot", State: bankdv1.BatchState_BATCH_STATE_SIGNED, SignedAtHeight: 100,
+		Inputs:  []*bankdv1.BatchInput{{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script}},
+		Outputs: []*bankdv1.BatchOutput{{Vout: 0, ValueSat: 20_000, Script: outs[0], PayoutId: "w0"}, {Vout: 1, ValueSat: 480_000 - fee, Script: change, Change: true}},
+		FeeSat:  fee, Vsize: vsize, FeeRateSatKvb: 1_000, Txid: strings.Repeat("ab", 32)}
+	st := &batchesState{planState: *s, batch: b, seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}
+	st.tip = &bankdv1.ChainTip{Height: 101}
+	st.wallet.Branches[1].NextIndex = 1
+	p := &bumpProposer{}
+	cfg := queues()
+	cfg.Queues[0].BumpAfterBlocks, cfg.Queues[0].Bump = 1, node.BumpCPFP
+	d := New(cfg, "regtest", p, st, &fakeChain{}, Options{})
+	d.broadcastSigned(context.Background())
+	if len(p.plans) != 1 || p.typ[0] != bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN {
+		t.Fatalf("proposed %v", p.typ)
+	}
+	plan := p.plans[0]
+	childVSize := fsm.PayoutTxVSize(1, [][]byte{change})
+	childFee := b.Outputs[1].ValueSat - plan.ChangeSat
+	// The queue's floor is 1 sat/vB: the new rate is 1 sat/vB more than the parent's, 2 sat/vB.
+	if plan.Lifts != "b5" || plan.Queue != fsm.ConsolidationQueue || len(plan.Inputs) != 1 || plan.Inputs[0].Txid != b.Txid || plan.Inputs[0].Vout != 1 {
+		t.Fatalf("child %v", plan)
+	}
+	if pkg := (fee + childFee) * 1000 / (vsize + childVSize); pkg < 2_000 || childFee != (vsize+childVSize)*2-fee {
+		t.Fatalf("child fee %d: package %d sat/kvB over %d+%d vB, want 2,000", childFee, pkg, vsize, childVSize)
+	}
+	if got := testutil.ToFloat64(d.metrics.bumps.WithLabelValues(node.BumpCPFP)); got != 1 {
+		t.Fatalf("bankd_payout_fee_bumps_total{how=cpfp} = %v, want 1", got)
+	}
+	// Once lifted, it is not lifted again.
+	p.plans, b.LiftedBy = nil, "b9"
+	d.broadcastSigned(context.Background())
+	if len(p.plans) != 0 {
+		t.Fatalf("lifted twice: %v", p.plans)
+	}
+}
+
+func TestLiftFee(t *testing.T) {
+	for _, tc := range []struct {
+		name                                  string
+		parentVSize, parentFee, childVSize, r int64
+		wantFee                               int64
+	}{
+		{"the child pays what the parent lacks", 200, 200, 110, 5_000, 5*310 - 200},
+		{"a parent that pays enough still needs a relayable child", 200, 2_000, 110, 5_000, 110},
+		{"rounding up, never down", 141, 141, 110, 1_500, 377 - 141},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fee, value := LiftFee(tc.parentVSize, tc.parentFee, tc.childVSize, tc.r, 100_000)
+			if fee != tc.wantFee || value != 100_000-tc.wantFee {
+				t.Fatalf("LiftFee = %d, %d; want %d", fee, value, tc.wantFee)
+			}
+		})
 	}
 }

@@ -9,7 +9,7 @@ import (
 // metrics are the driver's counters; they count on the node that led when it acted.
 type metrics struct {
 	planned    *prometheus.CounterVec
-	bumps      prometheus.Counter
+	bumps      *prometheus.CounterVec
 	broadcasts *prometheus.CounterVec
 	queued     *prometheus.Desc
 }
@@ -20,10 +20,10 @@ func newMetrics() *metrics {
 			Namespace: "bankd", Subsystem: "payout", Name: "batches_planned_total",
 			Help: "Transactions this node's payout driver planned, by queue (consolidation, sweep and split are the driver's own).",
 		}, []string{"queue"}),
-		bumps: prometheus.NewCounter(prometheus.CounterOpts{
+		bumps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bankd", Subsystem: "payout", Name: "fee_bumps_total",
-			Help: "Signed transactions this node's payout driver replaced by a higher-fee version.",
-		}),
+			Help: "Stuck transactions this node's payout driver bumped, by how: rbf (replaced by a higher-fee version) or cpfp (lifted by a child spending its change).",
+		}, []string{"how"}),
 		broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bankd", Subsystem: "payout", Name: "broadcasts_total",
 			Help: "Signed transactions sent to the chain node, by result: ok (accepted or already known) or refused.",

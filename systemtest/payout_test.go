@@ -1089,3 +1089,92 @@ func TestAManualQueueWaitsForAFlush(t *testing.T) {
 	r.mineUntilPaid(1)
 	r.checkBooks(map[string]int64{"alice": 500_000})
 }
+
+// liftQueue is a queue whose stuck payouts are lifted by a child (CPFP) after one block.
+const liftQueue = `
+  queue "lift" {
+    trigger           = "count"
+    count             = 1
+    fee_sat           = 500
+    min_fee_rate      = 1
+    max_fee_rate      = 50
+    bump_after_blocks = 1
+    bump              = "cpfp"
+  }
+`
+
+// TestAStuckPayoutIsLiftedByAChild: a 1 sat/vB payout sits in a mempool whose miner takes
+// nothing under 1.5 sat/vB (btcd relays it as a free transaction, --norelaypriority); a block
+// later the driver plans a child spending its change so that the package pays 2 sat/vB,
+// signerd signs it, btcd accepts it, and both confirm and are booked once.
+//
+// btcd's miner is not package-aware (it skips a low-fee parent and so its children), so here
+// the parent gets into a block by btcd's coin-age priority rule once its 5 BTC input is old
+// enough; on a miner that ranks by ancestor fee rate (Bitcoin Core) the child is what pulls it
+// in. What this test proves is the bankd side: the child's plan, fee, signature, relay and
+// books.
+func TestAStuckPayoutIsLiftedByAChild(t *testing.T) {
+	r := newPayoutRigWith(t, 1, 1, 500_000_000, regtest.Options{ExtraArgs: []string{"--minrelaytxfee=0.000015", "--norelaypriority"}}, liftQueue)
+	cl := r.admin()
+	createAccount(t, cl, "capital", bankdv1.AccountKind_ACCOUNT_KIND_EQUITY, false)
+	createAccount(t, cl, "alice", liability, true)
+	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 500_000)})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+		Id: "lift-1", AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 40_000, Queue: "lift"})); err != nil {
+		t.Fatal(err)
+	}
+	r.startSigner(followerOf(r.c, -1))
+	var parent *bankdv1.PayoutBatch
+	r.waitFor("the payout in the mempool", func() (bool, error) {
+		bs := r.batches()
+		if len(bs) != 1 || bs[0].State != bankdv1.BatchState_BATCH_STATE_SIGNED {
+			return false, nil
+		}
+		parent = bs[0]
+		return r.btcd.InMempool(r.ctx, mustHash(t, parent.Txid))
+	})
+	r.mine(1)
+	if in, err := r.btcd.InMempool(r.ctx, mustHash(t, parent.Txid)); err != nil || !in {
+		t.Fatalf("a 1 sat/vB payout was mined by a 1.5 sat/vB miner: %v %v", in, err)
+	}
+	var child *bankdv1.PayoutBatch
+	r.waitFor("the child in the mempool", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.Lifts == parent.Id && b.State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+				child = b
+				return r.btcd.InMempool(r.ctx, mustHash(t, b.Txid))
+			}
+		}
+		return false, nil
+	})
+	if pkg := (parent.FeeSat + child.FeeSat) * 1000 / (parent.Vsize + child.Vsize); pkg < 2_000 || child.Queue != fsm.ConsolidationQueue {
+		t.Fatalf("package of %d+%d sat over %d+%d vB pays %d sat/kvB, want at least 2,000", parent.FeeSat, child.FeeSat, parent.Vsize, child.Vsize, pkg)
+	}
+	r.mineUntilPaid(1)
+	r.waitFor("the child final", func() (bool, error) {
+		for _, b := range r.batches() {
+			if b.Id == child.Id && b.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+				r.mine(1)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	var heights []uint32
+	for _, b := range r.batches() {
+		if b.State != bankdv1.BatchState_BATCH_STATE_FINAL {
+			t.Errorf("batch %s is %v", b.Id, b.State)
+		}
+		heights = append(heights, b.BlockHeight)
+	}
+	if len(heights) != 2 || heights[0] != heights[1] {
+		t.Errorf("parent and child confirmed at heights %v, want one block", heights)
+	}
+	if p := r.payouts()[0]; p.Txid != parent.Txid || p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
+		t.Errorf("withdrawal %v, want paid by %s", p, parent.Txid)
+	}
+	r.checkBooks(map[string]int64{"alice": 500_000})
+	requireSameStateHash(t, r.c)
+}

@@ -1350,6 +1350,10 @@ type PayoutBatch struct {
 	// The driver broadcasts it only once lnd holds the peer's signature of the commitment (the
 	// open is PENDING); lnd publishes it itself.
 	ChannelOpenId string `protobuf:"bytes,24,opt,name=channel_open_id,json=channelOpenId,proto3" json:"channel_open_id,omitempty"`
+	// Child pays for parent (CPFP): the SIGNED batch whose change this batch spends as input 0
+	// to lift the package's fee rate, and the batch that lifts this one.
+	Lifts         string `protobuf:"bytes,25,opt,name=lifts,proto3" json:"lifts,omitempty"`
+	LiftedBy      string `protobuf:"bytes,26,opt,name=lifted_by,json=liftedBy,proto3" json:"lifted_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1552,6 +1556,20 @@ func (x *PayoutBatch) GetChannelOpenId() string {
 	return ""
 }
 
+func (x *PayoutBatch) GetLifts() string {
+	if x != nil {
+		return x.Lifts
+	}
+	return ""
+}
+
+func (x *PayoutBatch) GetLiftedBy() string {
+	if x != nil {
+		return x.LiftedBy
+	}
+	return ""
+}
+
 // Body of COMMAND_TYPE_PAYOUT_PLAN: proposed only by the leader's payout driver. Apply checks
 // every part again against the state: the payouts are QUEUED in the queue, the inputs are
 // unreserved UTXOs of the wallet, the change pays the wallet's next change index, and the PSBT's
@@ -1579,6 +1597,9 @@ type PayoutPlan struct {
 	// A channel funding (queue "channel"): the NEGOTIATED channel open whose funding output (its
 	// script and amount) is output 0, before the change.
 	ChannelOpenId string `protobuf:"bytes,11,opt,name=channel_open_id,json=channelOpenId,proto3" json:"channel_open_id,omitempty"`
+	// Child pays for parent (queue "consolidation"): input 0 is the unconfirmed change of this
+	// SIGNED batch, which is no fee bump and has none; the plan may have that one input only.
+	Lifts         string `protobuf:"bytes,12,opt,name=lifts,proto3" json:"lifts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1686,6 +1707,13 @@ func (x *PayoutPlan) GetSplitSat() []int64 {
 func (x *PayoutPlan) GetChannelOpenId() string {
 	if x != nil {
 		return x.ChannelOpenId
+	}
+	return ""
+}
+
+func (x *PayoutPlan) GetLifts() string {
+	if x != nil {
+		return x.Lifts
 	}
 	return ""
 }
@@ -3378,7 +3406,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x16\n" +
 	"\x06change\x18\x06 \x01(\bR\x06change\x12!\n" +
-	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xaa\x06\n" +
+	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xdd\x06\n" +
 	"\vPayoutBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1b\n" +
@@ -3406,7 +3434,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x10signed_at_height\x18\x16 \x01(\rR\x0esignedAtHeight\x12 \n" +
 	"\fto_wallet_id\x18\x17 \x01(\tR\n" +
 	"toWalletId\x12&\n" +
-	"\x0fchannel_open_id\x18\x18 \x01(\tR\rchannelOpenId\"\xe9\x02\n" +
+	"\x0fchannel_open_id\x18\x18 \x01(\tR\rchannelOpenId\x12\x14\n" +
+	"\x05lifts\x18\x19 \x01(\tR\x05lifts\x12\x1b\n" +
+	"\tlifted_by\x18\x1a \x01(\tR\bliftedBy\"\xff\x02\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
@@ -3423,7 +3453,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"toWalletId\x12\x1b\n" +
 	"\tsplit_sat\x18\n" +
 	" \x03(\x03R\bsplitSat\x12&\n" +
-	"\x0fchannel_open_id\x18\v \x01(\tR\rchannelOpenId\"A\n" +
+	"\x0fchannel_open_id\x18\v \x01(\tR\rchannelOpenId\x12\x14\n" +
+	"\x05lifts\x18\f \x01(\tR\x05lifts\"A\n" +
 	"\x12PayoutPlanResponse\x12+\n" +
 	"\x05batch\x18\x01 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\"M\n" +
 	"\x1cSubmitPayoutSignatureRequest\x12\x19\n" +
