@@ -490,8 +490,9 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 		return invalid("split_sat: a split pays its coin into at least two change outputs")
 	}
 	if req.GetLifts() != "" {
-		if req.GetQueue() != ConsolidationQueue {
-			return invalid("lifts: a child paying for its parent is planned in queue %q", ConsolidationQueue)
+		switch req.GetQueue() {
+		case SweepQueue, SplitQueue, ChannelQueue:
+			return invalid("lifts: a child paying for its parent is the next payout of a queue, or in queue %q without withdrawals", ConsolidationQueue)
 		}
 		if err := CheckBatchID("lifts", req.GetLifts()); err != nil {
 			return err

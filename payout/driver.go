@@ -778,6 +778,9 @@ func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 		return
 	}
 	if q.Bump == node.BumpCPFP {
+		if b.Lifts != "" {
+			return // a package is lifted once: a child is not lifted in turn
+		}
 		d.lift(ctx, b, rate)
 		return
 	}
@@ -837,8 +840,9 @@ func (d *Driver) maybeBump(ctx context.Context, b *bankdv1.PayoutBatch) {
 	}
 }
 
-// lift plans a child that spends b's (first) change output into the wallet's next change
-// index and pays what b lacks for the package of both to pay rate (sat/kvB):
+// lift plans a child that spends b's (first) change output, pays the oldest withdrawals queued
+// in b's queue that the change can pay, sends the rest to the wallet's next change index, and
+// pays what b lacks for the package of both to pay rate (sat/kvB):
 // child fee = rate × (parent vsize + child vsize) − parent fee, at least the minimum relay fee
 // of the child itself.
 func (d *Driver) lift(ctx context.Context, b *bankdv1.PayoutBatch, rate int64) {
@@ -864,15 +868,41 @@ func (d *Driver) lift(ctx context.Context, b *bankdv1.PayoutBatch, rate int64) {
 		d.log.Warn("cpfp: change script", "batch", b.Id, "err", err)
 		return
 	}
-	fee, value := LiftFee(b.Vsize, b.FeeSat, fsm.PayoutTxVSize(1, [][]byte{script}), rate, change.ValueSat)
+	// The child is the queue's next payout: the oldest queued withdrawals the parent's change
+	// can pay along with the lift; without any, it only moves the change.
+	var queued []*bankdv1.Payout
+	if q, ok := d.cfg.Queue(b.Queue); ok && b.Queue == q.Name {
+		if queued, err = d.state.QueuedPayouts(q.Name, q.MaxBatch); err != nil {
+			d.log.Warn("cpfp: queued withdrawals", "batch", b.Id, "err", err)
+			return
+		}
+	}
+	scripts := [][]byte{script}
+	var outputs []*bankdv1.BatchOutput
+	var payoutIDs []string
+	var paid int64
+	for _, p := range queued {
+		withP := append(slices.Clone(scripts[:len(scripts)-1]), p.Script, script)
+		_, v := LiftFee(b.Vsize, b.FeeSat, fsm.PayoutTxVSize(1, withP), rate, change.ValueSat-paid-p.AmountSat)
+		if v < fsm.DustThreshold(script) {
+			break
+		}
+		scripts, paid = withP, paid+p.AmountSat
+		payoutIDs = append(payoutIDs, p.Id)
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: p.AmountSat, Script: p.Script})
+	}
+	fee, value := LiftFee(b.Vsize, b.FeeSat, fsm.PayoutTxVSize(1, scripts), rate, change.ValueSat-paid)
 	if value < fsm.DustThreshold(script) {
 		d.log.Warn("payout unconfirmed and its change is too small to lift it; not bumped", "batch", b.Id, "txid", b.Txid, "change_sat", change.ValueSat, "child_fee_sat", fee)
 		return
 	}
 	op := &bankdv1.Outpoint{Txid: b.Txid, Vout: change.Vout}
 	input := &bankdv1.BatchInput{Outpoint: op, ValueSat: change.ValueSat, Script: change.Script, Branch: 1, Index: change.ChangeIndex}
-	plan := &bankdv1.PayoutPlan{Queue: fsm.ConsolidationQueue, WalletId: b.WalletId, Inputs: []*bankdv1.Outpoint{op}, ChangeSat: value, FeeRateSatKvb: rate, Lifts: b.Id}
-	outputs := []*bankdv1.BatchOutput{{ValueSat: value, Script: script, Change: true, ChangeIndex: next}}
+	plan := &bankdv1.PayoutPlan{Queue: fsm.ConsolidationQueue, WalletId: b.WalletId, Inputs: []*bankdv1.Outpoint{op}, ChangeSat: value, FeeRateSatKvb: rate, Lifts: b.Id, PayoutIds: payoutIDs}
+	if len(payoutIDs) > 0 {
+		plan.Queue = b.Queue
+	}
+	outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: value, Script: script, Change: true, ChangeIndex: next})
 	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, []*bankdv1.BatchInput{input}, outputs); err != nil {
 		d.log.Warn("cpfp: build psbt", "batch", b.Id, "err", err)
 		return

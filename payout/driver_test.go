@@ -355,6 +355,8 @@ func TestACPFPQueueLiftsAStuckBatchWithAChild(t *testing.T) {
 	st := &batchesState{planState: *s, batch: b, seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}
 	st.tip = &bankdv1.ChainTip{Height: 101}
 	st.wallet.Branches[1].NextIndex = 1
+	next := st.queued[0]
+	st.queued = nil // w0 is in b5; nothing else waits
 	p := &bumpProposer{}
 	cfg := queues()
 	cfg.Queues[0].BumpAfterBlocks, cfg.Queues[0].Bump = 1, node.BumpCPFP
@@ -376,11 +378,26 @@ func TestACPFPQueueLiftsAStuckBatchWithAChild(t *testing.T) {
 	if got := testutil.ToFloat64(d.metrics.bumps.WithLabelValues(node.BumpCPFP)); got != 1 {
 		t.Fatalf("bankd_payout_fee_bumps_total{how=cpfp} = %v, want 1", got)
 	}
-	// Once lifted, it is not lifted again.
+	// With a withdrawal waiting in its queue, the child is that queue's next payout.
+	p.plans, st.queued = nil, []*bankdv1.Payout{{Id: "w1", AmountSat: 30_000, Script: next.Script, Queue: "flat"}}
+	d.metrics.bumps.Reset()
+	d.broadcastSigned(context.Background())
+	if len(p.plans) != 1 || p.plans[0].Queue != "flat" || len(p.plans[0].PayoutIds) != 1 || p.plans[0].PayoutIds[0] != "w1" {
+		t.Fatalf("child with a withdrawal: %v", p.plans)
+	}
+	withW1 := fsm.PayoutTxVSize(1, [][]byte{next.Script, change})
+	childFee = b.Outputs[1].ValueSat - 30_000 - p.plans[0].ChangeSat
+	if pkg := (fee + childFee) * 1000 / (vsize + withW1); pkg < 2_000 {
+		t.Fatalf("child with a withdrawal pays %d: package %d sat/kvB", childFee, pkg)
+	}
+
+	// Once lifted, it is not lifted again; nor is a child lifted in turn.
 	p.plans, b.LiftedBy = nil, "b9"
 	d.broadcastSigned(context.Background())
+	b.LiftedBy, b.Lifts = "", "b4"
+	d.broadcastSigned(context.Background())
 	if len(p.plans) != 0 {
-		t.Fatalf("lifted twice: %v", p.plans)
+		t.Fatalf("lifted twice, or a child lifted: %v", p.plans)
 	}
 }
 

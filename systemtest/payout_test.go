@@ -1090,11 +1090,11 @@ func TestAManualQueueWaitsForAFlush(t *testing.T) {
 	r.checkBooks(map[string]int64{"alice": 500_000})
 }
 
-// liftQueue is a queue whose stuck payouts are lifted by a child (CPFP) after one block.
+// liftQueue is a queue whose stuck payouts are lifted by a child (CPFP) after one block; it is
+// planned when flushed.
 const liftQueue = `
   queue "lift" {
-    trigger           = "count"
-    count             = 1
+    trigger           = "manual"
     fee_sat           = 500
     min_fee_rate      = 1
     max_fee_rate      = 50
@@ -1105,8 +1105,9 @@ const liftQueue = `
 
 // TestAStuckPayoutIsLiftedByAChild: a 1 sat/vB payout sits in a mempool whose miner takes
 // nothing under 1.5 sat/vB (btcd relays it as a free transaction, --norelaypriority); a block
-// later the driver plans a child spending its change so that the package pays 2 sat/vB,
-// signerd signs it, btcd accepts it, and both confirm and are booked once.
+// later the driver plans a child spending its change that pays the withdrawal queued since and
+// makes the package pay 2 sat/vB; signerd signs it, btcd accepts it, and both confirm and are
+// booked once.
 //
 // btcd's miner is not package-aware (it skips a low-fee parent and so its children), so here
 // the parent gets into a block by btcd's coin-age priority rule once its 5 BTC input is old
@@ -1121,8 +1122,15 @@ func TestAStuckPayoutIsLiftedByAChild(t *testing.T) {
 	if _, err := cl.Ledger.CreateTransfer(r.ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: xfer("fund", "capital", "alice", 500_000)})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
-		Id: "lift-1", AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 40_000, Queue: "lift"})); err != nil {
+	request := func(id string) {
+		t.Helper()
+		if _, err := r.any(testcluster.ClientToken).Payout.RequestPayout(r.ctx, connect.NewRequest(&bankdv1.RequestPayoutRequest{
+			Id: id, AccountId: "alice", Address: outsiderAddress(t, false), AmountSat: 40_000, Queue: "lift"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request("lift-1")
+	if _, err := r.any(testcluster.OperatorToken).Payout.FlushQueue(r.ctx, connect.NewRequest(&bankdv1.FlushQueueRequest{Queue: "lift"})); err != nil {
 		t.Fatal(err)
 	}
 	r.startSigner(followerOf(r.c, -1))
@@ -1135,6 +1143,7 @@ func TestAStuckPayoutIsLiftedByAChild(t *testing.T) {
 		parent = bs[0]
 		return r.btcd.InMempool(r.ctx, mustHash(t, parent.Txid))
 	})
+	request("lift-2") // waits in the manual queue: the child pays it
 	r.mine(1)
 	if in, err := r.btcd.InMempool(r.ctx, mustHash(t, parent.Txid)); err != nil || !in {
 		t.Fatalf("a 1 sat/vB payout was mined by a 1.5 sat/vB miner: %v %v", in, err)
@@ -1149,19 +1158,10 @@ func TestAStuckPayoutIsLiftedByAChild(t *testing.T) {
 		}
 		return false, nil
 	})
-	if pkg := (parent.FeeSat + child.FeeSat) * 1000 / (parent.Vsize + child.Vsize); pkg < 2_000 || child.Queue != fsm.ConsolidationQueue {
+	if pkg := (parent.FeeSat + child.FeeSat) * 1000 / (parent.Vsize + child.Vsize); pkg < 2_000 || child.Queue != "lift" || child.Outputs[0].PayoutId != "lift-2" {
 		t.Fatalf("package of %d+%d sat over %d+%d vB pays %d sat/kvB, want at least 2,000", parent.FeeSat, child.FeeSat, parent.Vsize, child.Vsize, pkg)
 	}
-	r.mineUntilPaid(1)
-	r.waitFor("the child final", func() (bool, error) {
-		for _, b := range r.batches() {
-			if b.Id == child.Id && b.State != bankdv1.BatchState_BATCH_STATE_FINAL {
-				r.mine(1)
-				return false, nil
-			}
-		}
-		return true, nil
-	})
+	r.mineUntilPaid(2)
 	var heights []uint32
 	for _, b := range r.batches() {
 		if b.State != bankdv1.BatchState_BATCH_STATE_FINAL {
@@ -1172,8 +1172,11 @@ func TestAStuckPayoutIsLiftedByAChild(t *testing.T) {
 	if len(heights) != 2 || heights[0] != heights[1] {
 		t.Errorf("parent and child confirmed at heights %v, want one block", heights)
 	}
-	if p := r.payouts()[0]; p.Txid != parent.Txid || p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
-		t.Errorf("withdrawal %v, want paid by %s", p, parent.Txid)
+	for _, p := range r.payouts() {
+		want := map[string]string{"lift-1": parent.Txid, "lift-2": child.Txid}[p.Id]
+		if p.Txid != want || p.State != bankdv1.PayoutState_PAYOUT_STATE_PAID {
+			t.Errorf("withdrawal %s %v paid by %s, want %s", p.Id, p.State, p.Txid, want)
+		}
 	}
 	r.checkBooks(map[string]int64{"alice": 500_000})
 	requireSameStateHash(t, r.c)

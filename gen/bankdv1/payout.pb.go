@@ -1597,8 +1597,9 @@ type PayoutPlan struct {
 	// A channel funding (queue "channel"): the NEGOTIATED channel open whose funding output (its
 	// script and amount) is output 0, before the change.
 	ChannelOpenId string `protobuf:"bytes,11,opt,name=channel_open_id,json=channelOpenId,proto3" json:"channel_open_id,omitempty"`
-	// Child pays for parent (queue "consolidation"): input 0 is the unconfirmed change of this
-	// SIGNED batch, which is no fee bump and has none; the plan may have that one input only.
+	// Child pays for parent: input 0 is the unconfirmed change of this SIGNED batch, which is no
+	// fee bump and has none. The child is the next payout of a queue, or, without withdrawals,
+	// a plan in queue "consolidation" that may have that one input only.
 	Lifts         string `protobuf:"bytes,12,opt,name=lifts,proto3" json:"lifts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
