@@ -139,9 +139,11 @@ payouts {
     approval_threshold_sat = 10000000 # default 0
     # Most withdrawals per transaction.
     max_batch = 500
-    # A signed transaction still unconfirmed this many blocks later is replaced by one paying
-    # a higher fee (same inputs and withdrawals; BIP 125); 0 never bumps.
+    # A signed transaction still unconfirmed this many blocks later gets a higher fee; 0 never
+    # bumps. bump = "rbf" replaces it (same inputs and withdrawals; BIP 125); "cpfp" lifts it
+    # with a child that spends its change and pays the withdrawals queued since.
     bump_after_blocks = 3
+    bump              = "rbf" # default
   }
 
   # Merge many small hot-wallet coins while fees are low (optional; never without it).

@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/hex"
+	"strings"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -27,16 +29,7 @@ func newChannelFixture(t *testing.T) *channelFixture {
 func pubkeyHex(t *testing.T, seed byte) string {
 	t.Helper()
 	priv, _ := btcec.PrivKeyFromBytes(bytes.Repeat([]byte{seed}, 32))
-	return bytesHex(priv.PubKey().SerializeCompressed())
-}
-
-func bytesHex(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
-	return string(out)
+	return hex.EncodeToString(priv.PubKey().SerializeCompressed())
 }
 
 func (f *channelFixture) open(id string, amount int64) any {
@@ -285,4 +278,29 @@ func (f *channelFixture) mustPlanChannel(id string, script []byte) *bankdv1.Payo
 		f.t.Fatalf("channel plan: %v", f.planChannel(id, script, 200_000, 299_000))
 	}
 	return res.Batch
+}
+
+// FuzzParseChannelPeer: whatever an operator types as a peer, the parser answers with a
+// refusal or a peer whose key is a point on the curve and whose host has a port, never panics.
+func FuzzParseChannelPeer(f *testing.F) {
+	key := "02" + hex.EncodeToString(bytes.Repeat([]byte{0x79}, 32))
+	for _, s := range []string{key, key + "@127.0.0.1:9735", key + "@[::1]:9735", key + "@host", "@:1", "", "zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, refused := ParseChannelPeer("peer", s)
+		if refused != nil {
+			return
+		}
+		raw, err := hex.DecodeString(p.Pubkey)
+		if err != nil {
+			t.Fatalf("accepted key %q is not hex", p.Pubkey)
+		}
+		if _, err := btcec.ParsePubKey(raw); err != nil {
+			t.Fatalf("accepted %q whose key is not on the curve: %v", s, err)
+		}
+		if p.Host != "" && !strings.Contains(p.Host, ":") {
+			t.Fatalf("accepted host %q without a port", p.Host)
+		}
+	})
 }

@@ -18,7 +18,7 @@ func newMetrics() *metrics {
 	return &metrics{
 		planned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bankd", Subsystem: "payout", Name: "batches_planned_total",
-			Help: "Transactions this node's payout driver planned, by queue (consolidation, sweep and split are the driver's own).",
+			Help: "Transactions this node's payout driver planned, by queue (consolidation, sweep, split and channel are the driver's own).",
 		}, []string{"queue"}),
 		bumps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "bankd", Subsystem: "payout", Name: "fee_bumps_total",
