@@ -195,13 +195,7 @@ func (d *Driver) planChannel(ctx context.Context, o *bankdv1.ChannelOpen, funder
 	if err != nil {
 		return err
 	}
-	coins := make([]coinselect.Coin, 0, len(utxos))
-	byID := make(map[string]*bankdv1.Utxo, len(utxos))
-	for _, u := range utxos {
-		id := fmt.Sprintf("%s:%d", u.Outpoint.Txid, u.Outpoint.Vout)
-		coins = append(coins, coinselect.Coin{ID: id, Value: u.ValueSat, InputVBytes: fsm.P2WPKHInputVBytes})
-		byID[id] = u
-	}
+	coins, byID := coinsOf(utxos)
 	q, _ := d.cfg.Queue("")
 	rate := d.rate(q)
 	sel, err := coinselect.Select(coins, coinselect.Params{

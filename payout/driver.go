@@ -317,13 +317,7 @@ func (d *Driver) plan(ctx context.Context, q node.PayoutQueueConfig, queued []*b
 	if err != nil {
 		return nil, err
 	}
-	coins := make([]coinselect.Coin, 0, len(utxos))
-	byID := make(map[string]*bankdv1.Utxo, len(utxos))
-	for _, u := range utxos {
-		id := fmt.Sprintf("%s:%d", u.Outpoint.Txid, u.Outpoint.Vout)
-		coins = append(coins, coinselect.Coin{ID: id, Value: u.ValueSat, InputVBytes: fsm.P2WPKHInputVBytes})
-		byID[id] = u
-	}
+	coins, byID := coinsOf(utxos)
 	rate := d.rate(q)
 	// Pay the oldest withdrawals first; drop the newest until the wallet can pay the rest.
 	for n := len(queued); n > 0; n-- {
@@ -355,6 +349,18 @@ func (d *Driver) plan(ctx context.Context, q node.PayoutQueueConfig, queued []*b
 	d.log.Warn("hot wallet cannot pay the oldest queued withdrawal", "queue", q.Name, "payout", queued[0].Id,
 		"amount_sat", queued[0].AmountSat, "spendable_utxos", len(utxos))
 	return nil, nil
+}
+
+// coinsOf makes coin selection's coins of p2wpkh UTXOs, and the UTXOs by coin id.
+func coinsOf(utxos []*bankdv1.Utxo) ([]coinselect.Coin, map[string]*bankdv1.Utxo) {
+	coins := make([]coinselect.Coin, 0, len(utxos))
+	byID := make(map[string]*bankdv1.Utxo, len(utxos))
+	for _, u := range utxos {
+		id := fmt.Sprintf("%s:%d", u.Outpoint.Txid, u.Outpoint.Vout)
+		coins = append(coins, coinselect.Coin{ID: id, Value: u.ValueSat, InputVBytes: fsm.P2WPKHInputVBytes})
+		byID[id] = u
+	}
+	return coins, byID
 }
 
 // commit builds the plan's PSBT and proposes it.

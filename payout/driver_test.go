@@ -174,8 +174,11 @@ func (p *bumpProposer) Apply(_ context.Context, typ bankdv1.CommandType, body pr
 	return &bankdv1.PayoutPlanResponse{Batch: &bankdv1.PayoutBatch{Id: "b9"}}, nil
 }
 
-func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
-	s := newPlanState(t, 1, 1)
+// signedBatch is a SIGNED batch "b5" of queue "flat", signed at height 100, paying the plan
+// state's queued withdrawal w0 20,000 sat from its one UTXO (500,000 sat) at satPerVB, with
+// change to index 0; it returns the batch, the change script, its vsize and fee.
+func signedBatch(t *testing.T, s *planState, satPerVB int64) (*bankdv1.PayoutBatch, []byte, int64, int64) {
+	t.Helper()
 	u := s.utxos[0]
 	u.ValueSat = 500_000
 	change, err := changeScript(s.wallet.Descriptor_, "regtest", 0)
@@ -184,11 +187,18 @@ func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
 	}
 	outs := [][]byte{s.queued[0].Script, change}
 	vsize := fsm.PayoutTxVSize(1, outs)
-	fee := vsize * 2 // 2 sat/vB
+	fee := vsize * satPerVB
 	b := &bankdv1.PayoutBatch{Id: "b5", Queue: "flat", WalletId: "hot", State: bankdv1.BatchState_BATCH_STATE_SIGNED, SignedAtHeight: 100,
 		Inputs:  []*bankdv1.BatchInput{{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script}},
 		Outputs: []*bankdv1.BatchOutput{{Vout: 0, ValueSat: 20_000, Script: outs[0], PayoutId: "w0"}, {Vout: 1, ValueSat: 480_000 - fee, Script: change, Change: true}},
-		FeeSat:  fee, Vsize: vsize, FeeRateSatKvb: 2_000, Txid: "t"}
+		FeeSat:  fee, Vsize: vsize, FeeRateSatKvb: satPerVB * 1000, Txid: strings.Repeat("ab", 32)}
+	return b, change, vsize, fee
+}
+
+func TestAnUnconfirmedBatchIsBumpedAfterItsBlocks(t *testing.T) {
+	s := newPlanState(t, 1, 1)
+	u := s.utxos[0]
+	b, _, vsize, fee := signedBatch(t, s, 2)
 	st := &batchesState{planState: *s, batch: b, seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}
 	p := &bumpProposer{}
 	cfg := queues()
@@ -339,19 +349,7 @@ func TestAManualQueueIsPlannedOnlyWhenFlushed(t *testing.T) {
 
 func TestACPFPQueueLiftsAStuckBatchWithAChild(t *testing.T) {
 	s := newPlanState(t, 1, 1)
-	u := s.utxos[0]
-	u.ValueSat = 500_000
-	change, err := changeScript(s.wallet.Descriptor_, "regtest", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outs := [][]byte{s.queued[0].Script, change}
-	vsize := fsm.PayoutTxVSize(1, outs)
-	fee := vsize // 1 sat/vB
-	b := &bankdv1.PayoutBatch{Id: "b5", Queue: "flat", WalletId: "hot", State: bankdv1.BatchState_BATCH_STATE_SIGNED, SignedAtHeight: 100,
-		Inputs:  []*bankdv1.BatchInput{{Outpoint: u.Outpoint, ValueSat: u.ValueSat, Script: u.Script}},
-		Outputs: []*bankdv1.BatchOutput{{Vout: 0, ValueSat: 20_000, Script: outs[0], PayoutId: "w0"}, {Vout: 1, ValueSat: 480_000 - fee, Script: change, Change: true}},
-		FeeSat:  fee, Vsize: vsize, FeeRateSatKvb: 1_000, Txid: strings.Repeat("ab", 32)}
+	b, change, vsize, fee := signedBatch(t, s, 1)
 	st := &batchesState{planState: *s, batch: b, seen: &bankdv1.ChainTx{State: bankdv1.TxState_TX_STATE_PENDING}}
 	st.tip = &bankdv1.ChainTip{Height: 101}
 	st.wallet.Branches[1].NextIndex = 1

@@ -27,13 +27,8 @@ func lndOpenChannel(a *app, fs *flag.FlagSet) func(context.Context, []string) er
 		if err != nil {
 			return err
 		}
-		if *id == "" {
-			generated, err := newRequestID()
-			if err != nil {
-				return err
-			}
-			*id = generated
-			fmt.Fprintf(a.stderr, "channel open id: %s (retry with -id %s)\n", generated, generated)
+		if err := a.ensureID(id, "channel open id", "id"); err != nil {
+			return err
 		}
 		req := &bankdv1.OpenChannelRequest{Id: *id, NodeId: args[0], Peer: args[1], AmountSat: sats, Private: *private}
 		res, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.OpenChannelResponse, error) {

@@ -272,14 +272,8 @@ func invoiceCreate(a *app, fs *flag.FlagSet) func(context.Context, []string) err
 		if *expiry < time.Second {
 			return usageErrorf("-expiry must be at least 1s, got %s", *expiry)
 		}
-		if *requestID == "" {
-			id, err := newRequestID()
-			if err != nil {
-				return err
-			}
-			*requestID = id
-			// On stderr so that -o json output stays one document; the id is what a retry needs.
-			fmt.Fprintf(a.stderr, "request id: %s (retry with -request-id %s)\n", id, id)
+		if err := a.ensureID(requestID, "request id", "request-id"); err != nil {
+			return err
 		}
 		req := &bankdv1.CreateInvoiceRequest{
 			AccountId: args[0], AmountSat: sats, Memo: *memo,
@@ -345,14 +339,8 @@ func payCmd(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 		case *wait < 0 || *wait > maxPayWait:
 			return usageErrorf("-wait must be 0-%s, got %s", maxPayWait, *wait)
 		}
-		if *id == "" {
-			generated, err := newRequestID()
-			if err != nil {
-				return err
-			}
-			*id = generated
-			// On stderr so that -o json output stays one document; the id is what a retry needs.
-			fmt.Fprintf(a.stderr, "payment id: %s (retry with -id %s)\n", generated, generated)
+		if err := a.ensureID(id, "payment id", "id"); err != nil {
+			return err
 		}
 		req := &bankdv1.PayInvoiceRequest{
 			Id: *id, AccountId: args[0], PaymentRequest: args[1],

@@ -54,14 +54,8 @@ func payoutRequest(a *app, fs *flag.FlagSet) func(context.Context, []string) err
 		if err != nil {
 			return err
 		}
-		if *id == "" {
-			generated, err := newRequestID()
-			if err != nil {
-				return err
-			}
-			*id = generated
-			// On stderr so that -o json output stays one document; the id is what a retry needs.
-			fmt.Fprintf(a.stderr, "payout id: %s (retry with -id %s)\n", generated, generated)
+		if err := a.ensureID(id, "payout id", "id"); err != nil {
+			return err
 		}
 		req := &bankdv1.RequestPayoutRequest{Id: *id, AccountId: args[0], Address: args[1], AmountSat: sats, Queue: *queue}
 		res, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.RequestPayoutResponse, error) {

@@ -143,6 +143,21 @@ func newRequestID() (string, error) {
 	return "ctl-" + hex.EncodeToString(b[:]), nil
 }
 
+// ensureID fills an empty idempotency key with a new one and says so on stderr (so that -o json
+// output stays one document): what names it ("payout id") and the flag a retry repeats it with.
+func (a *app) ensureID(id *string, what, flag string) error {
+	if *id != "" {
+		return nil
+	}
+	generated, err := newRequestID()
+	if err != nil {
+		return err
+	}
+	*id = generated
+	fmt.Fprintf(a.stderr, "%s: %s (retry with -%s %s)\n", what, generated, flag, generated)
+	return nil
+}
+
 func addressNew(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 	account := fs.String("account", "", "the LIABILITY account the address belongs to (required)")
 	wallet := fs.String("wallet", "", "DEPOSIT wallet; empty means the cluster's only one")
@@ -151,14 +166,8 @@ func addressNew(a *app, fs *flag.FlagSet) func(context.Context, []string) error 
 		if err := wantArgs(args, 0, "flags only"); err != nil {
 			return err
 		}
-		if *requestID == "" {
-			id, err := newRequestID()
-			if err != nil {
-				return err
-			}
-			*requestID = id
-			// On stderr so that -o json output stays one document; the id is what a retry needs.
-			fmt.Fprintf(a.stderr, "request id: %s (retry with -request-id %s)\n", id, id)
+		if err := a.ensureID(requestID, "request id", "request-id"); err != nil {
+			return err
 		}
 		req := &bankdv1.NewDepositAddressRequest{AccountId: *account, WalletId: *wallet, RequestId: *requestID}
 		res, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.NewDepositAddressResponse, error) {
