@@ -22,7 +22,8 @@ import (
 const anchorReserveSat = 10_000
 
 // TestAChannelIsFundedFromTheHotWalletThroughAPSBT opens a channel from a real pool lnd to a
-// real peer lnd, funded from the hot wallet through lnd's PSBT flow and signed by signerd; a
+// real peer lnd, funded from the hot wallet through lnd's PSBT flow and signed by signerd, with
+// the leader SIGKILLed between lnd's check of the unsigned transaction and the signature; a
 // first open, cancelled while it waits for its signature, releases its coins; tokens without
 // the operator scope cannot open channels.
 func TestAChannelIsFundedFromTheHotWalletThroughAPSBT(t *testing.T) {
@@ -145,9 +146,25 @@ func TestAChannelIsFundedFromTheHotWalletThroughAPSBT(t *testing.T) {
 	}
 	r.waitFor("the cancelled open's coins to be spendable", func() (bool, error) { return spendable() == 2, nil })
 
-	// With signerd running the second open goes all the way.
-	r.startSigner(0)
+	// The second open is verified by lnd on one leader, and signed, finalized and booked under
+	// the next: lnd's flow outlives the stream of the leader that started it.
 	second := open("ch-1")
+	r.waitFor("the second open to be verified by lnd", func() (bool, error) {
+		o, _, err := get(second.Id)
+		if err == nil && o.State == bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_FAILED {
+			t.Fatalf("open failed: %s", o.FailReason)
+		}
+		return err == nil && o.State == bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_VERIFIED, err
+	})
+	leader, _ := leaderClient(t, r.c)
+	t.Logf("SIGKILL leader %s with the open VERIFIED and unsigned", r.c.Nodes[leader].ID)
+	if err := r.c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.Restart(leader); err != nil {
+		t.Fatal(err)
+	}
+	r.startSigner(followerOf(r.c, leader))
 	r.waitFor("lnd to publish the funding transaction", func() (bool, error) {
 		o, _, err := get(second.Id)
 		if err == nil && o.State == bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_FAILED {
