@@ -111,6 +111,10 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 	// A channel open spends the hot wallet, the chain driver's, through the payout pipeline.
 	bankdv1.CommandType_COMMAND_TYPE_CHANNEL_OPEN_REQUEST: handle(asChain, (*applier).channelOpenRequest),
 	bankdv1.CommandType_COMMAND_TYPE_CHANNEL_OPEN_STEP:    handle(asChain, (*applier).channelOpenStep),
+	// So do moves between the hot wallet and the cold vault.
+	bankdv1.CommandType_COMMAND_TYPE_VAULT_PROPOSE: handle(asChain, (*applier).vaultPropose),
+	bankdv1.CommandType_COMMAND_TYPE_VAULT_DECIDE:  handle(asChain, (*applier).vaultDecide),
+	bankdv1.CommandType_COMMAND_TYPE_VAULT_ABANDON: handle(asChain, (*applier).vaultAbandon),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

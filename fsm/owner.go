@@ -48,7 +48,7 @@ var systemTransferIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
 	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", payoutIDForm},
 	{bankdv1.Owner_OWNER_CHAIN, "f:<txid>:<vout>:0            coins from outside paid to a HOT or COLD wallet", depositIDForm("f")},
-	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep|:channel a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books; a channel funding's coins into ln:<node>", batchFeeIDForm},
+	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep|:channel|:vault a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books; a channel funding's coins into ln:<node>; a hot -> cold move", batchFeeIDForm},
 }
 
 // systemAccountIDs are the forms of every account id a driver creates.
@@ -187,7 +187,7 @@ func batchFeeIDForm(id string) bool {
 	if !ok {
 		return false
 	}
-	for _, suffix := range []string{":fee", ":sweep", ":channel"} {
+	for _, suffix := range []string{":fee", ":sweep", ":channel", ":vault"} {
 		if n, ok := strings.CutSuffix(rest, suffix); ok {
 			return isDecimal(n)
 		}

@@ -606,7 +606,7 @@ func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 		switch {
 		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK:
 			want = bankdv1.Owner_OWNER_UNSPECIFIED
-		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"), strings.HasPrefix(name, "COMMAND_TYPE_CHANNEL_"):
+		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"), strings.HasPrefix(name, "COMMAND_TYPE_CHANNEL_"), strings.HasPrefix(name, "COMMAND_TYPE_VAULT_"):
 			want = asChain
 		case strings.HasPrefix(name, "COMMAND_TYPE_LND_"), strings.HasPrefix(name, "COMMAND_TYPE_LN_"):
 			want = asLightning

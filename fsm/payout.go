@@ -460,7 +460,18 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 	if n := len(req.GetPayoutIds()); n > MaxBatchPayouts {
 		return invalid("payout_ids: at most %d withdrawals per transaction, got %d", MaxBatchPayouts, n)
 	}
-	sweep, channel := req.GetToWalletId() != "", req.GetChannelOpenId() != ""
+	sweep, channel, vault := req.GetToWalletId() != "", req.GetChannelOpenId() != "", req.GetVaultProposalId() != ""
+	if vault != (req.GetQueue() == VaultQueue) {
+		return invalid("vault_proposal_id: a vault move names its proposal, in queue %q, and only a vault move does", VaultQueue)
+	}
+	if vault {
+		if err := checkID("vault_proposal_id", req.GetVaultProposalId()); err != nil {
+			return err
+		}
+		if len(req.GetPayoutIds()) != 0 || sweep || channel || len(req.GetSplitSat()) != 0 || req.GetLifts() != "" {
+			return invalid("payout_ids: a vault move pays its output to the cold wallet and change, nothing else")
+		}
+	}
 	if channel != (req.GetQueue() == ChannelQueue) {
 		return invalid("channel_open_id: a channel funding names its open, in queue %q, and only a channel funding does", ChannelQueue)
 	}
@@ -482,7 +493,7 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 		if len(req.GetPayoutIds()) != 0 || req.GetChangeSat() == 0 || req.GetReplaces() != "" {
 			return invalid("payout_ids: a sweep pays no withdrawal, only its one output to %q", req.GetToWalletId())
 		}
-	} else if maintenance := len(req.GetPayoutIds()) == 0 && !channel; maintenance != (req.GetQueue() == ConsolidationQueue || req.GetQueue() == SplitQueue) {
+	} else if maintenance := len(req.GetPayoutIds()) == 0 && !channel && !vault; maintenance != (req.GetQueue() == ConsolidationQueue || req.GetQueue() == SplitQueue) {
 		return invalid("payout_ids: a transaction without withdrawals is a consolidation or a split, in queue %q or %q, and only those", ConsolidationQueue, SplitQueue)
 	} else if req.GetQueue() == ConsolidationQueue && (req.GetChangeSat() == 0 || len(req.GetInputs()) < 2 && req.GetLifts() == "" || len(req.GetSplitSat()) > 0) {
 		return invalid("inputs: a consolidation merges at least two inputs (or, lifting a batch, its change) into one change output")
@@ -491,7 +502,7 @@ func ValidatePayoutPlan(req *bankdv1.PayoutPlan) *Error {
 	}
 	if req.GetLifts() != "" {
 		switch req.GetQueue() {
-		case SweepQueue, SplitQueue, ChannelQueue:
+		case SweepQueue, SplitQueue, ChannelQueue, VaultQueue:
 			return invalid("lifts: a child paying for its parent is the next payout of a queue, or in queue %q without withdrawals", ConsolidationQueue)
 		}
 		if err := CheckBatchID("lifts", req.GetLifts()); err != nil {
@@ -556,6 +567,17 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 			return nil, err
 		}
 		b.Outputs = append(b.Outputs, funding)
+	}
+	var (
+		vault *bankdv1.VaultProposal
+		cold  *walletState
+	)
+	if req.VaultProposalId != "" {
+		var out *bankdv1.BatchOutput
+		if vault, out, cold, err = planVault(tx, req); err != nil {
+			return nil, err
+		}
+		b.Outputs = append(b.Outputs, out)
 	}
 	// Inputs: unreserved, unspent UTXOs of the wallet, each once; a sweep's deposits credited.
 	seen := map[string]bool{}
@@ -644,6 +666,11 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 			return nil, err
 		}
 	}
+	if vault != nil {
+		if err := a.vaultPlanned(tx, vault, cold, b); err != nil {
+			return nil, err
+		}
+	}
 	if open != nil {
 		open.State, open.BatchId, open.Txid = bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_PLANNED, b.Id, b.Txid
 		if err := a.saveChannelOpen(tx, open); err != nil {
@@ -687,6 +714,7 @@ func (a *applier) newBatch(req *bankdv1.PayoutPlan) *bankdv1.PayoutBatch {
 	return &bankdv1.PayoutBatch{
 		Id: BatchID(a.index), Queue: req.Queue, WalletId: req.WalletId, State: bankdv1.BatchState_BATCH_STATE_PLANNED,
 		PlannedUnixMs: a.now, Psbt: req.Psbt, Replaces: req.Replaces, ToWalletId: req.ToWalletId, ChannelOpenId: req.ChannelOpenId,
+		VaultProposalId: req.VaultProposalId,
 	}
 }
 
@@ -1031,6 +1059,9 @@ func (a *applier) payoutSigned(tx *txn, req *bankdv1.SubmitPayoutSignatureReques
 		return nil, err
 	}
 	b.SignedAtHeight = tip.Height
+	if err := a.followVault(tx, b); err != nil {
+		return nil, err
+	}
 	return &bankdv1.SubmitPayoutSignatureResponse{Batch: b}, a.saveBatch(tx, b)
 }
 
@@ -1112,6 +1143,9 @@ func (a *applier) abandonBatch(tx *txn, b *bankdv1.PayoutBatch, reason string) e
 		}
 	}
 	b.State, b.AbandonReason = bankdv1.BatchState_BATCH_STATE_ABANDONED, reason
+	if err := a.followVault(tx, b); err != nil {
+		return err
+	}
 	return a.saveBatch(tx, b)
 }
 
@@ -1164,6 +1198,9 @@ func (c *chainApply) followBatch(rec *bankdv1.ChainTx) error {
 		return nil
 	default:
 		return nil // seen in the mempool, or evicted: the driver broadcasts it again
+	}
+	if err := a.followVault(c.tx, b); err != nil {
+		return err
 	}
 	return a.saveBatch(c.tx, b)
 }
@@ -1259,6 +1296,11 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 			return err
 		}
 	}
+	if b.VaultProposalId != "" {
+		if err := c.finalizeVault(b, index); err != nil {
+			return err
+		}
+	}
 	var fee *bankdv1.Transfer
 	switch diff := b.FeeSat - b.ChargedFeeSat; {
 	case diff > 0:
@@ -1275,6 +1317,9 @@ func (c *chainApply) finalizeBatch(b *bankdv1.PayoutBatch) error {
 		tx.delete(outpointKey(tagReserved, in.Outpoint))
 	}
 	b.State, b.FinalUnixMs = bankdv1.BatchState_BATCH_STATE_FINAL, a.now
+	if err := a.followVault(tx, b); err != nil {
+		return err
+	}
 	return a.saveBatch(tx, b)
 }
 

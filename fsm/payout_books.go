@@ -139,7 +139,14 @@ func (f *FSM) WalletReconciliation() ([]*bankdv1.WalletReconciliation, error) {
 			return scanErr
 		}
 		if err := scanProto(r, []byte{tagBatch}, func() *bankdv1.PayoutBatch { return &bankdv1.PayoutBatch{} }, func(b *bankdv1.PayoutBatch) {
-			if rec := byWallet[b.WalletId]; rec != nil && (b.State == bankdv1.BatchState_BATCH_STATE_SIGNED || b.State == bankdv1.BatchState_BATCH_STATE_CONFIRMED) {
+			if b.State != bankdv1.BatchState_BATCH_STATE_SIGNED && b.State != bankdv1.BatchState_BATCH_STATE_CONFIRMED {
+				return
+			}
+			if rec := byWallet[b.WalletId]; rec != nil {
+				rec.UnsettledBatches++
+			}
+			// A move into the cold wallet is on its way there too.
+			if rec := byWallet[b.VaultWalletId]; rec != nil {
 				rec.UnsettledBatches++
 			}
 		}); err != nil {

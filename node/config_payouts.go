@@ -208,8 +208,8 @@ func (p *configParser) parsePayoutQueue(block *hcl.Block, pc *PayoutsConfig) {
 		p.errorf(block.LabelRanges[0], "invalid queue name", "%s", err.Message)
 		return
 	}
-	if name == fsm.ConsolidationQueue || name == fsm.SweepQueue || name == fsm.SplitQueue || name == fsm.ChannelQueue {
-		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations, sweeps, splits or channel fundings; pick another", name)
+	if name == fsm.ConsolidationQueue || name == fsm.SweepQueue || name == fsm.SplitQueue || name == fsm.ChannelQueue || name == fsm.VaultQueue {
+		p.errorf(block.LabelRanges[0], "reserved queue name", "queue %q is the name of the driver's consolidations, sweeps, splits, channel fundings or vault moves; pick another", name)
 		return
 	}
 	if _, dup := pc.Queue(name); dup {

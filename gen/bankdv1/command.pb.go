@@ -88,6 +88,12 @@ const (
 	CommandType_COMMAND_TYPE_CHANNEL_OPEN_REQUEST CommandType = 29
 	// body: ChannelOpenStep (the next step of a channel open's PSBT funding flow)
 	CommandType_COMMAND_TYPE_CHANNEL_OPEN_STEP CommandType = 30
+	// body: VaultProposeCommand (coldvault, or an operator, proposes a hot <-> cold move)
+	CommandType_COMMAND_TYPE_VAULT_PROPOSE CommandType = 31
+	// body: DecideVaultProposalRequest (another identity approves or rejects it)
+	CommandType_COMMAND_TYPE_VAULT_DECIDE CommandType = 32
+	// body: AbandonVaultProposalRequest (given up before its transaction is signed)
+	CommandType_COMMAND_TYPE_VAULT_ABANDON CommandType = 33
 )
 
 // Enum value maps for CommandType.
@@ -124,6 +130,9 @@ var (
 		28: "COMMAND_TYPE_PAYOUT_BUMP",
 		29: "COMMAND_TYPE_CHANNEL_OPEN_REQUEST",
 		30: "COMMAND_TYPE_CHANNEL_OPEN_STEP",
+		31: "COMMAND_TYPE_VAULT_PROPOSE",
+		32: "COMMAND_TYPE_VAULT_DECIDE",
+		33: "COMMAND_TYPE_VAULT_ABANDON",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -157,6 +166,9 @@ var (
 		"COMMAND_TYPE_PAYOUT_BUMP":                 28,
 		"COMMAND_TYPE_CHANNEL_OPEN_REQUEST":        29,
 		"COMMAND_TYPE_CHANNEL_OPEN_STEP":           30,
+		"COMMAND_TYPE_VAULT_PROPOSE":               31,
+		"COMMAND_TYPE_VAULT_DECIDE":                32,
+		"COMMAND_TYPE_VAULT_ABANDON":               33,
 	}
 )
 
@@ -290,7 +302,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xaf\b\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\x8e\t\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -323,7 +335,10 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x1bCOMMAND_TYPE_PAYOUT_ABANDON\x10\x1b\x12\x1c\n" +
 	"\x18COMMAND_TYPE_PAYOUT_BUMP\x10\x1c\x12%\n" +
 	"!COMMAND_TYPE_CHANNEL_OPEN_REQUEST\x10\x1d\x12\"\n" +
-	"\x1eCOMMAND_TYPE_CHANNEL_OPEN_STEP\x10\x1eB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x1eCOMMAND_TYPE_CHANNEL_OPEN_STEP\x10\x1e\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_VAULT_PROPOSE\x10\x1f\x12\x1d\n" +
+	"\x19COMMAND_TYPE_VAULT_DECIDE\x10 \x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_VAULT_ABANDON\x10!B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

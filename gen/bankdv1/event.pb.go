@@ -109,6 +109,7 @@ type EventItem struct {
 	//	*EventItem_Payout
 	//	*EventItem_PayoutBatch
 	//	*EventItem_ChannelOpen
+	//	*EventItem_VaultProposal
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -349,6 +350,15 @@ func (x *EventItem) GetChannelOpen() *ChannelOpen {
 	return nil
 }
 
+func (x *EventItem) GetVaultProposal() *VaultProposal {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_VaultProposal); ok {
+			return x.VaultProposal
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -459,6 +469,12 @@ type EventItem_ChannelOpen struct {
 	ChannelOpen *ChannelOpen `protobuf:"bytes,22,opt,name=channel_open,json=channelOpen,proto3,oneof"`
 }
 
+type EventItem_VaultProposal struct {
+	// A move between the hot wallet and the cold vault was proposed, decided, planned, signed,
+	// confirmed, made final, rejected or abandoned.
+	VaultProposal *VaultProposal `protobuf:"bytes,23,opt,name=vault_proposal,json=vaultProposal,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -502,6 +518,8 @@ func (*EventItem_Payout) isEventItem_Kind() {}
 func (*EventItem_PayoutBatch) isEventItem_Kind() {}
 
 func (*EventItem_ChannelOpen) isEventItem_Kind() {}
+
+func (*EventItem_VaultProposal) isEventItem_Kind() {}
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -596,12 +614,13 @@ var File_bankd_v1_event_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/payout.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\x1a\x16bankd/v1/problem.proto\"f\n" +
+	"\x14bankd/v1/event.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/payout.proto\x1a\x14bankd/v1/vault.proto\x1a\x13bankd/v1/lock.proto\x1a\x14bankd/v1/chain.proto\x1a\x15bankd/v1/wallet.proto\x1a\x18bankd/v1/lightning.proto\x1a\x16bankd/v1/problem.proto\"f\n" +
 	"\x05Event\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xe0\t\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xa2\n" +
+	"\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -625,7 +644,8 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\aproblem\x18\x13 \x01(\v2\x11.bankd.v1.ProblemH\x00R\aproblem\x12*\n" +
 	"\x06payout\x18\x14 \x01(\v2\x10.bankd.v1.PayoutH\x00R\x06payout\x12:\n" +
 	"\fpayout_batch\x18\x15 \x01(\v2\x15.bankd.v1.PayoutBatchH\x00R\vpayoutBatch\x12:\n" +
-	"\fchannel_open\x18\x16 \x01(\v2\x15.bankd.v1.ChannelOpenH\x00R\vchannelOpenB\x06\n" +
+	"\fchannel_open\x18\x16 \x01(\v2\x15.bankd.v1.ChannelOpenH\x00R\vchannelOpen\x12@\n" +
+	"\x0evault_proposal\x18\x17 \x01(\v2\x17.bankd.v1.VaultProposalH\x00R\rvaultProposalB\x06\n" +
 	"\x04kind\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
@@ -670,6 +690,7 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*Payout)(nil),              // 18: bankd.v1.Payout
 	(*PayoutBatch)(nil),         // 19: bankd.v1.PayoutBatch
 	(*ChannelOpen)(nil),         // 20: bankd.v1.ChannelOpen
+	(*VaultProposal)(nil),       // 21: bankd.v1.VaultProposal
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -694,14 +715,15 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	18, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
 	19, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
 	20, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
-	0,  // 22: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 23: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 24: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	21, // 22: bankd.v1.EventItem.vault_proposal:type_name -> bankd.v1.VaultProposal
+	0,  // 23: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	2,  // 24: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	3,  // 25: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -711,6 +733,7 @@ func file_bankd_v1_event_proto_init() {
 	}
 	file_bankd_v1_ledger_proto_init()
 	file_bankd_v1_payout_proto_init()
+	file_bankd_v1_vault_proto_init()
 	file_bankd_v1_lock_proto_init()
 	file_bankd_v1_chain_proto_init()
 	file_bankd_v1_wallet_proto_init()
@@ -739,6 +762,7 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_Payout)(nil),
 		(*EventItem_PayoutBatch)(nil),
 		(*EventItem_ChannelOpen)(nil),
+		(*EventItem_VaultProposal)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1222,8 +1222,10 @@ type BatchOutput struct {
 	// The withdrawal it pays; empty for change.
 	PayoutId string `protobuf:"bytes,5,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
 	// Change: the wallet's change branch index it pays.
-	Change        bool   `protobuf:"varint,6,opt,name=change,proto3" json:"change,omitempty"`
-	ChangeIndex   uint32 `protobuf:"varint,7,opt,name=change_index,json=changeIndex,proto3" json:"change_index,omitempty"`
+	Change      bool   `protobuf:"varint,6,opt,name=change,proto3" json:"change,omitempty"`
+	ChangeIndex uint32 `protobuf:"varint,7,opt,name=change_index,json=changeIndex,proto3" json:"change_index,omitempty"`
+	// A vault batch's output 0 (hot -> cold): the cold wallet's receive index it pays.
+	VaultIndex    uint32 `protobuf:"varint,8,opt,name=vault_index,json=vaultIndex,proto3" json:"vault_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1307,6 +1309,13 @@ func (x *BatchOutput) GetChangeIndex() uint32 {
 	return 0
 }
 
+func (x *BatchOutput) GetVaultIndex() uint32 {
+	if x != nil {
+		return x.VaultIndex
+	}
+	return 0
+}
+
 // PayoutBatch is one payout transaction: the plan committed before anyone signs it.
 type PayoutBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1352,10 +1361,14 @@ type PayoutBatch struct {
 	ChannelOpenId string `protobuf:"bytes,24,opt,name=channel_open_id,json=channelOpenId,proto3" json:"channel_open_id,omitempty"`
 	// Child pays for parent (CPFP): the SIGNED batch whose change this batch spends as input 0
 	// to lift the package's fee rate, and the batch that lifts this one.
-	Lifts         string `protobuf:"bytes,25,opt,name=lifts,proto3" json:"lifts,omitempty"`
-	LiftedBy      string `protobuf:"bytes,26,opt,name=lifted_by,json=liftedBy,proto3" json:"lifted_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Lifts    string `protobuf:"bytes,25,opt,name=lifts,proto3" json:"lifts,omitempty"`
+	LiftedBy string `protobuf:"bytes,26,opt,name=lifted_by,json=liftedBy,proto3" json:"lifted_by,omitempty"`
+	// A vault move (queue "vault"): the proposal it carries out, and for hot -> cold the cold
+	// wallet output 0 pays (its next receive index).
+	VaultProposalId string `protobuf:"bytes,27,opt,name=vault_proposal_id,json=vaultProposalId,proto3" json:"vault_proposal_id,omitempty"`
+	VaultWalletId   string `protobuf:"bytes,28,opt,name=vault_wallet_id,json=vaultWalletId,proto3" json:"vault_wallet_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PayoutBatch) Reset() {
@@ -1570,6 +1583,20 @@ func (x *PayoutBatch) GetLiftedBy() string {
 	return ""
 }
 
+func (x *PayoutBatch) GetVaultProposalId() string {
+	if x != nil {
+		return x.VaultProposalId
+	}
+	return ""
+}
+
+func (x *PayoutBatch) GetVaultWalletId() string {
+	if x != nil {
+		return x.VaultWalletId
+	}
+	return ""
+}
+
 // Body of COMMAND_TYPE_PAYOUT_PLAN: proposed only by the leader's payout driver. Apply checks
 // every part again against the state: the payouts are QUEUED in the queue, the inputs are
 // unreserved UTXOs of the wallet, the change pays the wallet's next change index, and the PSBT's
@@ -1600,9 +1627,12 @@ type PayoutPlan struct {
 	// Child pays for parent: input 0 is the unconfirmed change of this SIGNED batch, which is no
 	// fee bump and has none. The child is the next payout of a queue, or, without withdrawals,
 	// a plan in queue "consolidation" that may have that one input only.
-	Lifts         string `protobuf:"bytes,12,opt,name=lifts,proto3" json:"lifts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Lifts string `protobuf:"bytes,12,opt,name=lifts,proto3" json:"lifts,omitempty"`
+	// A vault move (queue "vault"): the APPROVED proposal it carries out. Hot -> cold: output 0
+	// pays the proposal's amount to the cold wallet's next receive index, then change.
+	VaultProposalId string `protobuf:"bytes,13,opt,name=vault_proposal_id,json=vaultProposalId,proto3" json:"vault_proposal_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PayoutPlan) Reset() {
@@ -1715,6 +1745,13 @@ func (x *PayoutPlan) GetChannelOpenId() string {
 func (x *PayoutPlan) GetLifts() string {
 	if x != nil {
 		return x.Lifts
+	}
+	return ""
+}
+
+func (x *PayoutPlan) GetVaultProposalId() string {
+	if x != nil {
+		return x.VaultProposalId
 	}
 	return ""
 }
@@ -3399,7 +3436,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\tvalue_sat\x18\x02 \x01(\x03R\bvalueSat\x12\x16\n" +
 	"\x06script\x18\x03 \x01(\fR\x06script\x12\x16\n" +
 	"\x06branch\x18\x04 \x01(\rR\x06branch\x12\x14\n" +
-	"\x05index\x18\x05 \x01(\rR\x05index\"\xc8\x01\n" +
+	"\x05index\x18\x05 \x01(\rR\x05index\"\xe9\x01\n" +
 	"\vBatchOutput\x12\x12\n" +
 	"\x04vout\x18\x01 \x01(\rR\x04vout\x12\x1b\n" +
 	"\tvalue_sat\x18\x02 \x01(\x03R\bvalueSat\x12\x16\n" +
@@ -3407,7 +3444,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x16\n" +
 	"\x06change\x18\x06 \x01(\bR\x06change\x12!\n" +
-	"\fchange_index\x18\a \x01(\rR\vchangeIndex\"\xdd\x06\n" +
+	"\fchange_index\x18\a \x01(\rR\vchangeIndex\x12\x1f\n" +
+	"\vvault_index\x18\b \x01(\rR\n" +
+	"vaultIndex\"\xb1\a\n" +
 	"\vPayoutBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1b\n" +
@@ -3437,7 +3476,9 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"toWalletId\x12&\n" +
 	"\x0fchannel_open_id\x18\x18 \x01(\tR\rchannelOpenId\x12\x14\n" +
 	"\x05lifts\x18\x19 \x01(\tR\x05lifts\x12\x1b\n" +
-	"\tlifted_by\x18\x1a \x01(\tR\bliftedBy\"\xff\x02\n" +
+	"\tlifted_by\x18\x1a \x01(\tR\bliftedBy\x12*\n" +
+	"\x11vault_proposal_id\x18\x1b \x01(\tR\x0fvaultProposalId\x12&\n" +
+	"\x0fvault_wallet_id\x18\x1c \x01(\tR\rvaultWalletId\"\xab\x03\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
@@ -3455,7 +3496,8 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\tsplit_sat\x18\n" +
 	" \x03(\x03R\bsplitSat\x12&\n" +
 	"\x0fchannel_open_id\x18\v \x01(\tR\rchannelOpenId\x12\x14\n" +
-	"\x05lifts\x18\f \x01(\tR\x05lifts\"A\n" +
+	"\x05lifts\x18\f \x01(\tR\x05lifts\x12*\n" +
+	"\x11vault_proposal_id\x18\r \x01(\tR\x0fvaultProposalId\"A\n" +
 	"\x12PayoutPlanResponse\x12+\n" +
 	"\x05batch\x18\x01 \x01(\v2\x15.bankd.v1.PayoutBatchR\x05batch\"M\n" +
 	"\x1cSubmitPayoutSignatureRequest\x12\x19\n" +
