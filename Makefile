@@ -22,6 +22,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/bankd ./cmd/bankd
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/bankctl ./cmd/bankctl
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/signerd ./cmd/signerd
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/coldvault ./cmd/coldvault
 
 ## run: build, start a regtest btcd (bin/regtestd) and the cluster described by cluster.hcl as
 ## local processes following it (Ctrl-C stops everything). BTCD=off runs the cluster without a

@@ -199,7 +199,7 @@ func (a *Agent) newPayoutDriver() (*payout.Driver, error) {
 		}
 		chain = client
 	}
-	opts := payout.Options{Logger: a.log, Funders: a.pool, Channels: a.node.FSM()}
+	opts := payout.Options{Logger: a.log, Funders: a.pool, Channels: a.node.FSM(), Vault: a.node.FSM()}
 	return payout.New(a.cfg.Payouts, a.cfg.Chain.Network, a.node, a.node.FSM(), chain, opts), nil
 }
 

@@ -71,6 +71,8 @@ type Options struct {
 	// nodes and the state machine's channel opens. Either nil: opens wait.
 	Funders  Funders
 	Channels ChannelState
+	// Vault lets the driver plan approved moves to the cold vault (vault.go); nil: they wait.
+	Vault VaultState
 }
 
 // Driver plans, and broadcasts, the cluster's payouts. It exists on every node and runs only
@@ -229,6 +231,9 @@ func (d *Driver) Run(ctx context.Context) error {
 		}
 		if err := d.maybeSplit(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("split failed", "err", err)
+		}
+		if err := d.planVaultMoves(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("vault moves failed", "err", err)
 		}
 		if err := d.driveChannels(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("channel opens failed", "err", err)

@@ -111,6 +111,13 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.LightningServiceOpenChannelProcedure:       scopeOperator,
 	bankdv1connect.LightningServiceCancelChannelOpenProcedure: scopeOperator,
 
+	bankdv1connect.VaultServiceProposeProcedure: scopeOperator,
+	bankdv1connect.VaultServiceGetProcedure:     scopeRead,
+	bankdv1connect.VaultServiceListProcedure:    scopeRead,
+	bankdv1connect.VaultServiceApproveProcedure: scopeOperator,
+	bankdv1connect.VaultServiceRejectProcedure:  scopeOperator,
+	bankdv1connect.VaultServiceAbandonProcedure: scopeOperator,
+
 	bankdv1connect.PayoutServiceGetPayoutProcedure:        scopeRead,
 	bankdv1connect.PayoutServiceListPayoutsProcedure:      scopeRead,
 	bankdv1connect.PayoutServiceGetBatchProcedure:         scopeRead,

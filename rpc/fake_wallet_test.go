@@ -51,6 +51,12 @@ func (s *fakeState) ListPayouts(string, bankdv1.PayoutState, string, int) ([]*ba
 
 func (s *fakeState) PayoutBatch(string) (*bankdv1.PayoutBatch, error) { return nil, fsm.ErrNotFound }
 func (s *fakeState) ChannelOpen(string) (*bankdv1.ChannelOpen, error) { return nil, fsm.ErrNotFound }
+func (s *fakeState) VaultProposal(string) (*bankdv1.VaultProposal, error) {
+	return nil, fsm.ErrNotFound
+}
+func (s *fakeState) ListVaultProposals(bankdv1.VaultProposalState, string, int) ([]*bankdv1.VaultProposal, string, error) {
+	return nil, "", nil
+}
 
 func (s *fakeState) ListPayoutBatches(bankdv1.BatchState, string, int) ([]*bankdv1.PayoutBatch, string, error) {
 	return nil, "", nil

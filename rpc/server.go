@@ -118,6 +118,8 @@ type stateReader interface {
 	ListPayouts(accountID string, state bankdv1.PayoutState, pageToken string, pageSize int) ([]*bankdv1.Payout, string, error)
 	PayoutBatch(id string) (*bankdv1.PayoutBatch, error)
 	ChannelOpen(id string) (*bankdv1.ChannelOpen, error)
+	VaultProposal(id string) (*bankdv1.VaultProposal, error)
+	ListVaultProposals(state bankdv1.VaultProposalState, pageToken string, pageSize int) ([]*bankdv1.VaultProposal, string, error)
 	ListPayoutBatches(state bankdv1.BatchState, pageToken string, pageSize int) ([]*bankdv1.PayoutBatch, string, error)
 	WalletReconciliation() ([]*bankdv1.WalletReconciliation, error)
 	Solvency() (*bankdv1.Solvency, error)
@@ -146,6 +148,8 @@ type Server struct {
 	stopGrace time.Duration
 	// network is the chain network of cluster.hcl, filled into CreateWallet requests.
 	network string
+	// hotWallet is cluster.hcl's payouts.wallet, stamped on vault proposals.
+	hotWallet string
 	// lightning is the lnd pool driver (Options.Lightning).
 	lightning LightningPool
 	// payouts is the payout driver (Options.Payouts).
@@ -184,6 +188,7 @@ func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.network = cfg.Chain.Network
+	s.hotWallet = cfg.Payouts.Wallet
 	if err := n.RegisterMetrics(s.registry); err != nil {
 		return nil, fmt.Errorf("rpc: register node metrics: %w", err)
 	}
@@ -306,6 +311,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(bankdv1connect.NewClusterServiceHandler(&clusterService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewWalletServiceHandler(&walletService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewPayoutServiceHandler(&payoutService{s: s}, apiOpts))
+	mux.Handle(bankdv1connect.NewVaultServiceHandler(&vaultService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewLightningServiceHandler(&lightningService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewChainServiceHandler(&chainService{s: s}, apiOpts))
 

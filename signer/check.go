@@ -117,6 +117,9 @@ func (s *Signer) Check(batch *bankdv1.PayoutBatch, payouts []*bankdv1.Payout, op
 		return nil, err
 	}
 	c.outflowSat += funding
+	if err := s.checkVault(batch, p.UnsignedTx); err != nil {
+		return nil, err
+	}
 	if c.feeSat, c.vsize, err = s.checkFee(batch, p); err != nil {
 		return nil, err
 	}
@@ -355,6 +358,9 @@ func (s *Signer) checkChange(batch *bankdv1.PayoutBatch, p *psbt.Packet) (int64,
 		if i == 0 && batch.GetChannelOpenId() != "" {
 			continue // the funding output, checked by checkChannel
 		}
+		if i == 0 && batch.GetVaultProposalId() != "" {
+			continue // the cold vault's output, checked by checkVault
+		}
 		if rec.GetPayoutId() != "" {
 			if rec.GetChange() {
 				return 0, outputErr(id, i, ErrChange, "marked change but pays withdrawal %q", rec.GetPayoutId())
@@ -545,4 +551,32 @@ func checkChannel(batch *bankdv1.PayoutBatch, tx *wire.MsgTx, open *bankdv1.Chan
 		return 0, outputErr(id, 0, ErrPayout, "pays %d sat; channel open %q is for %d sat", tx.TxOut[0].Value, open.GetId(), open.GetAmountSat())
 	}
 	return tx.TxOut[0].Value, nil
+}
+
+// checkVault proves a vault batch's output 0 the cold vault's receive script at the index the
+// record names, derived from the vault descriptor this signer was configured with (so a
+// cluster that lies about the cold wallet cannot make it pay anyone else). A move to the
+// bank's own cold vault is not outflow: it does not count against the daily limit.
+func (s *Signer) checkVault(batch *bankdv1.PayoutBatch, tx *wire.MsgTx) error {
+	id := batch.GetId()
+	if batch.GetVaultProposalId() == "" {
+		return nil
+	}
+	rec := batch.GetOutputs()[0]
+	switch {
+	case s.vault == nil:
+		return batchErr(id, ErrPayout, "a vault move to wallet %q, and this signer has no cold vault configured", batch.GetVaultWalletId())
+	case batch.GetVaultWalletId() != s.vault.WalletID:
+		return batchErr(id, ErrPayout, "a vault move to wallet %q; this signer's cold vault is %q", batch.GetVaultWalletId(), s.vault.WalletID)
+	case rec.GetPayoutId() != "" || rec.GetChange():
+		return outputErr(id, 0, ErrPayout, "a vault move's output 0 pays the cold vault, not a withdrawal or change")
+	}
+	script, err := s.vault.Receive.Derive(rec.GetVaultIndex())
+	if err != nil {
+		return outputErr(id, 0, ErrPayout, "derive the cold vault's receive script at index %d: %v", rec.GetVaultIndex(), err)
+	}
+	if got := tx.TxOut[0].PkScript; !bytes.Equal(got, script) {
+		return outputErr(id, 0, ErrPayout, "pays script %x; the cold vault's receive script at index %d is %x", got, rec.GetVaultIndex(), script)
+	}
+	return nil
 }

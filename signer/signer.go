@@ -47,6 +47,17 @@ type Config struct {
 	// the public descriptor of the hot wallet, whose change branch a sweep's one output pays.
 	// Without it, sweeps are refused.
 	SweepTo *SweepDestination
+	// Vault, for the signer of the HOT wallet, is the cold vault its vault moves may pay: the
+	// bankd id and the receive branch of its public multisig descriptor. Without it, vault
+	// moves are refused.
+	Vault *VaultDestination
+}
+
+// VaultDestination is the cold wallet a hot wallet's vault moves pay.
+type VaultDestination struct {
+	WalletID string
+	// Receive is the cold wallet's receive branch (its descriptor, or its first multipath value).
+	Receive *descriptor.Descriptor
 }
 
 // SweepDestination is the hot wallet a deposit wallet's sweeps pay.
@@ -64,6 +75,7 @@ type Signer struct {
 	limits Limits
 	now    func() time.Time
 	sweep  *SweepDestination
+	vault  *VaultDestination
 }
 
 // New returns a signer of cfg.Wallet under cfg.Limits, counting its outflow in cfg.Ledger.
@@ -81,7 +93,7 @@ func New(cfg Config) (*Signer, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Signer{wallet: cfg.Wallet, ledger: cfg.Ledger, limits: cfg.Limits, now: now, sweep: cfg.SweepTo}, nil
+	return &Signer{wallet: cfg.Wallet, ledger: cfg.Ledger, limits: cfg.Limits, now: now, sweep: cfg.SweepTo, vault: cfg.Vault}, nil
 }
 
 // Limits returns the signer's caps.

@@ -5,17 +5,14 @@ import (
 	"fmt"
 	"math"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/bankd/bankd/internal/cliutil"
 	"github.com/bankd/bankd/signer"
 )
 
@@ -69,6 +66,11 @@ type Config struct {
 	// wallet its sweeps may pay (its public descriptor); empty: sweeps are refused.
 	SweepToWalletID   string
 	SweepToDescriptor string
+	// ColdWalletID and ColdDescriptor, for the signer of the HOT wallet, name the cold vault a
+	// vault move may pay (the next receive address of its public multisig descriptor); empty:
+	// vault moves are refused.
+	ColdWalletID   string
+	ColdDescriptor string
 }
 
 // configFile is signerd.hcl as written.
@@ -87,25 +89,16 @@ type configFile struct {
 	PollInterval    string  `hcl:"poll_interval,optional"`
 	SweepToWalletID string  `hcl:"sweep_to_wallet_id,optional"`
 	SweepToDesc     string  `hcl:"sweep_to_descriptor,optional"`
+	ColdWalletID    string  `hcl:"cold_wallet_id,optional"`
+	ColdDescriptor  string  `hcl:"cold_descriptor,optional"`
 }
 
 // LoadConfig reads and validates signerd.hcl at path. Relative paths in it are relative to the
 // file's directory.
 func LoadConfig(path string) (*Config, error) {
-	abs, err := filepath.Abs(path)
+	src, abs, err := cliutil.ReadConfigFile(path, maxConfigBytes)
 	if err != nil {
-		return nil, fmt.Errorf("resolve config path %s: %w", path, err)
-	}
-	info, err := os.Stat(abs)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	if info.Size() > maxConfigBytes {
-		return nil, fmt.Errorf("config %s is %d bytes, more than the %d allowed", abs, info.Size(), maxConfigBytes)
-	}
-	src, err := os.ReadFile(abs)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return ParseConfig(src, abs)
 }
@@ -116,13 +109,9 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 	if len(src) > maxConfigBytes {
 		return nil, fmt.Errorf("config %s is %d bytes, more than the %d allowed", filename, len(src), maxConfigBytes)
 	}
-	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
-	if diags.HasErrors() {
-		return nil, diagsError(diags)
-	}
 	var raw configFile
-	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
-		return nil, diagsError(diags)
+	if err := cliutil.DecodeHCL(src, filename, &raw); err != nil {
+		return nil, err
 	}
 	cfg, err := raw.validate(filepath.Dir(filename))
 	if err != nil {
@@ -141,6 +130,11 @@ func (raw *configFile) validate(baseDir string) (*Config, error) {
 		PollInterval:      defaultPollInterval,
 		SweepToWalletID:   strings.TrimSpace(raw.SweepToWalletID),
 		SweepToDescriptor: strings.TrimSpace(raw.SweepToDesc),
+		ColdWalletID:      strings.TrimSpace(raw.ColdWalletID),
+		ColdDescriptor:    strings.TrimSpace(raw.ColdDescriptor),
+	}
+	if (cfg.ColdWalletID == "") != (cfg.ColdDescriptor == "") || len(cfg.ColdWalletID) > maxFieldLen || len(cfg.ColdDescriptor) > maxDescriptorLen {
+		bad("cold_wallet_id and cold_descriptor: give both (the cold vault a vault move may pay) or neither")
 	}
 	if (cfg.SweepToWalletID == "") != (cfg.SweepToDescriptor == "") || len(cfg.SweepToWalletID) > maxFieldLen || len(cfg.SweepToDescriptor) > maxDescriptorLen {
 		bad("sweep_to_wallet_id and sweep_to_descriptor: give both (the hot wallet a deposit wallet's sweeps pay) or neither")
@@ -186,7 +180,7 @@ func (raw *configFile) validate(baseDir string) (*Config, error) {
 		case p.value == "" || len(p.value) > maxFieldLen:
 			bad("%s: want a path of 1..%d characters", p.name, maxFieldLen)
 		default:
-			*p.dst = resolvePath(baseDir, p.value)
+			*p.dst = cliutil.ResolvePath(baseDir, p.value)
 		}
 	}
 
@@ -218,32 +212,4 @@ func (raw *configFile) validate(baseDir string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-func resolvePath(baseDir, p string) string {
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(baseDir, p)
-	}
-	return filepath.Clean(p)
-}
-
-// diagsError writes HCL's diagnostics, each with its position, as one error.
-func diagsError(diags hcl.Diagnostics) error {
-	var b strings.Builder
-	for _, d := range diags {
-		if d.Severity != hcl.DiagError {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString("\n")
-		}
-		if d.Subject != nil {
-			fmt.Fprintf(&b, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
-		}
-		b.WriteString(d.Summary)
-		if d.Detail != "" {
-			b.WriteString(": " + d.Detail)
-		}
-	}
-	return errors.New(b.String())
 }

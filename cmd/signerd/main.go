@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/cliutil"
 	"github.com/bankd/bankd/signer"
 	"github.com/bankd/bankd/wallet/descriptor"
 )
@@ -38,9 +39,6 @@ const (
 	exitFail  = 1
 	exitUsage = 2
 )
-
-// maxTokenFileBytes bounds the API token file.
-const maxTokenFileBytes = 4096
 
 const usage = `signerd signs the payout batches bankd plans for its hot wallet.
 
@@ -90,7 +88,7 @@ func serveCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "signerd: unexpected arguments: %s\n\n%s", strings.Join(fs.Args(), " "), usage)
 		return exitUsage
 	}
-	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	logger, err := cliutil.NewLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "signerd: %v\n", err)
 		return exitUsage
@@ -136,11 +134,25 @@ func setup(cfg *Config, logger *slog.Logger) (*daemon, error) {
 		}
 		sc.SweepTo = &signer.SweepDestination{WalletID: cfg.SweepToWalletID, Change: branches[1]}
 	}
+	if cfg.ColdWalletID != "" {
+		d, err := descriptor.Parse(cfg.ColdDescriptor, cfg.Network)
+		if err != nil {
+			return nil, fmt.Errorf("cold_descriptor: %w", err)
+		}
+		if !strings.HasPrefix(d.String(), "wsh(sortedmulti(") && !strings.HasPrefix(d.String(), "wsh(multi(") {
+			return nil, fmt.Errorf("cold_descriptor: want the cold vault's wsh(sortedmulti(M, ...)) descriptor")
+		}
+		receive := d
+		if d.IsMultipath() {
+			receive = d.Multipath()[0]
+		}
+		sc.Vault = &signer.VaultDestination{WalletID: cfg.ColdWalletID, Receive: receive}
+	}
 	s, err := signer.New(sc)
 	if err != nil {
 		return nil, err
 	}
-	token, err := readToken(cfg.TokenFile)
+	token, err := cliutil.ReadTokenFile(cfg.TokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -152,48 +164,4 @@ func setup(cfg *Config, logger *slog.Logger) (*daemon, error) {
 	}
 	clients := apiclient.New(hc, cfg.APIURL, token)
 	return newDaemon(clients.Payout, clients.Lightning, s, cfg.WalletID, cfg.PollInterval, logger), nil
-}
-
-// readToken reads the API bearer token: a private file of one line.
-func readToken(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("token_file: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("token_file: %w", err)
-	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("token_file %s is open to other users (mode %04o); make it private with chmod 600", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("token_file %s: %w", path, err)
-	}
-	token := strings.TrimSpace(string(b))
-	switch {
-	case len(b) > maxTokenFileBytes:
-		return "", fmt.Errorf("token_file %s is larger than %d bytes", path, maxTokenFileBytes)
-	case token == "" || strings.ContainsAny(token, " \t\r\n"):
-		return "", fmt.Errorf("token_file %s must hold one token on one line", path)
-	}
-	return token, nil
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("-log-format %q: want text or json", format)
-	}
 }

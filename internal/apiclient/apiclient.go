@@ -29,6 +29,7 @@ type Clients struct {
 	Chain     bankdv1connect.ChainServiceClient
 	Lightning bankdv1connect.LightningServiceClient
 	Payout    bankdv1connect.PayoutServiceClient
+	Vault     bankdv1connect.VaultServiceClient
 }
 
 // New returns clients of the API at baseURL (e.g. https://127.0.0.1:7201) that send token as a
@@ -44,6 +45,7 @@ func New(hc *http.Client, baseURL, token string, opts ...connect.ClientOption) *
 		Chain:     bankdv1connect.NewChainServiceClient(hc, baseURL, opts...),
 		Lightning: bankdv1connect.NewLightningServiceClient(hc, baseURL, opts...),
 		Payout:    bankdv1connect.NewPayoutServiceClient(hc, baseURL, opts...),
+		Vault:     bankdv1connect.NewVaultServiceClient(hc, baseURL, opts...),
 	}
 }
 
