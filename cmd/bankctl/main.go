@@ -155,6 +155,7 @@ type clients struct {
 	chain     bankdv1connect.ChainServiceClient
 	lightning bankdv1connect.LightningServiceClient
 	payout    bankdv1connect.PayoutServiceClient
+	vault     bankdv1connect.VaultServiceClient
 }
 
 // prepare validates the common flags once the command's own flags are parsed.
@@ -212,6 +213,7 @@ func (a *app) clientsFor(addr string) *clients {
 		chain:     bankdv1connect.NewChainServiceClient(hc, addr, opt),
 		lightning: bankdv1connect.NewLightningServiceClient(hc, addr, opt),
 		payout:    bankdv1connect.NewPayoutServiceClient(hc, addr, opt),
+		vault:     bankdv1connect.NewVaultServiceClient(hc, addr, opt),
 	}
 	a.clients[addr] = c
 	return c
