@@ -169,3 +169,13 @@ func TestThePollProposesOnceOutsideTheBand(t *testing.T) {
 		t.Fatalf("below the band: %v %v", p, err)
 	}
 }
+
+func TestTheExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("coldvault.example.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Band.MaxSat != 100_000_000 || cfg.ColdWalletID != "cold" {
+		t.Fatalf("example config %+v", cfg)
+	}
+}

@@ -37,3 +37,9 @@ poll_interval = "2s"
 # public descriptor). Without these, sweeps are refused.
 # sweep_to_wallet_id  = "hot"
 # sweep_to_descriptor = "wpkh([d34db33f/84'/1'/0']tpub.../<0;1>/*)#checksum"
+
+# Only for the signer of the HOT wallet, when there is a cold vault: its bankd id and public
+# multisig descriptor. A move to the vault is signed only when it pays this descriptor's next
+# receive address; without these, vault moves are refused.
+# cold_wallet_id  = "cold"
+# cold_descriptor = "wsh(sortedmulti(2,[fp1/48'/1'/0'/2']tpub.../<0;1>/*,[fp2/...]tpub.../<0;1>/*,[fp3/...]tpub.../<0;1>/*))"
