@@ -429,10 +429,25 @@ func (a *applier) payoutDecide(tx *txn, req *bankdv1.DecidePayoutRequest) (proto
 // outputs with these scripts, counting 72-byte signatures (the most a low-R signer produces
 // is 71; the estimate errs on the side of paying enough).
 func PayoutTxVSize(nInputs int, outputScripts [][]byte) int64 {
+	return TxVSize(nInputs, p2wpkhWitnessBytes, outputScripts)
+}
+
+// p2wpkhWitnessBytes is a p2wpkh input's witness: item count, signature, public key.
+const p2wpkhWitnessBytes = 1 + 1 + 72 + 1 + 33
+
+// MultisigWitnessBytes is the witness of a wsh(multi) input with witnessScript: item count, the
+// empty item CHECKMULTISIG pops, m signatures, the script.
+func MultisigWitnessBytes(m int, witnessScript []byte) int {
+	return 1 + 1 + m*(1+72) + varIntLen(len(witnessScript)) + len(witnessScript)
+}
+
+// TxVSize is the virtual size of a transaction spending nInputs segwit inputs whose witnesses
+// are witnessBytes each to outputs with these scripts.
+func TxVSize(nInputs, witnessBytes int, outputScripts [][]byte) int64 {
 	// version, locktime, input and output counts; marker and flag count a quarter each.
 	weight := int64(4+4+varIntLen(nInputs)+varIntLen(len(outputScripts)))*4 + 2
-	// outpoint, empty scriptSig, sequence; witness: item count, signature, public key.
-	weight += int64(nInputs) * ((32+4+1+4)*4 + 1 + 1 + 72 + 1 + 33)
+	// outpoint, empty scriptSig, sequence; the witness.
+	weight += int64(nInputs) * ((32+4+1+4)*4 + int64(witnessBytes))
 	for _, s := range outputScripts {
 		weight += int64(8+varIntLen(len(s))+len(s)) * 4
 	}
@@ -546,7 +561,15 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 		return nil, err
 	}
 	changeWS := ws
-	if req.ToWalletId != "" {
+	coldSpend, err := spendsCold(tx, req)
+	if err != nil {
+		return nil, err
+	}
+	if coldSpend {
+		if err := checkColdWallet(ws, req.WalletId); err != nil {
+			return nil, err
+		}
+	} else if req.ToWalletId != "" {
 		if err := checkSpendableWallet(ws, req.WalletId, bankdv1.WalletKind_WALLET_KIND_DEPOSIT); err != nil {
 			return nil, err
 		}
@@ -578,6 +601,9 @@ func (a *applier) payoutPlan(tx *txn, req *bankdv1.PayoutPlan) (proto.Message, e
 			return nil, err
 		}
 		b.Outputs = append(b.Outputs, out)
+		if coldSpend {
+			b.SignaturesRequired = uint32(ws.multisigM())
+		}
 	}
 	// Inputs: unreserved, unspent UTXOs of the wallet, each once; a sweep's deposits credited.
 	seen := map[string]bool{}
@@ -767,7 +793,11 @@ func (a *applier) finishBatch(tx *txn, ws *walletState, b *bankdv1.PayoutBatch, 
 	for _, o := range b.Outputs {
 		scripts = append(scripts, o.Script)
 	}
-	b.Vsize = PayoutTxVSize(len(b.Inputs), scripts)
+	witness, err := ws.inputWitnessBytes()
+	if err != nil {
+		return err
+	}
+	b.Vsize = TxVSize(len(b.Inputs), witness, scripts)
 	switch {
 	case b.FeeSat*1000 < b.Vsize*MinPayoutFeeRateSatKvB:
 		return invalid("inputs: %d sat in, %d out leaves a fee of %d for %d vB, below the minimum relay fee", in, out, b.FeeSat, b.Vsize)
@@ -1045,10 +1075,18 @@ func (a *applier) payoutSigned(tx *txn, req *bankdv1.SubmitPayoutSignatureReques
 		}
 		return nil, payoutConflict("batch_id: batch %s is %s, not waiting for a signature", b.Id, batchStateName(b.State))
 	}
+	if b.SignaturesRequired > 0 {
+		return a.collectSignatures(tx, b, req.Psbt)
+	}
 	signed, verr := SignedBatchTx(b, req.Psbt)
 	if verr != nil {
 		return nil, verr
 	}
+	return a.markSigned(tx, b, signed)
+}
+
+// markSigned commits a batch's signed transaction: SIGNED, with who signed it and the tip.
+func (a *applier) markSigned(tx *txn, b *bankdv1.PayoutBatch, signed *wire.MsgTx) (proto.Message, error) {
 	var buf bytes.Buffer
 	if err := signed.Serialize(&buf); err != nil {
 		return nil, fmt.Errorf("serialize signed transaction: %w", err)

@@ -53,7 +53,7 @@ func buildPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, o
 		if in.Branch > 1 {
 			return nil, fmt.Errorf("input %d: branch %d", i, in.Branch)
 		}
-		der, script, err := derivation(branches[in.Branch], in.Index)
+		ders, script, witnessScript, err := derivations(branches[in.Branch], in.Index)
 		if err != nil {
 			return nil, fmt.Errorf("input %d: %w", i, err)
 		}
@@ -61,21 +61,23 @@ func buildPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, o
 			return nil, fmt.Errorf("input %d: the wallet's script at branch %d index %d is not the UTXO's", i, in.Branch, in.Index)
 		}
 		p.Inputs[i].WitnessUtxo = wire.NewTxOut(in.ValueSat, in.Script)
+		p.Inputs[i].WitnessScript = witnessScript
 		p.Inputs[i].SighashType = txscript.SigHashAll
-		p.Inputs[i].Bip32Derivation = []*psbt.Bip32Derivation{der}
+		p.Inputs[i].Bip32Derivation = ders
 	}
 	for i, o := range outputs {
 		if !o.Change || !ownChange {
 			continue
 		}
-		der, script, err := derivation(branches[branchChange], o.ChangeIndex)
+		ders, script, witnessScript, err := derivations(branches[branchChange], o.ChangeIndex)
 		if err != nil {
 			return nil, fmt.Errorf("change output: %w", err)
 		}
 		if !bytes.Equal(script, o.Script) {
 			return nil, fmt.Errorf("change output pays another script than the wallet's change index %d", o.ChangeIndex)
 		}
-		p.Outputs[i].Bip32Derivation = []*psbt.Bip32Derivation{der}
+		p.Outputs[i].WitnessScript = witnessScript
+		p.Outputs[i].Bip32Derivation = ders
 	}
 	var buf bytes.Buffer
 	if err := p.Serialize(&buf); err != nil {
@@ -84,20 +86,24 @@ func buildPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, o
 	return buf.Bytes(), nil
 }
 
-// derivation is the BIP 32 derivation of the single key of a wpkh branch at index, and the
-// script there.
-func derivation(branch *descriptor.Descriptor, index uint32) (*psbt.Bip32Derivation, []byte, error) {
+// derivations are the BIP 32 derivations of every key of a wallet branch at index (one for
+// wpkh, every cosigner's for a wsh multisig), the script there and its witness script (nil for
+// wpkh).
+func derivations(branch *descriptor.Descriptor, index uint32) ([]*psbt.Bip32Derivation, []byte, []byte, error) {
 	out, err := branch.Expand(index)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if len(out.Keys) != 1 {
-		return nil, nil, fmt.Errorf("a p2wpkh output has one key, got %d", len(out.Keys))
+	if len(out.Keys) == 0 {
+		return nil, nil, nil, fmt.Errorf("the output at index %d has no key", index)
 	}
-	k := out.Keys[0]
-	return &psbt.Bip32Derivation{
-		PubKey:               k.PubKey,
-		MasterKeyFingerprint: binary.LittleEndian.Uint32(k.Origin.Fingerprint[:]),
-		Bip32Path:            k.Origin.Path,
-	}, out.Script, nil
+	ders := make([]*psbt.Bip32Derivation, 0, len(out.Keys))
+	for _, k := range out.Keys {
+		ders = append(ders, &psbt.Bip32Derivation{
+			PubKey:               k.PubKey,
+			MasterKeyFingerprint: binary.LittleEndian.Uint32(k.Origin.Fingerprint[:]),
+			Bip32Path:            k.Origin.Path,
+		})
+	}
+	return ders, out.Script, out.WitnessScript, nil
 }

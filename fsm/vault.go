@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/btcsuite/btcd/txscript"
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
@@ -251,47 +252,106 @@ func (a *applier) vaultAbandon(tx *txn, req *bankdv1.AbandonVaultProposalRequest
 	return &bankdv1.AbandonVaultProposalResponse{Proposal: p}, a.saveVault(tx, p)
 }
 
-// planVault checks a vault plan's proposal and returns it with output 0 of a hot -> cold move
-// (the cold wallet's next receive index) and the cold wallet, whose index the plan takes.
+// spendsCold reports whether a plan spends the cold vault: a cold -> hot move.
+func spendsCold(tx *txn, req *bankdv1.PayoutPlan) (bool, error) {
+	if req.VaultProposalId == "" {
+		return false, nil
+	}
+	p, _, err := loadVaultByID(tx, req.VaultProposalId)
+	return p != nil && p.Direction == bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT, err
+}
+
+// checkColdWallet refuses a wallet a cold -> hot move cannot spend: a COLD wsh multisig with a
+// receive and a change branch.
+func checkColdWallet(ws *walletState, id string) *Error {
+	switch {
+	case ws == nil:
+		return refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "wallet_id: no wallet %q", id)
+	case ws.wallet.Kind != bankdv1.WalletKind_WALLET_KIND_COLD:
+		return invalid("wallet_id: wallet %q is a %s wallet, not COLD", id, walletKindName(ws.wallet.Kind))
+	case len(ws.branches) != 2:
+		return invalid("wallet_id: wallet %q has no change branch (its descriptor needs /<0;1>/*)", id)
+	}
+	return CheckColdDescriptor("wallet_id", ws.wallet.Descriptor_, ws.wallet.Network)
+}
+
+// inputWitnessBytes is the witness size of one of the wallet's inputs: p2wpkh, or its wsh
+// multisig with M signatures.
+func (ws *walletState) inputWitnessBytes() (int, error) {
+	if !strings.HasPrefix(ws.wallet.Descriptor_, "wsh(") {
+		return p2wpkhWitnessBytes, nil
+	}
+	out, err := ws.descs[0].Expand(0)
+	if err != nil {
+		return 0, fmt.Errorf("wallet %q: %w", ws.wallet.Id, err)
+	}
+	return MultisigWitnessBytes(ws.multisigM(), out.WitnessScript), nil
+}
+
+// multisigM is the number of signatures a wsh multisig wallet's inputs need (0 for any other).
+func (ws *walletState) multisigM() int {
+	out, err := ws.descs[0].Expand(0)
+	if err != nil || len(out.WitnessScript) == 0 {
+		return 0
+	}
+	op := out.WitnessScript[0]
+	switch {
+	case op >= txscript.OP_1 && op <= txscript.OP_16:
+		return int(op-txscript.OP_1) + 1
+	case op == txscript.OP_DATA_1 && len(out.WitnessScript) > 1:
+		return int(out.WitnessScript[1])
+	}
+	return 0
+}
+
+// planVault checks a vault plan's proposal and returns it with output 0 and the wallet that
+// output pays, whose index the plan takes: hot -> cold pays the cold wallet's next receive
+// index; cold -> hot the hot wallet's next change index.
 func planVault(tx *txn, req *bankdv1.PayoutPlan) (*bankdv1.VaultProposal, *bankdv1.BatchOutput, *walletState, error) {
 	p, err := mustLoadVault(tx, "vault_proposal_id", req.VaultProposalId)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	from, to, branch := p.HotWalletId, p.ColdWalletId, uint32(0)
+	if p.Direction == bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT {
+		from, to, branch = p.ColdWalletId, p.HotWalletId, branchChange
+	}
 	switch {
 	case p.State != bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_APPROVED:
 		return nil, nil, nil, payoutConflict("vault_proposal_id: proposal %q is %s, not APPROVED", p.Id, vaultStateName(p.State))
-	case p.Direction != bankdv1.VaultDirection_VAULT_DIRECTION_TO_COLD:
-		return nil, nil, nil, invalid("vault_proposal_id: proposal %q moves cold -> hot; that transaction is built by coldvault from the cold wallet", p.Id)
-	case req.WalletId != p.HotWalletId:
-		return nil, nil, nil, invalid("wallet_id: proposal %q moves coins out of %q, not %q", p.Id, p.HotWalletId, req.WalletId)
+	case req.WalletId != from:
+		return nil, nil, nil, invalid("wallet_id: proposal %q moves coins out of %q, not %q", p.Id, from, req.WalletId)
 	}
-	cold, err := loadWalletState(tx, p.ColdWalletId)
+	dest, err := loadWalletState(tx, to)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if cold == nil {
-		return nil, nil, nil, fmt.Errorf("vault proposal %q names cold wallet %q, which does not exist", p.Id, p.ColdWalletId)
+	if dest == nil || len(dest.branches) <= int(branch) {
+		return nil, nil, nil, fmt.Errorf("vault proposal %q names wallet %q, which does not exist or has no branch %d", p.Id, to, branch)
 	}
-	next := cold.branches[0].NextIndex
-	rec, err := cold.derive(0, next)
+	next := dest.branches[branch].NextIndex
+	rec, err := dest.derive(branch, next)
 	if err != nil {
-		return nil, nil, nil, invalid("cold wallet %q: receive index %d: %v", cold.wallet.Id, next, err)
+		return nil, nil, nil, invalid("wallet %q: %s index %d: %v", dest.wallet.Id, branchName(branch), next, err)
 	}
 	out := &bankdv1.BatchOutput{Vout: 0, ValueSat: p.AmountSat, Script: rec.Script, Address: rec.Address, VaultIndex: next}
-	return p, out, cold, nil
+	return p, out, dest, nil
 }
 
-// vaultPlanned moves a proposal to SIGNING with its batch and takes the cold wallet's receive
-// index the batch pays.
-func (a *applier) vaultPlanned(tx *txn, p *bankdv1.VaultProposal, cold *walletState, b *bankdv1.PayoutBatch) error {
-	b.VaultWalletId = cold.wallet.Id
-	recv := cold.branches[0]
-	recv.NextIndex++
-	if err := a.watchUpTo(tx, cold, recv, cold.windowEnd(recv)); err != nil {
+// vaultPlanned moves a proposal to SIGNING with its batch and takes the index of the
+// destination wallet the batch pays (output 0's VaultIndex).
+func (a *applier) vaultPlanned(tx *txn, p *bankdv1.VaultProposal, dest *walletState, b *bankdv1.PayoutBatch) error {
+	b.VaultWalletId = dest.wallet.Id
+	branch := uint32(0)
+	if p.Direction == bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT {
+		branch = branchChange
+	}
+	br := dest.branches[branch]
+	br.NextIndex = b.Outputs[0].VaultIndex + 1
+	if err := a.watchUpTo(tx, dest, br, dest.windowEnd(br)); err != nil {
 		return err
 	}
-	cold.save(tx)
+	dest.save(tx)
 	p.State, p.BatchId, p.Txid = bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_SIGNING, b.Id, b.Txid
 	return a.saveVault(tx, p)
 }

@@ -206,11 +206,10 @@ func TestVaultProposalsThatAreRefused(t *testing.T) {
 			refusal(t, f.propose("coldvault", "x", tc.cold, tc.dir, tc.amount), tc.code, tc.msg)
 		})
 	}
-	// A cold -> hot proposal is recorded and decided, but its transaction is not the payout
-	// driver's to plan.
+	// A cold -> hot plan must spend the cold wallet.
 	f.mustOK(f.propose("coldvault", "refill", "cold", bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT, 1000))
 	f.mustOK(f.decide("ops", "refill", true, ""))
-	refusal(t, f.planVault("refill", f.coldScript(0), 1000, 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "built by coldvault")
+	refusal(t, f.planVault("refill", f.coldScript(0), 1000, 0), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not COLD")
 }
 
 func must[T any](v T, err error) T {
@@ -218,4 +217,14 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// descriptorBranch parses a wallet descriptor and returns one of its multipath branches.
+func descriptorBranch(t *testing.T, desc string, branch int) *descriptor.Descriptor {
+	t.Helper()
+	d, err := descriptor.Parse(desc, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Multipath()[branch]
 }

@@ -11,17 +11,19 @@ import (
 	"github.com/bankd/bankd/wallet/descriptor"
 )
 
-// Moves to the cold vault (fsm/vault.go): the driver plans each APPROVED hot -> cold proposal
-// as a batch in queue "vault", output 0 to the cold wallet's next receive address, change to the
-// hot wallet, at the default queue's rate. The hot wallet's signerd signs it after proving output
-// 0 the cold vault's.
+// Moves between the hot wallet and the cold vault (fsm/vault.go): the driver plans each
+// APPROVED proposal as a batch in queue "vault" at the default queue's rate. Hot -> cold: output
+// 0 to the cold wallet's next receive address, change to the hot wallet; the hot wallet's
+// signerd signs it after proving output 0 the cold vault's. Cold -> hot: output 0 to the hot
+// wallet's next change address, change to the cold wallet's change branch; the PSBT carries
+// every cosigner's derivation and the witness script, and M cosigners sign it offline.
 
 // VaultState is the read side of vault proposals (*fsm.FSM).
 type VaultState interface {
 	ListVaultProposals(state bankdv1.VaultProposalState, pageToken string, pageSize int) ([]*bankdv1.VaultProposal, string, error)
 }
 
-// planVaultMoves plans every approved hot -> cold proposal.
+// planVaultMoves plans every approved proposal.
 func (d *Driver) planVaultMoves(ctx context.Context) error {
 	if d.opts.Vault == nil {
 		return nil
@@ -33,9 +35,6 @@ func (d *Driver) planVaultMoves(ctx context.Context) error {
 			return err
 		}
 		for _, p := range ps {
-			if p.Direction != bankdv1.VaultDirection_VAULT_DIRECTION_TO_COLD {
-				continue // cold -> hot is coldvault's to build
-			}
 			if err := d.planVaultMove(ctx, p); err != nil && ctx.Err() == nil {
 				d.log.Warn("vault move not planned", "proposal", p.Id, "err", err)
 			}
@@ -49,46 +48,47 @@ func (d *Driver) planVaultMoves(ctx context.Context) error {
 }
 
 func (d *Driver) planVaultMove(ctx context.Context, p *bankdv1.VaultProposal) error {
-	hot, err := d.state.Wallet(p.HotWalletId)
+	fromID, toID, toBranch := p.HotWalletId, p.ColdWalletId, 0
+	if p.Direction == bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT {
+		fromID, toID, toBranch = p.ColdWalletId, p.HotWalletId, 1
+	}
+	from, err := d.state.Wallet(fromID)
 	if err != nil {
-		return fmt.Errorf("hot wallet %q: %w", p.HotWalletId, err)
+		return fmt.Errorf("wallet %q: %w", fromID, err)
 	}
-	if len(hot.Branches) != 2 {
-		return fmt.Errorf("hot wallet %q has no change branch", hot.Id)
-	}
-	cold, err := d.state.Wallet(p.ColdWalletId)
+	to, err := d.state.Wallet(toID)
 	if err != nil {
-		return fmt.Errorf("cold wallet %q: %w", p.ColdWalletId, err)
+		return fmt.Errorf("wallet %q: %w", toID, err)
 	}
-	params, ok := fsm.ChainParams(d.network)
-	if !ok {
-		return fmt.Errorf("unknown network %q", d.network)
+	if len(from.Branches) != 2 || len(to.Branches) <= toBranch {
+		return fmt.Errorf("wallet %q needs a receive and a change branch, and %q branch %d", from.Id, to.Id, toBranch)
 	}
-	cd, err := descriptor.Parse(cold.Descriptor_, params)
+	// Output 0: the cold wallet's next receive address, or the hot wallet's next change one.
+	index := to.Branches[toBranch].NextIndex
+	script, err := branchScript(to.Descriptor_, d.network, toBranch, index)
 	if err != nil {
-		return fmt.Errorf("cold wallet %q: %w", cold.Id, err)
+		return fmt.Errorf("wallet %q: %w", to.Id, err)
 	}
-	if cd.IsMultipath() {
-		cd = cd.Multipath()[0]
-	}
-	index := cold.Branches[0].NextIndex
-	script, err := cd.Derive(index)
+	inputVBytes, changeVBytes, err := spendSizes(from.Descriptor_, d.network)
 	if err != nil {
-		return fmt.Errorf("cold wallet %q receive index %d: %w", cold.Id, index, err)
+		return fmt.Errorf("wallet %q: %w", from.Id, err)
 	}
-	utxos, err := d.state.SpendableUtxos(hot.Id)
+	utxos, err := d.state.SpendableUtxos(from.Id)
 	if err != nil {
 		return err
 	}
 	coins, byID := coinsOf(utxos)
+	for i := range coins {
+		coins[i].InputVBytes = inputVBytes
+	}
 	q, _ := d.cfg.Queue("")
 	rate := d.rate(q)
 	sel, err := coinselect.Select(coins, coinselect.Params{
 		Target: p.AmountSat, FeeRate: rate, LongTermFeeRate: q.MinFeeRate * 1000, BaseVBytes: fsm.PayoutTxVSize(0, [][]byte{script}) + 2,
-		ChangeVBytes: fsm.P2WPKHChangeVBytes, ChangeSpendVBytes: fsm.P2WPKHInputVBytes, MinChange: 1000,
+		ChangeVBytes: changeVBytes, ChangeSpendVBytes: inputVBytes, MinChange: 1000,
 	}, d.rng)
 	if errors.Is(err, coinselect.ErrInsufficientFunds) {
-		return fmt.Errorf("the hot wallet cannot pay %d sat (%d spendable UTXOs); the proposal waits", p.AmountSat, len(utxos))
+		return fmt.Errorf("wallet %q cannot pay %d sat (%d spendable UTXOs); the proposal waits", from.Id, p.AmountSat, len(utxos))
 	}
 	if err != nil {
 		return err
@@ -101,20 +101,20 @@ func (d *Driver) planVaultMove(ctx context.Context, p *bankdv1.VaultProposal) er
 	if err != nil {
 		return err
 	}
-	plan := &bankdv1.PayoutPlan{Queue: fsm.VaultQueue, WalletId: hot.Id, ChangeSat: sel.Change, FeeRateSatKvb: rate, VaultProposalId: p.Id}
+	plan := &bankdv1.PayoutPlan{Queue: fsm.VaultQueue, WalletId: from.Id, ChangeSat: sel.Change, FeeRateSatKvb: rate, VaultProposalId: p.Id}
 	for _, in := range inputs {
 		plan.Inputs = append(plan.Inputs, in.Outpoint)
 	}
 	outputs := []*bankdv1.BatchOutput{{ValueSat: p.AmountSat, Script: script, VaultIndex: index}}
 	if sel.Change > 0 {
-		next := hot.Branches[1].NextIndex
-		change, err := changeScript(hot.Descriptor_, d.network, next)
+		next := from.Branches[1].NextIndex
+		change, err := branchScript(from.Descriptor_, d.network, 1, next)
 		if err != nil {
 			return err
 		}
 		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: sel.Change, Script: change, Change: true, ChangeIndex: next})
 	}
-	if plan.Psbt, err = fsm.BuildPayoutPSBT(hot.Descriptor_, d.network, inputs, outputs); err != nil {
+	if plan.Psbt, err = fsm.BuildPayoutPSBT(from.Descriptor_, d.network, inputs, outputs); err != nil {
 		return fmt.Errorf("build psbt: %w", err)
 	}
 	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
@@ -123,7 +123,56 @@ func (d *Driver) planVaultMove(ctx context.Context, p *bankdv1.VaultProposal) er
 	}
 	d.metrics.planned.WithLabelValues(fsm.VaultQueue).Inc()
 	if r, ok := res.(*bankdv1.PayoutPlanResponse); ok {
-		d.log.Info("vault move planned", "proposal", p.Id, "batch", r.Batch.Id, "txid", r.Batch.Txid, "amount_sat", p.AmountSat, "fee_sat", r.Batch.FeeSat)
+		d.log.Info("vault move planned", "proposal", p.Id, "direction", p.Direction, "batch", r.Batch.Id, "txid", r.Batch.Txid,
+			"amount_sat", p.AmountSat, "fee_sat", r.Batch.FeeSat, "signatures_required", r.Batch.SignaturesRequired)
 	}
 	return nil
+}
+
+// branchScript derives the script of a wallet descriptor's branch (0 receive, 1 change; a
+// descriptor without branches has only 0) at index.
+func branchScript(desc, network string, branch int, index uint32) ([]byte, error) {
+	params, ok := fsm.ChainParams(network)
+	if !ok {
+		return nil, fmt.Errorf("unknown network %q", network)
+	}
+	d, err := descriptor.Parse(desc, params)
+	if err != nil {
+		return nil, err
+	}
+	if d.IsMultipath() {
+		branches := d.Multipath()
+		if branch >= len(branches) {
+			return nil, fmt.Errorf("descriptor has no branch %d", branch)
+		}
+		d = branches[branch]
+	} else if branch != 0 {
+		return nil, fmt.Errorf("descriptor has no branch %d", branch)
+	}
+	return d.Derive(index)
+}
+
+// spendSizes are the virtual bytes one input of a wallet adds (p2wpkh, or its wsh multisig
+// with M signatures) and one of its change outputs.
+func spendSizes(desc, network string) (inputVBytes, changeVBytes int64, err error) {
+	script, err := branchScript(desc, network, 0, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	changeVBytes = int64(8 + 1 + len(script))
+	params, _ := fsm.ChainParams(network)
+	d, err := descriptor.Parse(desc, params)
+	if err != nil {
+		return 0, 0, err
+	}
+	if d.IsMultipath() {
+		d = d.Multipath()[0]
+	}
+	out, err := d.Expand(0)
+	if err != nil || len(out.WitnessScript) == 0 {
+		return fsm.P2WPKHInputVBytes, changeVBytes, err
+	}
+	m := int(out.WitnessScript[0]-0x51) + 1 // OP_1..OP_16
+	weight := (32+4+1+4)*4 + fsm.MultisigWitnessBytes(m, out.WitnessScript)
+	return int64(weight+3) / 4, changeVBytes, nil
 }

@@ -99,7 +99,7 @@ func TestEveryProcedureNeedsAScope(t *testing.T) {
 	files := []protoreflect.FileDescriptor{
 		bankdv1.File_bankd_v1_ledger_proto, bankdv1.File_bankd_v1_lock_proto, bankdv1.File_bankd_v1_event_proto,
 		bankdv1.File_bankd_v1_cluster_proto, bankdv1.File_bankd_v1_wallet_proto, bankdv1.File_bankd_v1_chain_proto,
-		bankdv1.File_bankd_v1_lightning_proto, bankdv1.File_bankd_v1_payout_proto,
+		bankdv1.File_bankd_v1_lightning_proto, bankdv1.File_bankd_v1_payout_proto, bankdv1.File_bankd_v1_vault_proto,
 	}
 	listed := 0
 	for _, f := range files {

@@ -209,6 +209,9 @@ func (p *payoutService) SubmitSignature(ctx context.Context, req *connect.Reques
 			}
 			return nil, err
 		}
+		if b.SignaturesRequired > 0 {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("batch_id: batch %s spends the cold vault; its cosigners' signatures go to VaultService.SubmitSignature", b.Id))
+		}
 		if b.State == bankdv1.BatchState_BATCH_STATE_PLANNED {
 			if _, fe := fsm.SignedBatchTx(b, m.Psbt); fe != nil {
 				return nil, fsmFieldError(fe, "", "")

@@ -114,3 +114,24 @@ func (v *vaultService) Abandon(ctx context.Context, req *connect.Request[bankdv1
 		return apply[*bankdv1.AbandonVaultProposalResponse](ctx, v.s, bankdv1.CommandType_COMMAND_TYPE_VAULT_ABANDON, m, nil)
 	})
 }
+
+// SubmitSignature takes a cosigner's PSBT of a move out of the cold vault; the state machine
+// verifies each signature and collects them until M.
+func (v *vaultService) SubmitSignature(ctx context.Context, req *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error) {
+	if fe := fsm.ValidateSubmitPayoutSignature(req.Msg); fe != nil {
+		return nil, fsmFieldError(fe, "", "")
+	}
+	return onLeader(ctx, v.s, req, func(ctx context.Context, m *bankdv1.SubmitPayoutSignatureRequest) (*bankdv1.SubmitPayoutSignatureResponse, error) {
+		b, err := v.s.node.State().PayoutBatch(m.BatchId)
+		if err != nil {
+			if errors.Is(err, fsm.ErrNotFound) {
+				return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("batch_id: no batch %q", m.BatchId))
+			}
+			return nil, err
+		}
+		if b.SignaturesRequired == 0 {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("batch_id: batch %s does not spend the cold vault; its signer submits to PayoutService.SubmitSignature", b.Id))
+		}
+		return apply[*bankdv1.SubmitPayoutSignatureResponse](ctx, v.s, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_SIGNED, m, nil)
+	})
+}

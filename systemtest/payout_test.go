@@ -43,6 +43,7 @@ type payoutRig struct {
 	funded        int64
 	signer        *exec.Cmd
 	signerLog     string
+	coldvault     *exec.Cmd
 }
 
 // payoutQueues is the payouts block of the rig: a batched queue that plans once count

@@ -1,6 +1,8 @@
 package systemtest
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -13,25 +15,37 @@ import (
 	"connectrpc.com/connect"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
+	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/wire"
 
+	"github.com/bankd/bankd/coldvault"
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/testcluster"
+	"github.com/bankd/bankd/wallet/descriptor"
 )
 
-// coldDescriptor is a 2-of-3 wsh(sortedmulti) of three fixed test keys at BIP 48 paths
+// cosignerMaster is the master key of test cosigner i (0-2 are the cold vault's; any other is
+// a stranger's).
+func cosignerMaster(t *testing.T, i int) *hdkeychain.ExtendedKey {
+	t.Helper()
+	seed := make([]byte, 32)
+	seed[0], seed[1] = 0xc0, byte(i)
+	master, err := hdkeychain.NewMaster(seed, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master
+}
+
+// coldDescriptor is a 2-of-3 wsh(sortedmulti) of cosigners 0-2 at BIP 48 paths
 // (m/48'/1'/0'/2'), with their key origins.
 func coldDescriptor(t *testing.T) string {
 	t.Helper()
 	var keys []string
 	for i := range 3 {
-		seed := make([]byte, 32)
-		seed[0], seed[1] = 0xc0, byte(i)
-		master, err := hdkeychain.NewMaster(seed, &chaincfg.RegressionNetParams)
-		if err != nil {
-			t.Fatal(err)
-		}
+		master := cosignerMaster(t, i)
 		fp, err := master.ECPubKey()
 		if err != nil {
 			t.Fatal(err)
@@ -75,7 +89,7 @@ band {
 	}
 	bin := filepath.Join(filepath.Dir(testcluster.BankdBin()), "coldvault")
 	logPath := filepath.Join(r.dir, "coldvault.log")
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -84,6 +98,7 @@ band {
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("coldvault: %v (run `make build`)", err)
 	}
+	r.coldvault = cmd
 	r.t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
@@ -94,6 +109,15 @@ band {
 		}
 	})
 	return config
+}
+
+// killColdvault SIGKILLs the running coldvault.
+func (r *payoutRig) killColdvault() {
+	r.t.Helper()
+	if err := r.coldvault.Process.Kill(); err != nil {
+		r.t.Fatal(err)
+	}
+	_ = r.coldvault.Wait()
 }
 
 func (r *payoutRig) vaultProposals() []*bankdv1.VaultProposal {
@@ -207,5 +231,152 @@ func TestTheHotWalletAboveItsBandIsMovedToTheColdVault(t *testing.T) {
 	if n := len(r.vaultProposals()); n != 1 {
 		t.Fatalf("%d proposals, want the one", n)
 	}
+	requireSameStateHash(t, r.c)
+}
+
+// TestTheHotWalletBelowItsBandIsRefilledByTwoOfThreeCosigners: coldvault proposes a refill
+// from the 2-of-3 cold vault; once approved the cluster plans it with everything a cosigner
+// needs in the PSBT; a stranger's key has nothing to sign, a signature over a tampered
+// transaction is refused, one cosigner's signature leaves the move waiting (coldvault
+// SIGKILLed and restarted meanwhile loses nothing: its state is the cluster's), the second
+// one's completes it; the cluster broadcasts it and books it cold -> hot to the satoshi.
+func TestTheHotWalletBelowItsBandIsRefilledByTwoOfThreeCosigners(t *testing.T) {
+	r := newPayoutRig(t, 1, 1, 1_000_000)
+	cold := coldDescriptor(t)
+	if _, err := r.admin().Wallet.CreateWallet(r.ctx, connect.NewRequest(&bankdv1.CreateWalletRequest{
+		WalletId: "cold", Kind: bankdv1.WalletKind_WALLET_KIND_COLD, Descriptor_: cold, GapLimit: 20})); err != nil {
+		t.Fatalf("create cold wallet: %v", err)
+	}
+	d, err := descriptor.Parse(cold, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coldScript, err := d.Multipath()[0].Derive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.btcd.Send(r.ctx, []*wire.TxOut{{Value: 5_000_000, PkScript: coldScript}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.mine(3) // both wallets' funding final and booked
+	config := r.startColdvault(followerOf(r.c, -1), "min_sat = 2000000\ntarget_sat = 3000000\nmax_sat = 10000000")
+	var p *bankdv1.VaultProposal
+	r.waitFor("coldvault's refill proposal", func() (bool, error) {
+		ps := r.vaultProposals()
+		if len(ps) > 0 {
+			p = ps[0]
+		}
+		return len(ps) > 0, nil
+	})
+	if p.Direction != bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT || p.AmountSat != 2_000_000 {
+		t.Fatalf("proposal %v, want 2,000,000 sat to hot (1,000,000 up to 3,000,000)", p)
+	}
+	if _, err := r.any(testcluster.AdminToken).Vault.Approve(r.ctx, connect.NewRequest(&bankdv1.DecideVaultProposalRequest{Id: p.Id})); err != nil {
+		t.Fatal(err)
+	}
+	var b *bankdv1.PayoutBatch
+	r.waitFor("the refill planned", func() (bool, error) {
+		res, err := r.admin().Vault.Get(r.ctx, connect.NewRequest(&bankdv1.GetVaultProposalRequest{Id: p.Id}))
+		if err != nil {
+			return false, err
+		}
+		b = res.Msg.Batch
+		return b != nil, nil
+	})
+	if b.SignaturesRequired != 2 || b.WalletId != "cold" || b.VaultWalletId != "hot" {
+		t.Fatalf("refill batch %v", b)
+	}
+
+	bin := filepath.Join(filepath.Dir(testcluster.BankdBin()), "coldvault")
+	run := func(args ...string) (string, error) {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		return string(out), err
+	}
+	psbtFile := filepath.Join(r.dir, "refill.psbt")
+	if out, err := run("psbt", "-config", config, "-out", psbtFile, p.Id); err != nil {
+		t.Fatalf("coldvault psbt: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(psbtFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := func(i int) string {
+		path := filepath.Join(r.dir, fmt.Sprintf("cosigner-%d.key", i))
+		if err := os.WriteFile(path, []byte(cosignerMaster(t, i).String()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	sign := func(i int) string {
+		out := filepath.Join(r.dir, fmt.Sprintf("refill-%d.psbt", i))
+		if res, err := run("sign", "-key", keyFile(i), "-in", psbtFile, "-out", out); err != nil {
+			t.Fatalf("coldvault sign as cosigner %d: %v\n%s", i, err, res)
+		}
+		return out
+	}
+	if out, err := run("sign", "-key", keyFile(9), "-in", psbtFile, "-out", filepath.Join(r.dir, "stranger.psbt")); err == nil || !strings.Contains(out, "no input") {
+		t.Fatalf("a stranger's key signed: %v\n%s", err, out)
+	}
+
+	// A cosigner's signature over a tampered transaction (another amount to hot) is refused.
+	packet, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered, err := psbt.NewFromRawBytes(bytes.NewReader(packet), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered.UnsignedTx.TxOut[0].Value += 100_000
+	var buf bytes.Buffer
+	if err := tampered.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	forged, _, err := coldvault.Sign(cosignerMaster(t, 1), buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.any(testcluster.OperatorToken).Vault.SubmitSignature(r.ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: b.Id, Psbt: forged})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("a signature over a tampered transaction: %v, want invalid argument", err)
+	}
+	if _, err := r.any(testcluster.SignerToken).Vault.SubmitSignature(r.ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: b.Id, Psbt: packet})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("a signer token at the vault: %v, want permission denied", err)
+	}
+
+	if out, err := run("submit", "-config", config, p.Id, sign(0)); err != nil || !strings.Contains(out, "1 of 2") {
+		t.Fatalf("first cosigner: %v\n%s", err, out)
+	}
+	r.killColdvault()
+	r.startColdvault(followerOf(r.c, -1), "min_sat = 2000000\ntarget_sat = 3000000\nmax_sat = 10000000")
+	if out, err := run("submit", "-config", config, p.Id, sign(2)); err != nil || !strings.Contains(out, "is signed") {
+		t.Fatalf("second cosigner: %v\n%s", err, out)
+	}
+	r.waitFor("the refill final", func() (bool, error) {
+		res, err := r.admin().Vault.Get(r.ctx, connect.NewRequest(&bankdv1.GetVaultProposalRequest{Id: p.Id}))
+		if err != nil {
+			return false, err
+		}
+		b = res.Msg.Batch
+		switch res.Msg.Proposal.State {
+		case bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_FINAL:
+			return true, nil
+		case bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_BROADCAST, bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_CONFIRMED:
+			if in, err := r.btcd.InMempool(r.ctx, mustHash(t, b.Txid)); err != nil || in || res.Msg.Proposal.State == bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_CONFIRMED {
+				r.mine(1)
+			}
+		}
+		return false, nil
+	})
+	recon, err := r.admin().Payout.ReconcileWallets(r.ctx, connect.NewRequest(&bankdv1.ReconcileWalletsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"hot": 3_000_000, "cold": 3_000_000 - b.FeeSat}
+	for _, w := range recon.Msg.Wallets {
+		if w.LedgerSat != want[w.WalletId] || w.DifferenceSat != 0 {
+			t.Fatalf("wallet %s: books %d, UTXOs %d; want %d and no difference", w.WalletId, w.LedgerSat, w.UtxoSat, want[w.WalletId])
+		}
+	}
+	t.Logf("refilled 2,000,000 sat cold -> hot in %s: fee %d sat (%d vB, 2-of-3), PSBT %d bytes", b.Txid, b.FeeSat, b.Vsize, len(packet))
 	requireSameStateHash(t, r.c)
 }

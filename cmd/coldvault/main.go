@@ -3,8 +3,12 @@
 //
 // Usage:
 //
-//	coldvault run -config coldvault.hcl     poll and propose until SIGINT/SIGTERM
-//	coldvault check -config coldvault.hcl   look once, propose if needed, print what it did
+//	coldvault run -config coldvault.hcl          poll and propose until SIGINT/SIGTERM
+//	coldvault check -config coldvault.hcl        look once, propose if needed, print what it did
+//	coldvault psbt -config F -out FILE ID        write a move's PSBT (base64) for the cosigners
+//	coldvault submit -config F ID FILE           hand the cluster a cosigner's signed PSBT
+//	coldvault sign -key FILE -in PSBT -out PSBT  sign as one cosigner (software; tests and
+//	                                             small setups: a real vault signs on hardware)
 //
 // Exit codes: 0 fine, 1 failed, 2 bad flags or configuration.
 package main
@@ -33,8 +37,13 @@ const (
 const usage = `coldvault keeps bankd's hot wallet inside its band by proposing moves to and from the cold vault.
 
 Usage:
-  coldvault run -config FILE     poll and propose until interrupted
-  coldvault check -config FILE   look once; propose if the hot wallet is outside its band
+  coldvault run -config FILE                   poll and propose until interrupted
+  coldvault check -config FILE                 look once; propose if the hot wallet is outside its band
+  coldvault psbt -config FILE -out FILE ID     write a move's PSBT (base64) for the cosigners
+  coldvault submit -config FILE ID FILE        hand the cluster a cosigner's signed PSBT (base64)
+  coldvault sign -key FILE -in FILE -out FILE  sign a PSBT as one cosigner whose master key
+                                               (xprv/tprv) is in the key file: for tests and
+                                               small setups; a real vault signs on hardware
 
 Flags:
 `
@@ -42,13 +51,22 @@ Flags:
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "run" && args[0] != "check") {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run", "check", "psbt", "submit":
+	case "sign":
+		return sign(args[1:], stdout, stderr)
+	default:
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("coldvault "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "coldvault.hcl", "configuration file")
+	out := fs.String("out", "", "psbt: the file to write")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -76,9 +94,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	d := coldvault.NewDaemon(cfg, coldvault.ClientAPI(apiclient.New(hc, cfg.APIURL, token)), logger)
+	clients := apiclient.New(hc, cfg.APIURL, token)
+	d := coldvault.NewDaemon(cfg, coldvault.ClientAPI(clients), logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	switch args[0] {
+	case "psbt":
+		return exportPSBT(ctx, clients, fs.Args(), *out, stdout, stderr)
+	case "submit":
+		return submit(ctx, clients, fs.Args(), stdout, stderr)
+	}
 	if args[0] == "check" {
 		p, err := d.Poll(ctx)
 		switch {

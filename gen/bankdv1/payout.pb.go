@@ -1367,8 +1367,12 @@ type PayoutBatch struct {
 	// wallet output 0 pays (its next receive index).
 	VaultProposalId string `protobuf:"bytes,27,opt,name=vault_proposal_id,json=vaultProposalId,proto3" json:"vault_proposal_id,omitempty"`
 	VaultWalletId   string `protobuf:"bytes,28,opt,name=vault_wallet_id,json=vaultWalletId,proto3" json:"vault_wallet_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A move out of the cold vault (multisig): the fewest cosigner signatures any input holds so
+	// far, and how many each needs (M). The PSBT collects them as they are submitted.
+	Signatures         uint32 `protobuf:"varint,29,opt,name=signatures,proto3" json:"signatures,omitempty"`
+	SignaturesRequired uint32 `protobuf:"varint,30,opt,name=signatures_required,json=signaturesRequired,proto3" json:"signatures_required,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PayoutBatch) Reset() {
@@ -1595,6 +1599,20 @@ func (x *PayoutBatch) GetVaultWalletId() string {
 		return x.VaultWalletId
 	}
 	return ""
+}
+
+func (x *PayoutBatch) GetSignatures() uint32 {
+	if x != nil {
+		return x.Signatures
+	}
+	return 0
+}
+
+func (x *PayoutBatch) GetSignaturesRequired() uint32 {
+	if x != nil {
+		return x.SignaturesRequired
+	}
+	return 0
 }
 
 // Body of COMMAND_TYPE_PAYOUT_PLAN: proposed only by the leader's payout driver. Apply checks
@@ -3446,7 +3464,7 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x06change\x18\x06 \x01(\bR\x06change\x12!\n" +
 	"\fchange_index\x18\a \x01(\rR\vchangeIndex\x12\x1f\n" +
 	"\vvault_index\x18\b \x01(\rR\n" +
-	"vaultIndex\"\xb1\a\n" +
+	"vaultIndex\"\x82\b\n" +
 	"\vPayoutBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1b\n" +
@@ -3478,7 +3496,11 @@ const file_bankd_v1_payout_proto_rawDesc = "" +
 	"\x05lifts\x18\x19 \x01(\tR\x05lifts\x12\x1b\n" +
 	"\tlifted_by\x18\x1a \x01(\tR\bliftedBy\x12*\n" +
 	"\x11vault_proposal_id\x18\x1b \x01(\tR\x0fvaultProposalId\x12&\n" +
-	"\x0fvault_wallet_id\x18\x1c \x01(\tR\rvaultWalletId\"\xab\x03\n" +
+	"\x0fvault_wallet_id\x18\x1c \x01(\tR\rvaultWalletId\x12\x1e\n" +
+	"\n" +
+	"signatures\x18\x1d \x01(\rR\n" +
+	"signatures\x12/\n" +
+	"\x13signatures_required\x18\x1e \x01(\rR\x12signaturesRequired\"\xab\x03\n" +
 	"\n" +
 	"PayoutPlan\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +

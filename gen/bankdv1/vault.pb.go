@@ -1028,14 +1028,15 @@ const file_bankd_v1_vault_proto_rawDesc = "" +
 	"\x1eVAULT_PROPOSAL_STATE_CONFIRMED\x10\x05\x12\x1e\n" +
 	"\x1aVAULT_PROPOSAL_STATE_FINAL\x10\x06\x12!\n" +
 	"\x1dVAULT_PROPOSAL_STATE_REJECTED\x10\a\x12\"\n" +
-	"\x1eVAULT_PROPOSAL_STATE_ABANDONED\x10\b2\x9c\x04\n" +
+	"\x1eVAULT_PROPOSAL_STATE_ABANDONED\x10\b2\x80\x05\n" +
 	"\fVaultService\x12X\n" +
 	"\aPropose\x12%.bankd.v1.ProposeVaultTransferRequest\x1a&.bankd.v1.ProposeVaultTransferResponse\x12Q\n" +
 	"\x03Get\x12!.bankd.v1.GetVaultProposalRequest\x1a\".bankd.v1.GetVaultProposalResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\x04List\x12#.bankd.v1.ListVaultProposalsRequest\x1a$.bankd.v1.ListVaultProposalsResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\aApprove\x12$.bankd.v1.DecideVaultProposalRequest\x1a%.bankd.v1.DecideVaultProposalResponse\x12U\n" +
 	"\x06Reject\x12$.bankd.v1.DecideVaultProposalRequest\x1a%.bankd.v1.DecideVaultProposalResponse\x12X\n" +
-	"\aAbandon\x12%.bankd.v1.AbandonVaultProposalRequest\x1a&.bankd.v1.AbandonVaultProposalResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\aAbandon\x12%.bankd.v1.AbandonVaultProposalRequest\x1a&.bankd.v1.AbandonVaultProposalResponse\x12b\n" +
+	"\x0fSubmitSignature\x12&.bankd.v1.SubmitPayoutSignatureRequest\x1a'.bankd.v1.SubmitPayoutSignatureResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_vault_proto_rawDescOnce sync.Once
@@ -1052,23 +1053,25 @@ func file_bankd_v1_vault_proto_rawDescGZIP() []byte {
 var file_bankd_v1_vault_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_bankd_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_bankd_v1_vault_proto_goTypes = []any{
-	(VaultDirection)(0),                  // 0: bankd.v1.VaultDirection
-	(VaultProposalState)(0),              // 1: bankd.v1.VaultProposalState
-	(*VaultProposal)(nil),                // 2: bankd.v1.VaultProposal
-	(*ProposeVaultTransferRequest)(nil),  // 3: bankd.v1.ProposeVaultTransferRequest
-	(*VaultProposeCommand)(nil),          // 4: bankd.v1.VaultProposeCommand
-	(*ProposeVaultTransferResponse)(nil), // 5: bankd.v1.ProposeVaultTransferResponse
-	(*DecideVaultProposalRequest)(nil),   // 6: bankd.v1.DecideVaultProposalRequest
-	(*DecideVaultProposalResponse)(nil),  // 7: bankd.v1.DecideVaultProposalResponse
-	(*AbandonVaultProposalRequest)(nil),  // 8: bankd.v1.AbandonVaultProposalRequest
-	(*AbandonVaultProposalResponse)(nil), // 9: bankd.v1.AbandonVaultProposalResponse
-	(*GetVaultProposalRequest)(nil),      // 10: bankd.v1.GetVaultProposalRequest
-	(*GetVaultProposalResponse)(nil),     // 11: bankd.v1.GetVaultProposalResponse
-	(*ListVaultProposalsRequest)(nil),    // 12: bankd.v1.ListVaultProposalsRequest
-	(*ListVaultProposalsResponse)(nil),   // 13: bankd.v1.ListVaultProposalsResponse
-	(ReadConsistency)(0),                 // 14: bankd.v1.ReadConsistency
-	(*PayoutBatch)(nil),                  // 15: bankd.v1.PayoutBatch
-	(*ReadMeta)(nil),                     // 16: bankd.v1.ReadMeta
+	(VaultDirection)(0),                   // 0: bankd.v1.VaultDirection
+	(VaultProposalState)(0),               // 1: bankd.v1.VaultProposalState
+	(*VaultProposal)(nil),                 // 2: bankd.v1.VaultProposal
+	(*ProposeVaultTransferRequest)(nil),   // 3: bankd.v1.ProposeVaultTransferRequest
+	(*VaultProposeCommand)(nil),           // 4: bankd.v1.VaultProposeCommand
+	(*ProposeVaultTransferResponse)(nil),  // 5: bankd.v1.ProposeVaultTransferResponse
+	(*DecideVaultProposalRequest)(nil),    // 6: bankd.v1.DecideVaultProposalRequest
+	(*DecideVaultProposalResponse)(nil),   // 7: bankd.v1.DecideVaultProposalResponse
+	(*AbandonVaultProposalRequest)(nil),   // 8: bankd.v1.AbandonVaultProposalRequest
+	(*AbandonVaultProposalResponse)(nil),  // 9: bankd.v1.AbandonVaultProposalResponse
+	(*GetVaultProposalRequest)(nil),       // 10: bankd.v1.GetVaultProposalRequest
+	(*GetVaultProposalResponse)(nil),      // 11: bankd.v1.GetVaultProposalResponse
+	(*ListVaultProposalsRequest)(nil),     // 12: bankd.v1.ListVaultProposalsRequest
+	(*ListVaultProposalsResponse)(nil),    // 13: bankd.v1.ListVaultProposalsResponse
+	(ReadConsistency)(0),                  // 14: bankd.v1.ReadConsistency
+	(*PayoutBatch)(nil),                   // 15: bankd.v1.PayoutBatch
+	(*ReadMeta)(nil),                      // 16: bankd.v1.ReadMeta
+	(*SubmitPayoutSignatureRequest)(nil),  // 17: bankd.v1.SubmitPayoutSignatureRequest
+	(*SubmitPayoutSignatureResponse)(nil), // 18: bankd.v1.SubmitPayoutSignatureResponse
 }
 var file_bankd_v1_vault_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.VaultProposal.direction:type_name -> bankd.v1.VaultDirection
@@ -1092,14 +1095,16 @@ var file_bankd_v1_vault_proto_depIdxs = []int32{
 	6,  // 18: bankd.v1.VaultService.Approve:input_type -> bankd.v1.DecideVaultProposalRequest
 	6,  // 19: bankd.v1.VaultService.Reject:input_type -> bankd.v1.DecideVaultProposalRequest
 	8,  // 20: bankd.v1.VaultService.Abandon:input_type -> bankd.v1.AbandonVaultProposalRequest
-	5,  // 21: bankd.v1.VaultService.Propose:output_type -> bankd.v1.ProposeVaultTransferResponse
-	11, // 22: bankd.v1.VaultService.Get:output_type -> bankd.v1.GetVaultProposalResponse
-	13, // 23: bankd.v1.VaultService.List:output_type -> bankd.v1.ListVaultProposalsResponse
-	7,  // 24: bankd.v1.VaultService.Approve:output_type -> bankd.v1.DecideVaultProposalResponse
-	7,  // 25: bankd.v1.VaultService.Reject:output_type -> bankd.v1.DecideVaultProposalResponse
-	9,  // 26: bankd.v1.VaultService.Abandon:output_type -> bankd.v1.AbandonVaultProposalResponse
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
+	17, // 21: bankd.v1.VaultService.SubmitSignature:input_type -> bankd.v1.SubmitPayoutSignatureRequest
+	5,  // 22: bankd.v1.VaultService.Propose:output_type -> bankd.v1.ProposeVaultTransferResponse
+	11, // 23: bankd.v1.VaultService.Get:output_type -> bankd.v1.GetVaultProposalResponse
+	13, // 24: bankd.v1.VaultService.List:output_type -> bankd.v1.ListVaultProposalsResponse
+	7,  // 25: bankd.v1.VaultService.Approve:output_type -> bankd.v1.DecideVaultProposalResponse
+	7,  // 26: bankd.v1.VaultService.Reject:output_type -> bankd.v1.DecideVaultProposalResponse
+	9,  // 27: bankd.v1.VaultService.Abandon:output_type -> bankd.v1.AbandonVaultProposalResponse
+	18, // 28: bankd.v1.VaultService.SubmitSignature:output_type -> bankd.v1.SubmitPayoutSignatureResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name

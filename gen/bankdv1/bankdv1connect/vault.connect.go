@@ -45,6 +45,9 @@ const (
 	VaultServiceRejectProcedure = "/bankd.v1.VaultService/Reject"
 	// VaultServiceAbandonProcedure is the fully-qualified name of the VaultService's Abandon RPC.
 	VaultServiceAbandonProcedure = "/bankd.v1.VaultService/Abandon"
+	// VaultServiceSubmitSignatureProcedure is the fully-qualified name of the VaultService's
+	// SubmitSignature RPC.
+	VaultServiceSubmitSignatureProcedure = "/bankd.v1.VaultService/SubmitSignature"
 )
 
 // VaultServiceClient is a client for the bankd.v1.VaultService service.
@@ -55,6 +58,10 @@ type VaultServiceClient interface {
 	Approve(context.Context, *connect.Request[bankdv1.DecideVaultProposalRequest]) (*connect.Response[bankdv1.DecideVaultProposalResponse], error)
 	Reject(context.Context, *connect.Request[bankdv1.DecideVaultProposalRequest]) (*connect.Response[bankdv1.DecideVaultProposalResponse], error)
 	Abandon(context.Context, *connect.Request[bankdv1.AbandonVaultProposalRequest]) (*connect.Response[bankdv1.AbandonVaultProposalResponse], error)
+	// A cosigner's partially signed PSBT of a cold -> hot move (one or more signatures): each is
+	// verified against its cosigner's key and the sighash, collected in the batch's PSBT, and at
+	// M signatures per input the transaction is finalized and handed to the cluster.
+	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 }
 
 // NewVaultServiceClient constructs a client for the bankd.v1.VaultService service. By default, it
@@ -106,17 +113,24 @@ func NewVaultServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(vaultServiceMethods.ByName("Abandon")),
 			connect.WithClientOptions(opts...),
 		),
+		submitSignature: connect.NewClient[bankdv1.SubmitPayoutSignatureRequest, bankdv1.SubmitPayoutSignatureResponse](
+			httpClient,
+			baseURL+VaultServiceSubmitSignatureProcedure,
+			connect.WithSchema(vaultServiceMethods.ByName("SubmitSignature")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // vaultServiceClient implements VaultServiceClient.
 type vaultServiceClient struct {
-	propose *connect.Client[bankdv1.ProposeVaultTransferRequest, bankdv1.ProposeVaultTransferResponse]
-	get     *connect.Client[bankdv1.GetVaultProposalRequest, bankdv1.GetVaultProposalResponse]
-	list    *connect.Client[bankdv1.ListVaultProposalsRequest, bankdv1.ListVaultProposalsResponse]
-	approve *connect.Client[bankdv1.DecideVaultProposalRequest, bankdv1.DecideVaultProposalResponse]
-	reject  *connect.Client[bankdv1.DecideVaultProposalRequest, bankdv1.DecideVaultProposalResponse]
-	abandon *connect.Client[bankdv1.AbandonVaultProposalRequest, bankdv1.AbandonVaultProposalResponse]
+	propose         *connect.Client[bankdv1.ProposeVaultTransferRequest, bankdv1.ProposeVaultTransferResponse]
+	get             *connect.Client[bankdv1.GetVaultProposalRequest, bankdv1.GetVaultProposalResponse]
+	list            *connect.Client[bankdv1.ListVaultProposalsRequest, bankdv1.ListVaultProposalsResponse]
+	approve         *connect.Client[bankdv1.DecideVaultProposalRequest, bankdv1.DecideVaultProposalResponse]
+	reject          *connect.Client[bankdv1.DecideVaultProposalRequest, bankdv1.DecideVaultProposalResponse]
+	abandon         *connect.Client[bankdv1.AbandonVaultProposalRequest, bankdv1.AbandonVaultProposalResponse]
+	submitSignature *connect.Client[bankdv1.SubmitPayoutSignatureRequest, bankdv1.SubmitPayoutSignatureResponse]
 }
 
 // Propose calls bankd.v1.VaultService.Propose.
@@ -149,6 +163,11 @@ func (c *vaultServiceClient) Abandon(ctx context.Context, req *connect.Request[b
 	return c.abandon.CallUnary(ctx, req)
 }
 
+// SubmitSignature calls bankd.v1.VaultService.SubmitSignature.
+func (c *vaultServiceClient) SubmitSignature(ctx context.Context, req *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error) {
+	return c.submitSignature.CallUnary(ctx, req)
+}
+
 // VaultServiceHandler is an implementation of the bankd.v1.VaultService service.
 type VaultServiceHandler interface {
 	Propose(context.Context, *connect.Request[bankdv1.ProposeVaultTransferRequest]) (*connect.Response[bankdv1.ProposeVaultTransferResponse], error)
@@ -157,6 +176,10 @@ type VaultServiceHandler interface {
 	Approve(context.Context, *connect.Request[bankdv1.DecideVaultProposalRequest]) (*connect.Response[bankdv1.DecideVaultProposalResponse], error)
 	Reject(context.Context, *connect.Request[bankdv1.DecideVaultProposalRequest]) (*connect.Response[bankdv1.DecideVaultProposalResponse], error)
 	Abandon(context.Context, *connect.Request[bankdv1.AbandonVaultProposalRequest]) (*connect.Response[bankdv1.AbandonVaultProposalResponse], error)
+	// A cosigner's partially signed PSBT of a cold -> hot move (one or more signatures): each is
+	// verified against its cosigner's key and the sighash, collected in the batch's PSBT, and at
+	// M signatures per input the transaction is finalized and handed to the cluster.
+	SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error)
 }
 
 // NewVaultServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -204,6 +227,12 @@ func NewVaultServiceHandler(svc VaultServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(vaultServiceMethods.ByName("Abandon")),
 		connect.WithHandlerOptions(opts...),
 	)
+	vaultServiceSubmitSignatureHandler := connect.NewUnaryHandler(
+		VaultServiceSubmitSignatureProcedure,
+		svc.SubmitSignature,
+		connect.WithSchema(vaultServiceMethods.ByName("SubmitSignature")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.VaultService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case VaultServiceProposeProcedure:
@@ -218,6 +247,8 @@ func NewVaultServiceHandler(svc VaultServiceHandler, opts ...connect.HandlerOpti
 			vaultServiceRejectHandler.ServeHTTP(w, r)
 		case VaultServiceAbandonProcedure:
 			vaultServiceAbandonHandler.ServeHTTP(w, r)
+		case VaultServiceSubmitSignatureProcedure:
+			vaultServiceSubmitSignatureHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -249,4 +280,8 @@ func (UnimplementedVaultServiceHandler) Reject(context.Context, *connect.Request
 
 func (UnimplementedVaultServiceHandler) Abandon(context.Context, *connect.Request[bankdv1.AbandonVaultProposalRequest]) (*connect.Response[bankdv1.AbandonVaultProposalResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.VaultService.Abandon is not implemented"))
+}
+
+func (UnimplementedVaultServiceHandler) SubmitSignature(context.Context, *connect.Request[bankdv1.SubmitPayoutSignatureRequest]) (*connect.Response[bankdv1.SubmitPayoutSignatureResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.VaultService.SubmitSignature is not implemented"))
 }
