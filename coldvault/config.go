@@ -3,7 +3,6 @@ package coldvault
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -84,14 +83,10 @@ func (raw configFile) validate(baseDir string) (*Config, error) {
 		Band: Band{MinSat: raw.Band.MinSat, TargetSat: raw.Band.TargetSat, MaxSat: raw.Band.MaxSat,
 			MinShare: raw.Band.MinShare, TargetShare: raw.Band.TargetShare, MaxShare: raw.Band.MaxShare},
 	}
-	u, err := url.Parse(raw.APIURL)
-	switch {
-	case err != nil:
-		bad("api_url %q: %v", raw.APIURL, err)
-	case u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
-		bad("api_url %q: want https://host:port (coldvault talks to bankd over TLS only)", raw.APIURL)
-	default:
-		cfg.APIURL = "https://" + u.Host
+	if u, err := cliutil.CheckAPIURL(raw.APIURL, "coldvault"); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.APIURL = u
 	}
 	for _, f := range []struct{ name, v string }{{"hot_wallet_id", cfg.HotWalletID}, {"cold_wallet_id", cfg.ColdWalletID}} {
 		if f.v == "" || len(f.v) > maxFieldLen {

@@ -996,6 +996,16 @@ func batchTx(b *bankdv1.PayoutBatch) (*wire.MsgTx, *Error) {
 	return tx, nil
 }
 
+// batchPrevOuts are the UTXOs a batch's inputs spend, from its record, for sighashes.
+func batchPrevOuts(b *bankdv1.PayoutBatch) *txscript.MultiPrevOutFetcher {
+	prevOuts := txscript.NewMultiPrevOutFetcher(nil)
+	for _, in := range b.Inputs {
+		h, _ := chainhash.NewHashFromStr(in.Outpoint.Txid)
+		prevOuts.AddPrevOut(*wire.NewOutPoint(h, in.Outpoint.Vout), wire.NewTxOut(in.ValueSat, in.Script))
+	}
+	return prevOuts
+}
+
 func sameTx(x, y *wire.MsgTx) bool {
 	var bx, by bytes.Buffer
 	if x == nil || x.SerializeNoWitness(&bx) != nil || y.SerializeNoWitness(&by) != nil {
@@ -1043,11 +1053,7 @@ func SignedBatchTx(b *bankdv1.PayoutBatch, raw []byte) (*wire.MsgTx, *Error) {
 	if err != nil {
 		return nil, invalid("psbt: %v", err)
 	}
-	prevOuts := txscript.NewMultiPrevOutFetcher(nil)
-	for _, in := range b.Inputs {
-		h, _ := chainhash.NewHashFromStr(in.Outpoint.Txid)
-		prevOuts.AddPrevOut(*wire.NewOutPoint(h, in.Outpoint.Vout), wire.NewTxOut(in.ValueSat, in.Script))
-	}
+	prevOuts := batchPrevOuts(b)
 	hashes := txscript.NewTxSigHashes(signed, prevOuts)
 	for i, in := range b.Inputs {
 		vm, err := txscript.NewEngine(in.Script, signed, i, txscript.StandardVerifyFlags, nil, hashes, in.ValueSat, prevOuts)

@@ -8,9 +8,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/btcutil/psbt"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
-	"github.com/btcsuite/btcd/wire"
 	"google.golang.org/protobuf/proto"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
@@ -49,12 +47,7 @@ func (a *applier) collectSignatures(tx *txn, b *bankdv1.PayoutBatch, raw []byte)
 	if verr != nil {
 		return nil, fmt.Errorf("batch %s holds a PSBT that does not decode: %s", b.Id, verr.Message)
 	}
-	prevOuts := txscript.NewMultiPrevOutFetcher(nil)
-	for _, in := range b.Inputs {
-		h, _ := chainhash.NewHashFromStr(in.Outpoint.Txid)
-		prevOuts.AddPrevOut(*wire.NewOutPoint(h, in.Outpoint.Vout), wire.NewTxOut(in.ValueSat, in.Script))
-	}
-	hashes := txscript.NewTxSigHashes(want, prevOuts)
+	hashes := txscript.NewTxSigHashes(want, batchPrevOuts(b))
 	added := 0
 	for i, in := range b.Inputs {
 		out, err := cold.descs[in.Branch].Expand(in.Index)

@@ -60,44 +60,25 @@ func (f *vaultFixture) cosign(b *bankdv1.PayoutBatch, n uint32, tamper func(*psb
 }
 
 func TestAColdToHotMoveCollectsMSignaturesThenIsBooked(t *testing.T) {
-	f := newVaultFixture(t)
-	coldFunding := pay("cold-funding", f.coldScript(0), 1_000_000)
-	f.mustOK(f.connect(coldFunding))
+	f, b := plannedRefill(t)
 	f.mustOK(f.connect())
-	f.mustOK(f.connect())
-	f.mustOK(f.propose("coldvault", "r1", "cold", bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT, 400_000))
-	refusal(t, f.decide("coldvault", "r1", true, ""), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "another identity")
-	f.mustOK(f.decide("ops", "r1", true, ""))
+	f.mustOK(f.connect()) // the cold wallet's funding is final and booked
+	refusal(t, f.decide("coldvault", "r1", true, ""), bankdv1.ResultCode_RESULT_CODE_PAYOUT_CONFLICT, "PROPOSED")
 
 	// The plan: the cold coin into the hot wallet's next change index, change to the cold
-	// wallet's change branch, with every cosigner's derivation and the witness script.
+	// wallet's change branch, sized for 2-of-3 witnesses.
 	coldWallet, _ := f.Wallet("cold")
-	hot, _ := f.Wallet("hot")
-	hotIndex := hot.Branches[1].NextIndex
-	op := &bankdv1.Outpoint{Txid: coldFunding.Txid, Vout: 0}
-	in := &bankdv1.BatchInput{Outpoint: op, ValueSat: 1_000_000, Script: f.coldScript(0)}
-	coldChange, err := f.coldRecv.Expand(0) // for the witness size only
-	if err != nil {
-		t.Fatal(err)
-	}
+	hotIndex := b.Outputs[0].VaultIndex
+	op := b.Inputs[0].Outpoint
 	changeScript := must(descriptorBranch(t, coldWallet.Descriptor_, 1).Derive(0))
-	vsize := TxVSize(1, MultisigWitnessBytes(2, coldChange.WitnessScript), [][]byte{f.hotScript(1, hotIndex), changeScript})
-	fee := vsize * 2
-	raw, err := BuildPayoutPSBT(coldWallet.Descriptor_, "regtest", []*bankdv1.BatchInput{in}, []*bankdv1.BatchOutput{
-		{ValueSat: 400_000, Script: f.hotScript(1, hotIndex), VaultIndex: hotIndex},
-		{ValueSat: 600_000 - fee, Script: changeScript, Change: true, ChangeIndex: 0},
-	})
+	recv, err := f.coldRecv.Expand(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, ok := f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: VaultQueue, WalletId: "cold", Inputs: []*bankdv1.Outpoint{op},
-		ChangeSat: 600_000 - fee, Psbt: raw, VaultProposalId: "r1"}, nil).(*bankdv1.PayoutPlanResponse)
-	if !ok {
-		t.Fatalf("cold plan refused: %v", f.log[len(f.log)-1])
-	}
-	b := res.Batch
-	if b.SignaturesRequired != 2 || b.VaultWalletId != "hot" || b.Vsize != vsize {
-		t.Fatalf("cold batch %v", b)
+	const fee = 1_000
+	vsize := TxVSize(1, MultisigWitnessBytes(2, recv.WitnessScript), [][]byte{f.hotScript(1, hotIndex), changeScript})
+	if b.SignaturesRequired != 2 || b.VaultWalletId != "hot" || b.Vsize != vsize || b.FeeSat != fee {
+		t.Fatalf("cold batch %v, want %d vB", b, vsize)
 	}
 	if w, _ := f.Wallet("hot"); w.Branches[1].NextIndex != hotIndex+1 {
 		t.Fatalf("the hot change index was not taken")
@@ -150,4 +131,62 @@ func TestAColdToHotMoveCollectsMSignaturesThenIsBooked(t *testing.T) {
 			t.Fatalf("reconciliation %v", r)
 		}
 	}
+}
+
+// FuzzColdSignatures feeds arbitrary PSBTs to a planned cold -> hot batch. Whatever the bytes,
+// apply answers (a refusal or the batch), never panics, and the batch is signed only by a
+// transaction that verifies with two cosigners' signatures.
+func FuzzColdSignatures(f *testing.F) {
+	f.Add([]byte("psbt\xff"), false)
+	f.Add([]byte{}, true)
+	f.Fuzz(func(t *testing.T, raw []byte, seedValid bool) {
+		vf, b := plannedRefill(t)
+		if seedValid {
+			raw = vf.cosign(b, 3, nil)
+		}
+		res := vf.submit(b.Id, raw)
+		got := vf.batch(b.Id)
+		switch r := res.(type) {
+		case *Error:
+			if got.State != bankdv1.BatchState_BATCH_STATE_PLANNED || got.Signatures != 0 {
+				t.Fatalf("a refused PSBT changed the batch: %v", got)
+			}
+		case *bankdv1.SubmitPayoutSignatureResponse:
+			if got.State == bankdv1.BatchState_BATCH_STATE_SIGNED {
+				t.Fatalf("signed by one submission of %d bytes", len(raw))
+			}
+			if r.Batch.Signatures != 1 {
+				t.Fatalf("signatures %d after one cosigner", r.Batch.Signatures)
+			}
+		default:
+			t.Fatalf("unexpected answer %T", res)
+		}
+	})
+}
+
+// plannedRefill is a vault fixture whose cold wallet holds 1,000,000 sat and a planned,
+// unsigned cold -> hot batch of 400,000 sat.
+func plannedRefill(t *testing.T) (*vaultFixture, *bankdv1.PayoutBatch) {
+	t.Helper()
+	f := newVaultFixture(t)
+	coldFunding := pay("cold-funding", f.coldScript(0), 1_000_000)
+	f.mustOK(f.connect(coldFunding))
+	f.mustOK(f.propose("coldvault", "r1", "cold", bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT, 400_000))
+	f.mustOK(f.decide("ops", "r1", true, ""))
+	coldWallet, _ := f.Wallet("cold")
+	hot, _ := f.Wallet("hot")
+	hotIndex := hot.Branches[1].NextIndex
+	op := &bankdv1.Outpoint{Txid: coldFunding.Txid, Vout: 0}
+	changeScript := must(descriptorBranch(t, coldWallet.Descriptor_, 1).Derive(0))
+	raw, err := BuildPayoutPSBT(coldWallet.Descriptor_, "regtest", []*bankdv1.BatchInput{{Outpoint: op, ValueSat: 1_000_000, Script: f.coldScript(0)}},
+		[]*bankdv1.BatchOutput{{ValueSat: 400_000, Script: f.hotScript(1, hotIndex), VaultIndex: hotIndex}, {ValueSat: 599_000, Script: changeScript, Change: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, ok := f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: VaultQueue, WalletId: "cold", Inputs: []*bankdv1.Outpoint{op},
+		ChangeSat: 599_000, Psbt: raw, VaultProposalId: "r1"}, nil).(*bankdv1.PayoutPlanResponse)
+	if !ok {
+		t.Fatalf("cold plan refused: %v", f.log[len(f.log)-1])
+	}
+	return f, res.Batch
 }

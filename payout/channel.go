@@ -195,39 +195,25 @@ func (d *Driver) planChannel(ctx context.Context, o *bankdv1.ChannelOpen, funder
 	if err != nil {
 		return err
 	}
-	coins, byID := coinsOf(utxos)
-	q, _ := d.cfg.Queue("")
-	rate := d.rate(q)
-	sel, err := coinselect.Select(coins, coinselect.Params{
-		Target: o.AmountSat, FeeRate: rate, LongTermFeeRate: q.MinFeeRate * 1000, BaseVBytes: fsm.PayoutTxVSize(0, [][]byte{o.FundingScript}) + 2,
-		ChangeVBytes: fsm.P2WPKHChangeVBytes, ChangeSpendVBytes: fsm.P2WPKHInputVBytes, MinChange: 1000,
-	}, d.rng)
+	inputs, change, rate, err := d.selectInputs(utxos, o.AmountSat, o.FundingScript, fsm.P2WPKHInputVBytes, fsm.P2WPKHChangeVBytes)
 	if errors.Is(err, coinselect.ErrInsufficientFunds) {
 		return d.failChannel(ctx, o, funder, fmt.Sprintf("the hot wallet cannot pay %d sat (%d spendable UTXOs)", o.AmountSat, len(utxos)))
 	}
 	if err != nil {
 		return err
 	}
-	selected := make([]*bankdv1.Utxo, 0, len(sel.Coins))
-	for _, c := range sel.Coins {
-		selected = append(selected, byID[c.ID])
-	}
-	inputs, _, err := d.inputsOf(selected)
-	if err != nil {
-		return err
-	}
-	plan := &bankdv1.PayoutPlan{Queue: fsm.ChannelQueue, WalletId: w.Id, ChangeSat: sel.Change, FeeRateSatKvb: rate, ChannelOpenId: o.Id}
+	plan := &bankdv1.PayoutPlan{Queue: fsm.ChannelQueue, WalletId: w.Id, ChangeSat: change, FeeRateSatKvb: rate, ChannelOpenId: o.Id}
 	for _, in := range inputs {
 		plan.Inputs = append(plan.Inputs, in.Outpoint)
 	}
 	outputs := []*bankdv1.BatchOutput{{ValueSat: o.AmountSat, Script: o.FundingScript}}
-	if sel.Change > 0 {
+	if change > 0 {
 		next := w.Branches[1].NextIndex
 		script, err := changeScript(w.Descriptor_, d.network, next)
 		if err != nil {
 			return err
 		}
-		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: sel.Change, Script: script, Change: true, ChangeIndex: next})
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: change, Script: script, Change: true, ChangeIndex: next})
 	}
 	if plan.Psbt, err = fsm.BuildPayoutPSBT(w.Descriptor_, d.network, inputs, outputs); err != nil {
 		return fmt.Errorf("build psbt: %w", err)

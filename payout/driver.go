@@ -356,6 +356,32 @@ func (d *Driver) plan(ctx context.Context, q node.PayoutQueueConfig, queued []*b
 	return nil, nil
 }
 
+// selectInputs selects coins among utxos (each adding inputVBytes) for one output of target sat
+// paying script, with change (changeVBytes) when it is worth it, at the default queue's rate.
+// It returns the inputs, the change (0: none) and the rate; coinselect.ErrInsufficientFunds
+// when the coins cannot pay it.
+func (d *Driver) selectInputs(utxos []*bankdv1.Utxo, target int64, script []byte, inputVBytes, changeVBytes int64) ([]*bankdv1.BatchInput, int64, int64, error) {
+	coins, byID := coinsOf(utxos)
+	for i := range coins {
+		coins[i].InputVBytes = inputVBytes
+	}
+	q, _ := d.cfg.Queue("")
+	rate := d.rate(q)
+	sel, err := coinselect.Select(coins, coinselect.Params{
+		Target: target, FeeRate: rate, LongTermFeeRate: q.MinFeeRate * 1000, BaseVBytes: fsm.PayoutTxVSize(0, [][]byte{script}) + 2,
+		ChangeVBytes: changeVBytes, ChangeSpendVBytes: inputVBytes, MinChange: 1000,
+	}, d.rng)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	selected := make([]*bankdv1.Utxo, 0, len(sel.Coins))
+	for _, c := range sel.Coins {
+		selected = append(selected, byID[c.ID])
+	}
+	inputs, _, err := d.inputsOf(selected)
+	return inputs, sel.Change, rate, err
+}
+
 // coinsOf makes coin selection's coins of p2wpkh UTXOs, and the UTXOs by coin id.
 func coinsOf(utxos []*bankdv1.Utxo) ([]coinselect.Coin, map[string]*bankdv1.Utxo) {
 	coins := make([]coinselect.Coin, 0, len(utxos))

@@ -77,42 +77,25 @@ func (d *Driver) planVaultMove(ctx context.Context, p *bankdv1.VaultProposal) er
 	if err != nil {
 		return err
 	}
-	coins, byID := coinsOf(utxos)
-	for i := range coins {
-		coins[i].InputVBytes = inputVBytes
-	}
-	q, _ := d.cfg.Queue("")
-	rate := d.rate(q)
-	sel, err := coinselect.Select(coins, coinselect.Params{
-		Target: p.AmountSat, FeeRate: rate, LongTermFeeRate: q.MinFeeRate * 1000, BaseVBytes: fsm.PayoutTxVSize(0, [][]byte{script}) + 2,
-		ChangeVBytes: changeVBytes, ChangeSpendVBytes: inputVBytes, MinChange: 1000,
-	}, d.rng)
+	inputs, change, rate, err := d.selectInputs(utxos, p.AmountSat, script, inputVBytes, changeVBytes)
 	if errors.Is(err, coinselect.ErrInsufficientFunds) {
 		return fmt.Errorf("wallet %q cannot pay %d sat (%d spendable UTXOs); the proposal waits", from.Id, p.AmountSat, len(utxos))
 	}
 	if err != nil {
 		return err
 	}
-	selected := make([]*bankdv1.Utxo, 0, len(sel.Coins))
-	for _, c := range sel.Coins {
-		selected = append(selected, byID[c.ID])
-	}
-	inputs, _, err := d.inputsOf(selected)
-	if err != nil {
-		return err
-	}
-	plan := &bankdv1.PayoutPlan{Queue: fsm.VaultQueue, WalletId: from.Id, ChangeSat: sel.Change, FeeRateSatKvb: rate, VaultProposalId: p.Id}
+	plan := &bankdv1.PayoutPlan{Queue: fsm.VaultQueue, WalletId: from.Id, ChangeSat: change, FeeRateSatKvb: rate, VaultProposalId: p.Id}
 	for _, in := range inputs {
 		plan.Inputs = append(plan.Inputs, in.Outpoint)
 	}
 	outputs := []*bankdv1.BatchOutput{{ValueSat: p.AmountSat, Script: script, VaultIndex: index}}
-	if sel.Change > 0 {
+	if change > 0 {
 		next := from.Branches[1].NextIndex
-		change, err := branchScript(from.Descriptor_, d.network, 1, next)
+		changeScript, err := branchScript(from.Descriptor_, d.network, 1, next)
 		if err != nil {
 			return err
 		}
-		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: sel.Change, Script: change, Change: true, ChangeIndex: next})
+		outputs = append(outputs, &bankdv1.BatchOutput{ValueSat: change, Script: changeScript, Change: true, ChangeIndex: next})
 	}
 	if plan.Psbt, err = fsm.BuildPayoutPSBT(from.Descriptor_, d.network, inputs, outputs); err != nil {
 		return fmt.Errorf("build psbt: %w", err)

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/bankd/bankd/internal/cliutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -119,22 +120,6 @@ func parseAgentFlags(args []string, stderr io.Writer) (agentFlags, error) {
 	return f, nil
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("-log-format %q: want text or json", format)
-	}
-}
-
 func agentCommand(args []string, stderr io.Writer) int {
 	flags, err := parseAgentFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -144,7 +129,7 @@ func agentCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bankd agent: %v\n", err)
 		return exitUsage
 	}
-	logger, err := newLogger(stderr, flags.logLevel, flags.logFormat)
+	logger, err := cliutil.NewLogger(stderr, flags.logLevel, flags.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "bankd agent: %v\n", err)
 		return exitUsage

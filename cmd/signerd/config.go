@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -146,14 +145,10 @@ func (raw *configFile) validate(baseDir string) (*Config, error) {
 	}
 	cfg.Network = net
 
-	u, err := url.Parse(raw.APIURL)
-	switch {
-	case err != nil:
-		bad("api_url %q: %v", raw.APIURL, err)
-	case u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
-		bad("api_url %q: want https://host:port (signerd talks to bankd over TLS only)", raw.APIURL)
-	default:
-		cfg.APIURL = "https://" + u.Host
+	if u, err := cliutil.CheckAPIURL(raw.APIURL, "signerd"); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.APIURL = u
 	}
 
 	switch {

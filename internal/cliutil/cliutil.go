@@ -1,5 +1,6 @@
-// Package cliutil holds what bankd's helper programs (signerd, coldvault) share: reading their
-// HCL configuration and API token files, and setting up logging.
+// Package cliutil holds what bankd's programs share on their command lines: logging (bankd,
+// signerd, coldvault), and for the helper programs (signerd, coldvault) reading their HCL
+// configuration and API token files.
 package cliutil
 
 import (
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,4 +128,17 @@ func diagsError(diags hcl.Diagnostics) error {
 		}
 	}
 	return errors.New(b.String())
+}
+
+// CheckAPIURL checks a bankd API URL from a helper's config (https://host:port, nothing more)
+// and returns it in that form; program names the helper in the error.
+func CheckAPIURL(raw, program string) (string, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("api_url %q: %v", raw, err)
+	case u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
+		return "", fmt.Errorf("api_url %q: want https://host:port (%s talks to bankd over TLS only)", raw, program)
+	}
+	return "https://" + u.Host, nil
 }
