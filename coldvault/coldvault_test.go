@@ -1,6 +1,7 @@
 package coldvault
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/btcsuite/btcd/btcutil/hdkeychain"
+	"github.com/btcsuite/btcd/chaincfg"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
@@ -177,5 +180,50 @@ func TestTheExampleConfigLoads(t *testing.T) {
 	}
 	if cfg.Band.MaxSat != 100_000_000 || cfg.ColdWalletID != "cold" {
 		t.Fatalf("example config %+v", cfg)
+	}
+}
+
+func TestExports(t *testing.T) {
+	// A 2-of-3 of BIP 48 account keys of three test seeds (the key-origin fingerprints are
+	// made up).
+	master := func(seed byte) *hdkeychain.ExtendedKey {
+		k, err := hdkeychain.NewMaster(bytes.Repeat([]byte{seed}, 32), &chaincfg.RegressionNetParams)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []uint32{48, 1, 0, 2} {
+			if k, err = k.Derive(hdkeychain.HardenedKeyStart + step); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if k, err = k.Neuter(); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	var keys []string
+	for i, fp := range []string{"aabbccdd", "11223344", "deadbeef"} {
+		keys = append(keys, "["+fp+"/48h/1h/0h/2h]"+master(byte(i+1)).String()+"/<0;1>/*")
+	}
+	ms, err := ParseMultisig("wsh(sortedmulti(2,"+strings.Join(keys, ",")+"))", &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := ms.Coldcard("bankd-cold")
+	for _, want := range []string{"Name: bankd-cold", "Policy: 2 of 3", "Format: P2WSH", "Derivation: m/48'/1'/0'/2'", "DEADBEEF: tpub"} {
+		if !strings.Contains(cc, want) {
+			t.Fatalf("Coldcard file lacks %q:\n%s", want, cc)
+		}
+	}
+	bsms, err := ms.BSMS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(bsms), "\n")
+	if len(lines) != 4 || lines[0] != "BSMS 1.0" || !strings.Contains(lines[1], "#") || lines[2] != "/0/*,/1/*" || !strings.HasPrefix(lines[3], "bcrt1q") {
+		t.Fatalf("BSMS record:\n%s", bsms)
+	}
+	if _, err := ParseMultisig("wpkh("+master(9).String()+"/<0;1>/*)", &chaincfg.RegressionNetParams); err == nil {
+		t.Fatal("a single-key descriptor was taken for a multisig")
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
+	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -79,11 +81,29 @@ func buildPSBT(walletDescriptor, network string, inputs []*bankdv1.BatchInput, o
 		p.Outputs[i].WitnessScript = witnessScript
 		p.Outputs[i].Bip32Derivation = ders
 	}
+	if strings.HasPrefix(walletDescriptor, "wsh(") {
+		// A multisig: every cosigner's extended key, so that a hardware signer can check that
+		// the change is the same multisig (BIP 174 PSBT_GLOBAL_XPUB).
+		for _, k := range d.ExtendedKeys() {
+			p.Unknowns = append(p.Unknowns, globalXpub(k))
+		}
+	}
 	var buf bytes.Buffer
 	if err := p.Serialize(&buf); err != nil {
 		return nil, fmt.Errorf("serialize psbt: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// globalXpub is the PSBT_GLOBAL_XPUB record of an extended key: key 0x01 || the 78-byte
+// serialized key, value the master fingerprint || the path (little-endian uint32s).
+func globalXpub(k descriptor.ExtendedKey) *psbt.Unknown {
+	ser := base58.Decode(k.Key.String())[:78] // the base58check payload, without its checksum
+	value := append([]byte(nil), k.Origin.Fingerprint[:]...)
+	for _, step := range k.Origin.Path {
+		value = binary.LittleEndian.AppendUint32(value, step)
+	}
+	return &psbt.Unknown{Key: append([]byte{byte(psbt.XpubType)}, ser...), Value: value}
 }
 
 // derivations are the BIP 32 derivations of every key of a wallet branch at index (one for

@@ -83,6 +83,22 @@ func TestAColdToHotMoveCollectsMSignaturesThenIsBooked(t *testing.T) {
 	if w, _ := f.Wallet("hot"); w.Branches[1].NextIndex != hotIndex+1 {
 		t.Fatalf("the hot change index was not taken")
 	}
+	// What a hardware cosigner needs: every cosigner's derivation and the witness script on the
+	// input and on the change, and the three global xpubs.
+	packet, err := psbt.NewFromRawBytes(bytes.NewReader(b.Psbt), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xpubs := 0
+	for _, u := range packet.Unknowns {
+		if len(u.Key) == 79 && u.Key[0] == byte(psbt.XpubType) {
+			xpubs++
+		}
+	}
+	if in, out := packet.Inputs[0], packet.Outputs[1]; len(in.Bip32Derivation) != 3 || len(in.WitnessScript) == 0 || in.WitnessUtxo == nil ||
+		len(out.Bip32Derivation) != 3 || len(out.WitnessScript) == 0 || xpubs != 3 || len(packet.Outputs[0].Bip32Derivation) != 0 {
+		t.Fatalf("the PSBT lacks what a cosigner needs: input %+v, change %+v, %d global xpubs", in, out, xpubs)
+	}
 	submit := func(raw []byte) any { return f.submit(b.Id, raw) }
 
 	// Bad signatures, each refused whole.

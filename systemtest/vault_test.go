@@ -292,6 +292,18 @@ func TestTheHotWalletBelowItsBandIsRefilledByTwoOfThreeCosigners(t *testing.T) {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		return string(out), err
 	}
+	// What the cosigners' wallets import.
+	if out, err := run("export", "-config", config, "-format", "coldcard"); err != nil || !strings.Contains(out, "Policy: 2 of 3") || strings.Count(out, "Derivation: m/48'/1'/0'/2'") != 3 {
+		t.Fatalf("coldvault export coldcard: %v\n%s", err, out)
+	}
+	addr, err := d.Multipath()[0].Address(0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("export", "-config", config, "-format", "bsms"); err != nil || !strings.HasPrefix(out, "BSMS 1.0\n") || !strings.Contains(out, addr.EncodeAddress()) {
+		t.Fatalf("coldvault export bsms: %v\n%s, want the first address %s", err, out, addr)
+	}
+
 	psbtFile := filepath.Join(r.dir, "refill.psbt")
 	if out, err := run("psbt", "-config", config, "-out", psbtFile, p.Id); err != nil {
 		t.Fatalf("coldvault psbt: %v\n%s", err, out)
@@ -351,6 +363,16 @@ func TestTheHotWalletBelowItsBandIsRefilledByTwoOfThreeCosigners(t *testing.T) {
 	if out, err := run("submit", "-config", config, p.Id, sign(2)); err != nil || !strings.Contains(out, "is signed") {
 		t.Fatalf("second cosigner: %v\n%s", err, out)
 	}
+	// The leader is killed once the signed transaction is the cluster's: the next one
+	// broadcasts it, once.
+	leader, _ := leaderClient(t, r.c)
+	t.Logf("SIGKILL leader %s with the refill signed", r.c.Nodes[leader].ID)
+	if err := r.c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.Restart(leader); err != nil {
+		t.Fatal(err)
+	}
 	r.waitFor("the refill final", func() (bool, error) {
 		res, err := r.admin().Vault.Get(r.ctx, connect.NewRequest(&bankdv1.GetVaultProposalRequest{Id: p.Id}))
 		if err != nil {
@@ -376,6 +398,9 @@ func TestTheHotWalletBelowItsBandIsRefilledByTwoOfThreeCosigners(t *testing.T) {
 		if w.LedgerSat != want[w.WalletId] || w.DifferenceSat != 0 {
 			t.Fatalf("wallet %s: books %d, UTXOs %d; want %d and no difference", w.WalletId, w.LedgerSat, w.UtxoSat, want[w.WalletId])
 		}
+	}
+	if n := countState(r.batches(), func(x *bankdv1.PayoutBatch) bool { return x.WalletId == "cold" }); n != 1 {
+		t.Fatalf("%d transactions spend the cold vault, want 1", n)
 	}
 	t.Logf("refilled 2,000,000 sat cold -> hot in %s: fee %d sat (%d vB, 2-of-3), PSBT %d bytes", b.Txid, b.FeeSat, b.Vsize, len(packet))
 	requireSameStateHash(t, r.c)

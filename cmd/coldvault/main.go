@@ -7,6 +7,8 @@
 //	coldvault check -config coldvault.hcl        look once, propose if needed, print what it did
 //	coldvault psbt -config F -out FILE ID        write a move's PSBT (base64) for the cosigners
 //	coldvault submit -config F ID FILE           hand the cluster a cosigner's signed PSBT
+//	coldvault export -config F -format FMT       the cold wallet for cosigners: descriptor,
+//	                                             coldcard (registration file) or bsms
 //	coldvault sign -key FILE -in PSBT -out PSBT  sign as one cosigner (software; tests and
 //	                                             small setups: a real vault signs on hardware)
 //
@@ -41,6 +43,9 @@ Usage:
   coldvault check -config FILE                 look once; propose if the hot wallet is outside its band
   coldvault psbt -config FILE -out FILE ID     write a move's PSBT (base64) for the cosigners
   coldvault submit -config FILE ID FILE        hand the cluster a cosigner's signed PSBT (base64)
+  coldvault export -config FILE -format F      print the cold wallet for its cosigners: descriptor,
+                                               coldcard (a Coldcard multisig registration file)
+                                               or bsms (a BIP 129 descriptor record)
   coldvault sign -key FILE -in FILE -out FILE  sign a PSBT as one cosigner whose master key
                                                (xprv/tprv) is in the key file: for tests and
                                                small setups; a real vault signs on hardware
@@ -56,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch args[0] {
-	case "run", "check", "psbt", "submit":
+	case "run", "check", "psbt", "submit", "export":
 	case "sign":
 		return sign(args[1:], stdout, stderr)
 	default:
@@ -67,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	config := fs.String("config", "coldvault.hcl", "configuration file")
 	out := fs.String("out", "", "psbt: the file to write")
+	format := fs.String("format", "descriptor", "export: descriptor, coldcard or bsms")
+	name := fs.String("name", "bankd-cold", "export: the wallet's name in a Coldcard file")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -103,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exportPSBT(ctx, clients, fs.Args(), *out, stdout, stderr)
 	case "submit":
 		return submit(ctx, clients, fs.Args(), stdout, stderr)
+	case "export":
+		return export(ctx, clients, cfg.ColdWalletID, *format, *name, stdout, stderr)
 	}
 	if args[0] == "check" {
 		p, err := d.Poll(ctx)

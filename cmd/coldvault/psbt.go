@@ -13,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 
 	"github.com/bankd/bankd/coldvault"
+	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
 )
@@ -143,4 +144,41 @@ func readPSBT(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is neither a binary nor a base64 PSBT: %w", path, err)
 	}
 	return raw, nil
+}
+
+// export prints the cold wallet in one of the formats its cosigners' wallets import.
+func export(ctx context.Context, c *apiclient.Clients, walletID, format, name string, stdout, stderr io.Writer) int {
+	res, err := c.Wallet.GetWallet(ctx, connect.NewRequest(&bankdv1.GetWalletRequest{WalletId: walletID}))
+	if err != nil {
+		fmt.Fprintf(stderr, "coldvault export: %v\n", err)
+		return exitFail
+	}
+	w := res.Msg.GetWallet()
+	net, ok := fsm.ChainParams(w.GetNetwork())
+	if !ok {
+		fmt.Fprintf(stderr, "coldvault export: wallet %s is on an unknown network %q\n", walletID, w.GetNetwork())
+		return exitFail
+	}
+	ms, err := coldvault.ParseMultisig(w.GetDescriptor_(), net)
+	if err != nil {
+		fmt.Fprintf(stderr, "coldvault export: %v\n", err)
+		return exitFail
+	}
+	switch format {
+	case "descriptor":
+		fmt.Fprintln(stdout, ms.Descriptor.String())
+	case "coldcard":
+		fmt.Fprint(stdout, ms.Coldcard(name))
+	case "bsms":
+		record, err := ms.BSMS()
+		if err != nil {
+			fmt.Fprintf(stderr, "coldvault export: %v\n", err)
+			return exitFail
+		}
+		fmt.Fprint(stdout, record)
+	default:
+		fmt.Fprintf(stderr, "coldvault export: -format %q: want descriptor, coldcard or bsms\n", format)
+		return exitUsage
+	}
+	return exitOK
 }

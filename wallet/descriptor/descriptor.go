@@ -9,6 +9,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
 )
@@ -688,4 +689,31 @@ func (d *Descriptor) Address(index uint32, net *chaincfg.Params) (btcutil.Addres
 		return nil, deriveErr("address: %v", err)
 	}
 	return addr, nil
+}
+
+// ExtendedKey is an extended public key of a descriptor with its origin: the master
+// fingerprint and the path to the key (for PSBT global xpubs and wallet registration files).
+// Without a key origin in the descriptor, the fingerprint is the key's own and the path empty.
+type ExtendedKey struct {
+	Key    *hdkeychain.ExtendedKey
+	Origin KeyOrigin
+}
+
+// ExtendedKeys returns the descriptor's extended keys in the order they appear.
+func (d *Descriptor) ExtendedKeys() []ExtendedKey {
+	var out []ExtendedKey
+	_ = d.root.walkKeys(func(k *key) error {
+		if k.ext == nil {
+			return nil
+		}
+		e := ExtendedKey{Key: k.ext}
+		if k.origin != nil {
+			e.Origin = KeyOrigin{Fingerprint: k.origin.Fingerprint, Path: append([]uint32(nil), k.origin.Path...)}
+		} else if pk, err := k.ext.ECPubKey(); err == nil {
+			copy(e.Origin.Fingerprint[:], btcutil.Hash160(pk.SerializeCompressed())[:4])
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out
 }
