@@ -954,6 +954,13 @@ func checkPlanPSBT(raw []byte, b *bankdv1.PayoutBatch) (*wire.MsgTx, *Error) {
 		if wu == nil || wu.Value != in.ValueSat || !bytes.Equal(wu.PkScript, in.Script) {
 			return nil, invalid("psbt: input %d does not carry the UTXO it spends (witness_utxo)", i)
 		}
+		// A previous transaction, when given, must be the one the input spends.
+		if parent := p.Inputs[i].NonWitnessUtxo; parent != nil {
+			if parent.TxHash().String() != in.Outpoint.Txid || int(in.Outpoint.Vout) >= len(parent.TxOut) ||
+				parent.TxOut[in.Outpoint.Vout].Value != in.ValueSat || !bytes.Equal(parent.TxOut[in.Outpoint.Vout].PkScript, in.Script) {
+				return nil, invalid("psbt: input %d: non_witness_utxo is not the transaction it spends", i)
+			}
+		}
 	}
 	return want, nil
 }

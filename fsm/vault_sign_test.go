@@ -8,6 +8,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
@@ -205,4 +206,35 @@ func plannedRefill(t *testing.T) (*vaultFixture, *bankdv1.PayoutBatch) {
 		t.Fatalf("cold plan refused: %v", f.log[len(f.log)-1])
 	}
 	return f, res.Batch
+}
+
+func TestAColdPlanWithAWrongPreviousTransactionIsRefused(t *testing.T) {
+	f := newVaultFixture(t)
+	coldFunding := pay("cold-funding", f.coldScript(0), 1_000_000)
+	f.mustOK(f.connect(coldFunding))
+	f.mustOK(f.propose("coldvault", "r1", "cold", bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT, 400_000))
+	f.mustOK(f.decide("ops", "r1", true, ""))
+	coldWallet, _ := f.Wallet("cold")
+	hot, _ := f.Wallet("hot")
+	op := &bankdv1.Outpoint{Txid: coldFunding.Txid, Vout: 0}
+	raw, err := BuildPayoutPSBT(coldWallet.Descriptor_, "regtest", []*bankdv1.BatchInput{{Outpoint: op, ValueSat: 1_000_000, Script: f.coldScript(0)}},
+		[]*bankdv1.BatchOutput{{ValueSat: 400_000, Script: f.hotScript(1, hot.Branches[1].NextIndex)}, {ValueSat: 599_000, Script: must(descriptorBranch(t, coldWallet.Descriptor_, 1).Derive(0)), Change: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A previous transaction that pays the input's script and amount, but is another one.
+	liar := wire.NewMsgTx(2)
+	liar.AddTxIn(wire.NewTxIn(&wire.OutPoint{Index: 7}, nil, nil))
+	liar.AddTxOut(wire.NewTxOut(1_000_000, f.coldScript(0)))
+	p.Inputs[0].NonWitnessUtxo = liar
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: VaultQueue, WalletId: "cold", Inputs: []*bankdv1.Outpoint{op},
+		ChangeSat: 599_000, Psbt: buf.Bytes(), VaultProposalId: "r1"}, nil), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "non_witness_utxo")
 }

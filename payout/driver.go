@@ -56,6 +56,8 @@ type State interface {
 type Chain interface {
 	EstimateFeeRate(ctx context.Context, target int) (satPerKvB int64, ok bool, err error)
 	SendRawTransaction(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error)
+	// RawTransaction returns a confirmed or mempool transaction by txid, verified to be it.
+	RawTransaction(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error)
 }
 
 // Options tune the driver; zero values take the defaults.

@@ -25,6 +25,10 @@ type fakeChain struct {
 	sent []*wire.MsgTx
 }
 
+func (c *fakeChain) RawTransaction(context.Context, chainhash.Hash) (*wire.MsgTx, error) {
+	return nil, errors.New("fake chain: no transactions")
+}
+
 func (c *fakeChain) EstimateFeeRate(context.Context, int) (int64, bool, error) {
 	return c.rate, c.ok, c.err
 }

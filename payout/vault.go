@@ -1,9 +1,13 @@
 package payout
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil/psbt"
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
@@ -100,6 +104,12 @@ func (d *Driver) planVaultMove(ctx context.Context, p *bankdv1.VaultProposal) er
 	if plan.Psbt, err = fsm.BuildPayoutPSBT(from.Descriptor_, d.network, inputs, outputs); err != nil {
 		return fmt.Errorf("build psbt: %w", err)
 	}
+	if p.Direction == bankdv1.VaultDirection_VAULT_DIRECTION_TO_HOT {
+		// Hardware cosigners want each input's whole previous transaction too.
+		if plan.Psbt, err = d.withParents(ctx, plan.Psbt); err != nil {
+			return err
+		}
+	}
 	res, err := d.proposer.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, plan, nil)
 	if err != nil {
 		return fmt.Errorf("plan the vault move: %w", err)
@@ -158,4 +168,31 @@ func spendSizes(desc, network string) (inputVBytes, changeVBytes int64, err erro
 	m := int(out.WitnessScript[0]-0x51) + 1 // OP_1..OP_16
 	weight := (32+4+1+4)*4 + fsm.MultisigWitnessBytes(m, out.WitnessScript)
 	return int64(weight+3) / 4, changeVBytes, nil
+}
+
+// withParents adds to a PSBT the previous transaction of every input (non_witness_utxo), which
+// hardware signers check a segwit v0 input's amount against; the state machine checks each
+// against the input. Without a chain node the PSBT goes without them.
+func (d *Driver) withParents(ctx context.Context, raw []byte) ([]byte, error) {
+	if d.chain == nil {
+		return raw, nil
+	}
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		return nil, fmt.Errorf("decode psbt: %w", err)
+	}
+	for i, in := range p.UnsignedTx.TxIn {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		parent, err := d.chain.RawTransaction(cctx, in.PreviousOutPoint.Hash)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("input %d: previous transaction %s: %w", i, in.PreviousOutPoint.Hash, err)
+		}
+		p.Inputs[i].NonWitnessUtxo = parent
+	}
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		return nil, fmt.Errorf("serialize psbt: %w", err)
+	}
+	return buf.Bytes(), nil
 }

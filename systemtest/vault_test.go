@@ -339,6 +339,11 @@ func TestTheHotWalletBelowItsBandIsRefilledByTwoOfThreeCosigners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i, in := range tampered.Inputs {
+		if in.NonWitnessUtxo == nil || in.WitnessUtxo == nil || len(in.WitnessScript) == 0 || len(in.Bip32Derivation) != 3 {
+			t.Fatalf("input %d lacks what a hardware cosigner needs: %+v", i, in)
+		}
+	}
 	tampered.UnsignedTx.TxOut[0].Value += 100_000
 	var buf bytes.Buffer
 	if err := tampered.Serialize(&buf); err != nil {
