@@ -31,9 +31,9 @@ func Sign(master *hdkeychain.ExtendedKey, raw []byte) ([]byte, int, error) {
 		return nil, 0, err
 	}
 	fp := binary.LittleEndian.Uint32(hash160(pub.SerializeCompressed())[:4])
-	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	p, err := decodePSBT(raw)
 	if err != nil {
-		return nil, 0, fmt.Errorf("coldvault: the PSBT does not decode: %w", err)
+		return nil, 0, err
 	}
 	fetcher := txscript.NewMultiPrevOutFetcher(nil)
 	for i, in := range p.UnsignedTx.TxIn {
@@ -89,4 +89,25 @@ func Sign(master *hdkeychain.ExtendedKey, raw []byte) ([]byte, int, error) {
 		return nil, 0, err
 	}
 	return buf.Bytes(), signed, nil
+}
+
+// decodePSBT decodes a PSBT from a file: whole (no trailing bytes), with inputs, and without
+// letting btcutil/psbt's panics on some malformed input (btcsuite/btcd#2351) stop the program.
+func decodePSBT(raw []byte) (p *psbt.Packet, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p, err = nil, fmt.Errorf("coldvault: the PSBT does not decode: the parser failed: %v", v)
+		}
+	}()
+	r := bytes.NewReader(raw)
+	if p, err = psbt.NewFromRawBytes(r, false); err != nil {
+		return nil, fmt.Errorf("coldvault: the PSBT does not decode: %w", err)
+	}
+	switch {
+	case r.Len() != 0:
+		return nil, fmt.Errorf("coldvault: %d bytes follow the PSBT", r.Len())
+	case len(p.UnsignedTx.TxIn) == 0 || len(p.Inputs) != len(p.UnsignedTx.TxIn) || len(p.Outputs) != len(p.UnsignedTx.TxOut):
+		return nil, errors.New("coldvault: the PSBT's transaction has no inputs, or its maps do not match it")
+	}
+	return p, nil
 }

@@ -975,9 +975,18 @@ func decodePSBT(raw []byte) (p *psbt.Packet, verr *Error) {
 			p, verr = nil, invalid("psbt: does not decode: the parser failed: %v", v)
 		}
 	}()
-	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	r := bytes.NewReader(raw)
+	p, err := psbt.NewFromRawBytes(r, false)
 	if err != nil {
 		return nil, invalid("psbt: does not decode: %v", err)
+	}
+	if r.Len() != 0 {
+		return nil, invalid("psbt: %d bytes follow the PSBT", r.Len())
+	}
+	if len(p.UnsignedTx.TxIn) == 0 {
+		// No batch has none; and a transaction without inputs reads the same as the segwit
+		// marker, so its bytes cannot be trusted to mean what they say.
+		return nil, invalid("psbt: its transaction has no inputs")
 	}
 	if len(p.Inputs) != len(p.UnsignedTx.TxIn) || len(p.Outputs) != len(p.UnsignedTx.TxOut) {
 		return nil, invalid("psbt: %d input and %d output maps for %d inputs and %d outputs", len(p.Inputs), len(p.Outputs), len(p.UnsignedTx.TxIn), len(p.UnsignedTx.TxOut))
