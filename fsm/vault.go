@@ -98,6 +98,13 @@ func CheckColdDescriptor(field, desc, network string) *Error {
 	if !strings.HasPrefix(d.String(), "wsh(multi(") && !strings.HasPrefix(d.String(), "wsh(sortedmulti(") {
 		return invalid("%s: a cold vault is a wsh(sortedmulti(M, ...)) multisig, got %s", field, truncate(d.String()))
 	}
+	// Every cosigner's key origin, so that each hardware signer finds its key in a PSBT (and
+	// can be registered the same way by every coordinator).
+	for i, k := range d.ExtendedKeys() {
+		if len(k.Origin.Path) == 0 {
+			return invalid("%s: cosigner key %d has no key origin [fingerprint/48'/...]; hardware signers need it to find their key", field, i+1)
+		}
+	}
 	return nil
 }
 

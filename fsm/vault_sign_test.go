@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
@@ -11,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/wallet/descriptor"
 )
 
 // cosign signs every input of a cold batch's PSBT with the account key of test key n (one of
@@ -237,4 +239,51 @@ func TestAColdPlanWithAWrongPreviousTransactionIsRefused(t *testing.T) {
 	}
 	refusal(t, f.do(bankdv1.CommandType_COMMAND_TYPE_PAYOUT_PLAN, &bankdv1.PayoutPlan{Queue: VaultQueue, WalletId: "cold", Inputs: []*bankdv1.Outpoint{op},
 		ChangeSat: 599_000, Psbt: buf.Bytes(), VaultProposalId: "r1"}, nil), bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "non_witness_utxo")
+}
+
+// BenchmarkColdRefillPSBT100 reports how large the PSBT of a refill spending 100 inputs of a
+// 2-of-3 cold vault is, with what a hardware cosigner needs (derivations, witness scripts,
+// global xpubs, and each input's previous transaction: here a one-input, two-output one).
+func BenchmarkColdRefillPSBT100(b *testing.B) {
+	origin := func(n uint32) string {
+		return fmt.Sprintf("[%s/48h/1h/%dh/2h]%s", testMasterFingerprint(b), n, tpub(b, n))
+	}
+	desc := fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", origin(3), origin(4), origin(5))
+	d, err := descriptor.Parse(desc, &chaincfg.RegressionNetParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recv, change := d.Multipath()[0], d.Multipath()[1]
+	var inputs []*bankdv1.BatchInput
+	parents := map[string]*wire.MsgTx{}
+	for i := range uint32(100) {
+		script := must(recv.Derive(i))
+		parent := wire.NewMsgTx(2)
+		parent.AddTxIn(wire.NewTxIn(&wire.OutPoint{Index: i}, nil, [][]byte{make([]byte, 71), make([]byte, 33)}))
+		parent.AddTxOut(wire.NewTxOut(100_000, script))
+		parent.AddTxOut(wire.NewTxOut(500_000, make([]byte, 22)))
+		txid := parent.TxHash().String()
+		parents[txid] = parent
+		inputs = append(inputs, &bankdv1.BatchInput{Outpoint: &bankdv1.Outpoint{Txid: txid}, ValueSat: 100_000, Script: script, Index: i})
+	}
+	outputs := []*bankdv1.BatchOutput{{ValueSat: 9_000_000, Script: make([]byte, 22)}, {ValueSat: 900_000, Script: must(change.Derive(0)), Change: true}}
+	for b.Loop() {
+		raw, err := BuildPayoutPSBT(d.String(), "regtest", inputs, outputs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, in := range p.UnsignedTx.TxIn {
+			p.Inputs[i].NonWitnessUtxo = parents[in.PreviousOutPoint.Hash.String()]
+		}
+		var buf bytes.Buffer
+		if err := p.Serialize(&buf); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(raw)), "psbt_bytes_without_parents")
+		b.ReportMetric(float64(buf.Len()), "psbt_bytes")
+	}
 }

@@ -1,11 +1,14 @@
 package fsm
 
 import (
+	"encoding/hex"
 	"fmt"
 	"testing"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/wallet/descriptor"
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 )
 
@@ -18,7 +21,10 @@ type vaultFixture struct {
 func newVaultFixture(t *testing.T) *vaultFixture {
 	t.Helper()
 	f := newPayoutFixture(t)
-	desc := fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", tpub(t, 3), tpub(t, 4), tpub(t, 5))
+	origin := func(n uint32) string {
+		return fmt.Sprintf("[%s/84h/1h/%dh]%s", testMasterFingerprint(t), n, tpub(t, n))
+	}
+	desc := fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", origin(3), origin(4), origin(5))
 	w := f.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "cold", Kind: bankdv1.WalletKind_WALLET_KIND_COLD, Descriptor_: desc, GapLimit: 5})
 	d, err := descriptor.Parse(w.Descriptor_, &chaincfg.RegressionNetParams)
 	if err != nil {
@@ -186,6 +192,8 @@ func TestAHotToColdMoveIsApprovedPlannedSignedAndBooked(t *testing.T) {
 func TestVaultProposalsThatAreRefused(t *testing.T) {
 	f := newVaultFixture(t)
 	f.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "single", Kind: bankdv1.WalletKind_WALLET_KIND_COLD, Descriptor_: depositDescriptor(t, 6), GapLimit: 2})
+	f.mustWallet(&bankdv1.CreateWalletRequest{WalletId: "bare", Kind: bankdv1.WalletKind_WALLET_KIND_COLD, GapLimit: 2,
+		Descriptor_: fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*))", tpub(t, 7), tpub(t, 8))})
 	toCold := bankdv1.VaultDirection_VAULT_DIRECTION_TO_COLD
 	for _, tc := range []struct {
 		name   string
@@ -196,6 +204,7 @@ func TestVaultProposalsThatAreRefused(t *testing.T) {
 		msg    string
 	}{
 		{"a cold wallet that is no multisig", "single", toCold, 1000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "wsh(sortedmulti"},
+		{"a multisig without key origins", "bare", toCold, 1000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "key origin"},
 		{"the hot wallet as the cold one", "hot", toCold, 1000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "not COLD"},
 		{"a wallet that does not exist", "nope", toCold, 1000, bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "no wallet"},
 		{"no direction", "cold", 0, 1000, bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "direction"},
@@ -227,4 +236,20 @@ func descriptorBranch(t *testing.T, desc string, branch int) *descriptor.Descrip
 		t.Fatal(err)
 	}
 	return d.Multipath()[branch]
+}
+
+// testMasterFingerprint is the BIP 32 fingerprint of the master key testXKey derives from.
+func testMasterFingerprint(t testing.TB) string {
+	t.Helper()
+	seed := make([]byte, 32)
+	seed[0] = 0xba
+	master, err := hdkeychain.NewMaster(seed, &chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := master.ECPubKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(btcutil.Hash160(pub.SerializeCompressed())[:4])
 }

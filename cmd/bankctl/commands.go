@@ -76,6 +76,7 @@ func commands() []command {
 		{path: "vault get", args: "ID", summary: "show a vault move with its transaction and PSBT", setup: vaultGet},
 		{path: "vault approve", args: "ID", summary: "approve a vault move proposed by another identity; operator", setup: vaultDecide(true)},
 		{path: "vault reject", args: "ID -reason R", summary: "reject a vault move proposed by another identity; operator", setup: vaultDecide(false)},
+		{path: "vault sign-import", args: "ID FILE", summary: "hand the cluster a cosigner's signed PSBT (base64 or binary) of a move out of the cold vault; at M signatures it is broadcast; operator", setup: vaultSignImport},
 		{path: "vault abandon", args: "ID -reason R", summary: "give up a vault move whose transaction is not signed; operator", setup: vaultAbandon},
 		{path: "lnd reconcile", args: "", summary: "compare each node's ledger account with what lnd holds; exits 1 on any difference or error; admin", setup: lndReconcile},
 		{path: "invoice create", args: "ACCOUNT SATS [-memo M] [-expiry 1h] [-request-id ID]", summary: "issue a BOLT11 invoice that credits ACCOUNT when paid (a random request id is generated and printed when missing)", setup: invoiceCreate},

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -235,9 +236,60 @@ func (a *app) printVaultProposal(p *bankdv1.VaultProposal, b *bankdv1.PayoutBatc
 		fields = append(fields,
 			[2]string{"batch state", batchStateName(b.GetState())},
 			[2]string{"batch fee", fmt.Sprintf("%d sat at %s sat/vB", b.GetFeeSat(), formatFeeRate(b.GetFeeRateSatKvb()))},
-			[2]string{"psbt", base64.StdEncoding.EncodeToString(b.GetPsbt())},
 		)
+		if b.GetSignaturesRequired() > 0 {
+			got := b.GetSignatures()
+			if b.GetState() != bankdv1.BatchState_BATCH_STATE_PLANNED {
+				got = b.GetSignaturesRequired()
+			}
+			fields = append(fields, [2]string{"signatures", fmt.Sprintf("%d of %d cosigners", got, b.GetSignaturesRequired())})
+		}
+		fields = append(fields, [2]string{"psbt", base64.StdEncoding.EncodeToString(b.GetPsbt())})
 	}
 	fields = append(fields, [2]string{"resolved", formatMs(p.GetResolvedUnixMs())})
 	a.printFields(fields)
+}
+
+func vaultSignImport(a *app, _ *flag.FlagSet) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 2, "ID FILE"); err != nil {
+			return err
+		}
+		raw, err := os.ReadFile(args[1])
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		psbt, ok := decodePSBT(raw)
+		if !ok {
+			return usageErrorf("%s is neither a base64 nor a binary PSBT (BIP 174: base64 starts with \"cHNidP8\", binary with \"psbt\\xff\")", args[1])
+		}
+		res, err := call(ctx, a, func(ctx context.Context, c *clients) (*bankdv1.SubmitPayoutSignatureResponse, error) {
+			got, err := c.vault.Get(ctx, connect.NewRequest(&bankdv1.GetVaultProposalRequest{Id: args[0]}))
+			if err != nil {
+				return nil, err
+			}
+			if got.Msg.GetProposal().GetBatchId() == "" {
+				return nil, fmt.Errorf("vault proposal %s has no transaction yet (it is %s)", args[0], vaultStateName(got.Msg.GetProposal().GetState()))
+			}
+			r, err := c.vault.SubmitSignature(ctx, connect.NewRequest(&bankdv1.SubmitPayoutSignatureRequest{BatchId: got.Msg.GetProposal().GetBatchId(), Psbt: psbt}))
+			if err != nil {
+				return nil, err
+			}
+			return r.Msg, nil
+		})
+		if err != nil {
+			return fmt.Errorf("vault proposal %s: %w", args[0], err)
+		}
+		if a.json() {
+			return a.printJSON(res)
+		}
+		b := res.Batch
+		a.printFields([][2]string{
+			{"batch", b.GetId()},
+			{"state", batchStateName(b.GetState())},
+			{"signatures", fmt.Sprintf("%d of %d", min(b.GetSignatures(), b.GetSignaturesRequired()), b.GetSignaturesRequired())},
+			{"txid", orDash(b.GetTxid())},
+		})
+		return nil
+	}
 }
