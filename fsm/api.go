@@ -43,3 +43,21 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message)
 func refuse(code bankdv1.ResultCode, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// CommandTypes is the set of command types this binary applies, as a bit mask (bit t for
+// CommandType t): what a node advertises, so that the leader proposes a type only once every
+// server of the configuration applies it.
+func CommandTypes() uint64 {
+	var mask uint64
+	for t := range commandBodies {
+		if t > 0 && t < 64 {
+			mask |= 1 << uint(t)
+		}
+	}
+	return mask
+}
+
+// BaselineCommandTypes are the types every bankd since the payouts release applies (1 to
+// PAYOUT_BUMP, 28): a node that advertises no set is taken to apply these, and the leader
+// proposes them without asking. Types added later are gated.
+const BaselineCommandTypes uint64 = (1<<29 - 1) &^ 1

@@ -76,6 +76,7 @@ func (n *Node) Members() []*bankdv1.Member {
 				m.ApiAddr = nc.APIAddr // from cluster.hcl, like Leader's
 			}
 			m.Version = p.Meta.Version
+			m.CommandVersion, m.CommandTypes = p.Meta.CmdVersion, p.Meta.CmdTypes
 			m.Suffrage = suffrage[p.Meta.RaftID]
 			m.Leader = leaderID != "" && p.Meta.RaftID == string(leaderID)
 			seen[p.Meta.RaftID] = true

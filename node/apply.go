@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -29,6 +30,9 @@ func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Me
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", typ, err)
+	}
+	if err := n.checkUpgraded(typ); err != nil {
+		return nil, err
 	}
 	var data []byte
 	if body != nil {
@@ -229,4 +233,50 @@ func (n *Node) Leader() (LeaderInfo, bool) {
 		info.APIAddr = nc.APIAddr
 	}
 	return info, true
+}
+
+// checkUpgraded refuses a command type some server of the Raft configuration may not apply:
+// proposing it would stop that node (fail-stop on an unknown command), and two old voters of
+// three would lose the quorum. Baseline types need no check; a newer type needs every server,
+// voter or not, to advertise it in gossip.
+func (n *Node) checkUpgraded(typ bankdv1.CommandType) error {
+	bit := uint64(1) << uint(typ)
+	if typ <= 0 || typ >= 64 || fsm.BaselineCommandTypes&bit != 0 {
+		return nil
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("apply %s: read the configuration: %w", typ, err)
+	}
+	metas := map[string]nodeMeta{}
+	for _, p := range n.peers() {
+		if p.MetaOK {
+			metas[p.Meta.RaftID] = p.Meta
+		}
+	}
+	var behind []string
+	for _, s := range f.Configuration().Servers {
+		id := string(s.ID)
+		if id == n.raftID {
+			continue // this binary applies every type it proposes
+		}
+		m, ok := metas[id]
+		switch {
+		case !ok:
+			behind = append(behind, nodeIDOf(id)+" (not seen in gossip)")
+		case m.CmdTypes&bit == 0:
+			behind = append(behind, fmt.Sprintf("%s (version %s)", nodeIDOf(id), orUnknown(m.Version)))
+		}
+	}
+	if len(behind) > 0 {
+		return fmt.Errorf("apply %s: %w: upgrade %s first", typ, ErrNotUpgraded, strings.Join(behind, ", "))
+	}
+	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }

@@ -27,6 +27,9 @@ type nodeMeta struct {
 	Version    string `json:"version"`
 	HasState   bool   `json:"has_state"`
 	CmdVersion uint32 `json:"cmd_version"`
+	// CmdTypes is the set of command types this binary applies (fsm.CommandTypes); zero from a
+	// binary that predates it, which applies fsm.BaselineCommandTypes.
+	CmdTypes uint64 `json:"cmd_types,omitempty"`
 	// Removed is set by a node that saw itself leave the Raft configuration, so the leader does
 	// not add it straight back.
 	Removed bool `json:"removed,omitempty"`
@@ -85,9 +88,13 @@ func startGossip(n *Node, hasState, removed bool) (*gossip, error) {
 			Version:    n.opts.Version,
 			HasState:   hasState,
 			CmdVersion: fsm.CommandVersion,
+			CmdTypes:   fsm.CommandTypes(),
 			Removed:    removed,
 		},
 		members: map[string]peer{},
+	}
+	if n.opts.advertisedTypes != 0 {
+		g.meta.CmdTypes = n.opts.advertisedTypes
 	}
 	if b, err := json.Marshal(g.meta); err != nil || len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("gossip metadata is %d bytes, more than memberlist's %d (version string too long?)", len(b), memberlist.MetaMaxSize)

@@ -36,6 +36,9 @@ var (
 	ErrTooLarge = errors.New("command too large")
 	// ErrShutdown: the node was shut down (or never started).
 	ErrShutdown = errors.New("node is shut down")
+	// ErrNotUpgraded: a server of the Raft configuration does not apply the command's type (an
+	// older binary mid-upgrade). Nothing was proposed; upgrade the nodes the error names first.
+	ErrNotUpgraded = errors.New("not every node applies this command yet")
 )
 
 // Driver is leader-only work (chain follower, lnd pool, payouts). Run starts after this node
@@ -63,6 +66,10 @@ type Options struct {
 	// ScriptIndex, when set, is kept in step with the state machine's script table on this node
 	// (every node, leader or not), so that a new leader's chain watcher finds it complete.
 	ScriptIndex ScriptIndex
+
+	// advertisedTypes, in tests, makes the node advertise another command type set than
+	// fsm.CommandTypes(), as an older binary would; zero means its own.
+	advertisedTypes uint64
 }
 
 // ScriptIndex is an in-memory index of the state machine's script table (the chain watcher's).

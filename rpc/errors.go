@@ -80,6 +80,8 @@ func toConnectError(err error) (cerr *connect.Error, internal bool) {
 		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%v: try another node", err)), false
 	case errors.Is(err, node.ErrTooLarge):
 		return connect.NewError(connect.CodeResourceExhausted, err), false
+	case errors.Is(err, node.ErrNotUpgraded):
+		return connect.NewError(connect.CodeFailedPrecondition, err), false
 	case errors.Is(err, node.ErrUnknownNode):
 		return connect.NewError(connect.CodeNotFound, err), false
 	case errors.Is(err, context.DeadlineExceeded):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -132,6 +133,17 @@ func TestBankctlAgainstACluster(t *testing.T) {
 	out = mustCtl(t, env2, "cluster", "leader")
 	if !strings.Contains(out, leader.ID) {
 		t.Fatalf("cluster leader:\n%s", out)
+	}
+	// Every node runs this binary: every command type is usable (once gossip has them all).
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		out = mustCtl(t, env2, "cluster", "upgrade-status")
+		if strings.Contains(out, "the cluster may use them all") && strings.Count(out, "voter") == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster upgrade-status:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	code, _, errOut = ctl(t, env2, "cluster", "remove", "n3")
 	if code != exitFail || !strings.HasPrefix(errOut, "bankctl: permission_denied: ") {

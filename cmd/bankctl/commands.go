@@ -100,6 +100,7 @@ func commands() []command {
 		{path: "watch", args: "[-from N] [-count N]", summary: "stream events; reconnects and resumes after a disconnect", setup: watch},
 		{path: "cluster status", summary: "the answering node's view of Raft", setup: clusterStatus},
 		{path: "cluster members", summary: "every node, with suffrage and gossip state", setup: clusterMembers},
+		{path: "cluster upgrade-status", summary: "each node's binary version and command types, and which types the cluster may use yet", setup: clusterUpgradeStatus},
 		{path: "cluster leader", summary: "the current leader", setup: clusterLeader},
 		{path: "cluster transfer-leader", args: "[NODE]", summary: "hand leadership to NODE (or the best follower); admin", setup: clusterTransferLeader},
 		{path: "cluster remove", args: "NODE", summary: "remove a node from the Raft configuration; admin", setup: clusterRemove},

@@ -34,10 +34,15 @@ type Member struct {
 	// "voter", "nonvoter", or "" when the node gossips but is not in the Raft configuration.
 	Suffrage string `protobuf:"bytes,7,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
 	// "alive", "suspect", "dead", "left", or "unknown" when only Raft knows it.
-	GossipState   string `protobuf:"bytes,8,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
-	Leader        bool   `protobuf:"varint,9,opt,name=leader,proto3" json:"leader,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GossipState string `protobuf:"bytes,8,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
+	Leader      bool   `protobuf:"varint,9,opt,name=leader,proto3" json:"leader,omitempty"`
+	// What the node's binary applies, as it advertises it in gossip: the command envelope's
+	// highest version, and the command types as a bit mask (bit t for CommandType t; 0 from a
+	// binary that predates the mask, which applies the types up to COMMAND_TYPE_PAYOUT_BUMP).
+	CommandVersion uint32 `protobuf:"varint,10,opt,name=command_version,json=commandVersion,proto3" json:"command_version,omitempty"`
+	CommandTypes   uint64 `protobuf:"varint,11,opt,name=command_types,json=commandTypes,proto3" json:"command_types,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -131,6 +136,20 @@ func (x *Member) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Member) GetCommandVersion() uint32 {
+	if x != nil {
+		return x.CommandVersion
+	}
+	return 0
+}
+
+func (x *Member) GetCommandTypes() uint64 {
+	if x != nil {
+		return x.CommandTypes
+	}
+	return 0
 }
 
 type StatusRequest struct {
@@ -891,7 +910,7 @@ var File_bankd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x16bankd/v1/problem.proto\"\xfb\x01\n" +
+	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x16bankd/v1/problem.proto\"\xc9\x02\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\araft_id\x18\x02 \x01(\tR\x06raftId\x12\x16\n" +
@@ -901,7 +920,10 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1a\n" +
 	"\bsuffrage\x18\a \x01(\tR\bsuffrage\x12!\n" +
 	"\fgossip_state\x18\b \x01(\tR\vgossipState\x12\x16\n" +
-	"\x06leader\x18\t \x01(\bR\x06leader\"\x0f\n" +
+	"\x06leader\x18\t \x01(\bR\x06leader\x12'\n" +
+	"\x0fcommand_version\x18\n" +
+	" \x01(\rR\x0ecommandVersion\x12#\n" +
+	"\rcommand_types\x18\v \x01(\x04R\fcommandTypes\"\x0f\n" +
 	"\rStatusRequest\"\xeb\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +

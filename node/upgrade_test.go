@@ -1,0 +1,68 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// TestANewCommandTypeWaitsForEveryNode: while one node advertises only the baseline command
+// types (an older binary), the leader refuses a newer type, naming that node, and still takes
+// baseline ones; once the node runs a binary that applies the type, the leader proposes it.
+func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
+	c := newTestCluster(t, 3, testRaft)
+	c.options = func(id string) Options {
+		if id == c.cfg.Nodes[2].ID {
+			return Options{advertisedTypes: fsm.BaselineCommandTypes}
+		}
+		return Options{}
+	}
+	for _, nc := range c.cfg.Nodes {
+		c.start(nc.ID)
+	}
+	old := c.cfg.Nodes[2].ID
+	newType := bankdv1.CommandType_COMMAND_TYPE_VAULT_PROPOSE
+	body := &bankdv1.VaultProposeCommand{Request: &bankdv1.ProposeVaultTransferRequest{Id: "v1"}, HotWalletId: "hot"}
+	var err error
+	// The leader must be a current binary (an old one would not know the type at all).
+	c.waitFor("the leader to refuse the new type because of "+old, func() bool {
+		leader := c.leader()
+		if leader.ID() == old {
+			_, _ = leader.TransferLeadership(context.Background(), c.cfg.Nodes[0].ID)
+			return false
+		}
+		_, err = leader.Apply(context.Background(), newType, body, nil)
+		return errors.Is(err, ErrNotUpgraded)
+	})
+	if !strings.Contains(err.Error(), old) || strings.Contains(err.Error(), c.cfg.Nodes[0].ID+" ") {
+		t.Fatalf("refusal %q, want it to name %s only", err, old)
+	}
+	// Baseline types go on.
+	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_TICK, nil, nil); err != nil {
+		t.Fatalf("a baseline command: %v", err)
+	}
+	// The old node is upgraded: restarted with this binary's set.
+	c.options = nil
+	c.stop(old)
+	c.start(old)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err = c.leader().Apply(context.Background(), newType, body, nil)
+		if !errors.Is(err, ErrNotUpgraded) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused after the upgrade: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var refusal *fsm.Error
+	if err != nil && !errors.As(err, &refusal) {
+		t.Fatalf("after the upgrade: %v, want the state machine's answer", err)
+	}
+}
