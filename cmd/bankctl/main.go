@@ -227,21 +227,43 @@ func call[T any](ctx context.Context, a *app, fn func(context.Context, *clients)
 		zero T
 		err  error
 	)
-	for i := 0; i < len(a.addrs); i++ {
-		idx := (a.current + i) % len(a.addrs)
-		cctx, cancel := context.WithTimeout(ctx, a.opts.timeout)
-		var res T
-		res, err = fn(cctx, a.clientsFor(a.addrs[idx]))
-		cancel()
-		if err == nil {
-			a.current = idx
-			return res, nil
+	// A cluster between leaders answers that the request was not applied and may be retried:
+	// bankctl does so, round after round over its addresses, until -timeout has passed.
+	deadline := time.Now().Add(a.opts.timeout)
+	backoff := 50 * time.Millisecond
+	for {
+		for i := 0; i < len(a.addrs); i++ {
+			idx := (a.current + i) % len(a.addrs)
+			cctx, cancel := context.WithTimeout(ctx, a.opts.timeout)
+			var res T
+			res, err = fn(cctx, a.clientsFor(a.addrs[idx]))
+			cancel()
+			if err == nil {
+				a.current = idx
+				return res, nil
+			}
+			if connect.CodeOf(err) != connect.CodeUnavailable || ctx.Err() != nil {
+				return zero, err
+			}
 		}
-		if connect.CodeOf(err) != connect.CodeUnavailable || ctx.Err() != nil {
+		if !notApplied(err) || time.Now().Add(backoff).After(deadline) {
 			return zero, err
 		}
+		select {
+		case <-ctx.Done():
+			return zero, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	return zero, err
+}
+
+// notApplied reports the API's answer that a request was not applied and may be retried as
+// it is (no leader known yet, or the node is not the leader): unlike "outcome unknown", nothing
+// can have happened.
+func notApplied(err error) bool {
+	var ce *connect.Error
+	return errors.As(err, &ce) && strings.Contains(ce.Message(), "the request was not applied")
 }
 
 // describeError renders an error as "<code>: <message>".
