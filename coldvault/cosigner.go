@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
@@ -30,7 +31,7 @@ func Sign(master *hdkeychain.ExtendedKey, raw []byte) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	fp := binary.LittleEndian.Uint32(hash160(pub.SerializeCompressed())[:4])
+	fp := binary.LittleEndian.Uint32(btcutil.Hash160(pub.SerializeCompressed())[:4])
 	p, err := decodePSBT(raw)
 	if err != nil {
 		return nil, 0, err

@@ -41,7 +41,7 @@ func ParseMultisig(desc string, net *chaincfg.Params) (*Multisig, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := int(out.WitnessScript[0]-0x51) + 1 // OP_1..OP_16
+	m := out.Threshold()
 	keys := d.ExtendedKeys()
 	if len(keys) != len(out.Keys) {
 		return nil, errors.New("coldvault: every cosigner key must be an extended key")

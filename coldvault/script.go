@@ -3,11 +3,8 @@ package coldvault
 import (
 	"crypto/sha256"
 
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/txscript"
 )
-
-func hash160(b []byte) []byte { return btcutil.Hash160(b) }
 
 // p2wsh is the output script paying a witness script.
 func p2wsh(witnessScript []byte) ([]byte, error) {

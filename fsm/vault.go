@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/btcsuite/btcd/txscript"
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
@@ -292,23 +291,16 @@ func (ws *walletState) inputWitnessBytes() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("wallet %q: %w", ws.wallet.Id, err)
 	}
-	return MultisigWitnessBytes(ws.multisigM(), out.WitnessScript), nil
+	return MultisigWitnessBytes(out.Threshold(), out.WitnessScript), nil
 }
 
 // multisigM is the number of signatures a wsh multisig wallet's inputs need (0 for any other).
 func (ws *walletState) multisigM() int {
 	out, err := ws.descs[0].Expand(0)
-	if err != nil || len(out.WitnessScript) == 0 {
+	if err != nil {
 		return 0
 	}
-	op := out.WitnessScript[0]
-	switch {
-	case op >= txscript.OP_1 && op <= txscript.OP_16:
-		return int(op-txscript.OP_1) + 1
-	case op == txscript.OP_DATA_1 && len(out.WitnessScript) > 1:
-		return int(out.WitnessScript[1])
-	}
-	return 0
+	return out.Threshold()
 }
 
 // planVault checks a vault plan's proposal and returns it with output 0 and the wallet that

@@ -29,7 +29,6 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/node"
 	"github.com/bankd/bankd/payout/coinselect"
-	"github.com/bankd/bankd/wallet/descriptor"
 )
 
 // Proposer proposes commands through Raft (*node.Node).
@@ -722,19 +721,7 @@ func (d *Driver) forEachBatch(state bankdv1.BatchState, fn func(*bankdv1.PayoutB
 
 // changeScript derives the hot wallet's change script at index.
 func changeScript(desc, network string, index uint32) ([]byte, error) {
-	params, ok := fsm.ChainParams(network)
-	if !ok {
-		return nil, fmt.Errorf("unknown network %q", network)
-	}
-	d, err := descriptor.Parse(desc, params)
-	if err != nil {
-		return nil, err
-	}
-	branches := d.Multipath()
-	if len(branches) != 2 {
-		return nil, fmt.Errorf("hot wallet descriptor has no change branch")
-	}
-	return branches[1].Derive(index)
+	return branchScript(desc, network, 1, index)
 }
 
 // broadcastSigned sends every SIGNED batch's transaction that the chain watcher has not seen in

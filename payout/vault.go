@@ -148,12 +148,10 @@ func branchScript(desc, network string, branch int, index uint32) ([]byte, error
 // spendSizes are the virtual bytes one input of a wallet adds (p2wpkh, or its wsh multisig
 // with M signatures) and one of its change outputs.
 func spendSizes(desc, network string) (inputVBytes, changeVBytes int64, err error) {
-	script, err := branchScript(desc, network, 0, 0)
-	if err != nil {
-		return 0, 0, err
+	params, ok := fsm.ChainParams(network)
+	if !ok {
+		return 0, 0, fmt.Errorf("unknown network %q", network)
 	}
-	changeVBytes = int64(8 + 1 + len(script))
-	params, _ := fsm.ChainParams(network)
 	d, err := descriptor.Parse(desc, params)
 	if err != nil {
 		return 0, 0, err
@@ -162,11 +160,14 @@ func spendSizes(desc, network string) (inputVBytes, changeVBytes int64, err erro
 		d = d.Multipath()[0]
 	}
 	out, err := d.Expand(0)
-	if err != nil || len(out.WitnessScript) == 0 {
-		return fsm.P2WPKHInputVBytes, changeVBytes, err
+	if err != nil {
+		return 0, 0, err
 	}
-	m := int(out.WitnessScript[0]-0x51) + 1 // OP_1..OP_16
-	weight := (32+4+1+4)*4 + fsm.MultisigWitnessBytes(m, out.WitnessScript)
+	changeVBytes = int64(8 + 1 + len(out.Script))
+	if len(out.WitnessScript) == 0 {
+		return fsm.P2WPKHInputVBytes, changeVBytes, nil
+	}
+	weight := (32+4+1+4)*4 + fsm.MultisigWitnessBytes(out.Threshold(), out.WitnessScript)
 	return int64(weight+3) / 4, changeVBytes, nil
 }
 

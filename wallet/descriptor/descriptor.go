@@ -717,3 +717,22 @@ func (d *Descriptor) ExtendedKeys() []ExtendedKey {
 	})
 	return out
 }
+
+// Threshold is the number of signatures a multi/sortedmulti output's script requires (its M),
+// read from the script (WitnessScript or RedeemScript); 0 for an output of any other kind.
+func (o *Output) Threshold() int {
+	script := o.WitnessScript
+	if script == nil {
+		script = o.RedeemScript
+	}
+	if len(script) < 2 || script[len(script)-1] != opCheckMultiSig {
+		return 0
+	}
+	switch op := script[0]; {
+	case op >= op1 && op <= txscript.OP_16:
+		return int(op-op1) + 1
+	case op == txscript.OP_DATA_1:
+		return int(script[1])
+	}
+	return 0
+}
