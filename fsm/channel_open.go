@@ -49,10 +49,20 @@ const (
 	MaxPeerHostLen = 255
 )
 
-// Channel open table: K <id> -> ChannelOpen.
-const tagChannelOpen = 'K'
+// Channel open tables: K <id> -> ChannelOpen; J <id> -> empty, for the opens the leader's
+// driver still has work on (REQUESTED to PENDING), so that its tick reads those only.
+const (
+	tagChannelOpen   = 'K'
+	tagChannelActive = 'J'
+)
 
-func channelOpenKey(id string) []byte { return tagged(tagChannelOpen, id) }
+func channelOpenKey(id string) []byte   { return tagged(tagChannelOpen, id) }
+func channelActiveKey(id string) []byte { return tagged(tagChannelActive, id) }
+
+// channelActive reports whether the driver still has work on an open in state s.
+func channelActive(s bankdv1.ChannelOpenState) bool {
+	return s >= bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_REQUESTED && s <= bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_PENDING
+}
 
 // channelTransferID names a channel funding's booking into the node's books.
 func channelTransferID(batchIndex uint64) string { return batchTransferID(batchIndex, ":channel") }
@@ -117,6 +127,11 @@ func loadChannelOpen(tx *txn, id string) (*bankdv1.ChannelOpen, error) {
 }
 
 func (a *applier) saveChannelOpen(tx *txn, o *bankdv1.ChannelOpen) error {
+	if channelActive(o.State) {
+		tx.set(channelActiveKey(o.Id), nil)
+	} else {
+		tx.delete(channelActiveKey(o.Id))
+	}
 	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_ChannelOpen{ChannelOpen: proto.Clone(o).(*bankdv1.ChannelOpen)}})
 	return putProto(tx, channelOpenKey(o.Id), o)
 }
@@ -338,11 +353,22 @@ func (f *FSM) ChannelOpen(id string) (*bankdv1.ChannelOpen, error) {
 func (f *FSM) ActiveChannelOpens(max int) ([]*bankdv1.ChannelOpen, error) {
 	var out []*bankdv1.ChannelOpen
 	err := f.view(func(r pebble.Reader) error {
-		return scanProto(r, []byte{tagChannelOpen}, func() *bankdv1.ChannelOpen { return &bankdv1.ChannelOpen{} }, func(o *bankdv1.ChannelOpen) {
-			if len(out) < max && o.State >= bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_REQUESTED && o.State <= bankdv1.ChannelOpenState_CHANNEL_OPEN_STATE_PENDING {
-				out = append(out, o)
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{tagChannelActive}, UpperBound: []byte{tagChannelActive + 1}})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok && len(out) < max; ok = it.Next() {
+			id := string(it.Key()[1:])
+			o := &bankdv1.ChannelOpen{}
+			if found, err := readProto(r, channelOpenKey(id), o); err != nil {
+				return err
+			} else if !found {
+				return fmt.Errorf("active channel open %q has no record", id)
 			}
-		})
+			out = append(out, o)
+		}
+		return it.Error()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list channel opens: %w", err)
