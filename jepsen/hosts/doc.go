@@ -13,6 +13,11 @@
 // (partitions and one-way drops; the client is never cut off), and tc netem on a namespace's
 // veth when the kernel has it.
 //
+// Latency (Options.Regions): the hosts sit in regions, and the harness process runs one
+// netproxy Link per ordered pair of hosts and peer port (Raft, API) on the bridge address;
+// a DNAT rule in the nat table of each namespace (commented bkj:<id>) sends a host's
+// connections to a peer's port through its Link. The drop rules cover those connections too.
+//
 // The package must never address anything outside its own bridge network or loopback, and
 // never remove anything that does not carry the bkj prefix: Cleanup removes what this run made,
 // CleanupStale removes what crashed runs (whose owner process is gone) left behind.

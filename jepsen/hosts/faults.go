@@ -225,7 +225,8 @@ func (c *Cluster) Heal(ctx context.Context) error {
 
 // applyRulesLocked replaces the filter table of every namespace with the drops in c.drops:
 // OUTPUT drops at the sender and INPUT drops at the receiver, so a packet already in flight
-// is dropped too. Each namespace's table is replaced atomically by iptables-restore; the
+// is dropped too; with regions, the same drops on the connections that cross the Links (see
+// linkDropRules). Each namespace's table is replaced atomically by iptables-restore; the
 // namespaces belong to this run alone, so replacing the whole table is safe.
 func (c *Cluster) applyRulesLocked(ctx context.Context) error {
 	for i, h := range c.Hosts {
@@ -237,6 +238,11 @@ func (c *Cluster) applyRulesLocked(ctx context.Context) error {
 			}
 			if c.drops[i][j] {
 				fmt.Fprintf(&b, "-A OUTPUT -d %s/32 -j DROP\n", peer.IP)
+			}
+			if i != j {
+				for _, r := range c.linkDropRules(i, j) {
+					b.WriteString(r + "\n")
+				}
 			}
 		}
 		if i < len(c.loss) && c.loss[i] > 0 {

@@ -29,6 +29,7 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
+	"github.com/bankd/bankd/jepsen/netproxy"
 )
 
 // Tokens written into every generated cluster.hcl.
@@ -88,6 +89,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Env is added to the environment of every agent ("KEY=value"), e.g. BANKD_FAILPOINTS.
 	Env []string
+	// Regions, when it has any, puts the hosts in regions with delays between them (see
+	// Regions); zero means one flat bridge.
+	Regions Regions
 	// Extra, when set, is called once the bridge is up with the bridge's address (where the
 	// nodes reach the harness); what it returns is appended to cluster.hcl, e.g. a chain block
 	// naming a server the harness runs on that address.
@@ -131,6 +135,11 @@ type Cluster struct {
 	drops [][]bool
 	// loss[i] is the probability with which packets leaving host i are dropped (0: none).
 	loss []float64
+	// regions, the Links that delay the traffic between hosts (nil without regions), and
+	// links[a][b][port]: the port on GatewayIP of the Link carrying a's connections to b's port.
+	regions Regions
+	proxies *netproxy.Server
+	links   [][]map[int]int
 	// made records what Create built, so Cleanup removes exactly that.
 	madeOwner, madeBridge, madeForward bool
 	madeNetns                          []string
@@ -153,6 +162,9 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if err := opts.Regions.validate(); err != nil {
+		return nil, err
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -179,6 +191,7 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 		env:        slices.Clone(opts.Env),
 		log:        opts.Logger.With("run", id),
 		httpClient: newHTTPClient(nil),
+		regions:    opts.Regions,
 	}
 	defer func() {
 		if err != nil {
@@ -192,13 +205,18 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.buildNetwork(ctx, subnet, opts.Nodes); err != nil {
 		return c, err
 	}
-	for _, h := range c.Hosts {
-		h.DataDir = filepath.Join(dir, "data", h.ID)
-		h.LogPath = filepath.Join(dir, "logs", h.ID+".log")
-	}
 	c.drops = make([][]bool, opts.Nodes)
 	for i := range c.drops {
 		c.drops[i] = make([]bool, opts.Nodes)
+	}
+	if c.regions.Count() > 0 {
+		if err := c.startLinks(ctx); err != nil {
+			return c, err
+		}
+	}
+	for _, h := range c.Hosts {
+		h.DataDir = filepath.Join(dir, "data", h.ID)
+		h.LogPath = filepath.Join(dir, "logs", h.ID+".log")
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return c, err
@@ -212,7 +230,7 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.writeConfig(opts.Raft.Or(clusterhcl.ProcessRaft), extra); err != nil {
 		return c, err
 	}
-	c.log.Info("hosts created", "bridge", c.Bridge, "subnet", subnet+".0/24", "nodes", opts.Nodes)
+	c.log.Info("hosts created", "bridge", c.Bridge, "subnet", subnet+".0/24", "nodes", opts.Nodes, "regions", c.regions.String())
 	return c, nil
 }
 
@@ -306,7 +324,7 @@ func (c *Cluster) buildNetwork(ctx context.Context, subnet string, nodes int) er
 }
 
 func (c *Cluster) forwardRule() []string {
-	return []string{"-i", c.Bridge, "-o", c.Bridge, "-m", "comment", "--comment", prefix + ":" + c.RunID, "-j", "ACCEPT"}
+	return []string{"-i", c.Bridge, "-o", c.Bridge, "-m", "comment", "--comment", c.marker(), "-j", "ACCEPT"}
 }
 
 // writeConfig writes cluster.hcl with the shared writer: every host at its own address on the
@@ -355,6 +373,7 @@ func (c *Cluster) Cleanup() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	errs = append(errs, c.closeLinks())
 	for len(c.madeNetns) > 0 {
 		ns := c.madeNetns[len(c.madeNetns)-1]
 		// The kernel tears a deleted namespace down in the background, and its veth pair with
