@@ -1,8 +1,8 @@
 // Package nemesis injects faults into a jepsen run on a schedule driven by a seeded RNG: after
-// a quiet recovery window it applies one fault (kill, pause, partitions, packet loss, a storm
-// of leadership transfers, a membership change), keeps it for a fault window, heals it, and
-// repeats until the run ends, when it always heals. A comma list of kinds picks one of them
-// per window. Every fault window is recorded in the history (process history.NemesisProcess)
+// a quiet recovery window it applies one fault (kill, pause, partitions, a region cut off,
+// packet loss, a storm of leadership transfers, a membership change), keeps it for a fault
+// window, heals it, and repeats until the run ends, when it always heals. A comma list of kinds
+// picks one of them per window. Every fault window is recorded in the history (process history.NemesisProcess)
 // and in Faults for the report.
 //
 // The nemesis acts on processes, packets, data dirs and the admin API only, through the
@@ -54,13 +54,16 @@ const (
 	// restarts it as a new identity; bankd's leader adds it back. The heal waits until it is a
 	// voter again.
 	Membership Kind = "membership"
+	// RegionPartition cuts one whole region (hosts.Regions) off from the others, both ways:
+	// the leader's region ("leader-region") or a random one ("region"). It needs regions.
+	RegionPartition Kind = "region-partition"
 	// ClockSkew is refused: hosts are network namespaces, which share the kernel's clock.
 	ClockSkew Kind = "clock-skew"
 )
 
 // Kinds lists every nemesis a run can use, for flag help.
 var Kinds = []Kind{None, Kill, Pause, PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing,
-	Loss, LeaderStorm, Membership}
+	Loss, LeaderStorm, Membership, RegionPartition}
 
 // unsupported names nemeses that exist in the Jepsen canon but cannot run on these hosts.
 var unsupported = map[Kind]string{
@@ -131,6 +134,8 @@ type Cluster interface {
 	Wipe(i int) error
 	// WaitVoter waits until host i is a voter under a Raft id other than oldRaftID.
 	WaitVoter(ctx context.Context, i int, oldRaftID string) (string, error)
+	// Regions returns the hosts of each region, nil when the hosts have none.
+	Regions() [][]int
 }
 
 // ErrNetemUnsupported is what a Cluster's Netem returns without kernel support; the loss
@@ -322,6 +327,31 @@ func plan(kind Kind, rng *rand.Rand, n, leader int) planned {
 	return planned{}
 }
 
+// errNoRegions is the error of a region-partition on hosts without regions.
+var errNoRegions = errors.New("region-partition needs hosts in regions (jepsen -regions)")
+
+// planRegion picks the region to cut off: the leader's or, as often, a random one (each draw
+// made either way, so the schedule depends on the seed alone). Targets are the region's hosts.
+func planRegion(rng *rand.Rand, regions [][]int, n, leader int) planned {
+	if leader < 0 {
+		leader = rng.IntN(n)
+	}
+	if len(regions) == 0 {
+		return planned{variant: "no regions"}
+	}
+	r := rng.IntN(len(regions))
+	variant := "region"
+	if rng.IntN(2) == 0 {
+		variant = "leader-region"
+		for k, hs := range regions {
+			if slices.Contains(hs, leader) {
+				r = k
+			}
+		}
+	}
+	return planned{variant: fmt.Sprintf("%s r%d", variant, r), targets: slices.Clone(regions[r])}
+}
+
 // RingDrops returns the one-way drops of a majorities ring over the nodes in ring order: node
 // ring[p] receives only from the n/2+1 nodes of the ring centred on it (itself included), so
 // each node is in a majority (its own) and, with 5 nodes, no two nodes see the same one.
@@ -363,7 +393,12 @@ func (n *Nemesis) inject(ctx context.Context) error {
 		// Only a composed nemesis draws here, so a single kind's schedule for a seed is unchanged.
 		kind = n.kinds[n.rng.IntN(len(n.kinds))]
 	}
-	p := plan(kind, n.rng, size, n.cluster.Leader(ctx))
+	var p planned
+	if kind == RegionPartition {
+		p = planRegion(n.rng, n.cluster.Regions(), size, n.cluster.Leader(ctx))
+	} else {
+		p = plan(kind, n.rng, size, n.cluster.Leader(ctx))
+	}
 	variant, targets := p.variant, p.targets
 	f := Fault{Kind: kind, Variant: variant, Start: n.hist.Since()}
 	for _, i := range targets {
@@ -391,6 +426,12 @@ func (n *Nemesis) inject(ctx context.Context) error {
 		}
 	case PartitionLeader, PartitionHalves:
 		err = n.cluster.Partition(ictx, [][]int{targets})
+	case RegionPartition:
+		if len(targets) == 0 {
+			err = errNoRegions
+		} else {
+			err = n.cluster.Partition(ictx, [][]int{targets})
+		}
 	case PartitionOneWay:
 		err = n.cluster.DropPairs(ictx, oneWayDrops(variant, targets))
 	case PartitionRing:
@@ -444,7 +485,7 @@ func (n *Nemesis) heal() error {
 		for _, id := range f.Targets {
 			err = errors.Join(err, n.cluster.Resume(n.index(id)))
 		}
-	case PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing:
+	case PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing, RegionPartition:
 		err = n.cluster.Heal(ctx)
 	case Loss:
 		err = n.cluster.Heal(ctx)

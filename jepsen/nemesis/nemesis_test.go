@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -77,6 +78,8 @@ type fakeCluster struct {
 	calls []string
 	// partitionTakes is how long Partition takes (it gives up when its context ends).
 	partitionTakes time.Duration
+	// regions are the hosts of each region (nil: none).
+	regions [][]int
 }
 
 func (f *fakeCluster) record(s string) error {
@@ -116,6 +119,7 @@ func (f *fakeCluster) Wipe(i int) error { return f.record(fmt.Sprint("wipe ", i)
 func (f *fakeCluster) WaitVoter(_ context.Context, i int, old string) (string, error) {
 	return fmt.Sprintf("n%d-new", i+1), f.record(fmt.Sprint("voter ", i))
 }
+func (f *fakeCluster) Regions() [][]int { return f.regions }
 func (f *fakeCluster) Partition(ctx context.Context, g [][]int) error {
 	select {
 	case <-ctx.Done():
@@ -348,5 +352,58 @@ func TestLeaderStormTransfersUntilHealed(t *testing.T) {
 	}
 	if f := n.Faults()[0]; !strings.Contains(f.Note, "transfers answered") {
 		t.Fatalf("note %q", f.Note)
+	}
+}
+
+func TestPlanRegionCutsOffAWholeRegion(t *testing.T) {
+	regions := [][]int{{0, 3}, {1, 4}, {2}}
+	rng := rand.New(rand.NewPCG(9, 0))
+	seen := map[string]bool{}
+	for range 50 {
+		p := planRegion(rng, regions, 5, 4)
+		kind, region, _ := strings.Cut(p.variant, " ")
+		seen[kind] = true
+		var r int
+		if _, err := fmt.Sscanf(region, "r%d", &r); err != nil || r < 0 || r >= len(regions) {
+			t.Fatalf("variant %q names no region", p.variant)
+		}
+		if !slices.Equal(p.targets, regions[r]) {
+			t.Fatalf("%s: targets %v, want region r%d's hosts %v", p.variant, p.targets, r, regions[r])
+		}
+		if kind == "leader-region" && r != 1 {
+			t.Fatalf("%s: the leader (host 4) is in r1", p.variant)
+		}
+	}
+	if !seen["leader-region"] || !seen["region"] {
+		t.Fatalf("variants drawn: %v, want both leader-region and region", seen)
+	}
+}
+
+func TestRegionPartitionPartitionsAndHeals(t *testing.T) {
+	fc := &fakeCluster{regions: [][]int{{0}, {1}, {2}}}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: RegionPartition, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := n.Faults()[0]
+	if len(f.Targets) != 1 || !strings.HasPrefix(f.Variant, "leader-region") && !strings.HasPrefix(f.Variant, "region") {
+		t.Fatalf("fault %+v", f)
+	}
+	want := []string{fmt.Sprintf("partition [[%d]]", n.index(f.Targets[0])), "heal"}
+	if !slices.Equal(fc.calls[:2], want) {
+		t.Fatalf("calls %v, want %v", fc.calls, want)
+	}
+}
+
+func TestRegionPartitionWithoutRegionsIsAHarnessError(t *testing.T) {
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: RegionPartition, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, &fakeCluster{}, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); !errors.Is(err, errNoRegions) {
+		t.Fatalf("Run without regions: %v, want errNoRegions", err)
 	}
 }
