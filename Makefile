@@ -49,6 +49,7 @@ bench: build deps-btcd deps-lnd
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench -plaintext -failovers 0
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench
 	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_LND=$(BIN)/lnd $(GO) run ./cmd/lnbench
+	$(GO) run ./jepsen/cmd/jepsen -bench-regions -bin $(BIN)/bankd
 
 JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership
 JEPSEN_WORKLOADS ?= bank register

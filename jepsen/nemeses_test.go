@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/nemesis"
 )
 
@@ -39,6 +40,17 @@ func TestRegisterUnderLeaderStormIsValid(t *testing.T) {
 	runMustBeValid(t, Config{Workload: "register", Nemesis: nemesis.LeaderStorm, Seed: 7, Duration: 15 * time.Second})
 }
 
+// TestBankUnderRegionPartitionIsValid: the nodes in three regions (30, 50 and 80 ms apart,
+// every Raft and API connection between them delayed) while whole regions are cut off and
+// healed; the checkers must hold with latency on.
+func TestBankUnderRegionPartitionIsValid(t *testing.T) {
+	regions, err := hosts.DefaultRegions(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMustBeValid(t, Config{Workload: "bank", Nemesis: nemesis.RegionPartition, Seed: 7, Duration: 15 * time.Second, Regions: regions})
+}
+
 // TestBankUnderPartitionOneWayIsValid (BANKD_JEPSEN_LONG=1): the leader's packets to a
 // majority dropped, or theirs to it, one way only.
 func TestBankUnderPartitionOneWayIsValid(t *testing.T) {
@@ -70,5 +82,21 @@ func TestClockSkewIsRefused(t *testing.T) {
 	cfg.Nemesis = "kill,partition-leader"
 	if err := cfg.validate(); err != nil {
 		t.Fatalf("composed nemesis refused: %v", err)
+	}
+}
+
+// A region partition without regions is refused before anything is built.
+func TestRegionPartitionNeedsRegions(t *testing.T) {
+	cfg := Config{Workload: "bank", Nemesis: "kill,region-partition", Nodes: 3, Duration: time.Second, ReportDir: t.TempDir()}
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "needs at least 2 regions") {
+		t.Fatalf("region-partition without regions: %v", err)
+	}
+	regions, err := hosts.DefaultRegions(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Regions = regions
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("region-partition with 3 regions refused: %v", err)
 	}
 }

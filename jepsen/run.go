@@ -5,10 +5,12 @@
 // directory: history.jsonl, faults.json, final.json, verdict.json, node logs, harness.log, and
 // the data dirs when the verdict is not valid.
 //
-// Subpackages: hosts (namespaces, processes, faults), history (the record), workload/bank,
-// workload/register, workload/idempotent (workload/ledger holds their shared calls),
-// workload/payouts (with fakechain, a regtest chain node the harness runs on the bridge), nemesis
-// (the fault schedule), checker (verdicts). cmd/jepsen is the command line.
+// Subpackages: hosts (namespaces, processes, faults, regions), netproxy (the delaying TCP
+// proxies regions use), history (the record), workload/bank, workload/register,
+// workload/idempotent (workload/ledger holds their shared calls), workload/payouts (with
+// fakechain, a regtest chain node the harness runs on the bridge), nemesis (the fault
+// schedule), checker (verdicts). cmd/jepsen is the command line. BenchRegions measures write
+// latency and region failover with the nodes in regions.
 package jepsen
 
 import (
@@ -58,6 +60,9 @@ type Config struct {
 	// Failpoint, when set, is put in every agent's BANKD_FAILPOINTS; Bin must then be a
 	// failpoints build (see BuildFailpoints), so that the run shows a checker catching the bug.
 	Failpoint string
+	// Regions, when it has any, puts the nodes in regions (round-robin) with the round-trip
+	// times between them on every Raft and API connection between nodes (see hosts.Regions).
+	Regions hosts.Regions
 }
 
 // Bounds of the phases around the workload.
@@ -92,8 +97,12 @@ func (r *Report) Line() string {
 	if fp := r.Config["failpoint"]; fp != "" {
 		workload += " failpoint=" + fp
 	}
+	nodes := r.Config["nodes"]
+	if regions := r.Config["regions"]; regions != "" {
+		nodes += " regions=" + strings.Fields(regions)[0]
+	}
 	return fmt.Sprintf("%s  (%s/%s nodes=%s seed=%s: %d ops, %d ok, %d fail, %d info; %d faults; report %s)",
-		head, workload, r.Config["nemesis"], r.Config["nodes"], r.Config["seed"],
+		head, workload, r.Config["nemesis"], nodes, r.Config["seed"],
 		r.Counts.Invoked, r.Counts.OK, r.Counts.Fail, r.Counts.Info, len(r.Faults), r.Dir)
 }
 
@@ -115,6 +124,9 @@ func (c *Config) validate() error {
 	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
+	}
+	if slices.Contains(c.Nemesis.Split(), nemesis.RegionPartition) && c.Regions.Count() < 2 {
+		return fmt.Errorf("nemesis %s needs at least 2 regions (-regions)", nemesis.RegionPartition)
 	}
 	if c.Failpoint != "" {
 		return checkFailpoint(c.Failpoint, c.Bin)
@@ -149,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := hosts.CleanupStale(ctx, log); err != nil {
 		log.Warn("stale cleanup", "err", err)
 	}
-	opts := hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint)}
+	opts := hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint), Regions: cfg.Regions}
 	var chain *fakechain.Chain
 	if cfg.Workload == payouts.Name {
 		// The payouts workload's chain node serves on the bridge, named in cluster.hcl.
@@ -232,6 +244,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			"workload": cfg.Workload, "nemesis": string(cfg.Nemesis), "nodes": fmt.Sprint(cfg.Nodes),
 			"duration": cfg.Duration.String(), "seed": fmt.Sprint(cfg.Seed), "bin": cfg.Bin, "failpoint": cfg.Failpoint,
 		},
+	}
+	if cfg.Regions.Count() > 0 {
+		report.Config["regions"] = cfg.Regions.String()
 	}
 	report.Verdict, _ = checker.Overall(results)
 	if err := writeJSON(filepath.Join(dir, "faults.json"), report.Faults); err != nil {

@@ -3,7 +3,8 @@
 //	go run ./jepsen/cmd/jepsen -workload bank -nemesis kill -nodes 3 -time 60s -seed 7
 //
 // It needs root (network namespaces, iptables) and a built bankd (`make build`). Exit status:
-// 0 valid, 1 invalid (or unknown), 2 harness error.
+// 0 valid, 1 invalid (or unknown), 2 harness error. With -regions the nodes sit in regions with
+// latency between them; -bench-regions prints latency and failover figures instead of a run.
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/jepsen"
 	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/nemesis"
 )
 
@@ -28,7 +30,10 @@ func main() {
 }
 
 func run() int {
-	var kinds []string
+	var (
+		kinds []string
+		kind  nemesis.Kind
+	)
 	for _, k := range nemesis.Kinds {
 		kinds = append(kinds, string(k))
 	}
@@ -47,8 +52,22 @@ func run() int {
 		every    = flag.Duration("progress", 5*time.Second, "interval of progress lines")
 		fp       = flag.String("failpoint", "", "break bankd on purpose: "+strings.Join(failpoint.Names, "|")+
 			" (builds bin/bankd-failpoints with -tags failpoints unless -bin is given; the run should be INVALID)")
+		regionsN = flag.Int("regions", 0, "place the nodes round-robin in this many regions, with -rtt between them on every Raft and API connection (0: none)")
+		rtt      = flag.String("rtt", "", "round-trip times between regions, comma-separated, for the pairs r0-r1, r0-r2, ..., r1-r2, ... (default for 2 or 3 regions: "+
+			durations(hosts.DefaultRegionRTTs)+")")
+		within  = flag.Duration("rtt-within", 0, "round-trip time added within a region, whole ms (the proxy hop alone costs a fraction of a ms)")
+		jitter  = flag.Duration("jitter", hosts.DefaultRegionJitter, "jitter of each direction's delay between regions, whole ms")
+		benchRg = flag.Bool("bench-regions", false, "instead of a run: measure write latency per leader placement and the time to a write after cutting the leader's region off (3 nodes, -regions or 3 regions); prints figures, fails nothing")
 	)
 	flag.Parse()
+	regions, err := regionsFromFlags(*regionsN, *rtt, *within, *jitter, *benchRg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	if *benchRg {
+		return benchRegions(*bin, *report, regions)
+	}
 	if *fp != "" && !flagSet("bin") {
 		*bin = filepath.Join("bin", "bankd-failpoints")
 		fmt.Printf("jepsen: building %s with -tags failpoints\n", *bin)
@@ -57,7 +76,7 @@ func run() int {
 			return 2
 		}
 	}
-	kind, err := nemesis.ParseKind(*nem)
+	kind, err = nemesis.ParseKind(*nem)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jepsen:", err)
 		return 2
@@ -69,10 +88,13 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Printf("jepsen %s/%s nodes=%d time=%s seed=%d report=%s\n", *workload, kind, *nodes, *duration, *seed, *report)
+	if regions.Count() > 0 {
+		fmt.Printf("jepsen regions: %s\n", regions)
+	}
 	rep, err := jepsen.Run(ctx, jepsen.Config{
 		Workload: *workload, Nemesis: kind, Nodes: *nodes, Duration: *duration, Seed: *seed,
 		ReportDir: *report, Bin: *bin, Clients: *clients, FaultWindow: *faultW, RecoveryWindow: *recoverW,
-		Progress: os.Stdout, ProgressEvery: *every, Failpoint: *fp,
+		Progress: os.Stdout, ProgressEvery: *every, Failpoint: *fp, Regions: regions,
 	})
 	if err != nil {
 		fmt.Printf("ERROR %v  (report %s)\n", err, *report)
@@ -90,4 +112,63 @@ func flagSet(name string) bool {
 	set := false
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// regionsFromFlags builds the regions of -regions, -rtt, -rtt-within and -jitter; the bench
+// takes 3 regions when -regions is not given.
+func regionsFromFlags(count int, rtt string, within, jitter time.Duration, bench bool) (hosts.Regions, error) {
+	if count == 0 && bench {
+		count = 3
+	}
+	if count == 0 {
+		if rtt != "" {
+			return hosts.Regions{}, fmt.Errorf("-rtt without -regions")
+		}
+		return hosts.Regions{}, nil
+	}
+	pairs := count * (count - 1) / 2
+	var between []time.Duration
+	switch {
+	case rtt != "":
+		for _, f := range strings.Split(rtt, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil {
+				return hosts.Regions{}, fmt.Errorf("-rtt: %w", err)
+			}
+			between = append(between, d)
+		}
+	case pairs <= len(hosts.DefaultRegionRTTs):
+		between = hosts.DefaultRegionRTTs[:pairs]
+	default:
+		return hosts.Regions{}, fmt.Errorf("-regions %d needs -rtt with %d round-trip times (r0-r1, r0-r2, ..., r1-r2, ...)", count, pairs)
+	}
+	return hosts.NewRegions(count, between, within, jitter)
+}
+
+// benchRegions runs jepsen.BenchRegions and prints its figures. Without root it says why and
+// succeeds: `make bench` never fails on figures or on a machine that cannot make hosts.
+func benchRegions(bin, report string, regions hosts.Regions) int {
+	if err := hosts.Supported(); err != nil {
+		fmt.Printf("jepsen -bench-regions: skipped: %v\n", err)
+		return 0
+	}
+	if report == "" {
+		report = filepath.Join(os.TempDir(), "bankd-jepsen", time.Now().Format("20060102-150405")+"-bench-regions")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Printf("jepsen -bench-regions: logs in %s\n", report)
+	if _, err := jepsen.BenchRegions(ctx, jepsen.RegionsBenchConfig{Bin: bin, Dir: report, Regions: regions, Out: os.Stdout}); err != nil {
+		fmt.Printf("ERROR %v  (logs %s)\n", err, report)
+		return 2
+	}
+	return 0
+}
+
+func durations(ds []time.Duration) string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, d.String())
+	}
+	return strings.Join(s, ",")
 }
