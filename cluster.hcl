@@ -176,6 +176,25 @@ payouts {
   }
 }
 
+# Retention: what the cluster drops once it is old, so a steady workload does not grow the state
+# machine for ever. Without this block nothing is dropped. The leader proposes the drops through
+# Raft (every `interval`), so every replica drops the same records. Kept for ever whatever the
+# block says: accounts and balances, pending transfers, every record of the chain, Lightning,
+# payout and vault drivers (their transfer ids are how they credit exactly once).
+retention {
+  # Events (WatchEvents) and per-account history entries, and the problems recorded with them,
+  # are dropped once older than this in cluster time. WatchEvents from before the horizon
+  # answers out_of_range naming the oldest index still kept.
+  history = "720h"
+  # ...but the newest this many log indexes always keep theirs.
+  keep_indexes = 100000
+  # A finished client transfer (posted, voided, expired) is kept this long; its id is the
+  # client's idempotency key. A retry after the window is a NEW transfer.
+  idempotency_window = "168h"
+  # How often the leader looks for records to drop (default 1m).
+  interval = "1m"
+}
+
 # One block per node; the label is the node id. Node ids and all addresses must be unique.
 #   region      failure domain the node runs in (shown by `bankctl members`)
 #   raft_addr   host:port for Raft replication; peers dial it, so no wildcard address

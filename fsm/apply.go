@@ -115,6 +115,9 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 	bankdv1.CommandType_COMMAND_TYPE_VAULT_PROPOSE: handle(asChain, (*applier).vaultPropose),
 	bankdv1.CommandType_COMMAND_TYPE_VAULT_DECIDE:  handle(asChain, (*applier).vaultDecide),
 	bankdv1.CommandType_COMMAND_TYPE_VAULT_ABANDON: handle(asChain, (*applier).vaultAbandon),
+
+	// Retention drops old records and creates nothing, so it acts as no one.
+	bankdv1.CommandType_COMMAND_TYPE_COMPACT: handle(bankdv1.Owner_OWNER_UNSPECIFIED, (*applier).compact),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

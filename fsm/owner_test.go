@@ -604,7 +604,7 @@ func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 		}
 		want := asClient
 		switch {
-		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK:
+		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK, typ == bankdv1.CommandType_COMMAND_TYPE_COMPACT:
 			want = bankdv1.Owner_OWNER_UNSPECIFIED
 		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"), strings.HasPrefix(name, "COMMAND_TYPE_CHANNEL_"), strings.HasPrefix(name, "COMMAND_TYPE_VAULT_"):
 			want = asChain

@@ -222,7 +222,28 @@ func (f *FSM) Events(fromIndex uint64, max int) ([]*bankdv1.Event, error) {
 		size += len(v)
 		return len(out) < max && size < MaxEventPageBytes, nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// Read after the events: a compaction that dropped some of them between fromIndex and
+	// what the scan found has moved the horizon by now.
+	horizon, err := f.Horizon()
+	if err != nil {
+		return nil, fmt.Errorf("read the retention horizon: %w", err)
+	}
+	if fromIndex < horizon {
+		return nil, &CompactedError{From: fromIndex, Horizon: horizon}
+	}
+	return out, nil
+}
+
+// CompactedError is a read of events that retention has dropped.
+type CompactedError struct {
+	From, Horizon uint64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("events before index %d were dropped by retention (asked from %d); the oldest index still kept is %d", e.Horizon, e.From, e.Horizon)
 }
 
 // NextExpiryUnixMs returns the earliest expiry of a pending transfer, if any is pending with a

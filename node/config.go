@@ -32,6 +32,8 @@ type Config struct {
 	Chain  ChainConfig
 	// Payouts is the payouts block: the hot wallet and the withdrawal queues.
 	Payouts PayoutsConfig
+	// Retention is the retention block: what old records the leader drops. Zero: none.
+	Retention RetentionConfig
 	// TLS is the tls block: the cluster CA every node trusts. Zero when InsecurePlaintext.
 	TLS TLSConfig
 	// Gossip is the gossip block: memberlist's encryption keyring. Zero when InsecurePlaintext.
@@ -293,6 +295,7 @@ var (
 			{Type: "tokens"},
 			{Type: "chain"},
 			{Type: "payouts"},
+			{Type: "retention"},
 			{Type: "node", LabelNames: []string{"id"}},
 			{Type: "lnd", LabelNames: []string{"id"}},
 		},
@@ -399,6 +402,8 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			p.parseChain(block, &cfg.Chain)
 		case "payouts":
 			p.parsePayouts(block, &cfg.Payouts)
+		case "retention":
+			p.parseRetention(block, &cfg.Retention)
 		case "node":
 			p.parseNode(block, cfg)
 		case "lnd":

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
 const validConfig = `
@@ -195,6 +199,11 @@ func TestParseConfigRejects(t *testing.T) {
 		{"append entries that could carry more than 256 MiB", base + "raft {\n  max_append_entries = 512\n  max_entry_bytes = 4194304\n}\n" + n1, 3, "must not exceed 268435456 bytes"},
 		{"an entry size below 64 KiB", base + "raft {\n  max_entry_bytes = 1000\n}\n" + n1, 3, "max_entry_bytes must be between 65536 and 67108864"},
 		{"too many append entries", base + "raft {\n  max_append_entries = 4096\n}\n" + n1, 3, "max_append_entries must be between 1 and 1024"},
+		{"an empty retention block", base + "retention {}\n" + n1, 2, "must set history, keep_indexes or idempotency_window"},
+		{"a retention window below a second", base + "retention {\n  history = \"10ms\"\n}\n" + n1, 3, "history must be between 1s"},
+		{"a retention interval that is not a duration", base + "retention {\n  idempotency_window = \"1h\"\n  interval = \"often\"\n}\n" + n1, 4, `interval "often" is not a duration`},
+		{"a negative keep_indexes", base + "retention {\n  keep_indexes = -1\n}\n" + n1, 3, "keep_indexes must be between 1"},
+		{"an unknown retention key", base + "retention {\n  events = \"1h\"\n}\n" + n1, 3, "events"},
 		{"an unknown tokens key", base + "tokens {\n  root = [\"x\"]\n}\n" + n1, 3, "root"},
 		{"tokens that are not a list", base + "tokens {\n  admin = \"x\"\n}\n" + n1, 3, "admin must be a list of strings"},
 		{"an empty token", base + "tokens {\n  write = [\"\"]\n}\n" + n1, 3, "write[0] is empty"},
@@ -426,5 +435,35 @@ func TestReadKeyring(t *testing.T) {
 	}
 	if _, err := readKeyring(filepath.Join(dir, "missing")); err == nil {
 		t.Error("readKeyring of a missing file succeeded")
+	}
+}
+
+func TestRetentionBoundsFromTheBlock(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	tests := []struct {
+		name string
+		rc   RetentionConfig
+		// applied is the leader's applied index.
+		applied uint64
+		want    *bankdv1.CompactRequest
+	}{
+		{"nothing asked", RetentionConfig{}, 100, nil},
+		{"an age only: any index below the applied one", RetentionConfig{History: time.Second}, 100,
+			&bankdv1.CompactRequest{BeforeIndex: 100, BeforeUnixMs: 9_999_000, MaxDeletes: retentionDeletesPerCommand}},
+		{"indexes only: any age", RetentionConfig{KeepIndexes: 30}, 100,
+			&bankdv1.CompactRequest{BeforeIndex: 70, BeforeUnixMs: 10_000_000, MaxDeletes: retentionDeletesPerCommand}},
+		{"both", RetentionConfig{History: 2 * time.Second, KeepIndexes: 30}, 100,
+			&bankdv1.CompactRequest{BeforeIndex: 70, BeforeUnixMs: 9_998_000, MaxDeletes: retentionDeletesPerCommand}},
+		{"more indexes kept than there are, idempotency only", RetentionConfig{KeepIndexes: 300, IdempotencyWindow: time.Minute}, 100,
+			&bankdv1.CompactRequest{BeforeIndex: 0, BeforeUnixMs: 10_000_000, TransfersBeforeUnixMs: 9_940_000, MaxDeletes: retentionDeletesPerCommand}},
+		{"more indexes kept than there are", RetentionConfig{KeepIndexes: 300}, 100, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := compactRequest(tt.rc, tt.applied, now)
+			if !proto.Equal(got, tt.want) {
+				t.Fatalf("compactRequest = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

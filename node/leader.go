@@ -78,7 +78,11 @@ func (n *Node) leaderLoop(ctx context.Context, done chan struct{}) {
 	n.ready.Store(true)
 	log.Info("leadership established; serving linearizable reads", "applied_index", n.fsm.AppliedIndex())
 
-	drivers := append([]Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}}, n.opts.Drivers...)
+	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}}
+	if n.cfg.Retention.Enabled() {
+		drivers = append(drivers, &retentionDriver{n: n})
+	}
+	drivers = append(drivers, n.opts.Drivers...)
 	var wg sync.WaitGroup
 	for _, d := range drivers {
 		wg.Add(1)

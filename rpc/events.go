@@ -2,10 +2,12 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"connectrpc.com/connect"
 
+	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
 	"github.com/bankd/bankd/internal/failpoint"
@@ -48,6 +50,10 @@ func (e *eventService) WatchEvents(ctx context.Context, req *connect.Request[ban
 		// wait still wakes us.
 		changed := st.Changed()
 		events, err := st.Events(next, eventPageSize)
+		var compacted *fsm.CompactedError
+		if errors.As(err, &compacted) {
+			return connect.NewError(connect.CodeOutOfRange, compacted)
+		}
 		if err != nil {
 			return fmt.Errorf("read events from %d: %w", next, err)
 		}

@@ -94,6 +94,8 @@ const (
 	CommandType_COMMAND_TYPE_VAULT_DECIDE CommandType = 32
 	// body: AbandonVaultProposalRequest (given up before its transaction is signed)
 	CommandType_COMMAND_TYPE_VAULT_ABANDON CommandType = 33
+	// body: CompactRequest (the leader's retention driver drops what its window let go)
+	CommandType_COMMAND_TYPE_COMPACT CommandType = 34
 )
 
 // Enum value maps for CommandType.
@@ -133,6 +135,7 @@ var (
 		31: "COMMAND_TYPE_VAULT_PROPOSE",
 		32: "COMMAND_TYPE_VAULT_DECIDE",
 		33: "COMMAND_TYPE_VAULT_ABANDON",
+		34: "COMMAND_TYPE_COMPACT",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -169,6 +172,7 @@ var (
 		"COMMAND_TYPE_VAULT_PROPOSE":               31,
 		"COMMAND_TYPE_VAULT_DECIDE":                32,
 		"COMMAND_TYPE_VAULT_ABANDON":               33,
+		"COMMAND_TYPE_COMPACT":                     34,
 	}
 )
 
@@ -302,7 +306,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\x8e\t\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xa8\t\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -338,7 +342,8 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x1eCOMMAND_TYPE_CHANNEL_OPEN_STEP\x10\x1e\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_VAULT_PROPOSE\x10\x1f\x12\x1d\n" +
 	"\x19COMMAND_TYPE_VAULT_DECIDE\x10 \x12\x1e\n" +
-	"\x1aCOMMAND_TYPE_VAULT_ABANDON\x10!B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x1aCOMMAND_TYPE_VAULT_ABANDON\x10!\x12\x18\n" +
+	"\x14COMMAND_TYPE_COMPACT\x10\"B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

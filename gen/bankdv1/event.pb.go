@@ -110,6 +110,7 @@ type EventItem struct {
 	//	*EventItem_PayoutBatch
 	//	*EventItem_ChannelOpen
 	//	*EventItem_VaultProposal
+	//	*EventItem_Compacted
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -359,6 +360,15 @@ func (x *EventItem) GetVaultProposal() *VaultProposal {
 	return nil
 }
 
+func (x *EventItem) GetCompacted() *Compaction {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Compacted); ok {
+			return x.Compacted
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -475,6 +485,11 @@ type EventItem_VaultProposal struct {
 	VaultProposal *VaultProposal `protobuf:"bytes,23,opt,name=vault_proposal,json=vaultProposal,proto3,oneof"`
 }
 
+type EventItem_Compacted struct {
+	// Retention dropped events, history and idempotency keys; the new horizon.
+	Compacted *Compaction `protobuf:"bytes,24,opt,name=compacted,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -521,9 +536,220 @@ func (*EventItem_ChannelOpen) isEventItem_Kind() {}
 
 func (*EventItem_VaultProposal) isEventItem_Kind() {}
 
+func (*EventItem_Compacted) isEventItem_Kind() {}
+
+// Compaction is what one COMPACT command dropped.
+type Compaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The oldest index whose event and account history entries are still kept; 0 before the
+	// first compaction.
+	HorizonIndex   uint64 `protobuf:"varint,1,opt,name=horizon_index,json=horizonIndex,proto3" json:"horizon_index,omitempty"`
+	EventsDeleted  uint32 `protobuf:"varint,2,opt,name=events_deleted,json=eventsDeleted,proto3" json:"events_deleted,omitempty"`
+	HistoryDeleted uint32 `protobuf:"varint,3,opt,name=history_deleted,json=historyDeleted,proto3" json:"history_deleted,omitempty"`
+	// Finished client transfers (their ids, the idempotency keys) dropped.
+	TransfersDeleted uint32 `protobuf:"varint,4,opt,name=transfers_deleted,json=transfersDeleted,proto3" json:"transfers_deleted,omitempty"`
+	ProblemsDeleted  uint32 `protobuf:"varint,5,opt,name=problems_deleted,json=problemsDeleted,proto3" json:"problems_deleted,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Compaction) Reset() {
+	*x = Compaction{}
+	mi := &file_bankd_v1_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compaction) ProtoMessage() {}
+
+func (x *Compaction) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compaction.ProtoReflect.Descriptor instead.
+func (*Compaction) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Compaction) GetHorizonIndex() uint64 {
+	if x != nil {
+		return x.HorizonIndex
+	}
+	return 0
+}
+
+func (x *Compaction) GetEventsDeleted() uint32 {
+	if x != nil {
+		return x.EventsDeleted
+	}
+	return 0
+}
+
+func (x *Compaction) GetHistoryDeleted() uint32 {
+	if x != nil {
+		return x.HistoryDeleted
+	}
+	return 0
+}
+
+func (x *Compaction) GetTransfersDeleted() uint32 {
+	if x != nil {
+		return x.TransfersDeleted
+	}
+	return 0
+}
+
+func (x *Compaction) GetProblemsDeleted() uint32 {
+	if x != nil {
+		return x.ProblemsDeleted
+	}
+	return 0
+}
+
+// Body of COMMAND_TYPE_COMPACT. Every bound is absolute, so each replica drops exactly the
+// same records: events (with their account history entries and problems) whose index is below
+// before_index and whose time is before before_unix_ms, and finished client transfers that
+// finished before transfers_before_unix_ms. A zero bound drops nothing of its kind.
+type CompactRequest struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	BeforeIndex           uint64                 `protobuf:"varint,1,opt,name=before_index,json=beforeIndex,proto3" json:"before_index,omitempty"`
+	BeforeUnixMs          int64                  `protobuf:"varint,2,opt,name=before_unix_ms,json=beforeUnixMs,proto3" json:"before_unix_ms,omitempty"`
+	TransfersBeforeUnixMs int64                  `protobuf:"varint,3,opt,name=transfers_before_unix_ms,json=transfersBeforeUnixMs,proto3" json:"transfers_before_unix_ms,omitempty"`
+	// Most records one command drops; the leader proposes again while more remain. 1-65536.
+	MaxDeletes    uint32 `protobuf:"varint,4,opt,name=max_deletes,json=maxDeletes,proto3" json:"max_deletes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_bankd_v1_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CompactRequest) GetBeforeIndex() uint64 {
+	if x != nil {
+		return x.BeforeIndex
+	}
+	return 0
+}
+
+func (x *CompactRequest) GetBeforeUnixMs() int64 {
+	if x != nil {
+		return x.BeforeUnixMs
+	}
+	return 0
+}
+
+func (x *CompactRequest) GetTransfersBeforeUnixMs() int64 {
+	if x != nil {
+		return x.TransfersBeforeUnixMs
+	}
+	return 0
+}
+
+func (x *CompactRequest) GetMaxDeletes() uint32 {
+	if x != nil {
+		return x.MaxDeletes
+	}
+	return 0
+}
+
+// Result of COMMAND_TYPE_COMPACT.
+type CompactResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Compaction *Compaction            `protobuf:"bytes,1,opt,name=compaction,proto3" json:"compaction,omitempty"`
+	// More records are due: the bounds were not reached within max_deletes.
+	More          bool `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactResponse) Reset() {
+	*x = CompactResponse{}
+	mi := &file_bankd_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactResponse) ProtoMessage() {}
+
+func (x *CompactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
+func (*CompactResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CompactResponse) GetCompaction() *Compaction {
+	if x != nil {
+		return x.Compaction
+	}
+	return nil
+}
+
+func (x *CompactResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// First index to deliver. To resume, pass the last index received + 1.
+	// First index to deliver. To resume, pass the last index received + 1. Events below the
+	// retention horizon are gone: asking for one is answered OUT_OF_RANGE naming the oldest
+	// index still kept.
 	FromIndex     uint64 `protobuf:"varint,1,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -531,7 +757,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_bankd_v1_event_proto_msgTypes[2]
+	mi := &file_bankd_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +769,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_event_proto_msgTypes[2]
+	mi := &file_bankd_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +782,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WatchEventsRequest) GetFromIndex() uint64 {
@@ -575,7 +801,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_bankd_v1_event_proto_msgTypes[3]
+	mi := &file_bankd_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +813,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_event_proto_msgTypes[3]
+	mi := &file_bankd_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +826,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -619,7 +845,7 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xa2\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xd8\n" +
 	"\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
@@ -645,8 +871,27 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\x06payout\x18\x14 \x01(\v2\x10.bankd.v1.PayoutH\x00R\x06payout\x12:\n" +
 	"\fpayout_batch\x18\x15 \x01(\v2\x15.bankd.v1.PayoutBatchH\x00R\vpayoutBatch\x12:\n" +
 	"\fchannel_open\x18\x16 \x01(\v2\x15.bankd.v1.ChannelOpenH\x00R\vchannelOpen\x12@\n" +
-	"\x0evault_proposal\x18\x17 \x01(\v2\x17.bankd.v1.VaultProposalH\x00R\rvaultProposalB\x06\n" +
-	"\x04kind\"3\n" +
+	"\x0evault_proposal\x18\x17 \x01(\v2\x17.bankd.v1.VaultProposalH\x00R\rvaultProposal\x124\n" +
+	"\tcompacted\x18\x18 \x01(\v2\x14.bankd.v1.CompactionH\x00R\tcompactedB\x06\n" +
+	"\x04kind\"\xd9\x01\n" +
+	"\n" +
+	"Compaction\x12#\n" +
+	"\rhorizon_index\x18\x01 \x01(\x04R\fhorizonIndex\x12%\n" +
+	"\x0eevents_deleted\x18\x02 \x01(\rR\reventsDeleted\x12'\n" +
+	"\x0fhistory_deleted\x18\x03 \x01(\rR\x0ehistoryDeleted\x12+\n" +
+	"\x11transfers_deleted\x18\x04 \x01(\rR\x10transfersDeleted\x12)\n" +
+	"\x10problems_deleted\x18\x05 \x01(\rR\x0fproblemsDeleted\"\xb3\x01\n" +
+	"\x0eCompactRequest\x12!\n" +
+	"\fbefore_index\x18\x01 \x01(\x04R\vbeforeIndex\x12$\n" +
+	"\x0ebefore_unix_ms\x18\x02 \x01(\x03R\fbeforeUnixMs\x127\n" +
+	"\x18transfers_before_unix_ms\x18\x03 \x01(\x03R\x15transfersBeforeUnixMs\x12\x1f\n" +
+	"\vmax_deletes\x18\x04 \x01(\rR\n" +
+	"maxDeletes\"[\n" +
+	"\x0fCompactResponse\x124\n" +
+	"\n" +
+	"compaction\x18\x01 \x01(\v2\x14.bankd.v1.CompactionR\n" +
+	"compaction\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
 	"from_index\x18\x01 \x01(\x04R\tfromIndex\"<\n" +
@@ -667,63 +912,68 @@ func file_bankd_v1_event_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_event_proto_rawDescData
 }
 
-var file_bankd_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_bankd_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_bankd_v1_event_proto_goTypes = []any{
 	(*Event)(nil),               // 0: bankd.v1.Event
 	(*EventItem)(nil),           // 1: bankd.v1.EventItem
-	(*WatchEventsRequest)(nil),  // 2: bankd.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil), // 3: bankd.v1.WatchEventsResponse
-	(*Account)(nil),             // 4: bankd.v1.Account
-	(*Transfer)(nil),            // 5: bankd.v1.Transfer
-	(*TransferResult)(nil),      // 6: bankd.v1.TransferResult
-	(*Lock)(nil),                // 7: bankd.v1.Lock
-	(*Wallet)(nil),              // 8: bankd.v1.Wallet
-	(*DepositAddress)(nil),      // 9: bankd.v1.DepositAddress
-	(*ChainTip)(nil),            // 10: bankd.v1.ChainTip
-	(*ChainTx)(nil),             // 11: bankd.v1.ChainTx
-	(*Deposit)(nil),             // 12: bankd.v1.Deposit
-	(*RescanProgress)(nil),      // 13: bankd.v1.RescanProgress
-	(*LndNode)(nil),             // 14: bankd.v1.LndNode
-	(*LnInvoice)(nil),           // 15: bankd.v1.LnInvoice
-	(*LnPayment)(nil),           // 16: bankd.v1.LnPayment
-	(*Problem)(nil),             // 17: bankd.v1.Problem
-	(*Payout)(nil),              // 18: bankd.v1.Payout
-	(*PayoutBatch)(nil),         // 19: bankd.v1.PayoutBatch
-	(*ChannelOpen)(nil),         // 20: bankd.v1.ChannelOpen
-	(*VaultProposal)(nil),       // 21: bankd.v1.VaultProposal
+	(*Compaction)(nil),          // 2: bankd.v1.Compaction
+	(*CompactRequest)(nil),      // 3: bankd.v1.CompactRequest
+	(*CompactResponse)(nil),     // 4: bankd.v1.CompactResponse
+	(*WatchEventsRequest)(nil),  // 5: bankd.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil), // 6: bankd.v1.WatchEventsResponse
+	(*Account)(nil),             // 7: bankd.v1.Account
+	(*Transfer)(nil),            // 8: bankd.v1.Transfer
+	(*TransferResult)(nil),      // 9: bankd.v1.TransferResult
+	(*Lock)(nil),                // 10: bankd.v1.Lock
+	(*Wallet)(nil),              // 11: bankd.v1.Wallet
+	(*DepositAddress)(nil),      // 12: bankd.v1.DepositAddress
+	(*ChainTip)(nil),            // 13: bankd.v1.ChainTip
+	(*ChainTx)(nil),             // 14: bankd.v1.ChainTx
+	(*Deposit)(nil),             // 15: bankd.v1.Deposit
+	(*RescanProgress)(nil),      // 16: bankd.v1.RescanProgress
+	(*LndNode)(nil),             // 17: bankd.v1.LndNode
+	(*LnInvoice)(nil),           // 18: bankd.v1.LnInvoice
+	(*LnPayment)(nil),           // 19: bankd.v1.LnPayment
+	(*Problem)(nil),             // 20: bankd.v1.Problem
+	(*Payout)(nil),              // 21: bankd.v1.Payout
+	(*PayoutBatch)(nil),         // 22: bankd.v1.PayoutBatch
+	(*ChannelOpen)(nil),         // 23: bankd.v1.ChannelOpen
+	(*VaultProposal)(nil),       // 24: bankd.v1.VaultProposal
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
-	4,  // 1: bankd.v1.EventItem.account_created:type_name -> bankd.v1.Account
-	5,  // 2: bankd.v1.EventItem.transfer:type_name -> bankd.v1.Transfer
-	6,  // 3: bankd.v1.EventItem.transfer_rejected:type_name -> bankd.v1.TransferResult
-	7,  // 4: bankd.v1.EventItem.lock_acquired:type_name -> bankd.v1.Lock
-	7,  // 5: bankd.v1.EventItem.lock_renewed:type_name -> bankd.v1.Lock
-	7,  // 6: bankd.v1.EventItem.lock_released:type_name -> bankd.v1.Lock
-	5,  // 7: bankd.v1.EventItem.pending_expired:type_name -> bankd.v1.Transfer
-	8,  // 8: bankd.v1.EventItem.wallet_created:type_name -> bankd.v1.Wallet
-	9,  // 9: bankd.v1.EventItem.deposit_address_created:type_name -> bankd.v1.DepositAddress
-	10, // 10: bankd.v1.EventItem.block_connected:type_name -> bankd.v1.ChainTip
-	10, // 11: bankd.v1.EventItem.block_disconnected:type_name -> bankd.v1.ChainTip
-	11, // 12: bankd.v1.EventItem.chain_tx:type_name -> bankd.v1.ChainTx
-	12, // 13: bankd.v1.EventItem.deposit:type_name -> bankd.v1.Deposit
-	13, // 14: bankd.v1.EventItem.rescan:type_name -> bankd.v1.RescanProgress
-	14, // 15: bankd.v1.EventItem.lnd_node:type_name -> bankd.v1.LndNode
-	15, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
-	16, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
-	17, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
-	18, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
-	19, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
-	20, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
-	21, // 22: bankd.v1.EventItem.vault_proposal:type_name -> bankd.v1.VaultProposal
-	0,  // 23: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	2,  // 24: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	3,  // 25: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	7,  // 1: bankd.v1.EventItem.account_created:type_name -> bankd.v1.Account
+	8,  // 2: bankd.v1.EventItem.transfer:type_name -> bankd.v1.Transfer
+	9,  // 3: bankd.v1.EventItem.transfer_rejected:type_name -> bankd.v1.TransferResult
+	10, // 4: bankd.v1.EventItem.lock_acquired:type_name -> bankd.v1.Lock
+	10, // 5: bankd.v1.EventItem.lock_renewed:type_name -> bankd.v1.Lock
+	10, // 6: bankd.v1.EventItem.lock_released:type_name -> bankd.v1.Lock
+	8,  // 7: bankd.v1.EventItem.pending_expired:type_name -> bankd.v1.Transfer
+	11, // 8: bankd.v1.EventItem.wallet_created:type_name -> bankd.v1.Wallet
+	12, // 9: bankd.v1.EventItem.deposit_address_created:type_name -> bankd.v1.DepositAddress
+	13, // 10: bankd.v1.EventItem.block_connected:type_name -> bankd.v1.ChainTip
+	13, // 11: bankd.v1.EventItem.block_disconnected:type_name -> bankd.v1.ChainTip
+	14, // 12: bankd.v1.EventItem.chain_tx:type_name -> bankd.v1.ChainTx
+	15, // 13: bankd.v1.EventItem.deposit:type_name -> bankd.v1.Deposit
+	16, // 14: bankd.v1.EventItem.rescan:type_name -> bankd.v1.RescanProgress
+	17, // 15: bankd.v1.EventItem.lnd_node:type_name -> bankd.v1.LndNode
+	18, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
+	19, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
+	20, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
+	21, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
+	22, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
+	23, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
+	24, // 22: bankd.v1.EventItem.vault_proposal:type_name -> bankd.v1.VaultProposal
+	2,  // 23: bankd.v1.EventItem.compacted:type_name -> bankd.v1.Compaction
+	2,  // 24: bankd.v1.CompactResponse.compaction:type_name -> bankd.v1.Compaction
+	0,  // 25: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	5,  // 26: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	6,  // 27: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	27, // [27:28] is the sub-list for method output_type
+	26, // [26:27] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -763,6 +1013,7 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_PayoutBatch)(nil),
 		(*EventItem_ChannelOpen)(nil),
 		(*EventItem_VaultProposal)(nil),
+		(*EventItem_Compacted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -770,7 +1021,7 @@ func file_bankd_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_event_proto_rawDesc), len(file_bankd_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
