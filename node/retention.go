@@ -67,31 +67,55 @@ func compactRequest(rc RetentionConfig, applied uint64, now time.Time) *bankdv1.
 	return req
 }
 
-// round proposes COMPACT until nothing more is due (or the round's bound).
+// round runs one compaction with the retention block, saying once per term that it waits while
+// some node cannot apply COMPACT yet.
 func (r *retentionDriver) round(ctx context.Context) error {
-	var total bankdv1.Compaction
+	total, err := r.n.Compact(ctx, r.n.cfg.Retention)
+	if errors.Is(err, ErrNotUpgraded) {
+		if !r.warned {
+			r.warned = true
+			r.n.log.Warn("retention waits until every node applies COMPACT", "err", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if total.EventsDeleted+total.HistoryDeleted+total.TransfersDeleted+total.ProblemsDeleted > 0 {
+		r.n.log.Info("retention dropped old records", slog.Uint64("horizon_index", total.HorizonIndex),
+			slog.Uint64("events", uint64(total.EventsDeleted)), slog.Uint64("history", uint64(total.HistoryDeleted)),
+			slog.Uint64("transfers", uint64(total.TransfersDeleted)), slog.Uint64("problems", uint64(total.ProblemsDeleted)))
+	}
+	return nil
+}
+
+// Compact drops, on the leader, what rc's windows let go now: COMPACT commands until nothing
+// more is due (at most retentionCommandsPerRound of them). It returns the sum of what they
+// dropped and the horizon after them. ErrNotUpgraded while some server cannot apply COMPACT.
+func (n *Node) Compact(ctx context.Context, rc RetentionConfig) (*bankdv1.Compaction, error) {
+	// Asked first, not only when something is due, so the answer does not depend on the data.
+	if err := n.checkUpgraded(bankdv1.CommandType_COMMAND_TYPE_COMPACT); err != nil {
+		return nil, err
+	}
+	total := &bankdv1.Compaction{}
+	if h, err := n.fsm.Horizon(); err == nil {
+		total.HorizonIndex = h
+	}
 	for range retentionCommandsPerRound {
-		req := compactRequest(r.n.cfg.Retention, r.n.fsm.AppliedIndex(), time.Now())
+		req := compactRequest(rc, n.fsm.AppliedIndex(), time.Now())
 		if req == nil {
-			return nil
+			return total, nil
 		}
-		if due, err := r.n.fsm.CompactionDue(req); err != nil || !due {
-			return err
+		if due, err := n.fsm.CompactionDue(req); err != nil || !due {
+			return total, err
 		}
-		res, err := r.n.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_COMPACT, req, nil)
-		if errors.Is(err, ErrNotUpgraded) {
-			if !r.warned {
-				r.warned = true
-				r.n.log.Warn("retention waits until every node applies COMPACT", "err", err)
-			}
-			return nil
-		}
+		res, err := n.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_COMPACT, req, nil)
 		if err != nil {
-			return fmt.Errorf("propose compact: %w", err)
+			return total, fmt.Errorf("propose compact: %w", err)
 		}
 		resp, ok := res.(*bankdv1.CompactResponse)
 		if !ok {
-			return fmt.Errorf("compact: the state machine answered %T", res)
+			return total, fmt.Errorf("compact: the state machine answered %T", res)
 		}
 		c := resp.GetCompaction()
 		total.HorizonIndex = c.GetHorizonIndex()
@@ -103,10 +127,5 @@ func (r *retentionDriver) round(ctx context.Context) error {
 			break
 		}
 	}
-	if total.EventsDeleted+total.HistoryDeleted+total.TransfersDeleted+total.ProblemsDeleted > 0 {
-		r.n.log.Info("retention dropped old records", slog.Uint64("horizon_index", total.HorizonIndex),
-			slog.Uint64("events", uint64(total.EventsDeleted)), slog.Uint64("history", uint64(total.HistoryDeleted)),
-			slog.Uint64("transfers", uint64(total.TransfersDeleted)), slog.Uint64("problems", uint64(total.ProblemsDeleted)))
-	}
-	return nil
+	return total, nil
 }

@@ -46,6 +46,11 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_TICK, nil, nil); err != nil {
 		t.Fatalf("a baseline command: %v", err)
 	}
+	// So does retention: COMPACT is newer than the baseline too, and is refused whether or not
+	// anything is due.
+	if _, err := c.leader().Compact(context.Background(), RetentionConfig{KeepIndexes: 1 << 40}); !errors.Is(err, ErrNotUpgraded) {
+		t.Fatalf("compact with an old node: %v, want ErrNotUpgraded", err)
+	}
 	// The old node is upgraded: restarted with this binary's set.
 	c.options = nil
 	c.stop(old)

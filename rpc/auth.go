@@ -84,6 +84,7 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.ClusterServiceListProblemsProcedure:       scopeOperator,
 	bankdv1connect.ClusterServiceTransferLeadershipProcedure: scopeAdmin,
 	bankdv1connect.ClusterServiceRemoveNodeProcedure:         scopeAdmin,
+	bankdv1connect.ClusterServiceCompactProcedure:            scopeAdmin,
 
 	bankdv1connect.WalletServiceGetWalletProcedure:            scopeRead,
 	bankdv1connect.WalletServiceListWalletsProcedure:          scopeRead,

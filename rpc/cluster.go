@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -61,6 +62,30 @@ func (c *clusterService) RemoveNode(ctx context.Context, req *connect.Request[ba
 		}
 		c.s.log.Info("node removed", "id", m.GetId(), "raft_id", raftID)
 		return &bankdv1.RemoveNodeResponse{RemovedRaftId: raftID}, nil
+	})
+}
+
+// Compact drops what the request's windows let go, now, through the leader (admin).
+func (c *clusterService) Compact(ctx context.Context, req *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error) {
+	m := req.Msg
+	if m.GetHistoryMs() < 0 || m.GetIdempotencyWindowMs() < 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("history_ms and idempotency_window_ms must not be negative"))
+	}
+	rc := node.RetentionConfig{
+		History:           time.Duration(m.GetHistoryMs()) * time.Millisecond,
+		KeepIndexes:       m.GetKeepIndexes(),
+		IdempotencyWindow: time.Duration(m.GetIdempotencyWindowMs()) * time.Millisecond,
+	}
+	if !rc.Enabled() {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("set history_ms, keep_indexes or idempotency_window_ms: nothing to drop"))
+	}
+	return onLeader(ctx, c.s, req, func(ctx context.Context, _ *bankdv1.CompactClusterRequest) (*bankdv1.CompactClusterResponse, error) {
+		done, err := c.s.node.Compact(ctx, rc)
+		if err != nil {
+			return nil, err
+		}
+		c.s.log.Info("compacted on request", "horizon_index", done.GetHorizonIndex(), "events", done.GetEventsDeleted(), "transfers", done.GetTransfersDeleted())
+		return &bankdv1.CompactClusterResponse{Compaction: done}, nil
 	})
 }
 

@@ -151,7 +151,10 @@ func (f *fakeNode) Members() []*bankdv1.Member {
 
 func (f *fakeNode) TransferLeadership(context.Context, string) (string, error) { return "n2", nil }
 func (f *fakeNode) RemoveNode(_ context.Context, id string) (string, error)    { return id + "-raft", nil }
-func (f *fakeNode) State() stateReader                                         { return f.state }
+func (f *fakeNode) Compact(context.Context, node.RetentionConfig) (*bankdv1.Compaction, error) {
+	return &bankdv1.Compaction{}, nil
+}
+func (f *fakeNode) State() stateReader { return f.state }
 
 // fakeState is an in-memory stateReader.
 type fakeState struct {

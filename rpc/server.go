@@ -89,6 +89,7 @@ type backend interface {
 	Members() []*bankdv1.Member
 	TransferLeadership(ctx context.Context, targetNodeID string) (string, error)
 	RemoveNode(ctx context.Context, id string) (string, error)
+	Compact(ctx context.Context, rc node.RetentionConfig) (*bankdv1.Compaction, error)
 	State() stateReader
 }
 

@@ -145,6 +145,18 @@ func TestBankctlAgainstACluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Compaction is an admin's: a write token is refused, an admin drops what is older.
+	if code, _, errOut := ctl(t, env2, "cluster", "compact", "-history", "1h"); code != exitFail || !strings.Contains(errOut, "permission_denied") {
+		t.Fatalf("cluster compact with a write token: exit %d, %q", code, errOut)
+	}
+	envAdmin := map[string]string{envAddr: strings.Join(c.URLs(), ","), envCA: c.Config.TLS.CAFile, envToken: testcluster.AdminToken}
+	if code, _, errOut := ctl(t, envAdmin, "cluster", "compact"); code == 0 || !strings.Contains(errOut, "nothing to drop") {
+		t.Fatalf("cluster compact without a window: exit %d, %q", code, errOut)
+	}
+	out = mustCtl(t, envAdmin, "cluster", "compact", "-keep-indexes", "1", "-idempotency-window", "1s")
+	if !strings.Contains(out, "dropped ") || strings.Contains(out, "dropped 0 events") {
+		t.Fatalf("cluster compact:\n%s", out)
+	}
 	code, _, errOut = ctl(t, env2, "cluster", "remove", "n3")
 	if code != exitFail || !strings.HasPrefix(errOut, "bankctl: permission_denied: ") {
 		t.Fatalf("client token remove: exit %d, %q", code, errOut)

@@ -104,6 +104,7 @@ func commands() []command {
 		{path: "cluster leader", summary: "the current leader", setup: clusterLeader},
 		{path: "cluster transfer-leader", args: "[NODE]", summary: "hand leadership to NODE (or the best follower); admin", setup: clusterTransferLeader},
 		{path: "cluster remove", args: "NODE", summary: "remove a node from the Raft configuration; admin", setup: clusterRemove},
+		{path: "cluster compact", args: "[-history D] [-keep-indexes N] [-idempotency-window D]", summary: "drop old events, history and finished client transfers now, as the retention block would; admin", setup: clusterCompact},
 		{path: "problems", args: "[-limit N]", summary: "what the chain and Lightning drivers met and could not apply as expected (credits refused, ids taken), oldest first; admin", setup: problems},
 		{path: "cluster hash", summary: "state hash of every node in -addr (replicas at one index must match)", setup: clusterHash},
 	}

@@ -906,11 +906,121 @@ func (x *ListProblemsResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
+// CompactClusterRequest drops, now, what these windows let go (as the retention block would;
+// see cluster.hcl). Zero fields drop nothing of their kind; at least one must be set.
+type CompactClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events, account history and problems older than this (ms of cluster time).
+	HistoryMs int64 `protobuf:"varint,1,opt,name=history_ms,json=historyMs,proto3" json:"history_ms,omitempty"`
+	// ...except those of the newest keep_indexes log indexes.
+	KeepIndexes uint64 `protobuf:"varint,2,opt,name=keep_indexes,json=keepIndexes,proto3" json:"keep_indexes,omitempty"`
+	// Finished client transfers older than this (their ids are idempotency keys).
+	IdempotencyWindowMs int64 `protobuf:"varint,3,opt,name=idempotency_window_ms,json=idempotencyWindowMs,proto3" json:"idempotency_window_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *CompactClusterRequest) Reset() {
+	*x = CompactClusterRequest{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactClusterRequest) ProtoMessage() {}
+
+func (x *CompactClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactClusterRequest.ProtoReflect.Descriptor instead.
+func (*CompactClusterRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CompactClusterRequest) GetHistoryMs() int64 {
+	if x != nil {
+		return x.HistoryMs
+	}
+	return 0
+}
+
+func (x *CompactClusterRequest) GetKeepIndexes() uint64 {
+	if x != nil {
+		return x.KeepIndexes
+	}
+	return 0
+}
+
+func (x *CompactClusterRequest) GetIdempotencyWindowMs() int64 {
+	if x != nil {
+		return x.IdempotencyWindowMs
+	}
+	return 0
+}
+
+type CompactClusterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was dropped, summed over the commands it took, and the horizon after them.
+	Compaction    *Compaction `protobuf:"bytes,1,opt,name=compaction,proto3" json:"compaction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactClusterResponse) Reset() {
+	*x = CompactClusterResponse{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactClusterResponse) ProtoMessage() {}
+
+func (x *CompactClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactClusterResponse.ProtoReflect.Descriptor instead.
+func (*CompactClusterResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CompactClusterResponse) GetCompaction() *Compaction {
+	if x != nil {
+		return x.Compaction
+	}
+	return nil
+}
+
 var File_bankd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x16bankd/v1/problem.proto\"\xc9\x02\n" +
+	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x14bankd/v1/event.proto\x1a\x16bankd/v1/problem.proto\"\xc9\x02\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\araft_id\x18\x02 \x01(\tR\x06raftId\x12\x16\n" +
@@ -970,7 +1080,16 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\bproblems\x18\x01 \x03(\v2\x11.bankd.v1.ProblemR\bproblems\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x04R\x05total\x12&\n" +
-	"\x04meta\x18\x04 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta2\xa2\x04\n" +
+	"\x04meta\x18\x04 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\x8d\x01\n" +
+	"\x15CompactClusterRequest\x12\x1d\n" +
+	"\n" +
+	"history_ms\x18\x01 \x01(\x03R\thistoryMs\x12!\n" +
+	"\fkeep_indexes\x18\x02 \x01(\x04R\vkeepIndexes\x122\n" +
+	"\x15idempotency_window_ms\x18\x03 \x01(\x03R\x13idempotencyWindowMs\"N\n" +
+	"\x16CompactClusterResponse\x124\n" +
+	"\n" +
+	"compaction\x18\x01 \x01(\v2\x14.bankd.v1.CompactionR\n" +
+	"compaction2\xf0\x04\n" +
 	"\x0eClusterService\x12@\n" +
 	"\x06Status\x12\x17.bankd.v1.StatusRequest\x1a\x18.bankd.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\aMembers\x12\x18.bankd.v1.MembersRequest\x1a\x19.bankd.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
@@ -979,7 +1098,8 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"RemoveNode\x12\x1b.bankd.v1.RemoveNodeRequest\x1a\x1c.bankd.v1.RemoveNodeResponse\x12I\n" +
 	"\tStateHash\x12\x1a.bankd.v1.StateHashRequest\x1a\x1b.bankd.v1.StateHashResponse\"\x03\x90\x02\x01\x12R\n" +
-	"\fListProblems\x12\x1d.bankd.v1.ListProblemsRequest\x1a\x1e.bankd.v1.ListProblemsResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\fListProblems\x12\x1d.bankd.v1.ListProblemsRequest\x1a\x1e.bankd.v1.ListProblemsResponse\"\x03\x90\x02\x01\x12L\n" +
+	"\aCompact\x12\x1f.bankd.v1.CompactClusterRequest\x1a .bankd.v1.CompactClusterResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_cluster_proto_rawDescOnce sync.Once
@@ -993,7 +1113,7 @@ func file_bankd_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_cluster_proto_rawDescData
 }
 
-var file_bankd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_bankd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_bankd_v1_cluster_proto_goTypes = []any{
 	(*Member)(nil),                     // 0: bankd.v1.Member
 	(*StatusRequest)(nil),              // 1: bankd.v1.StatusRequest
@@ -1010,34 +1130,40 @@ var file_bankd_v1_cluster_proto_goTypes = []any{
 	(*StateHashResponse)(nil),          // 12: bankd.v1.StateHashResponse
 	(*ListProblemsRequest)(nil),        // 13: bankd.v1.ListProblemsRequest
 	(*ListProblemsResponse)(nil),       // 14: bankd.v1.ListProblemsResponse
-	(ReadConsistency)(0),               // 15: bankd.v1.ReadConsistency
-	(*Problem)(nil),                    // 16: bankd.v1.Problem
-	(*ReadMeta)(nil),                   // 17: bankd.v1.ReadMeta
+	(*CompactClusterRequest)(nil),      // 15: bankd.v1.CompactClusterRequest
+	(*CompactClusterResponse)(nil),     // 16: bankd.v1.CompactClusterResponse
+	(ReadConsistency)(0),               // 17: bankd.v1.ReadConsistency
+	(*Problem)(nil),                    // 18: bankd.v1.Problem
+	(*ReadMeta)(nil),                   // 19: bankd.v1.ReadMeta
+	(*Compaction)(nil),                 // 20: bankd.v1.Compaction
 }
 var file_bankd_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.MembersResponse.members:type_name -> bankd.v1.Member
-	15, // 1: bankd.v1.ListProblemsRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	16, // 2: bankd.v1.ListProblemsResponse.problems:type_name -> bankd.v1.Problem
-	17, // 3: bankd.v1.ListProblemsResponse.meta:type_name -> bankd.v1.ReadMeta
-	1,  // 4: bankd.v1.ClusterService.Status:input_type -> bankd.v1.StatusRequest
-	3,  // 5: bankd.v1.ClusterService.Members:input_type -> bankd.v1.MembersRequest
-	5,  // 6: bankd.v1.ClusterService.Leader:input_type -> bankd.v1.LeaderRequest
-	7,  // 7: bankd.v1.ClusterService.TransferLeadership:input_type -> bankd.v1.TransferLeadershipRequest
-	9,  // 8: bankd.v1.ClusterService.RemoveNode:input_type -> bankd.v1.RemoveNodeRequest
-	11, // 9: bankd.v1.ClusterService.StateHash:input_type -> bankd.v1.StateHashRequest
-	13, // 10: bankd.v1.ClusterService.ListProblems:input_type -> bankd.v1.ListProblemsRequest
-	2,  // 11: bankd.v1.ClusterService.Status:output_type -> bankd.v1.StatusResponse
-	4,  // 12: bankd.v1.ClusterService.Members:output_type -> bankd.v1.MembersResponse
-	6,  // 13: bankd.v1.ClusterService.Leader:output_type -> bankd.v1.LeaderResponse
-	8,  // 14: bankd.v1.ClusterService.TransferLeadership:output_type -> bankd.v1.TransferLeadershipResponse
-	10, // 15: bankd.v1.ClusterService.RemoveNode:output_type -> bankd.v1.RemoveNodeResponse
-	12, // 16: bankd.v1.ClusterService.StateHash:output_type -> bankd.v1.StateHashResponse
-	14, // 17: bankd.v1.ClusterService.ListProblems:output_type -> bankd.v1.ListProblemsResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	17, // 1: bankd.v1.ListProblemsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	18, // 2: bankd.v1.ListProblemsResponse.problems:type_name -> bankd.v1.Problem
+	19, // 3: bankd.v1.ListProblemsResponse.meta:type_name -> bankd.v1.ReadMeta
+	20, // 4: bankd.v1.CompactClusterResponse.compaction:type_name -> bankd.v1.Compaction
+	1,  // 5: bankd.v1.ClusterService.Status:input_type -> bankd.v1.StatusRequest
+	3,  // 6: bankd.v1.ClusterService.Members:input_type -> bankd.v1.MembersRequest
+	5,  // 7: bankd.v1.ClusterService.Leader:input_type -> bankd.v1.LeaderRequest
+	7,  // 8: bankd.v1.ClusterService.TransferLeadership:input_type -> bankd.v1.TransferLeadershipRequest
+	9,  // 9: bankd.v1.ClusterService.RemoveNode:input_type -> bankd.v1.RemoveNodeRequest
+	11, // 10: bankd.v1.ClusterService.StateHash:input_type -> bankd.v1.StateHashRequest
+	13, // 11: bankd.v1.ClusterService.ListProblems:input_type -> bankd.v1.ListProblemsRequest
+	15, // 12: bankd.v1.ClusterService.Compact:input_type -> bankd.v1.CompactClusterRequest
+	2,  // 13: bankd.v1.ClusterService.Status:output_type -> bankd.v1.StatusResponse
+	4,  // 14: bankd.v1.ClusterService.Members:output_type -> bankd.v1.MembersResponse
+	6,  // 15: bankd.v1.ClusterService.Leader:output_type -> bankd.v1.LeaderResponse
+	8,  // 16: bankd.v1.ClusterService.TransferLeadership:output_type -> bankd.v1.TransferLeadershipResponse
+	10, // 17: bankd.v1.ClusterService.RemoveNode:output_type -> bankd.v1.RemoveNodeResponse
+	12, // 18: bankd.v1.ClusterService.StateHash:output_type -> bankd.v1.StateHashResponse
+	14, // 19: bankd.v1.ClusterService.ListProblems:output_type -> bankd.v1.ListProblemsResponse
+	16, // 20: bankd.v1.ClusterService.Compact:output_type -> bankd.v1.CompactClusterResponse
+	13, // [13:21] is the sub-list for method output_type
+	5,  // [5:13] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_cluster_proto_init() }
@@ -1046,6 +1172,7 @@ func file_bankd_v1_cluster_proto_init() {
 		return
 	}
 	file_bankd_v1_ledger_proto_init()
+	file_bankd_v1_event_proto_init()
 	file_bankd_v1_problem_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1053,7 +1180,7 @@ func file_bankd_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_cluster_proto_rawDesc), len(file_bankd_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

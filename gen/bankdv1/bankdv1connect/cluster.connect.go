@@ -51,6 +51,8 @@ const (
 	// ClusterServiceListProblemsProcedure is the fully-qualified name of the ClusterService's
 	// ListProblems RPC.
 	ClusterServiceListProblemsProcedure = "/bankd.v1.ClusterService/ListProblems"
+	// ClusterServiceCompactProcedure is the fully-qualified name of the ClusterService's Compact RPC.
+	ClusterServiceCompactProcedure = "/bankd.v1.ClusterService/Compact"
 )
 
 // ClusterServiceClient is a client for the bankd.v1.ClusterService service.
@@ -66,6 +68,9 @@ type ClusterServiceClient interface {
 	// deposit whose credit the ledger refused, a settlement that could not be credited), oldest
 	// first. Each needs an operator's look.
 	ListProblems(context.Context, *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error)
+	// Compact drops old records now (admin). FAILED_PRECONDITION, naming them, while some node
+	// runs a binary that cannot apply COMPACT.
+	Compact(context.Context, *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the bankd.v1.ClusterService service. By default,
@@ -126,6 +131,12 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		compact: connect.NewClient[bankdv1.CompactClusterRequest, bankdv1.CompactClusterResponse](
+			httpClient,
+			baseURL+ClusterServiceCompactProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("Compact")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -138,6 +149,7 @@ type clusterServiceClient struct {
 	removeNode         *connect.Client[bankdv1.RemoveNodeRequest, bankdv1.RemoveNodeResponse]
 	stateHash          *connect.Client[bankdv1.StateHashRequest, bankdv1.StateHashResponse]
 	listProblems       *connect.Client[bankdv1.ListProblemsRequest, bankdv1.ListProblemsResponse]
+	compact            *connect.Client[bankdv1.CompactClusterRequest, bankdv1.CompactClusterResponse]
 }
 
 // Status calls bankd.v1.ClusterService.Status.
@@ -175,6 +187,11 @@ func (c *clusterServiceClient) ListProblems(ctx context.Context, req *connect.Re
 	return c.listProblems.CallUnary(ctx, req)
 }
 
+// Compact calls bankd.v1.ClusterService.Compact.
+func (c *clusterServiceClient) Compact(ctx context.Context, req *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error) {
+	return c.compact.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the bankd.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	Status(context.Context, *connect.Request[bankdv1.StatusRequest]) (*connect.Response[bankdv1.StatusResponse], error)
@@ -188,6 +205,9 @@ type ClusterServiceHandler interface {
 	// deposit whose credit the ledger refused, a settlement that could not be credited), oldest
 	// first. Each needs an operator's look.
 	ListProblems(context.Context, *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error)
+	// Compact drops old records now (admin). FAILED_PRECONDITION, naming them, while some node
+	// runs a binary that cannot apply COMPACT.
+	Compact(context.Context, *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -244,6 +264,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceCompactHandler := connect.NewUnaryHandler(
+		ClusterServiceCompactProcedure,
+		svc.Compact,
+		connect.WithSchema(clusterServiceMethods.ByName("Compact")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceStatusProcedure:
@@ -260,6 +286,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceStateHashHandler.ServeHTTP(w, r)
 		case ClusterServiceListProblemsProcedure:
 			clusterServiceListProblemsHandler.ServeHTTP(w, r)
+		case ClusterServiceCompactProcedure:
+			clusterServiceCompactHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -295,4 +323,8 @@ func (UnimplementedClusterServiceHandler) StateHash(context.Context, *connect.Re
 
 func (UnimplementedClusterServiceHandler) ListProblems(context.Context, *connect.Request[bankdv1.ListProblemsRequest]) (*connect.Response[bankdv1.ListProblemsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.ListProblems is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) Compact(context.Context, *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.Compact is not implemented"))
 }
