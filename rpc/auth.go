@@ -85,6 +85,8 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.ClusterServiceTransferLeadershipProcedure: scopeAdmin,
 	bankdv1connect.ClusterServiceRemoveNodeProcedure:         scopeAdmin,
 	bankdv1connect.ClusterServiceCompactProcedure:            scopeAdmin,
+	bankdv1connect.ClusterServiceSaveSnapshotProcedure:       scopeAdmin,
+	bankdv1connect.ClusterServiceRestoreSnapshotProcedure:    scopeAdmin,
 
 	bankdv1connect.WalletServiceGetWalletProcedure:            scopeRead,
 	bankdv1connect.WalletServiceListWalletsProcedure:          scopeRead,

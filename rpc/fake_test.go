@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -153,6 +154,12 @@ func (f *fakeNode) TransferLeadership(context.Context, string) (string, error) {
 func (f *fakeNode) RemoveNode(_ context.Context, id string) (string, error)    { return id + "-raft", nil }
 func (f *fakeNode) Compact(context.Context, node.RetentionConfig) (*bankdv1.Compaction, error) {
 	return &bankdv1.Compaction{}, nil
+}
+func (f *fakeNode) Backup(context.Context, io.Writer) (fsm.BackupInfo, error) {
+	return fsm.BackupInfo{}, errors.New("the fake node keeps no backups")
+}
+func (f *fakeNode) RestoreBackup(context.Context, io.Reader, fsm.BackupInfo, bool) (uint64, error) {
+	return 0, errors.New("the fake node restores nothing")
 }
 func (f *fakeNode) State() stateReader { return f.state }
 

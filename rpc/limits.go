@@ -35,10 +35,28 @@ const (
 // maxWireBytes is the most a request to procedure may send on the wire (before decompression;
 // Connect's ReadMaxBytes bounds the decoded message as well).
 func (s *Server) maxWireBytes(procedure string) int64 {
-	if procedure == bankdv1connect.LedgerServiceCreateTransfersProcedure {
+	switch procedure {
+	case bankdv1connect.LedgerServiceCreateTransfersProcedure:
 		return int64(s.maxBytes)
+	case bankdv1connect.ClusterServiceRestoreSnapshotProcedure:
+		return maxRestoreBytes // an admin's upload of a whole state, in small messages
 	}
 	return maxSmallRequestBytes
+}
+
+// An upload of a snapshot (admin) may be as large as the state and take as long as it takes
+// to send it; each of its messages is still bounded by the decoded-message limit.
+const (
+	maxRestoreBytes       = 1 << 40
+	restoreBodyReadTimout = time.Hour
+)
+
+// bodyReadTimeoutFor is how long a client may take to send its whole request body.
+func (s *Server) bodyReadTimeoutFor(procedure string) time.Duration {
+	if procedure == bankdv1connect.ClusterServiceRestoreSnapshotProcedure {
+		return restoreBodyReadTimout
+	}
+	return s.bodyReadTimeout
 }
 
 // limitRequests bounds the body of every bankd RPC: its size per procedure, and the time the
@@ -49,7 +67,7 @@ func (s *Server) limitRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.maxWireBytes(r.URL.Path))
 		rc := http.NewResponseController(w)
-		if err := rc.SetReadDeadline(time.Now().Add(s.bodyReadTimeout)); err == nil {
+		if err := rc.SetReadDeadline(time.Now().Add(s.bodyReadTimeoutFor(r.URL.Path))); err == nil {
 			r.Body = &deadlineLiftingBody{ReadCloser: r.Body, rc: rc}
 		}
 		next.ServeHTTP(w, r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -90,6 +91,8 @@ type backend interface {
 	TransferLeadership(ctx context.Context, targetNodeID string) (string, error)
 	RemoveNode(ctx context.Context, id string) (string, error)
 	Compact(ctx context.Context, rc node.RetentionConfig) (*bankdv1.Compaction, error)
+	Backup(ctx context.Context, w io.Writer) (fsm.BackupInfo, error)
+	RestoreBackup(ctx context.Context, r io.Reader, info fsm.BackupInfo, force bool) (uint64, error)
 	State() stateReader
 }
 
@@ -149,6 +152,8 @@ type Server struct {
 	stopGrace time.Duration
 	// network is the chain network of cluster.hcl, filled into CreateWallet requests.
 	network string
+	// cluster is cluster.hcl's name, recorded in backups.
+	cluster string
 	// hotWallet is cluster.hcl's payouts.wallet, stamped on vault proposals.
 	hotWallet string
 	// lightning is the lnd pool driver (Options.Lightning).
@@ -189,6 +194,7 @@ func New(n *node.Node, cfg *node.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.network = cfg.Chain.Network
+	s.cluster = cfg.Name
 	s.hotWallet = cfg.Payouts.Wallet
 	if err := n.RegisterMetrics(s.registry); err != nil {
 		return nil, fmt.Errorf("rpc: register node metrics: %w", err)

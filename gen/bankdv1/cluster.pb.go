@@ -1016,6 +1016,376 @@ func (x *CompactClusterResponse) GetCompaction() *Compaction {
 	return nil
 }
 
+// SnapshotInfo describes a backup: a consistent snapshot of the replicated state.
+type SnapshotInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster name and chain network it was taken from.
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Network string `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	// The last Raft index the state includes.
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The state hash (StateHash) of that state, hex: a cluster restored from it reports it.
+	StateHash string `protobuf:"bytes,4,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
+	// Length and SHA-256 (hex) of the snapshot stream.
+	SizeBytes int64  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	Sha256    string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The node that took it, and when (its wall clock).
+	NodeId        string `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	TakenAtUnixMs int64  `protobuf:"varint,8,opt,name=taken_at_unix_ms,json=takenAtUnixMs,proto3" json:"taken_at_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SnapshotInfo) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetStateHash() string {
+	if x != nil {
+		return x.StateHash
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetTakenAtUnixMs() int64 {
+	if x != nil {
+		return x.TakenAtUnixMs
+	}
+	return 0
+}
+
+type SaveSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotRequest) Reset() {
+	*x = SaveSnapshotRequest{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotRequest) ProtoMessage() {}
+
+func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{18}
+}
+
+// SaveSnapshotResponse is one part of the stream: chunks of the snapshot, then its info.
+type SaveSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*SaveSnapshotResponse_Chunk
+	//	*SaveSnapshotResponse_Info
+	Part          isSaveSnapshotResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveSnapshotResponse) Reset() {
+	*x = SaveSnapshotResponse{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveSnapshotResponse) ProtoMessage() {}
+
+func (x *SaveSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SaveSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SaveSnapshotResponse) GetPart() isSaveSnapshotResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *SaveSnapshotResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*SaveSnapshotResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *SaveSnapshotResponse) GetInfo() *SnapshotInfo {
+	if x != nil {
+		if x, ok := x.Part.(*SaveSnapshotResponse_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+type isSaveSnapshotResponse_Part interface {
+	isSaveSnapshotResponse_Part()
+}
+
+type SaveSnapshotResponse_Chunk struct {
+	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3,oneof"`
+}
+
+type SaveSnapshotResponse_Info struct {
+	Info *SnapshotInfo `protobuf:"bytes,2,opt,name=info,proto3,oneof"`
+}
+
+func (*SaveSnapshotResponse_Chunk) isSaveSnapshotResponse_Part() {}
+
+func (*SaveSnapshotResponse_Info) isSaveSnapshotResponse_Part() {}
+
+// RestoreSnapshotRequest is one part of the upload: the info first (with force), then chunks.
+type RestoreSnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*RestoreSnapshotRequest_Info
+	//	*RestoreSnapshotRequest_Chunk
+	Part isRestoreSnapshotRequest_Part `protobuf_oneof:"part"`
+	// Replace a cluster that already holds accounts or wallets (first message only).
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreSnapshotRequest) Reset() {
+	*x = RestoreSnapshotRequest{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreSnapshotRequest) ProtoMessage() {}
+
+func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RestoreSnapshotRequest) GetPart() isRestoreSnapshotRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *RestoreSnapshotRequest) GetInfo() *SnapshotInfo {
+	if x != nil {
+		if x, ok := x.Part.(*RestoreSnapshotRequest_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *RestoreSnapshotRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*RestoreSnapshotRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *RestoreSnapshotRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type isRestoreSnapshotRequest_Part interface {
+	isRestoreSnapshotRequest_Part()
+}
+
+type RestoreSnapshotRequest_Info struct {
+	Info *SnapshotInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type RestoreSnapshotRequest_Chunk struct {
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*RestoreSnapshotRequest_Info) isRestoreSnapshotRequest_Part() {}
+
+func (*RestoreSnapshotRequest_Chunk) isRestoreSnapshotRequest_Part() {}
+
+type RestoreSnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Info  *SnapshotInfo          `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// The Raft index the restored snapshot took in this cluster's log.
+	RaftIndex     uint64 `protobuf:"varint,2,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreSnapshotResponse) Reset() {
+	*x = RestoreSnapshotResponse{}
+	mi := &file_bankd_v1_cluster_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreSnapshotResponse) ProtoMessage() {}
+
+func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_cluster_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_cluster_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RestoreSnapshotResponse) GetInfo() *SnapshotInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *RestoreSnapshotResponse) GetRaftIndex() uint64 {
+	if x != nil {
+		return x.RaftIndex
+	}
+	return 0
+}
+
 var File_bankd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_cluster_proto_rawDesc = "" +
@@ -1089,7 +1459,32 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\x16CompactClusterResponse\x124\n" +
 	"\n" +
 	"compaction\x18\x01 \x01(\v2\x14.bankd.v1.CompactionR\n" +
-	"compaction2\xf0\x04\n" +
+	"compaction\"\xff\x01\n" +
+	"\fSnapshotInfo\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x18\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x1d\n" +
+	"\n" +
+	"state_hash\x18\x04 \x01(\tR\tstateHash\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x17\n" +
+	"\anode_id\x18\a \x01(\tR\x06nodeId\x12'\n" +
+	"\x10taken_at_unix_ms\x18\b \x01(\x03R\rtakenAtUnixMs\"\x15\n" +
+	"\x13SaveSnapshotRequest\"d\n" +
+	"\x14SaveSnapshotResponse\x12\x16\n" +
+	"\x05chunk\x18\x01 \x01(\fH\x00R\x05chunk\x12,\n" +
+	"\x04info\x18\x02 \x01(\v2\x16.bankd.v1.SnapshotInfoH\x00R\x04infoB\x06\n" +
+	"\x04part\"|\n" +
+	"\x16RestoreSnapshotRequest\x12,\n" +
+	"\x04info\x18\x01 \x01(\v2\x16.bankd.v1.SnapshotInfoH\x00R\x04info\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05forceB\x06\n" +
+	"\x04part\"d\n" +
+	"\x17RestoreSnapshotResponse\x12*\n" +
+	"\x04info\x18\x01 \x01(\v2\x16.bankd.v1.SnapshotInfoR\x04info\x12\x1d\n" +
+	"\n" +
+	"raft_index\x18\x02 \x01(\x04R\traftIndex2\x9b\x06\n" +
 	"\x0eClusterService\x12@\n" +
 	"\x06Status\x12\x17.bankd.v1.StatusRequest\x1a\x18.bankd.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\aMembers\x12\x18.bankd.v1.MembersRequest\x1a\x19.bankd.v1.MembersResponse\"\x03\x90\x02\x01\x12@\n" +
@@ -1099,7 +1494,9 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"RemoveNode\x12\x1b.bankd.v1.RemoveNodeRequest\x1a\x1c.bankd.v1.RemoveNodeResponse\x12I\n" +
 	"\tStateHash\x12\x1a.bankd.v1.StateHashRequest\x1a\x1b.bankd.v1.StateHashResponse\"\x03\x90\x02\x01\x12R\n" +
 	"\fListProblems\x12\x1d.bankd.v1.ListProblemsRequest\x1a\x1e.bankd.v1.ListProblemsResponse\"\x03\x90\x02\x01\x12L\n" +
-	"\aCompact\x12\x1f.bankd.v1.CompactClusterRequest\x1a .bankd.v1.CompactClusterResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\aCompact\x12\x1f.bankd.v1.CompactClusterRequest\x1a .bankd.v1.CompactClusterResponse\x12O\n" +
+	"\fSaveSnapshot\x12\x1d.bankd.v1.SaveSnapshotRequest\x1a\x1e.bankd.v1.SaveSnapshotResponse0\x01\x12X\n" +
+	"\x0fRestoreSnapshot\x12 .bankd.v1.RestoreSnapshotRequest\x1a!.bankd.v1.RestoreSnapshotResponse(\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_cluster_proto_rawDescOnce sync.Once
@@ -1113,7 +1510,7 @@ func file_bankd_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_cluster_proto_rawDescData
 }
 
-var file_bankd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_bankd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_bankd_v1_cluster_proto_goTypes = []any{
 	(*Member)(nil),                     // 0: bankd.v1.Member
 	(*StatusRequest)(nil),              // 1: bankd.v1.StatusRequest
@@ -1132,38 +1529,50 @@ var file_bankd_v1_cluster_proto_goTypes = []any{
 	(*ListProblemsResponse)(nil),       // 14: bankd.v1.ListProblemsResponse
 	(*CompactClusterRequest)(nil),      // 15: bankd.v1.CompactClusterRequest
 	(*CompactClusterResponse)(nil),     // 16: bankd.v1.CompactClusterResponse
-	(ReadConsistency)(0),               // 17: bankd.v1.ReadConsistency
-	(*Problem)(nil),                    // 18: bankd.v1.Problem
-	(*ReadMeta)(nil),                   // 19: bankd.v1.ReadMeta
-	(*Compaction)(nil),                 // 20: bankd.v1.Compaction
+	(*SnapshotInfo)(nil),               // 17: bankd.v1.SnapshotInfo
+	(*SaveSnapshotRequest)(nil),        // 18: bankd.v1.SaveSnapshotRequest
+	(*SaveSnapshotResponse)(nil),       // 19: bankd.v1.SaveSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),     // 20: bankd.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),    // 21: bankd.v1.RestoreSnapshotResponse
+	(ReadConsistency)(0),               // 22: bankd.v1.ReadConsistency
+	(*Problem)(nil),                    // 23: bankd.v1.Problem
+	(*ReadMeta)(nil),                   // 24: bankd.v1.ReadMeta
+	(*Compaction)(nil),                 // 25: bankd.v1.Compaction
 }
 var file_bankd_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.MembersResponse.members:type_name -> bankd.v1.Member
-	17, // 1: bankd.v1.ListProblemsRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	18, // 2: bankd.v1.ListProblemsResponse.problems:type_name -> bankd.v1.Problem
-	19, // 3: bankd.v1.ListProblemsResponse.meta:type_name -> bankd.v1.ReadMeta
-	20, // 4: bankd.v1.CompactClusterResponse.compaction:type_name -> bankd.v1.Compaction
-	1,  // 5: bankd.v1.ClusterService.Status:input_type -> bankd.v1.StatusRequest
-	3,  // 6: bankd.v1.ClusterService.Members:input_type -> bankd.v1.MembersRequest
-	5,  // 7: bankd.v1.ClusterService.Leader:input_type -> bankd.v1.LeaderRequest
-	7,  // 8: bankd.v1.ClusterService.TransferLeadership:input_type -> bankd.v1.TransferLeadershipRequest
-	9,  // 9: bankd.v1.ClusterService.RemoveNode:input_type -> bankd.v1.RemoveNodeRequest
-	11, // 10: bankd.v1.ClusterService.StateHash:input_type -> bankd.v1.StateHashRequest
-	13, // 11: bankd.v1.ClusterService.ListProblems:input_type -> bankd.v1.ListProblemsRequest
-	15, // 12: bankd.v1.ClusterService.Compact:input_type -> bankd.v1.CompactClusterRequest
-	2,  // 13: bankd.v1.ClusterService.Status:output_type -> bankd.v1.StatusResponse
-	4,  // 14: bankd.v1.ClusterService.Members:output_type -> bankd.v1.MembersResponse
-	6,  // 15: bankd.v1.ClusterService.Leader:output_type -> bankd.v1.LeaderResponse
-	8,  // 16: bankd.v1.ClusterService.TransferLeadership:output_type -> bankd.v1.TransferLeadershipResponse
-	10, // 17: bankd.v1.ClusterService.RemoveNode:output_type -> bankd.v1.RemoveNodeResponse
-	12, // 18: bankd.v1.ClusterService.StateHash:output_type -> bankd.v1.StateHashResponse
-	14, // 19: bankd.v1.ClusterService.ListProblems:output_type -> bankd.v1.ListProblemsResponse
-	16, // 20: bankd.v1.ClusterService.Compact:output_type -> bankd.v1.CompactClusterResponse
-	13, // [13:21] is the sub-list for method output_type
-	5,  // [5:13] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	22, // 1: bankd.v1.ListProblemsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	23, // 2: bankd.v1.ListProblemsResponse.problems:type_name -> bankd.v1.Problem
+	24, // 3: bankd.v1.ListProblemsResponse.meta:type_name -> bankd.v1.ReadMeta
+	25, // 4: bankd.v1.CompactClusterResponse.compaction:type_name -> bankd.v1.Compaction
+	17, // 5: bankd.v1.SaveSnapshotResponse.info:type_name -> bankd.v1.SnapshotInfo
+	17, // 6: bankd.v1.RestoreSnapshotRequest.info:type_name -> bankd.v1.SnapshotInfo
+	17, // 7: bankd.v1.RestoreSnapshotResponse.info:type_name -> bankd.v1.SnapshotInfo
+	1,  // 8: bankd.v1.ClusterService.Status:input_type -> bankd.v1.StatusRequest
+	3,  // 9: bankd.v1.ClusterService.Members:input_type -> bankd.v1.MembersRequest
+	5,  // 10: bankd.v1.ClusterService.Leader:input_type -> bankd.v1.LeaderRequest
+	7,  // 11: bankd.v1.ClusterService.TransferLeadership:input_type -> bankd.v1.TransferLeadershipRequest
+	9,  // 12: bankd.v1.ClusterService.RemoveNode:input_type -> bankd.v1.RemoveNodeRequest
+	11, // 13: bankd.v1.ClusterService.StateHash:input_type -> bankd.v1.StateHashRequest
+	13, // 14: bankd.v1.ClusterService.ListProblems:input_type -> bankd.v1.ListProblemsRequest
+	15, // 15: bankd.v1.ClusterService.Compact:input_type -> bankd.v1.CompactClusterRequest
+	18, // 16: bankd.v1.ClusterService.SaveSnapshot:input_type -> bankd.v1.SaveSnapshotRequest
+	20, // 17: bankd.v1.ClusterService.RestoreSnapshot:input_type -> bankd.v1.RestoreSnapshotRequest
+	2,  // 18: bankd.v1.ClusterService.Status:output_type -> bankd.v1.StatusResponse
+	4,  // 19: bankd.v1.ClusterService.Members:output_type -> bankd.v1.MembersResponse
+	6,  // 20: bankd.v1.ClusterService.Leader:output_type -> bankd.v1.LeaderResponse
+	8,  // 21: bankd.v1.ClusterService.TransferLeadership:output_type -> bankd.v1.TransferLeadershipResponse
+	10, // 22: bankd.v1.ClusterService.RemoveNode:output_type -> bankd.v1.RemoveNodeResponse
+	12, // 23: bankd.v1.ClusterService.StateHash:output_type -> bankd.v1.StateHashResponse
+	14, // 24: bankd.v1.ClusterService.ListProblems:output_type -> bankd.v1.ListProblemsResponse
+	16, // 25: bankd.v1.ClusterService.Compact:output_type -> bankd.v1.CompactClusterResponse
+	19, // 26: bankd.v1.ClusterService.SaveSnapshot:output_type -> bankd.v1.SaveSnapshotResponse
+	21, // 27: bankd.v1.ClusterService.RestoreSnapshot:output_type -> bankd.v1.RestoreSnapshotResponse
+	18, // [18:28] is the sub-list for method output_type
+	8,  // [8:18] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_cluster_proto_init() }
@@ -1174,13 +1583,21 @@ func file_bankd_v1_cluster_proto_init() {
 	file_bankd_v1_ledger_proto_init()
 	file_bankd_v1_event_proto_init()
 	file_bankd_v1_problem_proto_init()
+	file_bankd_v1_cluster_proto_msgTypes[19].OneofWrappers = []any{
+		(*SaveSnapshotResponse_Chunk)(nil),
+		(*SaveSnapshotResponse_Info)(nil),
+	}
+	file_bankd_v1_cluster_proto_msgTypes[20].OneofWrappers = []any{
+		(*RestoreSnapshotRequest_Info)(nil),
+		(*RestoreSnapshotRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_cluster_proto_rawDesc), len(file_bankd_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

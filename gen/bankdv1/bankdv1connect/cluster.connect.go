@@ -53,6 +53,12 @@ const (
 	ClusterServiceListProblemsProcedure = "/bankd.v1.ClusterService/ListProblems"
 	// ClusterServiceCompactProcedure is the fully-qualified name of the ClusterService's Compact RPC.
 	ClusterServiceCompactProcedure = "/bankd.v1.ClusterService/Compact"
+	// ClusterServiceSaveSnapshotProcedure is the fully-qualified name of the ClusterService's
+	// SaveSnapshot RPC.
+	ClusterServiceSaveSnapshotProcedure = "/bankd.v1.ClusterService/SaveSnapshot"
+	// ClusterServiceRestoreSnapshotProcedure is the fully-qualified name of the ClusterService's
+	// RestoreSnapshot RPC.
+	ClusterServiceRestoreSnapshotProcedure = "/bankd.v1.ClusterService/RestoreSnapshot"
 )
 
 // ClusterServiceClient is a client for the bankd.v1.ClusterService service.
@@ -71,6 +77,12 @@ type ClusterServiceClient interface {
 	// Compact drops old records now (admin). FAILED_PRECONDITION, naming them, while some node
 	// runs a binary that cannot apply COMPACT.
 	Compact(context.Context, *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error)
+	// SaveSnapshot streams a consistent snapshot of the state from the leader, taken after a
+	// read barrier (admin). Followers answer UNAVAILABLE.
+	SaveSnapshot(context.Context, *connect.Request[bankdv1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[bankdv1.SaveSnapshotResponse], error)
+	// RestoreSnapshot replaces the state of this cluster with an uploaded snapshot, on the leader
+	// (admin). The snapshot is checked whole (its checksum, its info) before anything changes.
+	RestoreSnapshot(context.Context) *connect.ClientStreamForClient[bankdv1.RestoreSnapshotRequest, bankdv1.RestoreSnapshotResponse]
 }
 
 // NewClusterServiceClient constructs a client for the bankd.v1.ClusterService service. By default,
@@ -137,6 +149,18 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("Compact")),
 			connect.WithClientOptions(opts...),
 		),
+		saveSnapshot: connect.NewClient[bankdv1.SaveSnapshotRequest, bankdv1.SaveSnapshotResponse](
+			httpClient,
+			baseURL+ClusterServiceSaveSnapshotProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("SaveSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
+		restoreSnapshot: connect.NewClient[bankdv1.RestoreSnapshotRequest, bankdv1.RestoreSnapshotResponse](
+			httpClient,
+			baseURL+ClusterServiceRestoreSnapshotProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -150,6 +174,8 @@ type clusterServiceClient struct {
 	stateHash          *connect.Client[bankdv1.StateHashRequest, bankdv1.StateHashResponse]
 	listProblems       *connect.Client[bankdv1.ListProblemsRequest, bankdv1.ListProblemsResponse]
 	compact            *connect.Client[bankdv1.CompactClusterRequest, bankdv1.CompactClusterResponse]
+	saveSnapshot       *connect.Client[bankdv1.SaveSnapshotRequest, bankdv1.SaveSnapshotResponse]
+	restoreSnapshot    *connect.Client[bankdv1.RestoreSnapshotRequest, bankdv1.RestoreSnapshotResponse]
 }
 
 // Status calls bankd.v1.ClusterService.Status.
@@ -192,6 +218,16 @@ func (c *clusterServiceClient) Compact(ctx context.Context, req *connect.Request
 	return c.compact.CallUnary(ctx, req)
 }
 
+// SaveSnapshot calls bankd.v1.ClusterService.SaveSnapshot.
+func (c *clusterServiceClient) SaveSnapshot(ctx context.Context, req *connect.Request[bankdv1.SaveSnapshotRequest]) (*connect.ServerStreamForClient[bankdv1.SaveSnapshotResponse], error) {
+	return c.saveSnapshot.CallServerStream(ctx, req)
+}
+
+// RestoreSnapshot calls bankd.v1.ClusterService.RestoreSnapshot.
+func (c *clusterServiceClient) RestoreSnapshot(ctx context.Context) *connect.ClientStreamForClient[bankdv1.RestoreSnapshotRequest, bankdv1.RestoreSnapshotResponse] {
+	return c.restoreSnapshot.CallClientStream(ctx)
+}
+
 // ClusterServiceHandler is an implementation of the bankd.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	Status(context.Context, *connect.Request[bankdv1.StatusRequest]) (*connect.Response[bankdv1.StatusResponse], error)
@@ -208,6 +244,12 @@ type ClusterServiceHandler interface {
 	// Compact drops old records now (admin). FAILED_PRECONDITION, naming them, while some node
 	// runs a binary that cannot apply COMPACT.
 	Compact(context.Context, *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error)
+	// SaveSnapshot streams a consistent snapshot of the state from the leader, taken after a
+	// read barrier (admin). Followers answer UNAVAILABLE.
+	SaveSnapshot(context.Context, *connect.Request[bankdv1.SaveSnapshotRequest], *connect.ServerStream[bankdv1.SaveSnapshotResponse]) error
+	// RestoreSnapshot replaces the state of this cluster with an uploaded snapshot, on the leader
+	// (admin). The snapshot is checked whole (its checksum, its info) before anything changes.
+	RestoreSnapshot(context.Context, *connect.ClientStream[bankdv1.RestoreSnapshotRequest]) (*connect.Response[bankdv1.RestoreSnapshotResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -270,6 +312,18 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("Compact")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceSaveSnapshotHandler := connect.NewServerStreamHandler(
+		ClusterServiceSaveSnapshotProcedure,
+		svc.SaveSnapshot,
+		connect.WithSchema(clusterServiceMethods.ByName("SaveSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterServiceRestoreSnapshotHandler := connect.NewClientStreamHandler(
+		ClusterServiceRestoreSnapshotProcedure,
+		svc.RestoreSnapshot,
+		connect.WithSchema(clusterServiceMethods.ByName("RestoreSnapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceStatusProcedure:
@@ -288,6 +342,10 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceListProblemsHandler.ServeHTTP(w, r)
 		case ClusterServiceCompactProcedure:
 			clusterServiceCompactHandler.ServeHTTP(w, r)
+		case ClusterServiceSaveSnapshotProcedure:
+			clusterServiceSaveSnapshotHandler.ServeHTTP(w, r)
+		case ClusterServiceRestoreSnapshotProcedure:
+			clusterServiceRestoreSnapshotHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -327,4 +385,12 @@ func (UnimplementedClusterServiceHandler) ListProblems(context.Context, *connect
 
 func (UnimplementedClusterServiceHandler) Compact(context.Context, *connect.Request[bankdv1.CompactClusterRequest]) (*connect.Response[bankdv1.CompactClusterResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.Compact is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) SaveSnapshot(context.Context, *connect.Request[bankdv1.SaveSnapshotRequest], *connect.ServerStream[bankdv1.SaveSnapshotResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.SaveSnapshot is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) RestoreSnapshot(context.Context, *connect.ClientStream[bankdv1.RestoreSnapshotRequest]) (*connect.Response[bankdv1.RestoreSnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.ClusterService.RestoreSnapshot is not implemented"))
 }
