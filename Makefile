@@ -14,7 +14,13 @@ STATICCHECK_VERSION := v0.6.1
 BTCD_VERSION := v0.25.0
 LND_VERSION := v0.20.0-beta
 
-.PHONY: all build run test test-short bench lint proto clean jepsen
+# The previous release: the rolling-upgrade tests (systemtest/upgrade_test.go, the jepsen upgrade
+# nemesis) start the cluster on it and upgrade it node by node to this tree's bankd. Named here
+# only; `make prev` builds it into $(PREV_BIN).
+PREVIOUS_RELEASE := 27b41341f2733c7fb895e9047f4f37ba9fe3edf7
+PREV_BIN := $(BIN)/bankd-prev
+
+.PHONY: all build run test test-short bench lint proto clean jepsen prev
 
 all: build
 
@@ -24,6 +30,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/signerd ./cmd/signerd
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/coldvault ./cmd/coldvault
 
+## prev: bankd of PREVIOUS_RELEASE as $(PREV_BIN), from `git archive` (the work tree is not
+## touched); rebuilt only when PREVIOUS_RELEASE changes.
+prev:
+	GO=$(GO) ./scripts/build-prev.sh $(PREVIOUS_RELEASE) $(PREV_BIN)
+
 ## run: build, start a regtest btcd (bin/regtestd) and the cluster described by cluster.hcl as
 ## local processes following it (Ctrl-C stops everything). BTCD=off runs the cluster without a
 ## chain; MINE_EVERY=10s mines a block every 10 seconds.
@@ -32,8 +43,8 @@ run: build deps-btcd deps-lnd
 	./scripts/run-cluster.sh $(CONFIG)
 
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
-test: build deps-btcd deps-lnd
-	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
+test: build prev deps-btcd deps-lnd
+	BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 ## test-short: unit and in-process tests only.
 test-short:
@@ -51,7 +62,7 @@ bench: build deps-btcd deps-lnd
 	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_LND=$(BIN)/lnd $(GO) run ./cmd/lnbench
 	$(GO) run ./jepsen/cmd/jepsen -bench-regions -bin $(BIN)/bankd
 
-JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership
+JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership upgrade
 JEPSEN_WORKLOADS ?= bank register
 JEPSEN_NODES ?= 3 5
 JEPSEN_TIME ?= 30s
@@ -59,11 +70,12 @@ JEPSEN_SEED ?= 7
 JEPSEN_FLAGS ?= -progress 1h
 
 ## jepsen: one chaos run per nemesis x workload x cluster size under real faults (needs root);
-## one verdict line each. Default 9 x 2 x 2 = 36 runs of 30 s: about 22 minutes.
-jepsen: build
+## one verdict line each. Default 10 x 2 x 2 = 40 runs of 30 s: about 25 minutes. The upgrade
+## nemesis starts the cluster on $(PREV_BIN).
+jepsen: build prev
 	$(GO) build -o $(BIN)/jepsen ./jepsen/cmd/jepsen
 	@rc=0; for n in $(JEPSEN_NEMESES); do for w in $(JEPSEN_WORKLOADS); do for s in $(JEPSEN_NODES); do \
-		$(BIN)/jepsen -bin $(BIN)/bankd -workload $$w -nemesis $$n -nodes $$s -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS) || rc=1; \
+		$(BIN)/jepsen -bin $(BIN)/bankd -prev-bin $(PREV_BIN) -workload $$w -nemesis $$n -nodes $$s -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS) || rc=1; \
 	done; done; done; exit $$rc
 
 lint: $(BIN)/staticcheck
