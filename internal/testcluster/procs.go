@@ -72,7 +72,9 @@ type Proc struct {
 	LogPath    string
 	PprofAddr  string
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// bin is the bankd binary the next start runs ("" means the cluster's).
+	bin      string
 	cmd      *exec.Cmd
 	done     chan struct{}
 	exitCode int
@@ -93,6 +95,20 @@ func BankdBin() string {
 		dir = filepath.Dir(dir)
 	}
 	return "bin/bankd"
+}
+
+// PrevBankdBin finds the previous release's bankd (the rolling-upgrade tests start on it):
+// $BANKD_PREV_BIN, else bin/bankd-prev beside BankdBin() (`make prev` builds it from the
+// commit the Makefile names). It returns "" when neither exists.
+func PrevBankdBin() string {
+	if b := os.Getenv("BANKD_PREV_BIN"); b != "" {
+		return b
+	}
+	p := filepath.Join(filepath.Dir(BankdBin()), "bankd-prev")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // StartProcs starts a cluster of bankd processes for spec in the test's TempDir (Raft fields
@@ -178,14 +194,41 @@ func LaunchProcs(spec Spec, opts ProcOptions) (*ProcCluster, error) {
 	return c, nil
 }
 
-// Restart starts node i's process (again), appending to its log. Starting a running node is
-// an error.
+// SetBin makes node i run bin from its next Restart on (a rolling upgrade or a downgrade: the
+// same data dir and cluster.hcl under another binary). The running process is left alone.
+func (c *ProcCluster) SetBin(i int, bin string) {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.bin = bin
+}
+
+// Bin is the binary node i runs (or will run at its next Restart).
+func (c *ProcCluster) Bin(i int) string {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.bin != "" {
+		return n.bin
+	}
+	return c.bin
+}
+
+// Restart starts node i's process (again) with its binary (see SetBin), appending to its log.
+// Starting a running node is an error.
 func (c *ProcCluster) Restart(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd != nil {
 		return fmt.Errorf("node %s is already running", n.ID)
+	}
+	bin := n.bin
+	if bin == "" {
+		bin = c.bin
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("start %s: bankd binary: %w", n.ID, err)
 	}
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -195,7 +238,7 @@ func (c *ProcCluster) Restart(i int) error {
 	if n.PprofAddr != "" {
 		args = append(args, "-pprof-addr", n.PprofAddr)
 	}
-	cmd := exec.Command(c.bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a harness that dies must not leave nodes running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -288,8 +331,33 @@ func (c *ProcCluster) signal(i int, sig syscall.Signal, wait time.Duration) erro
 	return err
 }
 
-// ExitCode reports the exit status of node i's last process after Stop or Kill (-1 when a
-// signal killed it).
+// WaitExit waits until node i's process exits by itself (a fail-stop, say) and returns its exit
+// status (-1 when a signal killed it), as ExitCode does afterwards. Unlike Stop it sends
+// nothing: when ctx ends first, the node is left running and ctx's error returned.
+func (c *ProcCluster) WaitExit(ctx context.Context, i int) (int, error) {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("node %s is not running", n.ID)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("node %s is still running: %w", n.ID, ctx.Err())
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.exitCode = cmd.ProcessState.ExitCode()
+	if n.cmd == cmd {
+		n.cmd = nil
+	}
+	return n.exitCode, nil
+}
+
+// ExitCode reports the exit status of node i's last process after Stop, Kill or WaitExit (-1
+// when a signal killed it).
 func (c *ProcCluster) ExitCode(i int) int {
 	n := c.Nodes[i]
 	n.mu.Lock()
