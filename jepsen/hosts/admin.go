@@ -134,3 +134,43 @@ func (c *Cluster) WaitVoter(ctx context.Context, i int, oldRaftID string) (strin
 		}
 	}
 }
+
+// WaitCaughtUp waits until host i has applied every command the leader had applied when the
+// wait began (the leader's own applied index: a no-op entry at its commit index would never
+// reach a state machine).
+func (c *Cluster) WaitCaughtUp(ctx context.Context, i int) error {
+	var target uint64
+	for target == 0 {
+		if l := c.Leader(ctx); l >= 0 {
+			cctx, cancel := context.WithTimeout(ctx, adminCallTimeout)
+			resp, err := c.Client(l).Cluster.Status(cctx, connect.NewRequest(&bankdv1.StatusRequest{}))
+			cancel()
+			if err == nil {
+				target = resp.Msg.AppliedIndex
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s catching up: no leader: %w", c.Hosts[i].ID, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var applied uint64
+	for {
+		cctx, cancel := context.WithTimeout(ctx, adminCallTimeout)
+		resp, err := c.Client(i).Cluster.Status(cctx, connect.NewRequest(&bankdv1.StatusRequest{}))
+		cancel()
+		if err == nil {
+			applied = resp.Msg.AppliedIndex
+			if applied >= target {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s has applied index %d, the leader had %d: %w", c.Hosts[i].ID, applied, target, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -20,8 +20,8 @@ func (c *Cluster) StartAll() error {
 	return nil
 }
 
-// Start starts host i's agent inside its namespace, appending to its log. Starting a running
-// host is an error.
+// Start starts host i's agent inside its namespace with its binary (see SetBin), appending to
+// its log. Starting a running host is an error.
 func (c *Cluster) Start(i int) error {
 	h := c.Hosts[i]
 	h.mu.Lock()
@@ -29,12 +29,16 @@ func (c *Cluster) Start(i int) error {
 	if h.cmd != nil {
 		return fmt.Errorf("host %s is already running", h.ID)
 	}
+	bin := h.bin
+	if bin == "" {
+		bin = c.bin
+	}
 	logf, err := os.OpenFile(h.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	// `ip netns exec` enters the namespace and execs bankd, so the pid we hold is bankd's.
-	cmd := exec.Command("ip", "netns", "exec", h.Netns, c.bin,
+	cmd := exec.Command("ip", "netns", "exec", h.Netns, bin,
 		"agent", "-config", c.ConfigPath, "-node", h.ID, "-log-level", "info")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if len(c.env) > 0 {
@@ -52,8 +56,60 @@ func (c *Cluster) Start(i int) error {
 		logf.Close()
 		close(done)
 	}(cmd, h.done)
-	c.log.Info("host started", "node", h.ID, "pid", cmd.Process.Pid)
+	c.log.Info("host started", "node", h.ID, "pid", cmd.Process.Pid, "bin", bin)
 	return nil
+}
+
+// SetBin makes host i run bin from its next start on: an upgrade (or a downgrade) keeps the
+// data dir and cluster.hcl and changes the binary. The running agent is left alone.
+func (c *Cluster) SetBin(i int, bin string) {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bin = bin
+}
+
+// Bin is the binary host i runs (or runs at its next start).
+func (c *Cluster) Bin(i int) string {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.bin != "" {
+		return h.bin
+	}
+	return c.bin
+}
+
+// stopTimeout bounds a graceful stop before the agent is killed.
+const stopTimeout = 30 * time.Second
+
+// Stop sends SIGTERM to host i's agent (continuing it first if paused), waits for it to exit
+// and returns its exit status: 0 for a clean stop. An agent still running stopTimeout later is
+// killed and reported as an error. A host that is not running returns -1 and no error.
+func (c *Cluster) Stop(i int) (int, error) {
+	h := c.Hosts[i]
+	h.mu.Lock()
+	cmd, done := h.cmd, h.done
+	h.mu.Unlock()
+	if cmd == nil {
+		return -1, nil
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	var err error
+	select {
+	case <-done:
+	case <-time.After(stopTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+		err = fmt.Errorf("host %s did not exit within %s of SIGTERM; killed", h.ID, stopTimeout)
+	}
+	h.mu.Lock()
+	h.cmd, h.paused = nil, false
+	h.mu.Unlock()
+	code := cmd.ProcessState.ExitCode()
+	c.log.Info("host stopped", "node", h.ID, "exit", code)
+	return code, err
 }
 
 // Running reports whether host i's agent is alive (paused counts as alive).

@@ -111,7 +111,9 @@ type Host struct {
 	DataDir    string
 	LogPath    string
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// bin is the bankd binary the next start runs ("" means the cluster's, Options.Bin).
+	bin    string
 	cmd    *exec.Cmd
 	done   chan struct{}
 	paused bool
