@@ -57,13 +57,18 @@ const (
 	// RegionPartition cuts one whole region (hosts.Regions) off from the others, both ways:
 	// the leader's region ("leader-region") or a random one ("region"). It needs regions.
 	RegionPartition Kind = "region-partition"
+	// Upgrade is a rolling upgrade, not a repeated fault: the cluster starts on the previous
+	// release and every node in turn, followers first and the leader last, is restarted on the
+	// new binary; the new release's first new command type must be refused until the last
+	// step and apply after it (see upgrade.go). It cannot be combined with other kinds.
+	Upgrade Kind = "upgrade"
 	// ClockSkew is refused: hosts are network namespaces, which share the kernel's clock.
 	ClockSkew Kind = "clock-skew"
 )
 
 // Kinds lists every nemesis a run can use, for flag help.
 var Kinds = []Kind{None, Kill, Pause, PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing,
-	Loss, LeaderStorm, Membership, RegionPartition}
+	Loss, LeaderStorm, Membership, RegionPartition, Upgrade}
 
 // unsupported names nemeses that exist in the Jepsen canon but cannot run on these hosts.
 var unsupported = map[Kind]string{
@@ -88,8 +93,8 @@ func ParseKind(s string) (Kind, error) {
 			}
 			return "", fmt.Errorf("unknown nemesis %q (want one of %s, or a comma list of them)", p, strings.Join(names, ", "))
 		}
-		if Kind(p) == None && len(parts) > 1 {
-			return "", fmt.Errorf("nemesis %q: none cannot be combined with other nemeses", s)
+		if (Kind(p) == None || Kind(p) == Upgrade) && len(parts) > 1 {
+			return "", fmt.Errorf("nemesis %q: %s cannot be combined with other nemeses", s, p)
 		}
 	}
 	return Kind(strings.Join(parts, ",")), nil
@@ -151,6 +156,8 @@ type Config struct {
 	// RecoveryWindow is the quiet time before each fault (and so after each heal) [5s].
 	RecoveryWindow time.Duration
 	Logger         *slog.Logger
+	// Upgrade is required by the upgrade nemesis (and the cluster must be an Upgrader).
+	Upgrade *UpgradeConfig
 }
 
 // Fault is one fault window.
@@ -185,6 +192,8 @@ type Nemesis struct {
 	oldRaftID   string        // the identity a membership fault removed
 	netemHosts  []int         // hosts delayed by netem
 	netemBroken bool          // netem proved unsupported; not tried again
+
+	upgrade *upgradeState // the upgrade nemesis's record; nil for other kinds
 }
 
 // New builds a nemesis; Run drives it.
@@ -198,8 +207,12 @@ func New(cfg Config, cluster Cluster, hist *history.Recorder) *Nemesis {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Nemesis{cfg: cfg, cluster: cluster, hist: hist, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)),
+	n := &Nemesis{cfg: cfg, cluster: cluster, hist: hist, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6e656d)),
 		kinds: cfg.Kind.Split(), active: -1}
+	if cfg.Kind == Upgrade {
+		n.upgrade = &upgradeState{}
+	}
+	return n
 }
 
 // healTimeout bounds a heal, which must run even after the run's context ended.
@@ -213,9 +226,12 @@ const membershipTimeout = 60 * time.Second
 // Run applies faults until ctx ends, then heals whatever is still in place. It returns the
 // first error of injecting or healing (a harness error, not a bankd one).
 func (n *Nemesis) Run(ctx context.Context) error {
-	if n.cfg.Kind == None {
+	switch n.cfg.Kind {
+	case None:
 		<-ctx.Done()
 		return nil
+	case Upgrade:
+		return n.runUpgrade(ctx)
 	}
 	for {
 		if !sleep(ctx, n.cfg.RecoveryWindow) {
