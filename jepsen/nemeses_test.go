@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bankd/bankd/internal/testcluster"
 	"github.com/bankd/bankd/jepsen/hosts"
 	"github.com/bankd/bankd/jepsen/nemesis"
 )
@@ -49,6 +50,20 @@ func TestBankUnderRegionPartitionIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	runMustBeValid(t, Config{Workload: "bank", Nemesis: nemesis.RegionPartition, Seed: 7, Duration: 15 * time.Second, Regions: regions})
+}
+
+// TestBankUnderUpgradeIsValid: the cluster starts on the previous release (BANKD_PREV_BIN or
+// bin/bankd-prev, which `make test` builds) and is upgraded node by node under load, the leader
+// last; COMPACT is refused until the last step and applies after it (the upgrade result).
+func TestBankUnderUpgradeIsValid(t *testing.T) {
+	prev := testcluster.PrevBankdBin()
+	if prev == "" {
+		t.Skip("no previous release binary: set BANKD_PREV_BIN or run `make prev`")
+	}
+	rep := runMustBeValid(t, Config{Workload: "bank", Nemesis: nemesis.Upgrade, PrevBin: prev, Seed: 7, Duration: 15 * time.Second})
+	if len(rep.Faults) != 3 || rep.Faults[2].Variant != "leader" {
+		t.Fatalf("upgrade steps %+v, want 3 with the leader last", rep.Faults)
+	}
 }
 
 // TestBankUnderPartitionOneWayIsValid (BANKD_JEPSEN_LONG=1): the leader's packets to a

@@ -51,7 +51,9 @@ type Config struct {
 	// ReportDir is created if needed and must not hold an earlier run.
 	ReportDir string
 	Bin       string
-	Clients   int // concurrent clients [5]
+	// PrevBin is the previous release's bankd, which an upgrade run starts on (nemesis upgrade).
+	PrevBin string
+	Clients int // concurrent clients [5]
 	// FaultWindow and RecoveryWindow shape the nemesis [5s each].
 	FaultWindow, RecoveryWindow time.Duration
 	// Progress receives a progress line every ProgressEvery [5s]; nil for none.
@@ -128,6 +130,11 @@ func (c *Config) validate() error {
 	if slices.Contains(c.Nemesis.Split(), nemesis.RegionPartition) && c.Regions.Count() < 2 {
 		return fmt.Errorf("nemesis %s needs at least 2 regions (-regions)", nemesis.RegionPartition)
 	}
+	if c.Nemesis == nemesis.Upgrade {
+		if err := checkUpgradeConfig(c); err != nil {
+			return err
+		}
+	}
 	if c.Failpoint != "" {
 		return checkFailpoint(c.Failpoint, c.Bin)
 	}
@@ -161,7 +168,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := hosts.CleanupStale(ctx, log); err != nil {
 		log.Warn("stale cleanup", "err", err)
 	}
+	upgrade := cfg.Nemesis == nemesis.Upgrade
 	opts := hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint), Regions: cfg.Regions}
+	if upgrade {
+		// The cluster starts on the previous release; the nemesis moves it to cfg.Bin.
+		opts.Bin = cfg.PrevBin
+	}
 	var chain *fakechain.Chain
 	if cfg.Workload == payouts.Name {
 		// The payouts workload's chain node serves on the bridge, named in cluster.hcl.
@@ -201,6 +213,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if c, ok := work.(interface{ Close() }); ok {
 		defer c.Close()
 	}
+	nemCfg := nemesis.Config{Kind: cfg.Nemesis, Seed: cfg.Seed, FaultWindow: cfg.FaultWindow,
+		RecoveryWindow: cfg.RecoveryWindow, Logger: log}
+	var marks upgradeMarks
+	if upgrade {
+		sctx, cancel = context.WithTimeout(ctx, setupTimeout)
+		marks, err = writeUpgradeMarks(sctx, cluster)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		log.Info("upgrade marks written", "scratch_index", marks.ScratchIndex, "fence_index", marks.FenceIndex)
+		bin, err := filepath.Abs(cfg.Bin)
+		if err != nil {
+			return nil, err
+		}
+		nemCfg.Upgrade = &nemesis.UpgradeConfig{Bin: bin, Compact: marks.compact(cluster)}
+	}
 	sctx, cancel = context.WithTimeout(ctx, setupTimeout)
 	err = work.Setup(sctx)
 	cancel()
@@ -208,8 +237,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("%s setup: %w", cfg.Workload, err)
 	}
 
-	nem := nemesis.New(nemesis.Config{Kind: cfg.Nemesis, Seed: cfg.Seed, FaultWindow: cfg.FaultWindow,
-		RecoveryWindow: cfg.RecoveryWindow, Logger: log}, cluster, hist)
+	nem := nemesis.New(nemCfg, cluster, hist)
 	runCtx, stopRun := context.WithTimeout(ctx, cfg.Duration)
 	defer stopRun()
 	var (
@@ -232,6 +260,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	results := finish(ctx, log, cluster, work, hist, dir)
+	if rec := nem.Upgrade(); rec != nil {
+		results = append(results, upgradeResult(rec, marks, cfg.Nodes))
+		if err := writeJSON(filepath.Join(dir, "upgrade.json"), map[string]any{"marks": marks, "record": rec}); err != nil {
+			log.Warn("write upgrade record", "err", err)
+		}
+	}
 	ops := hist.Ops()
 	report := &Report{
 		Results: results,
@@ -247,6 +281,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Regions.Count() > 0 {
 		report.Config["regions"] = cfg.Regions.String()
+	}
+	if upgrade {
+		report.Config["prev_bin"] = cfg.PrevBin
 	}
 	report.Verdict, _ = checker.Overall(results)
 	if err := writeJSON(filepath.Join(dir, "faults.json"), report.Faults); err != nil {

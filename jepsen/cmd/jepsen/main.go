@@ -46,6 +46,7 @@ func run() int {
 		seed     = flag.Uint64("seed", uint64(time.Now().UnixNano()%1_000_000), "seed of the workload and fault schedule")
 		report   = flag.String("report", "", "report dir (default $TMPDIR/bankd-jepsen/<time>-<workload>-<nemesis>-s<seed>)")
 		bin      = flag.String("bin", "bin/bankd", "bankd binary")
+		prevBin  = flag.String("prev-bin", "bin/bankd-prev", "the previous release's bankd, which -nemesis upgrade starts the cluster on (`make prev` builds it)")
 		clients  = flag.Int("clients", 5, "concurrent clients")
 		faultW   = flag.Duration("fault-window", 5*time.Second, "how long each fault lasts")
 		recoverW = flag.Duration("recovery-window", 5*time.Second, "quiet time before each fault")
@@ -93,7 +94,7 @@ func run() int {
 	}
 	rep, err := jepsen.Run(ctx, jepsen.Config{
 		Workload: *workload, Nemesis: kind, Nodes: *nodes, Duration: *duration, Seed: *seed,
-		ReportDir: *report, Bin: *bin, Clients: *clients, FaultWindow: *faultW, RecoveryWindow: *recoverW,
+		ReportDir: *report, Bin: *bin, PrevBin: *prevBin, Clients: *clients, FaultWindow: *faultW, RecoveryWindow: *recoverW,
 		Progress: os.Stdout, ProgressEvery: *every, Failpoint: *fp, Regions: regions,
 	})
 	if err != nil {
