@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	bbolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/bankd/bankd/clustertls"
 	"github.com/bankd/bankd/fsm"
@@ -87,8 +89,10 @@ type ScriptIndex interface {
 
 // Limits and timings that are not worth a knob in cluster.hcl.
 const (
-	raftIDFile             = "raft-id"
-	snapshotsRetained      = 2
+	raftIDFile        = "raft-id"
+	snapshotsRetained = 2
+	// boltLockTimeout bounds the wait for the Raft log's file lock.
+	boltLockTimeout        = 2 * time.Second
 	transportMaxPool       = 3
 	transportTimeout       = 10 * time.Second
 	notifyChBuffer         = 16
@@ -189,7 +193,12 @@ func (n *Node) openStorage() error {
 		return fmt.Errorf("create raft dir: %w", err)
 	}
 	boltPath := filepath.Join(dir, "raft", "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{Path: boltPath, NoSync: false})
+	// Bolt waits for the file's lock for ever by default: another process on this data dir
+	// (a running node while `bankd recover` is tried) must be an error instead.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: boltPath, NoSync: false, BoltOptions: &bbolt.Options{Timeout: boltLockTimeout}})
+	if errors.Is(err, bbolterrors.ErrTimeout) {
+		return fmt.Errorf("open raft log %s: locked by another process (is a bankd running on this data dir?)", boltPath)
+	}
 	if err != nil {
 		return fmt.Errorf("open raft log %s: %w", boltPath, err)
 	}

@@ -52,6 +52,7 @@ const usage = `bankd runs one node of a bankd cluster.
 
 Usage:
   bankd agent -config cluster.hcl -node ID [-log-level LEVEL] [-log-format text|json]
+  bankd recover -config cluster.hcl -node ID -survivors ID,ID   (the node stopped)
   bankd tls init -config cluster.hcl
   bankd tls client -config cluster.hcl -name NAME -out DIR
   bankd version
@@ -70,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return agentCommand(args[1:], stderr)
 	case "tls":
 		return tlsCommand(args[1:], stdout, stderr)
+	case "recover":
+		return recoverCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "bankd %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
