@@ -195,7 +195,7 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if err != nil {
 		return nil, err
 	}
-	if err := a.storeTransfer(tx, rec, reqHash); err != nil {
+	if err := storeTransfer(tx, rec, reqHash); err != nil {
 		return nil, err
 	}
 	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_Transfer{Transfer: rec}})
@@ -352,7 +352,7 @@ func (a *applier) updatePending(tx *txn, p *bankdv1.Transfer) error {
 	if p.ExpiresAtUnixMs > 0 {
 		tx.delete(expiryKey(p.ExpiresAtUnixMs, p.Id))
 	}
-	return a.storeTransfer(tx, p, hash)
+	return storeTransfer(tx, p, hash)
 }
 
 // expirePending releases up to max pending transfers whose timeout has passed in cluster time.
@@ -582,17 +582,13 @@ func requestHash(t *bankdv1.Transfer) ([32]byte, error) {
 }
 
 // A stored transfer is the SHA-256 of the request that created it followed by the record. The
-// hash tells a retry (same body) from a reuse of the id (another body). A client's transfer that
-// reaches a final state is also listed by when it did, for retention (retention.go).
-func (a *applier) storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
+// hash tells a retry (same body) from a reuse of the id (another body).
+func storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
 	b, err := marshal.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("marshal transfer %q: %w", rec.Id, err)
 	}
 	tx.set(transferKey(rec.Id), append(reqHash[:], b...))
-	if rec.Owner == bankdv1.Owner_OWNER_CLIENT && finalState(rec.State) {
-		tx.set(finishedKey(a.now, rec.Id), encodeUint64(rec.Index))
-	}
 	return nil
 }
 

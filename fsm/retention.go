@@ -17,31 +17,28 @@ import (
 // exactly the same records; one command drops at most max_deletes records, and the driver
 // proposes again while `more` is set.
 //
-//	m horizon                     -> uint64: the oldest index whose event and history are kept
-//	f <finished ms> <transfer id> -> uint64: a client transfer that reached a final state then,
-//	                                 with the index that created it
+// Only COMPACT writes anything for retention: a command of an older type applies exactly as it
+// did before retention existed, so replicas that applied parts of the log under older binaries
+// (a rolling upgrade) hold the same state. Finished client transfers are therefore found
+// through the events that finished them, walked in index order behind a cursor:
+//
+//	m horizon       -> uint64: the oldest index whose event and history are kept
+//	m idem-cursor   -> uint64: the next event index to look at for finished client transfers
+//
+// An event is dropped only once the transfer walk has passed it (when a transfer bound is
+// given), so an idempotency window longer than the history window holds the history back.
 //
 // Kept for ever: accounts and their balances, every record a driver owns (its transfers are its
 // own idempotency keys, and crediting exactly once depends on them), pending transfers, locks,
 // wallets and chain, Lightning, payout and vault records.
 
-const tagFinished = 'f'
-
-var keyHorizon = []byte("mhorizon")
+var (
+	keyHorizon    = []byte("mhorizon")
+	keyIdemCursor = []byte("midem-cursor")
+)
 
 // MaxCompactDeletes bounds max_deletes of one COMPACT command.
 const MaxCompactDeletes = 65536
-
-func finishedKey(ms int64, id string) []byte {
-	return append(binary.BigEndian.AppendUint64([]byte{tagFinished}, uint64(ms)), id...)
-}
-
-func parseFinishedKey(k []byte) (ms int64, id string, err error) {
-	if len(k) < 9 || k[0] != tagFinished {
-		return 0, "", fmt.Errorf("corrupt finished-transfer key %q", k)
-	}
-	return int64(binary.BigEndian.Uint64(k[1:9])), string(k[9:]), nil
-}
 
 // finalState reports whether a transfer in state s can no longer change.
 func finalState(s bankdv1.TransferState) bool {
@@ -61,8 +58,10 @@ type compaction struct {
 	a      *applier
 	tx     *txn
 	budget int
-	done   bankdv1.Compaction
-	more   bool
+	// initial is max_deletes: the budget before anything was dropped.
+	initial int
+	done    bankdv1.Compaction
+	more    bool
 }
 
 func (a *applier) compact(tx *txn, req *bankdv1.CompactRequest) (proto.Message, error) {
@@ -76,21 +75,24 @@ func (a *applier) compact(tx *txn, req *bankdv1.CompactRequest) (proto.Message, 
 	if err != nil {
 		return nil, err
 	}
-	c := &compaction{a: a, tx: tx, budget: int(req.MaxDeletes)}
+	c := &compaction{a: a, tx: tx, budget: int(req.MaxDeletes), initial: int(req.MaxDeletes)}
 	c.done.HorizonIndex = horizon
 	// Nothing this command writes may be dropped by it: its own index and cluster time are
 	// the upper bounds (expiries that ran before it wrote under both).
 	beforeIndex, beforeMs := min(req.BeforeIndex, a.index), min(req.BeforeUnixMs, a.now)
-	if beforeIndex > horizon && beforeMs > 0 {
+	if t := min(req.TransfersBeforeUnixMs, a.now); t > 0 {
+		cursor, err := c.transfers(horizon, t)
+		if err != nil {
+			return nil, err
+		}
+		// No event goes before the transfer walk has looked at it.
+		beforeIndex = min(beforeIndex, cursor)
+	}
+	if beforeIndex > horizon && beforeMs > 0 && !c.more {
 		if err := c.events(horizon, beforeIndex, beforeMs); err != nil {
 			return nil, err
 		}
 		if err := c.problems(); err != nil {
-			return nil, err
-		}
-	}
-	if t := min(req.TransfersBeforeUnixMs, a.now); t > 0 && !c.more {
-		if err := c.transfers(t); err != nil {
 			return nil, err
 		}
 	}
@@ -179,42 +181,76 @@ func (c *compaction) dropRange(lower, upper []byte) (int, error) {
 	return n, nil
 }
 
-// transfers drops the client transfers that finished before beforeMs. A listing whose
-// transfer id was since reused by a newer transfer (another creating index) only goes itself.
-func (c *compaction) transfers(beforeMs int64) error {
-	iter, err := c.tx.batch.NewIter(&pebble.IterOptions{LowerBound: []byte{tagFinished}, UpperBound: finishedKey(beforeMs, "")})
+// transfers walks the events from the idem cursor (or the horizon, if events below the cursor
+// were already dropped) and drops each client transfer an event finished before beforeMs, unless
+// its id was since taken by a newer transfer. It returns the new cursor.
+func (c *compaction) transfers(horizon uint64, beforeMs int64) (uint64, error) {
+	cursor, err := loadUint64(c.tx, keyIdemCursor)
 	if err != nil {
-		return fmt.Errorf("compact: iterate finished transfers: %w", err)
+		return 0, err
+	}
+	cursor = max(cursor, horizon)
+	iter, err := c.tx.batch.NewIter(&pebble.IterOptions{LowerBound: eventKey(cursor), UpperBound: eventKey(c.a.index)})
+	if err != nil {
+		return 0, fmt.Errorf("compact: iterate events: %w", err)
 	}
 	defer iter.Close()
+	next := c.a.index // every event below this command's index was looked at, unless the walk stops early
 	for ok := iter.First(); ok; ok = iter.Next() {
-		if c.budget <= 0 {
-			c.more = true
+		ev := &bankdv1.Event{}
+		if err := proto.Unmarshal(iter.Value(), ev); err != nil {
+			return 0, fmt.Errorf("compact: corrupt event at %x: %w", iter.Key(), err)
+		}
+		if ev.AtUnixMs >= beforeMs {
+			next = ev.Index
 			break
 		}
-		_, id, err := parseFinishedKey(iter.Key())
-		if err != nil {
-			return err
+		finished := finishedClientTransfers(ev)
+		// One event is taken whole, even past the budget when it is the first: a batch of
+		// 8000 transfers must not stall the walk for ever.
+		if len(finished) > c.budget && c.budget < c.initial {
+			next, c.more = ev.Index, true
+			break
 		}
-		created, err := decodeUint64(iter.Value())
-		if err != nil {
-			return fmt.Errorf("compact: finished transfer %q: %w", id, err)
-		}
-		c.tx.delete(iter.Key())
-		c.budget--
-		t, _, found, err := loadTransfer(c.tx, id)
-		if err != nil {
-			return err
-		}
-		if found && t.Index == created && t.Owner == bankdv1.Owner_OWNER_CLIENT && finalState(t.State) {
-			c.tx.delete(transferKey(id))
-			c.done.TransfersDeleted++
+		for _, t := range finished {
+			stored, _, found, err := loadTransfer(c.tx, t.Id)
+			if err != nil {
+				return 0, err
+			}
+			if found && stored.Index == t.Index && stored.Owner == bankdv1.Owner_OWNER_CLIENT && finalState(stored.State) {
+				c.tx.delete(transferKey(t.Id))
+				c.done.TransfersDeleted++
+			}
+			c.budget--
 		}
 	}
 	if err := iter.Error(); err != nil {
-		return fmt.Errorf("compact: iterate finished transfers: %w", err)
+		return 0, fmt.Errorf("compact: iterate events: %w", err)
 	}
-	return nil
+	if next > cursor {
+		c.tx.set(keyIdemCursor, encodeUint64(next))
+	}
+	return next, nil
+}
+
+// finishedClientTransfers lists the client transfers an event shows reaching a final state.
+func finishedClientTransfers(ev *bankdv1.Event) []*bankdv1.Transfer {
+	var out []*bankdv1.Transfer
+	for _, it := range ev.Items {
+		var t *bankdv1.Transfer
+		switch k := it.Kind.(type) {
+		case *bankdv1.EventItem_Transfer:
+			t = k.Transfer
+		case *bankdv1.EventItem_PendingExpired:
+			t = k.PendingExpired
+		default:
+			continue
+		}
+		if t.Owner == bankdv1.Owner_OWNER_CLIENT && finalState(t.State) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // eventAccounts lists, once each, the accounts whose balance an event changed: those are the
@@ -245,8 +281,10 @@ func eventAccounts(ev *bankdv1.Event) []string {
 	return out
 }
 
-func loadHorizon(tx *txn) (uint64, error) {
-	v, ok, err := tx.get(keyHorizon)
+func loadHorizon(tx *txn) (uint64, error) { return loadUint64(tx, keyHorizon) }
+
+func loadUint64(tx *txn, key []byte) (uint64, error) {
+	v, ok, err := tx.get(key)
 	if err != nil || !ok {
 		return 0, err
 	}
@@ -280,8 +318,17 @@ func (f *FSM) CompactionDue(req *bankdv1.CompactRequest) (bool, error) {
 		}
 	}
 	if req.TransfersBeforeUnixMs > 0 {
-		err := f.scan([]byte{tagFinished}, finishedKey(req.TransfersBeforeUnixMs, ""), func(_, _ []byte) (bool, error) {
-			due = true
+		cursor, err := f.readUint64(keyIdemCursor)
+		if err != nil {
+			return false, err
+		}
+		// The walk is due when an event it has not looked at is old enough.
+		err = f.scan(eventKey(max(cursor, horizon)), []byte{tagEvent + 1}, func(_, v []byte) (bool, error) {
+			ev := &bankdv1.Event{}
+			if err := proto.Unmarshal(v, ev); err != nil {
+				return false, fmt.Errorf("corrupt event: %w", err)
+			}
+			due = ev.AtUnixMs < req.TransfersBeforeUnixMs
 			return false, nil
 		})
 		return due, err

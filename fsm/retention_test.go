@@ -188,8 +188,8 @@ func TestCompactInSmallStepsEndsWhereOneStepWould(t *testing.T) {
 	}
 	for _, tf := range []*testFSM{small, big} {
 		keys := tf.keysByTag()
-		if keys[tagHistory] != 0 || keys[tagFinished] != 0 || keys[tagTransfer] != 0 {
-			t.Fatalf("left after compaction: %d history entries, %d finished listings, %d transfers", keys[tagHistory], keys[tagFinished], keys[tagTransfer])
+		if keys[tagHistory] != 0 || keys[tagTransfer] != 0 {
+			t.Fatalf("left after compaction: %d history entries, %d transfers", keys[tagHistory], keys[tagTransfer])
 		}
 		// What is left of the log is the compactions' own events, written after the cut.
 		evs, err := tf.Events(0, 1000)
@@ -260,4 +260,54 @@ func TestRetentionBoundsTheStoreUnderASteadyWorkload(t *testing.T) {
 		t.Fatalf("keys per minute: %v; the store keeps growing", sizes)
 	}
 	t.Logf("keys at the end of each minute: %v", sizes)
+}
+
+func TestCompactTakesABatchBiggerThanItsBudgetWhole(t *testing.T) {
+	tf := bank(t)
+	var batch []*bankdv1.Transfer
+	for i := range 20 {
+		batch = append(batch, xfer(fmt.Sprintf("big%d", i), "reserve", "alice", 1))
+	}
+	tf.transfers(nil, batch...)
+	tf.advance(1000)
+	cut := tf.nowMs
+	for range 100 {
+		if !tf.compact(&bankdv1.CompactRequest{TransfersBeforeUnixMs: cut, MaxDeletes: 5}).More {
+			break
+		}
+	}
+	for i := range 20 {
+		if _, err := tf.Transfer(fmt.Sprintf("big%d", i)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("big%d: %v, want it dropped", i, err)
+		}
+	}
+}
+
+// An idempotency window longer than the history window holds the history back: an event goes
+// only once the transfer walk has looked at it, so no finished transfer is kept for ever.
+func TestCompactKeepsEventsTheTransferWalkHasNotReached(t *testing.T) {
+	tf := bank(t)
+	wantCode(t, tf.transfer(xfer("early", "reserve", "alice", 1)), codeOK, "")
+	tf.advance(10_000)
+	mid := tf.nowMs
+	wantCode(t, tf.transfer(xfer("late", "reserve", "alice", 1)), codeOK, "")
+	tf.advance(10_000)
+	// History would drop everything before now; transfers only what finished before mid.
+	resp := tf.compact(&bankdv1.CompactRequest{BeforeIndex: 1 << 40, BeforeUnixMs: tf.nowMs, TransfersBeforeUnixMs: mid, MaxDeletes: 100})
+	late, err := tf.Transfer("late")
+	if err != nil {
+		t.Fatalf("late: %v", err)
+	}
+	if resp.Compaction.HorizonIndex != late.Index || resp.Compaction.TransfersDeleted != 1 {
+		t.Fatalf("compaction %v: want the horizon at the late transfer's index %d and only the early transfer dropped", resp.Compaction, late.Index)
+	}
+	if _, err := tf.Transfer("early"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("early: %v, want it dropped", err)
+	}
+	// Once the window lets the late transfer go, its event goes too.
+	resp = tf.compact(&bankdv1.CompactRequest{BeforeIndex: 1 << 40, BeforeUnixMs: tf.nowMs, TransfersBeforeUnixMs: tf.nowMs, MaxDeletes: 100})
+	if _, err := tf.Transfer("late"); !errors.Is(err, ErrNotFound) || resp.Compaction.HorizonIndex <= late.Index {
+		t.Fatalf("late: %v, horizon %d; want both past it", err, resp.Compaction.HorizonIndex)
+	}
+	tf.replicaAgrees()
 }

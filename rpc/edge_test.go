@@ -651,3 +651,22 @@ func TestEventStreamsAreBounded(t *testing.T) {
 		t.Fatalf("second stream: %v, want resource_exhausted", err)
 	}
 }
+
+// A leader on an older binary answers a call it does not know with a 404: the follower says so
+// (unimplemented, nothing applied) instead of "outcome unknown".
+func TestForwardToALeaderWithoutTheProcedureIsUnimplemented(t *testing.T) {
+	old := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go old.Serve(ln)
+	t.Cleanup(func() { old.Close() })
+	client := bankdv1connect.NewClusterServiceClient(http.DefaultClient, "http://"+ln.Addr().String())
+	_, callErr := client.Compact(context.Background(), connect.NewRequest(&bankdv1.CompactClusterRequest{KeepIndexes: 1}))
+	leader := node.LeaderInfo{NodeID: "n3", APIAddr: ln.Addr().String()}
+	got := forwardError(context.Background(), callErr, leader, false)
+	if connect.CodeOf(got) != connect.CodeUnimplemented || !strings.Contains(got.Error(), "older bankd") {
+		t.Fatalf("forwardError(%v) = %v, want unimplemented naming an older bankd", callErr, got)
+	}
+}

@@ -218,6 +218,12 @@ func forwardError(ctx context.Context, err error, leader node.LeaderInfo, read b
 		}
 		return out
 	}
+	if ce.Code() == connect.CodeUnimplemented {
+		// The leader's HTTP server has no such procedure (a 404): it runs an older binary, and
+		// nothing was applied.
+		return connect.NewError(connect.CodeUnimplemented, fmt.Errorf(
+			"the leader, %s, does not serve this call: it runs an older bankd; upgrade it (not applied)", leader.NodeID))
+	}
 	if callerGaveUp(ctx) {
 		code := connect.CodeCanceled
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) || deadlinePassed(ctx) {
