@@ -233,19 +233,25 @@ func (c *compaction) transfers(horizon uint64, beforeMs int64) (uint64, error) {
 	return next, nil
 }
 
+// eventTransfers lists the transfers an event shows applied or expired: every balance change of
+// its command, so the accounts they name are those with history entries at its index.
+func eventTransfers(ev *bankdv1.Event) []*bankdv1.Transfer {
+	var out []*bankdv1.Transfer
+	for _, it := range ev.Items {
+		switch k := it.Kind.(type) {
+		case *bankdv1.EventItem_Transfer:
+			out = append(out, k.Transfer)
+		case *bankdv1.EventItem_PendingExpired:
+			out = append(out, k.PendingExpired)
+		}
+	}
+	return out
+}
+
 // finishedClientTransfers lists the client transfers an event shows reaching a final state.
 func finishedClientTransfers(ev *bankdv1.Event) []*bankdv1.Transfer {
 	var out []*bankdv1.Transfer
-	for _, it := range ev.Items {
-		var t *bankdv1.Transfer
-		switch k := it.Kind.(type) {
-		case *bankdv1.EventItem_Transfer:
-			t = k.Transfer
-		case *bankdv1.EventItem_PendingExpired:
-			t = k.PendingExpired
-		default:
-			continue
-		}
+	for _, t := range eventTransfers(ev) {
 		if t.Owner == bankdv1.Owner_OWNER_CLIENT && finalState(t.State) {
 			out = append(out, t)
 		}
@@ -253,30 +259,17 @@ func finishedClientTransfers(ev *bankdv1.Event) []*bankdv1.Transfer {
 	return out
 }
 
-// eventAccounts lists, once each, the accounts whose balance an event changed: those are the
-// accounts with history entries at its index.
+// eventAccounts lists, once each, the accounts whose balance an event changed.
 func eventAccounts(ev *bankdv1.Event) []string {
 	seen := map[string]bool{}
 	var out []string
-	add := func(ids ...string) {
-		for _, id := range ids {
+	for _, t := range eventTransfers(ev) {
+		for _, id := range []string{t.DebitAccountId, t.CreditAccountId} {
 			if id != "" && !seen[id] {
 				seen[id] = true
 				out = append(out, id)
 			}
 		}
-	}
-	for _, it := range ev.Items {
-		var t *bankdv1.Transfer
-		switch k := it.Kind.(type) {
-		case *bankdv1.EventItem_Transfer:
-			t = k.Transfer
-		case *bankdv1.EventItem_PendingExpired:
-			t = k.PendingExpired
-		default:
-			continue
-		}
-		add(t.DebitAccountId, t.CreditAccountId)
 	}
 	return out
 }
