@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
 // BackupInfo describes one snapshot stream: what it holds and how to check it.
@@ -38,31 +41,38 @@ func (f *FSM) Backup(w io.Writer) (BackupInfo, error) {
 	defer f.openSnapshots.Done()
 	defer snap.Close()
 
+	var info BackupInfo
+	state := sha256.New()
 	counted := &countingHashWriter{w: w, h: sha256.New()}
-	if err := writeSnapshot(counted, snap); err != nil {
+	err := writeSnapshot(counted, snap, func(k, v []byte) {
+		info.note(k, v)
+		writeRecord(state, k, v)
+	})
+	if err != nil {
 		return BackupInfo{}, fmt.Errorf("write snapshot: %w", err)
 	}
-	info := BackupInfo{Bytes: counted.n}
+	info.Bytes = counted.n
 	copy(info.SHA256[:], counted.h.Sum(nil))
-	if err := info.describeState(snap); err != nil {
-		return BackupInfo{}, err
-	}
+	copy(info.StateHash[:], state.Sum(nil))
 	return info, nil
 }
 
-// describeState fills the applied index, state hash and network from the store r.
-func (info *BackupInfo) describeState(r pebbleReader) error {
-	sum := sha256.New()
-	err := forEachKey(r, func(k, v []byte) error {
-		info.note(k, v)
-		writeRecord(sum, k, v)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("hash state: %w", err)
+// Mismatch names the first way in which the stream b describes differs from what want says
+// of it (a backup file's info line, or an upload's first message), or "" if none.
+func (b BackupInfo) Mismatch(want *bankdv1.SnapshotInfo) string {
+	switch stateHash, sum := hex.EncodeToString(b.StateHash[:]), hex.EncodeToString(b.SHA256[:]); {
+	case b.Bytes != want.GetSizeBytes():
+		return fmt.Sprintf("%d bytes, the info says %d", b.Bytes, want.GetSizeBytes())
+	case sum != want.GetSha256():
+		return fmt.Sprintf("sha256 %s, the info says %s", sum, want.GetSha256())
+	case b.AppliedIndex != want.GetAppliedIndex():
+		return fmt.Sprintf("applied index %d, the info says %d", b.AppliedIndex, want.GetAppliedIndex())
+	case stateHash != want.GetStateHash():
+		return fmt.Sprintf("state hash %s, the info says %s", stateHash, want.GetStateHash())
+	case b.Network != want.GetNetwork():
+		return fmt.Sprintf("network %q, the info says %q", b.Network, want.GetNetwork())
 	}
-	copy(info.StateHash[:], sum.Sum(nil))
-	return nil
+	return ""
 }
 
 // note records what the metadata keys say.

@@ -47,7 +47,7 @@ type fsmSnapshot struct {
 
 // Persist streams the snapshot to sink. Raft calls it concurrently with Apply.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.snap); err != nil {
+	if err := writeSnapshot(sink, s.snap, nil); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot at index %d: %w", s.index, err)
 	}
@@ -61,7 +61,9 @@ func (s *fsmSnapshot) Release() {
 	})
 }
 
-func writeSnapshot(w io.Writer, snap *pebble.Snapshot) error {
+// writeSnapshot streams every key and value of snap to w in the snapshot format; onRecord,
+// when set, also sees each of them (a backup describes the state in the same pass).
+func writeSnapshot(w io.Writer, snap *pebble.Snapshot, onRecord func(k, v []byte)) error {
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, sum), 1<<20)
 	if _, err := bw.Write(snapshotMagic); err != nil {
@@ -69,6 +71,9 @@ func writeSnapshot(w io.Writer, snap *pebble.Snapshot) error {
 	}
 	err := forEachKey(snap, func(k, v []byte) error {
 		writeRecord(bw, k, v)
+		if onRecord != nil {
+			onRecord(k, v)
+		}
 		return nil
 	})
 	if err != nil {

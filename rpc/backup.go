@@ -98,7 +98,7 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, stream *connect.Cl
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("restore: the upload is not a whole snapshot: %w", err))
 	}
-	if msg := infoMismatch(c.snapshotInfo(got), want); msg != "" {
+	if msg := got.Mismatch(want); msg != "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("restore: the upload does not match its info: %s", msg))
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -113,23 +113,6 @@ func (c *clusterService) RestoreSnapshot(ctx context.Context, stream *connect.Cl
 	}
 	c.s.log.Warn("state replaced by a restored snapshot", "backup_applied_index", got.AppliedIndex, "raft_index", index, "from_cluster", want.GetCluster())
 	return connect.NewResponse(&bankdv1.RestoreSnapshotResponse{Info: c.snapshotInfo(got), RaftIndex: index}), nil
-}
-
-// infoMismatch names the first field in which what was uploaded differs from what its info says.
-func infoMismatch(got, want *bankdv1.SnapshotInfo) string {
-	switch {
-	case got.SizeBytes != want.SizeBytes:
-		return fmt.Sprintf("%d bytes, the info says %d", got.SizeBytes, want.SizeBytes)
-	case got.Sha256 != want.Sha256:
-		return fmt.Sprintf("sha256 %s, the info says %s", got.Sha256, want.Sha256)
-	case got.AppliedIndex != want.AppliedIndex:
-		return fmt.Sprintf("applied index %d, the info says %d", got.AppliedIndex, want.AppliedIndex)
-	case got.StateHash != want.StateHash:
-		return fmt.Sprintf("state hash %s, the info says %s", got.StateHash, want.StateHash)
-	case got.Network != want.Network:
-		return fmt.Sprintf("network %q, the info says %q", got.Network, want.Network)
-	}
-	return ""
 }
 
 // chunkSender cuts what is written into chunks of snapshotChunkBytes.

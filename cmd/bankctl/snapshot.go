@@ -178,11 +178,8 @@ func checkBackup(path string) (*bankdv1.SnapshotInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	switch {
-	case got.Bytes != info.SizeBytes || hex.EncodeToString(got.SHA256[:]) != info.Sha256:
-		return nil, fmt.Errorf("%s: the snapshot is %d bytes with sha256 %x; its info says %d bytes, %s", path, got.Bytes, got.SHA256, info.SizeBytes, info.Sha256)
-	case got.AppliedIndex != info.AppliedIndex || hex.EncodeToString(got.StateHash[:]) != info.StateHash:
-		return nil, fmt.Errorf("%s: the snapshot is at index %d with state hash %x; its info says %d, %s", path, got.AppliedIndex, got.StateHash, info.AppliedIndex, info.StateHash)
+	if msg := got.Mismatch(info); msg != "" {
+		return nil, fmt.Errorf("%s: the snapshot does not match its info: %s", path, msg)
 	}
 	return info, nil
 }
