@@ -124,25 +124,12 @@ func BenchRegions(ctx context.Context, cfg RegionsBenchConfig) (*RegionsBench, e
 	if err := hosts.CleanupStale(ctx, log); err != nil {
 		log.Warn("stale cleanup", "err", err)
 	}
-	cluster, err := hosts.Create(ctx, hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Regions: cfg.Regions})
+	cluster, cleanup, err := startHosts(ctx, hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Regions: cfg.Regions}, log)
+	defer cleanup()
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err := cluster.Cleanup(); err != nil {
-			log.Error("cleanup", "err", err)
-		}
-	}()
-	if err := cluster.StartAll(); err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	_, err = cluster.WaitLeader(sctx)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("first election: %w", err)
-	}
-	sctx, cancel = context.WithTimeout(ctx, setupTimeout)
+	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	err = ledger.CreateAccounts(sctx, cluster, benchOpTimeout, []*bankdv1.Account{
 		{Id: benchReserve, Currency: ledger.Currency, Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET},
 		{Id: benchCustomer, Currency: ledger.Currency, Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY},

@@ -185,23 +185,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}()
 		opts.Extra = func(gatewayIP string) (string, error) { return payouts.ClusterConfig(chain, gatewayIP) }
 	}
-	cluster, err := hosts.Create(ctx, opts)
+	cluster, cleanup, err := startHosts(ctx, opts, log)
+	defer cleanup()
 	if err != nil {
 		return nil, err
-	}
-	defer func() {
-		if err := cluster.Cleanup(); err != nil {
-			log.Error("cleanup", "err", err)
-		}
-	}()
-	if err := cluster.StartAll(); err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	_, err = cluster.WaitLeader(sctx)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("first election: %w", err)
 	}
 
 	hist, err := history.NewRecorder(time.Now(), filepath.Join(dir, "history.jsonl"))
@@ -217,7 +204,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		RecoveryWindow: cfg.RecoveryWindow, Logger: log}
 	var marks upgradeMarks
 	if upgrade {
-		sctx, cancel = context.WithTimeout(ctx, setupTimeout)
+		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 		marks, err = writeUpgradeMarks(sctx, cluster)
 		cancel()
 		if err != nil {
@@ -230,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		nemCfg.Upgrade = &nemesis.UpgradeConfig{Bin: bin, Compact: marks.compact(cluster)}
 	}
-	sctx, cancel = context.WithTimeout(ctx, setupTimeout)
+	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	err = work.Setup(sctx)
 	cancel()
 	if err != nil {
@@ -410,4 +397,27 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// startHosts creates the hosts, starts every agent and waits for the first election. cleanup
+// removes what the run made; it is set whenever the hosts were created, even if err is not nil.
+func startHosts(ctx context.Context, opts hosts.Options, log *slog.Logger) (cluster *hosts.Cluster, cleanup func(), err error) {
+	cluster, err = hosts.Create(ctx, opts)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	cleanup = func() {
+		if err := cluster.Cleanup(); err != nil {
+			log.Error("cleanup", "err", err)
+		}
+	}
+	if err := cluster.StartAll(); err != nil {
+		return nil, cleanup, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if _, err := cluster.WaitLeader(sctx); err != nil {
+		return nil, cleanup, fmt.Errorf("first election: %w", err)
+	}
+	return cluster, cleanup, nil
 }
