@@ -34,6 +34,11 @@ type Config struct {
 	Payouts PayoutsConfig
 	// Retention is the retention block: what old records the leader drops. Zero: none.
 	Retention RetentionConfig
+	// Profile is the deployment profile (ProfileLAN or ProfileWAN): the defaults of the Raft
+	// and gossip timings.
+	Profile string
+	// Placement is the placement block: the preferred leader region.
+	Placement PlacementConfig
 	// TLS is the tls block: the cluster CA every node trusts. Zero when InsecurePlaintext.
 	TLS TLSConfig
 	// Gossip is the gossip block: memberlist's encryption keyring. Zero when InsecurePlaintext.
@@ -141,8 +146,11 @@ func DefaultChainConfig() ChainConfig {
 
 // NodeConfig describes one `node "<id>"` block.
 type NodeConfig struct {
-	ID         string
-	Region     string
+	ID     string
+	Region string
+	// NonVoter is voter = false: a read replica that receives the log and serves stale reads
+	// but never votes, never leads and never counts for a quorum.
+	NonVoter   bool
 	RaftAddr   string
 	GossipAddr string
 	APIAddr    string
@@ -169,6 +177,9 @@ type GossipConfig struct {
 	// KeyringFile holds memberlist's encryption keys, one base64 key per line; the first is the
 	// primary, used to encrypt. Read at start and on SIGHUP.
 	KeyringFile string
+	// Timing holds the failure-detection timings the block sets; zero fields take the
+	// deployment profile's.
+	Timing GossipTiming
 }
 
 // DefaultRaftConfig returns the values used for keys the raft block leaves out.
@@ -287,7 +298,7 @@ func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
 
 var (
 	topSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}, {Name: "insecure_plaintext"}},
+		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}, {Name: "insecure_plaintext"}, {Name: "profile"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "raft"},
 			{Type: "tls"},
@@ -296,6 +307,7 @@ var (
 			{Type: "chain"},
 			{Type: "payouts"},
 			{Type: "retention"},
+			{Type: "placement"},
 			{Type: "node", LabelNames: []string{"id"}},
 			{Type: "lnd", LabelNames: []string{"id"}},
 		},
@@ -339,6 +351,7 @@ var (
 		{Name: "data_dir", Required: true},
 		{Name: "tls_cert"},
 		{Name: "tls_key"},
+		{Name: "voter"},
 	}}
 )
 
@@ -362,7 +375,8 @@ func (p *configParser) errorf(rng hcl.Range, summary, format string, args ...any
 }
 
 func (p *configParser) parse(body hcl.Body) *Config {
-	cfg := &Config{Raft: DefaultRaftConfig(), Chain: DefaultChainConfig()}
+	cfg := &Config{Profile: ProfileLAN, Raft: DefaultRaftConfig(), Chain: DefaultChainConfig(),
+		Placement: PlacementConfig{LeaderRegionSettle: DefaultLeaderRegionSettle}}
 	content, diags := body.Content(topSchema)
 	p.diags = append(p.diags, diags...)
 	if content == nil {
@@ -380,6 +394,10 @@ func (p *configParser) parse(body hcl.Body) *Config {
 		if v, ok := p.boolean(attr); ok {
 			cfg.InsecurePlaintext = v
 		}
+	}
+	// Before the blocks: the raft and gossip blocks override the profile's timings.
+	if attr, ok := content.Attributes["profile"]; ok {
+		p.parseProfile(attr, cfg)
 	}
 	// Blocks that may appear at most once, by type: the first one seen.
 	seen := map[string]*hcl.Block{}
@@ -404,6 +422,8 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			p.parsePayouts(block, &cfg.Payouts)
 		case "retention":
 			p.parseRetention(block, &cfg.Retention)
+		case "placement":
+			p.parsePlacement(block, &cfg.Placement)
 		case "node":
 			p.parseNode(block, cfg)
 		case "lnd":
@@ -413,6 +433,7 @@ func (p *configParser) parse(body hcl.Body) *Config {
 	if len(cfg.Nodes) == 0 && !p.diags.HasErrors() {
 		p.errorf(body.MissingItemRange(), "no nodes", "at least one node block is required")
 	}
+	p.checkPlacement(body, seen["placement"], cfg)
 	p.checkTokensForNetwork(seen["tokens"], cfg)
 	p.checkTransportSecurity(content, seen["tls"], seen["gossip"], cfg)
 	return cfg
@@ -784,6 +805,11 @@ func (p *configParser) parseNode(block *hcl.Block, cfg *Config) {
 				}
 				*f.dst = p.path(v)
 			}
+		}
+	}
+	if attr, ok := content.Attributes["voter"]; ok {
+		if v, ok := p.boolean(attr); ok {
+			nc.NonVoter = !v
 		}
 	}
 	cfg.Nodes = append(cfg.Nodes, nc)

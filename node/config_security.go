@@ -2,8 +2,10 @@ package node
 
 import (
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 )
 
 var (
@@ -13,6 +15,10 @@ var (
 	}}
 	gossipSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "keyring_file"},
+		{Name: "probe_interval"},
+		{Name: "probe_timeout"},
+		{Name: "gossip_interval"},
+		{Name: "suspicion_mult"},
 	}}
 )
 
@@ -47,6 +53,33 @@ func (p *configParser) parseGossip(block *hcl.Block, gc *GossipConfig) {
 			gc.KeyringFile = p.path(v)
 		}
 	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"probe_interval", &gc.Timing.ProbeInterval}, {"probe_timeout", &gc.Timing.ProbeTimeout}, {"gossip_interval", &gc.Timing.GossipInterval}} {
+		attr, ok := content.Attributes[d.name]
+		if !ok {
+			continue
+		}
+		if v, ok := p.duration(attr); ok {
+			if v < 10*time.Millisecond || v > time.Minute {
+				p.errorf(attr.Expr.Range(), "invalid "+d.name, "%s must be between 10ms and 1m, got %s", d.name, v)
+				continue
+			}
+			*d.dst = v
+		}
+	}
+	if attr, ok := content.Attributes["suspicion_mult"]; ok {
+		var v int64
+		if diags := gohcl.DecodeExpression(attr.Expr, nil, &v); diags.HasErrors() || v < 1 || v > 20 {
+			p.errorf(attr.Expr.Range(), "invalid suspicion_mult", "suspicion_mult must be a whole number between 1 and 20")
+		} else {
+			gc.Timing.SuspicionMult = int(v)
+		}
+	}
+	if gc.Timing.ProbeTimeout != 0 && gc.Timing.ProbeInterval != 0 && gc.Timing.ProbeTimeout >= gc.Timing.ProbeInterval {
+		p.errorf(block.DefRange, "invalid probe_timeout", "probe_timeout (%s) must be shorter than probe_interval (%s)", gc.Timing.ProbeTimeout, gc.Timing.ProbeInterval)
+	}
 }
 
 func (p *configParser) nonEmptyStr(attr *hcl.Attribute) (string, bool) {
@@ -75,8 +108,8 @@ func (p *configParser) checkTransportSecurity(content *hcl.BodyContent, tlsBlock
 		switch {
 		case cfg.Chain.Network == "mainnet":
 			p.errorf(rng, "insecure_plaintext on mainnet", "a mainnet cluster speaks TLS and encrypted gossip; remove insecure_plaintext and run `bankd tls init`")
-		case tlsBlock != nil || gossipBlock != nil:
-			p.errorf(rng, "conflicting insecure_plaintext", "insecure_plaintext turns TLS and gossip encryption off, yet a tls or gossip block is given; keep one or the other")
+		case tlsBlock != nil || (gossipBlock != nil && cfg.Gossip.KeyringFile != ""):
+			p.errorf(rng, "conflicting insecure_plaintext", "insecure_plaintext turns TLS and gossip encryption off, yet a tls block or a gossip keyring_file is given; keep one or the other")
 		}
 		for _, n := range cfg.Nodes {
 			if n.TLSCert != "" || n.TLSKey != "" {

@@ -156,7 +156,7 @@ func nodeBlock(id string, n int, override map[string]string) string {
 	}
 	var b strings.Builder
 	b.WriteString("node \"" + id + "\" {\n")
-	for _, k := range []string{"region", "raft_addr", "gossip_addr", "api_addr", "data_dir", "tls_cert", "tls_key", "extra"} {
+	for _, k := range []string{"region", "raft_addr", "gossip_addr", "api_addr", "data_dir", "tls_cert", "tls_key", "voter", "extra"} {
 		if v, ok := fields[k]; ok && v != "-" {
 			b.WriteString("  " + k + " = " + v + "\n")
 		}
@@ -238,6 +238,15 @@ func TestParseConfigRejects(t *testing.T) {
 		{"an address reused across nodes", base + n1 + nodeBlock("n2", 2, map[string]string{"api_addr": `"127.0.0.1:7111"`}), 13, "already used by node \"n1\" gossip_addr"},
 		{"a data_dir shared by two nodes", base + n1 + nodeBlock("n2", 2, map[string]string{"data_dir": `"./data/n1"`}), 14, "data_dir"},
 		{"a variable reference", base + nodeBlock("n1", 1, map[string]string{"region": "var.region"}), 3, "region must be a string"},
+		{"a voter that is not a bool", base + nodeBlock("n1", 1, map[string]string{"voter": `"no"`}), 8, "voter must be true or false"},
+		{"no voter at all", base + nodeBlock("n1", 1, map[string]string{"voter": "false"}), 0, "at least one node must vote"},
+		{"an unknown profile", base + "profile = \"metro\"\n" + n1, 2, `profile must be one of lan, wan, got "metro"`},
+		{"a leader region without a voter", base + "placement {\n  leader_region = \"elsewhere\"\n}\n" + n1, 2, `leader_region "elsewhere" holds no voter; voters are in r`},
+		{"a leader region of non-voters only", base + "placement {\n  leader_region = \"b\"\n}\n" + n1 + nodeBlock("n2", 2, map[string]string{"region": `"b"`, "voter": "false"}), 2, `leader_region "b" holds no voter`},
+		{"a leader region settle of 1ms", base + "placement {\n  leader_region = \"r\"\n  leader_region_settle = \"1ms\"\n}\n" + n1, 4, "leader_region_settle must be between"},
+		{"a probe timeout longer than the interval", base + "gossip {\n  probe_interval = \"1s\"\n  probe_timeout = \"2s\"\n}\n" + n1, 2, "probe_timeout (2s) must be shorter than probe_interval (1s)"},
+		{"a suspicion multiplier of 0", base + "gossip {\n  suspicion_mult = 0\n}\n" + n1, 3, "suspicion_mult must be a whole number between 1 and 20"},
+		{"plaintext beside a gossip keyring", base + "insecure_plaintext = true\ngossip {\n  keyring_file = \"k\"\n}\n" + n1, 2, "conflicting insecure_plaintext"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,6 +472,98 @@ func TestRetentionBoundsFromTheBlock(t *testing.T) {
 			got := compactRequest(tt.rc, tt.applied, now)
 			if !proto.Equal(got, tt.want) {
 				t.Fatalf("compactRequest = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProfilesAndPlacement(t *testing.T) {
+	three := func(regions ...string) string {
+		var b strings.Builder
+		for i, r := range regions {
+			voter := "true"
+			if strings.HasSuffix(r, "*") {
+				r, voter = strings.TrimSuffix(r, "*"), "false"
+			}
+			b.WriteString(nodeBlock("n"+itoa(i+1), i+1, map[string]string{"region": `"` + r + `"`, "voter": voter}))
+		}
+		return b.String()
+	}
+	t.Run("wan profile sets Raft timings the raft block can still override", func(t *testing.T) {
+		cfg, err := ParseConfig([]byte("name = \"c\"\nprofile = \"wan\"\nraft {\n  commit_timeout = \"20ms\"\n}\n"+three("a", "b", "c")), "cluster.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ProfileRaftConfig(ProfileWAN)
+		want.CommitTimeout = 20 * time.Millisecond
+		if cfg.Profile != ProfileWAN || cfg.Raft != want || cfg.Raft.HeartbeatTimeout != time.Second {
+			t.Fatalf("profile %q raft %+v, want wan %+v", cfg.Profile, cfg.Raft, want)
+		}
+	})
+	t.Run("gossip timings: block keys over the profile, the profile over memberlist", func(t *testing.T) {
+		cfg, err := ParseConfig([]byte("name = \"c\"\nprofile = \"wan\"\ninsecure_plaintext = true\ngossip {\n  probe_timeout = \"1s\"\n}\n"+three("a", "b", "c")), "cluster.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := cfg.Gossip.Timing.merge(ProfileGossipTiming(cfg.Profile, false))
+		if got.ProbeTimeout != time.Second || got.ProbeInterval != 5*time.Second || got.SuspicionMult != 6 {
+			t.Fatalf("gossip timing %+v", got)
+		}
+		if lan := ProfileGossipTiming(ProfileLAN, true); lan.ProbeInterval != 200*time.Millisecond {
+			t.Fatalf("one machine keeps its fast failure detection, got %+v", lan)
+		}
+	})
+	t.Run("the default profile is lan with the raft defaults", func(t *testing.T) {
+		cfg, err := ParseConfig([]byte("name = \"c\"\n"+three("a")), "cluster.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Profile != ProfileLAN || cfg.Raft != DefaultRaftConfig() || cfg.Placement.LeaderRegionSettle != DefaultLeaderRegionSettle {
+			t.Fatalf("profile %q raft %+v placement %+v", cfg.Profile, cfg.Raft, cfg.Placement)
+		}
+	})
+	t.Run("non-voters and a leader region", func(t *testing.T) {
+		cfg, err := ParseConfig([]byte("name = \"c\"\nplacement {\n  leader_region = \"b\"\n}\n"+three("a", "b", "c", "a*", "b*")), "cluster.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var voters []string
+		for _, n := range cfg.Voters() {
+			voters = append(voters, n.ID)
+		}
+		if strings.Join(voters, ",") != "n1,n2,n3" || !cfg.Nodes[3].NonVoter || cfg.Placement.LeaderRegion != "b" {
+			t.Fatalf("voters %v, n4 non-voter %v, leader region %q", voters, cfg.Nodes[3].NonVoter, cfg.Placement.LeaderRegion)
+		}
+	})
+
+	warnings := []struct {
+		name    string
+		regions []string
+		want    []string // substrings, one per warning, in order
+	}{
+		{"three voters in three regions", []string{"a", "b", "c"}, nil},
+		{"replicas do not count", []string{"a", "b", "c", "a*", "a*"}, nil},
+		{"a single voter", []string{"a"}, nil},
+		{"two of three voters in one region", []string{"a", "a", "b"}, []string{`region "a" holds 2 of 3 voters (n1, n2), a quorum`}},
+		{"all voters in one region", []string{"a", "a", "a"}, []string{`all 3 voters are in region "a"`}},
+		{"three of five voters in one region", []string{"a", "b", "a", "c", "a"}, []string{`region "a" holds 3 of 5 voters (n1, n3, n5)`}},
+		{"four voters", []string{"a", "b", "c", "d"}, []string{"4 voters tolerate no more failures than 3"}},
+		{"two regions of two voters", []string{"a", "a", "b", "b"}, []string{"4 voters tolerate no more failures than 3"}},
+	}
+	for _, tt := range warnings {
+		t.Run("placement: "+tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig([]byte("name = \"c\"\n"+three(tt.regions...)), "cluster.hcl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := cfg.PlacementWarnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q does not say %q", got[i], w)
+				}
 			}
 		})
 	}

@@ -139,14 +139,15 @@ func startGossip(n *Node, hasState, removed bool) (*gossip, error) {
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
-	if ip.IP.IsLoopback() {
-		// One machine: failures show up in well under a second, so detect them that fast.
+	timing := n.cfg.Gossip.Timing.merge(ProfileGossipTiming(n.cfg.Profile, ip.IP.IsLoopback()))
+	mc.ProbeInterval, mc.ProbeTimeout = timing.ProbeInterval, timing.ProbeTimeout
+	mc.GossipInterval, mc.SuspicionMult = timing.GossipInterval, timing.SuspicionMult
+	if n.cfg.Profile == ProfileWAN {
+		wan := memberlist.DefaultWANConfig()
+		mc.TCPTimeout, mc.PushPullInterval, mc.GossipNodes = wan.TCPTimeout, wan.PushPullInterval, wan.GossipNodes
+	} else if ip.IP.IsLoopback() {
 		mc.TCPTimeout = time.Second
-		mc.ProbeInterval = 200 * time.Millisecond
-		mc.ProbeTimeout = 100 * time.Millisecond
-		mc.GossipInterval = 50 * time.Millisecond
 		mc.PushPullInterval = 2 * time.Second
-		mc.SuspicionMult = 3
 		mc.GossipToTheDeadTime = 5 * time.Second
 	}
 	list, err := memberlist.Create(mc)
