@@ -153,6 +153,14 @@ func bootstrapIntent(servers []raft.Server) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// suffrageOf is the Raft suffrage cluster.hcl gives a node.
+func suffrageOf(nc NodeConfig) raft.ServerSuffrage {
+	if nc.NonVoter {
+		return raft.Nonvoter
+	}
+	return raft.Voter
+}
+
 // bootstrapServers returns the voter set to bootstrap with, or why it is not time yet.
 func (n *Node) bootstrapServers() ([]raft.Server, string) {
 	byID := map[string]peer{}
@@ -173,7 +181,7 @@ func (n *Node) bootstrapServers() ([]raft.Server, string) {
 			return nil, "node " + nc.ID + " advertises raft_addr " + p.Meta.RaftAddr + ", cluster.hcl says " + nc.RaftAddr
 		}
 		servers = append(servers, raft.Server{
-			Suffrage: raft.Voter,
+			Suffrage: suffrageOf(nc),
 			ID:       raft.ServerID(p.Meta.RaftID),
 			Address:  raft.ServerAddress(nc.RaftAddr),
 		})

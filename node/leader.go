@@ -78,7 +78,7 @@ func (n *Node) leaderLoop(ctx context.Context, done chan struct{}) {
 	n.ready.Store(true)
 	log.Info("leadership established; serving linearizable reads", "applied_index", n.fsm.AppliedIndex())
 
-	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}}
+	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}, &leaderRegionDriver{n: n}}
 	if n.cfg.Retention.Enabled() {
 		drivers = append(drivers, &retentionDriver{n: n})
 	}
@@ -204,7 +204,10 @@ func (m *membershipReconciler) reconcile(ctx context.Context) error {
 			m.say(p.NodeID, "gossip member is not in cluster.hcl; ignoring it")
 			continue
 		}
-		if inConfiguration(servers, p.Meta.RaftID) {
+		if s, ok := findByID(servers, p.Meta.RaftID); ok {
+			if changed, err := m.matchSuffrage(ctx, nc, s, servers); changed || err != nil {
+				return err // one change at a time; the configuration is re-read next round
+			}
 			delete(m.said, p.NodeID)
 			continue
 		}
@@ -228,15 +231,71 @@ func (m *membershipReconciler) reconcile(ctx context.Context) error {
 				"raft_id", p.Meta.RaftID, "old_raft_id", string(old.ID), "old_raft_addr", string(old.Address))
 			continue
 		}
-		n.log.Info("adding voter", "member", p.NodeID, "raft_id", p.Meta.RaftID, "raft_addr", nc.RaftAddr)
-		if err := awaitFuture(ctx, n.raft.AddVoter(raft.ServerID(p.Meta.RaftID), raft.ServerAddress(nc.RaftAddr), 0, n.cfg.Raft.ApplyTimeout)); err != nil {
-			return fmt.Errorf("add voter %s (%s): %w", p.NodeID, p.Meta.RaftID, err)
+		kind := suffrageName(suffrageOf(nc))
+		n.log.Info("adding "+kind, "member", p.NodeID, "raft_id", p.Meta.RaftID, "raft_addr", nc.RaftAddr)
+		id, addr := raft.ServerID(p.Meta.RaftID), raft.ServerAddress(nc.RaftAddr)
+		future := n.raft.AddVoter(id, addr, 0, n.cfg.Raft.ApplyTimeout)
+		if nc.NonVoter {
+			future = n.raft.AddNonvoter(id, addr, 0, n.cfg.Raft.ApplyTimeout)
+		}
+		if err := awaitFuture(ctx, future); err != nil {
+			return fmt.Errorf("add %s %s (%s): %w", kind, p.NodeID, p.Meta.RaftID, err)
 		}
 		delete(m.said, p.NodeID)
-		n.log.Info("added voter", "member", p.NodeID, "raft_id", p.Meta.RaftID)
+		n.log.Info("added "+kind, "member", p.NodeID, "raft_id", p.Meta.RaftID)
 		return nil // one change at a time; the configuration is re-read next round
 	}
 	return nil
+}
+
+// matchSuffrage promotes a non-voter that cluster.hcl now calls a voter, or demotes a voter
+// that it calls a non-voter, and reports whether it changed the configuration. The node is alive
+// in gossip (the caller checked). A demotion keeps at least one voter, and the leader hands
+// leadership over before it demotes itself.
+func (m *membershipReconciler) matchSuffrage(ctx context.Context, nc NodeConfig, s raft.Server, servers []raft.Server) (bool, error) {
+	n := m.n
+	want := suffrageOf(nc)
+	if s.Suffrage == want || s.Suffrage == raft.Staging {
+		return false, nil
+	}
+	if want == raft.Voter {
+		n.log.Info("promoting non-voter to voter", "member", nc.ID, "raft_id", string(s.ID))
+		if err := awaitFuture(ctx, n.raft.AddVoter(s.ID, s.Address, 0, n.cfg.Raft.ApplyTimeout)); err != nil {
+			return false, fmt.Errorf("promote %s to voter: %w", nc.ID, err)
+		}
+		return true, nil
+	}
+	voters := 0
+	for _, other := range servers {
+		if other.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters <= 1 {
+		m.say(nc.ID, "cluster.hcl makes the last voter a non-voter; keeping it a voter")
+		return false, nil
+	}
+	if string(s.ID) == n.raftID {
+		n.log.Info("cluster.hcl makes this leader a non-voter; handing leadership over first")
+		if _, err := n.TransferLeadership(ctx, ""); err != nil {
+			return false, fmt.Errorf("hand leadership over before demoting this node: %w", err)
+		}
+		return true, nil
+	}
+	n.log.Info("demoting voter to non-voter", "member", nc.ID, "raft_id", string(s.ID))
+	if err := awaitFuture(ctx, n.raft.DemoteVoter(s.ID, 0, n.cfg.Raft.ApplyTimeout)); err != nil {
+		return false, fmt.Errorf("demote %s to non-voter: %w", nc.ID, err)
+	}
+	return true, nil
+}
+
+func findByID(servers []raft.Server, raftID string) (raft.Server, bool) {
+	for _, s := range servers {
+		if string(s.ID) == raftID {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
 }
 
 func inConfiguration(servers []raft.Server, raftID string) bool {

@@ -254,6 +254,9 @@ func (r raftFSM) Restore(rc io.ReadCloser) error {
 	if err := r.FSM.Restore(rc); err != nil {
 		return err
 	}
+	// Raft restores a snapshot when a follower (or non-voter) is too far behind for the log
+	// entries the leader still holds, and on a backup restore.
+	r.n.log.Info("state machine replaced by a snapshot", "applied_index", r.FSM.AppliedIndex())
 	return r.n.loadScriptIndex()
 }
 
@@ -408,6 +411,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.goBackground(n.bootstrapLoop)
 	n.goBackground(n.watchOwnMembership)
 
+	for _, w := range n.cfg.PlacementWarnings() {
+		n.log.Warn("placement: " + w)
+	}
 	if n.cfg.InsecurePlaintext {
 		n.log.Warn("INSECURE: insecure_plaintext is set; Raft, gossip and the API run without TLS or encryption, and anyone who reaches these ports can rewrite the ledger. Development only.")
 	}
