@@ -172,6 +172,8 @@ type fakeState struct {
 	changed  chan struct{}
 	// hashScans counts full state-hash computations.
 	hashScans int
+	// changedCalls counts Changed calls: a reader about to wait for the next apply.
+	changedCalls int
 }
 
 func newFakeState() *fakeState {
@@ -187,7 +189,14 @@ func (s *fakeState) AppliedIndex() uint64 {
 func (s *fakeState) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.changedCalls++
 	return s.changed
+}
+
+func (s *fakeState) waiters() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changedCalls
 }
 
 // appendEvent applies an event at index and wakes the watchers.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,12 +18,54 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/node"
+	"github.com/bankd/bankd/rpc/wire"
 )
 
 // ForwardedHeader marks a call that a follower forwarded to the leader. A node that receives
 // a forwarded call while it is not the leader answers Unavailable instead of forwarding it
 // again, so a call crosses at most one hop even while leadership moves.
 const ForwardedHeader = "Bankd-Forwarded"
+
+// MinIndexHeader is wire.MinIndexHeader: on a STALE read, the applied index the client has
+// already read; the node waits (up to minIndexWait) until it has applied it.
+const MinIndexHeader = wire.MinIndexHeader
+
+// minIndexWait bounds how long a STALE read waits for this node to reach the client's
+// Bankd-Min-Index before answering Unavailable.
+const minIndexWait = time.Second
+
+// waitMinIndex waits until st has applied the index in the request's Bankd-Min-Index header.
+func waitMinIndex(ctx context.Context, st stateReader, nodeID string, h http.Header) error {
+	v := h.Get(MinIndexHeader)
+	if v == "" {
+		return nil
+	}
+	want, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s header %q is not an index (a whole number)", MinIndexHeader, v))
+	}
+	// failpoint ignore-min-index: answer from whatever this node has applied.
+	if failpoint.Enabled(failpoint.IgnoreMinIndex) {
+		return nil
+	}
+	timer := time.NewTimer(minIndexWait)
+	defer timer.Stop()
+	for {
+		changed := st.Changed() // before the check, so an apply between the two is not missed
+		applied := st.AppliedIndex()
+		if applied >= want {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+				"node %s has applied index %d, behind the index %d this client has already read (waited %s); ask another node", nodeID, applied, want, minIndexWait))
+		}
+	}
+}
 
 // forwarder holds one Connect client per (leader address, procedure). Addresses come from
 // the cluster configuration, so the cache is bounded by nodes × procedures.
@@ -161,6 +204,9 @@ func read[Req, Res any](
 		consistency = bankdv1.ReadConsistency_READ_CONSISTENCY_STALE
 	}
 	if consistency == bankdv1.ReadConsistency_READ_CONSISTENCY_STALE {
+		if err := waitMinIndex(ctx, s.node.State(), s.node.ID(), req.Header()); err != nil {
+			return nil, err
+		}
 		// Meta first: it then describes a state no newer than the one read, so the lag it
 		// reports is an upper bound.
 		meta := s.node.ReadMeta(true)

@@ -50,11 +50,16 @@ const (
 	// so a holder back from a pause writes under a lease that was granted anew. Caught by
 	// fenced-writes.
 	SkipFenceCheck = "skip-fence-check"
+	// IgnoreMinIndex: a STALE read ignores the client's Bankd-Min-Index header and answers from
+	// whatever the node has applied, so a client that moves to a lagging replica reads an older
+	// state than it already saw. Caught by monotonic-reads.
+	IgnoreMinIndex = "ignore-min-index"
 )
 
 // Names lists every failpoint.
 var Names = []string{StaleLinearizableRead, AckBeforeCommit, SkipAppliedIndexCheck, LockGrantedTwice,
-	UnbalancedTransfer, SkipIdempotencyCheck, StreamResumeSkip, CrashOnLeadershipLoss, SkipFenceCheck}
+	UnbalancedTransfer, SkipIdempotencyCheck, StreamResumeSkip, CrashOnLeadershipLoss, SkipFenceCheck,
+	IgnoreMinIndex}
 
 // Known reports whether name is a failpoint.
 func Known(name string) bool {
