@@ -132,12 +132,16 @@ Flags (before or after the command):
   -token T            bearer token (env %s, default %s)
   -o table|json       output format; json prints protojson (one object per line for watch)
   -stale              reads answer from the node asked, without the leader (may lag)
+  -region R           with -stale, ask the nodes of region R first: the nodes in -addr and
+                      those the cluster lists in R (env %s)
+  -min-index N        with -stale, answer only from a node that has applied index N (the
+                      applied index of an earlier answer), so reads never go back in time
   -timeout D          deadline of each call (default %s); for transfer it is the pending
                       timeout, so give the call deadline before the command; pay adds its
                       -wait to it; lnd drain -wait stops waiting after it
 
 Errors print "bankctl: <code>: <message>" and exit 1.
-`, envAddr, defaultAddr, envToken, defaultToken, defaultTimeout)
+`, envAddr, defaultAddr, envToken, defaultToken, envRegion, defaultTimeout)
 }
 
 // dispatch finds the command named by the leading words of args and runs it.

@@ -41,6 +41,7 @@ const (
 	envAddr        = "BANKCTL_ADDR"
 	envToken       = "BANKCTL_TOKEN"
 	envCA          = "BANKCTL_CA"
+	envRegion      = "BANKCTL_REGION"
 )
 
 // Exit statuses.
@@ -76,6 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		a.opts.token = v
 	}
 	a.opts.ca = getenv(envCA)
+	a.opts.region = getenv(envRegion)
 	a.opts.output = "table"
 	a.opts.timeout = defaultTimeout
 
@@ -119,6 +121,10 @@ type options struct {
 	output  string
 	stale   bool
 	timeout time.Duration
+	// region: stale reads go first to the nodes of this region (see preferRegion).
+	region string
+	// minIndex is sent as Bankd-Min-Index: a stale read answers from a state at least this new.
+	minIndex uint64
 }
 
 // register adds the common flags to fs. withTimeout is false for commands that use -timeout
@@ -129,6 +135,8 @@ func (o *options) register(fs *flag.FlagSet, withTimeout bool) {
 	fs.StringVar(&o.ca, "ca", o.ca, "cluster CA certificate (PEM) to verify the nodes with (env "+envCA+")")
 	fs.StringVar(&o.output, "o", o.output, "output: table or json")
 	fs.BoolVar(&o.stale, "stale", o.stale, "serve reads from the node asked, without a round trip to the leader")
+	fs.StringVar(&o.region, "region", o.region, "with -stale, ask the nodes of this region first (env "+envRegion+")")
+	fs.Uint64Var(&o.minIndex, "min-index", o.minIndex, "with -stale, answer from a state at least this new (an applied index read before)")
 	if withTimeout {
 		fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each call")
 	}
@@ -144,6 +152,8 @@ type app struct {
 	hc      *http.Client
 	clients map[string]*clients
 	current int // index in addrs of the node that answered last
+	// regionDone is set once preferRegion has ordered addrs.
+	regionDone bool
 }
 
 type clients struct {
@@ -202,7 +212,7 @@ func (a *app) clientsFor(addr string) *clients {
 	if c, ok := a.clients[addr]; ok {
 		return c
 	}
-	opt := connect.WithInterceptors(bearer.Token(a.opts.token))
+	opt := connect.WithInterceptors(bearer.Token(a.opts.token), minIndexHeader(a.opts.minIndex))
 	hc := a.hc
 	c := &clients{
 		ledger:    bankdv1connect.NewLedgerServiceClient(hc, addr, opt),
@@ -231,6 +241,10 @@ func call[T any](ctx context.Context, a *app, fn func(context.Context, *clients)
 	// bankctl does so, round after round over its addresses, until -timeout has passed.
 	deadline := time.Now().Add(a.opts.timeout)
 	backoff := 50 * time.Millisecond
+	if a.opts.stale && a.opts.region != "" && !a.regionDone {
+		a.regionDone = true
+		a.preferRegion(ctx)
+	}
 	for {
 		for i := 0; i < len(a.addrs); i++ {
 			idx := (a.current + i) % len(a.addrs)

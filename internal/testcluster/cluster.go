@@ -101,6 +101,7 @@ func Start(t testing.TB, spec Spec) *Cluster {
 		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	nodes, err := clusterhcl.LoopbackNodes(c.Dir, spec.Size)
+	spec.Shape(nodes)
 	if err != nil {
 		t.Fatalf("testcluster: %v", err)
 	}

@@ -46,6 +46,13 @@ type Spec struct {
 	// Extra is appended to cluster.hcl as it is, e.g. the `lnd "<id>" { }` blocks of a regtest
 	// Lightning pool.
 	Extra string
+	// NonVoters makes the last NonVoters nodes read replicas (voter = false).
+	NonVoters int
+	// Regions, when set, gives node i the region Regions[i] (default r1..rN).
+	Regions []string
+	// Profile and LeaderRegion, when set, are the top-level profile and placement.leader_region.
+	Profile      string
+	LeaderRegion string
 	// Plaintext writes insecure_plaintext = true: no TLS, no gossip encryption. By default
 	// Write makes a CA, node certificates and a gossip keyring in tls/ beside cluster.hcl (the
 	// node's default paths) and the cluster speaks mutual TLS.
@@ -159,6 +166,21 @@ type Node struct {
 	GossipAddr string
 	APIAddr    string
 	DataDir    string
+	// NonVoter writes voter = false: a read replica.
+	NonVoter bool
+}
+
+// Shape applies spec's NonVoters and Regions to nodes (in place) and returns them.
+func (s Spec) Shape(nodes []Node) []Node {
+	for i := range nodes {
+		if i < len(s.Regions) {
+			nodes[i].Region = s.Regions[i]
+		}
+		if i >= len(nodes)-s.NonVoters {
+			nodes[i].NonVoter = true
+		}
+	}
+	return nodes
 }
 
 // Render returns the text of cluster.hcl for spec with nodes.
@@ -171,6 +193,12 @@ func Render(spec Spec, nodes []Node) []byte {
 	fmt.Fprintf(&b, "name = %s\n", hclString(name))
 	if spec.Plaintext {
 		b.WriteString("insecure_plaintext = true\n")
+	}
+	if spec.Profile != "" {
+		fmt.Fprintf(&b, "profile = %s\n", hclString(spec.Profile))
+	}
+	if spec.LeaderRegion != "" {
+		fmt.Fprintf(&b, "\nplacement {\n  leader_region        = %s\n  leader_region_settle = \"1s\"\n}\n", hclString(spec.LeaderRegion))
 	}
 
 	b.WriteString("\nraft {\n")
@@ -256,8 +284,12 @@ func Render(spec Spec, nodes []Node) []byte {
 	}
 
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "\nnode %s {\n  region      = %s\n  raft_addr   = %s\n  gossip_addr = %s\n  api_addr    = %s\n  data_dir    = %s\n}\n",
+		fmt.Fprintf(&b, "\nnode %s {\n  region      = %s\n  raft_addr   = %s\n  gossip_addr = %s\n  api_addr    = %s\n  data_dir    = %s\n",
 			hclString(n.ID), hclString(n.Region), hclString(n.RaftAddr), hclString(n.GossipAddr), hclString(n.APIAddr), hclString(n.DataDir))
+		if n.NonVoter {
+			b.WriteString("  voter       = false\n")
+		}
+		b.WriteString("}\n")
 	}
 	return []byte(b.String())
 }
@@ -366,6 +398,7 @@ func WriteLoopback(dir string, spec Spec) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec.Shape(nodes)
 	l := &Layout{Path: filepath.Join(dir, "cluster.hcl"), Nodes: nodes}
 	if err := Write(l.Path, spec, nodes); err != nil {
 		return nil, err
