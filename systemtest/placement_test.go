@@ -185,3 +185,65 @@ func staleBalance(t testing.TB, cl *apiclient.Clients, id string, minIndex uint6
 	}
 	return r
 }
+
+// TestSuffrageFollowsClusterHCL promotes a read replica to voter and demotes it again by
+// editing cluster.hcl and restarting the nodes one by one, as an operator would: the leader
+// matches the Raft configuration to the file it started with.
+func TestSuffrageFollowsClusterHCL(t *testing.T) {
+	c := startCluster(t, testcluster.Spec{NonVoters: 1})
+	const replica = 2 // n3
+	suffrageOfN3 := func() string {
+		_, cl := leaderClient(t, c)
+		res, err := cl.Cluster.Members(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.MembersRequest{}))
+		if err != nil {
+			return err.Error()
+		}
+		for _, m := range res.Msg.Members {
+			if m.NodeId == "n3" {
+				return m.Suffrage
+			}
+		}
+		return "absent"
+	}
+	if got := suffrageOfN3(); got != "nonvoter" {
+		t.Fatalf("n3 starts as %s, want nonvoter", got)
+	}
+	rewrite := func(from, to string) {
+		t.Helper()
+		text, err := os.ReadFile(c.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(text), from) {
+			t.Fatalf("cluster.hcl has no %q", from)
+		}
+		if err := os.WriteFile(c.ConfigPath, []byte(strings.Replace(string(text), from, to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rollingRestart := func() {
+		t.Helper()
+		for i := range c.Nodes {
+			if err := c.Stop(i); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Restart(i); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.WaitLeader(ctxFor(t, 30*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const nonVoterLine = "  voter       = false\n"
+	rewrite(nonVoterLine, "")
+	rollingRestart()
+	waitFor(t, 30*time.Second, "n3 to be promoted to voter", func() bool { return suffrageOfN3() == "voter" })
+
+	rewrite(`data_dir    = "`+c.Nodes[replica].DataDir+"\"\n", `data_dir    = "`+c.Nodes[replica].DataDir+"\"\n"+nonVoterLine)
+	rollingRestart()
+	waitFor(t, 30*time.Second, "n3 to be demoted to non-voter", func() bool { return suffrageOfN3() == "nonvoter" })
+	_, cl := leaderClient(t, c)
+	createAccount(t, cl, "after-demotion", asset, false)
+	requireSameStateHash(t, c)
+}
