@@ -5,7 +5,19 @@
 # Cluster name. Required; 1-64 characters from [A-Za-z0-9._-].
 name = "local"
 
-# Raft tuning. Every key is optional; the values below are the defaults.
+# Deployment profile: the defaults of the Raft and gossip timings. "lan" (nodes a few ms apart;
+# the default) or "wan" (voters in regions 30-150 ms apart: 1s heartbeat and election timeouts,
+# memberlist's WAN failure detection). Keys in the raft and gossip blocks override it.
+# profile = "lan"
+
+# Where leadership belongs. A leader outside leader_region hands leadership to a voter there once
+# that voter has been alive for leader_region_settle. Optional block.
+# placement {
+#   leader_region        = "local-a"
+#   leader_region_settle = "10s"
+# }
+
+# Raft tuning. Every key is optional; the values below are the defaults of profile "lan".
 raft {
   # How long a follower waits without hearing from the leader before it calls an election.
   heartbeat_timeout = "300ms"
@@ -76,10 +88,15 @@ gossip {
   # Memberlist keys, one base64 key (16, 24 or 32 bytes) per line; the first encrypts, the
   # others are accepted (rotation: add, make primary, remove; one reload each).
   keyring_file = "tls/gossip.keyring"
+  # Failure detection; the profile's values unless set (lan on loopback: 200ms/100ms/50ms/3).
+  # probe_interval  = "1s"
+  # probe_timeout   = "500ms"
+  # gossip_interval = "200ms"
+  # suspicion_mult  = 4
 }
 
 # Development only: no TLS and no gossip encryption (each node logs a warning; refused on
-# mainnet and beside a tls or gossip block).
+# mainnet and beside a tls block or a gossip keyring_file).
 # insecure_plaintext = true
 
 # The Bitcoin chain. Optional block.
@@ -196,7 +213,10 @@ retention {
 }
 
 # One block per node; the label is the node id. Node ids and all addresses must be unique.
-#   region      failure domain the node runs in (shown by `bankctl members`)
+#   region      failure domain the node runs in. Each node warns at start when one region holds
+#               a quorum of the voters (losing it would stop writes everywhere).
+#   voter       optional, default true; false makes a read replica: it receives the log and
+#               serves stale reads, never votes, leads or counts for a quorum
 #   raft_addr   host:port for Raft replication; peers dial it, so no wildcard address
 #   gossip_addr host:port (TCP and UDP) for memberlist discovery and health; peers dial it
 #   api_addr    host:port of the Connect/gRPC API; clients are redirected here
