@@ -45,9 +45,13 @@ import (
 type Config struct {
 	Workload string // one of Workloads
 	Nemesis  nemesis.Kind
-	Nodes    int           // 3 or 5
-	Duration time.Duration // of the workload, faults included
-	Seed     uint64
+	Nodes    int // 3 or 5
+	// NonVoters is how many of the nodes, the last ones, are Raft non-voters (read replicas,
+	// `voter = false` in cluster.hcl); at least one node stays a voter. With any, the register
+	// workload makes half its reads stale, so that they reach the non-voters.
+	NonVoters int
+	Duration  time.Duration // of the workload, faults included
+	Seed      uint64
 	// ReportDir is created if needed and must not hold an earlier run.
 	ReportDir string
 	Bin       string
@@ -100,6 +104,9 @@ func (r *Report) Line() string {
 		workload += " failpoint=" + fp
 	}
 	nodes := r.Config["nodes"]
+	if nv := r.Config["nonvoters"]; nv != "" && nv != "0" {
+		nodes += " nonvoters=" + nv
+	}
 	if regions := r.Config["regions"]; regions != "" {
 		nodes += " regions=" + strings.Fields(regions)[0]
 	}
@@ -117,6 +124,9 @@ func (c *Config) validate() error {
 	}
 	if c.Nodes != 3 && c.Nodes != 5 {
 		return fmt.Errorf("nodes %d: want 3 or 5", c.Nodes)
+	}
+	if err := c.checkNonVoters(); err != nil {
+		return err
 	}
 	if c.Duration <= 0 || c.Duration > time.Hour {
 		return fmt.Errorf("duration %s: want (0, 1h]", c.Duration)
@@ -137,6 +147,28 @@ func (c *Config) validate() error {
 	}
 	if c.Failpoint != "" {
 		return checkFailpoint(c.Failpoint, c.Bin)
+	}
+	return nil
+}
+
+// checkNonVoters refuses non-voters that would leave no voter, or that a nemesis cannot work
+// with.
+func (c *Config) checkNonVoters() error {
+	if c.NonVoters == 0 {
+		return nil
+	}
+	voters := c.Nodes - c.NonVoters
+	if c.NonVoters < 0 || voters < 1 {
+		return fmt.Errorf("nonvoters %d of %d nodes: want 0-%d (at least one voter)", c.NonVoters, c.Nodes, c.Nodes-1)
+	}
+	if c.Nemesis == nemesis.Upgrade {
+		// Its cluster starts on the previous release, whose cluster.hcl has no voter attribute.
+		return fmt.Errorf("nonvoters with nemesis %s: the previous release does not know voter = false", nemesis.Upgrade)
+	}
+	if slices.Contains(c.Nemesis.Split(), nemesis.Membership) && voters < 2 {
+		// bankd refuses to remove its last voter.
+		return fmt.Errorf("nonvoters %d of %d nodes with nemesis %s: it may remove any node, and bankd refuses to remove the only voter; want at least 2 voters",
+			c.NonVoters, c.Nodes, nemesis.Membership)
 	}
 	return nil
 }
@@ -169,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		log.Warn("stale cleanup", "err", err)
 	}
 	upgrade := cfg.Nemesis == nemesis.Upgrade
-	opts := hosts.Options{Nodes: cfg.Nodes, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint), Regions: cfg.Regions}
+	opts := hosts.Options{Nodes: cfg.Nodes, NonVoters: cfg.NonVoters, Bin: cfg.Bin, Dir: dir, Logger: log, Env: failpointEnv(cfg.Failpoint), Regions: cfg.Regions}
 	if upgrade {
 		// The cluster starts on the previous release; the nemesis moves it to cfg.Bin.
 		opts.Bin = cfg.PrevBin
@@ -262,7 +294,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Dir:     dir,
 		Elapsed: time.Since(began),
 		Config: map[string]string{
-			"workload": cfg.Workload, "nemesis": string(cfg.Nemesis), "nodes": fmt.Sprint(cfg.Nodes),
+			"workload": cfg.Workload, "nemesis": string(cfg.Nemesis), "nodes": fmt.Sprint(cfg.Nodes), "nonvoters": fmt.Sprint(cfg.NonVoters),
 			"duration": cfg.Duration.String(), "seed": fmt.Sprint(cfg.Seed), "bin": cfg.Bin, "failpoint": cfg.Failpoint,
 		},
 	}

@@ -114,22 +114,40 @@ func (c *Cluster) Wipe(i int) error {
 	return nil
 }
 
-// WaitVoter polls the leader until host i is a voter under a Raft id other than oldRaftID
-// (its identity before a wipe; "" accepts any) and returns that Raft id.
-func (c *Cluster) WaitVoter(ctx context.Context, i int, oldRaftID string) (string, error) {
-	id := c.Hosts[i].ID
+// suffrage is the Raft suffrage cluster.hcl gives host i, as the Members API names it:
+// "voter" or "nonvoter".
+func (c *Cluster) suffrage(i int) string {
+	if c.Hosts[i].NonVoter {
+		return "nonvoter"
+	}
+	return "voter"
+}
+
+// WaitMember polls the leader until host i is in the Raft configuration with the suffrage
+// cluster.hcl gives it (a voter, or a non-voter) under a Raft id other than oldRaftID (its
+// identity before a wipe; "" accepts any), and returns that Raft id.
+func (c *Cluster) WaitMember(ctx context.Context, i int, oldRaftID string) (string, error) {
+	id, want := c.Hosts[i].ID, c.suffrage(i)
+	var last string
 	for {
 		if members, err := c.Members(ctx); err == nil {
+			last = "not in the configuration"
 			for _, m := range members {
-				if m.NodeId == id && m.Suffrage == "voter" && m.RaftId != "" && m.RaftId != oldRaftID {
-					c.log.Info("voter again", "node", id, "raft_id", m.RaftId)
+				if m.NodeId != id || m.RaftId == "" || m.RaftId == oldRaftID || m.Suffrage == "" {
+					continue
+				}
+				if m.Suffrage == want {
+					c.log.Info("member again", "node", id, "raft_id", m.RaftId, "suffrage", m.Suffrage)
 					return m.RaftId, nil
 				}
+				last = fmt.Sprintf("a %s as %s", m.Suffrage, m.RaftId)
 			}
+		} else {
+			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("%s is not a voter under a new identity: %w", id, ctx.Err())
+			return "", fmt.Errorf("%s is not a %s under a new identity (last seen: %s): %w", id, want, last, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

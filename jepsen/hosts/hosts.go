@@ -78,6 +78,9 @@ func Supported() error {
 type Options struct {
 	// Nodes is the number of hosts, 1-9 (default 3).
 	Nodes int
+	// NonVoters is how many of the hosts, the last ones, are Raft non-voters (read replicas:
+	// `voter = false` in cluster.hcl). At least one host stays a voter.
+	NonVoters int
 	// Bin is the bankd binary.
 	Bin string
 	// Dir holds cluster.hcl, data/<node> and logs/<node>.log.
@@ -110,6 +113,9 @@ type Host struct {
 	GossipAddr string
 	DataDir    string
 	LogPath    string
+	// NonVoter: cluster.hcl says voter = false; the host replicates the log and serves stale
+	// reads but never votes, leads or counts for a quorum.
+	NonVoter bool
 
 	mu sync.Mutex
 	// bin is the bankd binary the next start runs ("" means the cluster's, Options.Bin).
@@ -158,6 +164,9 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	if opts.Nodes < 1 || opts.Nodes > maxNodes {
 		return nil, fmt.Errorf("hosts: %d nodes, want 1-%d", opts.Nodes, maxNodes)
+	}
+	if opts.NonVoters < 0 || opts.NonVoters >= opts.Nodes {
+		return nil, fmt.Errorf("hosts: %d non-voters of %d nodes, want 0-%d (at least one voter)", opts.NonVoters, opts.Nodes, opts.Nodes-1)
 	}
 	if _, err := os.Stat(opts.Bin); err != nil {
 		return nil, fmt.Errorf("bankd binary %q: %w (run `make build`)", opts.Bin, err)
@@ -219,6 +228,7 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	for _, h := range c.Hosts {
 		h.DataDir = filepath.Join(dir, "data", h.ID)
 		h.LogPath = filepath.Join(dir, "logs", h.ID+".log")
+		h.NonVoter = h.Index >= opts.Nodes-opts.NonVoters
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return c, err
@@ -232,7 +242,7 @@ func Create(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.writeConfig(opts.Raft.Or(clusterhcl.ProcessRaft), extra); err != nil {
 		return c, err
 	}
-	c.log.Info("hosts created", "bridge", c.Bridge, "subnet", subnet+".0/24", "nodes", opts.Nodes, "regions", c.regions.String())
+	c.log.Info("hosts created", "bridge", c.Bridge, "subnet", subnet+".0/24", "nodes", opts.Nodes, "non_voters", opts.NonVoters, "regions", c.regions.String())
 	return c, nil
 }
 
@@ -329,8 +339,8 @@ func (c *Cluster) forwardRule() []string {
 	return []string{"-i", c.Bridge, "-o", c.Bridge, "-m", "comment", "--comment", c.marker(), "-j", "ACCEPT"}
 }
 
-// writeConfig writes cluster.hcl with the shared writer: every host at its own address on the
-// bridge.
+// writeConfig writes cluster.hcl with the shared renderer: every host at its own address on
+// the bridge, the non-voters' node blocks with voter = false.
 func (c *Cluster) writeConfig(raft clusterhcl.Raft, extra string) error {
 	spec := clusterhcl.Spec{
 		Name:   "jepsen-" + c.RunID,
@@ -339,11 +349,23 @@ func (c *Cluster) writeConfig(raft clusterhcl.Raft, extra string) error {
 		Extra:  extra,
 	}
 	nodes := make([]clusterhcl.Node, len(c.Hosts))
+	var nonVoters []string
 	for i, h := range c.Hosts {
 		nodes[i] = clusterhcl.Node{ID: h.ID, Region: "ns-" + h.ID, RaftAddr: h.RaftAddr, GossipAddr: h.GossipAddr, APIAddr: h.APIAddr, DataDir: h.DataDir}
+		if h.NonVoter {
+			nonVoters = append(nonVoters, h.ID)
+		}
 	}
-	if err := clusterhcl.Write(c.ConfigPath, spec, nodes); err != nil {
+	// clusterhcl.Write without its last step, so that the node blocks can be marked first.
+	if err := clusterhcl.WriteSecrets(filepath.Dir(c.ConfigPath), spec.Name, nodes); err != nil {
 		return err
+	}
+	text, err := markNonVoters(clusterhcl.Render(spec, nodes), nonVoters)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.ConfigPath, text, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", c.ConfigPath, err)
 	}
 	// The cluster speaks TLS with the CA just written: the harness's client trusts it.
 	roots, err := clustertls.LoadPool(filepath.Join(filepath.Dir(c.ConfigPath), clusterhcl.CAFile))
@@ -353,6 +375,23 @@ func (c *Cluster) writeConfig(raft clusterhcl.Raft, extra string) error {
 	c.httpClient = newHTTPClient(roots)
 	return nil
 }
+
+// markNonVoters adds voter = false to the node block of each id in cluster.hcl's text (the
+// shared renderer has no such field).
+func markNonVoters(text []byte, ids []string) ([]byte, error) {
+	out := string(text)
+	for _, id := range ids {
+		head := fmt.Sprintf("node %q {\n", id)
+		if n := strings.Count(out, head); n != 1 {
+			return nil, fmt.Errorf("cluster.hcl: %d node blocks start %q, want 1", n, strings.TrimSpace(head))
+		}
+		out = strings.Replace(out, head, head+"  voter       = false\n", 1)
+	}
+	return []byte(out), nil
+}
+
+// Voter reports whether host i is a Raft voter in cluster.hcl.
+func (c *Cluster) Voter(i int) bool { return !c.Hosts[i].NonVoter }
 
 // hostOfNetns returns the host living in namespace ns, if any.
 func (c *Cluster) hostOfNetns(ns string) *Host {

@@ -43,10 +43,17 @@ const (
 )
 
 // startStorm starts asking the leader to transfer leadership every 200-500 ms, to a random
-// node or to Raft's choice, until the heal stops it. Its schedule has its own RNG, seeded
+// voter or to Raft's choice, until the heal stops it. Its schedule has its own RNG, seeded
 // from the nemesis's, so the storm does not disturb the next faults' plans.
 func (n *Nemesis) startStorm() {
 	rng := rand.New(rand.NewPCG(n.rng.Uint64(), 0x73746f726d))
+	// Only a voter can take leadership over; a non-voter target would only be refused.
+	var voters []int
+	for i := range n.cluster.Size() {
+		if n.cluster.Voter(i) {
+			voters = append(voters, i)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		wg          sync.WaitGroup
@@ -61,8 +68,8 @@ func (n *Nemesis) startStorm() {
 				return
 			}
 			target := ""
-			if i := rng.IntN(n.cluster.Size() + 1); i < n.cluster.Size() {
-				target = n.cluster.NodeID(i)
+			if i := rng.IntN(len(voters) + 1); i < len(voters) {
+				target = n.cluster.NodeID(voters[i])
 			}
 			tctx, tcancel := context.WithTimeout(ctx, stormTimeout)
 			leader, err := n.cluster.TransferLeadership(tctx, target)
@@ -92,7 +99,8 @@ func (n *Nemesis) startStorm() {
 // injectMembership removes node i's Raft identity from the configuration (through the
 // leader, which hands leadership over first if it is the one removed), kills the node, wipes
 // its data dir and restarts it: a new Raft identity with no state, which keeps its Raft port
-// closed until the old identity is gone and which the leader then adds as a voter.
+// closed until the old identity is gone and which the leader then adds as a voter (or as a
+// non-voter, if cluster.hcl makes it one).
 func (n *Nemesis) injectMembership(ctx context.Context, i int) (string, error) {
 	var (
 		old string
@@ -119,8 +127,8 @@ func (n *Nemesis) injectMembership(ctx context.Context, i int) (string, error) {
 	return "removed " + old + ", wiped", n.cluster.Restart(i)
 }
 
-// healMembership makes sure node i runs and waits until the leader has made it a voter
-// again under its new identity.
+// healMembership makes sure node i runs and waits until the leader has made it a member
+// again, with the suffrage cluster.hcl gives it, under its new identity.
 func (n *Nemesis) healMembership(ctx context.Context, i int) (string, error) {
 	err := n.cluster.Restart(i)
 	old := n.oldRaftID
@@ -129,9 +137,13 @@ func (n *Nemesis) healMembership(ctx context.Context, i int) (string, error) {
 		// The old identity was never removed: there is no new one to wait for.
 		return "", err
 	}
-	id, werr := n.cluster.WaitVoter(ctx, i, old)
+	id, werr := n.cluster.WaitMember(ctx, i, old)
 	if werr != nil {
 		return "", errors.Join(err, werr)
 	}
-	return "voter again as " + id, err
+	suffrage := "voter"
+	if !n.cluster.Voter(i) {
+		suffrage = "non-voter"
+	}
+	return suffrage + " again as " + id, err
 }

@@ -52,7 +52,7 @@ const (
 	LeaderStorm Kind = "leader-storm"
 	// Membership removes a node from the Raft configuration, kills it, wipes its data dir and
 	// restarts it as a new identity; bankd's leader adds it back. The heal waits until it is a
-	// voter again.
+	// voter again (a non-voter again, for a node cluster.hcl makes one).
 	Membership Kind = "membership"
 	// RegionPartition cuts one whole region (hosts.Regions) off from the others, both ways:
 	// the leader's region ("leader-region") or a random one ("region"). It needs regions.
@@ -137,8 +137,11 @@ type Cluster interface {
 	RemoveServer(ctx context.Context, raftID string) error
 	// Wipe removes stopped host i's data dir.
 	Wipe(i int) error
-	// WaitVoter waits until host i is a voter under a Raft id other than oldRaftID.
-	WaitVoter(ctx context.Context, i int, oldRaftID string) (string, error)
+	// WaitMember waits until host i is in the Raft configuration with the suffrage cluster.hcl
+	// gives it (voter or non-voter) under a Raft id other than oldRaftID.
+	WaitMember(ctx context.Context, i int, oldRaftID string) (string, error)
+	// Voter reports whether cluster.hcl makes host i a voter (not a read replica).
+	Voter(i int) bool
 	// Regions returns the hosts of each region, nil when the hosts have none.
 	Regions() [][]int
 }

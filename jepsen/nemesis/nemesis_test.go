@@ -80,6 +80,8 @@ type fakeCluster struct {
 	partitionTakes time.Duration
 	// regions are the hosts of each region (nil: none).
 	regions [][]int
+	// nonVoters are the hosts cluster.hcl makes non-voters.
+	nonVoters []int
 }
 
 func (f *fakeCluster) record(s string) error {
@@ -116,9 +118,10 @@ func (f *fakeCluster) RemoveServer(_ context.Context, id string) error {
 	return f.record("remove " + id)
 }
 func (f *fakeCluster) Wipe(i int) error { return f.record(fmt.Sprint("wipe ", i)) }
-func (f *fakeCluster) WaitVoter(_ context.Context, i int, old string) (string, error) {
-	return fmt.Sprintf("n%d-new", i+1), f.record(fmt.Sprint("voter ", i))
+func (f *fakeCluster) WaitMember(_ context.Context, i int, old string) (string, error) {
+	return fmt.Sprintf("n%d-new", i+1), f.record(fmt.Sprint("member ", i))
 }
+func (f *fakeCluster) Voter(i int) bool { return !slices.Contains(f.nonVoters, i) }
 func (f *fakeCluster) Regions() [][]int { return f.regions }
 func (f *fakeCluster) Partition(ctx context.Context, g [][]int) error {
 	select {
@@ -191,7 +194,7 @@ func TestRunHealsEveryFaultItInjects(t *testing.T) {
 			}
 			last := fc.calls[len(fc.calls)-1]
 			if last != "heal" && !strings.HasPrefix(last, "restart") && !strings.HasPrefix(last, "resume") &&
-				!strings.HasPrefix(last, "voter") && !strings.HasPrefix(last, "transfer") {
+				!strings.HasPrefix(last, "member") && !strings.HasPrefix(last, "transfer") {
 				t.Fatalf("last call %q is not a heal", last)
 			}
 		})
@@ -319,12 +322,52 @@ func TestMembershipFaultSequence(t *testing.T) {
 	f := n.Faults()[0]
 	i := n.index(f.Targets[0])
 	want := []string{fmt.Sprintf("remove n%d-old", i+1), fmt.Sprint("kill ", i), fmt.Sprint("wipe ", i),
-		fmt.Sprint("restart ", i), fmt.Sprint("restart ", i), fmt.Sprint("voter ", i)}
+		fmt.Sprint("restart ", i), fmt.Sprint("restart ", i), fmt.Sprint("member ", i)}
 	if !slices.Equal(fc.calls[:6], want) {
 		t.Fatalf("calls %v, want %v", fc.calls, want)
 	}
 	if !strings.Contains(f.Note, fmt.Sprintf("voter again as n%d-new", i+1)) {
 		t.Fatalf("note %q", f.Note)
+	}
+}
+
+// A non-voter removed, wiped and restarted comes back as a non-voter: the heal waits for that
+// and its note says so.
+func TestMembershipFaultOnANonVoter(t *testing.T) {
+	fc := &fakeCluster{nonVoters: []int{0, 1, 2}}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: Membership, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := n.Faults()[0]
+	i := n.index(f.Targets[0])
+	if want := fmt.Sprintf("non-voter again as n%d-new", i+1); !strings.Contains(f.Note, want) {
+		t.Fatalf("note %q, want it to say %q", f.Note, want)
+	}
+}
+
+// A leader storm asks only voters to take leadership over (or lets Raft choose).
+func TestLeaderStormTargetsOnlyVoters(t *testing.T) {
+	fc := &fakeCluster{nonVoters: []int{1, 2}}
+	hist, _ := history.NewRecorder(time.Now(), "")
+	n := New(Config{Kind: LeaderStorm, Seed: 1, FaultWindow: 2 * time.Second, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if len(fc.calls) < 3 {
+		t.Fatalf("%d transfers in 2 s, want at least 3", len(fc.calls))
+	}
+	for _, c := range fc.calls {
+		if c != "transfer n1" && c != "transfer " {
+			t.Fatalf("%q: a transfer to a non-voter (n2, n3), among %v", c, fc.calls)
+		}
 	}
 }
 

@@ -42,6 +42,7 @@ func run() int {
 		nem      = flag.String("nemesis", "kill", "nemesis: "+strings.Join(kinds, "|")+
 			", or a comma list of them picked per fault window (kill,partition-leader); clock-skew is refused: namespaces share the host clock")
 		nodes    = flag.Int("nodes", 3, "cluster size: 3 or 5")
+		nonVoter = flag.Int("nonvoters", 0, "how many of the nodes, the last ones, are Raft non-voters (read replicas, voter = false); at least one stays a voter")
 		duration = flag.Duration("time", 60*time.Second, "how long the workload runs, faults included")
 		seed     = flag.Uint64("seed", uint64(time.Now().UnixNano()%1_000_000), "seed of the workload and fault schedule")
 		report   = flag.String("report", "", "report dir (default $TMPDIR/bankd-jepsen/<time>-<workload>-<nemesis>-s<seed>)")
@@ -88,12 +89,12 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Printf("jepsen %s/%s nodes=%d time=%s seed=%d report=%s\n", *workload, kind, *nodes, *duration, *seed, *report)
+	fmt.Printf("jepsen %s/%s nodes=%d nonvoters=%d time=%s seed=%d report=%s\n", *workload, kind, *nodes, *nonVoter, *duration, *seed, *report)
 	if regions.Count() > 0 {
 		fmt.Printf("jepsen regions: %s\n", regions)
 	}
 	rep, err := jepsen.Run(ctx, jepsen.Config{
-		Workload: *workload, Nemesis: kind, Nodes: *nodes, Duration: *duration, Seed: *seed,
+		Workload: *workload, Nemesis: kind, Nodes: *nodes, NonVoters: *nonVoter, Duration: *duration, Seed: *seed,
 		ReportDir: *report, Bin: *bin, PrevBin: *prevBin, Clients: *clients, FaultWindow: *faultW, RecoveryWindow: *recoverW,
 		Progress: os.Stdout, ProgressEvery: *every, Failpoint: *fp, Regions: regions,
 	})
