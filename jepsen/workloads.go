@@ -37,7 +37,12 @@ func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder, cha
 	case payouts.Name:
 		return payoutsWorkload{payouts.New(payouts.Config{Clients: cfg.Clients, Seed: cfg.Seed, Dir: dir}, cluster, hist, chain, log)}
 	case "register":
-		return registerWorkload{register.New(register.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
+		rc := register.Config{Clients: cfg.Clients, Seed: cfg.Seed}
+		if cfg.NonVoters > 0 {
+			// Linearizable reads all go to the leader; only stale reads reach the non-voters.
+			rc.StaleShare = nonVoterStaleShare
+		}
+		return registerWorkload{register.New(rc, cluster, hist)}
 	case locks.Name:
 		return locksWorkload{locks.New(locks.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist)}
 	case stream.Name:
@@ -73,10 +78,15 @@ func (w bankWorkload) Check(ctx context.Context, log *slog.Logger, hist *history
 		checker.FreshReads(ops)}, nil
 }
 
+// nonVoterStaleShare is the share of the register workload's reads that are stale when the
+// cluster has non-voters.
+const nonVoterStaleShare = 0.5
+
 type registerWorkload struct{ *register.Workload }
 
 // Check resolves the unknown adds and reads every key a last time (into the history), then
-// checks linearizability; porcupine's visualization goes to linearizability.html.
+// checks linearizability (porcupine's visualization goes to linearizability.html) and that no
+// process saw the state go back.
 func (w registerWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
 	final, err := w.Final(ctx, hist.Ops())
 	if err == nil {
@@ -85,7 +95,9 @@ func (w registerWorkload) Check(ctx context.Context, log *slog.Logger, hist *his
 		}
 	}
 	// Without a final state the unknown adds stay open to the end; the reads are still judged.
-	return []checker.Result{checker.Linearizable(hist.Ops(), final, filepath.Join(dir, "linearizability.html"))}, err
+	ops := hist.Ops()
+	return []checker.Result{checker.Linearizable(ops, final, filepath.Join(dir, "linearizability.html")),
+		checker.MonotonicReads(ops)}, err
 }
 
 type idempotentWorkload struct{ *idempotent.Workload }

@@ -2,8 +2,11 @@
 // ledger, checked for linearizability. Key K is a pair of accounts, K-src (asset) and K-dst
 // (liability); add(v) is a transfer of v from K-src to K-dst under a unique id, and read is a
 // linearizable GetAccount of K-dst, whose posted balance is the sum of the adds applied so far.
-// A few reads are stale (any node, at once); they are recorded but, promising nothing, not
-// checked.
+// Some reads are stale (any node, from its own state). Stale reads promise no freshness, but
+// each client process sends the highest applied index it has read so far (ReadMeta's
+// applied_index of any ok read) as the Bankd-Min-Index header, so a process must never see the
+// state go back: the linearizability checker leaves stale reads out, the monotonic-reads
+// checker judges them with the rest.
 //
 // After the faults are healed, Final resolves the adds whose outcome was unknown (an add whose
 // id does not exist at the end never applied) and then reads every key once more, recorded in
@@ -14,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,6 +27,7 @@ import (
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/rpc"
 )
 
 // Operation names (history.Op.F).
@@ -41,7 +46,7 @@ type Config struct {
 	Clients    int           // concurrent clients [5]
 	MaxAdd     int64         // adds are 1..MaxAdd, varied so that reads tell subsets apart [100]
 	ReadShare  float64       // share of operations that read [0.5]
-	StaleShare float64       // share of reads that are stale, recorded but not checked [0.1]
+	StaleShare float64       // share of reads that are stale (Bankd-Min-Index, monotonic) [0.1]
 	OpTimeout  time.Duration // per request [2s]
 	Seed       uint64
 }
@@ -74,10 +79,20 @@ type AddValue struct {
 	Amount int64  `json:"amount"`
 }
 
-// ReadValue is the value of a read: the key, and on ok the register's value.
+// Read consistencies (ReadValue.Consistency).
+const (
+	Linearizable = "linearizable"
+	Stale        = "stale"
+)
+
+// ReadValue is the value of a read: the key, its consistency and, for a stale read, the
+// Bankd-Min-Index sent; on ok the register's value and the state it was read from.
 type ReadValue struct {
-	Key   string `json:"key"`
-	Value int64  `json:"value"`
+	Key         string `json:"key"`
+	Consistency string `json:"consistency"`
+	// MinIndex is the Bankd-Min-Index header a stale read sent (0: none).
+	MinIndex uint64 `json:"min_index,omitempty"`
+	Value    int64  `json:"value"`
 	// AppliedIndex and ServedBy describe the state the read was served from (ok reads only).
 	AppliedIndex uint64 `json:"applied_index,omitempty"`
 	ServedBy     string `json:"served_by,omitempty"`
@@ -135,23 +150,29 @@ func (w *Workload) Run(ctx context.Context) {
 
 func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 	process, seq := client, 0
+	// seen is the highest applied index this process has read: its stale reads send it as
+	// Bankd-Min-Index.
+	var seen uint64
 	for ctx.Err() == nil {
 		node := rng.IntN(w.cluster.Size())
 		key := w.keys[rng.IntN(len(w.keys))]
 		if rng.Float64() < w.cfg.ReadShare {
+			f, minIndex := FRead, uint64(0)
 			if rng.Float64() < w.cfg.StaleShare {
-				w.read(process, node, key, FReadStale)
-			} else {
-				w.read(process, node, key, FRead)
+				f, minIndex = FReadStale, seen
+			}
+			if v, ok := w.read(process, node, key, f, minIndex); ok {
+				seen = max(seen, v.AppliedIndex)
 			}
 			continue
 		}
 		seq++
 		a := AddValue{Key: key, ID: fmt.Sprintf("r%d-%d", process, seq), Amount: 1 + rng.Int64N(w.cfg.MaxAdd)}
 		if w.add(process, node, a) == history.Info {
-			// The add may still apply later: this client goes on as a new process.
+			// The add may still apply later: this client goes on as a new process, a new
+			// session that has read nothing yet.
 			process += w.cfg.Clients
-			seq = 0
+			seq, seen = 0, 0
 		}
 	}
 }
@@ -168,31 +189,49 @@ func (w *Workload) add(process, node int, a AddValue) history.Type {
 	return typ
 }
 
-// read performs and records one read; f is FRead (linearizable) or FReadStale.
-func (w *Workload) read(process, node int, key, f string) {
-	inv := w.hist.Invoke(process, f, ReadValue{Key: key}, w.cluster.NodeID(node))
+// read performs and records one read and reports whether it was ok; f is FRead
+// (linearizable) or FReadStale, which sends minIndex (when not 0) as Bankd-Min-Index.
+func (w *Workload) read(process, node int, key, f string, minIndex uint64) (ReadValue, bool) {
+	req := newRead(key, f, minIndex)
+	inv := w.hist.Invoke(process, f, req, w.cluster.NodeID(node))
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
 	defer cancel()
-	v, err := readKey(ctx, w.cluster.Client(node), key, f)
+	v, err := readKey(ctx, w.cluster.Client(node), req)
 	if err != nil {
-		// A read changes nothing: a failed one is simply fail.
-		w.hist.Complete(inv, history.Fail, ReadValue{Key: key}, err)
-		return
+		// A read changes nothing: a failed one (a node behind minIndex answers Unavailable) is
+		// simply fail.
+		w.hist.Complete(inv, history.Fail, req, err)
+		return ReadValue{}, false
 	}
 	w.hist.Complete(inv, history.OK, v, nil)
+	return v, true
 }
 
-func readKey(ctx context.Context, cl *apiclient.Clients, key, f string) (ReadValue, error) {
-	consistency := bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+// newRead is the invocation value of a read of key; minIndex counts for stale reads only.
+func newRead(key, f string, minIndex uint64) ReadValue {
 	if f == FReadStale {
+		return ReadValue{Key: key, Consistency: Stale, MinIndex: minIndex}
+	}
+	return ReadValue{Key: key, Consistency: Linearizable}
+}
+
+// readKey performs the read r describes and returns r completed with what it read.
+func readKey(ctx context.Context, cl *apiclient.Clients, r ReadValue) (ReadValue, error) {
+	consistency := bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE
+	if r.Consistency == Stale {
 		consistency = bankdv1.ReadConsistency_READ_CONSISTENCY_STALE
 	}
-	resp, err := cl.Ledger.GetAccount(ctx, connect.NewRequest(&bankdv1.GetAccountRequest{Id: Dst(key), Consistency: consistency}))
+	req := connect.NewRequest(&bankdv1.GetAccountRequest{Id: Dst(r.Key), Consistency: consistency})
+	if r.MinIndex > 0 {
+		req.Header().Set(rpc.MinIndexHeader, strconv.FormatUint(r.MinIndex, 10))
+	}
+	resp, err := cl.Ledger.GetAccount(ctx, req)
 	if err != nil {
 		return ReadValue{}, err
 	}
-	return ReadValue{Key: key, Value: resp.Msg.Account.GetBalance().GetPosted(),
-		AppliedIndex: resp.Msg.Meta.GetAppliedIndex(), ServedBy: resp.Msg.Meta.GetServedBy()}, nil
+	r.Value = resp.Msg.Account.GetBalance().GetPosted()
+	r.AppliedIndex, r.ServedBy = resp.Msg.Meta.GetAppliedIndex(), resp.Msg.Meta.GetServedBy()
+	return r, nil
 }
 
 // Final is what the checker needs from the healed cluster besides the history.
@@ -246,16 +285,17 @@ func (w *Workload) finalRead(ctx context.Context, first int, key string) (ReadVa
 	var err error
 	for attempt := range ledger.MaxAttempts {
 		node := attempt % w.cluster.Size()
-		inv := w.hist.Invoke(first+attempt, FRead, ReadValue{Key: key}, w.cluster.NodeID(node))
+		req := newRead(key, FRead, 0)
+		inv := w.hist.Invoke(first+attempt, FRead, req, w.cluster.NodeID(node))
 		cctx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
 		var v ReadValue
-		v, err = readKey(cctx, w.cluster.Client(node), key, FRead)
+		v, err = readKey(cctx, w.cluster.Client(node), req)
 		cancel()
 		if err == nil {
 			w.hist.Complete(inv, history.OK, v, nil)
 			return v, nil
 		}
-		w.hist.Complete(inv, history.Fail, ReadValue{Key: key}, err)
+		w.hist.Complete(inv, history.Fail, req, err)
 		select {
 		case <-ctx.Done():
 			return v, ctx.Err()
