@@ -59,9 +59,26 @@ type RegionFailover struct {
 
 // RegionsBench holds BenchRegions' figures.
 type RegionsBench struct {
-	Latencies []WriteLatency
-	Failovers []RegionFailover
+	Latencies   []WriteLatency
+	Throughputs []WriteThroughput
+	Failovers   []RegionFailover
 }
+
+// WriteThroughput is what throughputWriters concurrent clients, each writing one 1-sat
+// transfer at a time through the leader, achieved in throughputWindow.
+type WriteThroughput struct {
+	Leader    string
+	QuorumRTT time.Duration
+	Writes    int
+	PerSecond float64
+	P50, P99  time.Duration
+}
+
+// The throughput phase of BenchRegions.
+const (
+	throughputWriters = 32
+	throughputWindow  = 5 * time.Second
+)
 
 // Bounds of BenchRegions.
 const (
@@ -169,6 +186,20 @@ func BenchRegions(ctx context.Context, cfg RegionsBenchConfig) (*RegionsBench, e
 		}
 	}
 
+	fmt.Fprintf(out, "write throughput: %d clients writing 1-sat transfers one at a time each, through the leader, for %s\n", throughputWriters, throughputWindow)
+	for leader := range cluster.Hosts {
+		if err := b.makeLeader(ctx, leader); err != nil {
+			return res, err
+		}
+		tp, err := b.throughput(ctx, leader)
+		if err != nil {
+			return res, err
+		}
+		res.Throughputs = append(res.Throughputs, tp)
+		fmt.Fprintf(out, "  leader %s (r%d)  nearest quorum rtt %-5s  %7.0f writes/s  p50 %7s  p99 %7s  (%d writes)\n",
+			tp.Leader, cluster.RegionOf(leader), tp.QuorumRTT, tp.PerSecond, tp.P50.Round(100*time.Microsecond), tp.P99.Round(100*time.Microsecond), tp.Writes)
+	}
+
 	fmt.Fprintf(out, "region partition: the leader's region cut off; time to the first write acknowledged through another region\n")
 	for leader := range cluster.Hosts {
 		f, err := b.failover(ctx, leader)
@@ -263,6 +294,54 @@ func (b *regionsBench) writeLatency(ctx context.Context, leader, via, n int) (Wr
 		lat.ForwardRTT = b.cluster.RTT(via, leader)
 	}
 	return lat, nil
+}
+
+// throughput runs throughputWriters concurrent writers through leader for throughputWindow.
+func (b *regionsBench) throughput(ctx context.Context, leader int) (WriteThroughput, error) {
+	var (
+		mu    sync.Mutex
+		took  []time.Duration
+		first error
+		wg    sync.WaitGroup
+	)
+	wctx, cancel := context.WithTimeout(ctx, throughputWindow)
+	defer cancel()
+	start := time.Now()
+	for range throughputWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for wctx.Err() == nil {
+				octx, ocancel := context.WithTimeout(ctx, benchOpTimeout)
+				t0 := time.Now()
+				err := b.write(octx, leader, b.nextID("bench-tp"))
+				d := time.Since(t0)
+				ocancel()
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if err == nil {
+					took = append(took, d)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if first != nil {
+		return WriteThroughput{}, fmt.Errorf("throughput writes through %s: %w", b.cluster.NodeID(leader), first)
+	}
+	if l := b.cluster.Leader(ctx); l != leader {
+		return WriteThroughput{}, fmt.Errorf("leadership moved from %s during the throughput writes", b.cluster.NodeID(leader))
+	}
+	slices.Sort(took)
+	return WriteThroughput{Leader: b.cluster.NodeID(leader), QuorumRTT: quorumRTT(b.cluster, leader), Writes: len(took),
+		PerSecond: float64(len(took)) / elapsed.Seconds(), P50: percentile(took, 50), P99: percentile(took, 99)}, nil
 }
 
 // failover makes host leader the leader, cuts its region off and times the first write
