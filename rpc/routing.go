@@ -214,14 +214,29 @@ func read[Req, Res any](
 		if err != nil {
 			return nil, err
 		}
+		meta.AppliedIndex = appliedAfterRead(s.node.State(), meta)
 		return connect.NewResponse(res), nil
 	}
 	return onLeader(ctx, s, req, func(ctx context.Context, _ *Req) (*Res, error) {
 		if err := s.node.ReadBarrier(ctx); err != nil {
 			return nil, err
 		}
-		return local(s.node.State(), s.node.ReadMeta(false))
+		meta := s.node.ReadMeta(false)
+		res, err := local(s.node.State(), meta)
+		if err == nil {
+			meta.AppliedIndex = appliedAfterRead(s.node.State(), meta)
+		}
+		return res, err
 	})
+}
+
+// appliedAfterRead is the applied index a read answer reports: the state machine's index once
+// the read is done. Entries may be applied while a read runs, and the answer may include them,
+// so only an index taken after the read bounds the state it saw from above; a client that sends
+// it back as Bankd-Min-Index then never reads an older state (an index taken before the read
+// let jepsen's monotonic-reads checker see a value go back at one reported index).
+func appliedAfterRead(st stateReader, meta *bankdv1.ReadMeta) uint64 {
+	return max(meta.GetAppliedIndex(), st.AppliedIndex())
 }
 
 // forward sends req to the leader's API with the caller's credentials and returns the
