@@ -349,23 +349,11 @@ func (c *Cluster) writeConfig(raft clusterhcl.Raft, extra string) error {
 		Extra:  extra,
 	}
 	nodes := make([]clusterhcl.Node, len(c.Hosts))
-	var nonVoters []string
 	for i, h := range c.Hosts {
-		nodes[i] = clusterhcl.Node{ID: h.ID, Region: "ns-" + h.ID, RaftAddr: h.RaftAddr, GossipAddr: h.GossipAddr, APIAddr: h.APIAddr, DataDir: h.DataDir}
-		if h.NonVoter {
-			nonVoters = append(nonVoters, h.ID)
-		}
+		nodes[i] = clusterhcl.Node{ID: h.ID, Region: "ns-" + h.ID, RaftAddr: h.RaftAddr, GossipAddr: h.GossipAddr, APIAddr: h.APIAddr, DataDir: h.DataDir, NonVoter: h.NonVoter}
 	}
-	// clusterhcl.Write without its last step, so that the node blocks can be marked first.
-	if err := clusterhcl.WriteSecrets(filepath.Dir(c.ConfigPath), spec.Name, nodes); err != nil {
+	if err := clusterhcl.Write(c.ConfigPath, spec, nodes); err != nil {
 		return err
-	}
-	text, err := markNonVoters(clusterhcl.Render(spec, nodes), nonVoters)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.ConfigPath, text, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", c.ConfigPath, err)
 	}
 	// The cluster speaks TLS with the CA just written: the harness's client trusts it.
 	roots, err := clustertls.LoadPool(filepath.Join(filepath.Dir(c.ConfigPath), clusterhcl.CAFile))
@@ -374,20 +362,6 @@ func (c *Cluster) writeConfig(raft clusterhcl.Raft, extra string) error {
 	}
 	c.httpClient = newHTTPClient(roots)
 	return nil
-}
-
-// markNonVoters adds voter = false to the node block of each id in cluster.hcl's text (the
-// shared renderer has no such field).
-func markNonVoters(text []byte, ids []string) ([]byte, error) {
-	out := string(text)
-	for _, id := range ids {
-		head := fmt.Sprintf("node %q {\n", id)
-		if n := strings.Count(out, head); n != 1 {
-			return nil, fmt.Errorf("cluster.hcl: %d node blocks start %q, want 1", n, strings.TrimSpace(head))
-		}
-		out = strings.Replace(out, head, head+"  voter       = false\n", 1)
-	}
-	return []byte(out), nil
 }
 
 // Voter reports whether host i is a Raft voter in cluster.hcl.
