@@ -70,6 +70,21 @@ func TestBankctlAgainstACluster(t *testing.T) {
 		t.Fatalf("alice = %v", got.Account)
 	}
 
+	// -region: a stale read goes to the node of that region (n3 is in r3), found through the
+	// cluster's members although -addr starts elsewhere.
+	out = mustCtl(t, env, "-o", "json", "-stale", "-region", "r3", "accounts", "get", "alice")
+	var stale bankdv1.GetAccountResponse
+	if err := protojson.Unmarshal([]byte(out), &stale); err != nil || stale.Meta.GetServedBy() != "n3" {
+		t.Fatalf("stale read with -region r3: %v, served by %q\n%s", err, stale.Meta.GetServedBy(), out)
+	}
+	// -min-index past anything applied: the node waits, then answers unavailable, and so does
+	// every other node bankctl moves on to.
+	code, _, errOut = ctl(t, env, "-stale", "-min-index", "1000000", "-timeout", "3s", "accounts", "get", "alice")
+	if code != exitFail || !strings.Contains(errOut, "behind the index 1000000 this client has already read") {
+		t.Fatalf("stale read with an unreached -min-index: exit %d, %q", code, errOut)
+	}
+	mustCtl(t, env, "-stale", "-min-index", fmt.Sprint(stale.Meta.GetAppliedIndex()), "accounts", "get", "alice")
+
 	code, _, errOut = ctl(t, env, "transfer", "-id", "too-much", "-from", "alice", "-to", "reserve", "-amount", "2000")
 	if code != exitFail || !strings.HasPrefix(errOut, "bankctl: failed_precondition: ") || !strings.Contains(errOut, "INSUFFICIENT_FUNDS") {
 		t.Fatalf("insufficient funds: exit %d, stderr %q", code, errOut)
