@@ -57,6 +57,7 @@ bench: build deps-btcd deps-lnd
 	$(GO) test -run '^$$' -bench . -benchtime 3x -benchmem ./payout/coinselect/
 	$(GO) test -run '^$$' -bench Plan1000 -benchtime 3x -benchmem ./payout/
 	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd $(GO) test -run '^$$' -bench PayoutPipeline -benchtime 1x ./systemtest/
+	BANKD_BIN=$(BIN)/bankd $(GO) test -run '^$$' -bench BackupRestoreThroughTheCluster -benchtime 1x -timeout 60m ./systemtest/
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench -plaintext -failovers 0
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench
 	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_LND=$(BIN)/lnd $(GO) run ./cmd/lnbench

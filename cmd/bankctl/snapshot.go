@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -27,12 +28,17 @@ const backupHeader = "bankd-backup v1\n"
 // maxInfoLine bounds the info line a backup file may hold.
 const maxInfoLine = 64 << 10
 
+// snapshotStreamTimeout is the least deadline a snapshot save or restore gets: -timeout is
+// meant for unary calls, and a state of a few GiB takes minutes to stream.
+const snapshotStreamTimeout = time.Hour
+
 // restoreChunkBytes is the size of one uploaded message: below the smallest request limit a
 // cluster may set (raft.max_entry_bytes is at least 64 KiB).
 const restoreChunkBytes = 32 << 10
 
 func clusterSnapshotSave(a *app, _ *flag.FlagSet) func(context.Context, []string) error {
 	return func(ctx context.Context, args []string) error {
+		a.opts.timeout = max(a.opts.timeout, snapshotStreamTimeout)
 		if err := wantArgs(args, 1, "FILE"); err != nil {
 			return err
 		}
@@ -205,6 +211,7 @@ func clusterSnapshotInspect(a *app, _ *flag.FlagSet) func(context.Context, []str
 func clusterSnapshotRestore(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 	force := fs.Bool("force", false, "replace a cluster that already holds accounts or wallets")
 	return func(ctx context.Context, args []string) error {
+		a.opts.timeout = max(a.opts.timeout, snapshotStreamTimeout)
 		if err := wantArgs(args, 1, "FILE"); err != nil {
 			return err
 		}
