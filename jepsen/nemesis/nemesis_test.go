@@ -309,43 +309,38 @@ func TestComposedNemesisPicksAmongItsKinds(t *testing.T) {
 }
 
 // The membership fault removes the old identity, kills, wipes and restarts the node, and its
-// heal waits for the new identity to be a voter.
+// heal waits for the new identity to be back in its role: a voter as a voter, a non-voter as a
+// non-voter, which the fault's note says.
 func TestMembershipFaultSequence(t *testing.T) {
-	fc := &fakeCluster{}
-	hist, _ := history.NewRecorder(time.Now(), "")
-	n := New(Config{Kind: Membership, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	if err := n.Run(ctx); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name      string
+		nonVoters []int
+		wantNote  string // with %d for the node's number
+	}{
+		{"a voter", nil, "voter again as n%d-new"},
+		{"a non-voter", []int{0, 1, 2}, "non-voter again as n%d-new"},
 	}
-	f := n.Faults()[0]
-	i := n.index(f.Targets[0])
-	want := []string{fmt.Sprintf("remove n%d-old", i+1), fmt.Sprint("kill ", i), fmt.Sprint("wipe ", i),
-		fmt.Sprint("restart ", i), fmt.Sprint("restart ", i), fmt.Sprint("member ", i)}
-	if !slices.Equal(fc.calls[:6], want) {
-		t.Fatalf("calls %v, want %v", fc.calls, want)
-	}
-	if !strings.Contains(f.Note, fmt.Sprintf("voter again as n%d-new", i+1)) {
-		t.Fatalf("note %q", f.Note)
-	}
-}
-
-// A non-voter removed, wiped and restarted comes back as a non-voter: the heal waits for that
-// and its note says so.
-func TestMembershipFaultOnANonVoter(t *testing.T) {
-	fc := &fakeCluster{nonVoters: []int{0, 1, 2}}
-	hist, _ := history.NewRecorder(time.Now(), "")
-	n := New(Config{Kind: Membership, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	if err := n.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f := n.Faults()[0]
-	i := n.index(f.Targets[0])
-	if want := fmt.Sprintf("non-voter again as n%d-new", i+1); !strings.Contains(f.Note, want) {
-		t.Fatalf("note %q, want it to say %q", f.Note, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := &fakeCluster{nonVoters: tt.nonVoters}
+			hist, _ := history.NewRecorder(time.Now(), "")
+			n := New(Config{Kind: Membership, Seed: 1, FaultWindow: 10 * time.Millisecond, RecoveryWindow: 10 * time.Millisecond}, fc, hist)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			if err := n.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			f := n.Faults()[0]
+			i := n.index(f.Targets[0])
+			want := []string{fmt.Sprintf("remove n%d-old", i+1), fmt.Sprint("kill ", i), fmt.Sprint("wipe ", i),
+				fmt.Sprint("restart ", i), fmt.Sprint("restart ", i), fmt.Sprint("member ", i)}
+			if !slices.Equal(fc.calls[:6], want) {
+				t.Fatalf("calls %v, want %v", fc.calls, want)
+			}
+			if note := fmt.Sprintf(tt.wantNote, i+1); !strings.Contains(f.Note, note) || (tt.nonVoters == nil && strings.Contains(f.Note, "non-voter")) {
+				t.Fatalf("note %q, want it to say %q", f.Note, note)
+			}
+		})
 	}
 }
 
