@@ -78,7 +78,10 @@ func (n *Node) leaderLoop(ctx context.Context, done chan struct{}) {
 	n.ready.Store(true)
 	log.Info("leadership established; serving linearizable reads", "applied_index", n.fsm.AppliedIndex())
 
-	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}, &leaderRegionDriver{n: n}}
+	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}}
+	if n.cfg.Placement.LeaderRegion != "" && n.cfg.Placement.LeaderRegion != n.self.Region {
+		drivers = append(drivers, &leaderRegionDriver{n: n})
+	}
 	if n.cfg.Retention.Enabled() {
 		drivers = append(drivers, &retentionDriver{n: n})
 	}

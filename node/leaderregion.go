@@ -7,7 +7,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// leaderRegionDriver moves leadership back to placement.leader_region. It runs on a leader
+// leaderRegionDriver moves leadership back to placement.leader_region. It runs only on a leader
 // outside that region: once a voter in the region has been alive in gossip, and in the Raft
 // configuration, for leader_region_settle without a break, leadership is handed to it
 // (hashicorp/raft brings the target up to date first and fails the transfer if it cannot).
@@ -27,9 +27,6 @@ const leaderRegionCheckInterval = 500 * time.Millisecond
 func (d *leaderRegionDriver) Run(ctx context.Context) error {
 	n := d.n
 	region := n.cfg.Placement.LeaderRegion
-	if region == "" || n.self.Region == region {
-		return nil
-	}
 	settle := n.cfg.Placement.LeaderRegionSettle
 	d.healthySince = map[raft.ServerID]time.Time{}
 	ticker := time.NewTicker(leaderRegionCheckInterval)
