@@ -141,10 +141,21 @@ func TestScriptIndexFollowsAppliesAndSnapshotInstalls(t *testing.T) {
 	c.waitFor("the follower to report a snapshot install", func() bool {
 		return c.logs.has("Installed remote snapshot", "node="+id)
 	})
+	// The follower may be sent more than one snapshot (the leader snapshots often here), and
+	// its state machine reaches the leader's index just before the index is reloaded: wait for
+	// the index itself. Without the reload after a restore it would never hold the scripts
+	// the snapshot brought.
 	restarted := index(id)
-	if missing, total := restarted.missing(t, leader.FSM()); missing > 0 {
-		t.Fatalf("after the snapshot install %s's index misses %d of %d scripts", id, missing, total)
+	var missing, total int
+	c.waitFor("the restarted follower's index to hold every script", func() bool {
+		missing, total = restarted.missing(t, leader.FSM())
+		return missing == 0
+	})
+	if total != 46 {
+		t.Fatalf("%s's index holds %d scripts, want 46 (40 addresses, 3 look-ahead, 3 change)", id, total)
 	}
+	restarted.mu.Lock()
+	defer restarted.mu.Unlock()
 	if restarted.loads < 2 {
 		t.Fatalf("the index was loaded %d times, want at open and after the restore", restarted.loads)
 	}
