@@ -36,9 +36,9 @@ func (f *FSM) Backup(w io.Writer) (BackupInfo, error) {
 		return BackupInfo{}, errors.New("state machine is closed")
 	}
 	snap := f.db.NewSnapshot()
-	f.openSnapshots.Add(1)
+	f.snapshots.beginBackup() // under mu: a Restore that holds the store waits for it
 	f.mu.RUnlock()
-	defer f.openSnapshots.Done()
+	defer f.snapshots.endRead()
 	defer snap.Close()
 
 	var info BackupInfo

@@ -49,9 +49,9 @@ type FSM struct {
 	mu sync.RWMutex
 	db *pebble.DB
 
-	// openSnapshots counts Pebble snapshots handed to Raft and not yet released; Restore waits
-	// for them before it closes the store under them.
-	openSnapshots sync.WaitGroup
+	// snapshots tracks the Pebble snapshots open on the store (Raft's and backups'), which
+	// Restore must not close the store under.
+	snapshots *snapshotRegistry
 
 	applied atomic.Uint64
 	nowMs   atomic.Int64
@@ -75,7 +75,8 @@ func Open(dir string, opts Options) (*FSM, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, onScriptsWatched: opts.OnScriptsWatched, changed: make(chan struct{})}
+	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, onScriptsWatched: opts.OnScriptsWatched, changed: make(chan struct{}),
+		snapshots: newSnapshotRegistry()}
 	if f.fatal == nil {
 		f.fatal = func(err error) {
 			f.logger.Error("state machine stopped: refusing to go on", "err", err)

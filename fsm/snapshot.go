@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -34,19 +33,24 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.db.LogData([]byte("snapshot"), pebble.Sync); err != nil {
 		return nil, fmt.Errorf("sync store before snapshot: %w", err)
 	}
-	f.openSnapshots.Add(1)
-	return &fsmSnapshot{snap: f.db.NewSnapshot(), index: f.AppliedIndex(), done: f.openSnapshots.Done}, nil
+	return f.snapshots.add(f.db.NewSnapshot(), f.AppliedIndex()), nil
 }
 
+// fsmSnapshot is a Raft snapshot: a Pebble snapshot registered in the FSM's snapshotRegistry.
 type fsmSnapshot struct {
+	reg   *snapshotRegistry
 	snap  *pebble.Snapshot
 	index uint64
-	done  func()
-	once  sync.Once
 }
 
-// Persist streams the snapshot to sink. Raft calls it concurrently with Apply.
+// Persist streams the snapshot to sink. Raft calls it concurrently with Apply. A snapshot that
+// a Restore dropped before Persist began fails with errSnapshotDropped.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if !s.reg.beginRead(s) {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot at index %d: %w", s.index, errSnapshotDropped)
+	}
+	defer s.reg.endRead()
 	if err := writeSnapshot(sink, s.snap, nil); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot at index %d: %w", s.index, err)
@@ -54,12 +58,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s *fsmSnapshot) Release() {
-	s.once.Do(func() {
-		_ = s.snap.Close()
-		s.done()
-	})
-}
+// Release closes the Pebble snapshot (once; a Restore may have closed it already).
+func (s *fsmSnapshot) Release() { s.reg.release(s) }
 
 // writeSnapshot streams every key and value of snap to w in the snapshot format; onRecord,
 // when set, also sees each of them (a backup describes the state in the same pass).
@@ -127,8 +127,16 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 
-	f.openSnapshots.Wait()
-	f.mu.Lock()
+	// Hold the store with no snapshot being read, dropping Raft's unread ones (see
+	// snapshotRegistry: waiting for Raft to release them could deadlock).
+	for {
+		f.snapshots.waitIdle()
+		f.mu.Lock()
+		if f.snapshots.dropIfIdle() {
+			break
+		}
+		f.mu.Unlock()
+	}
 	defer f.mu.Unlock()
 	if err := f.db.Close(); err != nil {
 		return fmt.Errorf("close store for restore: %w", err)
