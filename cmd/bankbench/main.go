@@ -35,7 +35,7 @@ func main() {
 		accounts   = flag.Int("accounts", 1000, "customer accounts")
 		keepDir    = flag.Bool("keep", false, "keep the cluster's data and logs")
 		bin        = flag.String("bin", "", "bankd binary (default $BANKD_BIN or bin/bankd)")
-		profileDir = flag.String("profile-dir", "", "save a CPU profile of the leader during each throughput run here")
+		profileDir = flag.String("profile-dir", "", "save CPU profiles of the leader and a follower during each throughput run here")
 		plaintext  = flag.Bool("plaintext", false, "run the cluster with insecure_plaintext (no TLS), to measure what TLS costs")
 	)
 	flag.Parse()
@@ -68,11 +68,11 @@ func main() {
 	}
 	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1 (%s), raft-boltdb fsync on, %d customer accounts, data in %s\n\n", transport, *accounts, dir)
 
-	stopProfile := profileLeader(c, leader, *profileDir, "single", *duration)
+	stopProfile := profileNodes(c, leader, *profileDir, "single", *duration)
 	single := runLoad(ctx, c, leader, *clients, 1, *accounts, *duration, "s")
 	stopProfile()
 	single.print(fmt.Sprintf("(a) single-transfer requests, %d concurrent clients", *clients))
-	stopProfile = profileLeader(c, leader, *profileDir, "batch", *duration)
+	stopProfile = profileNodes(c, leader, *profileDir, "batch", *duration)
 	batch := runLoad(ctx, c, leader, *batchers, *batchSize, *accounts, *duration, "b")
 	stopProfile()
 	batch.print(fmt.Sprintf("(b) requests of %d transfers, %d concurrent clients", *batchSize, *batchers))
@@ -252,35 +252,47 @@ func timeFailover(ctx context.Context, c *testcluster.ProcCluster) (time.Duratio
 	return 0, fmt.Errorf("no write acknowledged within 30s of the leader kill")
 }
 
-// profileLeader fetches a CPU profile of the leader covering a run of length d into dir; the
-// returned func waits for it.
-func profileLeader(c *testcluster.ProcCluster, leader int, dir, name string, d time.Duration) func() {
+// profileNodes fetches CPU profiles of the leader and of one follower covering a run of length d
+// into dir (<name>-leader.pprof, <name>-follower.pprof); the returned func waits for them.
+func profileNodes(c *testcluster.ProcCluster, leader int, dir, name string, d time.Duration) func() {
 	if dir == "" {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.Nodes[leader].PprofAddr, int(d.Seconds())-1)
-		resp, err := http.Get(url)
-		if err != nil {
-			log.Printf("profile %s: %v", name, err)
-			return
-		}
-		defer resp.Body.Close()
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			log.Printf("profile %s: %v", name, err)
-			return
-		}
-		f, err := os.Create(filepath.Join(dir, name+".pprof"))
-		if err != nil {
-			log.Printf("profile %s: %v", name, err)
-			return
-		}
-		defer f.Close()
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			log.Printf("profile %s: %v", name, err)
-		}
-	}()
-	return func() { <-done }
+	follower := (leader + 1) % len(c.Nodes)
+	var wg sync.WaitGroup
+	for role, i := range map[string]int{"leader": leader, "follower": follower} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fetchProfile(c.Nodes[i].PprofAddr, filepath.Join(dir, name+"-"+role+".pprof"), d); err != nil {
+				log.Printf("profile %s of the %s: %v", name, role, err)
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+// fetchProfile saves a CPU profile of d (less a second, so that it ends with the run) from the
+// pprof server at addr into path.
+func fetchProfile(addr, path string, d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())-1))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET profile: %s", resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
