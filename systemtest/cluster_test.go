@@ -78,28 +78,7 @@ func TestKilledLeaderLosesNoAcknowledgedTransfer(t *testing.T) {
 		t.Fatalf("only %d transfers acknowledged; the test did not exercise anything", len(acked))
 	}
 
-	var sum int64
-	for id, amount := range acked {
-		resp, err := ncl.Ledger.GetTransfer(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetTransferRequest{Id: id}))
-		if err != nil {
-			t.Fatalf("acknowledged transfer %s lost after leader kill: %v", id, err)
-		}
-		if resp.Msg.Transfer.Amount != amount {
-			t.Fatalf("transfer %s: amount %d, acknowledged %d", id, resp.Msg.Transfer.Amount, amount)
-		}
-		sum += amount
-	}
-	var customerTotal int64
-	for _, id := range customers {
-		customerTotal += balance(t, ncl, id).Posted
-	}
-	reserve := balance(t, ncl, "reserve").Posted
-	if reserve != customerTotal {
-		t.Fatalf("ledger does not balance: reserve %d, customers %d", reserve, customerTotal)
-	}
-	if customerTotal < sum {
-		t.Fatalf("customers hold %d, less than the %d acknowledged", customerTotal, sum)
-	}
+	customerTotal, sum := requireAcknowledgedPresent(t, ncl, acked, customers)
 	t.Logf("%d acknowledged transfers all present; %d sat in unacknowledged-but-applied transfers", len(acked), customerTotal-sum)
 
 	if err := c.Restart(leader); err != nil {

@@ -111,3 +111,31 @@ func appliedIndex(t testing.TB, cl *apiclient.Clients) uint64 {
 }
 
 func uniqueID(prefix string, i int) string { return fmt.Sprintf("%s-%06d", prefix, i) }
+
+// requireAcknowledgedPresent checks that every acknowledged transfer (id to amount) exists with
+// its amount, that the reserve balances the customers, and that the customers hold at least
+// what was acknowledged (an unacknowledged transfer may have been applied too). It returns what
+// the customers hold and the acknowledged sum.
+func requireAcknowledgedPresent(t testing.TB, cl *apiclient.Clients, acked map[string]int64, customers []string) (held, sum int64) {
+	t.Helper()
+	for id, amount := range acked {
+		resp, err := cl.Ledger.GetTransfer(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetTransferRequest{Id: id}))
+		if err != nil {
+			t.Fatalf("acknowledged transfer %s: %v", id, err)
+		}
+		if resp.Msg.Transfer.Amount != amount {
+			t.Fatalf("transfer %s: amount %d, acknowledged %d", id, resp.Msg.Transfer.Amount, amount)
+		}
+		sum += amount
+	}
+	for _, id := range customers {
+		held += balance(t, cl, id).Posted
+	}
+	if reserve := balance(t, cl, "reserve").Posted; reserve != held {
+		t.Fatalf("the ledger does not balance: reserve %d, customers %d", reserve, held)
+	}
+	if held < sum {
+		t.Fatalf("customers hold %d, less than the %d acknowledged", held, sum)
+	}
+	return held, sum
+}

@@ -202,27 +202,7 @@ func (w *transfers) ackedSince(n int) func() bool {
 func (w *transfers) requireAllPresent(t *testing.T, c *testcluster.ProcCluster) {
 	t.Helper()
 	_, cl := leaderClient(t, c)
-	var sum int64
-	for id, amount := range w.ok {
-		resp, err := cl.Ledger.GetTransfer(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetTransferRequest{Id: id}))
-		if err != nil {
-			t.Fatalf("acknowledged transfer %s: %v", id, err)
-		}
-		if resp.Msg.Transfer.Amount != amount {
-			t.Fatalf("transfer %s: amount %d, acknowledged %d", id, resp.Msg.Transfer.Amount, amount)
-		}
-		sum += amount
-	}
-	var customers int64
-	for _, id := range []string{"c1", "c2", "c3"} {
-		customers += balance(t, cl, id).Posted
-	}
-	if reserve := balance(t, cl, "reserve").Posted; reserve != customers {
-		t.Fatalf("the ledger does not balance: reserve %d, customers %d", reserve, customers)
-	}
-	if customers < sum {
-		t.Fatalf("customers hold %d, less than the %d acknowledged", customers, sum)
-	}
+	requireAcknowledgedPresent(t, cl, w.ok, []string{"c1", "c2", "c3"})
 	t.Logf("%d acknowledged transfers all present (%d refused or unknown); the ledger balances", len(w.ok), w.errs)
 }
 
