@@ -182,16 +182,8 @@ func (n *Node) RemoveNode(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("remove node: %w", err)
 	}
-	if target.Suffrage == raft.Voter {
-		voters := 0
-		for _, s := range servers {
-			if s.Suffrage == raft.Voter {
-				voters++
-			}
-		}
-		if voters <= 1 {
-			return "", fmt.Errorf("remove node: %s is the last voter", target.ID)
-		}
+	if target.Suffrage == raft.Voter && countVoters(servers) <= 1 {
+		return "", fmt.Errorf("remove node: %s is the last voter", target.ID)
 	}
 	if string(target.ID) == n.raftID {
 		newLeader, err := n.TransferLeadership(ctx, "")

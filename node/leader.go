@@ -268,13 +268,7 @@ func (m *membershipReconciler) matchSuffrage(ctx context.Context, nc NodeConfig,
 		}
 		return true, nil
 	}
-	voters := 0
-	for _, other := range servers {
-		if other.Suffrage == raft.Voter {
-			voters++
-		}
-	}
-	if voters <= 1 {
+	if countVoters(servers) <= 1 {
 		m.say(nc.ID, "cluster.hcl makes the last voter a non-voter; keeping it a voter")
 		return false, nil
 	}
@@ -302,12 +296,18 @@ func findByID(servers []raft.Server, raftID string) (raft.Server, bool) {
 }
 
 func inConfiguration(servers []raft.Server, raftID string) bool {
+	_, ok := findByID(servers, raftID)
+	return ok
+}
+
+func countVoters(servers []raft.Server) int {
+	voters := 0
 	for _, s := range servers {
-		if string(s.ID) == raftID {
-			return true
+		if s.Suffrage == raft.Voter {
+			voters++
 		}
 	}
-	return false
+	return voters
 }
 
 // conflictingServer finds a server that is an older incarnation of nodeID: same node id prefix
