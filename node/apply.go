@@ -21,6 +21,9 @@ import (
 // Errors: ErrNotLeader when nothing was proposed (retry on the leader); *fsm.Error when the
 // state machine refused the command (it committed and changed nothing but the applied index);
 // ErrOutcomeUnknown (wrapped) when the command reached Raft but its fate is unknown.
+//
+// Transfers without a fence are coalesced with other concurrent ones into shared entries
+// (coalesce.go); each caller still gets only its own results.
 func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
 	if n.raft == nil {
 		return nil, ErrShutdown
@@ -31,6 +34,14 @@ func (n *Node) Apply(ctx context.Context, typ bankdv1.CommandType, body proto.Me
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", typ, err)
 	}
+	if req, ok := body.(*bankdv1.CreateTransfersRequest); ok && typ == bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS && fence == nil && n.coalescer != nil {
+		return n.coalescer.apply(ctx, req)
+	}
+	return n.propose(ctx, typ, body, fence)
+}
+
+// propose puts one command in the log and waits for the state machine's response; see Apply.
+func (n *Node) propose(ctx context.Context, typ bankdv1.CommandType, body proto.Message, fence *bankdv1.Fence) (proto.Message, error) {
 	if err := n.checkUpgraded(typ); err != nil {
 		return nil, err
 	}

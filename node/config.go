@@ -68,6 +68,12 @@ type RaftConfig struct {
 	// MaxEntryBytes bounds one command in the log; with MaxAppendEntries it bounds one
 	// AppendEntries message (at most MaxAppendEntriesBytes).
 	MaxEntryBytes int
+	// CoalesceInFlight bounds the coalesced CreateTransfers entries in flight on the leader;
+	// 0 turns coalescing off (node/coalesce.go).
+	CoalesceInFlight int
+	// CoalesceLinger is how long the leader waits for more transfers to join an entry once a
+	// slot is free (0 to 1ms).
+	CoalesceLinger time.Duration
 }
 
 // MaxAppendEntriesBytes bounds max_append_entries × max_entry_bytes: the most one AppendEntries
@@ -195,6 +201,8 @@ func DefaultRaftConfig() RaftConfig {
 		ApplyTimeout:       5 * time.Second,
 		MaxAppendEntries:   64,
 		MaxEntryBytes:      4 << 20,
+		CoalesceInFlight:   4,
+		CoalesceLinger:     200 * time.Microsecond,
 	}
 }
 
@@ -328,6 +336,8 @@ var (
 		{Name: "apply_timeout"},
 		{Name: "max_append_entries"},
 		{Name: "max_entry_bytes"},
+		{Name: "coalesce_in_flight"},
+		{Name: "coalesce_linger"},
 	}}
 	chainSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "network"},
@@ -501,6 +511,15 @@ func (p *configParser) parseRaft(block *hcl.Block, rc *RaftConfig) {
 		{"snapshot_interval", &rc.SnapshotInterval, 5 * time.Millisecond},
 		{"apply_timeout", &rc.ApplyTimeout, time.Millisecond},
 	}
+	if attr, ok := attrs["coalesce_linger"]; ok {
+		if v, ok := p.duration(attr); ok {
+			if v < 0 || v > time.Millisecond {
+				p.errorf(attr.Expr.Range(), "invalid coalesce_linger", "coalesce_linger must be between 0s and 1ms, got %s", v)
+			} else {
+				rc.CoalesceLinger = v
+			}
+		}
+	}
 	for _, d := range durations {
 		attr, ok := attrs[d.name]
 		if !ok {
@@ -524,6 +543,7 @@ func (p *configParser) parseRaft(block *hcl.Block, rc *RaftConfig) {
 		// hashicorp/raft refuses more than 1024 entries per AppendEntries.
 		{"max_append_entries", 1, 1024, func(v int64) { rc.MaxAppendEntries = int(v) }},
 		{"max_entry_bytes", 64 << 10, 64 << 20, func(v int64) { rc.MaxEntryBytes = int(v) }},
+		{"coalesce_in_flight", 0, 64, func(v int64) { rc.CoalesceInFlight = int(v) }},
 	}
 	for _, c := range counts {
 		attr, ok := attrs[c.name]

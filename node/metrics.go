@@ -19,6 +19,8 @@ type metrics struct {
 	// peerRefused counts peers refused by transport: "raft" (TLS or identity) and "gossip"
 	// (not a member of cluster.hcl at its address).
 	peerRefused *prometheus.CounterVec
+	// coalescedRequests counts CreateTransfers requests per coalesced entry (coalesce.go).
+	coalescedRequests prometheus.Histogram
 
 	state        *prometheus.Desc
 	term         *prometheus.Desc
@@ -53,6 +55,14 @@ func newMetrics(n *Node) *metrics {
 			Help:        "Raft connections and gossip members refused: no or a wrong certificate, a certificate speaking for another node, a member not in cluster.hcl.",
 			ConstLabels: labels,
 		}, []string{"transport"}),
+		coalescedRequests: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace:   "bankd",
+			Subsystem:   "raft",
+			Name:        "coalesced_requests",
+			Help:        "CreateTransfers requests the leader put into one Raft entry, for entries of more than one.",
+			ConstLabels: labels,
+			Buckets:     []float64{2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+		}),
 		certExpiry:   prometheus.NewDesc("bankd_tls_cert_not_after_seconds", "Unix time at which this node's TLS certificate expires.", nil, labels),
 		state:        prometheus.NewDesc("bankd_raft_state", "1 for the Raft state this node is in, 0 for the others.", []string{"state"}, labels),
 		term:         prometheus.NewDesc("bankd_raft_term", "Current Raft term.", nil, labels),
@@ -61,6 +71,8 @@ func newMetrics(n *Node) *metrics {
 		lastContact:  prometheus.NewDesc("bankd_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil, labels),
 	}
 }
+
+func (m *metrics) observeCoalesced(requests int) { m.coalescedRequests.Observe(float64(requests)) }
 
 func (m *metrics) observeApply(typ bankdv1.CommandType, d time.Duration) {
 	m.applyLatency.WithLabelValues(typ.String()).Observe(d.Seconds())
@@ -71,6 +83,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.applyLatency.Describe(ch)
 	m.leaderChanges.Describe(ch)
 	m.peerRefused.Describe(ch)
+	m.coalescedRequests.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.certExpiry, m.state, m.term, m.commitIndex, m.appliedIndex, m.lastContact} {
 		ch <- d
 	}
@@ -81,6 +94,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.applyLatency.Collect(ch)
 	m.leaderChanges.Collect(ch)
 	m.peerRefused.Collect(ch)
+	m.coalescedRequests.Collect(ch)
 	n := m.n
 	if n.tls != nil {
 		ch <- prometheus.MustNewConstMetric(m.certExpiry, prometheus.GaugeValue, float64(n.tls.NotAfter().Unix()))

@@ -119,6 +119,8 @@ type Node struct {
 	raft      *raft.Raft
 	gossip    *gossip
 	metrics   *metrics
+	// coalescer groups concurrent transfers into shared entries on the leader; nil when off.
+	coalescer *coalescer
 	// tls holds the node's certificate and the cluster CA; nil under insecure_plaintext.
 	tls *clustertls.Store
 
@@ -163,6 +165,7 @@ func New(cfg *Config, nodeID string, opts Options) (*Node, error) {
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
+	n.coalescer = newCoalescer(n, cfg.Raft)
 	if !cfg.InsecurePlaintext {
 		store, err := clustertls.Load(clustertls.NodeIdentity(cfg.Name, nodeID), cfg.TLS.CAFile, self.TLSCert, self.TLSKey)
 		if err != nil {
@@ -401,6 +404,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.raft = r
 
 	n.goBackground(n.monitorLeadership)
+	if n.coalescer != nil {
+		n.goBackground(n.coalescer.run)
+	}
 
 	g, err := startGossip(n, hasState, removedMarkerExists(n.self.DataDir))
 	if err != nil {

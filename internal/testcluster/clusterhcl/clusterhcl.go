@@ -72,6 +72,11 @@ type Raft struct {
 	TrailingLogs       uint64
 	MaxAppendEntries   int
 	MaxEntryBytes      int
+	// CoalesceInFlight and CoalesceLinger set the leader's transfer coalescing (zero: the
+	// node's defaults); NoCoalescing turns it off.
+	CoalesceInFlight int
+	CoalesceLinger   time.Duration
+	NoCoalescing     bool
 }
 
 // InProcessRaft keeps elections fast on loopback, yet not so tight that a loaded 2-core machine
@@ -121,6 +126,13 @@ func (r Raft) Or(defaults Raft) Raft {
 	if r.MaxEntryBytes == 0 {
 		r.MaxEntryBytes = defaults.MaxEntryBytes
 	}
+	if r.CoalesceInFlight == 0 {
+		r.CoalesceInFlight = defaults.CoalesceInFlight
+	}
+	if r.CoalesceLinger == 0 {
+		r.CoalesceLinger = defaults.CoalesceLinger
+	}
+	r.NoCoalescing = r.NoCoalescing || defaults.NoCoalescing
 	return r
 }
 
@@ -213,6 +225,7 @@ func Render(spec Spec, nodes []Node) []byte {
 		{"commit_timeout", r.CommitTimeout},
 		{"apply_timeout", r.ApplyTimeout},
 		{"snapshot_interval", r.SnapshotInterval},
+		{"coalesce_linger", r.CoalesceLinger},
 	} {
 		if d.v != 0 {
 			fmt.Fprintf(&b, "  %-20s = %s\n", d.key, hclString(d.v.String()))
@@ -230,6 +243,11 @@ func Render(spec Spec, nodes []Node) []byte {
 		if c.v != 0 {
 			fmt.Fprintf(&b, "  %-20s = %d\n", c.key, c.v)
 		}
+	}
+	if r.NoCoalescing {
+		fmt.Fprintf(&b, "  %-20s = 0\n", "coalesce_in_flight")
+	} else if r.CoalesceInFlight != 0 {
+		fmt.Fprintf(&b, "  %-20s = %d\n", "coalesce_in_flight", r.CoalesceInFlight)
 	}
 	b.WriteString("}\n")
 
