@@ -48,6 +48,9 @@ type FSM struct {
 	// swaps the store.
 	mu sync.RWMutex
 	db *pebble.DB
+	// accounts is every account in the store, decoded (accounts_resident.go). Only the apply
+	// path reads it, under mu like db; Open and Restore build it.
+	accounts map[string]*bankdv1.Account
 
 	// snapshots tracks the Pebble snapshots open on the store (Raft's and backups'), which
 	// Restore must not close the store under.
@@ -159,8 +162,13 @@ func (f *FSM) loadMeta() error {
 	if err != nil {
 		return fmt.Errorf("read cluster time: %w", err)
 	}
+	accounts, err := loadResidentAccounts(f.db)
+	if err != nil {
+		return err
+	}
 	f.applied.Store(applied)
 	f.nowMs.Store(int64(now))
+	f.accounts = accounts
 	return nil
 }
 
@@ -247,6 +255,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	defer b.Close()
 	applied := f.applied.Load()
 	now := f.nowMs.Load()
+	resident := &residentAccounts{committed: f.accounts, batch: make(map[string]*bankdv1.Account)}
 	var watched [][]byte
 	for i, l := range logs {
 		// failpoint skip-applied-index-check: apply replayed entries a second time.
@@ -254,7 +263,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		if l.Type == raft.LogCommand {
-			a := &applier{root: newRootTxn(b), index: l.Index, term: l.Term, now: now}
+			a := &applier{root: newRootTxn(b, resident), index: l.Index, term: l.Term, now: now}
 			res, err := a.apply(l.Data)
 			if err != nil {
 				f.halt(fmt.Errorf("apply raft index %d: %w", l.Index, err))
@@ -283,6 +292,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		f.halt(fmt.Errorf("commit batch up to index %d: %w", applied, err))
 		return results
+	}
+	for id, acc := range resident.batch {
+		f.accounts[id] = acc
 	}
 	f.applied.Store(applied)
 	f.nowMs.Store(now)

@@ -22,12 +22,8 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 	if err := check(req.Account); err != nil {
 		return nil, err
 	}
-	existing := &bankdv1.Account{}
-	found, err := getProto(tx, accountKey(req.Account.Id), existing)
-	if err != nil {
-		return nil, err
-	}
-	if found {
+	if existing, found := tx.account(req.Account.Id); found {
+		existing = copyAccount(existing)
 		if o := accountOwner(existing); o != a.owner && a.checksOwnership() {
 			return nil, invalid("account.id: %q is taken by an account of %s", req.Account.Id, ownerPhrase(o))
 		}
@@ -45,9 +41,7 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 	acc.CreatedAtUnixMs = a.now
 	acc.CreatedIndex = a.index
 	acc.Owner = a.owner
-	if err := putProto(tx, accountKey(acc.Id), acc); err != nil {
-		return nil, err
-	}
+	tx.putAccount(copyAccount(acc))
 	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_AccountCreated{AccountCreated: acc}})
 	return &bankdv1.CreateAccountResponse{Account: acc}, nil
 }
@@ -56,18 +50,13 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 // pool's accounts) unless it exists. One that exists under another owner (a client took the id
 // before owners were recorded) is refused: the driver must not move its money through it.
 func (a *applier) ensureAccount(tx *txn, acc *bankdv1.Account) error {
-	existing := &bankdv1.Account{}
-	found, err := getProto(tx, accountKey(acc.Id), existing)
-	if err != nil {
-		return err
-	}
-	if found {
+	if existing, found := tx.account(acc.Id); found {
 		if o := accountOwner(existing); o != a.owner {
 			return invalid("account.id: %q, which the %s driver needs, is taken by an account of %s", acc.Id, OwnerName(a.owner), ownerPhrase(o))
 		}
 		return nil
 	}
-	_, err = a.createAccount(tx, &bankdv1.CreateAccountRequest{Account: acc})
+	_, err := a.createAccount(tx, &bankdv1.CreateAccountRequest{Account: acc})
 	return err
 }
 
@@ -434,19 +423,16 @@ func (a *applier) loadPair(tx *txn, debitID, creditID, currency string) (debit, 
 	return debit, credit, nil
 }
 
+// loadAccount returns a copy of account id, which the caller may change.
 func loadAccount(tx *txn, field, id, currency string) (*bankdv1.Account, error) {
-	acc := &bankdv1.Account{}
-	found, err := getProto(tx, accountKey(id), acc)
-	if err != nil {
-		return nil, err
-	}
+	acc, found := tx.account(id)
 	if !found {
 		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "%s: no account %q", field, id)
 	}
 	if acc.Currency != currency {
 		return nil, invalid("transfer.currency: transfer is in %s but account %q is in %s", currency, id, acc.Currency)
 	}
-	return acc, nil
+	return copyAccount(acc), nil
 }
 
 // delta is a change to an account's four running totals.
@@ -493,9 +479,7 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 			"account %q: available balance %d, transfer %q needs %d", acc.Id, b.Available, cause.Id, b.Available-next.Available)
 	}
 	acc.Balance = next
-	if err := putProto(tx, accountKey(acc.Id), acc); err != nil {
-		return err
-	}
+	tx.putAccount(copyAccount(acc))
 	entry := &bankdv1.HistoryEntry{
 		TransferId:          cause.Id,
 		Index:               a.index,

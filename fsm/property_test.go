@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
@@ -314,6 +316,27 @@ func checkInvariants(t failer, tf *testFSM) {
 	for cur, s := range byCurrency {
 		if s.posted != 0 || s.pending != 0 {
 			t.Fatalf("invariant 1: %s debits-credits is %d posted, %d pending", cur, s.posted, s.pending)
+		}
+	}
+	checkResidentAccounts(t, tf.FSM)
+}
+
+// checkResidentAccounts checks that the accounts the apply path reads from memory are exactly
+// the accounts in the store.
+func checkResidentAccounts(t failer, f *FSM) {
+	t.Helper()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	stored, err := loadResidentAccounts(f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != len(f.accounts) {
+		t.Fatalf("resident accounts: %d in memory, %d in the store", len(f.accounts), len(stored))
+	}
+	for id, want := range stored {
+		if got := f.accounts[id]; !proto.Equal(got, want) {
+			t.Fatalf("resident account %s:\n in memory %v\n in store  %v", id, got, want)
 		}
 	}
 }

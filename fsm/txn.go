@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
 // txn buffers the writes of one command (or one linked chain inside a command) so that a
@@ -16,6 +18,10 @@ type txn struct {
 	batch  *pebble.Batch
 	writes map[string]pendingWrite
 	order  []string // first-write order, so commit is independent of map iteration
+	// Accounts are buffered as records, not bytes (accounts_resident.go).
+	resident     *residentAccounts
+	accounts     map[string]*bankdv1.Account
+	accountOrder []string
 }
 
 type pendingWrite struct {
@@ -23,15 +29,16 @@ type pendingWrite struct {
 	deleted bool
 }
 
-func newRootTxn(b *pebble.Batch) *txn {
-	return &txn{batch: b, writes: make(map[string]pendingWrite)}
+func newRootTxn(b *pebble.Batch, resident *residentAccounts) *txn {
+	return &txn{batch: b, writes: make(map[string]pendingWrite), resident: resident}
 }
 
 func (t *txn) child() *txn {
-	return &txn{parent: t, batch: t.batch, writes: make(map[string]pendingWrite)}
+	return &txn{parent: t, batch: t.batch, writes: make(map[string]pendingWrite), resident: t.resident}
 }
 
-// get returns the value of key, or ok=false if it does not exist.
+// get returns the value of key, or ok=false if it does not exist. Accounts are read with
+// account, not here.
 func (t *txn) get(key []byte) (value []byte, ok bool, err error) {
 	for cur := t; cur != nil; cur = cur.parent {
 		if w, found := cur.writes[string(key)]; found {
@@ -62,6 +69,9 @@ func (t *txn) put(key string, w pendingWrite) {
 
 // commit moves the writes into the parent txn, or into the Pebble batch for the root.
 func (t *txn) commit() error {
+	if err := t.commitAccounts(); err != nil {
+		return err
+	}
 	for _, k := range t.order {
 		w := t.writes[k]
 		if t.parent != nil {

@@ -468,11 +468,7 @@ func (a *applier) newDepositAddress(tx *txn, req *bankdv1.NewDepositAddressReque
 // the customer's balance, which is a LIABILITY of the bank, in satoshis; the bank's own accounts
 // (the asset side included) receive on-chain money through its hot and cold wallets instead.
 func checkDepositAccount(tx *txn, id string) error {
-	acc := &bankdv1.Account{}
-	found, err := getProto(tx, accountKey(id), acc)
-	if err != nil {
-		return err
-	}
+	acc, found := tx.account(id)
 	if !found {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_NOT_FOUND, "account_id: no account %q", id)
 	}

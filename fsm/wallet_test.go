@@ -343,7 +343,8 @@ func applyInternal(t *testing.T, tf *testFSM, fn func(a *applier, tx *txn) error
 	t.Helper()
 	b := tf.db.NewIndexedBatch()
 	defer b.Close()
-	a := &applier{root: newRootTxn(b), index: tf.AppliedIndex() + 1, now: tf.NowUnixMs()}
+	resident := &residentAccounts{committed: tf.accounts, batch: map[string]*bankdv1.Account{}}
+	a := &applier{root: newRootTxn(b, resident), index: tf.AppliedIndex() + 1, now: tf.NowUnixMs()}
 	if err := fn(a, a.root); err != nil {
 		t.Fatal(err)
 	}
@@ -352,6 +353,9 @@ func applyInternal(t *testing.T, tf *testFSM, fn func(a *applier, tx *txn) error
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
+	}
+	for id, acc := range resident.batch {
+		tf.accounts[id] = acc
 	}
 	return a.watched
 }

@@ -1,0 +1,139 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// Accounts are resident: every account, definition and balance, is held decoded in memory
+// (FSM.accounts), and the apply path reads accounts only from there. Pebble stays the durable
+// store, with records byte for byte as before: a command that changes an account writes its
+// record into the command's Pebble batch once, however many of its transfers touched it.
+//
+// Within a command, account writes are buffered in the txn tree like any other write
+// (txn.accounts), so a refused command or a failed linked chain leaves no trace. When a command
+// commits, its accounts are marshalled into the Pebble batch and kept in an ApplyBatch-level map
+// (residentAccounts.batch) that later commands of the same batch read; once the batch is
+// committed to Pebble they become the resident state. Open and Restore rebuild it from the
+// store.
+//
+// Resident records are never modified in place: an account that changes is replaced by a new
+// record. loadAccount hands out copies, which callers may change freely.
+
+// residentAccounts is what one ApplyBatch reads accounts from.
+type residentAccounts struct {
+	committed map[string]*bankdv1.Account // FSM.accounts: the state before this batch
+	batch     map[string]*bankdv1.Account // written by the batch's earlier commands
+}
+
+func (r *residentAccounts) get(id string) (*bankdv1.Account, bool) {
+	if acc, ok := r.batch[id]; ok {
+		return acc, true
+	}
+	acc, ok := r.committed[id]
+	return acc, ok
+}
+
+// account returns the account as this txn sees it: its own writes, its parents', the batch's,
+// then the resident state. The record is shared: callers copy it before changing it.
+func (t *txn) account(id string) (*bankdv1.Account, bool) {
+	for cur := t; cur != nil; cur = cur.parent {
+		if acc, ok := cur.accounts[id]; ok {
+			return acc, true
+		}
+	}
+	return t.resident.get(id)
+}
+
+// putAccount records acc as the account's new record. acc must not be changed afterwards.
+func (t *txn) putAccount(acc *bankdv1.Account) {
+	if t.accounts == nil {
+		t.accounts = make(map[string]*bankdv1.Account)
+	}
+	if _, seen := t.accounts[acc.Id]; !seen {
+		t.accountOrder = append(t.accountOrder, acc.Id)
+	}
+	t.accounts[acc.Id] = acc
+}
+
+// commitAccounts moves the txn's accounts into its parent or, for the root, marshals each into
+// the Pebble batch and makes it visible to the batch's later commands.
+func (t *txn) commitAccounts() error {
+	for _, id := range t.accountOrder {
+		acc := t.accounts[id]
+		if t.parent != nil {
+			t.parent.putAccount(acc)
+			continue
+		}
+		v, err := marshal.Marshal(acc)
+		if err != nil {
+			return fmt.Errorf("marshal account %q: %w", id, err)
+		}
+		if err := t.batch.Set(accountKey(id), v, nil); err != nil {
+			return fmt.Errorf("pebble batch write account %q: %w", id, err)
+		}
+		t.resident.batch[id] = acc
+	}
+	t.accounts, t.accountOrder = nil, nil
+	return nil
+}
+
+// copyAccount returns a copy of acc that shares its metadata map (never changed after an
+// account is created) and its balance (replaced, never changed, by changeBalance).
+func copyAccount(acc *bankdv1.Account) *bankdv1.Account {
+	return &bankdv1.Account{
+		Id:              acc.Id,
+		Currency:        acc.Currency,
+		Kind:            acc.Kind,
+		NonNegative:     acc.NonNegative,
+		DailyDebitLimit: acc.DailyDebitLimit,
+		Metadata:        acc.Metadata,
+		Balance:         acc.Balance,
+		CreatedAtUnixMs: acc.CreatedAtUnixMs,
+		CreatedIndex:    acc.CreatedIndex,
+		Owner:           acc.Owner,
+	}
+}
+
+// loadResidentAccounts reads every account of the store into memory.
+func loadResidentAccounts(r pebble.Reader) (map[string]*bankdv1.Account, error) {
+	out := make(map[string]*bankdv1.Account)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{tagAccount}, UpperBound: []byte{tagAccount + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("iterate accounts: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		acc := &bankdv1.Account{}
+		if err := proto.Unmarshal(it.Value(), acc); err != nil {
+			_ = it.Close()
+			return nil, fmt.Errorf("corrupt account record at %q: %w", it.Key(), err)
+		}
+		if string(accountKey(acc.Id)) != string(it.Key()) {
+			_ = it.Close()
+			return nil, fmt.Errorf("account record at %q holds account %q", it.Key(), acc.Id)
+		}
+		out[acc.Id] = acc
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("iterate accounts: %w", err)
+	}
+	return out, nil
+}
+
+// residentAccountIDs lists the resident accounts' ids in order (tests compare them with the
+// store).
+func (f *FSM) residentAccountIDs() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ids := make([]string, 0, len(f.accounts))
+	for id := range f.accounts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

@@ -1,0 +1,136 @@
+package fsm
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// TestCopyAccountCopiesEveryField fills every field of an account and checks the copy equals
+// it: a field added to Account but not to copyAccount would be lost from the store the next
+// time the account's balance changes.
+func TestCopyAccountCopiesEveryField(t *testing.T) {
+	acc := &bankdv1.Account{}
+	m := acc.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
+		case fd.Kind() == protoreflect.MessageKind:
+			b := &bankdv1.Balance{DebitsPosted: 1, CreditsPosted: 2, DebitsPending: 3, CreditsPending: 4, Posted: 5, Available: 6}
+			m.Set(fd, protoreflect.ValueOfMessage(b.ProtoReflect()))
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString("x-"+string(fd.Name())))
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(true))
+		case fd.Kind() == protoreflect.EnumKind:
+			m.Set(fd, protoreflect.ValueOfEnum(1))
+		case fd.Kind() == protoreflect.Int64Kind:
+			m.Set(fd, protoreflect.ValueOfInt64(int64(100+i)))
+		case fd.Kind() == protoreflect.Uint64Kind:
+			m.Set(fd, protoreflect.ValueOfUint64(uint64(100+i)))
+		default:
+			t.Fatalf("field %s has kind %s, which this test does not fill: extend it and copyAccount", fd.Name(), fd.Kind())
+		}
+	}
+	if got := copyAccount(acc); !proto.Equal(got, acc) {
+		t.Fatalf("copyAccount lost a field:\n got %v\nwant %v", got, acc)
+	}
+}
+
+// TestResidentAccountsFollowTheStore checks that the accounts held in memory stay those of the
+// store through what could make them drift: refused transfers and failed linked chains (whose
+// writes are dropped), several commands in one batch, a snapshot restore and a reopen.
+func TestResidentAccountsFollowTheStore(t *testing.T) {
+	tf := openTestFSM(t)
+	tf.mustAccount("reserve", "ASSET", false)
+	tf.mustAccount("alice", "LIABILITY", true)
+	tf.mustAccount("bob", "LIABILITY", true)
+	tf.transfer(xfer("fund", "reserve", "alice", 100))
+	// A chain whose second transfer overdraws bob: alice's debit must not stay.
+	res := tf.transfers(nil,
+		&bankdv1.Transfer{Id: "l1", DebitAccountId: "alice", CreditAccountId: "bob", Amount: 60, Currency: "BTC", Linked: true},
+		xfer("l2", "bob", "reserve", 500))
+	if res[1].Code != bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS {
+		t.Fatalf("l2: %v", res[1])
+	}
+	// Several commands in one Raft batch, each reading what the one before wrote.
+	var logs []*raft.Log
+	for _, ts := range [][]*bankdv1.Transfer{
+		{xfer("b1", "alice", "bob", 10)},
+		{xfer("b2", "bob", "alice", 4), xfer("b3", "bob", "reserve", 1)},
+		{xfer("b4", "alice", "bob", 1000)}, // refused: alice has 94
+	} {
+		l := tf.entry(bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS, &bankdv1.CreateTransfersRequest{Transfers: ts}, nil)
+		tf.log = append(tf.log, l)
+		logs = append(logs, l)
+	}
+	out := tf.ApplyBatch(logs)
+	if r := out[2].(*bankdv1.CreateTransfersResponse).Results[0]; r.Code != bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS {
+		t.Fatalf("b4: %v", r)
+	}
+	checkInvariants(t, tf)
+	if a, b := tf.balance("alice").Posted, tf.balance("bob").Posted; a != 94 || b != 5 {
+		t.Fatalf("alice %d bob %d, want 94 and 5", a, b)
+	}
+
+	// Restore another replica from a snapshot, then move on from there on both.
+	other := openTestFSM(t)
+	if err := other.Restore(readCloser(snapshotBytes(t, tf.FSM))); err != nil {
+		t.Fatal(err)
+	}
+	checkResidentAccounts(t, other.FSM)
+	other.nowMs, other.log = tf.nowMs, tf.log
+	for _, f := range []*testFSM{tf, other} {
+		f.transfer(xfer("after", "alice", "bob", 1))
+		checkInvariants(t, f)
+	}
+	_, sumOriginal := tf.hash()
+	if _, sumRestored := other.hash(); sumOriginal != sumRestored {
+		t.Fatal("the restored replica and the original disagree after the same transfer")
+	}
+
+	// Reopen: the resident state is rebuilt from the store.
+	if err := tf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	checkResidentAccounts(t, reopened)
+	if n := len(reopened.residentAccountIDs()); n != 3 {
+		t.Fatalf("%d resident accounts after reopen, want 3", n)
+	}
+}
+
+// TestResidentAccountCheckCatchesDrift shows checkResidentAccounts fails when memory and the
+// store disagree.
+func TestResidentAccountCheckCatchesDrift(t *testing.T) {
+	tf := openTestFSM(t)
+	tf.mustAccount("reserve", "ASSET", false)
+	tf.mustAccount("alice", "LIABILITY", true)
+	tf.transfer(xfer("fund", "reserve", "alice", 100))
+	drifted := copyAccount(tf.accounts["alice"])
+	drifted.Balance = &bankdv1.Balance{CreditsPosted: 1}
+	tf.accounts["alice"] = drifted
+	rec := &recordingFailer{}
+	checkResidentAccounts(rec, tf.FSM)
+	if rec.failure == "" {
+		t.Fatal("checkResidentAccounts accepted an account whose balance differs from the store")
+	}
+}
+
+type recordingFailer struct{ failure string }
+
+func (r *recordingFailer) Helper()                        {}
+func (r *recordingFailer) Fatal(args ...any)              { r.failure = fmt.Sprint(args...) }
+func (r *recordingFailer) Fatalf(format string, a ...any) { r.failure = fmt.Sprintf(format, a...) }
