@@ -100,6 +100,33 @@ func copyAccount(acc *bankdv1.Account) *bankdv1.Account {
 	}
 }
 
+// copyTransfer returns a copy of t that shares its metadata map, which the apply path never
+// changes. It is proto.Clone without reflection, for the hot path.
+func copyTransfer(t *bankdv1.Transfer) *bankdv1.Transfer {
+	return &bankdv1.Transfer{
+		Id:              t.Id,
+		DebitAccountId:  t.DebitAccountId,
+		CreditAccountId: t.CreditAccountId,
+		Amount:          t.Amount,
+		Currency:        t.Currency,
+		Code:            t.Code,
+		ExternalRef:     t.ExternalRef,
+		Metadata:        t.Metadata,
+		Linked:          t.Linked,
+		Pending:         t.Pending,
+		PostPending:     t.PostPending,
+		VoidPending:     t.VoidPending,
+		PendingId:       t.PendingId,
+		TimeoutMs:       t.TimeoutMs,
+		Index:           t.Index,
+		CreatedAtUnixMs: t.CreatedAtUnixMs,
+		State:           t.State,
+		PostedAmount:    t.PostedAmount,
+		ExpiresAtUnixMs: t.ExpiresAtUnixMs,
+		Owner:           t.Owner,
+	}
+}
+
 // loadResidentAccounts reads every account of the store into memory.
 func loadResidentAccounts(r pebble.Reader) (map[string]*bankdv1.Account, error) {
 	out := make(map[string]*bankdv1.Account)

@@ -11,12 +11,24 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
-// TestCopyAccountCopiesEveryField fills every field of an account and checks the copy equals
-// it: a field added to Account but not to copyAccount would be lost from the store the next
-// time the account's balance changes.
-func TestCopyAccountCopiesEveryField(t *testing.T) {
+// TestCopiesCopyEveryField fills every field of an account and of a transfer and checks the
+// hot path's copies equal them: a field added to the message but not to its copy function
+// would be lost from the store.
+func TestCopiesCopyEveryField(t *testing.T) {
 	acc := &bankdv1.Account{}
-	m := acc.ProtoReflect()
+	fillEveryField(t, acc.ProtoReflect())
+	if got := copyAccount(acc); !proto.Equal(got, acc) {
+		t.Fatalf("copyAccount lost a field:\n got %v\nwant %v", got, acc)
+	}
+	tr := &bankdv1.Transfer{}
+	fillEveryField(t, tr.ProtoReflect())
+	if got := copyTransfer(tr); !proto.Equal(got, tr) {
+		t.Fatalf("copyTransfer lost a field:\n got %v\nwant %v", got, tr)
+	}
+}
+
+func fillEveryField(t *testing.T, m protoreflect.Message) {
+	t.Helper()
 	fields := m.Descriptor().Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)
@@ -24,8 +36,7 @@ func TestCopyAccountCopiesEveryField(t *testing.T) {
 		case fd.IsMap():
 			m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
 		case fd.Kind() == protoreflect.MessageKind:
-			b := &bankdv1.Balance{DebitsPosted: 1, CreditsPosted: 2, DebitsPending: 3, CreditsPending: 4, Posted: 5, Available: 6}
-			m.Set(fd, protoreflect.ValueOfMessage(b.ProtoReflect()))
+			fillEveryField(t, m.Mutable(fd).Message())
 		case fd.Kind() == protoreflect.StringKind:
 			m.Set(fd, protoreflect.ValueOfString("x-"+string(fd.Name())))
 		case fd.Kind() == protoreflect.BoolKind:
@@ -36,12 +47,11 @@ func TestCopyAccountCopiesEveryField(t *testing.T) {
 			m.Set(fd, protoreflect.ValueOfInt64(int64(100+i)))
 		case fd.Kind() == protoreflect.Uint64Kind:
 			m.Set(fd, protoreflect.ValueOfUint64(uint64(100+i)))
+		case fd.Kind() == protoreflect.Uint32Kind:
+			m.Set(fd, protoreflect.ValueOfUint32(uint32(100+i)))
 		default:
-			t.Fatalf("field %s has kind %s, which this test does not fill: extend it and copyAccount", fd.Name(), fd.Kind())
+			t.Fatalf("field %s has kind %s, which this test does not fill: extend it", fd.FullName(), fd.Kind())
 		}
-	}
-	if got := copyAccount(acc); !proto.Equal(got, acc) {
-		t.Fatalf("copyAccount lost a field:\n got %v\nwant %v", got, acc)
 	}
 }
 

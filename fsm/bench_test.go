@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -37,4 +38,46 @@ func BenchmarkApplyTransfers(b *testing.B) {
 			b.ReportMetric(float64(b.N*perCommand)/b.Elapsed().Seconds(), "transfers/s")
 		})
 	}
+}
+
+// BenchmarkResidentAccounts measures what resident accounts cost: the heap one account takes
+// in memory, and how long Open (or Restore) takes to load them from the store. The accounts are
+// customer accounts as CreateAccount stores them, with ids like "customer-0001234567".
+func BenchmarkResidentAccounts(b *testing.B) {
+	const n = 200_000
+	tf := openTestFSM(&testing.T{})
+	defer tf.Close()
+	batch := tf.db.NewBatch()
+	for i := range n {
+		acc := &bankdv1.Account{Id: fmt.Sprintf("customer-%010d", i), Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY,
+			NonNegative: true, Balance: &bankdv1.Balance{CreditsPosted: int64(i), Posted: int64(i), Available: int64(i)},
+			CreatedAtUnixMs: 1_700_000_000_000, CreatedIndex: uint64(i), Owner: bankdv1.Owner_OWNER_CLIENT}
+		v, err := marshal.Marshal(acc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := batch.Set(accountKey(acc.Id), v, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := batch.Commit(nil); err != nil {
+		b.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	b.ResetTimer()
+	for range b.N {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		accounts, err := loadResidentAccounts(tf.db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perAccount := float64(after.HeapAlloc-before.HeapAlloc) / float64(len(accounts))
+		b.ReportMetric(perAccount, "heap-bytes/account")
+		b.ReportMetric(perAccount*10_000_000/(1<<30), "GiB-per-10M-accounts")
+		runtime.KeepAlive(accounts)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/n, "load-µs/account")
 }

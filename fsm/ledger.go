@@ -216,7 +216,7 @@ func (a *applier) moveOrReserve(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if err := a.checkAccountUse(debit, credit); err != nil {
 		return nil, err
 	}
-	rec := proto.Clone(t).(*bankdv1.Transfer)
+	rec := copyTransfer(t)
 	rec.Index, rec.CreatedAtUnixMs, rec.Owner = a.index, a.now, a.owner
 	var dd, cd delta
 	if t.Pending {
@@ -290,7 +290,7 @@ func (a *applier) resolvePending(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	if err := a.checkAccountUse(debit, credit); err != nil {
 		return nil, err
 	}
-	rec := proto.Clone(t).(*bankdv1.Transfer)
+	rec := copyTransfer(t)
 	rec.DebitAccountId, rec.CreditAccountId, rec.Currency = p.DebitAccountId, p.CreditAccountId, p.Currency
 	rec.Amount, rec.Index, rec.CreatedAtUnixMs, rec.Owner = amount, a.index, a.now, a.owner
 	dd := delta{debitsPending: -p.Amount}
