@@ -1,7 +1,10 @@
 // Command bankbench measures a 3-node bankd cluster of real processes (fsync on) on this
-// machine and prints the figures: single-transfer requests from many concurrent clients,
-// requests of 1,000 transfers, and the time from SIGKILL of the leader to the first
-// acknowledged write. It passes or fails nothing.
+// machine and prints the figures: single-transfer requests from many concurrent clients and
+// requests of 1,000 transfers, each with the clients on the leader and spread over all nodes,
+// and the time from SIGKILL of the leader to the first acknowledged write. Then it runs the
+// same accounts and transfers against a PostgreSQL double-entry ledger (Debian's package,
+// started here with fsync and synchronous_commit on) and prints both side by side with their
+// ratio. It passes or fails nothing.
 package main
 
 import (
@@ -25,6 +28,15 @@ import (
 	"github.com/bankd/bankd/internal/testcluster"
 )
 
+// workload is what both sides run: the same accounts, clients, request sizes and duration.
+type workload struct {
+	duration  time.Duration
+	clients   int // concurrent clients sending single-transfer requests
+	batchers  int // concurrent clients sending batchSize-transfer requests
+	batchSize int
+	accounts  int // customer accounts c0..c<accounts-1>, besides "reserve"
+}
+
 func main() {
 	var (
 		duration   = flag.Duration("duration", 15*time.Second, "how long each throughput run lasts")
@@ -33,52 +45,99 @@ func main() {
 		batchSize  = flag.Int("batch-size", 1000, "transfers per request in the batch run")
 		failovers  = flag.Int("failovers", 3, "leader kills to time")
 		accounts   = flag.Int("accounts", 1000, "customer accounts")
-		keepDir    = flag.Bool("keep", false, "keep the cluster's data and logs")
+		keepDir    = flag.Bool("keep", false, "keep the cluster's (and PostgreSQL's) data and logs")
 		bin        = flag.String("bin", "", "bankd binary (default $BANKD_BIN or bin/bankd)")
 		profileDir = flag.String("profile-dir", "", "save CPU profiles of the leader and a follower during each throughput run here")
 		plaintext  = flag.Bool("plaintext", false, "run the cluster with insecure_plaintext (no TLS), to measure what TLS costs")
+		spread     = flag.Bool("spread", true, "also run (a) and (b) with the clients spread round-robin over all nodes (followers forward to the leader)")
+		postgres   = flag.Bool("postgres", true, "also run the workload on a PostgreSQL double-entry ledger (Debian's postgresql package, started here) and print both side by side")
+		pgOnly     = flag.Bool("pg-only", false, "run only the PostgreSQL side")
 	)
 	flag.Parse()
 	log.SetFlags(0)
+	w := workload{duration: *duration, clients: *clients, batchers: *batchers, batchSize: *batchSize, accounts: *accounts}
+	ctx := context.Background()
 
+	var bankd, pg sideResults
+	if !*pgOnly {
+		bankd = benchBankd(ctx, w, bankdOptions{bin: *bin, keep: *keepDir, profileDir: *profileDir, plaintext: *plaintext, spread: *spread, failovers: *failovers})
+	}
+	if *postgres || *pgOnly {
+		var err error
+		if pg, err = benchPostgres(ctx, w, *keepDir); err != nil {
+			fmt.Printf("bankbench: no PostgreSQL figures: %v\n\n", err)
+		}
+	}
+	if !*pgOnly && pg.single != nil {
+		printComparison(os.Stdout, w, bankd, pg)
+	}
+}
+
+// bankdOptions are the flags that only concern the bankd side.
+type bankdOptions struct {
+	bin, profileDir string
+	keep, plaintext bool
+	spread          bool
+	failovers       int
+}
+
+// sideResults are one side's throughput runs; a run that did not happen is nil.
+type sideResults struct {
+	single, singleSpread, batch, batchSpread *loadResult
+}
+
+// benchBankd starts a 3-process cluster, runs the workload against it, times leader failovers
+// and prints each figure as it comes. The cluster is gone when it returns.
+func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 	dir, err := os.MkdirTemp("", "bankbench-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	if !*keepDir {
+	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: *plaintext}, testcluster.ProcOptions{Dir: dir, Bin: *bin, Pprof: *profileDir != ""})
+	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: o.plaintext}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: o.profileDir != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
-	ctx := context.Background()
 	leader, err := within(ctx, 60*time.Second, c.WaitLeader)
 	if err != nil {
 		log.Fatal(err)
 	}
 	cl := c.Client(leader, testcluster.ClientToken)
-	if err := createAccounts(ctx, cl, *accounts); err != nil {
+	if err := createAccounts(ctx, cl, w.accounts); err != nil {
 		log.Fatal(err)
 	}
 	transport := "mutual TLS"
-	if *plaintext {
+	if o.plaintext {
 		transport = "plaintext"
 	}
-	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1 (%s), raft-boltdb fsync on, %d customer accounts, data in %s\n\n", transport, *accounts, dir)
+	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1 (%s), raft-boltdb fsync on, %d customer accounts, data in %s\n\n", transport, w.accounts, dir)
 
-	stopProfile := profileNodes(c, leader, *profileDir, "single", *duration)
-	single := runLoad(ctx, c, leader, *clients, 1, *accounts, *duration, "s")
-	stopProfile()
-	single.print(fmt.Sprintf("(a) single-transfer requests, %d concurrent clients", *clients))
-	stopProfile = profileNodes(c, leader, *profileDir, "batch", *duration)
-	batch := runLoad(ctx, c, leader, *batchers, *batchSize, *accounts, *duration, "b")
-	stopProfile()
-	batch.print(fmt.Sprintf("(b) requests of %d transfers, %d concurrent clients", *batchSize, *batchers))
+	var res sideResults
+	run := func(name string, workers, perRequest int, spread bool, tag, title string) *loadResult {
+		stopProfile := profileNodes(c, leader, o.profileDir, name, w.duration)
+		r := runLoad(ctx, bankdSenders(c, leader, spread), workers, perRequest, w.accounts, w.duration, tag)
+		stopProfile()
+		r.print(title)
+		return &r
+	}
+	res.single = run("single", w.clients, 1, false, "s",
+		fmt.Sprintf("(a) single-transfer requests, %d concurrent clients on the leader", w.clients))
+	if o.spread {
+		res.singleSpread = run("single-spread", w.clients, 1, true, "S",
+			fmt.Sprintf("(a') single-transfer requests, %d concurrent clients spread over %d nodes", w.clients, len(c.Nodes)))
+	}
+	res.batch = run("batch", w.batchers, w.batchSize, false, "b",
+		fmt.Sprintf("(b) requests of %d transfers, %d concurrent clients on the leader", w.batchSize, w.batchers))
+	if o.spread {
+		res.batchSpread = run("batch-spread", w.batchers, w.batchSize, true, "B",
+			fmt.Sprintf("(b') requests of %d transfers, %d concurrent clients spread over %d nodes", w.batchSize, w.batchers, len(c.Nodes)))
+	}
 
 	var times []time.Duration
-	for i := 0; i < *failovers; i++ {
+	for i := 0; i < o.failovers; i++ {
 		d, err := timeFailover(ctx, c)
 		if err != nil {
 			log.Fatalf("failover %d: %v", i+1, err)
@@ -86,11 +145,12 @@ func main() {
 		times = append(times, d)
 	}
 	if len(times) == 0 {
-		return
+		return res
 	}
 	slices.Sort(times)
-	fmt.Printf("(c) SIGKILL of the leader -> first acknowledged write, %d runs: min %s, median %s, max %s\n",
+	fmt.Printf("(c) SIGKILL of the leader -> first acknowledged write, %d runs: min %s, median %s, max %s\n\n",
 		len(times), ms(times[0]), ms(times[len(times)/2]), ms(times[len(times)-1]))
+	return res
 }
 
 // within runs fn with a context that ends after d.
@@ -148,8 +208,13 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 
-// runLoad sends requests of perRequest transfers from `workers` goroutines to the leader for d.
-func runLoad(ctx context.Context, c *testcluster.ProcCluster, leader, workers, perRequest, accounts int, d time.Duration, tag string) loadResult {
+// sendFunc sends one request of transfers. It fails for a failed request and for a request of
+// which any transfer was refused.
+type sendFunc func(ctx context.Context, ts []*bankdv1.Transfer) error
+
+// runLoad sends requests of perRequest transfers from `workers` goroutines for d; worker w sends
+// through newSender(w). Every transfer moves 1 BTC from "reserve" to a customer account, in turn.
+func runLoad(ctx context.Context, newSender func(worker int) sendFunc, workers, perRequest, accounts int, d time.Duration, tag string) loadResult {
 	var (
 		mu      sync.Mutex
 		res     loadResult
@@ -158,11 +223,15 @@ func runLoad(ctx context.Context, c *testcluster.ProcCluster, leader, workers, p
 	)
 	deadline := time.Now().Add(d)
 	start := time.Now()
+	timeout := 10 * time.Second
+	if perRequest > 1 {
+		timeout = 30 * time.Second
+	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := c.Client(leader, testcluster.ClientToken)
+			send := newSender(w)
 			var lat []time.Duration
 			var done, failed int64
 			for time.Now().Before(deadline) {
@@ -173,16 +242,7 @@ func runLoad(ctx context.Context, c *testcluster.ProcCluster, leader, workers, p
 						CreditAccountId: fmt.Sprintf("c%d", n%int64(accounts)), Amount: 1, Currency: "BTC"}
 				}
 				t0 := time.Now()
-				var err error
-				if perRequest == 1 {
-					_, err = within(ctx, 10*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateTransferResponse], error) {
-						return cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: ts[0]}))
-					})
-				} else {
-					_, err = within(ctx, 30*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateTransfersResponse], error) {
-						return cl.Ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: ts}))
-					})
-				}
+				_, err := within(ctx, timeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, send(ctx, ts) })
 				if err != nil {
 					failed++
 					mu.Lock()
@@ -205,6 +265,35 @@ func runLoad(ctx context.Context, c *testcluster.ProcCluster, leader, workers, p
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	return res
+}
+
+// bankdSenders makes each worker's sender to the cluster: on the leader, or (spread) on node
+// worker mod 3, a follower forwarding to the leader for two workers of three. A single transfer
+// goes as CreateTransfer, more as CreateTransfers.
+func bankdSenders(c *testcluster.ProcCluster, leader int, spread bool) func(worker int) sendFunc {
+	return func(worker int) sendFunc {
+		node := leader
+		if spread {
+			node = worker % len(c.Nodes)
+		}
+		cl := c.Client(node, testcluster.ClientToken)
+		return func(ctx context.Context, ts []*bankdv1.Transfer) error {
+			if len(ts) == 1 {
+				_, err := cl.Ledger.CreateTransfer(ctx, connect.NewRequest(&bankdv1.CreateTransferRequest{Transfer: ts[0]}))
+				return err
+			}
+			resp, err := cl.Ledger.CreateTransfers(ctx, connect.NewRequest(&bankdv1.CreateTransfersRequest{Transfers: ts}))
+			if err != nil {
+				return err
+			}
+			for _, r := range resp.Msg.Results {
+				if r.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+					return fmt.Errorf("transfer %q: %s: %s", r.Id, r.Code, r.Message)
+				}
+			}
+			return nil
+		}
+	}
 }
 
 // timeFailover kills the leader and measures until a write is acknowledged by the new one,
