@@ -50,18 +50,30 @@ test: build prev deps-btcd deps-lnd
 test-short:
 	$(GO) test -count=1 -short ./...
 
-## bench: benchmarks that print figures (they pass or fail nothing).
-bench: build deps-btcd deps-lnd
+## bench: benchmarks that print figures (they pass or fail nothing). cmd/bankbench runs its
+## workload on bankd (clients on the leader, then spread over the nodes) and on a PostgreSQL
+## double-entry ledger it starts itself from Debian's package (fsync and synchronous_commit
+## on), and prints both side by side with their ratio.
+bench: build deps-btcd deps-lnd deps-postgres
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./fsm/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./chainwatch/watchset/
 	$(GO) test -run '^$$' -bench . -benchtime 3x -benchmem ./payout/coinselect/
 	$(GO) test -run '^$$' -bench Plan1000 -benchtime 3x -benchmem ./payout/
 	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd $(GO) test -run '^$$' -bench PayoutPipeline -benchtime 1x ./systemtest/
 	BANKD_BIN=$(BIN)/bankd $(GO) test -run '^$$' -bench BackupRestoreThroughTheCluster -benchtime 1x -timeout 60m ./systemtest/
-	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench -plaintext -failovers 0
+	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench -plaintext -failovers 0 -spread=false -postgres=false
 	BANKD_BIN=$(BIN)/bankd $(GO) run ./cmd/bankbench
 	BANKD_BIN=$(BIN)/bankd BANKD_BTCD=$(BIN)/btcd BANKD_LND=$(BIN)/lnd $(GO) run ./cmd/lnbench
 	$(GO) run ./jepsen/cmd/jepsen -bench-regions -bin $(BIN)/bankd
+
+## deps-postgres: Debian's postgresql, which bankbench's baseline runs from
+## /usr/lib/postgresql/<major>/bin; installed only when no such server binary is there.
+.PHONY: deps-postgres
+deps-postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql for bankbench"; \
+		export DEBIAN_FRONTEND=noninteractive; apt-get update && apt-get install -y postgresql; \
+	fi
 
 JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership upgrade
 JEPSEN_WORKLOADS ?= bank register
