@@ -43,7 +43,7 @@ run: build deps-btcd deps-lnd
 	./scripts/run-cluster.sh $(CONFIG)
 
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
-test: build prev deps-btcd deps-lnd
+test: build prev deps-btcd deps-lnd deps-postgres
 	BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 ## test-short: unit and in-process tests only.

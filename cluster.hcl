@@ -42,6 +42,11 @@ raft {
   # resource_exhausted. max_append_entries × max_entry_bytes may be at most 256 MiB: it bounds
   # what one AppendEntries carries and a follower buffers.
   max_entry_bytes = 4194304
+  # The leader puts concurrent transfer requests into shared log entries: while this many such
+  # entries are in flight, new requests wait and go out together, after at most
+  # coalesce_linger (0s-1ms) more. 0 turns it off. Each caller still gets its own results.
+  coalesce_in_flight = 4
+  coalesce_linger    = "200us"
 }
 
 # Bearer tokens for the API. Each token has a name (the caller's identity, recorded e.g. as a
