@@ -52,6 +52,7 @@ func main() {
 		spread     = flag.Bool("spread", true, "also run (a) and (b) with the clients spread round-robin over all nodes (followers forward to the leader)")
 		postgres   = flag.Bool("postgres", true, "also run the workload on a PostgreSQL double-entry ledger (Debian's postgresql package, started here) and print both side by side")
 		pgOnly     = flag.Bool("pg-only", false, "run only the PostgreSQL side")
+		coalesce   = flag.Bool("coalesce", true, "let the leader coalesce concurrent transfer requests into shared Raft entries (raft.coalesce_in_flight); false measures without")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -60,7 +61,7 @@ func main() {
 
 	var bankd, pg sideResults
 	if !*pgOnly {
-		bankd = benchBankd(ctx, w, bankdOptions{bin: *bin, keep: *keepDir, profileDir: *profileDir, plaintext: *plaintext, spread: *spread, failovers: *failovers})
+		bankd = benchBankd(ctx, w, bankdOptions{bin: *bin, keep: *keepDir, profileDir: *profileDir, plaintext: *plaintext, spread: *spread, failovers: *failovers, noCoalescing: !*coalesce})
 	}
 	if *postgres || *pgOnly {
 		var err error
@@ -78,6 +79,7 @@ type bankdOptions struct {
 	bin, profileDir string
 	keep, plaintext bool
 	spread          bool
+	noCoalescing    bool
 	failovers       int
 }
 
@@ -96,7 +98,7 @@ func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: o.plaintext}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: o.profileDir != ""})
+	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: o.plaintext, Raft: testcluster.Raft{NoCoalescing: o.noCoalescing}}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: o.profileDir != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
