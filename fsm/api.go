@@ -13,6 +13,7 @@ const CommandVersion = 1
 // Limits on what one command may carry.
 const (
 	MaxTransfersPerCommand = 8000
+	MaxAccountsPerCommand  = 8000
 	MaxIDLen               = 64
 	MaxLockNameLen         = 128
 	MaxMetadataEntries     = 16

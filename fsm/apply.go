@@ -72,6 +72,7 @@ const (
 var commandBodies = map[bankdv1.CommandType]commandHandler{
 	bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT:      handle(asClient, (*applier).createAccount),
 	bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS:    handle(asClient, (*applier).createTransfers),
+	bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS:     handle(asClient, (*applier).createAccounts),
 	bankdv1.CommandType_COMMAND_TYPE_ACQUIRE_LOCK:        handle(asClient, (*applier).acquireLock),
 	bankdv1.CommandType_COMMAND_TYPE_RENEW_LOCK:          handle(asClient, (*applier).renewLock),
 	bankdv1.CommandType_COMMAND_TYPE_RELEASE_LOCK:        handle(asClient, (*applier).releaseLock),

@@ -69,6 +69,7 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.LedgerServiceCreateAccountProcedure:      scopeWrite,
 	bankdv1connect.LedgerServiceCreateTransferProcedure:     scopeWrite,
 	bankdv1connect.LedgerServiceCreateTransfersProcedure:    scopeWrite,
+	bankdv1connect.LedgerServiceCreateAccountsProcedure:     scopeWrite,
 
 	bankdv1connect.LockServiceGetProcedure:     scopeRead,
 	bankdv1connect.LockServiceAcquireProcedure: scopeWrite,

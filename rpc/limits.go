@@ -26,9 +26,10 @@ const (
 	// DefaultBodyReadTimeout bounds how long a client may take to send a request body.
 	DefaultBodyReadTimeout = 30 * time.Second
 
-	// maxSmallRequestBytes bounds every request but a batch of transfers on the wire. The
-	// largest such valid request is an account or transfer with 16 metadata entries of
-	// 64 + 256 bytes (about 6 KiB) or a multisig descriptor of 20 keys with origins (a few KiB).
+	// maxSmallRequestBytes bounds every request but a batch of transfers or accounts on the
+	// wire. The largest such valid request is an account or transfer with 16 metadata entries
+	// of 64 + 256 bytes (about 6 KiB) or a multisig descriptor of 20 keys with origins (a few
+	// KiB).
 	maxSmallRequestBytes = 64 << 10
 )
 
@@ -36,7 +37,7 @@ const (
 // Connect's ReadMaxBytes bounds the decoded message as well).
 func (s *Server) maxWireBytes(procedure string) int64 {
 	switch procedure {
-	case bankdv1connect.LedgerServiceCreateTransfersProcedure:
+	case bankdv1connect.LedgerServiceCreateTransfersProcedure, bankdv1connect.LedgerServiceCreateAccountsProcedure:
 		return int64(s.maxBytes)
 	case bankdv1connect.ClusterServiceRestoreSnapshotProcedure:
 		return maxRestoreBytes // an admin's upload of a whole state, in small messages

@@ -1867,6 +1867,184 @@ func (x *ListAccountHistoryResponse) GetMeta() *ReadMeta {
 	return nil
 }
 
+// AccountResult is the outcome of one account of a CreateAccounts request.
+type AccountResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Code  ResultCode             `protobuf:"varint,2,opt,name=code,proto3,enum=bankd.v1.ResultCode" json:"code,omitempty"`
+	// Human-readable reason when code is not OK; names the offending field.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// The account as recorded (when OK).
+	Account *Account `protobuf:"bytes,4,opt,name=account,proto3" json:"account,omitempty"`
+	// True when the account already existed with the same definition: the stored one is returned.
+	Replayed      bool `protobuf:"varint,5,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccountResult) Reset() {
+	*x = AccountResult{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccountResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccountResult) ProtoMessage() {}
+
+func (x *AccountResult) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccountResult.ProtoReflect.Descriptor instead.
+func (*AccountResult) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AccountResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AccountResult) GetCode() ResultCode {
+	if x != nil {
+		return x.Code
+	}
+	return ResultCode_RESULT_CODE_UNSPECIFIED
+}
+
+func (x *AccountResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *AccountResult) GetAccount() *Account {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *AccountResult) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type CreateAccountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-8000 accounts with distinct ids.
+	Accounts      []*Account `protobuf:"bytes,1,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	Fence         *Fence     `protobuf:"bytes,2,opt,name=fence,proto3" json:"fence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccountsRequest) Reset() {
+	*x = CreateAccountsRequest{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccountsRequest) ProtoMessage() {}
+
+func (x *CreateAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccountsRequest.ProtoReflect.Descriptor instead.
+func (*CreateAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateAccountsRequest) GetAccounts() []*Account {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *CreateAccountsRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+type CreateAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per account, in request order.
+	Results       []*AccountResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccountsResponse) Reset() {
+	*x = CreateAccountsResponse{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccountsResponse) ProtoMessage() {}
+
+func (x *CreateAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccountsResponse.ProtoReflect.Descriptor instead.
+func (*CreateAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateAccountsResponse) GetResults() []*AccountResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_bankd_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_ledger_proto_rawDesc = "" +
@@ -1996,7 +2174,18 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x1aListAccountHistoryResponse\x120\n" +
 	"\aentries\x18\x01 \x03(\v2\x16.bankd.v1.HistoryEntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12&\n" +
-	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta*\xab\x01\n" +
+	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\xac\x01\n" +
+	"\rAccountResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
+	"\x04code\x18\x02 \x01(\x0e2\x14.bankd.v1.ResultCodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12+\n" +
+	"\aaccount\x18\x04 \x01(\v2\x11.bankd.v1.AccountR\aaccount\x12\x1a\n" +
+	"\breplayed\x18\x05 \x01(\bR\breplayed\"m\n" +
+	"\x15CreateAccountsRequest\x12-\n" +
+	"\baccounts\x18\x01 \x03(\v2\x11.bankd.v1.AccountR\baccounts\x12%\n" +
+	"\x05fence\x18\x02 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\"K\n" +
+	"\x16CreateAccountsResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.bankd.v1.AccountResultR\aresults*\xab\x01\n" +
 	"\vAccountKind\x12\x1c\n" +
 	"\x18ACCOUNT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCOUNT_KIND_ASSET\x10\x01\x12\x1a\n" +
@@ -2038,7 +2227,7 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x17RESULT_CODE_STALE_TOKEN\x10\v\x12\x1e\n" +
 	"\x1aRESULT_CODE_CHAIN_CONFLICT\x10\f\x12\"\n" +
 	"\x1eRESULT_CODE_LIGHTNING_CONFLICT\x10\r\x12\x1f\n" +
-	"\x1bRESULT_CODE_PAYOUT_CONFLICT\x10\x0e2\xf1\x04\n" +
+	"\x1bRESULT_CODE_PAYOUT_CONFLICT\x10\x0e2\xcb\x05\n" +
 	"\rLedgerService\x12P\n" +
 	"\rCreateAccount\x12\x1e.bankd.v1.CreateAccountRequest\x1a\x1f.bankd.v1.CreateAccountResponse\x12L\n" +
 	"\n" +
@@ -2047,7 +2236,8 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x0eCreateTransfer\x12\x1f.bankd.v1.CreateTransferRequest\x1a .bankd.v1.CreateTransferResponse\"\x03\x90\x02\x02\x12[\n" +
 	"\x0fCreateTransfers\x12 .bankd.v1.CreateTransfersRequest\x1a!.bankd.v1.CreateTransfersResponse\"\x03\x90\x02\x02\x12O\n" +
 	"\vGetTransfer\x12\x1c.bankd.v1.GetTransferRequest\x1a\x1d.bankd.v1.GetTransferResponse\"\x03\x90\x02\x01\x12d\n" +
-	"\x12ListAccountHistory\x12#.bankd.v1.ListAccountHistoryRequest\x1a$.bankd.v1.ListAccountHistoryResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x12ListAccountHistory\x12#.bankd.v1.ListAccountHistoryRequest\x1a$.bankd.v1.ListAccountHistoryResponse\"\x03\x90\x02\x01\x12X\n" +
+	"\x0eCreateAccounts\x12\x1f.bankd.v1.CreateAccountsRequest\x1a .bankd.v1.CreateAccountsResponse\"\x03\x90\x02\x02B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_ledger_proto_rawDescOnce sync.Once
@@ -2062,7 +2252,7 @@ func file_bankd_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_bankd_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_bankd_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_bankd_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_bankd_v1_ledger_proto_goTypes = []any{
 	(AccountKind)(0),                   // 0: bankd.v1.AccountKind
 	(Owner)(0),                         // 1: bankd.v1.Owner
@@ -2090,15 +2280,18 @@ var file_bankd_v1_ledger_proto_goTypes = []any{
 	(*HistoryEntry)(nil),               // 23: bankd.v1.HistoryEntry
 	(*ListAccountHistoryRequest)(nil),  // 24: bankd.v1.ListAccountHistoryRequest
 	(*ListAccountHistoryResponse)(nil), // 25: bankd.v1.ListAccountHistoryResponse
-	nil,                                // 26: bankd.v1.Account.MetadataEntry
-	nil,                                // 27: bankd.v1.Transfer.MetadataEntry
+	(*AccountResult)(nil),              // 26: bankd.v1.AccountResult
+	(*CreateAccountsRequest)(nil),      // 27: bankd.v1.CreateAccountsRequest
+	(*CreateAccountsResponse)(nil),     // 28: bankd.v1.CreateAccountsResponse
+	nil,                                // 29: bankd.v1.Account.MetadataEntry
+	nil,                                // 30: bankd.v1.Transfer.MetadataEntry
 }
 var file_bankd_v1_ledger_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.Account.kind:type_name -> bankd.v1.AccountKind
-	26, // 1: bankd.v1.Account.metadata:type_name -> bankd.v1.Account.MetadataEntry
+	29, // 1: bankd.v1.Account.metadata:type_name -> bankd.v1.Account.MetadataEntry
 	7,  // 2: bankd.v1.Account.balance:type_name -> bankd.v1.Balance
 	1,  // 3: bankd.v1.Account.owner:type_name -> bankd.v1.Owner
-	27, // 4: bankd.v1.Transfer.metadata:type_name -> bankd.v1.Transfer.MetadataEntry
+	30, // 4: bankd.v1.Transfer.metadata:type_name -> bankd.v1.Transfer.MetadataEntry
 	3,  // 5: bankd.v1.Transfer.state:type_name -> bankd.v1.TransferState
 	1,  // 6: bankd.v1.Transfer.owner:type_name -> bankd.v1.Owner
 	4,  // 7: bankd.v1.TransferResult.code:type_name -> bankd.v1.ResultCode
@@ -2126,25 +2319,32 @@ var file_bankd_v1_ledger_proto_depIdxs = []int32{
 	2,  // 29: bankd.v1.ListAccountHistoryRequest.consistency:type_name -> bankd.v1.ReadConsistency
 	23, // 30: bankd.v1.ListAccountHistoryResponse.entries:type_name -> bankd.v1.HistoryEntry
 	5,  // 31: bankd.v1.ListAccountHistoryResponse.meta:type_name -> bankd.v1.ReadMeta
-	11, // 32: bankd.v1.LedgerService.CreateAccount:input_type -> bankd.v1.CreateAccountRequest
-	13, // 33: bankd.v1.LedgerService.GetAccount:input_type -> bankd.v1.GetAccountRequest
-	15, // 34: bankd.v1.LedgerService.ListAccounts:input_type -> bankd.v1.ListAccountsRequest
-	17, // 35: bankd.v1.LedgerService.CreateTransfer:input_type -> bankd.v1.CreateTransferRequest
-	19, // 36: bankd.v1.LedgerService.CreateTransfers:input_type -> bankd.v1.CreateTransfersRequest
-	21, // 37: bankd.v1.LedgerService.GetTransfer:input_type -> bankd.v1.GetTransferRequest
-	24, // 38: bankd.v1.LedgerService.ListAccountHistory:input_type -> bankd.v1.ListAccountHistoryRequest
-	12, // 39: bankd.v1.LedgerService.CreateAccount:output_type -> bankd.v1.CreateAccountResponse
-	14, // 40: bankd.v1.LedgerService.GetAccount:output_type -> bankd.v1.GetAccountResponse
-	16, // 41: bankd.v1.LedgerService.ListAccounts:output_type -> bankd.v1.ListAccountsResponse
-	18, // 42: bankd.v1.LedgerService.CreateTransfer:output_type -> bankd.v1.CreateTransferResponse
-	20, // 43: bankd.v1.LedgerService.CreateTransfers:output_type -> bankd.v1.CreateTransfersResponse
-	22, // 44: bankd.v1.LedgerService.GetTransfer:output_type -> bankd.v1.GetTransferResponse
-	25, // 45: bankd.v1.LedgerService.ListAccountHistory:output_type -> bankd.v1.ListAccountHistoryResponse
-	39, // [39:46] is the sub-list for method output_type
-	32, // [32:39] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	4,  // 32: bankd.v1.AccountResult.code:type_name -> bankd.v1.ResultCode
+	8,  // 33: bankd.v1.AccountResult.account:type_name -> bankd.v1.Account
+	8,  // 34: bankd.v1.CreateAccountsRequest.accounts:type_name -> bankd.v1.Account
+	6,  // 35: bankd.v1.CreateAccountsRequest.fence:type_name -> bankd.v1.Fence
+	26, // 36: bankd.v1.CreateAccountsResponse.results:type_name -> bankd.v1.AccountResult
+	11, // 37: bankd.v1.LedgerService.CreateAccount:input_type -> bankd.v1.CreateAccountRequest
+	13, // 38: bankd.v1.LedgerService.GetAccount:input_type -> bankd.v1.GetAccountRequest
+	15, // 39: bankd.v1.LedgerService.ListAccounts:input_type -> bankd.v1.ListAccountsRequest
+	17, // 40: bankd.v1.LedgerService.CreateTransfer:input_type -> bankd.v1.CreateTransferRequest
+	19, // 41: bankd.v1.LedgerService.CreateTransfers:input_type -> bankd.v1.CreateTransfersRequest
+	21, // 42: bankd.v1.LedgerService.GetTransfer:input_type -> bankd.v1.GetTransferRequest
+	24, // 43: bankd.v1.LedgerService.ListAccountHistory:input_type -> bankd.v1.ListAccountHistoryRequest
+	27, // 44: bankd.v1.LedgerService.CreateAccounts:input_type -> bankd.v1.CreateAccountsRequest
+	12, // 45: bankd.v1.LedgerService.CreateAccount:output_type -> bankd.v1.CreateAccountResponse
+	14, // 46: bankd.v1.LedgerService.GetAccount:output_type -> bankd.v1.GetAccountResponse
+	16, // 47: bankd.v1.LedgerService.ListAccounts:output_type -> bankd.v1.ListAccountsResponse
+	18, // 48: bankd.v1.LedgerService.CreateTransfer:output_type -> bankd.v1.CreateTransferResponse
+	20, // 49: bankd.v1.LedgerService.CreateTransfers:output_type -> bankd.v1.CreateTransfersResponse
+	22, // 50: bankd.v1.LedgerService.GetTransfer:output_type -> bankd.v1.GetTransferResponse
+	25, // 51: bankd.v1.LedgerService.ListAccountHistory:output_type -> bankd.v1.ListAccountHistoryResponse
+	28, // 52: bankd.v1.LedgerService.CreateAccounts:output_type -> bankd.v1.CreateAccountsResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_ledger_proto_init() }
@@ -2158,7 +2358,7 @@ func file_bankd_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_ledger_proto_rawDesc), len(file_bankd_v1_ledger_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,9 @@ const (
 	// LedgerServiceListAccountHistoryProcedure is the fully-qualified name of the LedgerService's
 	// ListAccountHistory RPC.
 	LedgerServiceListAccountHistoryProcedure = "/bankd.v1.LedgerService/ListAccountHistory"
+	// LedgerServiceCreateAccountsProcedure is the fully-qualified name of the LedgerService's
+	// CreateAccounts RPC.
+	LedgerServiceCreateAccountsProcedure = "/bankd.v1.LedgerService/CreateAccounts"
 )
 
 // LedgerServiceClient is a client for the bankd.v1.LedgerService service.
@@ -67,6 +70,9 @@ type LedgerServiceClient interface {
 	CreateTransfers(context.Context, *connect.Request[bankdv1.CreateTransfersRequest]) (*connect.Response[bankdv1.CreateTransfersResponse], error)
 	GetTransfer(context.Context, *connect.Request[bankdv1.GetTransferRequest]) (*connect.Response[bankdv1.GetTransferResponse], error)
 	ListAccountHistory(context.Context, *connect.Request[bankdv1.ListAccountHistoryRequest]) (*connect.Response[bankdv1.ListAccountHistoryResponse], error)
+	// CreateAccounts creates up to 8000 accounts in one Raft entry and reports each result: an
+	// account that is refused does not stop the others.
+	CreateAccounts(context.Context, *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error)
 }
 
 // NewLedgerServiceClient constructs a client for the bankd.v1.LedgerService service. By default, it
@@ -128,6 +134,13 @@ func NewLedgerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		createAccounts: connect.NewClient[bankdv1.CreateAccountsRequest, bankdv1.CreateAccountsResponse](
+			httpClient,
+			baseURL+LedgerServiceCreateAccountsProcedure,
+			connect.WithSchema(ledgerServiceMethods.ByName("CreateAccounts")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -140,6 +153,7 @@ type ledgerServiceClient struct {
 	createTransfers    *connect.Client[bankdv1.CreateTransfersRequest, bankdv1.CreateTransfersResponse]
 	getTransfer        *connect.Client[bankdv1.GetTransferRequest, bankdv1.GetTransferResponse]
 	listAccountHistory *connect.Client[bankdv1.ListAccountHistoryRequest, bankdv1.ListAccountHistoryResponse]
+	createAccounts     *connect.Client[bankdv1.CreateAccountsRequest, bankdv1.CreateAccountsResponse]
 }
 
 // CreateAccount calls bankd.v1.LedgerService.CreateAccount.
@@ -177,6 +191,11 @@ func (c *ledgerServiceClient) ListAccountHistory(ctx context.Context, req *conne
 	return c.listAccountHistory.CallUnary(ctx, req)
 }
 
+// CreateAccounts calls bankd.v1.LedgerService.CreateAccounts.
+func (c *ledgerServiceClient) CreateAccounts(ctx context.Context, req *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error) {
+	return c.createAccounts.CallUnary(ctx, req)
+}
+
 // LedgerServiceHandler is an implementation of the bankd.v1.LedgerService service.
 type LedgerServiceHandler interface {
 	CreateAccount(context.Context, *connect.Request[bankdv1.CreateAccountRequest]) (*connect.Response[bankdv1.CreateAccountResponse], error)
@@ -188,6 +207,9 @@ type LedgerServiceHandler interface {
 	CreateTransfers(context.Context, *connect.Request[bankdv1.CreateTransfersRequest]) (*connect.Response[bankdv1.CreateTransfersResponse], error)
 	GetTransfer(context.Context, *connect.Request[bankdv1.GetTransferRequest]) (*connect.Response[bankdv1.GetTransferResponse], error)
 	ListAccountHistory(context.Context, *connect.Request[bankdv1.ListAccountHistoryRequest]) (*connect.Response[bankdv1.ListAccountHistoryResponse], error)
+	// CreateAccounts creates up to 8000 accounts in one Raft entry and reports each result: an
+	// account that is refused does not stop the others.
+	CreateAccounts(context.Context, *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error)
 }
 
 // NewLedgerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -245,6 +267,13 @@ func NewLedgerServiceHandler(svc LedgerServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	ledgerServiceCreateAccountsHandler := connect.NewUnaryHandler(
+		LedgerServiceCreateAccountsProcedure,
+		svc.CreateAccounts,
+		connect.WithSchema(ledgerServiceMethods.ByName("CreateAccounts")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.LedgerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LedgerServiceCreateAccountProcedure:
@@ -261,6 +290,8 @@ func NewLedgerServiceHandler(svc LedgerServiceHandler, opts ...connect.HandlerOp
 			ledgerServiceGetTransferHandler.ServeHTTP(w, r)
 		case LedgerServiceListAccountHistoryProcedure:
 			ledgerServiceListAccountHistoryHandler.ServeHTTP(w, r)
+		case LedgerServiceCreateAccountsProcedure:
+			ledgerServiceCreateAccountsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -296,4 +327,8 @@ func (UnimplementedLedgerServiceHandler) GetTransfer(context.Context, *connect.R
 
 func (UnimplementedLedgerServiceHandler) ListAccountHistory(context.Context, *connect.Request[bankdv1.ListAccountHistoryRequest]) (*connect.Response[bankdv1.ListAccountHistoryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LedgerService.ListAccountHistory is not implemented"))
+}
+
+func (UnimplementedLedgerServiceHandler) CreateAccounts(context.Context, *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LedgerService.CreateAccounts is not implemented"))
 }
