@@ -51,6 +51,11 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	if _, err := c.leader().Compact(context.Background(), RetentionConfig{KeepIndexes: 1 << 40}); !errors.Is(err, ErrNotUpgraded) {
 		t.Fatalf("compact with an old node: %v, want ErrNotUpgraded", err)
 	}
+	// So is CREATE_ACCOUNTS (the batch behind LedgerService.CreateAccounts).
+	accounts := &bankdv1.CreateAccountsRequest{Accounts: []*bankdv1.Account{{Id: "a1", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET}}}
+	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS, accounts, nil); !errors.Is(err, ErrNotUpgraded) || !strings.Contains(err.Error(), old) {
+		t.Fatalf("create accounts with an old node: %v, want ErrNotUpgraded naming %s", err, old)
+	}
 	// The old node is upgraded: restarted with this binary's set.
 	c.options = nil
 	c.stop(old)
@@ -69,5 +74,9 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	var refusal *fsm.Error
 	if err != nil && !errors.As(err, &refusal) {
 		t.Fatalf("after the upgrade: %v, want the state machine's answer", err)
+	}
+	res, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS, accounts, nil)
+	if created, ok := res.(*bankdv1.CreateAccountsResponse); err != nil || !ok || created.Results[0].GetCode() != bankdv1.ResultCode_RESULT_CODE_OK {
+		t.Fatalf("create accounts after the upgrade: %v, %v", res, err)
 	}
 }

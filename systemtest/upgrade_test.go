@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/internal/testcluster"
 )
 
@@ -24,9 +25,10 @@ const compactBit = uint64(1) << uint(bankdv1.CommandType_COMMAND_TYPE_COMPACT)
 // TestRollingUpgradeUnderLoad starts three nodes on the previous release and, while a writer
 // keeps transferring, upgrades them one by one to this tree's bankd (SIGTERM, restart on the
 // same data dir with the new binary, wait until it has caught up), followers first and the
-// leader last. COMPACT, the new command type, is refused until every node runs the new binary:
-// the old leader does not know the RPC at all, a new leader answers failed_precondition naming
-// exactly the nodes still to upgrade. Then it applies, and nothing acknowledged was lost.
+// leader last. COMPACT and CREATE_ACCOUNTS, the new command types, are refused until every node
+// runs the new binary: the old leader does not know their RPCs at all, a new leader answers
+// failed_precondition naming exactly the nodes still to upgrade. Then they apply, and nothing
+// acknowledged was lost.
 //
 // Then a downgrade: a follower stopped after the upgrade and started again on the previous
 // release meets, in the log it catches up on, a COMPACT committed while it was down; it stops
@@ -92,6 +94,17 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	t.Logf("first COMPACT: horizon %d, %d events and %d history entries dropped", done.HorizonIndex, done.EventsDeleted, done.HistoryDeleted)
 	if done.EventsDeleted == 0 {
 		t.Fatal("the first COMPACT dropped nothing: no COMPACT command reached the log")
+	}
+	// And so is CREATE_ACCOUNTS: the accounts the gate refused are created now.
+	_, admin = leaderClient(t, c)
+	created, err := admin.Ledger.CreateAccounts(ctxFor(t, 10*time.Second), createAccountsRequest())
+	if err != nil {
+		t.Fatalf("create accounts after the upgrade: %v", err)
+	}
+	for _, r := range created.Msg.Results {
+		if r.Code != bankdv1.ResultCode_RESULT_CODE_OK || r.Replayed {
+			t.Fatalf("create accounts after the upgrade: %v (replayed: a refused call was applied)", r)
+		}
 	}
 	leader, _ = leaderClient(t, c)
 	if v := requireVersions(t, c, leader, oldVersion, true); v == oldVersion {
@@ -251,11 +264,36 @@ func compactUntilAccepted(t *testing.T, c *testcluster.ProcCluster) *bankdv1.Com
 	return nil
 }
 
-// requireGate checks that Compact is refused while the nodes in old run (or last ran) the
-// previous release, asking the leader: unimplemented while an old binary leads (it has no such
-// RPC), failed_precondition naming exactly the old nodes while a new one does. Gossip may take
-// a moment to carry a restarted node's types, so a refusal that still names an upgraded node
-// is asked again for a while; an acceptance fails at once.
+// gatedCalls are the calls of the command types the current release adds over the previous
+// one: COMPACT (ClusterService.Compact) and CREATE_ACCOUNTS (LedgerService.CreateAccounts).
+var gatedCalls = []struct {
+	name string
+	call func(t *testing.T, cl *apiclient.Clients) error
+}{
+	{"compact", func(t *testing.T, cl *apiclient.Clients) error {
+		_, err := cl.Cluster.Compact(ctxFor(t, 10*time.Second), compactRequest())
+		return err
+	}},
+	{"create accounts", func(t *testing.T, cl *apiclient.Clients) error {
+		_, err := cl.Ledger.CreateAccounts(ctxFor(t, 10*time.Second), createAccountsRequest())
+		return err
+	}},
+}
+
+// createAccountsRequest is a CreateAccounts call the gate must refuse: it is never applied
+// while a node runs the previous release.
+func createAccountsRequest() *connect.Request[bankdv1.CreateAccountsRequest] {
+	return connect.NewRequest(&bankdv1.CreateAccountsRequest{Accounts: []*bankdv1.Account{
+		{Id: "gated-1", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY},
+		{Id: "gated-2", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY},
+	}})
+}
+
+// requireGate checks that every gated call is refused while the nodes in old run (or last ran)
+// the previous release, asking the leader: unimplemented while an old binary leads (it has no
+// such RPC), failed_precondition naming exactly the old nodes while a new one does. Gossip may
+// take a moment to carry a restarted node's types, so a refusal that still names an upgraded
+// node is asked again for a while; an acceptance fails at once.
 func requireGate(t *testing.T, c *testcluster.ProcCluster, old map[int]bool) {
 	t.Helper()
 	var want []string
@@ -263,26 +301,28 @@ func requireGate(t *testing.T, c *testcluster.ProcCluster, old map[int]bool) {
 		want = append(want, c.Nodes[i].ID)
 	}
 	slices.Sort(want)
-	var last error
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		leader, admin := leaderClient(t, c)
-		_, err := admin.Cluster.Compact(ctxFor(t, 10*time.Second), compactRequest())
-		if err == nil {
-			t.Fatalf("compact applied (leader %s) while %v run the previous release", c.Nodes[leader].ID, want)
-		}
-		switch code := connect.CodeOf(err); {
-		case old[leader] && code == connect.CodeUnimplemented,
-			!old[leader] && code == connect.CodeFailedPrecondition && slices.Equal(namedNodes(c, err.Error()), want):
-			t.Logf("compact refused while %v run the previous release (leader %s): %v", want, c.Nodes[leader].ID, err)
-			return
-		case code == connect.CodeFailedPrecondition, code == connect.CodeUnavailable:
+	for _, gated := range gatedCalls {
+		var last error
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			leader, admin := leaderClient(t, c)
+			err := gated.call(t, admin)
+			if err == nil {
+				t.Fatalf("%s applied (leader %s) while %v run the previous release", gated.name, c.Nodes[leader].ID, want)
+			}
+			code := connect.CodeOf(err)
+			if old[leader] && code == connect.CodeUnimplemented ||
+				!old[leader] && code == connect.CodeFailedPrecondition && slices.Equal(namedNodes(c, err.Error()), want) {
+				t.Logf("%s refused while %v run the previous release (leader %s): %v", gated.name, want, c.Nodes[leader].ID, err)
+				break
+			}
+			if code != connect.CodeFailedPrecondition && code != connect.CodeUnavailable {
+				t.Fatalf("%s with leader %s (old: %v): %v, want a refusal naming %v", gated.name, c.Nodes[leader].ID, old[leader], err, want)
+			}
 			// gossip behind, or a leader change under way: ask again
-		default:
-			t.Fatalf("compact with leader %s (old: %v): %v, want a refusal naming %v", c.Nodes[leader].ID, old[leader], err, want)
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("compact never refused naming exactly %v; last answer: %v", want, last)
+			last = err
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never refused naming exactly %v; last answer: %v", gated.name, want, last)
+			}
 		}
 	}
 }
