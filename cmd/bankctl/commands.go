@@ -41,6 +41,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{path: "accounts create", args: "ID -currency BTC -kind asset|liability|equity|income|expense [-non-negative] [-daily-debit-limit N] [-meta k=v]...", summary: "create an account", setup: accountsCreate},
+		{path: "accounts import", args: "FILE [-batch 8000]", summary: "create the accounts in FILE (a JSON array, or JSON lines, of accounts in the API's JSON form), up to 8,000 per request; nothing is sent unless every account is valid and no id repeats; prints how many were created, replayed and refused (with reasons), exits 1 if any was refused", setup: accountsImport},
 		{path: "accounts list", args: "[-limit N]", summary: "list accounts with their balances", setup: accountsList},
 		{path: "accounts get", args: "ID", summary: "show an account", setup: accountsGet},
 		{path: "balance", args: "ID", summary: "show an account's balance", setup: balance},
