@@ -163,20 +163,38 @@ func within[T any](ctx context.Context, d time.Duration, fn func(context.Context
 }
 
 func createAccounts(ctx context.Context, cl *apiclient.Clients, n int) error {
-	create := func(id string, kind bankdv1.AccountKind) error {
-		_, err := within(ctx, 10*time.Second, func(ctx context.Context) (*connect.Response[bankdv1.CreateAccountResponse], error) {
-			return cl.Ledger.CreateAccount(ctx, connect.NewRequest(&bankdv1.CreateAccountRequest{
-				Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind},
-			}))
-		})
-		return err
-	}
-	if err := create("reserve", bankdv1.AccountKind_ACCOUNT_KIND_ASSET); err != nil {
-		return fmt.Errorf("create reserve: %w", err)
-	}
+	// "reserve" and c0..c(n-1), 8,000 (fsm.MaxAccountsPerCommand) per CreateAccounts request:
+	// one Raft entry each.
+	const perRequest = 8000
+	accs := []*bankdv1.Account{{Id: "reserve", Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_ASSET}}
 	for i := 0; i < n; i++ {
-		if err := create(fmt.Sprintf("c%d", i), bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY); err != nil {
-			return fmt.Errorf("create account %d: %w", i, err)
+		accs = append(accs, &bankdv1.Account{Id: fmt.Sprintf("c%d", i), Currency: "BTC", Kind: bankdv1.AccountKind_ACCOUNT_KIND_LIABILITY})
+	}
+	for start := 0; start < len(accs); start += perRequest {
+		chunk := accs[start:min(start+perRequest, len(accs))]
+		req := &bankdv1.CreateAccountsRequest{Accounts: chunk}
+		var (
+			res *connect.Response[bankdv1.CreateAccountsResponse]
+			err error
+		)
+		// CREATE_ACCOUNTS is proposed once the leader has seen in gossip that every node applies
+		// it, which can take a moment after the cluster starts; every try is idempotent.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			res, err = within(ctx, time.Minute, func(ctx context.Context) (*connect.Response[bankdv1.CreateAccountsResponse], error) {
+				return cl.Ledger.CreateAccounts(ctx, connect.NewRequest(req))
+			})
+			code := connect.CodeOf(err)
+			if err == nil || (code != connect.CodeFailedPrecondition && code != connect.CodeUnavailable) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("create accounts %s to %s: %w", chunk[0].Id, chunk[len(chunk)-1].Id, err)
+		}
+		for _, r := range res.Msg.Results {
+			if r.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+				return fmt.Errorf("create account %s: %s: %s", r.Id, r.Code, r.Message)
+			}
 		}
 	}
 	return nil
