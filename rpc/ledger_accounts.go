@@ -10,11 +10,11 @@ import (
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
-// CreateAccounts creates up to fsm.MaxAccountsPerCommand accounts in one COMMAND_TYPE_CREATE_ACCOUNTS
-// entry and answers one result per account. The command type is newer than the baseline: while
-// some server of the configuration runs a binary without it, node.Apply refuses to propose it
-// (ErrNotUpgraded, answered failed_precondition naming the nodes to upgrade), and an older leader
-// this node forwards to answers unimplemented.
+// CreateAccounts creates up to fsm.MaxAccountsPerCommand accounts in one CREATE_ACCOUNTS entry
+// and answers one result per account. The command type is newer than the baseline: while some
+// server of the configuration runs a binary without it, node.Apply refuses to propose it
+// (ErrNotUpgraded, answered failed_precondition naming the nodes to upgrade), and an older
+// leader this node forwards to answers unimplemented.
 func (l *ledgerService) CreateAccounts(ctx context.Context, req *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error) {
 	if err := validateCreateAccounts(req.Msg); err != nil {
 		return nil, err
