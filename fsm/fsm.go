@@ -104,11 +104,21 @@ func Open(dir string, opts Options) (*FSM, error) {
 	return f, nil
 }
 
+// Pebble's sizes. Pebble takes the memory of its memtables out of the block cache (a memtable
+// reserves its size there while it lives), so the cache is made that much larger than the part
+// meant for blocks: with a 128 MiB cache and two 64 MiB memtables, nothing was left for blocks,
+// and every lookup of a transfer id read index and filter blocks from disk.
+const (
+	memTableSize     = 64 << 20
+	memTablesAtOnce  = 3 // the mutable one, one being flushed, one spare
+	blockCacheTarget = 256 << 20
+)
+
 func openPebble(path string) (*pebble.DB, error) {
 	opts := &pebble.Options{
 		Logger:       quietPebbleLogger{},
-		MemTableSize: 64 << 20,
-		Cache:        pebble.NewCache(128 << 20),
+		MemTableSize: memTableSize,
+		Cache:        pebble.NewCache(blockCacheTarget + memTablesAtOnce*memTableSize),
 	}
 	defer opts.Cache.Unref()
 	// Every new transfer id is first looked up to catch retries, and nearly all of those
