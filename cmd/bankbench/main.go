@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,14 +110,17 @@ func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 		log.Fatal(err)
 	}
 	cl := c.Client(leader, testcluster.ClientToken)
+	created := time.Now()
 	if err := createAccounts(ctx, cl, w.accounts); err != nil {
 		log.Fatal(err)
 	}
+	createdIn := time.Since(created)
 	transport := "mutual TLS"
 	if o.plaintext {
 		transport = "plaintext"
 	}
-	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1 (%s), raft-boltdb fsync on, %d customer accounts, data in %s\n\n", transport, w.accounts, dir)
+	fmt.Printf("bankbench: 3 bankd processes on 127.0.0.1 (%s), raft-boltdb fsync on, %d customer accounts, data in %s\n", transport, w.accounts, dir)
+	fmt.Printf("  accounts created in %s with CreateAccounts; resident memory %s\n\n", createdIn.Round(time.Millisecond), residentMemory(c))
 
 	var res sideResults
 	run := func(name string, workers, perRequest int, spread bool, tag, title string) *loadResult {
@@ -137,6 +142,7 @@ func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 		res.batchSpread = run("batch-spread", w.batchers, w.batchSize, true, "B",
 			fmt.Sprintf("(b') requests of %d transfers, %d concurrent clients spread over %d nodes", w.batchSize, w.batchers, len(c.Nodes)))
 	}
+	fmt.Printf("  after the runs: resident memory %s\n\n", residentMemory(c))
 
 	var times []time.Duration
 	for i := 0; i < o.failovers; i++ {
@@ -404,4 +410,25 @@ func fetchProfile(addr, path string, d time.Duration) error {
 		return err
 	}
 	return f.Close()
+}
+
+// residentMemory reports each node's resident set size (VmRSS), from /proc.
+func residentMemory(c *testcluster.ProcCluster) string {
+	var parts []string
+	for i := range c.Nodes {
+		rss := "?"
+		if pid := c.Pid(i); pid != 0 {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+						if kb, err := strconv.Atoi(f[1]); err == nil {
+							rss = fmt.Sprintf("%d MiB", kb/1024)
+						}
+					}
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", c.Nodes[i].ID, rss))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -271,6 +271,17 @@ func (c *ProcCluster) Running(i int) bool {
 	}
 }
 
+// Pid returns the process id of node i's current process, or 0 if it has none.
+func (c *ProcCluster) Pid(i int) int {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Kill sends SIGKILL to node i and waits for it to die.
 func (c *ProcCluster) Kill(i int) error { return c.signal(i, syscall.SIGKILL, procKillTimeout) }
 
