@@ -342,29 +342,7 @@ func TestCreateAccountsBatchesAreDeterministic(t *testing.T) {
 					t.Fatalf("random batches too narrow to mean anything: %v", outcomes)
 				}
 			}
-			_, want := tf.hash()
-			replica := openTestFSM(t)
-			replica.ApplyBatch(tf.log)
-			if _, got := replica.hash(); got != want {
-				t.Fatalf("replaying the log on a fresh replica gave another state")
-			}
-			restored := openTestFSM(t)
-			if err := restored.Restore(readCloser(midSnap)); err != nil {
-				t.Fatal(err)
-			}
-			restored.ApplyBatch(tf.log)
-			if _, got := restored.hash(); got != want {
-				t.Fatalf("a snapshot plus the rest of the log gave another state")
-			}
-			batched := openTestFSM(t)
-			for i := 0; i < len(tf.log); {
-				n := 1 + rng.IntN(16)
-				batched.ApplyBatch(tf.log[i:min(i+n, len(tf.log))])
-				i += n
-			}
-			if _, got := batched.hash(); got != want {
-				t.Fatalf("applying in random batch sizes gave another state")
-			}
+			checkReplicasAgree(t, tf, midSnap, rng, 16)
 		})
 	}
 }

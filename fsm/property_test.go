@@ -24,7 +24,6 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			gen := &commandGen{rng: rng, tf: tf}
 			gen.setup()
 			var midSnap []byte
-			var midIndex int
 			const steps = 500
 			for step := 0; step < steps; step++ {
 				gen.step()
@@ -37,7 +36,7 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 					t.Fatalf("state machine stopped at step %d: %v", step, tf.fatals.errs)
 				}
 				if step == steps/2 {
-					midSnap, midIndex = snapshotBytes(t, tf.FSM), len(tf.log)
+					midSnap = snapshotBytes(t, tf.FSM)
 				}
 			}
 			// The mix must exercise both sides: money that moves and refusals of every kind.
@@ -65,33 +64,38 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			}
 			problems, _ := tf.ProblemCount()
 			t.Logf("attacks %v; problems recorded %d", ar, problems)
-			_, want := tf.hash()
-
-			replica := openTestFSM(t)
-			replica.ApplyBatch(tf.log)
-			if _, got := replica.hash(); got != want {
-				t.Fatalf("replaying the log on a fresh replica gave another state")
-			}
-
-			restored := openTestFSM(t)
-			if err := restored.Restore(readCloser(midSnap)); err != nil {
-				t.Fatal(err)
-			}
-			restored.ApplyBatch(tf.log) // entries up to the snapshot are skipped
-			if _, got := restored.hash(); got != want {
-				t.Fatalf("snapshot at %d plus the rest of the log gave another state", midIndex)
-			}
-
-			batched := openTestFSM(t)
-			for i := 0; i < len(tf.log); {
-				n := 1 + rng.IntN(64)
-				batched.ApplyBatch(tf.log[i:min(i+n, len(tf.log))])
-				i += n
-			}
-			if _, got := batched.hash(); got != want {
-				t.Fatalf("applying in random batch sizes gave another state")
-			}
+			checkReplicasAgree(t, tf, midSnap, rng, 64)
 		})
+	}
+}
+
+// checkReplicasAgree checks that three other replicas reach tf's state hash: one that applies
+// tf's whole log, one restored from midSnap (a snapshot taken part way) that applies the rest,
+// and one that applies the log in random batches of 1 to maxBatch entries.
+func checkReplicasAgree(t *testing.T, tf *testFSM, midSnap []byte, rng *rand.Rand, maxBatch int) {
+	t.Helper()
+	_, want := tf.hash()
+	replica := openTestFSM(t)
+	replica.ApplyBatch(tf.log)
+	if _, got := replica.hash(); got != want {
+		t.Fatalf("replaying the log on a fresh replica gave another state")
+	}
+	restored := openTestFSM(t)
+	if err := restored.Restore(readCloser(midSnap)); err != nil {
+		t.Fatal(err)
+	}
+	restored.ApplyBatch(tf.log) // entries up to the snapshot are skipped
+	if _, got := restored.hash(); got != want {
+		t.Fatalf("a snapshot plus the rest of the log gave another state")
+	}
+	batched := openTestFSM(t)
+	for i := 0; i < len(tf.log); {
+		n := 1 + rng.IntN(maxBatch)
+		batched.ApplyBatch(tf.log[i:min(i+n, len(tf.log))])
+		i += n
+	}
+	if _, got := batched.hash(); got != want {
+		t.Fatalf("applying in random batch sizes gave another state")
 	}
 }
 
