@@ -22,7 +22,8 @@ func TestWriteLoopbackIsReadBackByTheNode(t *testing.T) {
 	spec := clusterhcl.Spec{
 		Name: "roundtrip",
 		Size: 3,
-		Raft: clusterhcl.Raft{SnapshotInterval: time.Second, SnapshotThreshold: 50, TrailingLogs: 20, MaxAppendEntries: 64}.Or(clusterhcl.InProcessRaft),
+		Raft: clusterhcl.Raft{SnapshotInterval: time.Second, SnapshotThreshold: 50, TrailingLogs: 20, MaxAppendEntries: 64,
+			CoalesceInFlight: 2, CoalesceLinger: 500 * time.Microsecond}.Or(clusterhcl.InProcessRaft),
 		Tokens: clusterhcl.Tokens{
 			Admin:  []string{"adm-1", "adm-2"},
 			Client: []string{"cli-1"},
@@ -52,6 +53,7 @@ func TestWriteLoopbackIsReadBackByTheNode(t *testing.T) {
 		LeaderLeaseTimeout: 125 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		ApplyTimeout: 3 * time.Second, SnapshotInterval: time.Second, SnapshotThreshold: 50,
 		TrailingLogs: 20, MaxAppendEntries: 64, MaxEntryBytes: 4 << 20,
+		CoalesceInFlight: 2, CoalesceLinger: 500 * time.Microsecond,
 	}
 	if cfg.Name != "roundtrip" || cfg.Raft != raft {
 		t.Errorf("name %q raft %+v, want roundtrip %+v", cfg.Name, cfg.Raft, raft)
@@ -198,4 +200,20 @@ func tokenNames(cfg *node.Config) []string {
 func digest(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestNoCoalescingTurnsItOff checks that NoCoalescing writes coalesce_in_flight = 0, which the
+// node reads as coalescing off.
+func TestNoCoalescingTurnsItOff(t *testing.T) {
+	layout, err := clusterhcl.WriteLoopback(t.TempDir(), clusterhcl.Spec{Size: 1, Raft: clusterhcl.Raft{NoCoalescing: true}.Or(clusterhcl.InProcessRaft)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := node.LoadConfig(layout.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Raft.CoalesceInFlight != 0 {
+		t.Fatalf("coalesce_in_flight = %d, want 0", cfg.Raft.CoalesceInFlight)
+	}
 }
