@@ -45,7 +45,7 @@ raft {
   # The leader puts concurrent transfer requests into shared log entries: while this many such
   # entries are in flight, new requests wait and go out together, after at most
   # coalesce_linger (0s-1ms) more. 0 turns it off. Each caller still gets its own results.
-  coalesce_in_flight = 4
+  coalesce_in_flight = 1
   coalesce_linger    = "200us"
 }
 

@@ -201,7 +201,7 @@ func DefaultRaftConfig() RaftConfig {
 		ApplyTimeout:       5 * time.Second,
 		MaxAppendEntries:   64,
 		MaxEntryBytes:      4 << 20,
-		CoalesceInFlight:   4,
+		CoalesceInFlight:   1,
 		CoalesceLinger:     200 * time.Microsecond,
 	}
 }

@@ -55,6 +55,8 @@ func main() {
 		postgres   = flag.Bool("postgres", true, "also run the workload on a PostgreSQL double-entry ledger (Debian's postgresql package, started here) and print both side by side")
 		pgOnly     = flag.Bool("pg-only", false, "run only the PostgreSQL side")
 		coalesce   = flag.Bool("coalesce", true, "let the leader coalesce concurrent transfer requests into shared Raft entries (raft.coalesce_in_flight); false measures without")
+		inFlight   = flag.Int("coalesce-in-flight", 0, "raft.coalesce_in_flight for the cluster (0: the node's default)")
+		linger     = flag.Duration("coalesce-linger", 0, "raft.coalesce_linger for the cluster (0: the node's default)")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -63,7 +65,7 @@ func main() {
 
 	var bankd, pg sideResults
 	if !*pgOnly {
-		bankd = benchBankd(ctx, w, bankdOptions{bin: *bin, keep: *keepDir, profileDir: *profileDir, plaintext: *plaintext, spread: *spread, failovers: *failovers, noCoalescing: !*coalesce})
+		bankd = benchBankd(ctx, w, bankdOptions{bin: *bin, keep: *keepDir, profileDir: *profileDir, plaintext: *plaintext, spread: *spread, failovers: *failovers, noCoalescing: !*coalesce, coalesceInFlight: *inFlight, coalesceLinger: *linger})
 	}
 	if *postgres || *pgOnly {
 		var err error
@@ -78,11 +80,13 @@ func main() {
 
 // bankdOptions are the flags that only concern the bankd side.
 type bankdOptions struct {
-	bin, profileDir string
-	keep, plaintext bool
-	spread          bool
-	noCoalescing    bool
-	failovers       int
+	bin, profileDir  string
+	keep, plaintext  bool
+	spread           bool
+	noCoalescing     bool
+	coalesceInFlight int
+	coalesceLinger   time.Duration
+	failovers        int
 }
 
 // sideResults are one side's throughput runs; a run that did not happen is nil.
@@ -100,7 +104,8 @@ func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: o.plaintext, Raft: testcluster.Raft{NoCoalescing: o.noCoalescing}}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: o.profileDir != ""})
+	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: o.plaintext, Raft: testcluster.Raft{NoCoalescing: o.noCoalescing,
+		CoalesceInFlight: o.coalesceInFlight, CoalesceLinger: o.coalesceLinger}}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: o.profileDir != ""})
 	if err != nil {
 		log.Fatal(err)
 	}
