@@ -18,20 +18,22 @@ import (
 // Within a command, account writes are buffered in the txn tree like any other write
 // (txn.accounts), so a refused command or a failed linked chain leaves no trace. When a command
 // commits, its accounts are marshalled into the Pebble batch and kept in an ApplyBatch-level map
-// (residentAccounts.batch) that later commands of the same batch read; once the batch is
+// (residentState.batch) that later commands of the same batch read; once the batch is
 // committed to Pebble they become the resident state. Open and Restore rebuild it from the
 // store.
 //
 // Resident records are never modified in place: an account that changes is replaced by a new
 // record. loadAccount hands out copies, which callers may change freely.
 
-// residentAccounts is what one ApplyBatch reads accounts from.
-type residentAccounts struct {
+// residentState is what one ApplyBatch reads from memory: accounts, and the filter of transfer
+// ids (transfer_filter.go; nil reads every id from the store).
+type residentState struct {
 	committed map[string]*bankdv1.Account // FSM.accounts: the state before this batch
 	batch     map[string]*bankdv1.Account // written by the batch's earlier commands
+	transfers *transferFilter
 }
 
-func (r *residentAccounts) get(id string) (*bankdv1.Account, bool) {
+func (r *residentState) get(id string) (*bankdv1.Account, bool) {
 	if acc, ok := r.batch[id]; ok {
 		return acc, true
 	}

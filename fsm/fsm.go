@@ -51,6 +51,8 @@ type FSM struct {
 	// accounts is every account in the store, decoded (accounts_resident.go). Only the apply
 	// path reads it, under mu like db; Open and Restore build it.
 	accounts map[string]*bankdv1.Account
+	// transfers filters the ids of stored transfers (transfer_filter.go), like accounts.
+	transfers *transferFilter
 
 	// snapshots tracks the Pebble snapshots open on the store (Raft's and backups'), which
 	// Restore must not close the store under.
@@ -176,9 +178,13 @@ func (f *FSM) loadMeta() error {
 	if err != nil {
 		return err
 	}
+	transfers, err := loadTransferFilter(f.db)
+	if err != nil {
+		return err
+	}
 	f.applied.Store(applied)
 	f.nowMs.Store(int64(now))
-	f.accounts = accounts
+	f.accounts, f.transfers = accounts, transfers
 	return nil
 }
 
@@ -265,7 +271,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	defer b.Close()
 	applied := f.applied.Load()
 	now := f.nowMs.Load()
-	resident := &residentAccounts{committed: f.accounts, batch: make(map[string]*bankdv1.Account)}
+	resident := &residentState{committed: f.accounts, batch: make(map[string]*bankdv1.Account), transfers: f.transfers}
 	var watched [][]byte
 	for i, l := range logs {
 		// failpoint skip-applied-index-check: apply replayed entries a second time.

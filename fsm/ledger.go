@@ -573,10 +573,16 @@ func storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
 		return fmt.Errorf("marshal transfer %q: %w", rec.Id, err)
 	}
 	tx.set(transferKey(rec.Id), append(reqHash[:], b...))
+	if tx.resident != nil && tx.resident.transfers != nil {
+		tx.resident.transfers.add(rec.Id)
+	}
 	return nil
 }
 
 func loadTransfer(tx *txn, id string) (*bankdv1.Transfer, [32]byte, bool, error) {
+	if tx.resident != nil && tx.resident.transfers != nil && !tx.resident.transfers.mayContain(id) {
+		return nil, [32]byte{}, false, nil // never stored
+	}
 	v, found, err := tx.get(transferKey(id))
 	if err != nil || !found {
 		return nil, [32]byte{}, false, err

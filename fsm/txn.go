@@ -19,7 +19,7 @@ type txn struct {
 	writes map[string]pendingWrite
 	order  []string // first-write order, so commit is independent of map iteration
 	// Accounts are buffered as records, not bytes (accounts_resident.go).
-	resident     *residentAccounts
+	resident     *residentState
 	accounts     map[string]*bankdv1.Account
 	accountOrder []string
 }
@@ -29,7 +29,7 @@ type pendingWrite struct {
 	deleted bool
 }
 
-func newRootTxn(b *pebble.Batch, resident *residentAccounts) *txn {
+func newRootTxn(b *pebble.Batch, resident *residentState) *txn {
 	return &txn{batch: b, writes: make(map[string]pendingWrite), resident: resident}
 }
 

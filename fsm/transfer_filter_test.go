@@ -1,0 +1,75 @@
+package fsm
+
+import (
+	"fmt"
+	"testing"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// TestTransferFilterNeverForgetsAnID adds ids across several segments and checks every one is
+// still reported, and that few ids never added are.
+func TestTransferFilterNeverForgetsAnID(t *testing.T) {
+	f := newTransferFilter(0)
+	const n = 3 * filterFirstSegment // three segments: 1M, 2M (not full)
+	for i := range n {
+		f.add(fmt.Sprintf("transfer-%d", i))
+	}
+	if len(f.segments) != 2 {
+		t.Fatalf("%d segments for %d ids, want 2", len(f.segments), n)
+	}
+	for i := range n {
+		if !f.mayContain(fmt.Sprintf("transfer-%d", i)) {
+			t.Fatalf("transfer-%d was added but the filter says it never was", i)
+		}
+	}
+	falsePositives := 0
+	const probes = 200_000
+	for i := range probes {
+		if f.mayContain(fmt.Sprintf("other-%d", i)) {
+			falsePositives++
+		}
+	}
+	if rate := float64(falsePositives) / probes; rate > 0.005 {
+		t.Fatalf("false-positive rate %.4f, want below 0.5%%", rate)
+	}
+	t.Logf("%d ids in %d bytes (%.1f bits each); %d of %d absent ids reported", n, f.bytes(), float64(f.bytes()*8)/n, falsePositives, probes)
+}
+
+// TestRetriesStayReplaysAfterReopenAndRestore checks that a replica that rebuilt its transfer
+// filter, by reopening its store or restoring a snapshot, still recognises a retry: were the
+// filter missing an id, the retry would apply a second time.
+func TestRetriesStayReplaysAfterReopenAndRestore(t *testing.T) {
+	tf := openTestFSM(t)
+	tf.mustAccount("reserve", "ASSET", false)
+	tf.mustAccount("alice", "LIABILITY", true)
+	first := tf.transfer(xfer("pay-1", "reserve", "alice", 10))
+	if first.Code != bankdv1.ResultCode_RESULT_CODE_OK || first.Replayed {
+		t.Fatalf("first: %v", first)
+	}
+	other := openTestFSM(t)
+	if err := other.Restore(readCloser(snapshotBytes(t, tf.FSM))); err != nil {
+		t.Fatal(err)
+	}
+	other.nowMs, other.log = tf.nowMs, tf.log
+
+	if err := tf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf.FSM = reopened
+	t.Cleanup(func() { reopened.Close() })
+
+	for name, f := range map[string]*testFSM{"reopened": tf, "restored": other} {
+		r := f.transfer(xfer("pay-1", "reserve", "alice", 10))
+		if r.Code != bankdv1.ResultCode_RESULT_CODE_OK || !r.Replayed {
+			t.Fatalf("%s: retry of pay-1 gave %v, want a replay", name, r)
+		}
+		if got := f.balance("alice").Posted; got != 10 {
+			t.Fatalf("%s: alice holds %d after the retry, want 10", name, got)
+		}
+	}
+}
