@@ -275,17 +275,7 @@ func TestValidationRefusesBadRequestsBeforeProposing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			if connect.CodeOf(err) != connect.CodeInvalidArgument {
-				t.Fatalf("code = %v (%v), want invalid_argument", connect.CodeOf(err), err)
-			}
-			var ce *connect.Error
-			errors.As(err, &ce)
-			if !strings.HasPrefix(ce.Message(), tt.field) {
-				t.Fatalf("message %q does not start with %q", ce.Message(), tt.field)
-			}
-			if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
-				t.Fatalf("result code = %v", ResultCodeOf(err))
-			}
+			requireInvalidField(t, err, tt.field)
 		})
 	}
 	if got := n.appliedTypes(); len(got) != 0 {
@@ -668,5 +658,21 @@ func TestForwardToALeaderWithoutTheProcedureIsUnimplemented(t *testing.T) {
 	got := forwardError(context.Background(), callErr, leader, false)
 	if connect.CodeOf(got) != connect.CodeUnimplemented || !strings.Contains(got.Error(), "older bankd") {
 		t.Fatalf("forwardError(%v) = %v, want unimplemented naming an older bankd", callErr, got)
+	}
+}
+
+// requireInvalidField checks that err refuses a request as invalid_argument (result code
+// INVALID_ARGUMENT too) with a message that starts by naming field.
+func requireInvalidField(t *testing.T, err error, field string) {
+	t.Helper()
+	if connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("code = %v (%v), want invalid_argument", connect.CodeOf(err), err)
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Message(), field) {
+		t.Fatalf("message of %v does not start with %q", err, field)
+	}
+	if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
+		t.Fatalf("result code = %v", ResultCodeOf(err))
 	}
 }

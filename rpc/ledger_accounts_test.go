@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -121,17 +120,7 @@ func TestCreateAccountsValidatesTheWholeRequestBeforeProposing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ledgerClient(srv.url, clientToken).CreateAccounts(context.Background(), connect.NewRequest(tt.req))
-			if connect.CodeOf(err) != connect.CodeInvalidArgument {
-				t.Fatalf("code = %v (%v), want invalid_argument", connect.CodeOf(err), err)
-			}
-			var ce *connect.Error
-			errors.As(err, &ce)
-			if !strings.HasPrefix(ce.Message(), tt.field) {
-				t.Fatalf("message %q does not start with %q", ce.Message(), tt.field)
-			}
-			if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
-				t.Fatalf("result code = %v", ResultCodeOf(err))
-			}
+			requireInvalidField(t, err, tt.field)
 		})
 	}
 	if got := n.appliedTypes(); len(got) != 0 {

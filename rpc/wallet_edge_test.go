@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -130,17 +129,7 @@ func TestWalletValidationRefusesBadRequestsBeforeProposing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			if connect.CodeOf(err) != connect.CodeInvalidArgument {
-				t.Fatalf("code = %v (%v), want invalid_argument", connect.CodeOf(err), err)
-			}
-			var ce *connect.Error
-			errors.As(err, &ce)
-			if !strings.HasPrefix(ce.Message(), tt.field) {
-				t.Fatalf("message %q does not start with %q", ce.Message(), tt.field)
-			}
-			if ResultCodeOf(err) != bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT {
-				t.Fatalf("result code = %v", ResultCodeOf(err))
-			}
+			requireInvalidField(t, err, tt.field)
 		})
 	}
 	if got := n.appliedTypes(); len(got) != 0 {
