@@ -43,8 +43,8 @@ run: build deps-btcd deps-lnd
 	./scripts/run-cluster.sh $(CONFIG)
 
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
-test: build prev deps-btcd deps-lnd deps-postgres
-	BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
+test: build prev deps-btcd deps-lnd deps-postgres deps-prometheus
+	BANKD_REQUIRE_PROMTOOL=1 BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 ## test-short: unit and in-process tests only.
 test-short:
@@ -98,6 +98,12 @@ lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
+
+## deps-prometheus: Debian's prometheus package, for promtool, which checks and unit-tests the
+## alert rules in deploy/prometheus (make test); installed only when promtool is missing.
+.PHONY: deps-prometheus
+deps-prometheus:
+	@command -v promtool >/dev/null || { echo "installing Debian's prometheus (promtool)"; export DEBIAN_FRONTEND=noninteractive; apt-get update && apt-get install -y prometheus; }
 
 ## deps: build the pinned btcd, btcctl, lnd and lncli into bin/ (rebuilt only when a version changes).
 .PHONY: deps deps-btcd deps-lnd
