@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
@@ -152,17 +151,4 @@ func loadResidentAccounts(r pebble.Reader) (map[string]*bankdv1.Account, error) 
 		return nil, fmt.Errorf("iterate accounts: %w", err)
 	}
 	return out, nil
-}
-
-// residentAccountIDs lists the resident accounts' ids in order (tests compare them with the
-// store).
-func (f *FSM) residentAccountIDs() []string {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	ids := make([]string, 0, len(f.accounts))
-	for id := range f.accounts {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
 }

@@ -117,7 +117,7 @@ func TestResidentAccountsFollowTheStore(t *testing.T) {
 	}
 	defer reopened.Close()
 	checkResidentAccounts(t, reopened)
-	if n := len(reopened.residentAccountIDs()); n != 3 {
+	if n := len(reopened.accounts); n != 3 {
 		t.Fatalf("%d resident accounts after reopen, want 3", n)
 	}
 }
