@@ -17,6 +17,12 @@ cold_wallet_id = "cold"
 # How often it looks (100ms-1h, default 10s).
 poll_interval = "10s"
 
+# Where `coldvault run` serves GET /metrics for Prometheus (optional; none when absent): the hot
+# wallet's books against its band, for the BankdHotWalletOutsideBand and BankdColdvaultBlind
+# alerts in deploy/prometheus/alerts.yml. It tells the hot wallet's balance: keep it on loopback
+# or a monitoring network.
+metrics_addr = "127.0.0.1:9464"
+
 # Where the hot wallet's books should stay. Above max_sat: a move hot -> cold down to
 # target_sat; below min_sat: a move cold -> hot up to target_sat. Or give min_share,
 # target_share and max_share instead: shares (0-1) of the customer liabilities.

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
@@ -97,6 +101,9 @@ func TestConfig(t *testing.T) {
 		{"the hot wallet as the cold one", `cold_wallet_id = "cold"`, `cold_wallet_id = "hot"`, "is the hot wallet"},
 		{"no token", `token_file     = "coldvault.token"`, `token_file     = ""`, "token_file"},
 		{"a poll too fast", `"2s"`, `"1ms"`, "poll_interval"},
+		{"a metrics address without a port", `poll_interval  = "2s"`, `poll_interval  = "2s"` + "\nmetrics_addr = \"127.0.0.1\"", "metrics_addr"},
+		{"a metrics port that is not a number", `poll_interval  = "2s"`, `poll_interval  = "2s"` + "\nmetrics_addr = \"127.0.0.1:http\"", "not a port number"},
+		{"a metrics port out of range", `poll_interval  = "2s"`, `poll_interval  = "2s"` + "\nmetrics_addr = \":70000\"", "not a port number"},
 		{"an unknown key", `poll_interval  = "2s"`, `poll_interval  = "2s"` + "\nkey_file = \"k\"", "key_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,5 +232,78 @@ func TestExports(t *testing.T) {
 	}
 	if _, err := ParseMultisig("wpkh("+master(9).String()+"/<0;1>/*)", &chaincfg.RegressionNetParams); err == nil {
 		t.Fatal("a single-key descriptor was taken for a multisig")
+	}
+}
+
+func TestTheMetricsSayWhereTheHotWalletStands(t *testing.T) {
+	cfg, err := ParseConfig([]byte(goodConfig), "/etc/bankd/coldvault.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &fakeAPI{hot: &bankdv1.WalletReconciliation{WalletId: "hot", LedgerSat: 12_000_000}}
+	d := NewDaemon(cfg, api, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d.SetMetrics(m)
+	d.now = func() time.Time { return time.Unix(1_800_000_000, 0) }
+	if _, err := d.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A move is under way now; the books are still read and reported at every look.
+	api.hot.LedgerSat = 11_000_000
+	if p, err := d.Poll(context.Background()); err != nil || p != nil {
+		t.Fatalf("second poll: %v %v", p, err)
+	}
+	for _, c := range []struct {
+		name string
+		got  prometheus.Collector
+		want float64
+	}{
+		{"hot wallet", m.hotSat.WithLabelValues("hot"), 11_000_000},
+		{"band min", m.bandSat.WithLabelValues("hot", "min"), 1_000_000},
+		{"band target", m.bandSat.WithLabelValues("hot", "target"), 5_000_000},
+		{"band max", m.bandSat.WithLabelValues("hot", "max"), 10_000_000},
+		{"polls ok", m.polls.WithLabelValues("ok"), 2},
+		{"last poll", m.lastPoll, 1_800_000_000},
+	} {
+		if got := testutil.ToFloat64(c.got); got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// The cluster without the hot wallet: an error is counted, the last good look stays.
+	api.hot.WalletId = "other"
+	if _, err := d.Poll(context.Background()); err == nil {
+		t.Fatal("poll without the hot wallet succeeded")
+	}
+	if got := testutil.ToFloat64(m.polls.WithLabelValues("error")); got != 1 {
+		t.Errorf("error polls = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.lastPoll); got != 1_800_000_000 {
+		t.Errorf("last poll moved to %v on an error", got)
+	}
+
+	// The endpoint serves them.
+	ctx, cancel := context.WithCancel(context.Background())
+	ln, err := ListenMetrics(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ServeMetrics(ctx, ln, reg) }()
+	res, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `bankd_coldvault_band_sat{bound="max",wallet="hot"} 1e+07`) {
+		t.Errorf("/metrics lacks the band:\n%s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }

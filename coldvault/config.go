@@ -3,7 +3,9 @@ package coldvault
 import (
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,8 @@ type Config struct {
 	ColdWalletID string
 	Band         Band
 	PollInterval time.Duration
+	// MetricsAddr is where `coldvault run` serves GET /metrics (host:port); empty serves none.
+	MetricsAddr string
 }
 
 type configFile struct {
@@ -40,6 +44,7 @@ type configFile struct {
 	HotWalletID  string     `hcl:"hot_wallet_id"`
 	ColdWalletID string     `hcl:"cold_wallet_id"`
 	PollInterval string     `hcl:"poll_interval,optional"`
+	MetricsAddr  string     `hcl:"metrics_addr,optional"`
 	Band         bandConfig `hcl:"band,block"`
 }
 
@@ -110,6 +115,15 @@ func (raw configFile) validate(baseDir string) (*Config, error) {
 			bad("poll_interval %q: want a duration between %s and 1h", raw.PollInterval, minPollInterval)
 		} else {
 			cfg.PollInterval = d
+		}
+	}
+	if raw.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(raw.MetricsAddr); err != nil || port == "" || len(raw.MetricsAddr) > maxFieldLen {
+			bad("metrics_addr %q: want host:port, e.g. 127.0.0.1:9464", raw.MetricsAddr)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("metrics_addr %q: port %q is not a port number", raw.MetricsAddr, port)
+		} else {
+			cfg.MetricsAddr = raw.MetricsAddr
 		}
 	}
 	if err := cfg.Band.Validate(); err != nil {

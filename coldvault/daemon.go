@@ -36,7 +36,12 @@ type Daemon struct {
 	now func() time.Time
 	// lastErr is the last poll's error, logged only when it changes.
 	lastErr string
+	// metrics, when set by SetMetrics, receive every look's figures.
+	metrics *Metrics
 }
+
+// SetMetrics makes the daemon record every look in m. Call it before Run.
+func (d *Daemon) SetMetrics(m *Metrics) { d.metrics = m }
 
 // NewDaemon returns the daemon of cfg calling api.
 func NewDaemon(cfg *Config, api API, log *slog.Logger) *Daemon {
@@ -67,10 +72,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 // Poll looks once: while no move of the cold wallet is under way and the hot wallet is outside
 // its band, it proposes the move back to the target. It returns the proposal it made, if any.
 func (d *Daemon) Poll(ctx context.Context) (*bankdv1.VaultProposal, error) {
-	active, err := d.active(ctx)
-	if err != nil || active != nil {
-		return nil, err
-	}
+	p, err := d.poll(ctx)
+	d.metrics.polled(err, d.now())
+	return p, err
+}
+
+func (d *Daemon) poll(ctx context.Context) (*bankdv1.VaultProposal, error) {
+	// The books are read first, even while a move is under way, so the metrics say where the
+	// hot wallet stands at every look.
 	rec, err := call(ctx, d.api.ReconcileWallets, &bankdv1.ReconcileWalletsRequest{Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE})
 	if err != nil {
 		return nil, fmt.Errorf("reconcile wallets: %w", err)
@@ -84,15 +93,21 @@ func (d *Daemon) Poll(ctx context.Context) (*bankdv1.VaultProposal, error) {
 	if hot == nil {
 		return nil, fmt.Errorf("the cluster has no hot wallet %q", d.cfg.HotWalletID)
 	}
+	liabilities := rec.Msg.GetSolvency().GetCustomerLiabilitiesSat()
+	lo, target, hi := d.cfg.Band.Sats(liabilities)
+	d.metrics.observe(d.cfg.HotWalletID, hot.GetLedgerSat(), lo, target, hi)
+
+	active, err := d.active(ctx)
+	if err != nil || active != nil {
+		return nil, err
+	}
 	if hot.GetUnsettledBatches() > 0 || hot.GetUnsettledInflowSat() > 0 {
 		return nil, nil // the books move: look again once they are settled
 	}
-	liabilities := rec.Msg.GetSolvency().GetCustomerLiabilitiesSat()
 	dir, amount := d.cfg.Band.Decide(hot.GetLedgerSat(), liabilities)
 	if dir == bankdv1.VaultDirection_VAULT_DIRECTION_UNSPECIFIED || amount <= 0 {
 		return nil, nil
 	}
-	lo, target, hi := d.cfg.Band.Sats(liabilities)
 	req := &bankdv1.ProposeVaultTransferRequest{
 		Id: fmt.Sprintf("cv-%s-%d", d.cfg.ColdWalletID, d.now().Unix()), Direction: dir, ColdWalletId: d.cfg.ColdWalletID, AmountSat: amount,
 		Reason: fmt.Sprintf("hot wallet %s holds %d sat, outside its band [%d, %d] (target %d, customer liabilities %d sat)",

@@ -5,9 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,6 +85,7 @@ token_file = %q
 hot_wallet_id = "hot"
 cold_wallet_id = "cold"
 poll_interval = "200ms"
+metrics_addr = "127.0.0.1:0"
 band {
 %s
 }
@@ -110,6 +115,40 @@ band {
 		}
 	})
 	return config
+}
+
+// coldvaultMetric reads one sample of the running coldvault's /metrics, e.g.
+// `bankd_coldvault_hot_wallet_sat{wallet="hot"}`; ok is false until coldvault has exported it.
+// The port is the one coldvault logged (metrics_addr asks for any free one).
+func (r *payoutRig) coldvaultMetric(sample string) (v float64, ok bool) {
+	r.t.Helper()
+	log, err := os.ReadFile(filepath.Join(r.dir, "coldvault.log"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	m := regexp.MustCompile(`msg="metrics serving" addr=(\S+)`).FindSubmatch(log)
+	if m == nil {
+		return 0, false
+	}
+	res, err := http.Get("http://" + string(m[1]) + "/metrics")
+	if err != nil {
+		r.t.Fatalf("coldvault /metrics: %v", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, found := strings.CutPrefix(line, sample+" "); found {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				r.t.Fatalf("coldvault metric %q: %v", line, err)
+			}
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // killColdvault SIGKILLs the running coldvault.
@@ -156,6 +195,15 @@ func TestTheHotWalletAboveItsBandIsMovedToTheColdVault(t *testing.T) {
 	})
 	if p.Direction != bankdv1.VaultDirection_VAULT_DIRECTION_TO_COLD || p.AmountSat != 4_000_000 || p.State != bankdv1.VaultProposalState_VAULT_PROPOSAL_STATE_PROPOSED {
 		t.Fatalf("proposal %v, want 4,000,000 sat to cold (6,000,000 down to 2,000,000)", p)
+	}
+	// coldvault's metrics say the hot wallet is above its band (what BankdHotWalletOutsideBand
+	// compares).
+	const hotSample, maxSample = `bankd_coldvault_hot_wallet_sat{wallet="hot"}`, `bankd_coldvault_band_sat{bound="max",wallet="hot"}`
+	if v, ok := r.coldvaultMetric(hotSample); !ok || v != 6_000_000 {
+		t.Fatalf("coldvault exports the hot wallet at %v (exported: %v), want 6000000", v, ok)
+	}
+	if v, ok := r.coldvaultMetric(maxSample); !ok || v != 4_000_000 {
+		t.Fatalf("coldvault exports the band's maximum at %v (exported: %v), want 4000000", v, ok)
 	}
 
 	// Attackers: coldvault's own identity, and tokens without the operator scope.
@@ -224,7 +272,12 @@ func TestTheHotWalletAboveItsBandIsMovedToTheColdVault(t *testing.T) {
 	}
 	t.Logf("moved 4,000,000 sat hot -> cold in %s for a fee of %d sat (%d vB)", b.Txid, b.FeeSat, b.Vsize)
 
-	// Inside its band now: coldvault proposes nothing more.
+	// Inside its band now, and coldvault's metrics say so.
+	r.waitFor("coldvault's metrics to show the hot wallet inside its band", func() (bool, error) {
+		v, _ := r.coldvaultMetric(hotSample)
+		return v == float64(want["hot"]), nil
+	})
+	// coldvault proposes nothing more.
 	out, err := exec.Command(filepath.Join(filepath.Dir(testcluster.BankdBin()), "coldvault"), "check", "-config", config).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "no move proposed") {
 		t.Fatalf("coldvault check: %v\n%s", err, out)

@@ -25,6 +25,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/bankd/bankd/coldvault"
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/internal/cliutil"
@@ -125,6 +127,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "proposed %s: %s of %d sat (%s)\n", p.GetId(), p.GetDirection(), p.GetAmountSat(), p.GetReason())
 		}
 		return exitOK
+	}
+	if cfg.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		m, err := coldvault.NewMetrics(reg)
+		if err != nil {
+			fmt.Fprintf(stderr, "coldvault: %v\n", err)
+			return exitFail
+		}
+		d.SetMetrics(m)
+		// A metrics port that cannot be opened stops coldvault: an operator who asked for
+		// the band's alerts must not run without them.
+		ln, err := coldvault.ListenMetrics(ctx, cfg.MetricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "coldvault: %v\n", err)
+			return exitFail
+		}
+		logger.Info("metrics serving", "addr", ln.Addr().String())
+		go func() {
+			if err := coldvault.ServeMetrics(ctx, ln, reg); err != nil {
+				logger.Error("metrics stopped", "err", err)
+			}
+		}()
 	}
 	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error("coldvault stopped with an error", "err", err)
