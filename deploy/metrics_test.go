@@ -12,10 +12,10 @@ var metricName = regexp.MustCompile(`\bbankd_[a-z0-9_]+`)
 
 // TestDashboardAndAlertsUseDocumentedMetrics checks that the Grafana dashboard is valid JSON
 // whose panels all query something, and that every bankd metric the dashboard and the alert
-// rules use is one the README's metrics table documents: a renamed or removed metric would
+// rules use is one the metrics table of docs/OPERATIONS.md documents: a renamed or removed metric would
 // otherwise leave a panel empty and an alert silent.
 func TestDashboardAndAlertsUseDocumentedMetrics(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	doc, err := os.ReadFile("../docs/OPERATIONS.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +66,8 @@ func TestDashboardAndAlertsUseDocumentedMetrics(t *testing.T) {
 		t.Fatalf("only %d bankd metrics found in the dashboard and rules: %v", len(used), used)
 	}
 	for name := range used {
-		if !strings.Contains(string(readme), "| `"+name+"`") && !strings.Contains(string(readme), ", `"+name+"`") {
-			t.Errorf("%s is used by the dashboard or the alert rules but is not in README's metrics table", name)
+		if !strings.Contains(string(doc), "| `"+name+"`") && !strings.Contains(string(doc), ", `"+name+"`") {
+			t.Errorf("%s is used by the dashboard or the alert rules but is not in the metrics table of docs/OPERATIONS.md", name)
 		}
 	}
 }
