@@ -61,13 +61,16 @@ type Network struct {
 	outsideKey      *btcec.PrivateKey
 	outsidePubkey   string
 	outsideInvoices map[string]*outsideInvoice // by hash
-	changed         chan struct{}              // closed and replaced on every change
+	// outsideTakesRepeats: an outside invoice takes every payment of it, not only the first.
+	outsideTakesRepeats bool
+	changed             chan struct{} // closed and replaced on every change
 }
 
 type outsideInvoice struct {
 	amountMsat int64
 	preimage   string
 	paidMsat   int64
+	payments   int // how many payments it took
 }
 
 // NewNetwork makes an empty regtest network.
@@ -148,6 +151,25 @@ func (n *Network) OutsidePaidMsat(hash string) int64 {
 	return 0
 }
 
+// SetOutsideTakesRepeats makes the outside world take every payment of its invoices, as a
+// receiver that keeps any HTLC set it is sent would, instead of refusing all but the first as
+// lnd does: a hash paid twice then costs the payer twice, so a test can see it happen.
+func (n *Network) SetOutsideTakesRepeats(take bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.outsideTakesRepeats = take
+}
+
+// OutsidePayments is how many payments the outside invoice of hash took, and their total.
+func (n *Network) OutsidePayments(hash string) (count int, paidMsat int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if oi := n.outsideInvoices[hash]; oi != nil {
+		return oi.payments, oi.paidMsat
+	}
+	return 0, 0
+}
+
 // PayFromOutside pays a fake node's invoice in full from outside the network: the invoice
 // settles as if a payment arrived over a channel.
 func (n *Network) PayFromOutside(paymentRequest string) error {
@@ -185,10 +207,11 @@ func (n *Network) PayFromOutside(paymentRequest string) error {
 func (n *Network) deliverLocked(payer *Node, dest, hash string, amountMsat int64) (preimage, reason string) {
 	if dest == n.outsidePubkey {
 		oi := n.outsideInvoices[hash]
-		if oi == nil || oi.paidMsat > 0 || amountMsat < oi.amountMsat {
+		if oi == nil || (oi.payments > 0 && !n.outsideTakesRepeats) || amountMsat < oi.amountMsat {
 			return "", FailIncorrectDetails
 		}
-		oi.paidMsat = amountMsat
+		oi.paidMsat += amountMsat
+		oi.payments++
 		return oi.preimage, ""
 	}
 	node := n.nodes[dest]

@@ -182,6 +182,26 @@ func (n *Node) SetBalanceSat(sat int64) {
 	n.balanceMsat = sat * 1000
 }
 
+// Invoices lists every invoice the node made, in add index order, as they are now.
+func (n *Node) Invoices() []lnd.Invoice {
+	n.net.mu.Lock()
+	defer n.net.mu.Unlock()
+	out := make([]lnd.Invoice, 0, len(n.invoices))
+	for _, inv := range n.invoices {
+		n.expireLocked(inv)
+		out = append(out, inv.Invoice)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].AddIndex < out[j].AddIndex })
+	return out
+}
+
+// Unreachable reports whether SetUnreachable(true) is in force.
+func (n *Node) Unreachable() bool {
+	n.net.mu.Lock()
+	defer n.net.mu.Unlock()
+	return n.unreachable
+}
+
 // errorf makes an error like the real client's: call and node named, kind wrapped.
 func (n *Node) errorf(call string, kind error, format string, args ...any) error {
 	return fmt.Errorf("lndtest %s %s: %w: %s", n.name, call, kind, fmt.Sprintf(format, args...))
