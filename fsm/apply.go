@@ -119,6 +119,10 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 
 	// Retention drops old records and creates nothing, so it acts as no one.
 	bankdv1.CommandType_COMMAND_TYPE_COMPACT: handle(bankdv1.Owner_OWNER_UNSPECIFIED, (*applier).compact),
+
+	// An adjustment corrects one driver's books: it acts as the driver that owns the adjusted
+	// account, which only the state tells, so it starts as no one (adjustment.go).
+	bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT: handle(bankdv1.Owner_OWNER_UNSPECIFIED, (*applier).bookAdjustment),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

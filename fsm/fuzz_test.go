@@ -18,6 +18,7 @@ func FuzzApplyCommandBody(f *testing.F) {
 	f.Add(uint8(2), seed(&bankdv1.CreateTransfersRequest{Transfers: []*bankdv1.Transfer{{Id: "p", PostPending: true, PendingId: "q"}}}))
 	f.Add(uint8(1), seed(&bankdv1.CreateAccountRequest{Account: &bankdv1.Account{Id: "x", Currency: "BTC", Kind: 2}}))
 	f.Add(uint8(bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS-1), seed(&bankdv1.CreateAccountsRequest{Accounts: []*bankdv1.Account{{Id: "x", Currency: "BTC", Kind: 2}, {Id: "alice", Currency: "BTC", Kind: 1}}}))
+	f.Add(uint8(bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT-1), seed(&bankdv1.BookAdjustmentRequest{Id: "a", AccountId: "ln:pool-1", AmountSat: -5, Kind: 3, Reason: "fees", ExternalReference: "fwd-1"}))
 	f.Add(uint8(3), seed(&bankdv1.AcquireLockRequest{Name: "l", Holder: "h", TtlMs: 1000}))
 	f.Add(uint8(5), []byte{0x0a, 0xff})
 	depositDesc := depositDescriptor(f, 0)

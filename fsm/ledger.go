@@ -17,10 +17,16 @@ const msPerDay = 24 * 3600 * 1000
 func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (proto.Message, error) {
 	check := validateAccountShape
 	if a.enforcesClientOwnership() {
-		check = ValidateAccount
+		// The forms the adjustments added are checked against the state (adjustment.go).
+		check = func(acc *bankdv1.Account) *Error { return validateClientAccount(acc, false) }
 	}
 	if err := check(req.Account); err != nil {
 		return nil, err
+	}
+	if a.enforcesClientOwnership() {
+		if err := refuseGatedClientID(tx, "account.id", req.Account.Id, gatedAccountIDs); err != nil {
+			return nil, err
+		}
 	}
 	if existing, found := tx.account(req.Account.Id); found {
 		existing = copyAccount(existing)
@@ -141,10 +147,19 @@ func (a *applier) createTransfers(tx *txn, req *bankdv1.CreateTransfersRequest) 
 func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.TransferResult, error) {
 	check := validateTransferShape
 	if a.enforcesClientOwnership() {
-		check = ValidateTransfer
+		// The forms the adjustments added are checked against the state (adjustment.go).
+		check = func(t *bankdv1.Transfer) *Error { return validateClientTransfer(t, false) }
 	}
 	if err := check(t); err != nil {
 		return refusalResult(t.GetId(), err), nil
+	}
+	if a.enforcesClientOwnership() {
+		if err := refuseGatedClientID(tx, "transfer.id", t.Id, gatedTransferIDs); err != nil {
+			if refusal, ok := asRefusal(err); ok {
+				return refusalResult(t.Id, refusal), nil
+			}
+			return nil, err
+		}
 	}
 	if a.owner == bankdv1.Owner_OWNER_UNSPECIFIED {
 		return nil, fmt.Errorf("a %s command, which acts as no one, tried to create transfer %q", a.cmdType, t.Id)

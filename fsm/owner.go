@@ -64,19 +64,51 @@ var systemAccountIDs = []systemIDForm{
 	{bankdv1.Owner_OWNER_CHAIN, WalletAccountPrefix + "<wallet>      ASSET: a wallet's coins", walletAccountForm},
 }
 
-// SystemTransferOwner reports which driver creates transfers with an id of this form.
-func SystemTransferOwner(id string) (bankdv1.Owner, bool) { return systemOwner(systemTransferIDs, id) }
+// gatedTransferIDs and gatedAccountIDs are the forms the adjustments added (adjustment.go): the
+// API refuses them to clients at once, the state machine only once the first adjustment
+// applied, so that a log without adjustments applies as the binaries before them apply it.
+var (
+	gatedTransferIDs = []systemIDForm{
+		{bankdv1.Owner_OWNER_LIGHTNING, LightningAdjustmentPrefix + "<raft index>       an adjustment of ln:<node>: money that moved outside bankd", adjustmentTransferForm(LightningAdjustmentPrefix)},
+		{bankdv1.Owner_OWNER_CHAIN, WalletAdjustmentPrefix + "<raft index>  an adjustment of wallet:<wallet>", adjustmentTransferForm(WalletAdjustmentPrefix)},
+	}
+	gatedAccountIDs = []systemIDForm{
+		{bankdv1.Owner_OWNER_LIGHTNING, LightningAdjustmentPrefix + "<kind>      EQUITY/INCOME/EXPENSE: the other side of adjustments of ln:<node>", adjustmentAccountForm(LightningAdjustmentPrefix)},
+		{bankdv1.Owner_OWNER_CHAIN, WalletAdjustmentPrefix + "<kind> EQUITY/INCOME/EXPENSE: the other side of adjustments of wallet:<wallet>", adjustmentAccountForm(WalletAdjustmentPrefix)},
+	}
+)
 
-// SystemAccountOwner reports which driver creates accounts with an id of this form.
-func SystemAccountOwner(id string) (bankdv1.Owner, bool) { return systemOwner(systemAccountIDs, id) }
+// SystemTransferOwner reports which driver creates transfers with an id of this form, the gated
+// forms included (the API's view).
+func SystemTransferOwner(id string) (bankdv1.Owner, bool) {
+	return systemOwner(systemTransferIDs, gatedTransferIDs, id)
+}
 
-func systemOwner(forms []systemIDForm, id string) (bankdv1.Owner, bool) {
-	for _, f := range forms {
-		if f.match(id) {
-			return f.owner, true
+// SystemAccountOwner reports which driver creates accounts with an id of this form, the gated
+// forms included (the API's view).
+func SystemAccountOwner(id string) (bankdv1.Owner, bool) {
+	return systemOwner(systemAccountIDs, gatedAccountIDs, id)
+}
+
+// systemOwner reports the owner of the first of forms, then of gated, that id has; gated may
+// be nil.
+func systemOwner(forms, gated []systemIDForm, id string) (bankdv1.Owner, bool) {
+	for _, set := range [][]systemIDForm{forms, gated} {
+		for _, f := range set {
+			if f.match(id) {
+				return f.owner, true
+			}
 		}
 	}
 	return bankdv1.Owner_OWNER_UNSPECIFIED, false
+}
+
+// gatedForms is gated, or nil when the gated forms are not (yet) in force.
+func gatedForms(gated []systemIDForm, inForce bool) []systemIDForm {
+	if inForce {
+		return gated
+	}
+	return nil
 }
 
 // accountOwner is the owner of a stored account: the recorded one, or for an account written
@@ -85,7 +117,8 @@ func accountOwner(acc *bankdv1.Account) bankdv1.Owner {
 	if acc.Owner != bankdv1.Owner_OWNER_UNSPECIFIED {
 		return acc.Owner
 	}
-	if o, ok := SystemAccountOwner(acc.Id); ok {
+	// Records without an owner predate the gated forms: only the forms of their time judge them.
+	if o, ok := systemOwner(systemAccountIDs, nil, acc.Id); ok {
 		return o
 	}
 	return bankdv1.Owner_OWNER_CLIENT
@@ -96,7 +129,7 @@ func transferOwner(t *bankdv1.Transfer) bankdv1.Owner {
 	if t.Owner != bankdv1.Owner_OWNER_UNSPECIFIED {
 		return t.Owner
 	}
-	if o, ok := SystemTransferOwner(t.Id); ok {
+	if o, ok := systemOwner(systemTransferIDs, nil, t.Id); ok {
 		return o
 	}
 	return bankdv1.Owner_OWNER_CLIENT
@@ -116,7 +149,12 @@ func mayUseAccount(user, owner bankdv1.Owner) bool {
 // CheckClientAccountID refuses, in a client's request, an account id of the form of a driver's
 // accounts; use says what the client wanted to do with it ("move money out of").
 func CheckClientAccountID(field, id, use string) *Error {
-	if o, ok := SystemAccountOwner(id); ok {
+	return checkClientAccountID(field, id, use, true)
+}
+
+// checkClientAccountID is CheckClientAccountID with the gated forms or without them.
+func checkClientAccountID(field, id, use string, gated bool) *Error {
+	if o, ok := systemOwner(systemAccountIDs, gatedForms(gatedAccountIDs, gated), id); ok {
 		return invalid("%s: %q is an account of the cluster's %s driver; clients cannot %s it", field, truncate(id), OwnerName(o), use)
 	}
 	return nil

@@ -24,23 +24,25 @@ func TestEveryDriverIDIsSystem(t *testing.T) {
 	_, hash := preimageAndHash(7)
 	node := strings.Repeat("n", MaxLndNodeIDLen)
 	transfers := map[string]bankdv1.Owner{
-		depositTransferID("d", op, 99_999_999):           asChain,
-		depositTransferID("p", op0, 1):                   asChain,
-		depositTransferID("v", op, 2):                    asChain,
-		depositTransferID("r", op, 3):                    asChain,
-		hashTransferID("lni", hash):                      asLightning,
-		hashTransferID("lnin", hash):                     asLightning,
-		unattributedTransferID(node, 1<<64-1):            asLightning,
-		unattributedTransferID("a", 1):                   asLightning,
-		paymentTransferID(1 << 63):                       asLightning,
-		paymentResolutionID(paymentTransferID(9), true):  asLightning,
-		paymentResolutionID(paymentTransferID(9), false): asLightning,
-		openingTransferID(node):                          asLightning,
-		payoutTransferID(1<<64-1, ""):                    asChain,
-		payoutTransferID(1<<64-1, ":post"):               asChain,
-		payoutTransferID(1<<64-1, ":void"):               asChain,
-		payoutTransferID(1<<64-1, ":pay"):                asChain,
-		batchFeeTransferID(1<<64 - 1):                    asChain,
+		depositTransferID("d", op, 99_999_999):                   asChain,
+		depositTransferID("p", op0, 1):                           asChain,
+		depositTransferID("v", op, 2):                            asChain,
+		depositTransferID("r", op, 3):                            asChain,
+		hashTransferID("lni", hash):                              asLightning,
+		hashTransferID("lnin", hash):                             asLightning,
+		unattributedTransferID(node, 1<<64-1):                    asLightning,
+		unattributedTransferID("a", 1):                           asLightning,
+		paymentTransferID(1 << 63):                               asLightning,
+		paymentResolutionID(paymentTransferID(9), true):          asLightning,
+		paymentResolutionID(paymentTransferID(9), false):         asLightning,
+		openingTransferID(node):                                  asLightning,
+		payoutTransferID(1<<64-1, ""):                            asChain,
+		payoutTransferID(1<<64-1, ":post"):                       asChain,
+		payoutTransferID(1<<64-1, ":void"):                       asChain,
+		payoutTransferID(1<<64-1, ":pay"):                        asChain,
+		batchFeeTransferID(1<<64 - 1):                            asChain,
+		adjustmentTransferID(LightningAdjustmentPrefix, 1<<64-1): asLightning,
+		adjustmentTransferID(WalletAdjustmentPrefix, 1<<64-1):    asChain,
 	}
 	for id, want := range transfers {
 		if len(id) > MaxIDLen {
@@ -59,6 +61,15 @@ func TestEveryDriverIDIsSystem(t *testing.T) {
 		PayoutFeeIncomeAccount:       asChain,
 		PayoutFeeExpenseAccount:      asChain,
 		WalletAccount(strings.Repeat("w", MaxIDLen-len(WalletAccountPrefix))): asChain,
+	}
+	for kind := range adjustmentKinds {
+		for account, want := range map[string]bankdv1.Owner{LightningNodeAccount(node): asLightning, WalletAccount("hot"): asChain} {
+			counter, ok := AdjustmentCounterAccount(account, kind)
+			if !ok {
+				t.Fatalf("no counter-account for %v of %s", kind, account)
+			}
+			accounts[counter] = want
+		}
 	}
 	for id, want := range accounts {
 		if got, ok := SystemAccountOwner(id); !ok || got != want {
@@ -590,7 +601,9 @@ func TestProblemsArePaged(t *testing.T) {
 }
 
 // TestEveryCommandTypeActsAsSomeone: every command type this binary knows names the owner it
-// acts as, the drivers' types their driver; only a tick, which creates nothing, acts as no one.
+// acts as, the drivers' types their driver; only a tick and retention, which create nothing, act
+// as no one, and an adjustment, which acts as the driver that owns the account it books
+// (adjustment.go), starts as no one.
 func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 	for v, name := range bankdv1.CommandType_name {
 		typ := bankdv1.CommandType(v)
@@ -604,7 +617,8 @@ func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 		}
 		want := asClient
 		switch {
-		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK, typ == bankdv1.CommandType_COMMAND_TYPE_COMPACT:
+		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK, typ == bankdv1.CommandType_COMMAND_TYPE_COMPACT,
+			typ == bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT:
 			want = bankdv1.Owner_OWNER_UNSPECIFIED
 		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"), strings.HasPrefix(name, "COMMAND_TYPE_CHANNEL_"), strings.HasPrefix(name, "COMMAND_TYPE_VAULT_"):
 			want = asChain

@@ -62,8 +62,11 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			if ar["refused RESULT_CODE_INVALID_ARGUMENT"] < 20 {
 				t.Fatalf("attacks too few to mean anything: %v", ar)
 			}
+			if adj := gen.adjust.results; adj["booked"] == 0 || adj["replayed"] == 0 || adj["refused RESULT_CODE_INVALID_ARGUMENT"] == 0 {
+				t.Fatalf("adjustments too narrow to mean anything: %v", adj)
+			}
 			problems, _ := tf.ProblemCount()
-			t.Logf("attacks %v; problems recorded %d", ar, problems)
+			t.Logf("attacks %v; adjustments %v; problems recorded %d", ar, gen.adjust.results, problems)
 			checkReplicasAgree(t, tf, midSnap, rng, 64)
 		})
 	}
@@ -117,6 +120,7 @@ type commandGen struct {
 	chain     chainGen
 	lightning lightningGen
 	attack    attackGen
+	adjust    adjustGen
 }
 
 func (g *commandGen) id(prefix string) string {
@@ -235,7 +239,9 @@ func (g *commandGen) transfer() *bankdv1.Transfer {
 
 func (g *commandGen) step() {
 	g.tf.advance(int64(g.rng.IntN(500)) - 50) // leaders' clocks disagree a little
-	switch g.rng.IntN(21) {
+	switch g.rng.IntN(22) {
+	case 21:
+		g.adjustStep()
 	case 19, 20:
 		g.attackStep()
 	case 16, 17, 18:

@@ -83,12 +83,15 @@ func checkMetadata(field string, md map[string]string) *Error {
 
 // ValidateAccount checks an account definition as a client sends it: its shape, and that its id
 // is not of the form of an account a driver creates (owner.go).
-func ValidateAccount(a *bankdv1.Account) *Error {
+func ValidateAccount(a *bankdv1.Account) *Error { return validateClientAccount(a, true) }
+
+// validateClientAccount is ValidateAccount with the gated id forms (owner.go) or without them.
+func validateClientAccount(a *bankdv1.Account, gated bool) *Error {
 	if err := validateAccountShape(a); err != nil {
 		return err
 	}
 	if !ownershipChecksOff {
-		if o, ok := SystemAccountOwner(a.Id); ok {
+		if o, ok := systemOwner(systemAccountIDs, gatedForms(gatedAccountIDs, gated), a.Id); ok {
 			return invalid("account.id: %q has the form of the accounts the cluster's %s driver creates; choose another id", truncate(a.Id), OwnerName(o))
 		}
 	}
@@ -128,25 +131,28 @@ func validateAccountShape(a *bankdv1.Account) *Error {
 // a driver owns (owner.go): its own id is not of the form of a driver's transfer ids, it posts
 // or voids no driver's pending transfer, and it moves no money into or out of a driver's
 // account. The state machine checks the same again against the owners it recorded.
-func ValidateTransfer(t *bankdv1.Transfer) *Error {
+func ValidateTransfer(t *bankdv1.Transfer) *Error { return validateClientTransfer(t, true) }
+
+// validateClientTransfer is ValidateTransfer with the gated id forms (owner.go) or without them.
+func validateClientTransfer(t *bankdv1.Transfer, gated bool) *Error {
 	if err := validateTransferShape(t); err != nil {
 		return err
 	}
 	if ownershipChecksOff {
 		return nil
 	}
-	if o, ok := SystemTransferOwner(t.Id); ok {
+	if o, ok := systemOwner(systemTransferIDs, gatedForms(gatedTransferIDs, gated), t.Id); ok {
 		return invalid("transfer.id: %q has the form of the transfer ids the cluster's %s driver uses; choose another id", truncate(t.Id), OwnerName(o))
 	}
 	if t.PostPending || t.VoidPending {
-		if o, ok := SystemTransferOwner(t.PendingId); ok {
+		if o, ok := systemOwner(systemTransferIDs, gatedForms(gatedTransferIDs, gated), t.PendingId); ok {
 			return invalid("transfer.pending_id: %q is a transfer of the cluster's %s driver; only that driver posts or voids it", truncate(t.PendingId), OwnerName(o))
 		}
 	}
-	if err := CheckClientAccountID("transfer.debit_account_id", t.DebitAccountId, "move money out of"); err != nil {
+	if err := checkClientAccountID("transfer.debit_account_id", t.DebitAccountId, "move money out of", gated); err != nil {
 		return err
 	}
-	return CheckClientAccountID("transfer.credit_account_id", t.CreditAccountId, "move money into")
+	return checkClientAccountID("transfer.credit_account_id", t.CreditAccountId, "move money into", gated)
 }
 
 // ownershipChecksOff disables the client ownership checks. Only tests set it, to show that the

@@ -70,6 +70,11 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.LedgerServiceCreateTransferProcedure:     scopeWrite,
 	bankdv1connect.LedgerServiceCreateTransfersProcedure:    scopeWrite,
 	bankdv1connect.LedgerServiceCreateAccountsProcedure:     scopeWrite,
+	// Adjustments book money that moved outside bankd into the drivers' own accounts: an
+	// operator's (or admin's) decision, never a client service's.
+	bankdv1connect.LedgerServiceBookAdjustmentProcedure:  scopeOperator,
+	bankdv1connect.LedgerServiceGetAdjustmentProcedure:   scopeRead,
+	bankdv1connect.LedgerServiceListAdjustmentsProcedure: scopeRead,
 
 	bankdv1connect.LockServiceGetProcedure:     scopeRead,
 	bankdv1connect.LockServiceAcquireProcedure: scopeWrite,

@@ -129,6 +129,8 @@ type stateReader interface {
 	Solvency() (*bankdv1.Solvency, error)
 	ListProblems(pageToken string, pageSize int) ([]*bankdv1.Problem, string, error)
 	ProblemCount() (uint64, error)
+	Adjustment(id string) (*bankdv1.Adjustment, error)
+	ListAdjustments(accountID, pageToken string, pageSize int) ([]*bankdv1.Adjustment, string, error)
 }
 
 var _ stateReader = (*fsm.FSM)(nil)

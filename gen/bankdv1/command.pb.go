@@ -98,6 +98,9 @@ const (
 	CommandType_COMMAND_TYPE_COMPACT CommandType = 34
 	// body: CreateAccountsRequest (a batch of accounts, each applied as CREATE_ACCOUNT applies one)
 	CommandType_COMMAND_TYPE_CREATE_ACCOUNTS CommandType = 35
+	// body: BookAdjustmentRequest (an operator books money that moved outside bankd; who decided
+	// is the envelope's principal)
+	CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT CommandType = 36
 )
 
 // Enum value maps for CommandType.
@@ -139,6 +142,7 @@ var (
 		33: "COMMAND_TYPE_VAULT_ABANDON",
 		34: "COMMAND_TYPE_COMPACT",
 		35: "COMMAND_TYPE_CREATE_ACCOUNTS",
+		36: "COMMAND_TYPE_BOOK_ADJUSTMENT",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -177,6 +181,7 @@ var (
 		"COMMAND_TYPE_VAULT_ABANDON":               33,
 		"COMMAND_TYPE_COMPACT":                     34,
 		"COMMAND_TYPE_CREATE_ACCOUNTS":             35,
+		"COMMAND_TYPE_BOOK_ADJUSTMENT":             36,
 	}
 )
 
@@ -310,7 +315,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xca\t\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xec\t\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -348,7 +353,8 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x19COMMAND_TYPE_VAULT_DECIDE\x10 \x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_VAULT_ABANDON\x10!\x12\x18\n" +
 	"\x14COMMAND_TYPE_COMPACT\x10\"\x12 \n" +
-	"\x1cCOMMAND_TYPE_CREATE_ACCOUNTS\x10#B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x1cCOMMAND_TYPE_CREATE_ACCOUNTS\x10#\x12 \n" +
+	"\x1cCOMMAND_TYPE_BOOK_ADJUSTMENT\x10$B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

@@ -111,6 +111,7 @@ type EventItem struct {
 	//	*EventItem_ChannelOpen
 	//	*EventItem_VaultProposal
 	//	*EventItem_Compacted
+	//	*EventItem_Adjustment
 	Kind          isEventItem_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -369,6 +370,15 @@ func (x *EventItem) GetCompacted() *Compaction {
 	return nil
 }
 
+func (x *EventItem) GetAdjustment() *Adjustment {
+	if x != nil {
+		if x, ok := x.Kind.(*EventItem_Adjustment); ok {
+			return x.Adjustment
+		}
+	}
+	return nil
+}
+
 type isEventItem_Kind interface {
 	isEventItem_Kind()
 }
@@ -490,6 +500,11 @@ type EventItem_Compacted struct {
 	Compacted *Compaction `protobuf:"bytes,24,opt,name=compacted,proto3,oneof"`
 }
 
+type EventItem_Adjustment struct {
+	// An operator booked money that moved outside bankd (its transfer is its own item).
+	Adjustment *Adjustment `protobuf:"bytes,25,opt,name=adjustment,proto3,oneof"`
+}
+
 func (*EventItem_AccountCreated) isEventItem_Kind() {}
 
 func (*EventItem_Transfer) isEventItem_Kind() {}
@@ -537,6 +552,8 @@ func (*EventItem_ChannelOpen) isEventItem_Kind() {}
 func (*EventItem_VaultProposal) isEventItem_Kind() {}
 
 func (*EventItem_Compacted) isEventItem_Kind() {}
+
+func (*EventItem_Adjustment) isEventItem_Kind() {}
 
 // Compaction is what one COMPACT command dropped.
 type Compaction struct {
@@ -845,8 +862,7 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\n" +
 	"at_unix_ms\x18\x02 \x01(\x03R\batUnixMs\x12)\n" +
-	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\xd8\n" +
-	"\n" +
+	"\x05items\x18\x03 \x03(\v2\x13.bankd.v1.EventItemR\x05items\"\x90\v\n" +
 	"\tEventItem\x12<\n" +
 	"\x0faccount_created\x18\x01 \x01(\v2\x11.bankd.v1.AccountH\x00R\x0eaccountCreated\x120\n" +
 	"\btransfer\x18\x02 \x01(\v2\x12.bankd.v1.TransferH\x00R\btransfer\x12G\n" +
@@ -872,7 +888,10 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\fpayout_batch\x18\x15 \x01(\v2\x15.bankd.v1.PayoutBatchH\x00R\vpayoutBatch\x12:\n" +
 	"\fchannel_open\x18\x16 \x01(\v2\x15.bankd.v1.ChannelOpenH\x00R\vchannelOpen\x12@\n" +
 	"\x0evault_proposal\x18\x17 \x01(\v2\x17.bankd.v1.VaultProposalH\x00R\rvaultProposal\x124\n" +
-	"\tcompacted\x18\x18 \x01(\v2\x14.bankd.v1.CompactionH\x00R\tcompactedB\x06\n" +
+	"\tcompacted\x18\x18 \x01(\v2\x14.bankd.v1.CompactionH\x00R\tcompacted\x126\n" +
+	"\n" +
+	"adjustment\x18\x19 \x01(\v2\x14.bankd.v1.AdjustmentH\x00R\n" +
+	"adjustmentB\x06\n" +
 	"\x04kind\"\xd9\x01\n" +
 	"\n" +
 	"Compaction\x12#\n" +
@@ -939,6 +958,7 @@ var file_bankd_v1_event_proto_goTypes = []any{
 	(*PayoutBatch)(nil),         // 22: bankd.v1.PayoutBatch
 	(*ChannelOpen)(nil),         // 23: bankd.v1.ChannelOpen
 	(*VaultProposal)(nil),       // 24: bankd.v1.VaultProposal
+	(*Adjustment)(nil),          // 25: bankd.v1.Adjustment
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
@@ -965,15 +985,16 @@ var file_bankd_v1_event_proto_depIdxs = []int32{
 	23, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
 	24, // 22: bankd.v1.EventItem.vault_proposal:type_name -> bankd.v1.VaultProposal
 	2,  // 23: bankd.v1.EventItem.compacted:type_name -> bankd.v1.Compaction
-	2,  // 24: bankd.v1.CompactResponse.compaction:type_name -> bankd.v1.Compaction
-	0,  // 25: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	5,  // 26: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	6,  // 27: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	25, // 24: bankd.v1.EventItem.adjustment:type_name -> bankd.v1.Adjustment
+	2,  // 25: bankd.v1.CompactResponse.compaction:type_name -> bankd.v1.Compaction
+	0,  // 26: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
+	5,  // 27: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	6,  // 28: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_event_proto_init() }
@@ -1014,6 +1035,7 @@ func file_bankd_v1_event_proto_init() {
 		(*EventItem_ChannelOpen)(nil),
 		(*EventItem_VaultProposal)(nil),
 		(*EventItem_Compacted)(nil),
+		(*EventItem_Adjustment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -361,6 +361,75 @@ func (ResultCode) EnumDescriptor() ([]byte, []int) {
 	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{4}
 }
 
+// AdjustmentKind says how money moved outside bankd. Each kind has its own counter-account in
+// the books of the driver that owns the adjusted account (docs/ADJUSTMENTS.md).
+type AdjustmentKind int32
+
+const (
+	AdjustmentKind_ADJUSTMENT_KIND_UNSPECIFIED AdjustmentKind = 0
+	// A channel opened by hand, funded from outside bankd's books.
+	AdjustmentKind_ADJUSTMENT_KIND_CHANNEL_OPENED_BY_HAND AdjustmentKind = 1
+	// A channel closed by hand: its coins left the node's channels.
+	AdjustmentKind_ADJUSTMENT_KIND_CHANNEL_CLOSED_BY_HAND AdjustmentKind = 2
+	// Routing fees the node earned forwarding other people's payments.
+	AdjustmentKind_ADJUSTMENT_KIND_ROUTING_FEES AdjustmentKind = 3
+	// On-chain fees of a close (commitment fee, anchors).
+	AdjustmentKind_ADJUSTMENT_KIND_CLOSE_FEES AdjustmentKind = 4
+	// Fractions of a satoshi: customers are charged Lightning fees rounded up.
+	AdjustmentKind_ADJUSTMENT_KIND_FEE_ROUNDING AdjustmentKind = 5
+	// Anything else; the reason says what.
+	AdjustmentKind_ADJUSTMENT_KIND_OTHER AdjustmentKind = 6
+)
+
+// Enum value maps for AdjustmentKind.
+var (
+	AdjustmentKind_name = map[int32]string{
+		0: "ADJUSTMENT_KIND_UNSPECIFIED",
+		1: "ADJUSTMENT_KIND_CHANNEL_OPENED_BY_HAND",
+		2: "ADJUSTMENT_KIND_CHANNEL_CLOSED_BY_HAND",
+		3: "ADJUSTMENT_KIND_ROUTING_FEES",
+		4: "ADJUSTMENT_KIND_CLOSE_FEES",
+		5: "ADJUSTMENT_KIND_FEE_ROUNDING",
+		6: "ADJUSTMENT_KIND_OTHER",
+	}
+	AdjustmentKind_value = map[string]int32{
+		"ADJUSTMENT_KIND_UNSPECIFIED":            0,
+		"ADJUSTMENT_KIND_CHANNEL_OPENED_BY_HAND": 1,
+		"ADJUSTMENT_KIND_CHANNEL_CLOSED_BY_HAND": 2,
+		"ADJUSTMENT_KIND_ROUTING_FEES":           3,
+		"ADJUSTMENT_KIND_CLOSE_FEES":             4,
+		"ADJUSTMENT_KIND_FEE_ROUNDING":           5,
+		"ADJUSTMENT_KIND_OTHER":                  6,
+	}
+)
+
+func (x AdjustmentKind) Enum() *AdjustmentKind {
+	p := new(AdjustmentKind)
+	*p = x
+	return p
+}
+
+func (x AdjustmentKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AdjustmentKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_bankd_v1_ledger_proto_enumTypes[5].Descriptor()
+}
+
+func (AdjustmentKind) Type() protoreflect.EnumType {
+	return &file_bankd_v1_ledger_proto_enumTypes[5]
+}
+
+func (x AdjustmentKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AdjustmentKind.Descriptor instead.
+func (AdjustmentKind) EnumDescriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{5}
+}
+
 // ReadMeta describes the state a read was served from.
 type ReadMeta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2045,6 +2114,520 @@ func (x *CreateAccountsResponse) GetResults() []*AccountResult {
 	return nil
 }
 
+// Adjustment is money that moved outside bankd, booked by an operator so that reconciliation
+// returns to zero and the books say why. It posts one transfer between the adjusted account and
+// its kind's counter-account.
+type Adjustment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-64 characters from [A-Za-z0-9._:-], chosen by the caller; the idempotency key.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The adjusted account: a pool node's ln:<node> or a HOT/COLD wallet's wallet:<wallet>.
+	AccountId string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Signed, non-zero: > 0 the account holds more (lnd or the chain has more than the books),
+	// < 0 it holds less.
+	AmountSat int64          `protobuf:"varint,3,opt,name=amount_sat,json=amountSat,proto3" json:"amount_sat,omitempty"`
+	Kind      AdjustmentKind `protobuf:"varint,4,opt,name=kind,proto3,enum=bankd.v1.AdjustmentKind" json:"kind,omitempty"`
+	// Why, in words: 1-256 bytes of UTF-8.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Where to check it outside bankd (a txid, a channel point, an lnd forwarding event id):
+	// 1-128 bytes of UTF-8.
+	ExternalReference string `protobuf:"bytes,6,opt,name=external_reference,json=externalReference,proto3" json:"external_reference,omitempty"`
+	// Set by the cluster.
+	// The name of the API token that booked it.
+	DecidedBy string `protobuf:"bytes,10,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	// Cluster time.
+	DecidedUnixMs int64 `protobuf:"varint,11,opt,name=decided_unix_ms,json=decidedUnixMs,proto3" json:"decided_unix_ms,omitempty"`
+	// Raft index of the command that booked it.
+	Index uint64 `protobuf:"varint,12,opt,name=index,proto3" json:"index,omitempty"`
+	// The transfer it posted: adj:<index>.
+	TransferId string `protobuf:"bytes,13,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	// The other side of that transfer: ln-adjust:<kind> or onchain-adjust:<kind>.
+	CounterAccountId string `protobuf:"bytes,14,opt,name=counter_account_id,json=counterAccountId,proto3" json:"counter_account_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Adjustment) Reset() {
+	*x = Adjustment{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Adjustment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Adjustment) ProtoMessage() {}
+
+func (x *Adjustment) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Adjustment.ProtoReflect.Descriptor instead.
+func (*Adjustment) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Adjustment) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Adjustment) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Adjustment) GetAmountSat() int64 {
+	if x != nil {
+		return x.AmountSat
+	}
+	return 0
+}
+
+func (x *Adjustment) GetKind() AdjustmentKind {
+	if x != nil {
+		return x.Kind
+	}
+	return AdjustmentKind_ADJUSTMENT_KIND_UNSPECIFIED
+}
+
+func (x *Adjustment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Adjustment) GetExternalReference() string {
+	if x != nil {
+		return x.ExternalReference
+	}
+	return ""
+}
+
+func (x *Adjustment) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *Adjustment) GetDecidedUnixMs() int64 {
+	if x != nil {
+		return x.DecidedUnixMs
+	}
+	return 0
+}
+
+func (x *Adjustment) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Adjustment) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+func (x *Adjustment) GetCounterAccountId() string {
+	if x != nil {
+		return x.CounterAccountId
+	}
+	return ""
+}
+
+// BookAdjustmentRequest is also the body of COMMAND_TYPE_BOOK_ADJUSTMENT. Who decided is not
+// part of it: the cluster takes it from the caller's token.
+type BookAdjustmentRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	AccountId         string                 `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AmountSat         int64                  `protobuf:"varint,3,opt,name=amount_sat,json=amountSat,proto3" json:"amount_sat,omitempty"`
+	Kind              AdjustmentKind         `protobuf:"varint,4,opt,name=kind,proto3,enum=bankd.v1.AdjustmentKind" json:"kind,omitempty"`
+	Reason            string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	ExternalReference string                 `protobuf:"bytes,6,opt,name=external_reference,json=externalReference,proto3" json:"external_reference,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *BookAdjustmentRequest) Reset() {
+	*x = BookAdjustmentRequest{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BookAdjustmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BookAdjustmentRequest) ProtoMessage() {}
+
+func (x *BookAdjustmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BookAdjustmentRequest.ProtoReflect.Descriptor instead.
+func (*BookAdjustmentRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BookAdjustmentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BookAdjustmentRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *BookAdjustmentRequest) GetAmountSat() int64 {
+	if x != nil {
+		return x.AmountSat
+	}
+	return 0
+}
+
+func (x *BookAdjustmentRequest) GetKind() AdjustmentKind {
+	if x != nil {
+		return x.Kind
+	}
+	return AdjustmentKind_ADJUSTMENT_KIND_UNSPECIFIED
+}
+
+func (x *BookAdjustmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BookAdjustmentRequest) GetExternalReference() string {
+	if x != nil {
+		return x.ExternalReference
+	}
+	return ""
+}
+
+type BookAdjustmentResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Adjustment *Adjustment            `protobuf:"bytes,1,opt,name=adjustment,proto3" json:"adjustment,omitempty"`
+	// True when this id was already booked with the same body: the first result is returned.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BookAdjustmentResponse) Reset() {
+	*x = BookAdjustmentResponse{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BookAdjustmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BookAdjustmentResponse) ProtoMessage() {}
+
+func (x *BookAdjustmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BookAdjustmentResponse.ProtoReflect.Descriptor instead.
+func (*BookAdjustmentResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BookAdjustmentResponse) GetAdjustment() *Adjustment {
+	if x != nil {
+		return x.Adjustment
+	}
+	return nil
+}
+
+func (x *BookAdjustmentResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type GetAdjustmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Consistency   ReadConsistency        `protobuf:"varint,2,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdjustmentRequest) Reset() {
+	*x = GetAdjustmentRequest{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdjustmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdjustmentRequest) ProtoMessage() {}
+
+func (x *GetAdjustmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdjustmentRequest.ProtoReflect.Descriptor instead.
+func (*GetAdjustmentRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetAdjustmentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetAdjustmentRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type GetAdjustmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Adjustment    *Adjustment            `protobuf:"bytes,1,opt,name=adjustment,proto3" json:"adjustment,omitempty"`
+	Meta          *ReadMeta              `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdjustmentResponse) Reset() {
+	*x = GetAdjustmentResponse{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdjustmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdjustmentResponse) ProtoMessage() {}
+
+func (x *GetAdjustmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdjustmentResponse.ProtoReflect.Descriptor instead.
+func (*GetAdjustmentResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetAdjustmentResponse) GetAdjustment() *Adjustment {
+	if x != nil {
+		return x.Adjustment
+	}
+	return nil
+}
+
+func (x *GetAdjustmentResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type ListAdjustmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the adjustments of this account when set.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// 1-1000; 0 means 100.
+	PageSize      uint32          `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string          `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Consistency   ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdjustmentsRequest) Reset() {
+	*x = ListAdjustmentsRequest{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdjustmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdjustmentsRequest) ProtoMessage() {}
+
+func (x *ListAdjustmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdjustmentsRequest.ProtoReflect.Descriptor instead.
+func (*ListAdjustmentsRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListAdjustmentsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListAdjustmentsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAdjustmentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAdjustmentsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+type ListAdjustmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In booking order.
+	Adjustments   []*Adjustment `protobuf:"bytes,1,rep,name=adjustments,proto3" json:"adjustments,omitempty"`
+	NextPageToken string        `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Meta          *ReadMeta     `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdjustmentsResponse) Reset() {
+	*x = ListAdjustmentsResponse{}
+	mi := &file_bankd_v1_ledger_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdjustmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdjustmentsResponse) ProtoMessage() {}
+
+func (x *ListAdjustmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_ledger_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdjustmentsResponse.ProtoReflect.Descriptor instead.
+func (*ListAdjustmentsResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_ledger_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAdjustmentsResponse) GetAdjustments() []*Adjustment {
+	if x != nil {
+		return x.Adjustments
+	}
+	return nil
+}
+
+func (x *ListAdjustmentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListAdjustmentsResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 var File_bankd_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_ledger_proto_rawDesc = "" +
@@ -2185,7 +2768,58 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\baccounts\x18\x01 \x03(\v2\x11.bankd.v1.AccountR\baccounts\x12%\n" +
 	"\x05fence\x18\x02 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\"K\n" +
 	"\x16CreateAccountsResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.bankd.v1.AccountResultR\aresults*\xab\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.bankd.v1.AccountResultR\aresults\"\xfb\x02\n" +
+	"\n" +
+	"Adjustment\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"amount_sat\x18\x03 \x01(\x03R\tamountSat\x12,\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x18.bankd.v1.AdjustmentKindR\x04kind\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n" +
+	"\x12external_reference\x18\x06 \x01(\tR\x11externalReference\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\n" +
+	" \x01(\tR\tdecidedBy\x12&\n" +
+	"\x0fdecided_unix_ms\x18\v \x01(\x03R\rdecidedUnixMs\x12\x14\n" +
+	"\x05index\x18\f \x01(\x04R\x05index\x12\x1f\n" +
+	"\vtransfer_id\x18\r \x01(\tR\n" +
+	"transferId\x12,\n" +
+	"\x12counter_account_id\x18\x0e \x01(\tR\x10counterAccountId\"\xda\x01\n" +
+	"\x15BookAdjustmentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"amount_sat\x18\x03 \x01(\x03R\tamountSat\x12,\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x18.bankd.v1.AdjustmentKindR\x04kind\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n" +
+	"\x12external_reference\x18\x06 \x01(\tR\x11externalReference\"j\n" +
+	"\x16BookAdjustmentResponse\x124\n" +
+	"\n" +
+	"adjustment\x18\x01 \x01(\v2\x14.bankd.v1.AdjustmentR\n" +
+	"adjustment\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"c\n" +
+	"\x14GetAdjustmentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"u\n" +
+	"\x15GetAdjustmentResponse\x124\n" +
+	"\n" +
+	"adjustment\x18\x01 \x01(\v2\x14.bankd.v1.AdjustmentR\n" +
+	"adjustment\x12&\n" +
+	"\x04meta\x18\x02 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\xb0\x01\n" +
+	"\x16ListAdjustmentsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12;\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"\xa1\x01\n" +
+	"\x17ListAdjustmentsResponse\x126\n" +
+	"\vadjustments\x18\x01 \x03(\v2\x14.bankd.v1.AdjustmentR\vadjustments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12&\n" +
+	"\x04meta\x18\x03 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta*\xab\x01\n" +
 	"\vAccountKind\x12\x1c\n" +
 	"\x18ACCOUNT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACCOUNT_KIND_ASSET\x10\x01\x12\x1a\n" +
@@ -2227,7 +2861,15 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x17RESULT_CODE_STALE_TOKEN\x10\v\x12\x1e\n" +
 	"\x1aRESULT_CODE_CHAIN_CONFLICT\x10\f\x12\"\n" +
 	"\x1eRESULT_CODE_LIGHTNING_CONFLICT\x10\r\x12\x1f\n" +
-	"\x1bRESULT_CODE_PAYOUT_CONFLICT\x10\x0e2\xcb\x05\n" +
+	"\x1bRESULT_CODE_PAYOUT_CONFLICT\x10\x0e*\x88\x02\n" +
+	"\x0eAdjustmentKind\x12\x1f\n" +
+	"\x1bADJUSTMENT_KIND_UNSPECIFIED\x10\x00\x12*\n" +
+	"&ADJUSTMENT_KIND_CHANNEL_OPENED_BY_HAND\x10\x01\x12*\n" +
+	"&ADJUSTMENT_KIND_CHANNEL_CLOSED_BY_HAND\x10\x02\x12 \n" +
+	"\x1cADJUSTMENT_KIND_ROUTING_FEES\x10\x03\x12\x1e\n" +
+	"\x1aADJUSTMENT_KIND_CLOSE_FEES\x10\x04\x12 \n" +
+	"\x1cADJUSTMENT_KIND_FEE_ROUNDING\x10\x05\x12\x19\n" +
+	"\x15ADJUSTMENT_KIND_OTHER\x10\x062\xd9\a\n" +
 	"\rLedgerService\x12P\n" +
 	"\rCreateAccount\x12\x1e.bankd.v1.CreateAccountRequest\x1a\x1f.bankd.v1.CreateAccountResponse\x12L\n" +
 	"\n" +
@@ -2237,7 +2879,10 @@ const file_bankd_v1_ledger_proto_rawDesc = "" +
 	"\x0fCreateTransfers\x12 .bankd.v1.CreateTransfersRequest\x1a!.bankd.v1.CreateTransfersResponse\"\x03\x90\x02\x02\x12O\n" +
 	"\vGetTransfer\x12\x1c.bankd.v1.GetTransferRequest\x1a\x1d.bankd.v1.GetTransferResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x12ListAccountHistory\x12#.bankd.v1.ListAccountHistoryRequest\x1a$.bankd.v1.ListAccountHistoryResponse\"\x03\x90\x02\x01\x12X\n" +
-	"\x0eCreateAccounts\x12\x1f.bankd.v1.CreateAccountsRequest\x1a .bankd.v1.CreateAccountsResponse\"\x03\x90\x02\x02B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x0eCreateAccounts\x12\x1f.bankd.v1.CreateAccountsRequest\x1a .bankd.v1.CreateAccountsResponse\"\x03\x90\x02\x02\x12X\n" +
+	"\x0eBookAdjustment\x12\x1f.bankd.v1.BookAdjustmentRequest\x1a .bankd.v1.BookAdjustmentResponse\"\x03\x90\x02\x02\x12U\n" +
+	"\rGetAdjustment\x12\x1e.bankd.v1.GetAdjustmentRequest\x1a\x1f.bankd.v1.GetAdjustmentResponse\"\x03\x90\x02\x01\x12[\n" +
+	"\x0fListAdjustments\x12 .bankd.v1.ListAdjustmentsRequest\x1a!.bankd.v1.ListAdjustmentsResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_ledger_proto_rawDescOnce sync.Once
@@ -2251,100 +2896,123 @@ func file_bankd_v1_ledger_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_ledger_proto_rawDescData
 }
 
-var file_bankd_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_bankd_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_bankd_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_bankd_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_bankd_v1_ledger_proto_goTypes = []any{
 	(AccountKind)(0),                   // 0: bankd.v1.AccountKind
 	(Owner)(0),                         // 1: bankd.v1.Owner
 	(ReadConsistency)(0),               // 2: bankd.v1.ReadConsistency
 	(TransferState)(0),                 // 3: bankd.v1.TransferState
 	(ResultCode)(0),                    // 4: bankd.v1.ResultCode
-	(*ReadMeta)(nil),                   // 5: bankd.v1.ReadMeta
-	(*Fence)(nil),                      // 6: bankd.v1.Fence
-	(*Balance)(nil),                    // 7: bankd.v1.Balance
-	(*Account)(nil),                    // 8: bankd.v1.Account
-	(*Transfer)(nil),                   // 9: bankd.v1.Transfer
-	(*TransferResult)(nil),             // 10: bankd.v1.TransferResult
-	(*CreateAccountRequest)(nil),       // 11: bankd.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil),      // 12: bankd.v1.CreateAccountResponse
-	(*GetAccountRequest)(nil),          // 13: bankd.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),         // 14: bankd.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),        // 15: bankd.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),       // 16: bankd.v1.ListAccountsResponse
-	(*CreateTransferRequest)(nil),      // 17: bankd.v1.CreateTransferRequest
-	(*CreateTransferResponse)(nil),     // 18: bankd.v1.CreateTransferResponse
-	(*CreateTransfersRequest)(nil),     // 19: bankd.v1.CreateTransfersRequest
-	(*CreateTransfersResponse)(nil),    // 20: bankd.v1.CreateTransfersResponse
-	(*GetTransferRequest)(nil),         // 21: bankd.v1.GetTransferRequest
-	(*GetTransferResponse)(nil),        // 22: bankd.v1.GetTransferResponse
-	(*HistoryEntry)(nil),               // 23: bankd.v1.HistoryEntry
-	(*ListAccountHistoryRequest)(nil),  // 24: bankd.v1.ListAccountHistoryRequest
-	(*ListAccountHistoryResponse)(nil), // 25: bankd.v1.ListAccountHistoryResponse
-	(*AccountResult)(nil),              // 26: bankd.v1.AccountResult
-	(*CreateAccountsRequest)(nil),      // 27: bankd.v1.CreateAccountsRequest
-	(*CreateAccountsResponse)(nil),     // 28: bankd.v1.CreateAccountsResponse
-	nil,                                // 29: bankd.v1.Account.MetadataEntry
-	nil,                                // 30: bankd.v1.Transfer.MetadataEntry
+	(AdjustmentKind)(0),                // 5: bankd.v1.AdjustmentKind
+	(*ReadMeta)(nil),                   // 6: bankd.v1.ReadMeta
+	(*Fence)(nil),                      // 7: bankd.v1.Fence
+	(*Balance)(nil),                    // 8: bankd.v1.Balance
+	(*Account)(nil),                    // 9: bankd.v1.Account
+	(*Transfer)(nil),                   // 10: bankd.v1.Transfer
+	(*TransferResult)(nil),             // 11: bankd.v1.TransferResult
+	(*CreateAccountRequest)(nil),       // 12: bankd.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),      // 13: bankd.v1.CreateAccountResponse
+	(*GetAccountRequest)(nil),          // 14: bankd.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),         // 15: bankd.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),        // 16: bankd.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),       // 17: bankd.v1.ListAccountsResponse
+	(*CreateTransferRequest)(nil),      // 18: bankd.v1.CreateTransferRequest
+	(*CreateTransferResponse)(nil),     // 19: bankd.v1.CreateTransferResponse
+	(*CreateTransfersRequest)(nil),     // 20: bankd.v1.CreateTransfersRequest
+	(*CreateTransfersResponse)(nil),    // 21: bankd.v1.CreateTransfersResponse
+	(*GetTransferRequest)(nil),         // 22: bankd.v1.GetTransferRequest
+	(*GetTransferResponse)(nil),        // 23: bankd.v1.GetTransferResponse
+	(*HistoryEntry)(nil),               // 24: bankd.v1.HistoryEntry
+	(*ListAccountHistoryRequest)(nil),  // 25: bankd.v1.ListAccountHistoryRequest
+	(*ListAccountHistoryResponse)(nil), // 26: bankd.v1.ListAccountHistoryResponse
+	(*AccountResult)(nil),              // 27: bankd.v1.AccountResult
+	(*CreateAccountsRequest)(nil),      // 28: bankd.v1.CreateAccountsRequest
+	(*CreateAccountsResponse)(nil),     // 29: bankd.v1.CreateAccountsResponse
+	(*Adjustment)(nil),                 // 30: bankd.v1.Adjustment
+	(*BookAdjustmentRequest)(nil),      // 31: bankd.v1.BookAdjustmentRequest
+	(*BookAdjustmentResponse)(nil),     // 32: bankd.v1.BookAdjustmentResponse
+	(*GetAdjustmentRequest)(nil),       // 33: bankd.v1.GetAdjustmentRequest
+	(*GetAdjustmentResponse)(nil),      // 34: bankd.v1.GetAdjustmentResponse
+	(*ListAdjustmentsRequest)(nil),     // 35: bankd.v1.ListAdjustmentsRequest
+	(*ListAdjustmentsResponse)(nil),    // 36: bankd.v1.ListAdjustmentsResponse
+	nil,                                // 37: bankd.v1.Account.MetadataEntry
+	nil,                                // 38: bankd.v1.Transfer.MetadataEntry
 }
 var file_bankd_v1_ledger_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.Account.kind:type_name -> bankd.v1.AccountKind
-	29, // 1: bankd.v1.Account.metadata:type_name -> bankd.v1.Account.MetadataEntry
-	7,  // 2: bankd.v1.Account.balance:type_name -> bankd.v1.Balance
+	37, // 1: bankd.v1.Account.metadata:type_name -> bankd.v1.Account.MetadataEntry
+	8,  // 2: bankd.v1.Account.balance:type_name -> bankd.v1.Balance
 	1,  // 3: bankd.v1.Account.owner:type_name -> bankd.v1.Owner
-	30, // 4: bankd.v1.Transfer.metadata:type_name -> bankd.v1.Transfer.MetadataEntry
+	38, // 4: bankd.v1.Transfer.metadata:type_name -> bankd.v1.Transfer.MetadataEntry
 	3,  // 5: bankd.v1.Transfer.state:type_name -> bankd.v1.TransferState
 	1,  // 6: bankd.v1.Transfer.owner:type_name -> bankd.v1.Owner
 	4,  // 7: bankd.v1.TransferResult.code:type_name -> bankd.v1.ResultCode
-	9,  // 8: bankd.v1.TransferResult.transfer:type_name -> bankd.v1.Transfer
-	8,  // 9: bankd.v1.CreateAccountRequest.account:type_name -> bankd.v1.Account
-	6,  // 10: bankd.v1.CreateAccountRequest.fence:type_name -> bankd.v1.Fence
-	8,  // 11: bankd.v1.CreateAccountResponse.account:type_name -> bankd.v1.Account
+	10, // 8: bankd.v1.TransferResult.transfer:type_name -> bankd.v1.Transfer
+	9,  // 9: bankd.v1.CreateAccountRequest.account:type_name -> bankd.v1.Account
+	7,  // 10: bankd.v1.CreateAccountRequest.fence:type_name -> bankd.v1.Fence
+	9,  // 11: bankd.v1.CreateAccountResponse.account:type_name -> bankd.v1.Account
 	2,  // 12: bankd.v1.GetAccountRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	8,  // 13: bankd.v1.GetAccountResponse.account:type_name -> bankd.v1.Account
-	5,  // 14: bankd.v1.GetAccountResponse.meta:type_name -> bankd.v1.ReadMeta
+	9,  // 13: bankd.v1.GetAccountResponse.account:type_name -> bankd.v1.Account
+	6,  // 14: bankd.v1.GetAccountResponse.meta:type_name -> bankd.v1.ReadMeta
 	2,  // 15: bankd.v1.ListAccountsRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	8,  // 16: bankd.v1.ListAccountsResponse.accounts:type_name -> bankd.v1.Account
-	5,  // 17: bankd.v1.ListAccountsResponse.meta:type_name -> bankd.v1.ReadMeta
-	9,  // 18: bankd.v1.CreateTransferRequest.transfer:type_name -> bankd.v1.Transfer
-	6,  // 19: bankd.v1.CreateTransferRequest.fence:type_name -> bankd.v1.Fence
-	9,  // 20: bankd.v1.CreateTransferResponse.transfer:type_name -> bankd.v1.Transfer
-	9,  // 21: bankd.v1.CreateTransfersRequest.transfers:type_name -> bankd.v1.Transfer
-	6,  // 22: bankd.v1.CreateTransfersRequest.fence:type_name -> bankd.v1.Fence
-	10, // 23: bankd.v1.CreateTransfersResponse.results:type_name -> bankd.v1.TransferResult
+	9,  // 16: bankd.v1.ListAccountsResponse.accounts:type_name -> bankd.v1.Account
+	6,  // 17: bankd.v1.ListAccountsResponse.meta:type_name -> bankd.v1.ReadMeta
+	10, // 18: bankd.v1.CreateTransferRequest.transfer:type_name -> bankd.v1.Transfer
+	7,  // 19: bankd.v1.CreateTransferRequest.fence:type_name -> bankd.v1.Fence
+	10, // 20: bankd.v1.CreateTransferResponse.transfer:type_name -> bankd.v1.Transfer
+	10, // 21: bankd.v1.CreateTransfersRequest.transfers:type_name -> bankd.v1.Transfer
+	7,  // 22: bankd.v1.CreateTransfersRequest.fence:type_name -> bankd.v1.Fence
+	11, // 23: bankd.v1.CreateTransfersResponse.results:type_name -> bankd.v1.TransferResult
 	2,  // 24: bankd.v1.GetTransferRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	9,  // 25: bankd.v1.GetTransferResponse.transfer:type_name -> bankd.v1.Transfer
-	5,  // 26: bankd.v1.GetTransferResponse.meta:type_name -> bankd.v1.ReadMeta
-	7,  // 27: bankd.v1.HistoryEntry.balance_after:type_name -> bankd.v1.Balance
+	10, // 25: bankd.v1.GetTransferResponse.transfer:type_name -> bankd.v1.Transfer
+	6,  // 26: bankd.v1.GetTransferResponse.meta:type_name -> bankd.v1.ReadMeta
+	8,  // 27: bankd.v1.HistoryEntry.balance_after:type_name -> bankd.v1.Balance
 	3,  // 28: bankd.v1.HistoryEntry.cause:type_name -> bankd.v1.TransferState
 	2,  // 29: bankd.v1.ListAccountHistoryRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	23, // 30: bankd.v1.ListAccountHistoryResponse.entries:type_name -> bankd.v1.HistoryEntry
-	5,  // 31: bankd.v1.ListAccountHistoryResponse.meta:type_name -> bankd.v1.ReadMeta
+	24, // 30: bankd.v1.ListAccountHistoryResponse.entries:type_name -> bankd.v1.HistoryEntry
+	6,  // 31: bankd.v1.ListAccountHistoryResponse.meta:type_name -> bankd.v1.ReadMeta
 	4,  // 32: bankd.v1.AccountResult.code:type_name -> bankd.v1.ResultCode
-	8,  // 33: bankd.v1.AccountResult.account:type_name -> bankd.v1.Account
-	8,  // 34: bankd.v1.CreateAccountsRequest.accounts:type_name -> bankd.v1.Account
-	6,  // 35: bankd.v1.CreateAccountsRequest.fence:type_name -> bankd.v1.Fence
-	26, // 36: bankd.v1.CreateAccountsResponse.results:type_name -> bankd.v1.AccountResult
-	11, // 37: bankd.v1.LedgerService.CreateAccount:input_type -> bankd.v1.CreateAccountRequest
-	13, // 38: bankd.v1.LedgerService.GetAccount:input_type -> bankd.v1.GetAccountRequest
-	15, // 39: bankd.v1.LedgerService.ListAccounts:input_type -> bankd.v1.ListAccountsRequest
-	17, // 40: bankd.v1.LedgerService.CreateTransfer:input_type -> bankd.v1.CreateTransferRequest
-	19, // 41: bankd.v1.LedgerService.CreateTransfers:input_type -> bankd.v1.CreateTransfersRequest
-	21, // 42: bankd.v1.LedgerService.GetTransfer:input_type -> bankd.v1.GetTransferRequest
-	24, // 43: bankd.v1.LedgerService.ListAccountHistory:input_type -> bankd.v1.ListAccountHistoryRequest
-	27, // 44: bankd.v1.LedgerService.CreateAccounts:input_type -> bankd.v1.CreateAccountsRequest
-	12, // 45: bankd.v1.LedgerService.CreateAccount:output_type -> bankd.v1.CreateAccountResponse
-	14, // 46: bankd.v1.LedgerService.GetAccount:output_type -> bankd.v1.GetAccountResponse
-	16, // 47: bankd.v1.LedgerService.ListAccounts:output_type -> bankd.v1.ListAccountsResponse
-	18, // 48: bankd.v1.LedgerService.CreateTransfer:output_type -> bankd.v1.CreateTransferResponse
-	20, // 49: bankd.v1.LedgerService.CreateTransfers:output_type -> bankd.v1.CreateTransfersResponse
-	22, // 50: bankd.v1.LedgerService.GetTransfer:output_type -> bankd.v1.GetTransferResponse
-	25, // 51: bankd.v1.LedgerService.ListAccountHistory:output_type -> bankd.v1.ListAccountHistoryResponse
-	28, // 52: bankd.v1.LedgerService.CreateAccounts:output_type -> bankd.v1.CreateAccountsResponse
-	45, // [45:53] is the sub-list for method output_type
-	37, // [37:45] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	9,  // 33: bankd.v1.AccountResult.account:type_name -> bankd.v1.Account
+	9,  // 34: bankd.v1.CreateAccountsRequest.accounts:type_name -> bankd.v1.Account
+	7,  // 35: bankd.v1.CreateAccountsRequest.fence:type_name -> bankd.v1.Fence
+	27, // 36: bankd.v1.CreateAccountsResponse.results:type_name -> bankd.v1.AccountResult
+	5,  // 37: bankd.v1.Adjustment.kind:type_name -> bankd.v1.AdjustmentKind
+	5,  // 38: bankd.v1.BookAdjustmentRequest.kind:type_name -> bankd.v1.AdjustmentKind
+	30, // 39: bankd.v1.BookAdjustmentResponse.adjustment:type_name -> bankd.v1.Adjustment
+	2,  // 40: bankd.v1.GetAdjustmentRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	30, // 41: bankd.v1.GetAdjustmentResponse.adjustment:type_name -> bankd.v1.Adjustment
+	6,  // 42: bankd.v1.GetAdjustmentResponse.meta:type_name -> bankd.v1.ReadMeta
+	2,  // 43: bankd.v1.ListAdjustmentsRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	30, // 44: bankd.v1.ListAdjustmentsResponse.adjustments:type_name -> bankd.v1.Adjustment
+	6,  // 45: bankd.v1.ListAdjustmentsResponse.meta:type_name -> bankd.v1.ReadMeta
+	12, // 46: bankd.v1.LedgerService.CreateAccount:input_type -> bankd.v1.CreateAccountRequest
+	14, // 47: bankd.v1.LedgerService.GetAccount:input_type -> bankd.v1.GetAccountRequest
+	16, // 48: bankd.v1.LedgerService.ListAccounts:input_type -> bankd.v1.ListAccountsRequest
+	18, // 49: bankd.v1.LedgerService.CreateTransfer:input_type -> bankd.v1.CreateTransferRequest
+	20, // 50: bankd.v1.LedgerService.CreateTransfers:input_type -> bankd.v1.CreateTransfersRequest
+	22, // 51: bankd.v1.LedgerService.GetTransfer:input_type -> bankd.v1.GetTransferRequest
+	25, // 52: bankd.v1.LedgerService.ListAccountHistory:input_type -> bankd.v1.ListAccountHistoryRequest
+	28, // 53: bankd.v1.LedgerService.CreateAccounts:input_type -> bankd.v1.CreateAccountsRequest
+	31, // 54: bankd.v1.LedgerService.BookAdjustment:input_type -> bankd.v1.BookAdjustmentRequest
+	33, // 55: bankd.v1.LedgerService.GetAdjustment:input_type -> bankd.v1.GetAdjustmentRequest
+	35, // 56: bankd.v1.LedgerService.ListAdjustments:input_type -> bankd.v1.ListAdjustmentsRequest
+	13, // 57: bankd.v1.LedgerService.CreateAccount:output_type -> bankd.v1.CreateAccountResponse
+	15, // 58: bankd.v1.LedgerService.GetAccount:output_type -> bankd.v1.GetAccountResponse
+	17, // 59: bankd.v1.LedgerService.ListAccounts:output_type -> bankd.v1.ListAccountsResponse
+	19, // 60: bankd.v1.LedgerService.CreateTransfer:output_type -> bankd.v1.CreateTransferResponse
+	21, // 61: bankd.v1.LedgerService.CreateTransfers:output_type -> bankd.v1.CreateTransfersResponse
+	23, // 62: bankd.v1.LedgerService.GetTransfer:output_type -> bankd.v1.GetTransferResponse
+	26, // 63: bankd.v1.LedgerService.ListAccountHistory:output_type -> bankd.v1.ListAccountHistoryResponse
+	29, // 64: bankd.v1.LedgerService.CreateAccounts:output_type -> bankd.v1.CreateAccountsResponse
+	32, // 65: bankd.v1.LedgerService.BookAdjustment:output_type -> bankd.v1.BookAdjustmentResponse
+	34, // 66: bankd.v1.LedgerService.GetAdjustment:output_type -> bankd.v1.GetAdjustmentResponse
+	36, // 67: bankd.v1.LedgerService.ListAdjustments:output_type -> bankd.v1.ListAdjustmentsResponse
+	57, // [57:68] is the sub-list for method output_type
+	46, // [46:57] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_ledger_proto_init() }
@@ -2357,8 +3025,8 @@ func file_bankd_v1_ledger_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_ledger_proto_rawDesc), len(file_bankd_v1_ledger_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   26,
+			NumEnums:      6,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

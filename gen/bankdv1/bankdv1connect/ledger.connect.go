@@ -57,6 +57,15 @@ const (
 	// LedgerServiceCreateAccountsProcedure is the fully-qualified name of the LedgerService's
 	// CreateAccounts RPC.
 	LedgerServiceCreateAccountsProcedure = "/bankd.v1.LedgerService/CreateAccounts"
+	// LedgerServiceBookAdjustmentProcedure is the fully-qualified name of the LedgerService's
+	// BookAdjustment RPC.
+	LedgerServiceBookAdjustmentProcedure = "/bankd.v1.LedgerService/BookAdjustment"
+	// LedgerServiceGetAdjustmentProcedure is the fully-qualified name of the LedgerService's
+	// GetAdjustment RPC.
+	LedgerServiceGetAdjustmentProcedure = "/bankd.v1.LedgerService/GetAdjustment"
+	// LedgerServiceListAdjustmentsProcedure is the fully-qualified name of the LedgerService's
+	// ListAdjustments RPC.
+	LedgerServiceListAdjustmentsProcedure = "/bankd.v1.LedgerService/ListAdjustments"
 )
 
 // LedgerServiceClient is a client for the bankd.v1.LedgerService service.
@@ -73,6 +82,11 @@ type LedgerServiceClient interface {
 	// CreateAccounts creates up to 8000 accounts in one Raft entry and reports each result: an
 	// account that is refused does not stop the others.
 	CreateAccounts(context.Context, *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error)
+	// BookAdjustment books money that moved outside bankd into a pool node's or a wallet's
+	// account (operator or admin scope).
+	BookAdjustment(context.Context, *connect.Request[bankdv1.BookAdjustmentRequest]) (*connect.Response[bankdv1.BookAdjustmentResponse], error)
+	GetAdjustment(context.Context, *connect.Request[bankdv1.GetAdjustmentRequest]) (*connect.Response[bankdv1.GetAdjustmentResponse], error)
+	ListAdjustments(context.Context, *connect.Request[bankdv1.ListAdjustmentsRequest]) (*connect.Response[bankdv1.ListAdjustmentsResponse], error)
 }
 
 // NewLedgerServiceClient constructs a client for the bankd.v1.LedgerService service. By default, it
@@ -141,6 +155,27 @@ func NewLedgerServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		bookAdjustment: connect.NewClient[bankdv1.BookAdjustmentRequest, bankdv1.BookAdjustmentResponse](
+			httpClient,
+			baseURL+LedgerServiceBookAdjustmentProcedure,
+			connect.WithSchema(ledgerServiceMethods.ByName("BookAdjustment")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		getAdjustment: connect.NewClient[bankdv1.GetAdjustmentRequest, bankdv1.GetAdjustmentResponse](
+			httpClient,
+			baseURL+LedgerServiceGetAdjustmentProcedure,
+			connect.WithSchema(ledgerServiceMethods.ByName("GetAdjustment")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listAdjustments: connect.NewClient[bankdv1.ListAdjustmentsRequest, bankdv1.ListAdjustmentsResponse](
+			httpClient,
+			baseURL+LedgerServiceListAdjustmentsProcedure,
+			connect.WithSchema(ledgerServiceMethods.ByName("ListAdjustments")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -154,6 +189,9 @@ type ledgerServiceClient struct {
 	getTransfer        *connect.Client[bankdv1.GetTransferRequest, bankdv1.GetTransferResponse]
 	listAccountHistory *connect.Client[bankdv1.ListAccountHistoryRequest, bankdv1.ListAccountHistoryResponse]
 	createAccounts     *connect.Client[bankdv1.CreateAccountsRequest, bankdv1.CreateAccountsResponse]
+	bookAdjustment     *connect.Client[bankdv1.BookAdjustmentRequest, bankdv1.BookAdjustmentResponse]
+	getAdjustment      *connect.Client[bankdv1.GetAdjustmentRequest, bankdv1.GetAdjustmentResponse]
+	listAdjustments    *connect.Client[bankdv1.ListAdjustmentsRequest, bankdv1.ListAdjustmentsResponse]
 }
 
 // CreateAccount calls bankd.v1.LedgerService.CreateAccount.
@@ -196,6 +234,21 @@ func (c *ledgerServiceClient) CreateAccounts(ctx context.Context, req *connect.R
 	return c.createAccounts.CallUnary(ctx, req)
 }
 
+// BookAdjustment calls bankd.v1.LedgerService.BookAdjustment.
+func (c *ledgerServiceClient) BookAdjustment(ctx context.Context, req *connect.Request[bankdv1.BookAdjustmentRequest]) (*connect.Response[bankdv1.BookAdjustmentResponse], error) {
+	return c.bookAdjustment.CallUnary(ctx, req)
+}
+
+// GetAdjustment calls bankd.v1.LedgerService.GetAdjustment.
+func (c *ledgerServiceClient) GetAdjustment(ctx context.Context, req *connect.Request[bankdv1.GetAdjustmentRequest]) (*connect.Response[bankdv1.GetAdjustmentResponse], error) {
+	return c.getAdjustment.CallUnary(ctx, req)
+}
+
+// ListAdjustments calls bankd.v1.LedgerService.ListAdjustments.
+func (c *ledgerServiceClient) ListAdjustments(ctx context.Context, req *connect.Request[bankdv1.ListAdjustmentsRequest]) (*connect.Response[bankdv1.ListAdjustmentsResponse], error) {
+	return c.listAdjustments.CallUnary(ctx, req)
+}
+
 // LedgerServiceHandler is an implementation of the bankd.v1.LedgerService service.
 type LedgerServiceHandler interface {
 	CreateAccount(context.Context, *connect.Request[bankdv1.CreateAccountRequest]) (*connect.Response[bankdv1.CreateAccountResponse], error)
@@ -210,6 +263,11 @@ type LedgerServiceHandler interface {
 	// CreateAccounts creates up to 8000 accounts in one Raft entry and reports each result: an
 	// account that is refused does not stop the others.
 	CreateAccounts(context.Context, *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error)
+	// BookAdjustment books money that moved outside bankd into a pool node's or a wallet's
+	// account (operator or admin scope).
+	BookAdjustment(context.Context, *connect.Request[bankdv1.BookAdjustmentRequest]) (*connect.Response[bankdv1.BookAdjustmentResponse], error)
+	GetAdjustment(context.Context, *connect.Request[bankdv1.GetAdjustmentRequest]) (*connect.Response[bankdv1.GetAdjustmentResponse], error)
+	ListAdjustments(context.Context, *connect.Request[bankdv1.ListAdjustmentsRequest]) (*connect.Response[bankdv1.ListAdjustmentsResponse], error)
 }
 
 // NewLedgerServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -274,6 +332,27 @@ func NewLedgerServiceHandler(svc LedgerServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	ledgerServiceBookAdjustmentHandler := connect.NewUnaryHandler(
+		LedgerServiceBookAdjustmentProcedure,
+		svc.BookAdjustment,
+		connect.WithSchema(ledgerServiceMethods.ByName("BookAdjustment")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	ledgerServiceGetAdjustmentHandler := connect.NewUnaryHandler(
+		LedgerServiceGetAdjustmentProcedure,
+		svc.GetAdjustment,
+		connect.WithSchema(ledgerServiceMethods.ByName("GetAdjustment")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	ledgerServiceListAdjustmentsHandler := connect.NewUnaryHandler(
+		LedgerServiceListAdjustmentsProcedure,
+		svc.ListAdjustments,
+		connect.WithSchema(ledgerServiceMethods.ByName("ListAdjustments")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.LedgerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LedgerServiceCreateAccountProcedure:
@@ -292,6 +371,12 @@ func NewLedgerServiceHandler(svc LedgerServiceHandler, opts ...connect.HandlerOp
 			ledgerServiceListAccountHistoryHandler.ServeHTTP(w, r)
 		case LedgerServiceCreateAccountsProcedure:
 			ledgerServiceCreateAccountsHandler.ServeHTTP(w, r)
+		case LedgerServiceBookAdjustmentProcedure:
+			ledgerServiceBookAdjustmentHandler.ServeHTTP(w, r)
+		case LedgerServiceGetAdjustmentProcedure:
+			ledgerServiceGetAdjustmentHandler.ServeHTTP(w, r)
+		case LedgerServiceListAdjustmentsProcedure:
+			ledgerServiceListAdjustmentsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -331,4 +416,16 @@ func (UnimplementedLedgerServiceHandler) ListAccountHistory(context.Context, *co
 
 func (UnimplementedLedgerServiceHandler) CreateAccounts(context.Context, *connect.Request[bankdv1.CreateAccountsRequest]) (*connect.Response[bankdv1.CreateAccountsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LedgerService.CreateAccounts is not implemented"))
+}
+
+func (UnimplementedLedgerServiceHandler) BookAdjustment(context.Context, *connect.Request[bankdv1.BookAdjustmentRequest]) (*connect.Response[bankdv1.BookAdjustmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LedgerService.BookAdjustment is not implemented"))
+}
+
+func (UnimplementedLedgerServiceHandler) GetAdjustment(context.Context, *connect.Request[bankdv1.GetAdjustmentRequest]) (*connect.Response[bankdv1.GetAdjustmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LedgerService.GetAdjustment is not implemented"))
+}
+
+func (UnimplementedLedgerServiceHandler) ListAdjustments(context.Context, *connect.Request[bankdv1.ListAdjustmentsRequest]) (*connect.Response[bankdv1.ListAdjustmentsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LedgerService.ListAdjustments is not implemented"))
 }
