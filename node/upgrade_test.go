@@ -56,6 +56,12 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS, accounts, nil); !errors.Is(err, ErrNotUpgraded) || !strings.Contains(err.Error(), old) {
 		t.Fatalf("create accounts with an old node: %v, want ErrNotUpgraded naming %s", err, old)
 	}
+	// So is BOOK_ADJUSTMENT (LedgerService.BookAdjustment).
+	adjustment := &bankdv1.BookAdjustmentRequest{Id: "adj-1", AccountId: "ln:pool-1", AmountSat: 1, Kind: bankdv1.AdjustmentKind_ADJUSTMENT_KIND_OTHER,
+		Reason: "gate", ExternalReference: "gate"}
+	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT, adjustment, nil); !errors.Is(err, ErrNotUpgraded) || !strings.Contains(err.Error(), old) {
+		t.Fatalf("book adjustment with an old node: %v, want ErrNotUpgraded naming %s", err, old)
+	}
 	// The old node is upgraded: restarted with this binary's set.
 	c.options = nil
 	c.stop(old)
@@ -78,5 +84,9 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	res, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS, accounts, nil)
 	if created, ok := res.(*bankdv1.CreateAccountsResponse); err != nil || !ok || created.Results[0].GetCode() != bankdv1.ResultCode_RESULT_CODE_OK {
 		t.Fatalf("create accounts after the upgrade: %v, %v", res, err)
+	}
+	// Proposed now, the state machine answers (no such node account here, and no principal).
+	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT, adjustment, nil); !errors.As(err, &refusal) {
+		t.Fatalf("book adjustment after the upgrade: %v, want the state machine's answer", err)
 	}
 }

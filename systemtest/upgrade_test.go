@@ -25,8 +25,8 @@ const compactBit = uint64(1) << uint(bankdv1.CommandType_COMMAND_TYPE_COMPACT)
 // TestRollingUpgradeUnderLoad starts three nodes on the previous release and, while a writer
 // keeps transferring, upgrades them one by one to this tree's bankd (SIGTERM, restart on the
 // same data dir with the new binary, wait until it has caught up), followers first and the
-// leader last. COMPACT and CREATE_ACCOUNTS, the new command types, are refused until every node
-// runs the new binary: the old leader does not know their RPCs at all, a new leader answers
+// leader last. COMPACT, CREATE_ACCOUNTS and BOOK_ADJUSTMENT, the new command types, are refused
+// until every node runs the new binary: the old leader does not know their RPCs at all, a new leader answers
 // failed_precondition naming exactly the nodes still to upgrade. Then they apply, and nothing
 // acknowledged was lost.
 //
@@ -105,6 +105,12 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 		if r.Code != bankdv1.ResultCode_RESULT_CODE_OK || r.Replayed {
 			t.Fatalf("create accounts after the upgrade: %v (replayed: a refused call was applied)", r)
 		}
+	}
+	// And BOOK_ADJUSTMENT reaches the state machine, which answers for its state: this cluster
+	// has no pool node to adjust.
+	_, admin = leaderClient(t, c)
+	if err := gatedCalls[2].call(t, admin); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("book adjustment after the upgrade: %v, want the state machine's not_found", err)
 	}
 	leader, _ = leaderClient(t, c)
 	if v := requireVersions(t, c, leader, oldVersion, true); v == oldVersion {
@@ -265,7 +271,8 @@ func compactUntilAccepted(t *testing.T, c *testcluster.ProcCluster) *bankdv1.Com
 }
 
 // gatedCalls are the calls of the command types the current release adds over the previous
-// one: COMPACT (ClusterService.Compact) and CREATE_ACCOUNTS (LedgerService.CreateAccounts).
+// one: COMPACT (ClusterService.Compact), CREATE_ACCOUNTS (LedgerService.CreateAccounts) and
+// BOOK_ADJUSTMENT (LedgerService.BookAdjustment).
 var gatedCalls = []struct {
 	name string
 	call func(t *testing.T, cl *apiclient.Clients) error
@@ -276,6 +283,15 @@ var gatedCalls = []struct {
 	}},
 	{"create accounts", func(t *testing.T, cl *apiclient.Clients) error {
 		_, err := cl.Ledger.CreateAccounts(ctxFor(t, 10*time.Second), createAccountsRequest())
+		return err
+	}},
+	// BOOK_ADJUSTMENT (LedgerService.BookAdjustment): the cluster has no pool node, so once the
+	// gate lets it through the state machine refuses it (not_found), which the loop does not take
+	// for a refusal by the gate.
+	{"book adjustment", func(t *testing.T, cl *apiclient.Clients) error {
+		_, err := cl.Ledger.BookAdjustment(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.BookAdjustmentRequest{
+			Id: "gated-adj", AccountId: "ln:pool-1", AmountSat: 1, Kind: bankdv1.AdjustmentKind_ADJUSTMENT_KIND_OTHER,
+			Reason: "upgrade gate", ExternalReference: "none"}))
 		return err
 	}},
 }
