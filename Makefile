@@ -42,6 +42,14 @@ run: build deps-btcd deps-lnd
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/regtestd ./regtest/cmd/regtestd
 	./scripts/run-cluster.sh $(CONFIG)
 
+## images: FROM-scratch container images of the static binaries (no registry needed):
+## bankd/bankd, bankd/bankctl, bankd/signerd, bankd/coldvault tagged $(VERSION) and latest, and
+## bankd/btcd and bankd/lnd (tagged with their versions and latest) for deploy/compose; see
+## docs/CONTAINERS.md.
+.PHONY: images
+images: build deps-btcd deps-lnd
+	./deploy/images/build.sh $(BIN) $(VERSION) $(BTCD_VERSION) $(LND_VERSION)
+
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
 test: build prev deps-btcd deps-lnd deps-postgres deps-prometheus
 	BANKD_REQUIRE_PROMTOOL=1 BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
