@@ -38,6 +38,7 @@ import (
 	"github.com/bankd/bankd/jepsen/nemesis"
 	"github.com/bankd/bankd/jepsen/report"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/jepsen/workload/lightning"
 	"github.com/bankd/bankd/jepsen/workload/payouts"
 )
 
@@ -137,6 +138,9 @@ func (c *Config) validate() error {
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
+	if slices.Contains(c.Nemesis.Split(), nemesis.Lnd) && c.Workload != lightning.Name {
+		return fmt.Errorf("nemesis %s faults the simulated lnd nodes of the %s workload", nemesis.Lnd, lightning.Name)
+	}
 	if slices.Contains(c.Nemesis.Split(), nemesis.RegionPartition) && c.Regions.Count() < 2 {
 		return fmt.Errorf("nemesis %s needs at least 2 regions (-regions)", nemesis.RegionPartition)
 	}
@@ -217,6 +221,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}()
 		opts.Extra = func(gatewayIP string) (string, error) { return payouts.ClusterConfig(chain, gatewayIP) }
 	}
+	var rig *lightningRig
+	if cfg.Workload == lightning.Name {
+		// The Lightning workload's simulated lnd nodes: a process of their own on the bridge.
+		if rig, err = newLightningRig(ctx, dir, cfg.Seed, log); err != nil {
+			return nil, fmt.Errorf("lightning: %w", err)
+		}
+		defer rig.Close()
+		opts.Extra = rig.clusterConfig
+	}
 	cluster, cleanup, err := startHosts(ctx, opts, log)
 	defer cleanup()
 	if err != nil {
@@ -228,12 +241,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer hist.Close()
-	work := newWorkload(cfg, cluster, hist, chain, log, dir)
+	if rig != nil {
+		rig.cluster = cluster
+	}
+	work := newWorkload(cfg, cluster, hist, chain, rig, log, dir)
 	if c, ok := work.(interface{ Close() }); ok {
 		defer c.Close()
 	}
 	nemCfg := nemesis.Config{Kind: cfg.Nemesis, Seed: cfg.Seed, FaultWindow: cfg.FaultWindow,
 		RecoveryWindow: cfg.RecoveryWindow, Logger: log}
+	if rig != nil {
+		nemCfg.Lnd = rig
+	}
 	var marks upgradeMarks
 	if upgrade {
 		sctx, cancel := context.WithTimeout(ctx, setupTimeout)

@@ -12,6 +12,7 @@ import (
 	"github.com/bankd/bankd/jepsen/nemesis"
 	"github.com/bankd/bankd/jepsen/workload/bank"
 	"github.com/bankd/bankd/jepsen/workload/idempotent"
+	"github.com/bankd/bankd/jepsen/workload/lightning"
 	"github.com/bankd/bankd/jepsen/workload/locks"
 	"github.com/bankd/bankd/jepsen/workload/payouts"
 	"github.com/bankd/bankd/jepsen/workload/register"
@@ -19,7 +20,7 @@ import (
 )
 
 // Workloads lists the workloads a run can drive.
-var Workloads = []string{"bank", "register", "idempotent", locks.Name, stream.Name, payouts.Name}
+var Workloads = []string{"bank", "register", "idempotent", locks.Name, stream.Name, payouts.Name, lightning.Name}
 
 // workload is what a run drives.
 type workload interface {
@@ -33,8 +34,11 @@ type workload interface {
 // newWorkload builds the workload cfg names (validated).
 // chain is the payouts workload's chain node (nil for the others); its signer's ledger goes to
 // dir.
-func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder, chain *fakechain.Chain, log *slog.Logger, dir string) workload {
+// rig is the Lightning workload's simulated lnd network (nil for the others).
+func newWorkload(cfg Config, cluster *hosts.Cluster, hist *history.Recorder, chain *fakechain.Chain, rig *lightningRig, log *slog.Logger, dir string) workload {
 	switch cfg.Workload {
+	case lightning.Name:
+		return lightningWorkload{lightning.New(lightning.Config{Clients: cfg.Clients, Seed: cfg.Seed}, cluster, hist, rig.proc.Control, log)}
 	case payouts.Name:
 		return payoutsWorkload{payouts.New(payouts.Config{Clients: cfg.Clients, Seed: cfg.Seed, Dir: dir}, cluster, hist, chain, log)}
 	case "register":
@@ -153,4 +157,19 @@ func (w payoutsWorkload) Check(ctx context.Context, log *slog.Logger, hist *hist
 		log.Warn("write final state", "err", err)
 	}
 	return []checker.Result{checker.Payouts(w.Model(), hist.Ops(), final)}, nil
+}
+
+type lightningWorkload struct{ *lightning.Workload }
+
+// Check heals the lnd network, waits until nothing is in flight and every settlement is
+// followed, and compares bankd's books with the simulated network's own record.
+func (w lightningWorkload) Check(ctx context.Context, log *slog.Logger, hist *history.Recorder, dir string) ([]checker.Result, error) {
+	final, err := w.Final(ctx)
+	if err != nil {
+		return checker.Lightning(hist.Ops(), nil), err
+	}
+	if err := writeJSON(filepath.Join(dir, "final.json"), final); err != nil {
+		log.Warn("write final state", "err", err)
+	}
+	return checker.Lightning(hist.Ops(), final), nil
 }

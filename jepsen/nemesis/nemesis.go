@@ -68,7 +68,7 @@ const (
 
 // Kinds lists every nemesis a run can use, for flag help.
 var Kinds = []Kind{None, Kill, Pause, PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing,
-	Loss, LeaderStorm, Membership, RegionPartition, Upgrade}
+	Loss, LeaderStorm, Membership, RegionPartition, Upgrade, Lnd}
 
 // unsupported names nemeses that exist in the Jepsen canon but cannot run on these hosts.
 var unsupported = map[Kind]string{
@@ -161,6 +161,8 @@ type Config struct {
 	Logger         *slog.Logger
 	// Upgrade is required by the upgrade nemesis (and the cluster must be an Upgrader).
 	Upgrade *UpgradeConfig
+	// Lnd is required by the lnd nemesis: the Lightning workload's simulated network.
+	Lnd LndFaults
 }
 
 // Fault is one fault window.
@@ -413,6 +415,10 @@ func (n *Nemesis) inject(ctx context.Context) error {
 		kind = n.kinds[n.rng.IntN(len(n.kinds))]
 	}
 	var p planned
+	if kind == Lnd {
+		// The lnd nemesis draws its own variant and node (a simulated lnd, not a bankd host).
+		return n.injectLndFault(ctx)
+	}
 	if kind == RegionPartition {
 		p = planRegion(n.rng, n.cluster.Regions(), size, n.cluster.Leader(ctx))
 	} else {
@@ -475,6 +481,31 @@ func (n *Nemesis) inject(ctx context.Context) error {
 	return nil
 }
 
+// injectLndFault records and puts in place one lnd fault (see lnd.go).
+func (n *Nemesis) injectLndFault(ctx context.Context) error {
+	f := Fault{Kind: Lnd, Start: n.hist.Since()}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
+	defer cancel()
+	variant, node, note, err := n.injectLnd(ictx)
+	f.Variant, f.Note = variant, note
+	if node != "" {
+		f.Targets = []string{node}
+	}
+	n.hist.Append(history.Op{Process: history.NemesisProcess, Type: history.Info, F: "start " + string(Lnd), Value: []string{variant, node}})
+	n.cfg.Logger.Info("nemesis start", "kind", Lnd, "variant", variant, "targets", f.Targets)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		f.Error = err.Error()
+	}
+	n.faults = append(n.faults, f)
+	n.active = len(n.faults) - 1
+	if err != nil {
+		return fmt.Errorf("inject %s %s %v: %w", Lnd, variant, f.Targets, err)
+	}
+	return nil
+}
+
 // heal undoes the active fault, if any.
 func (n *Nemesis) heal() error {
 	n.mu.Lock()
@@ -519,6 +550,8 @@ func (n *Nemesis) heal() error {
 		}
 	case Membership:
 		note, err = n.healMembership(ctx, n.index(f.Targets[0]))
+	case Lnd:
+		note, err = n.healLnd(ctx, f.Variant)
 	}
 	n.hist.Append(history.Op{Process: history.NemesisProcess, Type: history.Info, F: "heal " + string(f.Kind), Value: f.Targets})
 	n.cfg.Logger.Info("nemesis heal", "kind", f.Kind, "targets", f.Targets, "err", err)

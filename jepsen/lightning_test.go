@@ -1,0 +1,34 @@
+package jepsen
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bankd/bankd/jepsen/checker"
+	"github.com/bankd/bankd/jepsen/nemesis"
+	"github.com/bankd/bankd/jepsen/workload/lightning"
+)
+
+// runLightningMustBeValid runs the Lightning workload and requires, besides every checker
+// valid, that it made payments and settlements for the checkers to judge.
+func runLightningMustBeValid(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	cfg.Workload = lightning.Name
+	rep := runMustBeValid(t, cfg)
+	for _, r := range rep.Results {
+		switch r.Name {
+		case checker.NameLnPayOnce, checker.NameLnCreditOnce, checker.NameLnNoEarlyFailure:
+			if r.Checked < 5 {
+				t.Fatalf("%s checked only %d", r.Name, r.Checked)
+			}
+		}
+	}
+	return rep
+}
+
+// TestLightningUnderLndFaultsIsValid is the Lightning workload's short run (in make test): 3
+// nodes, a simulated lnd killed, cut off from the leader, slow, erroring or holding payments
+// (across a leader change), or a bankd node killed.
+func TestLightningUnderLndFaultsIsValid(t *testing.T) {
+	runLightningMustBeValid(t, Config{Nemesis: nemesis.Lnd + "," + nemesis.Kill, Duration: 25 * time.Second, Seed: 7})
+}
