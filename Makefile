@@ -51,8 +51,8 @@ images: build deps-btcd deps-lnd
 	./deploy/images/build.sh $(BIN) $(VERSION) $(BTCD_VERSION) $(LND_VERSION)
 
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
-test: build prev deps-btcd deps-lnd deps-postgres deps-prometheus
-	BANKD_REQUIRE_PROMTOOL=1 BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
+test: build prev deps-btcd deps-lnd deps-postgres deps-prometheus images
+	BANKD_REQUIRE_DOCKER=1 BANKD_REQUIRE_PROMTOOL=1 BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 ## test-short: unit and in-process tests only.
 test-short:
