@@ -12,6 +12,7 @@ import (
 	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/jepsen/checker"
 	"github.com/bankd/bankd/jepsen/nemesis"
+	"github.com/bankd/bankd/jepsen/workload/lightning"
 	"github.com/bankd/bankd/jepsen/workload/locks"
 	"github.com/bankd/bankd/jepsen/workload/stream"
 )
@@ -55,6 +56,14 @@ var failpointRuns = []failpointRun{
 	// reads an older state on a node behind (a non-voter or follower a few entries behind, a
 	// side of the halves without a quorum). Half the register reads are stale with non-voters.
 	{failpoint.IgnoreMinIndex, "register", nemesis.PartitionHalves, checker.NameMonotonicReads, 5, 2},
+	// A payment its node holds in flight for more than 2 s is sent again from another pool node;
+	// the held one completes at the heal, and the outside world is paid twice.
+	{failpoint.LnPayOnAnotherNode, lightning.Name, nemesis.LndHoldKind, checker.NameLnPayOnce, 3, 0},
+	// Every settlement the subscription delivers is booked twice. No fault is needed.
+	{failpoint.LnCreditTwice, lightning.Name, nemesis.None, checker.NameLnCreditOnce, 3, 0},
+	// A payment its node holds in flight for more than 2 s is recorded FAILED and the customer
+	// refunded; the node completes it at the heal.
+	{failpoint.LnFailOnTimeout, lightning.Name, nemesis.LndHoldKind, checker.NameLnNoEarlyFailure, 3, 0},
 }
 
 // failpointRun is one bug and the run that must catch it.

@@ -138,8 +138,8 @@ func (c *Config) validate() error {
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
-	if slices.Contains(c.Nemesis.Split(), nemesis.Lnd) && c.Workload != lightning.Name {
-		return fmt.Errorf("nemesis %s faults the simulated lnd nodes of the %s workload", nemesis.Lnd, lightning.Name)
+	if slices.ContainsFunc(c.Nemesis.Split(), nemesis.IsLnd) && c.Workload != lightning.Name {
+		return fmt.Errorf("nemesis %s: the lnd faults hit the simulated lnd nodes of the %s workload only", c.Nemesis, lightning.Name)
 	}
 	if slices.Contains(c.Nemesis.Split(), nemesis.RegionPartition) && c.Regions.Count() < 2 {
 		return fmt.Errorf("nemesis %s needs at least 2 regions (-regions)", nemesis.RegionPartition)

@@ -8,8 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/lnpool/lnd"
 )
 
@@ -179,6 +182,9 @@ func (p *Pool) applyUpdates(ctx context.Context, id string, fromSubscription boo
 		return fmt.Errorf("record invoice updates of lnd %q: %w", id, err)
 	}
 	r := res.(*bankdv1.LnInvoiceUpdatesResponse)
+	if failpoint.Enabled(failpoint.LnCreditTwice) && fromSubscription {
+		p.creditAgain(ctx, id, updates)
+	}
 	p.metrics.settlements.Add(float64(r.Settled))
 	if r.Settled+r.Expired+r.Unattributed > 0 {
 		p.log.Info("invoices updated", "lnd", id, "settled", r.Settled, "expired", r.Expired, "unattributed", r.Unattributed, "from_subscription", fromSubscription)
@@ -269,5 +275,24 @@ func (p *Pool) cancelInternallySettled(ctx context.Context) {
 				p.log.Warn("record invoice canceled on node", "hash", inv.Hash, "err", err)
 			}
 		}
+	}
+}
+
+// creditAgain is failpoint LnCreditTwice: it books each settlement again, under a settle index
+// the node never used, as a second settlement of the same invoice.
+func (p *Pool) creditAgain(ctx context.Context, id string, updates []*bankdv1.LnInvoiceUpdate) {
+	var again []*bankdv1.LnInvoiceUpdate
+	for _, u := range updates {
+		if u.State == bankdv1.InvoiceState_INVOICE_STATE_SETTLED {
+			dup := proto.Clone(u).(*bankdv1.LnInvoiceUpdate)
+			dup.SettleIndex += 1 << 40
+			again = append(again, dup)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	if _, err := p.propose(ctx, bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_UPDATES, &bankdv1.LnInvoiceUpdates{NodeId: id, Updates: again}); err != nil {
+		p.log.Warn("failpoint: credit again", "lnd", id, "err", err)
 	}
 }

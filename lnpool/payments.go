@@ -10,6 +10,7 @@ import (
 
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+	"github.com/bankd/bankd/internal/failpoint"
 	"github.com/bankd/bankd/lnpool/bolt11"
 	"github.com/bankd/bankd/lnpool/lnd"
 )
@@ -210,9 +211,19 @@ func (p *Pool) trackFrom(rs *runState, payment *bankdv1.LnPayment, fresh bool) {
 func (p *Pool) follow(ctx context.Context, payment *bankdv1.LnPayment, fresh bool) {
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		done, err := p.attempt(ctx, payment, fresh)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		giveUp := failpoint.Enabled(failpoint.LnPayOnAnotherNode) || failpoint.Enabled(failpoint.LnFailOnTimeout)
+		if giveUp {
+			// failpoints LnPayOnAnotherNode, LnFailOnTimeout: a node gets 2 s per attempt.
+			actx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		}
+		done, err := p.attempt(actx, payment, fresh)
+		cancel()
 		fresh = false
 		if done {
+			return
+		}
+		if giveUp && ctx.Err() == nil && p.giveUp(ctx, payment) {
 			return
 		}
 		p.log.Debug("payment not resolved yet", "payment", payment.Id, "lnd", payment.NodeId, "err", err, "retry_in", backoff)
@@ -391,11 +402,20 @@ func (p *Pool) reconcileOne(ctx context.Context, rs *runState, payment *bankdv1.
 	tracked := rs.tracking[payment.Id]
 	p.mu.Unlock()
 	if !tracked {
-		actx, cancel := context.WithTimeout(ctx, reconcileWait)
-		if done, err := p.attempt(actx, payment, false); !done {
-			p.log.Info("payment still in flight after reconciliation", "payment", payment.Id, "lnd", payment.NodeId, "err", err)
+		wait := reconcileWait
+		giveUp := failpoint.Enabled(failpoint.LnPayOnAnotherNode) || failpoint.Enabled(failpoint.LnFailOnTimeout)
+		if giveUp {
+			wait = 2 * time.Second // failpoints LnPayOnAnotherNode, LnFailOnTimeout
 		}
+		actx, cancel := context.WithTimeout(ctx, wait)
+		done, err := p.attempt(actx, payment, false)
 		cancel()
+		if !done {
+			p.log.Info("payment still in flight after reconciliation", "payment", payment.Id, "lnd", payment.NodeId, "err", err)
+			if giveUp && ctx.Err() == nil && p.giveUp(ctx, payment) {
+				return
+			}
+		}
 	}
 	p.track(rs, payment)
 }
@@ -446,4 +466,34 @@ func (c *feeCache) put(key string, fee int64, now time.Time) {
 		clear(c.entries)
 	}
 	c.entries[key] = feeEntry{fee: fee, expires: now.Add(feeTTL)}
+}
+
+// giveUp is the failpoints' wrong answer to a payment its node did not resolve in time:
+// LnFailOnTimeout records it FAILED (done), LnPayOnAnotherNode sends it again from another
+// usable node without recording that, and goes on following the first.
+func (p *Pool) giveUp(ctx context.Context, payment *bankdv1.LnPayment) bool {
+	if failpoint.Enabled(failpoint.LnFailOnTimeout) {
+		done, err := p.record(ctx, payment, lnd.Payment{Hash: payment.Hash, Status: lnd.PaymentFailed, FailureReason: "FAILURE_REASON_TIMEOUT"})
+		return done && err == nil
+	}
+	if failpoint.Enabled(failpoint.LnPayOnAnotherNode) {
+		nodes, _, err := p.usableNodes()
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.Id == payment.NodeId {
+				continue
+			}
+			c, err := p.client(ctx, n)
+			if err != nil {
+				continue
+			}
+			if _, err := p.send(ctx, c, payment); err == nil {
+				p.log.Warn("failpoint: payment sent again from another node", "payment", payment.Id, "lnd", n.Id, "recorded_on", payment.NodeId)
+				return false
+			}
+		}
+	}
+	return false
 }

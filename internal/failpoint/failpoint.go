@@ -54,12 +54,25 @@ const (
 	// whatever the node has applied, so a client that moves to a lagging replica reads an older
 	// state than it already saw. Caught by monotonic-reads.
 	IgnoreMinIndex = "ignore-min-index"
+	// LnPayOnAnotherNode: the Lightning pool gives a payment its node has not resolved within
+	// 2 s up on that node and sends it from another pool node (without recording it), as a
+	// "retry elsewhere" would: when the first node completes after all, the hash is paid twice.
+	// Caught by ln-pay-once.
+	LnPayOnAnotherNode = "ln-pay-on-another-node"
+	// LnCreditTwice: every settlement the pool reads from a node's invoice subscription is
+	// booked a second time, as a settlement under another settle index. Caught by
+	// ln-credit-once.
+	LnCreditTwice = "ln-credit-twice"
+	// LnFailOnTimeout: the Lightning pool records a payment FAILED when its node has not
+	// resolved it within 2 s, and the customer gets the money back while the node may still
+	// pay. Caught by ln-no-early-failure.
+	LnFailOnTimeout = "ln-fail-on-timeout"
 )
 
 // Names lists every failpoint.
 var Names = []string{StaleLinearizableRead, AckBeforeCommit, SkipAppliedIndexCheck, LockGrantedTwice,
 	UnbalancedTransfer, SkipIdempotencyCheck, StreamResumeSkip, CrashOnLeadershipLoss, SkipFenceCheck,
-	IgnoreMinIndex}
+	IgnoreMinIndex, LnPayOnAnotherNode, LnCreditTwice, LnFailOnTimeout}
 
 // Known reports whether name is a failpoint.
 func Known(name string) bool {

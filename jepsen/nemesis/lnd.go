@@ -3,6 +3,8 @@ package nemesis
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,6 +33,22 @@ const (
 // LndVariants lists the lnd nemesis's variants.
 var LndVariants = []string{LndKill, LndPartitionLeader, LndSlow, LndErrors, LndHold, LndHoldLeaderChange}
 
+// Each variant is also a kind of its own, "lnd-<variant>", for a run that needs that fault
+// alone (the failpoint runs).
+const (
+	LndKillKind             Kind = "lnd-" + LndKill
+	LndPartitionLeaderKind  Kind = "lnd-" + LndPartitionLeader
+	LndSlowKind             Kind = "lnd-" + LndSlow
+	LndErrorsKind           Kind = "lnd-" + LndErrors
+	LndHoldKind             Kind = "lnd-" + LndHold
+	LndHoldLeaderChangeKind Kind = "lnd-" + LndHoldLeaderChange
+)
+
+var lndKinds = []Kind{Lnd, LndKillKind, LndPartitionLeaderKind, LndSlowKind, LndErrorsKind, LndHoldKind, LndHoldLeaderChangeKind}
+
+// IsLnd reports whether kind faults the simulated lnd nodes.
+func IsLnd(kind Kind) bool { return slices.Contains(lndKinds, kind) }
+
 // LndFaults is what the lnd nemesis needs from the simulated network (the Lightning workload's
 // fakelnd process) and the hosts.
 type LndFaults interface {
@@ -43,12 +61,15 @@ type LndFaults interface {
 }
 
 // injectLnd draws a variant and a node and puts the fault in place.
-func (n *Nemesis) injectLnd(ctx context.Context) (variant, node, note string, err error) {
+func (n *Nemesis) injectLnd(ctx context.Context, kind Kind) (variant, node, note string, err error) {
 	if n.cfg.Lnd == nil {
-		return "", "", "", fmt.Errorf("nemesis %s needs the lightning workload", Lnd)
+		return "", "", "", fmt.Errorf("nemesis %s needs the lightning workload", kind)
 	}
 	nodes := n.cfg.Lnd.LndNodes()
-	variant = LndVariants[n.rng.IntN(len(LndVariants))]
+	variant = strings.TrimPrefix(string(kind), "lnd-")
+	if kind == Lnd {
+		variant = LndVariants[n.rng.IntN(len(LndVariants))]
+	}
 	node = nodes[n.rng.IntN(len(nodes))]
 	note, err = n.cfg.Lnd.InjectLnd(ctx, variant, node, n.cluster.Leader(ctx))
 	return variant, node, note, err

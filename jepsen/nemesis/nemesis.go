@@ -67,8 +67,8 @@ const (
 )
 
 // Kinds lists every nemesis a run can use, for flag help.
-var Kinds = []Kind{None, Kill, Pause, PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing,
-	Loss, LeaderStorm, Membership, RegionPartition, Upgrade, Lnd}
+var Kinds = append([]Kind{None, Kill, Pause, PartitionLeader, PartitionHalves, PartitionOneWay, PartitionRing,
+	Loss, LeaderStorm, Membership, RegionPartition, Upgrade}, lndKinds...)
 
 // unsupported names nemeses that exist in the Jepsen canon but cannot run on these hosts.
 var unsupported = map[Kind]string{
@@ -415,9 +415,9 @@ func (n *Nemesis) inject(ctx context.Context) error {
 		kind = n.kinds[n.rng.IntN(len(n.kinds))]
 	}
 	var p planned
-	if kind == Lnd {
+	if IsLnd(kind) {
 		// The lnd nemesis draws its own variant and node (a simulated lnd, not a bankd host).
-		return n.injectLndFault(ctx)
+		return n.injectLndFault(ctx, kind)
 	}
 	if kind == RegionPartition {
 		p = planRegion(n.rng, n.cluster.Regions(), size, n.cluster.Leader(ctx))
@@ -482,17 +482,17 @@ func (n *Nemesis) inject(ctx context.Context) error {
 }
 
 // injectLndFault records and puts in place one lnd fault (see lnd.go).
-func (n *Nemesis) injectLndFault(ctx context.Context) error {
-	f := Fault{Kind: Lnd, Start: n.hist.Since()}
+func (n *Nemesis) injectLndFault(ctx context.Context, kind Kind) error {
+	f := Fault{Kind: kind, Start: n.hist.Since()}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
 	defer cancel()
-	variant, node, note, err := n.injectLnd(ictx)
+	variant, node, note, err := n.injectLnd(ictx, kind)
 	f.Variant, f.Note = variant, note
 	if node != "" {
 		f.Targets = []string{node}
 	}
-	n.hist.Append(history.Op{Process: history.NemesisProcess, Type: history.Info, F: "start " + string(Lnd), Value: []string{variant, node}})
-	n.cfg.Logger.Info("nemesis start", "kind", Lnd, "variant", variant, "targets", f.Targets)
+	n.hist.Append(history.Op{Process: history.NemesisProcess, Type: history.Info, F: "start " + string(kind), Value: []string{variant, node}})
+	n.cfg.Logger.Info("nemesis start", "kind", kind, "variant", variant, "targets", f.Targets)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err != nil {
@@ -501,7 +501,7 @@ func (n *Nemesis) injectLndFault(ctx context.Context) error {
 	n.faults = append(n.faults, f)
 	n.active = len(n.faults) - 1
 	if err != nil {
-		return fmt.Errorf("inject %s %s %v: %w", Lnd, variant, f.Targets, err)
+		return fmt.Errorf("inject %s %s %v: %w", kind, variant, f.Targets, err)
 	}
 	return nil
 }
@@ -550,7 +550,8 @@ func (n *Nemesis) heal() error {
 		}
 	case Membership:
 		note, err = n.healMembership(ctx, n.index(f.Targets[0]))
-	case Lnd:
+	}
+	if IsLnd(f.Kind) {
 		note, err = n.healLnd(ctx, f.Variant)
 	}
 	n.hist.Append(history.Op{Process: history.NemesisProcess, Type: history.Info, F: "heal " + string(f.Kind), Value: f.Targets})

@@ -430,9 +430,11 @@ func getBalance(ctx context.Context, cl *apiclient.Clients, account string) (Bal
 }
 
 // classify is ledger.ClassifyWrite, plus the pool's "nothing was recorded" (no usable node,
-// lnd unreachable before anything was proposed): certainly not applied.
+// lnd unreachable before anything was proposed) and "nothing was done" (not the leader, or
+// reconciling): certainly not applied.
 func classify(err error) history.Type {
-	if err != nil && connect.CodeOf(err) == connect.CodeUnavailable && strings.Contains(err.Error(), "nothing was recorded") {
+	if err != nil && connect.CodeOf(err) == connect.CodeUnavailable &&
+		(strings.Contains(err.Error(), "nothing was recorded") || strings.Contains(err.Error(), "nothing was done")) {
 		return history.Fail
 	}
 	return ledger.ClassifyWrite(err)
