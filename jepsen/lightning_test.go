@@ -32,3 +32,17 @@ func runLightningMustBeValid(t *testing.T, cfg Config) *Report {
 func TestLightningUnderLndFaultsIsValid(t *testing.T) {
 	runLightningMustBeValid(t, Config{Nemesis: nemesis.Lnd + "," + nemesis.Kill, Duration: 25 * time.Second, Seed: 7})
 }
+
+// TestLightningUnderPartitionsIsValid: the Lightning workload under bankd faults alone (the
+// leader cut off, halves, kills), 5 nodes. Only with BANKD_JEPSEN_LONG=1.
+func TestLightningUnderPartitionsIsValid(t *testing.T) {
+	longJepsen(t)
+	runLightningMustBeValid(t, Config{Nemesis: "partition-leader,partition-halves,kill", Nodes: 5, Duration: 25 * time.Second, Seed: 7})
+}
+
+// TestLightningUnderLndFaultsOnFiveNodesIsValid: every lnd fault and bankd kills, 5 nodes.
+// Only with BANKD_JEPSEN_LONG=1.
+func TestLightningUnderLndFaultsOnFiveNodesIsValid(t *testing.T) {
+	longJepsen(t)
+	runLightningMustBeValid(t, Config{Nemesis: nemesis.Lnd + "," + nemesis.Kill, Nodes: 5, Duration: 25 * time.Second, Seed: 11})
+}
