@@ -123,6 +123,11 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 	// An adjustment corrects one driver's books: it acts as the driver that owns the adjusted
 	// account, which only the state tells, so it starts as no one (adjustment.go).
 	bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT: handle(bankdv1.Owner_OWNER_UNSPECIFIED, (*applier).bookAdjustment),
+
+	// A lost node and its payments are the Lightning driver's state, resolved by an admin
+	// (lightning_lost.go); the principal records who decided.
+	bankdv1.CommandType_COMMAND_TYPE_DECLARE_LND_LOST:     handle(asLightning, (*applier).declareLndLost),
+	bankdv1.CommandType_COMMAND_TYPE_RESOLVE_LOST_PAYMENT: handle(asLightning, (*applier).resolveLostPayment),
 }
 
 // maxExpiriesPerCommand bounds the work one command does releasing timed-out pending

@@ -19,6 +19,8 @@ func FuzzApplyCommandBody(f *testing.F) {
 	f.Add(uint8(1), seed(&bankdv1.CreateAccountRequest{Account: &bankdv1.Account{Id: "x", Currency: "BTC", Kind: 2}}))
 	f.Add(uint8(bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS-1), seed(&bankdv1.CreateAccountsRequest{Accounts: []*bankdv1.Account{{Id: "x", Currency: "BTC", Kind: 2}, {Id: "alice", Currency: "BTC", Kind: 1}}}))
 	f.Add(uint8(bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT-1), seed(&bankdv1.BookAdjustmentRequest{Id: "a", AccountId: "ln:pool-1", AmountSat: -5, Kind: 3, Reason: "fees", ExternalReference: "fwd-1"}))
+	f.Add(uint8(bankdv1.CommandType_COMMAND_TYPE_DECLARE_LND_LOST-1), seed(&bankdv1.DeclareLndLostRequest{NodeId: "pool-1", Reason: "disk lost"}))
+	f.Add(uint8(bankdv1.CommandType_COMMAND_TYPE_RESOLVE_LOST_PAYMENT-1), seed(&bankdv1.ResolveLostPaymentRequest{PaymentId: "p1", Evidence: 3, Reference: "payee ticket"}))
 	f.Add(uint8(3), seed(&bankdv1.AcquireLockRequest{Name: "l", Holder: "h", TtlMs: 1000}))
 	f.Add(uint8(5), []byte{0x0a, 0xff})
 	depositDesc := depositDescriptor(f, 0)

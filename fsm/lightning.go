@@ -68,7 +68,8 @@ const (
 //	O <node id> 0x00 <hash>    -> empty: OPEN invoices by node
 //	C <hash>                   -> empty: internally settled invoices still open on their node
 //	P <payment id>             -> LnPayment
-//	H <payment hash>           -> id of the payment IN_FLIGHT or SUCCEEDED for the hash
+//	H <payment hash>           -> id of the payment IN_FLIGHT or SUCCEEDED for the hash (or
+//	                              FAILED by an admin after its node was lost, lightning_lost.go)
 //	F <node id> 0x00 <payment id> -> empty: IN_FLIGHT payments by node
 const (
 	tagLndNode        = 'L'
@@ -344,8 +345,8 @@ func (a *applier) upsertLndNode(tx *txn, req *bankdv1.UpsertLndNodeRequest) (pro
 		return nil, err
 	}
 	if found {
-		if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED {
-			return nil, lightningConflict("id: node %q is retired; add the new node under a new id", req.Id)
+		if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED || n.State == lndLost {
+			return nil, lightningConflict("id: node %q is %s; add the new node under a new id", req.Id, strings.ToLower(strings.TrimPrefix(n.State.String(), "LND_NODE_STATE_")))
 		}
 		if n.Address == req.Address && n.TlsCertPath == req.TlsCertPath && n.MacaroonPath == req.MacaroonPath {
 			return &bankdv1.UpsertLndNodeResponse{Node: n}, nil
@@ -391,8 +392,11 @@ func (a *applier) lndNodeHealth(tx *txn, req *bankdv1.LndNodeHealth) (proto.Mess
 	if err != nil {
 		return nil, err
 	}
-	if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED {
+	switch n.State {
+	case bankdv1.LndNodeState_LND_NODE_STATE_RETIRED:
 		return nil, lightningConflict("id: node %q is retired", req.Id)
+	case lndLost:
+		return nil, lightningConflict("id: node %q was declared lost; the pool does not call it", req.Id)
 	}
 	n.Reachable, n.SyncedToChain, n.HealthError, n.HealthCheckedUnixMs = req.Reachable, req.SyncedToChain, req.Error, a.now
 	switch {
@@ -570,6 +574,7 @@ func (a *applier) lnInvoiceUpdates(tx *txn, req *bankdv1.LnInvoiceUpdates) (prot
 			n.AddIndex = max(n.AddIndex, u.AddIndex)
 		}
 	}
+	retireIfResolved(n)
 	return out, a.saveLndNode(tx, n)
 }
 
@@ -713,8 +718,12 @@ func (a *applier) lnPaymentStart(tx *txn, req *bankdv1.LnPaymentStart) (proto.Me
 		if _, err := getProto(tx, paymentKey(string(v)), other); err != nil {
 			return nil, err
 		}
-		if other.State == bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED {
+		switch other.State {
+		case bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED:
 			return nil, lightningConflict("payment_request: already paid by payment %q", other.Id)
+		case bankdv1.PaymentState_PAYMENT_STATE_FAILED:
+			// Only an admin's failure of a lost node's payment keeps its hash (lightning_lost.go).
+			return nil, lightningConflict("payment_request: payment %q of this invoice was resolved FAILED by hand after its node was lost, which may have paid it all the same; the hash is never paid again: ask the payee for a new invoice", other.Id)
 		}
 		return nil, lightningConflict("payment_request: payment %q of this invoice is in flight", other.Id)
 	}
@@ -834,29 +843,64 @@ func (a *applier) lnPaymentResult(tx *txn, req *bankdv1.LnPaymentResult) (proto.
 		return nil, lightningConflict("id: payment %q is %s at attempt %d, not in flight at attempt %d", p.Id, p.State, p.Attempt, req.Attempt)
 	}
 	if req.Succeeded {
-		if err := CheckPaymentHash("preimage", req.Preimage); err != nil {
+		if err := checkPreimage(p, req.Preimage); err != nil {
 			return nil, err
-		}
-		raw, _ := hex.DecodeString(req.Preimage)
-		if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != p.Hash {
-			return nil, invalid("preimage: does not hash to the payment hash %s", p.Hash)
 		}
 		if err := checkSat("fee_sat", req.FeeSat, true); err != nil {
 			return nil, err
 		}
+	}
+	if _, err := a.bookPaymentOutcome(tx, p, paymentOutcome{succeeded: req.Succeeded, preimage: req.Preimage, feeSat: req.FeeSat, failureReason: req.FailureReason}); err != nil {
+		return nil, err
+	}
+	return p, a.savePayment(tx, p)
+}
+
+// checkPreimage checks that preimage is the preimage of payment p's hash.
+func checkPreimage(p *bankdv1.LnPayment, preimage string) *Error {
+	if err := CheckPaymentHash("preimage", preimage); err != nil {
+		return err
+	}
+	raw, _ := hex.DecodeString(preimage)
+	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != p.Hash {
+		return invalid("preimage: does not hash to the payment hash %s", p.Hash)
+	}
+	return nil
+}
+
+// paymentOutcome is the final outcome of a payment in flight: its node's word (LN_PAYMENT_RESULT)
+// or an admin's from evidence once the node is LOST (RESOLVE_LOST_PAYMENT).
+type paymentOutcome struct {
+	succeeded     bool
+	preimage      string
+	feeSat        int64
+	failureReason string
+	// keepHash leaves a failed payment's hash spoken for: a hash an admin failed by hand may
+	// have been paid by the lost node all the same, so the pool must never pay it again.
+	keepHash bool
+}
+
+// bookPaymentOutcome books the outcome of a payment in flight, the one way for both kinds of
+// outcome: success posts amount + fee (at most the reserve) and releases the rest of the hold,
+// failure voids it; the payment leaves its node's in-flight list, and a LOST node left with
+// nothing unresolved retires. It saves the node and returns it; the caller saves p.
+func (a *applier) bookPaymentOutcome(tx *txn, p *bankdv1.LnPayment, o paymentOutcome) (*bankdv1.LndNode, error) {
+	if o.succeeded {
 		// lnd keeps to the fee limit; should a node report more, the reserve is all the
 		// account pays and the excess shows in reconciliation.
-		charged := min(req.FeeSat, p.FeeReserveSat)
+		charged := min(o.feeSat, p.FeeReserveSat)
 		if err := a.resolveHold(tx, p, &bankdv1.Transfer{Id: paymentResolutionID(p.TransferId, true), PendingId: p.TransferId, PostPending: true, Amount: p.AmountSat + charged}); err != nil {
 			return nil, err
 		}
-		p.State, p.FeeSat, p.Preimage = bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED, req.FeeSat, req.Preimage
+		p.State, p.FeeSat, p.Preimage = bankdv1.PaymentState_PAYMENT_STATE_SUCCEEDED, o.feeSat, o.preimage
 	} else {
 		if err := a.resolveHold(tx, p, &bankdv1.Transfer{Id: paymentResolutionID(p.TransferId, false), PendingId: p.TransferId, VoidPending: true}); err != nil {
 			return nil, err
 		}
-		p.State, p.FailureReason = bankdv1.PaymentState_PAYMENT_STATE_FAILED, req.FailureReason
-		tx.delete(paymentHashKey(p.Hash)) // the hash may be paid again
+		p.State, p.FailureReason = bankdv1.PaymentState_PAYMENT_STATE_FAILED, o.failureReason
+		if !o.keepHash {
+			tx.delete(paymentHashKey(p.Hash)) // the hash may be paid again
+		}
 	}
 	p.ResolvedUnixMs = a.now
 	tx.delete(inFlightKey(p.NodeId, p.Id))
@@ -867,10 +911,8 @@ func (a *applier) lnPaymentResult(tx *txn, req *bankdv1.LnPaymentResult) (proto.
 	if n.InflightPayments > 0 {
 		n.InflightPayments--
 	}
-	if err := a.saveLndNode(tx, n); err != nil {
-		return nil, err
-	}
-	return p, a.savePayment(tx, p)
+	retireIfResolved(n)
+	return n, a.saveLndNode(tx, n)
 }
 
 // resolveHold posts or voids a payment's hold once lnd reported the outcome. The outcome is

@@ -622,7 +622,8 @@ func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 			want = bankdv1.Owner_OWNER_UNSPECIFIED
 		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"), strings.HasPrefix(name, "COMMAND_TYPE_CHANNEL_"), strings.HasPrefix(name, "COMMAND_TYPE_VAULT_"):
 			want = asChain
-		case strings.HasPrefix(name, "COMMAND_TYPE_LND_"), strings.HasPrefix(name, "COMMAND_TYPE_LN_"):
+		case strings.HasPrefix(name, "COMMAND_TYPE_LND_"), strings.HasPrefix(name, "COMMAND_TYPE_LN_"),
+			typ == bankdv1.CommandType_COMMAND_TYPE_DECLARE_LND_LOST, typ == bankdv1.CommandType_COMMAND_TYPE_RESOLVE_LOST_PAYMENT:
 			want = asLightning
 		}
 		if h.owner != want {

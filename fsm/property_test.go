@@ -65,8 +65,11 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			if adj := gen.adjust.results; adj["booked"] == 0 || adj["replayed"] == 0 || adj["refused RESULT_CODE_INVALID_ARGUMENT"] == 0 {
 				t.Fatalf("adjustments too narrow to mean anything: %v", adj)
 			}
+			if lost := gen.lost.results; lost["declared"] == 0 || lost["resolved"] == 0 || lost["refused RESULT_CODE_INVALID_ARGUMENT"]+lost["refused RESULT_CODE_LIGHTNING_CONFLICT"]+lost["refused RESULT_CODE_ALREADY_EXISTS"] == 0 {
+				t.Fatalf("lost nodes too narrow to mean anything: %v", lost)
+			}
 			problems, _ := tf.ProblemCount()
-			t.Logf("attacks %v; adjustments %v; problems recorded %d", ar, gen.adjust.results, problems)
+			t.Logf("attacks %v; adjustments %v; lost nodes %v; problems recorded %d", ar, gen.adjust.results, gen.lost.results, problems)
 			checkReplicasAgree(t, tf, midSnap, rng, 64)
 		})
 	}
@@ -121,6 +124,7 @@ type commandGen struct {
 	lightning lightningGen
 	attack    attackGen
 	adjust    adjustGen
+	lost      lostGen
 }
 
 func (g *commandGen) id(prefix string) string {
@@ -238,6 +242,11 @@ func (g *commandGen) transfer() *bankdv1.Transfer {
 }
 
 func (g *commandGen) step() {
+	// Lost nodes draw from their own generator, every third step, so the rest of the mix
+	// stays the sequence it was before them.
+	if g.lost.steps++; g.lost.steps%3 == 0 {
+		g.lostStep()
+	}
 	g.tf.advance(int64(g.rng.IntN(500)) - 50) // leaders' clocks disagree a little
 	switch g.rng.IntN(22) {
 	case 21:

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
@@ -62,6 +64,21 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT, adjustment, nil); !errors.Is(err, ErrNotUpgraded) || !strings.Contains(err.Error(), old) {
 		t.Fatalf("book adjustment with an old node: %v, want ErrNotUpgraded naming %s", err, old)
 	}
+	// So are DECLARE_LND_LOST and RESOLVE_LOST_PAYMENT (LightningService.DeclareNodeLost,
+	// ResolveLostPayment).
+	lost := []struct {
+		typ  bankdv1.CommandType
+		body proto.Message
+	}{
+		{bankdv1.CommandType_COMMAND_TYPE_DECLARE_LND_LOST, &bankdv1.DeclareLndLostRequest{NodeId: "pool-1", Reason: "gate"}},
+		{bankdv1.CommandType_COMMAND_TYPE_RESOLVE_LOST_PAYMENT, &bankdv1.ResolveLostPaymentRequest{PaymentId: "p1",
+			Evidence: bankdv1.LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_PAYEE_STATEMENT, Reference: "gate"}},
+	}
+	for _, l := range lost {
+		if _, err := c.leader().Apply(context.Background(), l.typ, l.body, nil); !errors.Is(err, ErrNotUpgraded) || !strings.Contains(err.Error(), old) {
+			t.Fatalf("%s with an old node: %v, want ErrNotUpgraded naming %s", l.typ, err, old)
+		}
+	}
 	// The old node is upgraded: restarted with this binary's set.
 	c.options = nil
 	c.stop(old)
@@ -88,5 +105,10 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	// Proposed now, the state machine answers (no such node account here, and no principal).
 	if _, err := c.leader().Apply(context.Background(), bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT, adjustment, nil); !errors.As(err, &refusal) {
 		t.Fatalf("book adjustment after the upgrade: %v, want the state machine's answer", err)
+	}
+	for _, l := range lost {
+		if _, err := c.leader().Apply(context.Background(), l.typ, l.body, nil); !errors.As(err, &refusal) {
+			t.Fatalf("%s after the upgrade: %v, want the state machine's answer", l.typ, err)
+		}
 	}
 }

@@ -101,6 +101,12 @@ const (
 	// body: BookAdjustmentRequest (an operator books money that moved outside bankd; who decided
 	// is the envelope's principal)
 	CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT CommandType = 36
+	// body: DeclareLndLostRequest (an admin declares a pool lnd gone for good: LOST, its open
+	// invoices canceled in the ledger; who decided is the envelope's principal)
+	CommandType_COMMAND_TYPE_DECLARE_LND_LOST CommandType = 37
+	// body: ResolveLostPaymentRequest (an admin resolves a payment in flight on a LOST node from
+	// evidence; who decided is the envelope's principal)
+	CommandType_COMMAND_TYPE_RESOLVE_LOST_PAYMENT CommandType = 38
 )
 
 // Enum value maps for CommandType.
@@ -143,6 +149,8 @@ var (
 		34: "COMMAND_TYPE_COMPACT",
 		35: "COMMAND_TYPE_CREATE_ACCOUNTS",
 		36: "COMMAND_TYPE_BOOK_ADJUSTMENT",
+		37: "COMMAND_TYPE_DECLARE_LND_LOST",
+		38: "COMMAND_TYPE_RESOLVE_LOST_PAYMENT",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -182,6 +190,8 @@ var (
 		"COMMAND_TYPE_COMPACT":                     34,
 		"COMMAND_TYPE_CREATE_ACCOUNTS":             35,
 		"COMMAND_TYPE_BOOK_ADJUSTMENT":             36,
+		"COMMAND_TYPE_DECLARE_LND_LOST":            37,
+		"COMMAND_TYPE_RESOLVE_LOST_PAYMENT":        38,
 	}
 )
 
@@ -315,7 +325,8 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xec\t\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xb6\n" +
+	"\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bCOMMAND_TYPE_CREATE_ACCOUNT\x10\x01\x12!\n" +
@@ -354,7 +365,9 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x1aCOMMAND_TYPE_VAULT_ABANDON\x10!\x12\x18\n" +
 	"\x14COMMAND_TYPE_COMPACT\x10\"\x12 \n" +
 	"\x1cCOMMAND_TYPE_CREATE_ACCOUNTS\x10#\x12 \n" +
-	"\x1cCOMMAND_TYPE_BOOK_ADJUSTMENT\x10$B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x1cCOMMAND_TYPE_BOOK_ADJUSTMENT\x10$\x12!\n" +
+	"\x1dCOMMAND_TYPE_DECLARE_LND_LOST\x10%\x12%\n" +
+	"!COMMAND_TYPE_RESOLVE_LOST_PAYMENT\x10&B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

@@ -2139,7 +2139,7 @@ type Adjustment struct {
 	DecidedUnixMs int64 `protobuf:"varint,11,opt,name=decided_unix_ms,json=decidedUnixMs,proto3" json:"decided_unix_ms,omitempty"`
 	// Raft index of the command that booked it.
 	Index uint64 `protobuf:"varint,12,opt,name=index,proto3" json:"index,omitempty"`
-	// The transfer it posted: adj:<index>.
+	// The transfer it posted: ln-adjust:<index> or onchain-adjust:<index>.
 	TransferId string `protobuf:"bytes,13,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
 	// The other side of that transfer: ln-adjust:<kind> or onchain-adjust:<kind>.
 	CounterAccountId string `protobuf:"bytes,14,opt,name=counter_account_id,json=counterAccountId,proto3" json:"counter_account_id,omitempty"`

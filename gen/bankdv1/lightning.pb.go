@@ -32,6 +32,11 @@ const (
 	LndNodeState_LND_NODE_STATE_DRAINING LndNodeState = 2
 	// Out of the pool for good. Its ledger account keeps whatever the channels still hold.
 	LndNodeState_LND_NODE_STATE_RETIRED LndNodeState = 3
+	// Declared gone for good by an admin (DeclareNodeLost): the pool never calls it again, its
+	// open invoices were canceled in the ledger, and each payment in flight on it waits for an
+	// admin's resolution from evidence (ResolveLostPayment). Retired once none is left
+	// (docs/LOST_NODES.md).
+	LndNodeState_LND_NODE_STATE_LOST LndNodeState = 4
 )
 
 // Enum value maps for LndNodeState.
@@ -41,12 +46,14 @@ var (
 		1: "LND_NODE_STATE_ACTIVE",
 		2: "LND_NODE_STATE_DRAINING",
 		3: "LND_NODE_STATE_RETIRED",
+		4: "LND_NODE_STATE_LOST",
 	}
 	LndNodeState_value = map[string]int32{
 		"LND_NODE_STATE_UNSPECIFIED": 0,
 		"LND_NODE_STATE_ACTIVE":      1,
 		"LND_NODE_STATE_DRAINING":    2,
 		"LND_NODE_STATE_RETIRED":     3,
+		"LND_NODE_STATE_LOST":        4,
 	}
 )
 
@@ -188,6 +195,63 @@ func (PaymentState) EnumDescriptor() ([]byte, []int) {
 	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{2}
 }
 
+// LostPaymentEvidence is what an admin's resolution of a lost node's payment rests on.
+type LostPaymentEvidence int32
+
+const (
+	LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_UNSPECIFIED LostPaymentEvidence = 0
+	// The payment's preimage (from the payee, or from a channel's on-chain HTLC claim): proves
+	// the payment succeeded; the state machine checks sha256(preimage) == hash.
+	LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_PREIMAGE LostPaymentEvidence = 1
+	// The HTLC timed out on chain in the force close of the node's channel: the money came back.
+	LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_FORCE_CLOSE_RESOLUTION LostPaymentEvidence = 2
+	// The payee says it was not paid (and will not be: the invoice is canceled on its side).
+	LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_PAYEE_STATEMENT LostPaymentEvidence = 3
+)
+
+// Enum value maps for LostPaymentEvidence.
+var (
+	LostPaymentEvidence_name = map[int32]string{
+		0: "LOST_PAYMENT_EVIDENCE_UNSPECIFIED",
+		1: "LOST_PAYMENT_EVIDENCE_PREIMAGE",
+		2: "LOST_PAYMENT_EVIDENCE_FORCE_CLOSE_RESOLUTION",
+		3: "LOST_PAYMENT_EVIDENCE_PAYEE_STATEMENT",
+	}
+	LostPaymentEvidence_value = map[string]int32{
+		"LOST_PAYMENT_EVIDENCE_UNSPECIFIED":            0,
+		"LOST_PAYMENT_EVIDENCE_PREIMAGE":               1,
+		"LOST_PAYMENT_EVIDENCE_FORCE_CLOSE_RESOLUTION": 2,
+		"LOST_PAYMENT_EVIDENCE_PAYEE_STATEMENT":        3,
+	}
+)
+
+func (x LostPaymentEvidence) Enum() *LostPaymentEvidence {
+	p := new(LostPaymentEvidence)
+	*p = x
+	return p
+}
+
+func (x LostPaymentEvidence) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LostPaymentEvidence) Descriptor() protoreflect.EnumDescriptor {
+	return file_bankd_v1_lightning_proto_enumTypes[3].Descriptor()
+}
+
+func (LostPaymentEvidence) Type() protoreflect.EnumType {
+	return &file_bankd_v1_lightning_proto_enumTypes[3]
+}
+
+func (x LostPaymentEvidence) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LostPaymentEvidence.Descriptor instead.
+func (LostPaymentEvidence) EnumDescriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{3}
+}
+
 // LndNode is one registry entry.
 type LndNode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -217,8 +281,14 @@ type LndNode struct {
 	InflightPayments uint32 `protobuf:"varint,15,opt,name=inflight_payments,json=inflightPayments,proto3" json:"inflight_payments,omitempty"`
 	// The node's invoice cursors: every invoice added up to add_index and settled up to
 	// settle_index has been applied. The driver subscribes from them after any restart.
-	AddIndex      uint64 `protobuf:"varint,16,opt,name=add_index,json=addIndex,proto3" json:"add_index,omitempty"`
-	SettleIndex   uint64 `protobuf:"varint,17,opt,name=settle_index,json=settleIndex,proto3" json:"settle_index,omitempty"`
+	AddIndex    uint64 `protobuf:"varint,16,opt,name=add_index,json=addIndex,proto3" json:"add_index,omitempty"`
+	SettleIndex uint64 `protobuf:"varint,17,opt,name=settle_index,json=settleIndex,proto3" json:"settle_index,omitempty"`
+	// Set when an admin declared the node LOST: why, the name of the API token that did, cluster
+	// time and the Raft index of the declaration. Kept once the node retires.
+	LostReason    string `protobuf:"bytes,18,opt,name=lost_reason,json=lostReason,proto3" json:"lost_reason,omitempty"`
+	LostDecidedBy string `protobuf:"bytes,19,opt,name=lost_decided_by,json=lostDecidedBy,proto3" json:"lost_decided_by,omitempty"`
+	LostUnixMs    int64  `protobuf:"varint,20,opt,name=lost_unix_ms,json=lostUnixMs,proto3" json:"lost_unix_ms,omitempty"`
+	LostIndex     uint64 `protobuf:"varint,21,opt,name=lost_index,json=lostIndex,proto3" json:"lost_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,6 +438,34 @@ func (x *LndNode) GetAddIndex() uint64 {
 func (x *LndNode) GetSettleIndex() uint64 {
 	if x != nil {
 		return x.SettleIndex
+	}
+	return 0
+}
+
+func (x *LndNode) GetLostReason() string {
+	if x != nil {
+		return x.LostReason
+	}
+	return ""
+}
+
+func (x *LndNode) GetLostDecidedBy() string {
+	if x != nil {
+		return x.LostDecidedBy
+	}
+	return ""
+}
+
+func (x *LndNode) GetLostUnixMs() int64 {
+	if x != nil {
+		return x.LostUnixMs
+	}
+	return 0
+}
+
+func (x *LndNode) GetLostIndex() uint64 {
+	if x != nil {
+		return x.LostIndex
 	}
 	return 0
 }
@@ -704,9 +802,11 @@ type LnInvoice struct {
 	// The client's idempotency key.
 	RequestId string `protobuf:"bytes,16,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// An internally settled invoice is still open on its node until the driver cancels it there.
-	CancelOnNode  bool `protobuf:"varint,17,opt,name=cancel_on_node,json=cancelOnNode,proto3" json:"cancel_on_node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CancelOnNode bool `protobuf:"varint,17,opt,name=cancel_on_node,json=cancelOnNode,proto3" json:"cancel_on_node,omitempty"`
+	// Closed (EXPIRED) in the ledger because its node was declared LOST: nothing was credited.
+	CanceledNodeLost bool `protobuf:"varint,18,opt,name=canceled_node_lost,json=canceledNodeLost,proto3" json:"canceled_node_lost,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LnInvoice) Reset() {
@@ -854,6 +954,13 @@ func (x *LnInvoice) GetRequestId() string {
 func (x *LnInvoice) GetCancelOnNode() bool {
 	if x != nil {
 		return x.CancelOnNode
+	}
+	return false
+}
+
+func (x *LnInvoice) GetCanceledNodeLost() bool {
+	if x != nil {
+		return x.CanceledNodeLost
 	}
 	return false
 }
@@ -1181,8 +1288,10 @@ type LnPayment struct {
 	// Paid to an invoice of our own pool, inside the ledger.
 	Internal             bool  `protobuf:"varint,17,opt,name=internal,proto3" json:"internal,omitempty"`
 	InvoiceExpiresUnixMs int64 `protobuf:"varint,18,opt,name=invoice_expires_unix_ms,json=invoiceExpiresUnixMs,proto3" json:"invoice_expires_unix_ms,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Set when an admin resolved the payment after its node was declared LOST.
+	LostResolution *LostPaymentResolution `protobuf:"bytes,19,opt,name=lost_resolution,json=lostResolution,proto3" json:"lost_resolution,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LnPayment) Reset() {
@@ -1341,6 +1450,128 @@ func (x *LnPayment) GetInvoiceExpiresUnixMs() int64 {
 	return 0
 }
 
+func (x *LnPayment) GetLostResolution() *LostPaymentResolution {
+	if x != nil {
+		return x.LostResolution
+	}
+	return nil
+}
+
+// LostPaymentResolution is an admin's decision on a payment whose node is LOST.
+type LostPaymentResolution struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Succeeded bool                   `protobuf:"varint,1,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Evidence  LostPaymentEvidence    `protobuf:"varint,2,opt,name=evidence,proto3,enum=bankd.v1.LostPaymentEvidence" json:"evidence,omitempty"`
+	// Succeeded: the preimage (it hashes to the payment hash) and the routing fee paid.
+	Preimage string `protobuf:"bytes,3,opt,name=preimage,proto3" json:"preimage,omitempty"`
+	FeeSat   int64  `protobuf:"varint,4,opt,name=fee_sat,json=feeSat,proto3" json:"fee_sat,omitempty"`
+	// Where to check the evidence outside bankd (a closing txid, a ticket, the payee's message):
+	// required for a failure, optional for a success; at most 128 bytes of UTF-8.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Set by the cluster: the name of the API token that decided, cluster time, Raft index.
+	DecidedBy     string `protobuf:"bytes,10,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	DecidedUnixMs int64  `protobuf:"varint,11,opt,name=decided_unix_ms,json=decidedUnixMs,proto3" json:"decided_unix_ms,omitempty"`
+	Index         uint64 `protobuf:"varint,12,opt,name=index,proto3" json:"index,omitempty"`
+	// Set by the cluster when a failure was contradicted by the payment's preimage afterwards:
+	// the Raft index of the command that recorded the problem (the failure stands).
+	ContradictedIndex uint64 `protobuf:"varint,13,opt,name=contradicted_index,json=contradictedIndex,proto3" json:"contradicted_index,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *LostPaymentResolution) Reset() {
+	*x = LostPaymentResolution{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LostPaymentResolution) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LostPaymentResolution) ProtoMessage() {}
+
+func (x *LostPaymentResolution) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LostPaymentResolution.ProtoReflect.Descriptor instead.
+func (*LostPaymentResolution) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LostPaymentResolution) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *LostPaymentResolution) GetEvidence() LostPaymentEvidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_UNSPECIFIED
+}
+
+func (x *LostPaymentResolution) GetPreimage() string {
+	if x != nil {
+		return x.Preimage
+	}
+	return ""
+}
+
+func (x *LostPaymentResolution) GetFeeSat() int64 {
+	if x != nil {
+		return x.FeeSat
+	}
+	return 0
+}
+
+func (x *LostPaymentResolution) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *LostPaymentResolution) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *LostPaymentResolution) GetDecidedUnixMs() int64 {
+	if x != nil {
+		return x.DecidedUnixMs
+	}
+	return 0
+}
+
+func (x *LostPaymentResolution) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *LostPaymentResolution) GetContradictedIndex() uint64 {
+	if x != nil {
+		return x.ContradictedIndex
+	}
+	return 0
+}
+
 // Body of COMMAND_TYPE_LN_PAYMENT_START, proposed by the leader before it calls lnd. For an
 // invoice of our own pool the payment settles inside the ledger in this command (node_id is
 // ignored). Refused (nothing debited) if the account cannot cover amount + reserve, the hash is
@@ -1362,7 +1593,7 @@ type LnPaymentStart struct {
 
 func (x *LnPaymentStart) Reset() {
 	*x = LnPaymentStart{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[13]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1605,7 @@ func (x *LnPaymentStart) String() string {
 func (*LnPaymentStart) ProtoMessage() {}
 
 func (x *LnPaymentStart) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[13]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1618,7 @@ func (x *LnPaymentStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LnPaymentStart.ProtoReflect.Descriptor instead.
 func (*LnPaymentStart) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{13}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LnPaymentStart) GetId() string {
@@ -1464,7 +1695,7 @@ type LnPaymentStartResponse struct {
 
 func (x *LnPaymentStartResponse) Reset() {
 	*x = LnPaymentStartResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[14]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1707,7 @@ func (x *LnPaymentStartResponse) String() string {
 func (*LnPaymentStartResponse) ProtoMessage() {}
 
 func (x *LnPaymentStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[14]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1720,7 @@ func (x *LnPaymentStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LnPaymentStartResponse.ProtoReflect.Descriptor instead.
 func (*LnPaymentStartResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{14}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LnPaymentStartResponse) GetPayment() *LnPayment {
@@ -1525,7 +1756,7 @@ type LnPaymentResult struct {
 
 func (x *LnPaymentResult) Reset() {
 	*x = LnPaymentResult{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[15]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1768,7 @@ func (x *LnPaymentResult) String() string {
 func (*LnPaymentResult) ProtoMessage() {}
 
 func (x *LnPaymentResult) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[15]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1781,7 @@ func (x *LnPaymentResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LnPaymentResult.ProtoReflect.Descriptor instead.
 func (*LnPaymentResult) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{15}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LnPaymentResult) GetId() string {
@@ -1604,7 +1835,7 @@ type ListLndNodesRequest struct {
 
 func (x *ListLndNodesRequest) Reset() {
 	*x = ListLndNodesRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[16]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1847,7 @@ func (x *ListLndNodesRequest) String() string {
 func (*ListLndNodesRequest) ProtoMessage() {}
 
 func (x *ListLndNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[16]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1860,7 @@ func (x *ListLndNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLndNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListLndNodesRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{16}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListLndNodesRequest) GetConsistency() ReadConsistency {
@@ -1648,7 +1879,7 @@ type ListLndNodesResponse struct {
 
 func (x *ListLndNodesResponse) Reset() {
 	*x = ListLndNodesResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[17]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1891,7 @@ func (x *ListLndNodesResponse) String() string {
 func (*ListLndNodesResponse) ProtoMessage() {}
 
 func (x *ListLndNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[17]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1904,7 @@ func (x *ListLndNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLndNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListLndNodesResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{17}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListLndNodesResponse) GetNodes() []*LndNode {
@@ -1698,7 +1929,7 @@ type CreateInvoiceRequest struct {
 
 func (x *CreateInvoiceRequest) Reset() {
 	*x = CreateInvoiceRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[18]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1941,7 @@ func (x *CreateInvoiceRequest) String() string {
 func (*CreateInvoiceRequest) ProtoMessage() {}
 
 func (x *CreateInvoiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[18]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1954,7 @@ func (x *CreateInvoiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvoiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateInvoiceRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{18}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateInvoiceRequest) GetAccountId() string {
@@ -1770,7 +2001,7 @@ type CreateInvoiceResponse struct {
 
 func (x *CreateInvoiceResponse) Reset() {
 	*x = CreateInvoiceResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[19]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2013,7 @@ func (x *CreateInvoiceResponse) String() string {
 func (*CreateInvoiceResponse) ProtoMessage() {}
 
 func (x *CreateInvoiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[19]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2026,7 @@ func (x *CreateInvoiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInvoiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateInvoiceResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{19}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateInvoiceResponse) GetInvoice() *LnInvoice {
@@ -1815,7 +2046,7 @@ type GetInvoiceRequest struct {
 
 func (x *GetInvoiceRequest) Reset() {
 	*x = GetInvoiceRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[20]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +2058,7 @@ func (x *GetInvoiceRequest) String() string {
 func (*GetInvoiceRequest) ProtoMessage() {}
 
 func (x *GetInvoiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[20]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +2071,7 @@ func (x *GetInvoiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInvoiceRequest.ProtoReflect.Descriptor instead.
 func (*GetInvoiceRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{20}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetInvoiceRequest) GetHash() string {
@@ -1866,7 +2097,7 @@ type GetInvoiceResponse struct {
 
 func (x *GetInvoiceResponse) Reset() {
 	*x = GetInvoiceResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[21]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2109,7 @@ func (x *GetInvoiceResponse) String() string {
 func (*GetInvoiceResponse) ProtoMessage() {}
 
 func (x *GetInvoiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[21]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2122,7 @@ func (x *GetInvoiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInvoiceResponse.ProtoReflect.Descriptor instead.
 func (*GetInvoiceResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{21}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetInvoiceResponse) GetInvoice() *LnInvoice {
@@ -1919,7 +2150,7 @@ type PayInvoiceRequest struct {
 
 func (x *PayInvoiceRequest) Reset() {
 	*x = PayInvoiceRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[22]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2162,7 @@ func (x *PayInvoiceRequest) String() string {
 func (*PayInvoiceRequest) ProtoMessage() {}
 
 func (x *PayInvoiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[22]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2175,7 @@ func (x *PayInvoiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayInvoiceRequest.ProtoReflect.Descriptor instead.
 func (*PayInvoiceRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{22}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PayInvoiceRequest) GetId() string {
@@ -1998,7 +2229,7 @@ type PayInvoiceResponse struct {
 
 func (x *PayInvoiceResponse) Reset() {
 	*x = PayInvoiceResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[23]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2241,7 @@ func (x *PayInvoiceResponse) String() string {
 func (*PayInvoiceResponse) ProtoMessage() {}
 
 func (x *PayInvoiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[23]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2254,7 @@ func (x *PayInvoiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayInvoiceResponse.ProtoReflect.Descriptor instead.
 func (*PayInvoiceResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{23}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PayInvoiceResponse) GetPayment() *LnPayment {
@@ -2043,7 +2274,7 @@ type GetPaymentRequest struct {
 
 func (x *GetPaymentRequest) Reset() {
 	*x = GetPaymentRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[24]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2286,7 @@ func (x *GetPaymentRequest) String() string {
 func (*GetPaymentRequest) ProtoMessage() {}
 
 func (x *GetPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[24]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2299,7 @@ func (x *GetPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{24}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetPaymentRequest) GetId() string {
@@ -2094,7 +2325,7 @@ type GetPaymentResponse struct {
 
 func (x *GetPaymentResponse) Reset() {
 	*x = GetPaymentResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[25]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2337,7 @@ func (x *GetPaymentResponse) String() string {
 func (*GetPaymentResponse) ProtoMessage() {}
 
 func (x *GetPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[25]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2350,7 @@ func (x *GetPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{25}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetPaymentResponse) GetPayment() *LnPayment {
@@ -2143,7 +2374,7 @@ type PayInternalRequest struct {
 
 func (x *PayInternalRequest) Reset() {
 	*x = PayInternalRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[26]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2386,7 @@ func (x *PayInternalRequest) String() string {
 func (*PayInternalRequest) ProtoMessage() {}
 
 func (x *PayInternalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[26]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2399,7 @@ func (x *PayInternalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayInternalRequest.ProtoReflect.Descriptor instead.
 func (*PayInternalRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{26}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PayInternalRequest) GetId() string {
@@ -2215,7 +2446,7 @@ type PayInternalResponse struct {
 
 func (x *PayInternalResponse) Reset() {
 	*x = PayInternalResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[27]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2458,7 @@ func (x *PayInternalResponse) String() string {
 func (*PayInternalResponse) ProtoMessage() {}
 
 func (x *PayInternalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[27]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2471,7 @@ func (x *PayInternalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayInternalResponse.ProtoReflect.Descriptor instead.
 func (*PayInternalResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{27}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PayInternalResponse) GetTransfer() *Transfer {
@@ -2261,7 +2492,7 @@ type DrainLndNodeRequest struct {
 
 func (x *DrainLndNodeRequest) Reset() {
 	*x = DrainLndNodeRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[28]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2504,7 @@ func (x *DrainLndNodeRequest) String() string {
 func (*DrainLndNodeRequest) ProtoMessage() {}
 
 func (x *DrainLndNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[28]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2517,7 @@ func (x *DrainLndNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainLndNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainLndNodeRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{28}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DrainLndNodeRequest) GetId() string {
@@ -2312,7 +2543,7 @@ type DrainLndNodeResponse struct {
 
 func (x *DrainLndNodeResponse) Reset() {
 	*x = DrainLndNodeResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[29]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2555,7 @@ func (x *DrainLndNodeResponse) String() string {
 func (*DrainLndNodeResponse) ProtoMessage() {}
 
 func (x *DrainLndNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[29]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2568,7 @@ func (x *DrainLndNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainLndNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainLndNodeResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{29}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DrainLndNodeResponse) GetNode() *LndNode {
@@ -2359,7 +2590,7 @@ type AddLndNodeRequest struct {
 
 func (x *AddLndNodeRequest) Reset() {
 	*x = AddLndNodeRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[30]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2602,7 @@ func (x *AddLndNodeRequest) String() string {
 func (*AddLndNodeRequest) ProtoMessage() {}
 
 func (x *AddLndNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[30]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2615,7 @@ func (x *AddLndNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddLndNodeRequest.ProtoReflect.Descriptor instead.
 func (*AddLndNodeRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{30}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AddLndNodeRequest) GetId() string {
@@ -2425,7 +2656,7 @@ type AddLndNodeResponse struct {
 
 func (x *AddLndNodeResponse) Reset() {
 	*x = AddLndNodeResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[31]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2668,7 @@ func (x *AddLndNodeResponse) String() string {
 func (*AddLndNodeResponse) ProtoMessage() {}
 
 func (x *AddLndNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[31]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2681,7 @@ func (x *AddLndNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddLndNodeResponse.ProtoReflect.Descriptor instead.
 func (*AddLndNodeResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{31}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AddLndNodeResponse) GetNode() *LndNode {
@@ -2467,6 +2698,450 @@ func (x *AddLndNodeResponse) GetCreated() bool {
 	return false
 }
 
+// Body of COMMAND_TYPE_DECLARE_LND_LOST (LightningService.DeclareNodeLost, admin scope). Who
+// decided is not part of it: the cluster takes it from the caller's token.
+type DeclareLndLostRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Why, in words: 1-256 bytes of UTF-8 without control characters.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclareLndLostRequest) Reset() {
+	*x = DeclareLndLostRequest{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclareLndLostRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclareLndLostRequest) ProtoMessage() {}
+
+func (x *DeclareLndLostRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclareLndLostRequest.ProtoReflect.Descriptor instead.
+func (*DeclareLndLostRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DeclareLndLostRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DeclareLndLostRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DeclareLndLostResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *LndNode               `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Open invoices this command canceled in the ledger (at most 1,000 per command; the API
+	// declares again until none is left).
+	InvoicesCanceled uint32 `protobuf:"varint,2,opt,name=invoices_canceled,json=invoicesCanceled,proto3" json:"invoices_canceled,omitempty"`
+	// The node was LOST (or retired after being LOST) already: node is as it stands.
+	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclareLndLostResponse) Reset() {
+	*x = DeclareLndLostResponse{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclareLndLostResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclareLndLostResponse) ProtoMessage() {}
+
+func (x *DeclareLndLostResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclareLndLostResponse.ProtoReflect.Descriptor instead.
+func (*DeclareLndLostResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeclareLndLostResponse) GetNode() *LndNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *DeclareLndLostResponse) GetInvoicesCanceled() uint32 {
+	if x != nil {
+		return x.InvoicesCanceled
+	}
+	return 0
+}
+
+func (x *DeclareLndLostResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+// Body of COMMAND_TYPE_RESOLVE_LOST_PAYMENT (LightningService.ResolveLostPayment, admin
+// scope): the outcome of a payment in flight on a LOST node, from evidence. Who decided is
+// taken from the caller's token.
+type ResolveLostPaymentRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PaymentId string                 `protobuf:"bytes,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	// True with evidence PREIMAGE, preimage and fee_sat; false with FORCE_CLOSE_RESOLUTION or
+	// PAYEE_STATEMENT and a reference.
+	Succeeded     bool                `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Evidence      LostPaymentEvidence `protobuf:"varint,3,opt,name=evidence,proto3,enum=bankd.v1.LostPaymentEvidence" json:"evidence,omitempty"`
+	Preimage      string              `protobuf:"bytes,4,opt,name=preimage,proto3" json:"preimage,omitempty"`
+	FeeSat        int64               `protobuf:"varint,5,opt,name=fee_sat,json=feeSat,proto3" json:"fee_sat,omitempty"`
+	Reference     string              `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveLostPaymentRequest) Reset() {
+	*x = ResolveLostPaymentRequest{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveLostPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveLostPaymentRequest) ProtoMessage() {}
+
+func (x *ResolveLostPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveLostPaymentRequest.ProtoReflect.Descriptor instead.
+func (*ResolveLostPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ResolveLostPaymentRequest) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *ResolveLostPaymentRequest) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *ResolveLostPaymentRequest) GetEvidence() LostPaymentEvidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_UNSPECIFIED
+}
+
+func (x *ResolveLostPaymentRequest) GetPreimage() string {
+	if x != nil {
+		return x.Preimage
+	}
+	return ""
+}
+
+func (x *ResolveLostPaymentRequest) GetFeeSat() int64 {
+	if x != nil {
+		return x.FeeSat
+	}
+	return 0
+}
+
+func (x *ResolveLostPaymentRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+type ResolveLostPaymentResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Payment *LnPayment             `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"`
+	// The payment's node after the resolution (RETIRED once nothing is left on it).
+	Node *LndNode `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// The payment was resolved already with the same evidence: nothing changed.
+	Replayed bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// Set when the request contradicts a failure decided before (a preimage of a payment
+	// resolved FAILED): the resolution stands and a problem was recorded for an operator.
+	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveLostPaymentResponse) Reset() {
+	*x = ResolveLostPaymentResponse{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveLostPaymentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveLostPaymentResponse) ProtoMessage() {}
+
+func (x *ResolveLostPaymentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveLostPaymentResponse.ProtoReflect.Descriptor instead.
+func (*ResolveLostPaymentResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ResolveLostPaymentResponse) GetPayment() *LnPayment {
+	if x != nil {
+		return x.Payment
+	}
+	return nil
+}
+
+func (x *ResolveLostPaymentResponse) GetNode() *LndNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *ResolveLostPaymentResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+func (x *ResolveLostPaymentResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type ListUnresolvedRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Per list: 1-1000; 0 means 100.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Cursors: the last hash and payment id of the previous page.
+	InvoicesAfter string          `protobuf:"bytes,3,opt,name=invoices_after,json=invoicesAfter,proto3" json:"invoices_after,omitempty"`
+	PaymentsAfter string          `protobuf:"bytes,4,opt,name=payments_after,json=paymentsAfter,proto3" json:"payments_after,omitempty"`
+	Consistency   ReadConsistency `protobuf:"varint,5,opt,name=consistency,proto3,enum=bankd.v1.ReadConsistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUnresolvedRequest) Reset() {
+	*x = ListUnresolvedRequest{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUnresolvedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUnresolvedRequest) ProtoMessage() {}
+
+func (x *ListUnresolvedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUnresolvedRequest.ProtoReflect.Descriptor instead.
+func (*ListUnresolvedRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListUnresolvedRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ListUnresolvedRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUnresolvedRequest) GetInvoicesAfter() string {
+	if x != nil {
+		return x.InvoicesAfter
+	}
+	return ""
+}
+
+func (x *ListUnresolvedRequest) GetPaymentsAfter() string {
+	if x != nil {
+		return x.PaymentsAfter
+	}
+	return ""
+}
+
+func (x *ListUnresolvedRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+// ListUnresolvedResponse is exactly what is left on a node: its OPEN invoices and its
+// IN_FLIGHT payments (node.open_invoices and node.inflight_payments count them all).
+type ListUnresolvedResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Node     *LndNode               `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Invoices []*LnInvoice           `protobuf:"bytes,2,rep,name=invoices,proto3" json:"invoices,omitempty"`
+	Payments []*LnPayment           `protobuf:"bytes,3,rep,name=payments,proto3" json:"payments,omitempty"`
+	// Empty when the list is complete.
+	NextInvoicesAfter string    `protobuf:"bytes,4,opt,name=next_invoices_after,json=nextInvoicesAfter,proto3" json:"next_invoices_after,omitempty"`
+	NextPaymentsAfter string    `protobuf:"bytes,5,opt,name=next_payments_after,json=nextPaymentsAfter,proto3" json:"next_payments_after,omitempty"`
+	Meta              *ReadMeta `protobuf:"bytes,6,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListUnresolvedResponse) Reset() {
+	*x = ListUnresolvedResponse{}
+	mi := &file_bankd_v1_lightning_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUnresolvedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUnresolvedResponse) ProtoMessage() {}
+
+func (x *ListUnresolvedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_lightning_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUnresolvedResponse.ProtoReflect.Descriptor instead.
+func (*ListUnresolvedResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListUnresolvedResponse) GetNode() *LndNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *ListUnresolvedResponse) GetInvoices() []*LnInvoice {
+	if x != nil {
+		return x.Invoices
+	}
+	return nil
+}
+
+func (x *ListUnresolvedResponse) GetPayments() []*LnPayment {
+	if x != nil {
+		return x.Payments
+	}
+	return nil
+}
+
+func (x *ListUnresolvedResponse) GetNextInvoicesAfter() string {
+	if x != nil {
+		return x.NextInvoicesAfter
+	}
+	return ""
+}
+
+func (x *ListUnresolvedResponse) GetNextPaymentsAfter() string {
+	if x != nil {
+		return x.NextPaymentsAfter
+	}
+	return ""
+}
+
+func (x *ListUnresolvedResponse) GetMeta() *ReadMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
 type ReconcileLightningRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2475,7 +3150,7 @@ type ReconcileLightningRequest struct {
 
 func (x *ReconcileLightningRequest) Reset() {
 	*x = ReconcileLightningRequest{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[32]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +3162,7 @@ func (x *ReconcileLightningRequest) String() string {
 func (*ReconcileLightningRequest) ProtoMessage() {}
 
 func (x *ReconcileLightningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[32]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +3175,7 @@ func (x *ReconcileLightningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileLightningRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileLightningRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{32}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{39}
 }
 
 // NodeReconciliation compares one node's ledger account with what lnd holds.
@@ -2521,7 +3196,7 @@ type NodeReconciliation struct {
 
 func (x *NodeReconciliation) Reset() {
 	*x = NodeReconciliation{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[33]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +3208,7 @@ func (x *NodeReconciliation) String() string {
 func (*NodeReconciliation) ProtoMessage() {}
 
 func (x *NodeReconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[33]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +3221,7 @@ func (x *NodeReconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReconciliation.ProtoReflect.Descriptor instead.
 func (*NodeReconciliation) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{33}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NodeReconciliation) GetNodeId() string {
@@ -2593,7 +3268,7 @@ type ReconcileLightningResponse struct {
 
 func (x *ReconcileLightningResponse) Reset() {
 	*x = ReconcileLightningResponse{}
-	mi := &file_bankd_v1_lightning_proto_msgTypes[34]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +3280,7 @@ func (x *ReconcileLightningResponse) String() string {
 func (*ReconcileLightningResponse) ProtoMessage() {}
 
 func (x *ReconcileLightningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_lightning_proto_msgTypes[34]
+	mi := &file_bankd_v1_lightning_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +3293,7 @@ func (x *ReconcileLightningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileLightningResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileLightningResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{34}
+	return file_bankd_v1_lightning_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReconcileLightningResponse) GetNodes() []*NodeReconciliation {
@@ -2632,7 +3307,7 @@ var File_bankd_v1_lightning_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\n" +
-	"\x18bankd/v1/lightning.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/payout.proto\"\xe5\x04\n" +
+	"\x18bankd/v1/lightning.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x15bankd/v1/payout.proto\"\xef\x05\n" +
 	"\aLndNode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\"\n" +
@@ -2652,7 +3327,14 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\ropen_invoices\x18\x0e \x01(\rR\fopenInvoices\x12+\n" +
 	"\x11inflight_payments\x18\x0f \x01(\rR\x10inflightPayments\x12\x1b\n" +
 	"\tadd_index\x18\x10 \x01(\x04R\baddIndex\x12!\n" +
-	"\fsettle_index\x18\x11 \x01(\x04R\vsettleIndex\"\x89\x01\n" +
+	"\fsettle_index\x18\x11 \x01(\x04R\vsettleIndex\x12\x1f\n" +
+	"\vlost_reason\x18\x12 \x01(\tR\n" +
+	"lostReason\x12&\n" +
+	"\x0flost_decided_by\x18\x13 \x01(\tR\rlostDecidedBy\x12 \n" +
+	"\flost_unix_ms\x18\x14 \x01(\x03R\n" +
+	"lostUnixMs\x12\x1d\n" +
+	"\n" +
+	"lost_index\x18\x15 \x01(\x04R\tlostIndex\"\x89\x01\n" +
 	"\x14UpsertLndNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\"\n" +
@@ -2672,7 +3354,7 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.bankd.v1.LndNodeStateR\x05state\"@\n" +
 	"\x17SetLndNodeStateResponse\x12%\n" +
-	"\x04node\x18\x01 \x01(\v2\x11.bankd.v1.LndNodeR\x04node\"\xc3\x04\n" +
+	"\x04node\x18\x01 \x01(\v2\x11.bankd.v1.LndNodeR\x04node\"\xf1\x04\n" +
 	"\tLnInvoice\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\tR\x04hash\x12\x1d\n" +
 	"\n" +
@@ -2695,7 +3377,8 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"transferId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x10 \x01(\tR\trequestId\x12$\n" +
-	"\x0ecancel_on_node\x18\x11 \x01(\bR\fcancelOnNode\"A\n" +
+	"\x0ecancel_on_node\x18\x11 \x01(\bR\fcancelOnNode\x12,\n" +
+	"\x12canceled_node_lost\x18\x12 \x01(\bR\x10canceledNodeLost\"A\n" +
 	"\x10LnInvoiceCreated\x12-\n" +
 	"\ainvoice\x18\x01 \x01(\v2\x13.bankd.v1.LnInvoiceR\ainvoice\"\xbb\x01\n" +
 	"\x0fLnInvoiceUpdate\x12\x12\n" +
@@ -2713,7 +3396,7 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\aexpired\x18\x02 \x01(\rR\aexpired\x12\"\n" +
 	"\funattributed\x18\x03 \x01(\rR\funattributed\"-\n" +
 	"\x17LnInvoiceCanceledOnNode\x12\x12\n" +
-	"\x04hash\x18\x01 \x01(\tR\x04hash\"\xe3\x04\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash\"\xad\x05\n" +
 	"\tLnPayment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2736,7 +3419,20 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\vtransfer_id\x18\x10 \x01(\tR\n" +
 	"transferId\x12\x1a\n" +
 	"\binternal\x18\x11 \x01(\bR\binternal\x125\n" +
-	"\x17invoice_expires_unix_ms\x18\x12 \x01(\x03R\x14invoiceExpiresUnixMs\"\xb5\x02\n" +
+	"\x17invoice_expires_unix_ms\x18\x12 \x01(\x03R\x14invoiceExpiresUnixMs\x12H\n" +
+	"\x0flost_resolution\x18\x13 \x01(\v2\x1f.bankd.v1.LostPaymentResolutionR\x0elostResolution\"\xcf\x02\n" +
+	"\x15LostPaymentResolution\x12\x1c\n" +
+	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x129\n" +
+	"\bevidence\x18\x02 \x01(\x0e2\x1d.bankd.v1.LostPaymentEvidenceR\bevidence\x12\x1a\n" +
+	"\bpreimage\x18\x03 \x01(\tR\bpreimage\x12\x17\n" +
+	"\afee_sat\x18\x04 \x01(\x03R\x06feeSat\x12\x1c\n" +
+	"\treference\x18\x05 \x01(\tR\treference\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\n" +
+	" \x01(\tR\tdecidedBy\x12&\n" +
+	"\x0fdecided_unix_ms\x18\v \x01(\x03R\rdecidedUnixMs\x12\x14\n" +
+	"\x05index\x18\f \x01(\x04R\x05index\x12-\n" +
+	"\x12contradicted_index\x18\r \x01(\x04R\x11contradictedIndex\"\xb5\x02\n" +
 	"\x0eLnPaymentStart\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2816,7 +3512,40 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\rmacaroon_path\x18\x04 \x01(\tR\fmacaroonPath\"U\n" +
 	"\x12AddLndNodeResponse\x12%\n" +
 	"\x04node\x18\x01 \x01(\v2\x11.bankd.v1.LndNodeR\x04node\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\x1b\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"H\n" +
+	"\x15DeclareLndLostRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x88\x01\n" +
+	"\x16DeclareLndLostResponse\x12%\n" +
+	"\x04node\x18\x01 \x01(\v2\x11.bankd.v1.LndNodeR\x04node\x12+\n" +
+	"\x11invoices_canceled\x18\x02 \x01(\rR\x10invoicesCanceled\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\"\xe6\x01\n" +
+	"\x19ResolveLostPaymentRequest\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x129\n" +
+	"\bevidence\x18\x03 \x01(\x0e2\x1d.bankd.v1.LostPaymentEvidenceR\bevidence\x12\x1a\n" +
+	"\bpreimage\x18\x04 \x01(\tR\bpreimage\x12\x17\n" +
+	"\afee_sat\x18\x05 \x01(\x03R\x06feeSat\x12\x1c\n" +
+	"\treference\x18\x06 \x01(\tR\treference\"\xa8\x01\n" +
+	"\x1aResolveLostPaymentResponse\x12-\n" +
+	"\apayment\x18\x01 \x01(\v2\x13.bankd.v1.LnPaymentR\apayment\x12%\n" +
+	"\x04node\x18\x02 \x01(\v2\x11.bankd.v1.LndNodeR\x04node\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"\xd8\x01\n" +
+	"\x15ListUnresolvedRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12%\n" +
+	"\x0einvoices_after\x18\x03 \x01(\tR\rinvoicesAfter\x12%\n" +
+	"\x0epayments_after\x18\x04 \x01(\tR\rpaymentsAfter\x12;\n" +
+	"\vconsistency\x18\x05 \x01(\x0e2\x19.bankd.v1.ReadConsistencyR\vconsistency\"\xa9\x02\n" +
+	"\x16ListUnresolvedResponse\x12%\n" +
+	"\x04node\x18\x01 \x01(\v2\x11.bankd.v1.LndNodeR\x04node\x12/\n" +
+	"\binvoices\x18\x02 \x03(\v2\x13.bankd.v1.LnInvoiceR\binvoices\x12/\n" +
+	"\bpayments\x18\x03 \x03(\v2\x13.bankd.v1.LnPaymentR\bpayments\x12.\n" +
+	"\x13next_invoices_after\x18\x04 \x01(\tR\x11nextInvoicesAfter\x12.\n" +
+	"\x13next_payments_after\x18\x05 \x01(\tR\x11nextPaymentsAfter\x12&\n" +
+	"\x04meta\x18\x06 \x01(\v2\x12.bankd.v1.ReadMetaR\x04meta\"\x1b\n" +
 	"\x19ReconcileLightningRequest\"\xa2\x01\n" +
 	"\x12NodeReconciliation\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -2826,12 +3555,13 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\x0edifference_sat\x18\x04 \x01(\x03R\rdifferenceSat\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\"P\n" +
 	"\x1aReconcileLightningResponse\x122\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x1c.bankd.v1.NodeReconciliationR\x05nodes*\x82\x01\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1c.bankd.v1.NodeReconciliationR\x05nodes*\x9b\x01\n" +
 	"\fLndNodeState\x12\x1e\n" +
 	"\x1aLND_NODE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15LND_NODE_STATE_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17LND_NODE_STATE_DRAINING\x10\x02\x12\x1a\n" +
-	"\x16LND_NODE_STATE_RETIRED\x10\x03*{\n" +
+	"\x16LND_NODE_STATE_RETIRED\x10\x03\x12\x17\n" +
+	"\x13LND_NODE_STATE_LOST\x10\x04*{\n" +
 	"\fInvoiceState\x12\x1d\n" +
 	"\x19INVOICE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12INVOICE_STATE_OPEN\x10\x01\x12\x19\n" +
@@ -2841,7 +3571,12 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\x19PAYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATE_IN_FLIGHT\x10\x01\x12\x1b\n" +
 	"\x17PAYMENT_STATE_SUCCEEDED\x10\x02\x12\x18\n" +
-	"\x14PAYMENT_STATE_FAILED\x10\x032\xd4\a\n" +
+	"\x14PAYMENT_STATE_FAILED\x10\x03*\xbd\x01\n" +
+	"\x13LostPaymentEvidence\x12%\n" +
+	"!LOST_PAYMENT_EVIDENCE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eLOST_PAYMENT_EVIDENCE_PREIMAGE\x10\x01\x120\n" +
+	",LOST_PAYMENT_EVIDENCE_FORCE_CLOSE_RESOLUTION\x10\x02\x12)\n" +
+	"%LOST_PAYMENT_EVIDENCE_PAYEE_STATEMENT\x10\x032\xef\t\n" +
 	"\x10LightningService\x12O\n" +
 	"\tListNodes\x12\x1d.bankd.v1.ListLndNodesRequest\x1a\x1e.bankd.v1.ListLndNodesResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\aAddNode\x12\x1b.bankd.v1.AddLndNodeRequest\x1a\x1c.bankd.v1.AddLndNodeResponse\x12J\n" +
@@ -2857,7 +3592,10 @@ const file_bankd_v1_lightning_proto_rawDesc = "" +
 	"\tReconcile\x12#.bankd.v1.ReconcileLightningRequest\x1a$.bankd.v1.ReconcileLightningResponse\x12J\n" +
 	"\vOpenChannel\x12\x1c.bankd.v1.OpenChannelRequest\x1a\x1d.bankd.v1.OpenChannelResponse\x12X\n" +
 	"\x0eGetChannelOpen\x12\x1f.bankd.v1.GetChannelOpenRequest\x1a .bankd.v1.GetChannelOpenResponse\"\x03\x90\x02\x01\x12\\\n" +
-	"\x11CancelChannelOpen\x12\".bankd.v1.CancelChannelOpenRequest\x1a#.bankd.v1.CancelChannelOpenResponseB,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"\x11CancelChannelOpen\x12\".bankd.v1.CancelChannelOpenRequest\x1a#.bankd.v1.CancelChannelOpenResponse\x12Y\n" +
+	"\x0fDeclareNodeLost\x12\x1f.bankd.v1.DeclareLndLostRequest\x1a .bankd.v1.DeclareLndLostResponse\"\x03\x90\x02\x02\x12d\n" +
+	"\x12ResolveLostPayment\x12#.bankd.v1.ResolveLostPaymentRequest\x1a$.bankd.v1.ResolveLostPaymentResponse\"\x03\x90\x02\x02\x12X\n" +
+	"\x0eListUnresolved\x12\x1f.bankd.v1.ListUnresolvedRequest\x1a .bankd.v1.ListUnresolvedResponse\"\x03\x90\x02\x01B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_lightning_proto_rawDescOnce sync.Once
@@ -2871,108 +3609,134 @@ func file_bankd_v1_lightning_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_lightning_proto_rawDescData
 }
 
-var file_bankd_v1_lightning_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_bankd_v1_lightning_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_bankd_v1_lightning_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_bankd_v1_lightning_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_bankd_v1_lightning_proto_goTypes = []any{
 	(LndNodeState)(0),                  // 0: bankd.v1.LndNodeState
 	(InvoiceState)(0),                  // 1: bankd.v1.InvoiceState
 	(PaymentState)(0),                  // 2: bankd.v1.PaymentState
-	(*LndNode)(nil),                    // 3: bankd.v1.LndNode
-	(*UpsertLndNodeRequest)(nil),       // 4: bankd.v1.UpsertLndNodeRequest
-	(*UpsertLndNodeResponse)(nil),      // 5: bankd.v1.UpsertLndNodeResponse
-	(*LndNodeHealth)(nil),              // 6: bankd.v1.LndNodeHealth
-	(*SetLndNodeStateRequest)(nil),     // 7: bankd.v1.SetLndNodeStateRequest
-	(*SetLndNodeStateResponse)(nil),    // 8: bankd.v1.SetLndNodeStateResponse
-	(*LnInvoice)(nil),                  // 9: bankd.v1.LnInvoice
-	(*LnInvoiceCreated)(nil),           // 10: bankd.v1.LnInvoiceCreated
-	(*LnInvoiceUpdate)(nil),            // 11: bankd.v1.LnInvoiceUpdate
-	(*LnInvoiceUpdates)(nil),           // 12: bankd.v1.LnInvoiceUpdates
-	(*LnInvoiceUpdatesResponse)(nil),   // 13: bankd.v1.LnInvoiceUpdatesResponse
-	(*LnInvoiceCanceledOnNode)(nil),    // 14: bankd.v1.LnInvoiceCanceledOnNode
-	(*LnPayment)(nil),                  // 15: bankd.v1.LnPayment
-	(*LnPaymentStart)(nil),             // 16: bankd.v1.LnPaymentStart
-	(*LnPaymentStartResponse)(nil),     // 17: bankd.v1.LnPaymentStartResponse
-	(*LnPaymentResult)(nil),            // 18: bankd.v1.LnPaymentResult
-	(*ListLndNodesRequest)(nil),        // 19: bankd.v1.ListLndNodesRequest
-	(*ListLndNodesResponse)(nil),       // 20: bankd.v1.ListLndNodesResponse
-	(*CreateInvoiceRequest)(nil),       // 21: bankd.v1.CreateInvoiceRequest
-	(*CreateInvoiceResponse)(nil),      // 22: bankd.v1.CreateInvoiceResponse
-	(*GetInvoiceRequest)(nil),          // 23: bankd.v1.GetInvoiceRequest
-	(*GetInvoiceResponse)(nil),         // 24: bankd.v1.GetInvoiceResponse
-	(*PayInvoiceRequest)(nil),          // 25: bankd.v1.PayInvoiceRequest
-	(*PayInvoiceResponse)(nil),         // 26: bankd.v1.PayInvoiceResponse
-	(*GetPaymentRequest)(nil),          // 27: bankd.v1.GetPaymentRequest
-	(*GetPaymentResponse)(nil),         // 28: bankd.v1.GetPaymentResponse
-	(*PayInternalRequest)(nil),         // 29: bankd.v1.PayInternalRequest
-	(*PayInternalResponse)(nil),        // 30: bankd.v1.PayInternalResponse
-	(*DrainLndNodeRequest)(nil),        // 31: bankd.v1.DrainLndNodeRequest
-	(*DrainLndNodeResponse)(nil),       // 32: bankd.v1.DrainLndNodeResponse
-	(*AddLndNodeRequest)(nil),          // 33: bankd.v1.AddLndNodeRequest
-	(*AddLndNodeResponse)(nil),         // 34: bankd.v1.AddLndNodeResponse
-	(*ReconcileLightningRequest)(nil),  // 35: bankd.v1.ReconcileLightningRequest
-	(*NodeReconciliation)(nil),         // 36: bankd.v1.NodeReconciliation
-	(*ReconcileLightningResponse)(nil), // 37: bankd.v1.ReconcileLightningResponse
-	(ReadConsistency)(0),               // 38: bankd.v1.ReadConsistency
-	(*Transfer)(nil),                   // 39: bankd.v1.Transfer
-	(*OpenChannelRequest)(nil),         // 40: bankd.v1.OpenChannelRequest
-	(*GetChannelOpenRequest)(nil),      // 41: bankd.v1.GetChannelOpenRequest
-	(*CancelChannelOpenRequest)(nil),   // 42: bankd.v1.CancelChannelOpenRequest
-	(*OpenChannelResponse)(nil),        // 43: bankd.v1.OpenChannelResponse
-	(*GetChannelOpenResponse)(nil),     // 44: bankd.v1.GetChannelOpenResponse
-	(*CancelChannelOpenResponse)(nil),  // 45: bankd.v1.CancelChannelOpenResponse
+	(LostPaymentEvidence)(0),           // 3: bankd.v1.LostPaymentEvidence
+	(*LndNode)(nil),                    // 4: bankd.v1.LndNode
+	(*UpsertLndNodeRequest)(nil),       // 5: bankd.v1.UpsertLndNodeRequest
+	(*UpsertLndNodeResponse)(nil),      // 6: bankd.v1.UpsertLndNodeResponse
+	(*LndNodeHealth)(nil),              // 7: bankd.v1.LndNodeHealth
+	(*SetLndNodeStateRequest)(nil),     // 8: bankd.v1.SetLndNodeStateRequest
+	(*SetLndNodeStateResponse)(nil),    // 9: bankd.v1.SetLndNodeStateResponse
+	(*LnInvoice)(nil),                  // 10: bankd.v1.LnInvoice
+	(*LnInvoiceCreated)(nil),           // 11: bankd.v1.LnInvoiceCreated
+	(*LnInvoiceUpdate)(nil),            // 12: bankd.v1.LnInvoiceUpdate
+	(*LnInvoiceUpdates)(nil),           // 13: bankd.v1.LnInvoiceUpdates
+	(*LnInvoiceUpdatesResponse)(nil),   // 14: bankd.v1.LnInvoiceUpdatesResponse
+	(*LnInvoiceCanceledOnNode)(nil),    // 15: bankd.v1.LnInvoiceCanceledOnNode
+	(*LnPayment)(nil),                  // 16: bankd.v1.LnPayment
+	(*LostPaymentResolution)(nil),      // 17: bankd.v1.LostPaymentResolution
+	(*LnPaymentStart)(nil),             // 18: bankd.v1.LnPaymentStart
+	(*LnPaymentStartResponse)(nil),     // 19: bankd.v1.LnPaymentStartResponse
+	(*LnPaymentResult)(nil),            // 20: bankd.v1.LnPaymentResult
+	(*ListLndNodesRequest)(nil),        // 21: bankd.v1.ListLndNodesRequest
+	(*ListLndNodesResponse)(nil),       // 22: bankd.v1.ListLndNodesResponse
+	(*CreateInvoiceRequest)(nil),       // 23: bankd.v1.CreateInvoiceRequest
+	(*CreateInvoiceResponse)(nil),      // 24: bankd.v1.CreateInvoiceResponse
+	(*GetInvoiceRequest)(nil),          // 25: bankd.v1.GetInvoiceRequest
+	(*GetInvoiceResponse)(nil),         // 26: bankd.v1.GetInvoiceResponse
+	(*PayInvoiceRequest)(nil),          // 27: bankd.v1.PayInvoiceRequest
+	(*PayInvoiceResponse)(nil),         // 28: bankd.v1.PayInvoiceResponse
+	(*GetPaymentRequest)(nil),          // 29: bankd.v1.GetPaymentRequest
+	(*GetPaymentResponse)(nil),         // 30: bankd.v1.GetPaymentResponse
+	(*PayInternalRequest)(nil),         // 31: bankd.v1.PayInternalRequest
+	(*PayInternalResponse)(nil),        // 32: bankd.v1.PayInternalResponse
+	(*DrainLndNodeRequest)(nil),        // 33: bankd.v1.DrainLndNodeRequest
+	(*DrainLndNodeResponse)(nil),       // 34: bankd.v1.DrainLndNodeResponse
+	(*AddLndNodeRequest)(nil),          // 35: bankd.v1.AddLndNodeRequest
+	(*AddLndNodeResponse)(nil),         // 36: bankd.v1.AddLndNodeResponse
+	(*DeclareLndLostRequest)(nil),      // 37: bankd.v1.DeclareLndLostRequest
+	(*DeclareLndLostResponse)(nil),     // 38: bankd.v1.DeclareLndLostResponse
+	(*ResolveLostPaymentRequest)(nil),  // 39: bankd.v1.ResolveLostPaymentRequest
+	(*ResolveLostPaymentResponse)(nil), // 40: bankd.v1.ResolveLostPaymentResponse
+	(*ListUnresolvedRequest)(nil),      // 41: bankd.v1.ListUnresolvedRequest
+	(*ListUnresolvedResponse)(nil),     // 42: bankd.v1.ListUnresolvedResponse
+	(*ReconcileLightningRequest)(nil),  // 43: bankd.v1.ReconcileLightningRequest
+	(*NodeReconciliation)(nil),         // 44: bankd.v1.NodeReconciliation
+	(*ReconcileLightningResponse)(nil), // 45: bankd.v1.ReconcileLightningResponse
+	(ReadConsistency)(0),               // 46: bankd.v1.ReadConsistency
+	(*Transfer)(nil),                   // 47: bankd.v1.Transfer
+	(*ReadMeta)(nil),                   // 48: bankd.v1.ReadMeta
+	(*OpenChannelRequest)(nil),         // 49: bankd.v1.OpenChannelRequest
+	(*GetChannelOpenRequest)(nil),      // 50: bankd.v1.GetChannelOpenRequest
+	(*CancelChannelOpenRequest)(nil),   // 51: bankd.v1.CancelChannelOpenRequest
+	(*OpenChannelResponse)(nil),        // 52: bankd.v1.OpenChannelResponse
+	(*GetChannelOpenResponse)(nil),     // 53: bankd.v1.GetChannelOpenResponse
+	(*CancelChannelOpenResponse)(nil),  // 54: bankd.v1.CancelChannelOpenResponse
 }
 var file_bankd_v1_lightning_proto_depIdxs = []int32{
 	0,  // 0: bankd.v1.LndNode.state:type_name -> bankd.v1.LndNodeState
-	3,  // 1: bankd.v1.UpsertLndNodeResponse.node:type_name -> bankd.v1.LndNode
+	4,  // 1: bankd.v1.UpsertLndNodeResponse.node:type_name -> bankd.v1.LndNode
 	0,  // 2: bankd.v1.SetLndNodeStateRequest.state:type_name -> bankd.v1.LndNodeState
-	3,  // 3: bankd.v1.SetLndNodeStateResponse.node:type_name -> bankd.v1.LndNode
+	4,  // 3: bankd.v1.SetLndNodeStateResponse.node:type_name -> bankd.v1.LndNode
 	1,  // 4: bankd.v1.LnInvoice.state:type_name -> bankd.v1.InvoiceState
-	9,  // 5: bankd.v1.LnInvoiceCreated.invoice:type_name -> bankd.v1.LnInvoice
+	10, // 5: bankd.v1.LnInvoiceCreated.invoice:type_name -> bankd.v1.LnInvoice
 	1,  // 6: bankd.v1.LnInvoiceUpdate.state:type_name -> bankd.v1.InvoiceState
-	11, // 7: bankd.v1.LnInvoiceUpdates.updates:type_name -> bankd.v1.LnInvoiceUpdate
+	12, // 7: bankd.v1.LnInvoiceUpdates.updates:type_name -> bankd.v1.LnInvoiceUpdate
 	2,  // 8: bankd.v1.LnPayment.state:type_name -> bankd.v1.PaymentState
-	15, // 9: bankd.v1.LnPaymentStartResponse.payment:type_name -> bankd.v1.LnPayment
-	38, // 10: bankd.v1.ListLndNodesRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	3,  // 11: bankd.v1.ListLndNodesResponse.nodes:type_name -> bankd.v1.LndNode
-	9,  // 12: bankd.v1.CreateInvoiceResponse.invoice:type_name -> bankd.v1.LnInvoice
-	38, // 13: bankd.v1.GetInvoiceRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	9,  // 14: bankd.v1.GetInvoiceResponse.invoice:type_name -> bankd.v1.LnInvoice
-	15, // 15: bankd.v1.PayInvoiceResponse.payment:type_name -> bankd.v1.LnPayment
-	38, // 16: bankd.v1.GetPaymentRequest.consistency:type_name -> bankd.v1.ReadConsistency
-	15, // 17: bankd.v1.GetPaymentResponse.payment:type_name -> bankd.v1.LnPayment
-	39, // 18: bankd.v1.PayInternalResponse.transfer:type_name -> bankd.v1.Transfer
-	3,  // 19: bankd.v1.DrainLndNodeResponse.node:type_name -> bankd.v1.LndNode
-	3,  // 20: bankd.v1.AddLndNodeResponse.node:type_name -> bankd.v1.LndNode
-	36, // 21: bankd.v1.ReconcileLightningResponse.nodes:type_name -> bankd.v1.NodeReconciliation
-	19, // 22: bankd.v1.LightningService.ListNodes:input_type -> bankd.v1.ListLndNodesRequest
-	33, // 23: bankd.v1.LightningService.AddNode:input_type -> bankd.v1.AddLndNodeRequest
-	31, // 24: bankd.v1.LightningService.DrainNode:input_type -> bankd.v1.DrainLndNodeRequest
-	21, // 25: bankd.v1.LightningService.CreateInvoice:input_type -> bankd.v1.CreateInvoiceRequest
-	23, // 26: bankd.v1.LightningService.GetInvoice:input_type -> bankd.v1.GetInvoiceRequest
-	25, // 27: bankd.v1.LightningService.PayInvoice:input_type -> bankd.v1.PayInvoiceRequest
-	27, // 28: bankd.v1.LightningService.GetPayment:input_type -> bankd.v1.GetPaymentRequest
-	29, // 29: bankd.v1.LightningService.PayInternal:input_type -> bankd.v1.PayInternalRequest
-	35, // 30: bankd.v1.LightningService.Reconcile:input_type -> bankd.v1.ReconcileLightningRequest
-	40, // 31: bankd.v1.LightningService.OpenChannel:input_type -> bankd.v1.OpenChannelRequest
-	41, // 32: bankd.v1.LightningService.GetChannelOpen:input_type -> bankd.v1.GetChannelOpenRequest
-	42, // 33: bankd.v1.LightningService.CancelChannelOpen:input_type -> bankd.v1.CancelChannelOpenRequest
-	20, // 34: bankd.v1.LightningService.ListNodes:output_type -> bankd.v1.ListLndNodesResponse
-	34, // 35: bankd.v1.LightningService.AddNode:output_type -> bankd.v1.AddLndNodeResponse
-	32, // 36: bankd.v1.LightningService.DrainNode:output_type -> bankd.v1.DrainLndNodeResponse
-	22, // 37: bankd.v1.LightningService.CreateInvoice:output_type -> bankd.v1.CreateInvoiceResponse
-	24, // 38: bankd.v1.LightningService.GetInvoice:output_type -> bankd.v1.GetInvoiceResponse
-	26, // 39: bankd.v1.LightningService.PayInvoice:output_type -> bankd.v1.PayInvoiceResponse
-	28, // 40: bankd.v1.LightningService.GetPayment:output_type -> bankd.v1.GetPaymentResponse
-	30, // 41: bankd.v1.LightningService.PayInternal:output_type -> bankd.v1.PayInternalResponse
-	37, // 42: bankd.v1.LightningService.Reconcile:output_type -> bankd.v1.ReconcileLightningResponse
-	43, // 43: bankd.v1.LightningService.OpenChannel:output_type -> bankd.v1.OpenChannelResponse
-	44, // 44: bankd.v1.LightningService.GetChannelOpen:output_type -> bankd.v1.GetChannelOpenResponse
-	45, // 45: bankd.v1.LightningService.CancelChannelOpen:output_type -> bankd.v1.CancelChannelOpenResponse
-	34, // [34:46] is the sub-list for method output_type
-	22, // [22:34] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 9: bankd.v1.LnPayment.lost_resolution:type_name -> bankd.v1.LostPaymentResolution
+	3,  // 10: bankd.v1.LostPaymentResolution.evidence:type_name -> bankd.v1.LostPaymentEvidence
+	16, // 11: bankd.v1.LnPaymentStartResponse.payment:type_name -> bankd.v1.LnPayment
+	46, // 12: bankd.v1.ListLndNodesRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	4,  // 13: bankd.v1.ListLndNodesResponse.nodes:type_name -> bankd.v1.LndNode
+	10, // 14: bankd.v1.CreateInvoiceResponse.invoice:type_name -> bankd.v1.LnInvoice
+	46, // 15: bankd.v1.GetInvoiceRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	10, // 16: bankd.v1.GetInvoiceResponse.invoice:type_name -> bankd.v1.LnInvoice
+	16, // 17: bankd.v1.PayInvoiceResponse.payment:type_name -> bankd.v1.LnPayment
+	46, // 18: bankd.v1.GetPaymentRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	16, // 19: bankd.v1.GetPaymentResponse.payment:type_name -> bankd.v1.LnPayment
+	47, // 20: bankd.v1.PayInternalResponse.transfer:type_name -> bankd.v1.Transfer
+	4,  // 21: bankd.v1.DrainLndNodeResponse.node:type_name -> bankd.v1.LndNode
+	4,  // 22: bankd.v1.AddLndNodeResponse.node:type_name -> bankd.v1.LndNode
+	4,  // 23: bankd.v1.DeclareLndLostResponse.node:type_name -> bankd.v1.LndNode
+	3,  // 24: bankd.v1.ResolveLostPaymentRequest.evidence:type_name -> bankd.v1.LostPaymentEvidence
+	16, // 25: bankd.v1.ResolveLostPaymentResponse.payment:type_name -> bankd.v1.LnPayment
+	4,  // 26: bankd.v1.ResolveLostPaymentResponse.node:type_name -> bankd.v1.LndNode
+	46, // 27: bankd.v1.ListUnresolvedRequest.consistency:type_name -> bankd.v1.ReadConsistency
+	4,  // 28: bankd.v1.ListUnresolvedResponse.node:type_name -> bankd.v1.LndNode
+	10, // 29: bankd.v1.ListUnresolvedResponse.invoices:type_name -> bankd.v1.LnInvoice
+	16, // 30: bankd.v1.ListUnresolvedResponse.payments:type_name -> bankd.v1.LnPayment
+	48, // 31: bankd.v1.ListUnresolvedResponse.meta:type_name -> bankd.v1.ReadMeta
+	44, // 32: bankd.v1.ReconcileLightningResponse.nodes:type_name -> bankd.v1.NodeReconciliation
+	21, // 33: bankd.v1.LightningService.ListNodes:input_type -> bankd.v1.ListLndNodesRequest
+	35, // 34: bankd.v1.LightningService.AddNode:input_type -> bankd.v1.AddLndNodeRequest
+	33, // 35: bankd.v1.LightningService.DrainNode:input_type -> bankd.v1.DrainLndNodeRequest
+	23, // 36: bankd.v1.LightningService.CreateInvoice:input_type -> bankd.v1.CreateInvoiceRequest
+	25, // 37: bankd.v1.LightningService.GetInvoice:input_type -> bankd.v1.GetInvoiceRequest
+	27, // 38: bankd.v1.LightningService.PayInvoice:input_type -> bankd.v1.PayInvoiceRequest
+	29, // 39: bankd.v1.LightningService.GetPayment:input_type -> bankd.v1.GetPaymentRequest
+	31, // 40: bankd.v1.LightningService.PayInternal:input_type -> bankd.v1.PayInternalRequest
+	43, // 41: bankd.v1.LightningService.Reconcile:input_type -> bankd.v1.ReconcileLightningRequest
+	49, // 42: bankd.v1.LightningService.OpenChannel:input_type -> bankd.v1.OpenChannelRequest
+	50, // 43: bankd.v1.LightningService.GetChannelOpen:input_type -> bankd.v1.GetChannelOpenRequest
+	51, // 44: bankd.v1.LightningService.CancelChannelOpen:input_type -> bankd.v1.CancelChannelOpenRequest
+	37, // 45: bankd.v1.LightningService.DeclareNodeLost:input_type -> bankd.v1.DeclareLndLostRequest
+	39, // 46: bankd.v1.LightningService.ResolveLostPayment:input_type -> bankd.v1.ResolveLostPaymentRequest
+	41, // 47: bankd.v1.LightningService.ListUnresolved:input_type -> bankd.v1.ListUnresolvedRequest
+	22, // 48: bankd.v1.LightningService.ListNodes:output_type -> bankd.v1.ListLndNodesResponse
+	36, // 49: bankd.v1.LightningService.AddNode:output_type -> bankd.v1.AddLndNodeResponse
+	34, // 50: bankd.v1.LightningService.DrainNode:output_type -> bankd.v1.DrainLndNodeResponse
+	24, // 51: bankd.v1.LightningService.CreateInvoice:output_type -> bankd.v1.CreateInvoiceResponse
+	26, // 52: bankd.v1.LightningService.GetInvoice:output_type -> bankd.v1.GetInvoiceResponse
+	28, // 53: bankd.v1.LightningService.PayInvoice:output_type -> bankd.v1.PayInvoiceResponse
+	30, // 54: bankd.v1.LightningService.GetPayment:output_type -> bankd.v1.GetPaymentResponse
+	32, // 55: bankd.v1.LightningService.PayInternal:output_type -> bankd.v1.PayInternalResponse
+	45, // 56: bankd.v1.LightningService.Reconcile:output_type -> bankd.v1.ReconcileLightningResponse
+	52, // 57: bankd.v1.LightningService.OpenChannel:output_type -> bankd.v1.OpenChannelResponse
+	53, // 58: bankd.v1.LightningService.GetChannelOpen:output_type -> bankd.v1.GetChannelOpenResponse
+	54, // 59: bankd.v1.LightningService.CancelChannelOpen:output_type -> bankd.v1.CancelChannelOpenResponse
+	38, // 60: bankd.v1.LightningService.DeclareNodeLost:output_type -> bankd.v1.DeclareLndLostResponse
+	40, // 61: bankd.v1.LightningService.ResolveLostPayment:output_type -> bankd.v1.ResolveLostPaymentResponse
+	42, // 62: bankd.v1.LightningService.ListUnresolved:output_type -> bankd.v1.ListUnresolvedResponse
+	48, // [48:63] is the sub-list for method output_type
+	33, // [33:48] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_bankd_v1_lightning_proto_init() }
@@ -2987,8 +3751,8 @@ func file_bankd_v1_lightning_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_lightning_proto_rawDesc), len(file_bankd_v1_lightning_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   35,
+			NumEnums:      4,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

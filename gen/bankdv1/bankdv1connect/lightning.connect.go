@@ -69,6 +69,15 @@ const (
 	// LightningServiceCancelChannelOpenProcedure is the fully-qualified name of the LightningService's
 	// CancelChannelOpen RPC.
 	LightningServiceCancelChannelOpenProcedure = "/bankd.v1.LightningService/CancelChannelOpen"
+	// LightningServiceDeclareNodeLostProcedure is the fully-qualified name of the LightningService's
+	// DeclareNodeLost RPC.
+	LightningServiceDeclareNodeLostProcedure = "/bankd.v1.LightningService/DeclareNodeLost"
+	// LightningServiceResolveLostPaymentProcedure is the fully-qualified name of the LightningService's
+	// ResolveLostPayment RPC.
+	LightningServiceResolveLostPaymentProcedure = "/bankd.v1.LightningService/ResolveLostPayment"
+	// LightningServiceListUnresolvedProcedure is the fully-qualified name of the LightningService's
+	// ListUnresolved RPC.
+	LightningServiceListUnresolvedProcedure = "/bankd.v1.LightningService/ListUnresolved"
 )
 
 // LightningServiceClient is a client for the bankd.v1.LightningService service.
@@ -88,6 +97,13 @@ type LightningServiceClient interface {
 	GetChannelOpen(context.Context, *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error)
 	// Give up a channel open whose signed funding transaction has not gone to lnd; admin scope.
 	CancelChannelOpen(context.Context, *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error)
+	// Declare a pool node gone for good (admin scope): it goes LOST, the pool never calls it
+	// again and its open invoices are canceled in the ledger (docs/LOST_NODES.md).
+	DeclareNodeLost(context.Context, *connect.Request[bankdv1.DeclareLndLostRequest]) (*connect.Response[bankdv1.DeclareLndLostResponse], error)
+	// Resolve a payment in flight on a LOST node from evidence (admin scope).
+	ResolveLostPayment(context.Context, *connect.Request[bankdv1.ResolveLostPaymentRequest]) (*connect.Response[bankdv1.ResolveLostPaymentResponse], error)
+	// What is still open or in flight on a node (read scope).
+	ListUnresolved(context.Context, *connect.Request[bankdv1.ListUnresolvedRequest]) (*connect.Response[bankdv1.ListUnresolvedResponse], error)
 }
 
 // NewLightningServiceClient constructs a client for the bankd.v1.LightningService service. By
@@ -177,23 +193,47 @@ func NewLightningServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(lightningServiceMethods.ByName("CancelChannelOpen")),
 			connect.WithClientOptions(opts...),
 		),
+		declareNodeLost: connect.NewClient[bankdv1.DeclareLndLostRequest, bankdv1.DeclareLndLostResponse](
+			httpClient,
+			baseURL+LightningServiceDeclareNodeLostProcedure,
+			connect.WithSchema(lightningServiceMethods.ByName("DeclareNodeLost")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		resolveLostPayment: connect.NewClient[bankdv1.ResolveLostPaymentRequest, bankdv1.ResolveLostPaymentResponse](
+			httpClient,
+			baseURL+LightningServiceResolveLostPaymentProcedure,
+			connect.WithSchema(lightningServiceMethods.ByName("ResolveLostPayment")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		listUnresolved: connect.NewClient[bankdv1.ListUnresolvedRequest, bankdv1.ListUnresolvedResponse](
+			httpClient,
+			baseURL+LightningServiceListUnresolvedProcedure,
+			connect.WithSchema(lightningServiceMethods.ByName("ListUnresolved")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // lightningServiceClient implements LightningServiceClient.
 type lightningServiceClient struct {
-	listNodes         *connect.Client[bankdv1.ListLndNodesRequest, bankdv1.ListLndNodesResponse]
-	addNode           *connect.Client[bankdv1.AddLndNodeRequest, bankdv1.AddLndNodeResponse]
-	drainNode         *connect.Client[bankdv1.DrainLndNodeRequest, bankdv1.DrainLndNodeResponse]
-	createInvoice     *connect.Client[bankdv1.CreateInvoiceRequest, bankdv1.CreateInvoiceResponse]
-	getInvoice        *connect.Client[bankdv1.GetInvoiceRequest, bankdv1.GetInvoiceResponse]
-	payInvoice        *connect.Client[bankdv1.PayInvoiceRequest, bankdv1.PayInvoiceResponse]
-	getPayment        *connect.Client[bankdv1.GetPaymentRequest, bankdv1.GetPaymentResponse]
-	payInternal       *connect.Client[bankdv1.PayInternalRequest, bankdv1.PayInternalResponse]
-	reconcile         *connect.Client[bankdv1.ReconcileLightningRequest, bankdv1.ReconcileLightningResponse]
-	openChannel       *connect.Client[bankdv1.OpenChannelRequest, bankdv1.OpenChannelResponse]
-	getChannelOpen    *connect.Client[bankdv1.GetChannelOpenRequest, bankdv1.GetChannelOpenResponse]
-	cancelChannelOpen *connect.Client[bankdv1.CancelChannelOpenRequest, bankdv1.CancelChannelOpenResponse]
+	listNodes          *connect.Client[bankdv1.ListLndNodesRequest, bankdv1.ListLndNodesResponse]
+	addNode            *connect.Client[bankdv1.AddLndNodeRequest, bankdv1.AddLndNodeResponse]
+	drainNode          *connect.Client[bankdv1.DrainLndNodeRequest, bankdv1.DrainLndNodeResponse]
+	createInvoice      *connect.Client[bankdv1.CreateInvoiceRequest, bankdv1.CreateInvoiceResponse]
+	getInvoice         *connect.Client[bankdv1.GetInvoiceRequest, bankdv1.GetInvoiceResponse]
+	payInvoice         *connect.Client[bankdv1.PayInvoiceRequest, bankdv1.PayInvoiceResponse]
+	getPayment         *connect.Client[bankdv1.GetPaymentRequest, bankdv1.GetPaymentResponse]
+	payInternal        *connect.Client[bankdv1.PayInternalRequest, bankdv1.PayInternalResponse]
+	reconcile          *connect.Client[bankdv1.ReconcileLightningRequest, bankdv1.ReconcileLightningResponse]
+	openChannel        *connect.Client[bankdv1.OpenChannelRequest, bankdv1.OpenChannelResponse]
+	getChannelOpen     *connect.Client[bankdv1.GetChannelOpenRequest, bankdv1.GetChannelOpenResponse]
+	cancelChannelOpen  *connect.Client[bankdv1.CancelChannelOpenRequest, bankdv1.CancelChannelOpenResponse]
+	declareNodeLost    *connect.Client[bankdv1.DeclareLndLostRequest, bankdv1.DeclareLndLostResponse]
+	resolveLostPayment *connect.Client[bankdv1.ResolveLostPaymentRequest, bankdv1.ResolveLostPaymentResponse]
+	listUnresolved     *connect.Client[bankdv1.ListUnresolvedRequest, bankdv1.ListUnresolvedResponse]
 }
 
 // ListNodes calls bankd.v1.LightningService.ListNodes.
@@ -256,6 +296,21 @@ func (c *lightningServiceClient) CancelChannelOpen(ctx context.Context, req *con
 	return c.cancelChannelOpen.CallUnary(ctx, req)
 }
 
+// DeclareNodeLost calls bankd.v1.LightningService.DeclareNodeLost.
+func (c *lightningServiceClient) DeclareNodeLost(ctx context.Context, req *connect.Request[bankdv1.DeclareLndLostRequest]) (*connect.Response[bankdv1.DeclareLndLostResponse], error) {
+	return c.declareNodeLost.CallUnary(ctx, req)
+}
+
+// ResolveLostPayment calls bankd.v1.LightningService.ResolveLostPayment.
+func (c *lightningServiceClient) ResolveLostPayment(ctx context.Context, req *connect.Request[bankdv1.ResolveLostPaymentRequest]) (*connect.Response[bankdv1.ResolveLostPaymentResponse], error) {
+	return c.resolveLostPayment.CallUnary(ctx, req)
+}
+
+// ListUnresolved calls bankd.v1.LightningService.ListUnresolved.
+func (c *lightningServiceClient) ListUnresolved(ctx context.Context, req *connect.Request[bankdv1.ListUnresolvedRequest]) (*connect.Response[bankdv1.ListUnresolvedResponse], error) {
+	return c.listUnresolved.CallUnary(ctx, req)
+}
+
 // LightningServiceHandler is an implementation of the bankd.v1.LightningService service.
 type LightningServiceHandler interface {
 	ListNodes(context.Context, *connect.Request[bankdv1.ListLndNodesRequest]) (*connect.Response[bankdv1.ListLndNodesResponse], error)
@@ -273,6 +328,13 @@ type LightningServiceHandler interface {
 	GetChannelOpen(context.Context, *connect.Request[bankdv1.GetChannelOpenRequest]) (*connect.Response[bankdv1.GetChannelOpenResponse], error)
 	// Give up a channel open whose signed funding transaction has not gone to lnd; admin scope.
 	CancelChannelOpen(context.Context, *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error)
+	// Declare a pool node gone for good (admin scope): it goes LOST, the pool never calls it
+	// again and its open invoices are canceled in the ledger (docs/LOST_NODES.md).
+	DeclareNodeLost(context.Context, *connect.Request[bankdv1.DeclareLndLostRequest]) (*connect.Response[bankdv1.DeclareLndLostResponse], error)
+	// Resolve a payment in flight on a LOST node from evidence (admin scope).
+	ResolveLostPayment(context.Context, *connect.Request[bankdv1.ResolveLostPaymentRequest]) (*connect.Response[bankdv1.ResolveLostPaymentResponse], error)
+	// What is still open or in flight on a node (read scope).
+	ListUnresolved(context.Context, *connect.Request[bankdv1.ListUnresolvedRequest]) (*connect.Response[bankdv1.ListUnresolvedResponse], error)
 }
 
 // NewLightningServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -358,6 +420,27 @@ func NewLightningServiceHandler(svc LightningServiceHandler, opts ...connect.Han
 		connect.WithSchema(lightningServiceMethods.ByName("CancelChannelOpen")),
 		connect.WithHandlerOptions(opts...),
 	)
+	lightningServiceDeclareNodeLostHandler := connect.NewUnaryHandler(
+		LightningServiceDeclareNodeLostProcedure,
+		svc.DeclareNodeLost,
+		connect.WithSchema(lightningServiceMethods.ByName("DeclareNodeLost")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	lightningServiceResolveLostPaymentHandler := connect.NewUnaryHandler(
+		LightningServiceResolveLostPaymentProcedure,
+		svc.ResolveLostPayment,
+		connect.WithSchema(lightningServiceMethods.ByName("ResolveLostPayment")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	lightningServiceListUnresolvedHandler := connect.NewUnaryHandler(
+		LightningServiceListUnresolvedProcedure,
+		svc.ListUnresolved,
+		connect.WithSchema(lightningServiceMethods.ByName("ListUnresolved")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/bankd.v1.LightningService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LightningServiceListNodesProcedure:
@@ -384,6 +467,12 @@ func NewLightningServiceHandler(svc LightningServiceHandler, opts ...connect.Han
 			lightningServiceGetChannelOpenHandler.ServeHTTP(w, r)
 		case LightningServiceCancelChannelOpenProcedure:
 			lightningServiceCancelChannelOpenHandler.ServeHTTP(w, r)
+		case LightningServiceDeclareNodeLostProcedure:
+			lightningServiceDeclareNodeLostHandler.ServeHTTP(w, r)
+		case LightningServiceResolveLostPaymentProcedure:
+			lightningServiceResolveLostPaymentHandler.ServeHTTP(w, r)
+		case LightningServiceListUnresolvedProcedure:
+			lightningServiceListUnresolvedHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -439,4 +528,16 @@ func (UnimplementedLightningServiceHandler) GetChannelOpen(context.Context, *con
 
 func (UnimplementedLightningServiceHandler) CancelChannelOpen(context.Context, *connect.Request[bankdv1.CancelChannelOpenRequest]) (*connect.Response[bankdv1.CancelChannelOpenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.CancelChannelOpen is not implemented"))
+}
+
+func (UnimplementedLightningServiceHandler) DeclareNodeLost(context.Context, *connect.Request[bankdv1.DeclareLndLostRequest]) (*connect.Response[bankdv1.DeclareLndLostResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.DeclareNodeLost is not implemented"))
+}
+
+func (UnimplementedLightningServiceHandler) ResolveLostPayment(context.Context, *connect.Request[bankdv1.ResolveLostPaymentRequest]) (*connect.Response[bankdv1.ResolveLostPaymentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.ResolveLostPayment is not implemented"))
+}
+
+func (UnimplementedLightningServiceHandler) ListUnresolved(context.Context, *connect.Request[bankdv1.ListUnresolvedRequest]) (*connect.Response[bankdv1.ListUnresolvedResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("bankd.v1.LightningService.ListUnresolved is not implemented"))
 }
