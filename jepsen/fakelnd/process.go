@@ -36,8 +36,8 @@ const readyTimeout = 30 * time.Second
 type Process struct {
 	Ready
 	Control *Client // the control endpoint's client
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd     *exec.Cmd
+	done    chan struct{}
 }
 
 // Start runs the simulated network as its own process and waits until it serves.
