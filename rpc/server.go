@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/bankd/bankd/clustertls"
+	"github.com/bankd/bankd/console"
 	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/gen/bankdv1/bankdv1connect"
@@ -333,6 +334,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, openOpts))
 
 	s.mountOperations(mux)
+	// The operator console is a client of this same API, called in process with the operator's
+	// token, so the scope gate above authorizes everything it shows and does.
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) })
+	mux.Handle(console.Path, console.New(console.Options{API: api, NodeID: s.node.ID(), Logger: s.log, Stopped: s.streamsDone}))
 	return s.trustForwardsFromNodesOnly(s.limitRequests(mux))
 }
 
