@@ -51,8 +51,8 @@ images: build deps-btcd deps-lnd
 	./deploy/images/build.sh $(BIN) $(VERSION) $(BTCD_VERSION) $(LND_VERSION)
 
 ## test: every test, including the multi-process cluster tests and those against a real btcd.
-test: build prev deps-btcd deps-lnd deps-postgres deps-prometheus images
-	BANKD_REQUIRE_DOCKER=1 BANKD_REQUIRE_PROMTOOL=1 BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
+test: build prev deps-btcd deps-lnd deps-postgres deps-prometheus deps-chromium images
+	BANKD_REQUIRE_DOCKER=1 BANKD_REQUIRE_CHROMIUM=1 BANKD_REQUIRE_PROMTOOL=1 BANKD_BIN=$(BIN)/bankd BANKD_PREV_BIN=$(PREV_BIN) BANKD_BTCD=$(BIN)/btcd BANKD_REQUIRE_BTCD=1 BANKD_LND=$(BIN)/lnd BANKD_REQUIRE_LND=1 $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 ## test-short: unit and in-process tests only.
 test-short:
@@ -112,6 +112,12 @@ lint: $(BIN)/staticcheck
 .PHONY: deps-prometheus
 deps-prometheus:
 	@command -v promtool >/dev/null || { echo "installing Debian's prometheus (promtool)"; export DEBIAN_FRONTEND=noninteractive; apt-get update && apt-get install -y prometheus; }
+
+## deps-chromium: Debian's chromium, the headless browser the console's tests drive (console/,
+## systemtest/console_test.go); installed only when chromium is missing.
+.PHONY: deps-chromium
+deps-chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the console's browser tests"; export DEBIAN_FRONTEND=noninteractive; apt-get update && apt-get install -y chromium; }
 
 ## deps: build the pinned btcd, btcctl, lnd and lncli into bin/ (rebuilt only when a version changes).
 .PHONY: deps deps-btcd deps-lnd
