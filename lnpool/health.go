@@ -23,7 +23,7 @@ func (p *Pool) checkHealth(ctx context.Context) {
 		return
 	}
 	for _, n := range nodes {
-		if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED || ctx.Err() != nil {
+		if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED || isLost(n) || ctx.Err() != nil {
 			continue
 		}
 		h := p.probe(ctx, n)

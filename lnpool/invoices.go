@@ -98,7 +98,7 @@ func (p *Pool) startSubscriptions(ctx context.Context, wg *sync.WaitGroup, runni
 		return
 	}
 	for _, n := range nodes {
-		if running[n.Id] || n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED {
+		if running[n.Id] || n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED || isLost(n) {
 			continue
 		}
 		running[n.Id] = true
@@ -116,7 +116,7 @@ func (p *Pool) subscribe(ctx context.Context, id string) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := p.followInvoices(ctx, id)
-		if errors.Is(err, errRetired) || ctx.Err() != nil {
+		if errors.Is(err, errRetired) || errors.Is(err, ErrNodeLost) || ctx.Err() != nil {
 			return
 		}
 		p.log.Debug("invoice subscription broke; resubscribing", "lnd", id, "err", err, "after", backoff)
@@ -200,7 +200,7 @@ func (p *Pool) sweepAll(ctx context.Context) {
 		return
 	}
 	for _, n := range nodes {
-		if n.OpenInvoices == 0 || ctx.Err() != nil {
+		if n.OpenInvoices == 0 || isLost(n) || ctx.Err() != nil {
 			continue
 		}
 		if err := p.sweep(ctx, n); err != nil {
@@ -258,16 +258,20 @@ func (p *Pool) cancelInternallySettled(ctx context.Context) {
 	}
 	for _, inv := range invs {
 		c, _, err := p.clientOf(ctx, inv.NodeId)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNodeLost):
+			// The node is gone for good: nothing can pay the invoice there any more.
+		case err != nil:
 			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, healthTimeout)
-		err = c.CancelInvoice(cctx, inv.Hash)
-		cancel()
-		// Refused means settled or canceled already; not found means lnd forgot it: either
-		// way it can no longer be paid there.
-		if err != nil && !errors.Is(err, lnd.ErrRefused) && !errors.Is(err, lnd.ErrNotFound) {
-			continue
+		default:
+			cctx, cancel := context.WithTimeout(ctx, healthTimeout)
+			err = c.CancelInvoice(cctx, inv.Hash)
+			cancel()
+			// Refused means settled or canceled already; not found means lnd forgot it: either
+			// way it can no longer be paid there.
+			if err != nil && !errors.Is(err, lnd.ErrRefused) && !errors.Is(err, lnd.ErrNotFound) {
+				continue
+			}
 		}
 		if _, err := p.propose(ctx, bankdv1.CommandType_COMMAND_TYPE_LN_INVOICE_CANCELED_ON_NODE, &bankdv1.LnInvoiceCanceledOnNode{Hash: inv.Hash}); err != nil {
 			var refusal *fsm.Error

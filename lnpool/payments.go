@@ -246,6 +246,11 @@ func (p *Pool) attempt(ctx context.Context, payment *bankdv1.LnPayment, fresh bo
 		return true, nil
 	}
 	c, _, err := p.clientOf(ctx, payment.NodeId)
+	if errors.Is(err, ErrNodeLost) {
+		// Its node was declared lost: an admin resolves it from evidence, the tracker stops.
+		p.log.Info("payment left to an admin: its node was declared lost", "payment", payment.Id, "lnd", payment.NodeId)
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}
@@ -376,6 +381,9 @@ func (p *Pool) reconcileInFlight(ctx context.Context, rs *runState) (int, error)
 	}
 	n := 0
 	for _, node := range nodes {
+		if isLost(node) {
+			continue // an admin resolves them (ListUnresolved lists them)
+		}
 		after := ""
 		for ctx.Err() == nil {
 			batch, err := p.state.InFlightPayments(node.Id, after, 500)

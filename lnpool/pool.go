@@ -269,8 +269,18 @@ func (p *Pool) register(ctx context.Context, n NodeConfig) error {
 	return nil
 }
 
+// ErrNodeLost is returned for any call to a node an admin declared LOST: the pool never calls
+// it again (docs/LOST_NODES.md).
+var ErrNodeLost = errors.New("lnd node was declared lost; the pool does not call it")
+
 // client returns a client of node n, dialing it if needed (or again if its address changed).
+// A node declared LOST is never called: the registry is read again here, since n may have been
+// read before the declaration.
 func (p *Pool) client(ctx context.Context, n *bankdv1.LndNode) (lnd.Client, error) {
+	if isLost(n) || p.lostNow(n.Id) {
+		p.forget(n.Id)
+		return nil, fmt.Errorf("lnd %q: %w", n.Id, ErrNodeLost)
+	}
 	p.mu.Lock()
 	c := p.clients[n.Id]
 	p.mu.Unlock()
@@ -338,4 +348,23 @@ func (p *Pool) Funder(ctx context.Context, id string) (lnd.Funder, error) {
 		return nil, fmt.Errorf("lnd %q: %w", id, ErrNoFunding)
 	}
 	return f, nil
+}
+
+// isLost reports whether an admin declared node n lost.
+func isLost(n *bankdv1.LndNode) bool { return n.GetState() == bankdv1.LndNodeState_LND_NODE_STATE_LOST }
+
+// lostNow reads the registry for whether node id is LOST now.
+func (p *Pool) lostNow(id string) bool {
+	n, err := p.state.LndNode(id)
+	return err == nil && isLost(n)
+}
+
+// forget closes and drops the client of node id, if any.
+func (p *Pool) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.clients[id]; c != nil {
+		_ = c.client.Close()
+		delete(p.clients, id)
+	}
 }

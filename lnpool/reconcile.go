@@ -28,7 +28,7 @@ func (p *Pool) reconcile(ctx context.Context) ([]*bankdv1.NodeReconciliation, er
 	}
 	var out []*bankdv1.NodeReconciliation
 	for _, n := range nodes {
-		if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED || n.Pubkey == "" {
+		if n.State == bankdv1.LndNodeState_LND_NODE_STATE_RETIRED || isLost(n) || n.Pubkey == "" {
 			continue
 		}
 		r := &bankdv1.NodeReconciliation{NodeId: n.Id}

@@ -141,6 +141,17 @@ func (n *Network) OutsideInvoice(sat int64) string {
 	return pr
 }
 
+// OutsidePreimage is the preimage of the outside invoice of hash, as its payee would tell it,
+// or "" for a hash the outside world did not issue.
+func (n *Network) OutsidePreimage(hash string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if oi := n.outsideInvoices[hash]; oi != nil {
+		return oi.preimage
+	}
+	return ""
+}
+
 // OutsidePaidMsat is what the outside world received for the outside invoice of hash.
 func (n *Network) OutsidePaidMsat(hash string) int64 {
 	n.mu.Lock()
