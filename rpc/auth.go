@@ -119,6 +119,12 @@ var procedureScopes = map[string]scope{
 	bankdv1connect.LightningServiceGetChannelOpenProcedure:    scopeRead,
 	bankdv1connect.LightningServiceOpenChannelProcedure:       scopeOperator,
 	bankdv1connect.LightningServiceCancelChannelOpenProcedure: scopeOperator,
+	// A lost node's payments are settled or released on evidence only an admin can weigh (a
+	// payee's word releases a customer's hold; a wrong one costs the bank the amount), and
+	// declaring a node lost ends the pool's own tracking of them: admin, never operator.
+	bankdv1connect.LightningServiceDeclareNodeLostProcedure:    scopeAdmin,
+	bankdv1connect.LightningServiceResolveLostPaymentProcedure: scopeAdmin,
+	bankdv1connect.LightningServiceListUnresolvedProcedure:     scopeRead,
 
 	bankdv1connect.VaultServiceProposeProcedure:         scopeOperator,
 	bankdv1connect.VaultServiceGetProcedure:             scopeRead,

@@ -165,11 +165,13 @@ func (f *fakeNode) State() stateReader { return f.state }
 
 // fakeState is an in-memory stateReader.
 type fakeState struct {
-	mu       sync.Mutex
-	applied  uint64
-	accounts map[string]*bankdv1.Account
-	events   []*bankdv1.Event
-	changed  chan struct{}
+	// lightning, when set, answers the lost-node reads (lightning_lost_test.go).
+	lightning *fsm.FSM
+	mu        sync.Mutex
+	applied   uint64
+	accounts  map[string]*bankdv1.Account
+	events    []*bankdv1.Event
+	changed   chan struct{}
 	// hashScans counts full state-hash computations.
 	hashScans int
 	// changedCalls counts Changed calls: a reader about to wait for the next apply.
