@@ -2,6 +2,7 @@ package systemtest
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -25,7 +26,8 @@ const anchorReserveSat = 10_000
 // real peer lnd, funded from the hot wallet through lnd's PSBT flow and signed by signerd, with
 // the leader SIGKILLed between lnd's check of the unsigned transaction and the signature; a
 // first open, cancelled while it waits for its signature, releases its coins; tokens without
-// the operator scope cannot open channels.
+// the operator scope cannot open channels. The commitment fee and anchors lnd reserves show as
+// a reconciliation difference, which an operator's adjustment brings back to zero.
 func TestAChannelIsFundedFromTheHotWalletThroughAPSBT(t *testing.T) {
 	lndPath := regtest.RequireLnd(t)
 	r := newPayoutRig(t, 1, 2, 3_000_000)
@@ -218,6 +220,47 @@ func TestAChannelIsFundedFromTheHotWalletThroughAPSBT(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("channel %s:0 of %d sat, fee %d sat; lnd reconciliation after the open: %v", b.Txid, amount, b.FeeSat, lnRecon.Msg)
+
+	// lnd keeps the commitment fee and the anchors out of pool-1's local balance, so its
+	// reconciliation reads a difference that no bankd command made. An operator books it with
+	// an adjustment, and the difference is zero; a write token cannot book one.
+	var diff int64
+	for _, n := range lnRecon.Msg.Nodes {
+		if n.NodeId == "pool-1" {
+			diff = n.DifferenceSat
+		}
+	}
+	if diff >= 0 {
+		t.Fatalf("pool-1 reconciles at %+d sat after the open, want lnd's commitment fee and anchors as a negative difference", diff)
+	}
+	adj := &bankdv1.BookAdjustmentRequest{Id: "adj-open-" + o.Id, AccountId: fsm.LightningNodeAccount("pool-1"), AmountSat: diff,
+		Kind: bankdv1.AdjustmentKind_ADJUSTMENT_KIND_OTHER, Reason: "commitment fee and anchors lnd reserves in the channel it opened",
+		ExternalReference: b.Txid + ":0"}
+	if _, err := r.any(testcluster.ClientToken).Ledger.BookAdjustment(r.ctx, connect.NewRequest(adj)); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("an adjustment booked with a write token: %v, want permission denied", err)
+	}
+	booked, err := r.any(testcluster.OperatorToken).Ledger.BookAdjustment(r.ctx, connect.NewRequest(adj))
+	if err != nil {
+		t.Fatalf("book the adjustment: %v", err)
+	}
+	if a := booked.Msg.Adjustment; a.AmountSat != diff || !strings.Contains(a.DecidedBy, "operator") || a.CounterAccountId != "ln-adjust:other" {
+		t.Fatalf("adjustment %v", a)
+	}
+	r.waitFor("pool-1 reconciled after the adjustment", func() (bool, error) {
+		res, err := admin.Lightning.Reconcile(r.ctx, connect.NewRequest(&bankdv1.ReconcileLightningRequest{}))
+		if err != nil {
+			return false, err
+		}
+		for _, n := range res.Msg.Nodes {
+			if n.NodeId == "pool-1" {
+				return n.Error == "" && n.DifferenceSat == 0, nil
+			}
+		}
+		return false, nil
+	})
+	if bal := balance(t, admin, fsm.LightningNodeAccount("pool-1")); bal.DebitsPosted-bal.CreditsPosted != amount+diff {
+		t.Fatalf("ln:pool-1 %v after the adjustment, want %d posted", bal, amount+diff)
+	}
 	if _, err := r.any(testcluster.OperatorToken).Lightning.CancelChannelOpen(r.ctx, connect.NewRequest(&bankdv1.CancelChannelOpenRequest{Id: o.Id, Reason: "too late"})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("cancelling an open channel: %v, want failed precondition", err)
 	}
