@@ -8,7 +8,9 @@
 // called, and the pool reports only what lnd said for certain: a payment is failed only when
 // its node says it failed (or says it never heard of it after refusing it), never on a timeout
 // or an error. After a failover the new leader's pool first reconciles every payment in flight
-// and every open invoice with the nodes, then takes new work.
+// and every open invoice with the nodes, then takes new work. A node an admin declared LOST is
+// never called again: its payments in flight are resolved by an admin from evidence
+// (docs/LOST_NODES.md).
 //
 // A Pool exists on every bankd node; it runs (Run, a node.Driver) only on the leader, and the
 // API calls CreateInvoice, PayInvoice and Reconcile on the leader only.

@@ -152,6 +152,12 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	if err := gatedCalls[2].call(t, admin); connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("book adjustment after the upgrade: %v, want the state machine's not_found", err)
 	}
+	// So do DECLARE_LND_LOST and RESOLVE_LOST_PAYMENT: no such pool node, no such payment.
+	for _, gated := range gatedCalls[3:] {
+		if err := gated.call(t, admin); connect.CodeOf(err) != connect.CodeNotFound {
+			t.Fatalf("%s after the upgrade: %v, want the state machine's not_found", gated.name, err)
+		}
+	}
 	w.stop()
 	w.requireAllPresent(t, c)
 	requireSameStateHash(t, c)
@@ -273,8 +279,9 @@ func compactUntilAccepted(t *testing.T, c *testcluster.ProcCluster) *bankdv1.Com
 }
 
 // gatedCalls are the calls of the command types the current release adds over the previous
-// one: COMPACT (ClusterService.Compact), CREATE_ACCOUNTS (LedgerService.CreateAccounts) and
-// BOOK_ADJUSTMENT (LedgerService.BookAdjustment).
+// one: COMPACT (ClusterService.Compact), CREATE_ACCOUNTS (LedgerService.CreateAccounts),
+// BOOK_ADJUSTMENT (LedgerService.BookAdjustment), DECLARE_LND_LOST and RESOLVE_LOST_PAYMENT
+// (LightningService.DeclareNodeLost, ResolveLostPayment).
 var gatedCalls = []struct {
 	name string
 	call func(t *testing.T, cl *apiclient.Clients) error
@@ -294,6 +301,16 @@ var gatedCalls = []struct {
 		_, err := cl.Ledger.BookAdjustment(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.BookAdjustmentRequest{
 			Id: "gated-adj", AccountId: "ln:pool-1", AmountSat: 1, Kind: bankdv1.AdjustmentKind_ADJUSTMENT_KIND_OTHER,
 			Reason: "upgrade gate", ExternalReference: "none"}))
+		return err
+	}},
+	// The lost-node calls: no pool node and no payment here either (not_found once through).
+	{"declare lnd lost", func(t *testing.T, cl *apiclient.Clients) error {
+		_, err := cl.Lightning.DeclareNodeLost(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.DeclareLndLostRequest{NodeId: "pool-1", Reason: "upgrade gate"}))
+		return err
+	}},
+	{"resolve lost payment", func(t *testing.T, cl *apiclient.Clients) error {
+		_, err := cl.Lightning.ResolveLostPayment(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.ResolveLostPaymentRequest{PaymentId: "gated-payment",
+			Evidence: bankdv1.LostPaymentEvidence_LOST_PAYMENT_EVIDENCE_PAYEE_STATEMENT, Reference: "upgrade gate"}))
 		return err
 	}},
 }
