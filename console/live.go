@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -20,8 +21,10 @@ import (
 const (
 	// liveCheckInterval is how often a live stream checks that its session is still alive.
 	liveCheckInterval = 2 * time.Second
-	// heartbeatEvery sends a comment after this many quiet polls, so dead connections are found.
-	heartbeatEvery = 15
+	// heartbeatEvery sends a comment after this many quiet polls, so dead connections are found
+	// (and proxies keep the stream); the event feed sends one every heartbeatInterval.
+	heartbeatEvery    = 15
+	heartbeatInterval = 15 * time.Second
 	// eventBacklog is how many log indexes before the applied one a new event feed starts at.
 	eventBacklog = 50
 	// maxItemsPerEvent bounds the lines of one event (a batch of 8000 transfers is one event).
@@ -30,8 +33,9 @@ const (
 	sseRetryMs = 2000
 )
 
-// sse writes server-sent events.
+// sse writes server-sent events; a heartbeat goroutine may write beside the stream's writer.
 type sse struct {
+	mu sync.Mutex
 	w  http.ResponseWriter
 	rc *http.ResponseController
 }
@@ -61,6 +65,8 @@ func (s *sse) send(event, id string, data []byte) error {
 	b.WriteString("data: ")
 	b.Write(data)
 	b.WriteString("\n\n")
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, err := s.w.Write(b.Bytes()); err != nil {
 		return err
 	}
@@ -76,6 +82,8 @@ func (s *sse) sendJSON(event string, v any) error {
 }
 
 func (s *sse) heartbeat() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, err := io.WriteString(s.w, ": ping\n\n"); err != nil {
 		return err
 	}
@@ -203,6 +211,32 @@ func (c *Console) relayEvents(ctx context.Context, out *sse, from uint64) error 
 		return err
 	}
 	defer func() { _ = stream.Close() }()
+	// Events may not come for minutes: a comment now and then keeps the connection known alive.
+	// It is joined before this returns: nothing may write to the response after the handler.
+	done := make(chan struct{})
+	var beats sync.WaitGroup
+	defer func() {
+		close(done)
+		beats.Wait()
+	}()
+	beats.Add(1)
+	go func() {
+		defer beats.Done()
+		t := time.NewTicker(heartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if out.heartbeat() != nil {
+					return
+				}
+			}
+		}
+	}()
 	for stream.Receive() {
 		ev := stream.Msg().GetEvent()
 		if ev == nil {
