@@ -69,11 +69,14 @@ tokens {
 
   # Development lists: secrets in clear, one scope each, named dev-<scope>-<n>. Refused when the
   # chain network is mainnet.
-  admin = ["dev-admin-token"]
-  write = ["dev-client-token"]
-  read  = ["dev-read-token"]
+  admin    = ["dev-admin-token"]
+  write    = ["dev-client-token"]
+  read     = ["dev-read-token"]
+  # Approvals (payouts, cold-vault moves, adjustments) in the console or bankctl; an approver
+  # must be another identity than the requester.
+  operator = ["dev-operator-token"]
   # make run starts signerd with this one.
-  signer = ["dev-signer-token"]
+  signer   = ["dev-signer-token"]
 }
 
 # Transport security. Nodes speak mutual TLS 1.3 (Raft, forwarding to the leader) with

@@ -133,6 +133,9 @@ func describeEvent(it *bankdv1.EventItem) string {
 		return fmt.Sprintf("vault proposal %s %s, %s sat (%s)", v.Id, enumText(v.Direction), amountText(v.AmountSat), enumText(v.State))
 	case *bankdv1.EventItem_Compacted:
 		return fmt.Sprintf("compaction: history kept from index %d", k.Compacted.HorizonIndex)
+	case *bankdv1.EventItem_Adjustment:
+		a := k.Adjustment
+		return fmt.Sprintf("adjustment %s: %s sat on %s (%s) by %s: %s", a.Id, amountText(a.AmountSat), a.AccountId, enumText(a.Kind), a.DecidedBy, a.Reason)
 	}
 	return "event item of an unknown kind"
 }
