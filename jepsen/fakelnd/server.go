@@ -230,8 +230,9 @@ func (s *lightningService) AddInvoice(ctx context.Context, req *lnrpc.Invoice) (
 
 func (s *lightningService) LookupInvoice(ctx context.Context, req *lnrpc.PaymentHash) (*lnrpc.Invoice, error) {
 	hash := hex.EncodeToString(req.RHash)
-	if req.RHashStr != "" {
-		hash = req.RHashStr
+	//lint:ignore SA1019 lnd still takes the hash as a hex string here, and so does its stand-in.
+	if s := req.GetRHashStr(); s != "" {
+		hash = s
 	}
 	inv, err := s.node.LookupInvoice(ctx, hash)
 	if err != nil {
