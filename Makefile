@@ -84,22 +84,27 @@ deps-postgres:
 	fi
 
 JEPSEN_NEMESES ?= kill pause partition-leader partition-halves partition-oneway partition-ring loss leader-storm membership upgrade
-JEPSEN_WORKLOADS ?= bank register
+JEPSEN_WORKLOADS ?= bank register lightning
 JEPSEN_NODES ?= 3 5
 JEPSEN_TIME ?= 30s
 JEPSEN_SEED ?= 7
 JEPSEN_FLAGS ?= -progress 1h
 
 ## jepsen: one chaos run per nemesis x workload x cluster size under real faults (needs root);
-## one verdict line each. Default 10 x 2 x 2 = 40 runs of 30 s, and one of the register workload
-## on 5 nodes of which 2 are read replicas: about 26 minutes. The upgrade nemesis starts the
-## cluster on $(PREV_BIN).
+## one verdict line each. Default 10 x 3 x 2 = 60 runs of 30 s, one of the register workload
+## on 5 nodes of which 2 are read replicas, and the lightning workload under lnd faults (kill,
+## cut off from the leader, slow, errors, payments held across a leader change) with bankd
+## kills on 3 and 5 nodes: about 45 minutes. The upgrade nemesis starts the cluster on
+## $(PREV_BIN).
 jepsen: build prev
 	$(GO) build -o $(BIN)/jepsen ./jepsen/cmd/jepsen
 	@rc=0; for n in $(JEPSEN_NEMESES); do for w in $(JEPSEN_WORKLOADS); do for s in $(JEPSEN_NODES); do \
 		$(BIN)/jepsen -bin $(BIN)/bankd -prev-bin $(PREV_BIN) -workload $$w -nemesis $$n -nodes $$s -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS) || rc=1; \
 	done; done; done; \
 	$(BIN)/jepsen -bin $(BIN)/bankd -workload register -nemesis partition-leader,partition-halves,kill -nodes 5 -nonvoters 2 -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS) || rc=1; \
+	for s in $(JEPSEN_NODES); do \
+		$(BIN)/jepsen -bin $(BIN)/bankd -workload lightning -nemesis lnd,kill -nodes $$s -time $(JEPSEN_TIME) -seed $(JEPSEN_SEED) $(JEPSEN_FLAGS) || rc=1; \
+	done; \
 	exit $$rc
 
 lint: $(BIN)/staticcheck

@@ -452,12 +452,14 @@ func writeJSON(path string, v any) error {
 
 // startHosts creates the hosts, starts every agent and waits for the first election. cleanup
 // removes what the run made; it is set whenever the hosts were created, even if err is not nil.
-func startHosts(ctx context.Context, opts hosts.Options, log *slog.Logger) (cluster *hosts.Cluster, cleanup func(), err error) {
-	cluster, err = hosts.Create(ctx, opts)
+func startHosts(ctx context.Context, opts hosts.Options, log *slog.Logger) (*hosts.Cluster, func(), error) {
+	cluster, err := hosts.Create(ctx, opts)
 	if err != nil {
 		return nil, func() {}, err
 	}
-	cleanup = func() {
+	// The closure keeps its own reference: the cluster it cleans up is the one created here,
+	// whatever this function returns.
+	cleanup := func() {
 		if err := cluster.Cleanup(); err != nil {
 			log.Error("cleanup", "err", err)
 		}
