@@ -3,15 +3,12 @@ package jepsen
 import (
 	"context"
 	"debug/buildinfo"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/bankd/bankd/internal/failpoint"
+	"github.com/bankd/bankd/jepsen/gobuild"
 )
 
 // checkFailpoint refuses a failpoint run that would prove nothing: an unknown name, or a bankd
@@ -48,39 +45,8 @@ func HasFailpoints(bin string) bool {
 	return false
 }
 
-// BuildFailpoints builds bankd with the failpoints tag into out, from the module that holds this
-// package's source (found from the working directory upwards). It needs the go tool.
+// BuildFailpoints builds bankd with the failpoints tag into out, from the module the harness
+// runs in. It needs the go tool (or pass a failpoints build as -bin).
 func BuildFailpoints(ctx context.Context, out string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("building bankd with failpoints needs the go tool in PATH (or pass a failpoints build as -bin): %w", err)
-	}
-	cmd := exec.CommandContext(ctx, goTool, "build", "-tags", "failpoints", "-o", out, "./cmd/bankd")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build -tags failpoints: %w: %s", err, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/bankd/bankd\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the bankd module: cannot build bankd with failpoints")
-		}
-		dir = parent
-	}
+	return gobuild.Build(ctx, out, "./cmd/bankd", "failpoints")
 }

@@ -9,9 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bankd/bankd/jepsen/gobuild"
 )
 
 // Ready is what a fakelnd process writes, once it serves, to the file its -ready flag names.
@@ -108,39 +109,7 @@ func (p *Process) Stop() error {
 	return nil
 }
 
-// Build builds cmd/fakelnd into out, from the module that holds this package's source (found
-// from the working directory upwards). It needs the go tool.
+// Build builds cmd/fakelnd into out, from the module the harness runs in. It needs the go tool.
 func Build(ctx context.Context, out string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("building fakelnd needs the go tool in PATH: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./jepsen/cmd/fakelnd")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build fakelnd: %w: %s", err, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/bankd/bankd\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the bankd module: cannot build fakelnd")
-		}
-		dir = parent
-	}
+	return gobuild.Build(ctx, out, "./jepsen/cmd/fakelnd")
 }
