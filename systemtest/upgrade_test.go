@@ -148,7 +148,10 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	// And BOOK_ADJUSTMENT reaches the state machine, which answers for its state: this cluster
 	// has no pool node to adjust. (Only now: a node downgraded after it would stop at it rather
 	// than at the COMPACT the downgrade above is about.)
-	_, admin = leaderClient(t, c)
+	// The leader gates on what each node advertises: wait until it has heard the restarted
+	// node's new binary (its last word was the old one's, just before it stopped).
+	leader, admin = leaderClient(t, c)
+	requireVersions(t, c, leader, oldVersion, true)
 	if err := gatedCalls[2].call(t, admin); connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("book adjustment after the upgrade: %v, want the state machine's not_found", err)
 	}
