@@ -94,7 +94,7 @@ JEPSEN_FLAGS ?= -progress 1h
 ## one verdict line each. Default 10 x 3 x 2 = 60 runs of 30 s, one of the register workload
 ## on 5 nodes of which 2 are read replicas, and the lightning workload under lnd faults (kill,
 ## cut off from the leader, slow, errors, payments held across a leader change) with bankd
-## kills on 3 and 5 nodes: about 45 minutes. The upgrade nemesis starts the cluster on
+## kills on 3 and 5 nodes: about 40 minutes. The upgrade nemesis starts the cluster on
 ## $(PREV_BIN).
 jepsen: build prev
 	$(GO) build -o $(BIN)/jepsen ./jepsen/cmd/jepsen
