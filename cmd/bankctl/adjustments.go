@@ -105,8 +105,8 @@ func adjustmentsList(a *app, fs *flag.FlagSet) func(context.Context, []string) e
 		if err := wantArgs(args, 0, "flags only"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListAdjustmentsResponse{}
 		var err error

@@ -96,8 +96,8 @@ func chainUtxos(a *app, fs *flag.FlagSet) func(context.Context, []string) error 
 		if err := wantArgs(args, 0, "flags only"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListUtxosResponse{}
 		var err error
@@ -138,8 +138,8 @@ func chainDeposits(a *app, fs *flag.FlagSet) func(context.Context, []string) err
 		if err := wantArgs(args, 0, "flags only"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListDepositsResponse{}
 		var err error

@@ -315,8 +315,8 @@ func accountsList(a *app, fs *flag.FlagSet) func(context.Context, []string) erro
 		if err := wantArgs(args, 0, "no arguments"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListAccountsResponse{}
 		var err error
@@ -873,4 +873,12 @@ func clusterHash(a *app, _ *flag.FlagSet) func(context.Context, []string) error 
 		}
 		return nil
 	}
+}
+
+// checkListLimit checks a list command's -limit: 1 to maxListAccounts.
+func checkListLimit(limit int) error {
+	if limit <= 0 || limit > maxListAccounts {
+		return usageErrorf("-limit must be 1-%d", maxListAccounts)
+	}
+	return nil
 }

@@ -58,8 +58,8 @@ func lndUnresolved(a *app, fs *flag.FlagSet) func(context.Context, []string) err
 		if err := wantArgs(args, 1, "NODE"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		// The two lists page on their own cursors; a list that is complete (or at -limit) is
 		// no longer read, the other one goes on.

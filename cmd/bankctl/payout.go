@@ -114,8 +114,8 @@ func payoutList(a *app, fs *flag.FlagSet) func(context.Context, []string) error 
 		if err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListPayoutsResponse{}
 		res.Payouts, res.NextPageToken, res.Meta, err = collectPages(ctx, a, *limit, listPageSize,
@@ -233,8 +233,8 @@ func payoutBatches(a *app, fs *flag.FlagSet) func(context.Context, []string) err
 		if err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListPayoutBatchesResponse{}
 		res.Batches, res.NextPageToken, res.Meta, err = collectPages(ctx, a, *limit, listPageSize,

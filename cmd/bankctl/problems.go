@@ -19,8 +19,8 @@ func problems(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 		if err := wantArgs(args, 0, "flags only"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListProblemsResponse{}
 		var err error

@@ -85,8 +85,8 @@ func vaultList(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListVaultProposalsResponse{}
 		res.Proposals, res.NextPageToken, res.Meta, err = collectPages(ctx, a, *limit, listPageSize,

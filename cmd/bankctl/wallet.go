@@ -81,8 +81,8 @@ func walletList(a *app, fs *flag.FlagSet) func(context.Context, []string) error 
 		if err := wantArgs(args, 0, "no arguments"); err != nil {
 			return err
 		}
-		if *limit <= 0 || *limit > maxListAccounts {
-			return usageErrorf("-limit must be 1-%d", maxListAccounts)
+		if err := checkListLimit(*limit); err != nil {
+			return err
 		}
 		res := &bankdv1.ListWalletsResponse{}
 		var err error
