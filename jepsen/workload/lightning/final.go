@@ -16,6 +16,7 @@ import (
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/fakelnd"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/jepsen/workload/pace"
 )
 
 // Payment is what the cluster holds of a payment at the end.
@@ -80,7 +81,7 @@ func (w *Workload) Final(ctx context.Context) (*Final, error) {
 			w.log.Warn("lightning not settled", "timeout", w.cfg.SettleTimeout, "why", why, "err", err)
 			break
 		}
-		sleep(settle, 500*time.Millisecond)
+		pace.Sleep(settle, 500*time.Millisecond)
 	}
 	cancel()
 

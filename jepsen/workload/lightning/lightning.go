@@ -33,6 +33,7 @@ import (
 	"github.com/bankd/bankd/jepsen/fakelnd"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/jepsen/workload/pace"
 	"github.com/bankd/bankd/rpc"
 )
 
@@ -276,7 +277,7 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 				continue
 			}
 			w.payIn(ctx, process, inv)
-			sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
+			pace.Sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
 			continue
 		case r < 0.65:
 			inv, ok := w.takeOpen(rng, account)
@@ -298,7 +299,7 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 			out, err := w.net.OutsideInvoice(ctx, amount)
 			if err != nil {
 				w.log.Warn("outside invoice", "err", err)
-				sleep(ctx, w.cfg.Backoff)
+				pace.Sleep(ctx, w.cfg.Backoff)
 				continue
 			}
 			f, v = FPayOut, Value{ID: fmt.Sprintf("p%d-%d", client, seq), Account: account, Hash: out.Hash, Amount: amount}
@@ -308,7 +309,7 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 			w.remember(payment{id: v.ID, account: account, request: out.PaymentRequest, hash: out.Hash})
 		default:
 			w.read(process, rng.IntN(w.cluster.Size()))
-			sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
+			pace.Sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
 			continue
 		}
 		for attempt := 1; ; attempt++ {
@@ -320,16 +321,9 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 			if definite || ctx.Err() != nil {
 				break
 			}
-			sleep(ctx, time.Duration(1+rng.Int64N(int64(w.cfg.Backoff))))
+			pace.Sleep(ctx, time.Duration(1+rng.Int64N(int64(w.cfg.Backoff))))
 		}
-		sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+		pace.Sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/jepsen/workload/pace"
 )
 
 // Name is the workload's name on the command line.
@@ -198,11 +199,11 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 			process += w.cfg.Clients
 			continue
 		case history.Fail:
-			sleep(ctx, time.Duration(10+rng.IntN(40))*time.Millisecond)
+			pace.Sleep(ctx, time.Duration(10+rng.IntN(40))*time.Millisecond)
 			continue
 		}
 		for i := range w.cfg.Writes {
-			sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Hold)/int64(w.cfg.Writes))))
+			pace.Sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Hold)/int64(w.cfg.Writes))))
 			writes++
 			v := WriteValue{ID: fmt.Sprintf("w%d-%d-%d", client, writes, i), Lock: g.Name, Token: g.Token}
 			if w.write(process, rng.IntN(w.cluster.Size()), v) == history.Info {
@@ -221,7 +222,7 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 		if rng.Float64() < w.cfg.LateShare {
 			// Back from a pause longer than the lease: the write must not apply once the lock
 			// has been granted anew.
-			sleep(ctx, w.cfg.TTL+time.Duration(rng.Int64N(int64(w.cfg.TTL))))
+			pace.Sleep(ctx, w.cfg.TTL+time.Duration(rng.Int64N(int64(w.cfg.TTL))))
 			writes++
 			v := WriteValue{ID: fmt.Sprintf("w%d-%d-late", client, writes), Lock: g.Name, Token: g.Token, Late: true}
 			if w.write(process, rng.IntN(w.cluster.Size()), v) == history.Info {
@@ -243,15 +244,6 @@ func (w *Workload) write(process, node int, v WriteValue) history.Type {
 	typ := ledger.ClassifyWrite(err)
 	w.hist.Complete(inv, typ, v, err)
 	return typ
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func (w *Workload) acquire(process, node int, name, holder string) (Grant, history.Type) {

@@ -36,6 +36,7 @@ import (
 	"github.com/bankd/bankd/jepsen/fakechain"
 	"github.com/bankd/bankd/jepsen/history"
 	"github.com/bankd/bankd/jepsen/workload/ledger"
+	"github.com/bankd/bankd/jepsen/workload/pace"
 	"github.com/bankd/bankd/rpc"
 	"github.com/bankd/bankd/signer"
 )
@@ -366,16 +367,9 @@ func (w *Workload) client(ctx context.Context, client int, rng *rand.Rand) {
 			if definite || ctx.Err() != nil {
 				break
 			}
-			sleep(ctx, time.Duration(1+rng.Int64N(int64(w.cfg.Backoff))))
+			pace.Sleep(ctx, time.Duration(1+rng.Int64N(int64(w.cfg.Backoff))))
 		}
-		sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+		pace.Sleep(ctx, time.Duration(rng.Int64N(int64(w.cfg.Pause))))
 	}
 }
 
@@ -501,7 +495,7 @@ func (w *Workload) Final(ctx context.Context) (*Final, error) {
 			w.log.Warn("withdrawals not settled", "timeout", w.cfg.SettleTimeout, "err", err)
 			break
 		}
-		sleep(settle, 500*time.Millisecond)
+		pace.Sleep(settle, 500*time.Millisecond)
 	}
 	cancel()
 	w.Close()

@@ -9,6 +9,7 @@ import (
 
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/jepsen/workload/pace"
 )
 
 // signerPoll is the pause between two looks for planned batches.
@@ -25,7 +26,7 @@ func (w *Workload) runSigner(ctx context.Context) {
 		if err := w.signPlanned(ctx, cl, refused); err != nil && ctx.Err() == nil {
 			w.log.Debug("signer poll failed", "err", err)
 		}
-		sleep(ctx, signerPoll)
+		pace.Sleep(ctx, signerPoll)
 	}
 }
 
