@@ -39,6 +39,7 @@ func (a *applier) createOneOfMany(tx *txn, acc *bankdv1.Account) (*bankdv1.Accou
 	itemsMark := len(a.items)
 	res, err := a.createAccount(own, &bankdv1.CreateAccountRequest{Account: acc})
 	if refusal, ok := asRefusal(err); ok {
+		own.rollback()
 		a.items = a.items[:itemsMark]
 		return &bankdv1.AccountResult{Id: acc.GetId(), Code: refusal.Code, Message: refusal.Message}, nil
 	}

@@ -15,7 +15,7 @@ import (
 // record into the command's Pebble batch once, however many of its transfers touched it.
 //
 // Within a command, account writes are buffered in the txn tree like any other write
-// (txn.accounts), so a refused command or a failed linked chain leaves no trace. When a command
+// (txn.putAccount), so a refused command or a failed linked chain leaves no trace. When a command
 // commits, its accounts are marshalled into the Pebble batch and kept in an ApplyBatch-level map
 // (residentState.batch) that later commands of the same batch read; once the batch is
 // committed to Pebble they become the resident state. Open and Restore rebuild it from the
@@ -38,50 +38,6 @@ func (r *residentState) get(id string) (*bankdv1.Account, bool) {
 	}
 	acc, ok := r.committed[id]
 	return acc, ok
-}
-
-// account returns the account as this txn sees it: its own writes, its parents', the batch's,
-// then the resident state. The record is shared: callers copy it before changing it.
-func (t *txn) account(id string) (*bankdv1.Account, bool) {
-	for cur := t; cur != nil; cur = cur.parent {
-		if acc, ok := cur.accounts[id]; ok {
-			return acc, true
-		}
-	}
-	return t.resident.get(id)
-}
-
-// putAccount records acc as the account's new record. acc must not be changed afterwards.
-func (t *txn) putAccount(acc *bankdv1.Account) {
-	if t.accounts == nil {
-		t.accounts = make(map[string]*bankdv1.Account)
-	}
-	if _, seen := t.accounts[acc.Id]; !seen {
-		t.accountOrder = append(t.accountOrder, acc.Id)
-	}
-	t.accounts[acc.Id] = acc
-}
-
-// commitAccounts moves the txn's accounts into its parent or, for the root, marshals each into
-// the Pebble batch and makes it visible to the batch's later commands.
-func (t *txn) commitAccounts() error {
-	for _, id := range t.accountOrder {
-		acc := t.accounts[id]
-		if t.parent != nil {
-			t.parent.putAccount(acc)
-			continue
-		}
-		v, err := marshal.Marshal(acc)
-		if err != nil {
-			return fmt.Errorf("marshal account %q: %w", id, err)
-		}
-		if err := t.batch.Set(accountKey(id), v, nil); err != nil {
-			return fmt.Errorf("pebble batch write account %q: %w", id, err)
-		}
-		t.resident.batch[id] = acc
-	}
-	t.accounts, t.accountOrder = nil, nil
-	return nil
 }
 
 // copyAccount returns a copy of acc that shares its metadata map (never changed after an

@@ -183,6 +183,7 @@ func (a *applier) run(cmd *bankdv1.Command) (any, error) {
 	if err != nil {
 		// What the refused command did was written to the dropped txn: so are the events and
 		// problems that describe it.
+		tx.rollback()
 		a.watched, a.items, a.problems = nil, a.items[:itemsMark], nil
 		return nil, err
 	}
@@ -214,7 +215,7 @@ func (a *applier) writeEvent() error {
 }
 
 func putProto(tx *txn, key []byte, m proto.Message) error {
-	v, err := marshal.Marshal(m)
+	v, err := encodeProto(m)
 	if err != nil {
 		return fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}

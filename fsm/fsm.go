@@ -53,6 +53,9 @@ type FSM struct {
 	accounts map[string]*bankdv1.Account
 	// transfers filters the ids of stored transfers (transfer_filter.go), like accounts.
 	transfers *transferFilter
+	// writes buffers each command's writes (txn.go); only ApplyBatch uses it, one command at a
+	// time, and it keeps its memory from one command to the next.
+	writes *writeLog
 
 	// snapshots tracks the Pebble snapshots open on the store (Raft's and backups'), which
 	// Restore must not close the store under.
@@ -81,7 +84,7 @@ func Open(dir string, opts Options) (*FSM, error) {
 		opts.Logger = slog.Default()
 	}
 	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, onScriptsWatched: opts.OnScriptsWatched, changed: make(chan struct{}),
-		snapshots: newSnapshotRegistry()}
+		snapshots: newSnapshotRegistry(), writes: newWriteLog()}
 	if f.fatal == nil {
 		f.fatal = func(err error) {
 			f.logger.Error("state machine stopped: refusing to go on", "err", err)
@@ -279,7 +282,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		if l.Type == raft.LogCommand {
-			a := &applier{root: newRootTxn(b, resident), index: l.Index, term: l.Term, now: now}
+			a := &applier{root: newRootTxn(b, resident, f.writes), index: l.Index, term: l.Term, now: now}
 			res, err := a.apply(l.Data)
 			if err != nil {
 				f.halt(fmt.Errorf("apply raft index %d: %w", l.Index, err))

@@ -125,6 +125,7 @@ func (a *applier) createTransfers(tx *txn, req *bankdv1.CreateTransfersRequest) 
 				return nil, err
 			}
 		} else {
+			chain.rollback()
 			a.items, a.seq = a.items[:itemsMark], seqMark
 			for i := start; i <= end; i++ {
 				if i != failed && (results[i] == nil || !results[i].Replayed) {
@@ -213,6 +214,7 @@ func (a *applier) driverTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	own := tx.child()
 	res, err := a.applyTransfer(own, t)
 	if err != nil || res.Code != bankdv1.ResultCode_RESULT_CODE_OK {
+		own.rollback()
 		return res, err
 	}
 	return res, own.commit()
@@ -573,7 +575,7 @@ func loadDaily(tx *txn, id string) (day, used int64, err error) {
 }
 
 func requestHash(t *bankdv1.Transfer) ([32]byte, error) {
-	b, err := marshal.Marshal(t)
+	b, err := appendTransfer(make([]byte, 0, sizeTransfer(t)), t)
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("marshal transfer: %w", err)
 	}
@@ -583,11 +585,12 @@ func requestHash(t *bankdv1.Transfer) ([32]byte, error) {
 // A stored transfer is the SHA-256 of the request that created it followed by the record. The
 // hash tells a retry (same body) from a reuse of the id (another body).
 func storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
-	b, err := marshal.Marshal(rec)
+	v := append(make([]byte, 0, len(reqHash)+sizeTransfer(rec)), reqHash[:]...)
+	v, err := appendTransfer(v, rec)
 	if err != nil {
 		return fmt.Errorf("marshal transfer %q: %w", rec.Id, err)
 	}
-	tx.set(transferKey(rec.Id), append(reqHash[:], b...))
+	tx.set(transferKey(rec.Id), v)
 	if tx.resident != nil && tx.resident.transfers != nil {
 		tx.resident.transfers.add(rec.Id)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -11,39 +12,89 @@ import (
 )
 
 // txn buffers the writes of one command (or one linked chain inside a command) so that a
-// refused command leaves nothing behind. Reads see the txn's own writes, then its parent's,
-// then the Pebble batch. commit hands the writes to the parent; dropping a txn discards them.
+// refused command leaves nothing behind. Reads see the txn's own writes, then its parents',
+// then the Pebble batch. A child txn either commits, handing its writes to its parent, or rolls
+// back, dropping them; until it does, its parent must not be used. The root's commit writes
+// everything into the Pebble batch, in key order.
+//
+// The txns of one command share a writeLog, an undo log, rather than a map each: a command of
+// 8,000 transfers opens a child per chain and writes three to four keys in each, and copying
+// every child's map into its parent cost more than applying the transfers.
 type txn struct {
-	parent *txn
-	batch  *pebble.Batch
-	writes map[string]pendingWrite
-	order  []string // first-write order, so commit is independent of map iteration
-	// Accounts are buffered as records, not bytes (accounts_resident.go).
-	resident     *residentState
-	accounts     map[string]*bankdv1.Account
-	accountOrder []string
+	log      *writeLog
+	batch    *pebble.Batch
+	resident *residentState
+	depth    int // 0 for the root
+	mark     int // len(log.entries) when this txn began: the entries from there on are its own
+	closed   bool
 }
 
-type pendingWrite struct {
+// writeLog holds the buffered writes of one command's txns in the order they were made. Each
+// open txn has at most one entry per key; an entry points (prev) at the outer txn's entry it
+// hides, which a rollback brings back.
+type writeLog struct {
+	entries []logEntry
+	// latest and latestAccount index the newest entry of each store key and of each account.
+	latest        map[string]int
+	latestAccount map[string]int
+	// marks holds the mark of each open txn, the root's first: the innermost is the last.
+	marks []int
+	// order is the root's entries in key order, while it writes them into the batch.
+	order []int32
+}
+
+// logEntry is one buffered write: a value (or a deletion) for a store key, or an account's new
+// record, which is marshalled only when the root commits.
+type logEntry struct {
+	key     string // the store key; for an account, accountKey(id)
 	value   []byte
 	deleted bool
+	account *bankdv1.Account
+	prev    int // the entry this one hides, or -1
 }
 
-func newRootTxn(b *pebble.Batch, resident *residentState) *txn {
-	return &txn{batch: b, writes: make(map[string]pendingWrite), resident: resident}
+func newWriteLog() *writeLog {
+	return &writeLog{latest: make(map[string]int), latestAccount: make(map[string]int)}
 }
 
+// newRootTxn starts a command's txn. log is emptied and reused (the previous command's, so that
+// its memory is kept); nil makes a new one.
+func newRootTxn(b *pebble.Batch, resident *residentState, log *writeLog) *txn {
+	if log == nil {
+		log = newWriteLog()
+	}
+	for i := range log.entries {
+		log.unindex(&log.entries[i])
+	}
+	clear(log.entries)
+	log.entries, log.marks = log.entries[:0], append(log.marks[:0], 0)
+	return &txn{log: log, batch: b, resident: resident}
+}
+
+// child opens a txn inside t. t must not be used until the child commits or rolls back.
 func (t *txn) child() *txn {
-	return &txn{parent: t, batch: t.batch, writes: make(map[string]pendingWrite), resident: t.resident}
+	t.mustBeInnermost()
+	mark := len(t.log.entries)
+	t.log.marks = append(t.log.marks, mark)
+	return &txn{log: t.log, batch: t.batch, resident: t.resident, depth: t.depth + 1, mark: mark}
+}
+
+// mustBeInnermost panics when t is used while a child of it is open, or after it closed: that
+// would mix the child's writes into t's. It is a bug in a command's code, never in its input.
+func (t *txn) mustBeInnermost() {
+	if t.closed || len(t.log.marks)-1 != t.depth {
+		panic(fmt.Sprintf("fsm: txn at depth %d used while the innermost open txn is at depth %d (closed: %v)",
+			t.depth, len(t.log.marks)-1, t.closed))
+	}
 }
 
 // get returns the value of key, or ok=false if it does not exist. Accounts are read with
 // account, not here.
 func (t *txn) get(key []byte) (value []byte, ok bool, err error) {
-	for cur := t; cur != nil; cur = cur.parent {
-		if w, found := cur.writes[string(key)]; found {
-			return w.value, !w.deleted, nil
-		}
+	t.mustBeInnermost()
+	if i, found := t.log.latest[string(key)]; found {
+		e := &t.log.entries[i]
+		return e.value, !e.deleted, nil
 	}
 	v, closer, err := t.batch.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -56,72 +107,181 @@ func (t *txn) get(key []byte) (value []byte, ok bool, err error) {
 	return out, true, closer.Close()
 }
 
-func (t *txn) set(key, value []byte) { t.put(string(key), pendingWrite{value: value}) }
+func (t *txn) set(key, value []byte) { t.put(logEntry{key: string(key), value: value}) }
 
-func (t *txn) delete(key []byte) { t.put(string(key), pendingWrite{deleted: true}) }
+func (t *txn) delete(key []byte) { t.put(logEntry{key: string(key), deleted: true}) }
 
-func (t *txn) put(key string, w pendingWrite) {
-	if _, seen := t.writes[key]; !seen {
-		t.order = append(t.order, key)
-	}
-	t.writes[key] = w
+// putAccount records acc as the account's new record. acc must not be changed afterwards.
+func (t *txn) putAccount(acc *bankdv1.Account) {
+	t.put(logEntry{key: string(accountKey(acc.Id)), account: acc})
 }
 
-// commit moves the writes into the parent txn, or into the Pebble batch for the root.
-func (t *txn) commit() error {
-	if err := t.commitAccounts(); err != nil {
-		return err
+// account returns the account as this txn sees it: the writes of this txn and its parents,
+// the batch's earlier commands, then the resident state. The record is shared: callers copy
+// it before changing it.
+func (t *txn) account(id string) (*bankdv1.Account, bool) {
+	t.mustBeInnermost()
+	if i, found := t.log.latestAccount[id]; found {
+		return t.log.entries[i].account, true
 	}
-	for _, k := range t.order {
-		w := t.writes[k]
-		if t.parent != nil {
-			t.parent.put(k, w)
+	return t.resident.get(id)
+}
+
+func (t *txn) put(e logEntry) {
+	t.mustBeInnermost()
+	l := t.log
+	prev, found := l.indexOf(&e)
+	if found && prev >= t.mark {
+		// This txn wrote the key already, and nothing outside it has seen that entry.
+		e.prev = l.entries[prev].prev
+		l.entries[prev] = e
+		return
+	}
+	e.prev = -1
+	if found {
+		e.prev = prev
+	}
+	l.entries = append(l.entries, e)
+	l.index(&e, len(l.entries)-1)
+}
+
+// commit hands a child's writes to its parent, or writes the root's into the Pebble batch.
+func (t *txn) commit() error {
+	t.mustBeInnermost()
+	t.closed = true
+	l := t.log
+	l.marks = l.marks[:t.depth]
+	if t.depth == 0 {
+		return t.writeBatch()
+	}
+	// The parent keeps one entry per key: a child's entry that hides one of the parent's own
+	// replaces it in place; the others stay, as the parent's now.
+	parentMark := l.marks[t.depth-1]
+	kept := t.mark
+	for i := t.mark; i < len(l.entries); i++ {
+		e := l.entries[i]
+		if e.prev >= parentMark {
+			at := e.prev
+			e.prev = l.entries[at].prev
+			l.entries[at] = e
+			l.index(&e, at)
 			continue
 		}
-		var err error
-		if w.deleted {
-			err = t.batch.Delete([]byte(k), nil)
-		} else {
-			err = t.batch.Set([]byte(k), w.value, nil)
-		}
-		if err != nil {
-			return fmt.Errorf("pebble batch write %q: %w", k, err)
-		}
+		l.entries[kept] = e
+		l.index(&e, kept)
+		kept++
 	}
-	t.writes, t.order = nil, nil
+	clear(l.entries[kept:])
+	l.entries = l.entries[:kept]
 	return nil
 }
 
+// rollback drops a child's writes (and those of any child of it left open), bringing back
+// what they hid.
+func (t *txn) rollback() {
+	l := t.log
+	if t.closed || t.depth == 0 || len(l.marks)-1 < t.depth {
+		panic(fmt.Sprintf("fsm: rollback of a txn at depth %d that is not open (innermost %d, closed: %v)",
+			t.depth, len(l.marks)-1, t.closed))
+	}
+	for i := len(l.entries) - 1; i >= t.mark; i-- {
+		e := &l.entries[i]
+		if e.prev >= 0 {
+			l.index(e, e.prev)
+		} else {
+			l.unindex(e)
+		}
+	}
+	clear(l.entries[t.mark:])
+	l.entries, l.marks = l.entries[:t.mark], l.marks[:t.depth]
+	t.closed = true
+}
+
+// writeBatch writes the root's entries, one per key, into the Pebble batch in key order: Pebble
+// inserts a batch into its memtable skiplist in the batch's order, starting each search where
+// the last one ended, so keys in order make those searches short. Accounts are marshalled here
+// and become visible to the batch's later commands.
+func (t *txn) writeBatch() error {
+	l := t.log
+	l.order = l.order[:0]
+	for i := range l.entries {
+		l.order = append(l.order, int32(i))
+	}
+	slices.SortFunc(l.order, func(a, b int32) int { return strings.Compare(l.entries[a].key, l.entries[b].key) })
+	for _, i := range l.order {
+		e := &l.entries[i]
+		var err error
+		switch {
+		case e.account != nil:
+			var v []byte
+			if v, err = appendAccount(nil, e.account); err != nil {
+				return fmt.Errorf("marshal account %q: %w", e.account.Id, err)
+			}
+			err = t.batch.Set([]byte(e.key), v, nil)
+			t.resident.batch[e.account.Id] = e.account
+		case e.deleted:
+			err = t.batch.Delete([]byte(e.key), nil)
+		default:
+			err = t.batch.Set([]byte(e.key), e.value, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("pebble batch write %q: %w", e.key, err)
+		}
+	}
+	return nil
+}
+
+func (l *writeLog) indexOf(e *logEntry) (int, bool) {
+	if e.account != nil {
+		i, ok := l.latestAccount[e.account.Id]
+		return i, ok
+	}
+	i, ok := l.latest[e.key]
+	return i, ok
+}
+
+func (l *writeLog) index(e *logEntry, at int) {
+	if e.account != nil {
+		l.latestAccount[e.account.Id] = at
+	} else {
+		l.latest[e.key] = at
+	}
+}
+
+func (l *writeLog) unindex(e *logEntry) {
+	if e.account != nil {
+		delete(l.latestAccount, e.account.Id)
+	} else {
+		delete(l.latest, e.key)
+	}
+}
+
 // scan calls fn, in key order, for every key in [lower, upper) as this txn sees it: the Pebble
-// batch overlaid with the writes of this txn and its parents. It costs one pass over the
-// buffered writes, so commands call it a bounded number of times.
+// batch overlaid with the writes of this txn and its parents. Buffered accounts are not
+// included (no command scans accounts). It costs one pass over the buffered writes, so commands
+// call it a bounded number of times.
 func (t *txn) scan(lower, upper []byte, fn func(key, value []byte) (bool, error)) error {
-	merged := map[string]pendingWrite{}
+	t.mustBeInnermost()
+	merged := map[string]logEntry{}
 	iter, err := t.batch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("iterate from %q: %w", lower, err)
 	}
 	for ok := iter.First(); ok; ok = iter.Next() {
-		merged[string(iter.Key())] = pendingWrite{value: append([]byte(nil), iter.Value()...)}
+		merged[string(iter.Key())] = logEntry{value: append([]byte(nil), iter.Value()...)}
 	}
 	if err := iter.Close(); err != nil {
 		return fmt.Errorf("iterate from %q: %w", lower, err)
 	}
-	var levels []*txn
-	for cur := t; cur != nil; cur = cur.parent {
-		levels = append(levels, cur)
-	}
 	lo, hi := string(lower), string(upper)
-	for i := len(levels) - 1; i >= 0; i-- { // outermost first, so inner writes win
-		for k, w := range levels[i].writes {
-			if k >= lo && k < hi {
-				merged[k] = w
-			}
+	for _, e := range t.log.entries { // outermost first, so inner writes win
+		if e.account == nil && e.key >= lo && e.key < hi {
+			merged[e.key] = e
 		}
 	}
 	keys := make([]string, 0, len(merged))
-	for k, w := range merged {
-		if !w.deleted {
+	for k, e := range merged {
+		if !e.deleted {
 			keys = append(keys, k)
 		}
 	}

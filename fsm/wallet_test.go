@@ -344,7 +344,7 @@ func applyInternal(t *testing.T, tf *testFSM, fn func(a *applier, tx *txn) error
 	b := tf.db.NewIndexedBatch()
 	defer b.Close()
 	resident := &residentState{committed: tf.accounts, batch: map[string]*bankdv1.Account{}}
-	a := &applier{root: newRootTxn(b, resident), index: tf.AppliedIndex() + 1, now: tf.NowUnixMs()}
+	a := &applier{root: newRootTxn(b, resident, nil), index: tf.AppliedIndex() + 1, now: tf.NowUnixMs()}
 	if err := fn(a, a.root); err != nil {
 		t.Fatal(err)
 	}
