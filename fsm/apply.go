@@ -36,6 +36,8 @@ type applier struct {
 	// watched are the scripts this command added to the script table, for
 	// Options.OnScriptsWatched.
 	watched [][]byte
+	// scratch is a buffer for encodings that are hashed and dropped (requestHash).
+	scratch []byte
 }
 
 // commandHandler applies one command type. It returns the response, or an *Error to refuse the
@@ -195,6 +197,9 @@ func (a *applier) run(cmd *bankdv1.Command) (any, error) {
 
 // asRefusal reports whether err is (or wraps) a refusal.
 func asRefusal(err error) (*Error, bool) {
+	if err == nil {
+		return nil, false // the common case, without errors.As's allocation
+	}
 	var e *Error
 	return e, errors.As(err, &e) && e != nil
 }

@@ -84,23 +84,49 @@ func sizeBalance(bal *bankdv1.Balance) int {
 		len(bal.ProtoReflect().GetUnknown())
 }
 
-// appendHistoryEntry appends h's deterministic protobuf encoding to b.
-func appendHistoryEntry(b []byte, h *bankdv1.HistoryEntry) ([]byte, error) {
+// historyRecord is a HistoryEntry as changeBalance has it, encoded without building the
+// message.
+type historyRecord struct {
+	transferID string
+	index      uint64
+	atUnixMs   int64
+	change     delta
+	after      *bankdv1.Balance
+	cause      bankdv1.TransferState
+}
+
+// appendHistory appends the deterministic protobuf encoding of the HistoryEntry r describes.
+func appendHistory(b []byte, r historyRecord) ([]byte, error) {
 	var err error
-	b = appendString(b, 1, h.TransferId, &err)
-	b = appendUint64(b, 2, h.Index)
-	b = appendInt64(b, 3, h.AtUnixMs)
-	b = appendInt64(b, 4, h.DebitsPostedDelta)
-	b = appendInt64(b, 5, h.CreditsPostedDelta)
-	b = appendInt64(b, 6, h.DebitsPendingDelta)
-	b = appendInt64(b, 7, h.CreditsPendingDelta)
-	b = appendBalanceField(b, 8, h.BalanceAfter)
-	b = appendInt64(b, 9, int64(h.Cause))
-	b = append(b, h.ProtoReflect().GetUnknown()...)
+	b = appendString(b, 1, r.transferID, &err)
+	b = appendUint64(b, 2, r.index)
+	b = appendInt64(b, 3, r.atUnixMs)
+	b = appendInt64(b, 4, r.change.debitsPosted)
+	b = appendInt64(b, 5, r.change.creditsPosted)
+	b = appendInt64(b, 6, r.change.debitsPending)
+	b = appendInt64(b, 7, r.change.creditsPending)
+	b = appendBalanceField(b, 8, r.after)
+	b = appendInt64(b, 9, int64(r.cause))
 	if err != nil {
-		return nil, fmt.Errorf("history entry of transfer %q: %w", h.TransferId, err)
+		return nil, fmt.Errorf("history entry of transfer %q: %w", r.transferID, err)
 	}
 	return b, nil
+}
+
+// appendHistoryEntry appends h's deterministic protobuf encoding to b.
+func appendHistoryEntry(b []byte, h *bankdv1.HistoryEntry) ([]byte, error) {
+	b, err := appendHistory(b, historyRecord{
+		transferID: h.TransferId,
+		index:      h.Index,
+		atUnixMs:   h.AtUnixMs,
+		change:     delta{h.DebitsPostedDelta, h.CreditsPostedDelta, h.DebitsPendingDelta, h.CreditsPendingDelta},
+		after:      h.BalanceAfter,
+		cause:      h.Cause,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(b, h.ProtoReflect().GetUnknown()...), nil
 }
 
 // appendAccount appends acc's deterministic protobuf encoding to b.
@@ -169,7 +195,9 @@ func sizeString(num protowire.Number, s string) int {
 	return protowire.SizeTag(num) + protowire.SizeBytes(len(s))
 }
 
-func appendInt64(b []byte, num protowire.Number, v int64) []byte { return appendUint64(b, num, uint64(v)) }
+func appendInt64(b []byte, num protowire.Number, v int64) []byte {
+	return appendUint64(b, num, uint64(v))
+}
 
 func sizeInt64(num protowire.Number, v int64) int { return sizeUint64(num, uint64(v)) }
 
@@ -247,9 +275,9 @@ func encodeProto(m proto.Message) ([]byte, error) {
 	case *bankdv1.HistoryEntry:
 		return appendHistoryEntry(make([]byte, 0, 96), m)
 	case *bankdv1.Event:
-		return appendEvent(nil, m)
+		return appendEvent(make([]byte, 0, 32+160*len(m.Items)), m)
 	case *bankdv1.Account:
-		return appendAccount(nil, m)
+		return appendAccount(make([]byte, 0, 128), m)
 	case *bankdv1.Transfer:
 		return appendTransfer(make([]byte, 0, sizeTransfer(m)), m)
 	}

@@ -165,7 +165,7 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if a.owner == bankdv1.Owner_OWNER_UNSPECIFIED {
 		return nil, fmt.Errorf("a %s command, which acts as no one, tried to create transfer %q", a.cmdType, t.Id)
 	}
-	reqHash, err := requestHash(t)
+	reqHash, err := a.requestHash(t)
 	if err != nil {
 		return nil, err
 	}
@@ -468,7 +468,8 @@ func creditNormal(k bankdv1.AccountKind) bool {
 }
 
 // changeBalance applies d to acc, refusing overflow and (for non-negative accounts) a drop of
-// the available balance below zero, and writes the account and a history entry.
+// the available balance below zero, and writes the account and a history entry. acc must be the
+// caller's copy (loadAccount), not changed after the call: it becomes the account's record.
 func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *bankdv1.Transfer) error {
 	b := acc.Balance
 	next := &bankdv1.Balance{}
@@ -495,20 +496,22 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 		return refuse(bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS,
 			"account %q: available balance %d, transfer %q needs %d", acc.Id, b.Available, cause.Id, b.Available-next.Available)
 	}
+	// acc is the caller's own copy (loadAccount), which it does not change again.
 	acc.Balance = next
-	tx.putAccount(copyAccount(acc))
-	entry := &bankdv1.HistoryEntry{
-		TransferId:          cause.Id,
-		Index:               a.index,
-		AtUnixMs:            a.now,
-		DebitsPostedDelta:   d.debitsPosted,
-		CreditsPostedDelta:  d.creditsPosted,
-		DebitsPendingDelta:  d.debitsPending,
-		CreditsPendingDelta: d.creditsPending,
-		BalanceAfter:        next,
-		Cause:               cause.State,
+	tx.putAccount(acc)
+	v, err := appendHistory(make([]byte, 0, 96), historyRecord{
+		transferID: cause.Id,
+		index:      a.index,
+		atUnixMs:   a.now,
+		change:     d,
+		after:      next,
+		cause:      cause.State,
+	})
+	if err != nil {
+		return fmt.Errorf("marshal history entry: %w", err)
 	}
-	return putProto(tx, historyKey(acc.Id, a.index, a.nextSeq()), entry)
+	tx.setString(historyKeyString(acc.Id, a.index, a.nextSeq()), v)
+	return nil
 }
 
 // addTotal adds d to a running total, which must stay within 0..MaxInt64.
@@ -574,11 +577,14 @@ func loadDaily(tx *txn, id string) (day, used int64, err error) {
 	return int64(d), int64(u), nil
 }
 
-func requestHash(t *bankdv1.Transfer) ([32]byte, error) {
-	b, err := appendTransfer(make([]byte, 0, sizeTransfer(t)), t)
+// requestHash is the SHA-256 of the transfer as the client sent it, encoded into the applier's
+// scratch buffer (only the hash is kept).
+func (a *applier) requestHash(t *bankdv1.Transfer) ([32]byte, error) {
+	b, err := appendTransfer(a.scratch[:0], t)
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("marshal transfer: %w", err)
 	}
+	a.scratch = b
 	return sha256.Sum256(b), nil
 }
 
@@ -590,7 +596,7 @@ func storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
 	if err != nil {
 		return fmt.Errorf("marshal transfer %q: %w", rec.Id, err)
 	}
-	tx.set(transferKey(rec.Id), v)
+	tx.setString(taggedString(tagTransfer, rec.Id), v)
 	if tx.resident != nil && tx.resident.transfers != nil {
 		tx.resident.transfers.add(rec.Id)
 	}

@@ -109,11 +109,14 @@ func (t *txn) get(key []byte) (value []byte, ok bool, err error) {
 
 func (t *txn) set(key, value []byte) { t.put(logEntry{key: string(key), value: value}) }
 
+// setString is set for a key already held as a string, which the log keeps without a copy.
+func (t *txn) setString(key string, value []byte) { t.put(logEntry{key: key, value: value}) }
+
 func (t *txn) delete(key []byte) { t.put(logEntry{key: string(key), deleted: true}) }
 
 // putAccount records acc as the account's new record. acc must not be changed afterwards.
 func (t *txn) putAccount(acc *bankdv1.Account) {
-	t.put(logEntry{key: string(accountKey(acc.Id)), account: acc})
+	t.put(logEntry{key: taggedString(tagAccount, acc.Id), account: acc})
 }
 
 // account returns the account as this txn sees it: the writes of this txn and its parents,
@@ -214,7 +217,7 @@ func (t *txn) writeBatch() error {
 		switch {
 		case e.account != nil:
 			var v []byte
-			if v, err = appendAccount(nil, e.account); err != nil {
+			if v, err = appendAccount(make([]byte, 0, 128), e.account); err != nil {
 				return fmt.Errorf("marshal account %q: %w", e.account.Id, err)
 			}
 			err = t.batch.Set([]byte(e.key), v, nil)

@@ -162,7 +162,7 @@ func TestTxnRefusesUseOfAParentWithAChildOpen(t *testing.T) {
 	b := tf.db.NewIndexedBatch()
 	defer b.Close()
 	for _, tc := range []struct {
-		name string
+		name   string
 		misuse func(root *txn)
 	}{
 		{"write to the parent", func(root *txn) { root.child(); root.set([]byte("k"), nil) }},
