@@ -29,6 +29,8 @@ require (
 	github.com/jackc/pgx/v5 v5.7.4
 	github.com/lightningnetwork/lnd v0.20.0-beta
 	github.com/prometheus/client_golang v1.19.1
+	github.com/prometheus/client_model v0.5.0
+	github.com/prometheus/common v0.48.0
 	github.com/rs/zerolog v1.28.0
 	go.etcd.io/bbolt v1.4.3
 	golang.org/x/sys v0.38.0
@@ -168,8 +170,6 @@ require (
 	github.com/ory/dockertest/v3 v3.10.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
-	github.com/prometheus/client_model v0.5.0 // indirect
-	github.com/prometheus/common v0.48.0 // indirect
 	github.com/prometheus/procfs v0.12.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rogpeppe/fastuuid v1.2.0 // indirect

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -34,6 +35,23 @@ type Options struct {
 	// not called for a Restore, which replaces the whole store: rebuild the index from
 	// ForEachWatchedScript after one. The slices must not be modified.
 	OnScriptsWatched func(scripts [][]byte)
+	// OnApplied, when set, is called after each ApplyBatch that committed entries to the
+	// store, with what Pebble's commit cost. It runs on the apply goroutine and must be quick;
+	// the node feeds its metrics and its slow-apply warning from it.
+	OnApplied func(ApplyStats)
+}
+
+// ApplyStats describes one ApplyBatch that committed entries to the store. Its durations are
+// Pebble's own commit statistics: the state machine never reads a clock.
+type ApplyStats struct {
+	// Entries is the number of Raft entries applied (replays of applied entries not counted).
+	Entries int
+	// Commit is Pebble's commit of the batch: inserting it into the memtable and writing it to
+	// Pebble's WAL (not synced), with any wait for room, such as a new memtable.
+	Commit time.Duration
+	// Stalled is the part of Commit spent in Pebble's write stalls: waiting for a memtable
+	// flush, or for compactions to bring the number of level-0 files down.
+	Stalled time.Duration
 }
 
 // FSM is the replicated state machine. Apply, ApplyBatch, Snapshot and Restore are called by
@@ -43,6 +61,7 @@ type FSM struct {
 	logger           *slog.Logger
 	fatal            func(error)
 	onScriptsWatched func([][]byte)
+	onApplied        func(ApplyStats)
 
 	// mu guards db: reads and applies hold it shared, Restore holds it exclusively while it
 	// swaps the store.
@@ -83,7 +102,7 @@ func Open(dir string, opts Options) (*FSM, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, onScriptsWatched: opts.OnScriptsWatched, changed: make(chan struct{}),
+	f := &FSM{dir: dir, logger: opts.Logger, fatal: opts.Fatal, onScriptsWatched: opts.OnScriptsWatched, onApplied: opts.OnApplied, changed: make(chan struct{}),
 		snapshots: newSnapshotRegistry(), writes: newWriteLog()}
 	if f.fatal == nil {
 		f.fatal = func(err error) {
@@ -276,6 +295,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	now := f.nowMs.Load()
 	resident := &residentState{committed: f.accounts, batch: make(map[string]*bankdv1.Account), transfers: f.transfers}
 	var watched [][]byte
+	entries := 0
 	for i, l := range logs {
 		// failpoint skip-applied-index-check: apply replayed entries a second time.
 		if l.Index <= applied && !failpoint.Enabled(failpoint.SkipAppliedIndexCheck) {
@@ -293,6 +313,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			watched = append(watched, a.watched...)
 		}
 		applied = l.Index
+		entries++
 	}
 	if applied == f.applied.Load() {
 		return results
@@ -319,6 +340,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.nowMs.Store(now)
 	if f.onScriptsWatched != nil && len(watched) > 0 {
 		f.onScriptsWatched(watched)
+	}
+	if f.onApplied != nil {
+		st := b.CommitStats()
+		f.onApplied(ApplyStats{Entries: entries, Commit: st.TotalDuration,
+			Stalled: st.MemTableWriteStallDuration + st.L0ReadAmpWriteStallDuration})
 	}
 	f.notifyChanged()
 	return results

@@ -119,6 +119,11 @@ type Node struct {
 	raft      *raft.Raft
 	gossip    *gossip
 	metrics   *metrics
+	// lastApply carries the FSM's OnApplied report to raftFSM.ApplyBatch; both run on Raft's
+	// apply goroutine, so it needs no lock.
+	lastApply     fsm.ApplyStats
+	slowLogWrites slowWarnings
+	slowApplies   slowWarnings
 	// coalescer groups concurrent transfers into shared entries on the leader; nil when off.
 	coalescer *coalescer
 	// tls holds the node's certificate and the cluster CA; nil under insecure_plaintext.
@@ -165,6 +170,7 @@ func New(cfg *Config, nodeID string, opts Options) (*Node, error) {
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
+	n.initSlowWarnings()
 	n.coalescer = newCoalescer(n, cfg.Raft)
 	if !cfg.InsecurePlaintext {
 		store, err := clustertls.Load(clustertls.NodeIdentity(cfg.Name, nodeID), cfg.TLS.CAFile, self.TLSCert, self.TLSKey)
@@ -214,7 +220,7 @@ func (n *Node) openStorage() error {
 	n.snapshots = snaps
 
 	fsmDir := filepath.Join(dir, "fsm")
-	fopts := fsm.Options{Logger: n.log.With("component", "fsm"), Fatal: n.opts.FSMFatal}
+	fopts := fsm.Options{Logger: n.log.With("component", "fsm"), Fatal: n.opts.FSMFatal, OnApplied: n.onApplied}
 	if n.opts.ScriptIndex != nil {
 		// Subscribed before the first apply and loaded below: no script is missed, and one
 		// added twice is harmless.
@@ -397,7 +403,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Logger:  n.hclog("raft-net"),
 	})
 	n.transport = trans
-	r, err := raft.NewRaft(rc, raftFSM{FSM: n.fsm, n: n}, n.logStore, n.logStore, n.snapshots, trans)
+	r, err := raft.NewRaft(rc, raftFSM{FSM: n.fsm, n: n}, timedLogStore{n.logStore, n}, n.logStore, n.snapshots, trans)
 	if err != nil {
 		return fmt.Errorf("start: raft: %w", err)
 	}
