@@ -58,8 +58,10 @@ func benchPostgres(ctx context.Context, w workload, keep bool) (sideResults, err
 	var res sideResults
 	single := runLoad(ctx, senders, w.clients, 1, w.accounts, w.duration, "s")
 	single.print(fmt.Sprintf("(a) PostgreSQL: single-transfer requests, %d concurrent clients", w.clients))
+	fmt.Println()
 	batch := runLoad(ctx, senders, w.batchers, w.batchSize, w.accounts, w.duration, "b")
 	batch.print(fmt.Sprintf("(b) PostgreSQL: requests of %d transfers, %d concurrent clients", w.batchSize, w.batchers))
+	fmt.Println()
 	res.single, res.batch = &single, &batch
 
 	checkCtx, cancelCheck := context.WithTimeout(ctx, time.Minute)

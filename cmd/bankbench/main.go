@@ -130,9 +130,13 @@ func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 	var res sideResults
 	run := func(name string, workers, perRequest int, spread bool, tag, title string) *loadResult {
 		stopProfile := profileNodes(c, leader, o.profileDir, name, w.duration)
+		before := scrapeStages(c)
 		r := runLoad(ctx, bankdSenders(c, leader, spread), workers, perRequest, w.accounts, w.duration, tag)
+		after := scrapeStages(c)
 		stopProfile()
 		r.print(title)
+		printStages(c, leader, before, after)
+		fmt.Println()
 		return &r
 	}
 	res.single = run("single", w.clients, 1, false, "s",
@@ -221,11 +225,11 @@ type loadResult struct {
 
 func (r loadResult) print(title string) {
 	slices.Sort(r.latencies)
-	fmt.Printf("%s\n  %d transfers in %s: %.0f transfers/s, %d requests, latency p50 %s p99 %s max %s, %d errors\n\n",
+	fmt.Printf("%s\n  %d transfers in %s: %.0f transfers/s, %d requests, latency p50 %s p99 %s max %s, %d errors\n",
 		title, r.transfers, r.elapsed.Round(time.Millisecond), float64(r.transfers)/r.elapsed.Seconds(),
 		len(r.latencies), ms(pct(r.latencies, 0.50)), ms(pct(r.latencies, 0.99)), ms(pct(r.latencies, 1)), r.errors)
 	if r.firstErr != nil {
-		fmt.Printf("  first error: %v\n\n", r.firstErr)
+		fmt.Printf("  first error: %v\n", r.firstErr)
 	}
 }
 
