@@ -41,20 +41,46 @@ func (r *residentState) get(id string) (*bankdv1.Account, bool) {
 }
 
 // copyAccount returns a copy of acc that shares its metadata map (never changed after an
-// account is created) and its balance (replaced, never changed, by changeBalance).
+// account is created) and its balance, which the copy must not change.
 func copyAccount(acc *bankdv1.Account) *bankdv1.Account {
-	return &bankdv1.Account{
-		Id:              acc.Id,
-		Currency:        acc.Currency,
-		Kind:            acc.Kind,
-		NonNegative:     acc.NonNegative,
-		DailyDebitLimit: acc.DailyDebitLimit,
-		Metadata:        acc.Metadata,
-		Balance:         acc.Balance,
-		CreatedAtUnixMs: acc.CreatedAtUnixMs,
-		CreatedIndex:    acc.CreatedIndex,
-		Owner:           acc.Owner,
+	c := &bankdv1.Account{}
+	copyAccountInto(c, acc)
+	return c
+}
+
+func copyAccountInto(c, acc *bankdv1.Account) {
+	c.Id = acc.Id
+	c.Currency = acc.Currency
+	c.Kind = acc.Kind
+	c.NonNegative = acc.NonNegative
+	c.DailyDebitLimit = acc.DailyDebitLimit
+	c.Metadata = acc.Metadata
+	c.Balance = acc.Balance
+	c.CreatedAtUnixMs = acc.CreatedAtUnixMs
+	c.CreatedIndex = acc.CreatedIndex
+	c.Owner = acc.Owner
+}
+
+// accountAndBalance holds an account copy and its own balance in one allocation.
+type accountAndBalance struct {
+	acc bankdv1.Account
+	bal bankdv1.Balance
+}
+
+// copyAccountAndBalance returns a copy of acc whose balance is a copy too, so that the caller
+// may change the balance in place (changeBalance); the metadata map is still shared. The
+// balance's six fields are copied and unknown fields are not: an account is only written
+// back through changeBalance, which has always written exactly those six.
+func copyAccountAndBalance(acc *bankdv1.Account) *bankdv1.Account {
+	c := &accountAndBalance{}
+	copyAccountInto(&c.acc, acc)
+	if b := acc.Balance; b != nil {
+		c.bal.DebitsPosted, c.bal.CreditsPosted = b.DebitsPosted, b.CreditsPosted
+		c.bal.DebitsPending, c.bal.CreditsPending = b.DebitsPending, b.CreditsPending
+		c.bal.Posted, c.bal.Available = b.Posted, b.Available
+		c.acc.Balance = &c.bal
 	}
+	return &c.acc
 }
 
 // copyTransfer returns a copy of t that shares its metadata map, which the apply path never

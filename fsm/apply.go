@@ -38,6 +38,9 @@ type applier struct {
 	watched [][]byte
 	// scratch is a buffer for encodings that are hashed and dropped (requestHash).
 	scratch []byte
+	// results and transferItems hold the per-transfer records of a command (slab.go).
+	results       slab[bankdv1.TransferResult]
+	transferItems slab[transferItem]
 }
 
 // commandHandler applies one command type. It returns the response, or an *Error to refuse the

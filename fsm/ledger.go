@@ -203,8 +203,8 @@ func (a *applier) applyTransfer(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if err := storeTransfer(tx, rec, reqHash); err != nil {
 		return nil, err
 	}
-	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_Transfer{Transfer: rec}})
-	return &bankdv1.TransferResult{Id: t.Id, Code: bankdv1.ResultCode_RESULT_CODE_OK, Transfer: rec}, nil
+	a.emitTransfer(rec)
+	return a.okResult(t.Id, rec), nil
 }
 
 // driverTransfer applies one transfer a driver's command makes, in a txn of its own: a refused
@@ -329,7 +329,7 @@ func (a *applier) resolvePending(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	if err := a.updatePending(tx, p); err != nil {
 		return nil, err
 	}
-	a.emit(&bankdv1.EventItem{Kind: &bankdv1.EventItem_Transfer{Transfer: p}})
+	a.emitTransfer(p)
 	return rec, nil
 }
 
@@ -440,7 +440,8 @@ func (a *applier) loadPair(tx *txn, debitID, creditID, currency string) (debit, 
 	return debit, credit, nil
 }
 
-// loadAccount returns a copy of account id, which the caller may change.
+// loadAccount returns a copy of account id, with a copy of its balance, which the caller may
+// change (changeBalance updates the balance in place).
 func loadAccount(tx *txn, field, id, currency string) (*bankdv1.Account, error) {
 	acc, found := tx.account(id)
 	if !found {
@@ -449,7 +450,7 @@ func loadAccount(tx *txn, field, id, currency string) (*bankdv1.Account, error) 
 	if acc.Currency != currency {
 		return nil, invalid("transfer.currency: transfer is in %s but account %q is in %s", currency, id, acc.Currency)
 	}
-	return copyAccount(acc), nil
+	return copyAccountAndBalance(acc), nil
 }
 
 // delta is a change to an account's four running totals.
@@ -471,40 +472,41 @@ func creditNormal(k bankdv1.AccountKind) bool {
 // the available balance below zero, and writes the account and a history entry. acc must be the
 // caller's copy (loadAccount), not changed after the call: it becomes the account's record.
 func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *bankdv1.Transfer) error {
+	// acc is the caller's own copy from loadAccount, whose balance is its own too: it is
+	// updated in place once the change is allowed.
 	b := acc.Balance
-	next := &bankdv1.Balance{}
+	var next totals
 	var ok1, ok2, ok3, ok4 bool
-	next.DebitsPosted, ok1 = addTotal(b.DebitsPosted, d.debitsPosted)
-	next.CreditsPosted, ok2 = addTotal(b.CreditsPosted, d.creditsPosted)
-	next.DebitsPending, ok3 = addTotal(b.DebitsPending, d.debitsPending)
-	next.CreditsPending, ok4 = addTotal(b.CreditsPending, d.creditsPending)
+	next.debitsPosted, ok1 = addTotal(b.DebitsPosted, d.debitsPosted)
+	next.creditsPosted, ok2 = addTotal(b.CreditsPosted, d.creditsPosted)
+	next.debitsPending, ok3 = addTotal(b.DebitsPending, d.debitsPending)
+	next.creditsPending, ok4 = addTotal(b.CreditsPending, d.creditsPending)
 	if !(ok1 && ok2 && ok3 && ok4) {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_OVERFLOW, "account %q: a running total would leave 0..%d", acc.Id, int64(math.MaxInt64))
 	}
 	// Posted plus pending must fit too, so that balances derived from them cannot overflow.
-	if _, ok := addTotal(next.DebitsPosted, next.DebitsPending); !ok {
+	if _, ok := addTotal(next.debitsPosted, next.debitsPending); !ok {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_OVERFLOW, "account %q: debits would exceed %d", acc.Id, int64(math.MaxInt64))
 	}
-	if _, ok := addTotal(next.CreditsPosted, next.CreditsPending); !ok {
+	if _, ok := addTotal(next.creditsPosted, next.creditsPending); !ok {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_OVERFLOW, "account %q: credits would exceed %d", acc.Id, int64(math.MaxInt64))
 	}
-	next = deriveBalance(acc.Kind, next)
+	_, available := next.derive(acc.Kind)
 	// Refused is a change that lowers available below zero. One that leaves it where it was or
 	// raises it is not, even on an account below zero (a reversal took it there): resolving a
 	// hold made before lowers nothing, since the held amount was already out of available.
-	if acc.NonNegative && next.Available < 0 && next.Available < b.Available && !a.allowNegative {
+	if acc.NonNegative && available < 0 && available < b.Available && !a.allowNegative {
 		return refuse(bankdv1.ResultCode_RESULT_CODE_INSUFFICIENT_FUNDS,
-			"account %q: available balance %d, transfer %q needs %d", acc.Id, b.Available, cause.Id, b.Available-next.Available)
+			"account %q: available balance %d, transfer %q needs %d", acc.Id, b.Available, cause.Id, b.Available-available)
 	}
-	// acc is the caller's own copy (loadAccount), which it does not change again.
-	acc.Balance = next
+	next.setIn(acc.Kind, b)
 	tx.putAccount(acc)
-	v, err := appendHistory(make([]byte, 0, 96), historyRecord{
+	v, err := appendHistory(tx.valueBuf(96), historyRecord{
 		transferID: cause.Id,
 		index:      a.index,
 		atUnixMs:   a.now,
 		change:     d,
-		after:      next,
+		after:      b,
 		cause:      cause.State,
 	})
 	if err != nil {
@@ -512,6 +514,26 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 	}
 	tx.setString(historyKeyString(acc.Id, a.index, a.nextSeq()), v)
 	return nil
+}
+
+// totals are an account's four running totals, from which its balances derive.
+type totals struct {
+	debitsPosted, creditsPosted, debitsPending, creditsPending int64
+}
+
+// derive returns the posted and available balances of an account of kind k. Callers keep each
+// side's posted+pending within int64, so neither difference can overflow.
+func (t totals) derive(k bankdv1.AccountKind) (posted, available int64) {
+	if creditNormal(k) {
+		return t.creditsPosted - t.debitsPosted, t.creditsPosted - (t.debitsPosted + t.debitsPending)
+	}
+	return t.debitsPosted - t.creditsPosted, t.debitsPosted - (t.creditsPosted + t.creditsPending)
+}
+
+// setIn writes the totals and the balances derived from them into b.
+func (t totals) setIn(k bankdv1.AccountKind, b *bankdv1.Balance) {
+	b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending = t.debitsPosted, t.creditsPosted, t.debitsPending, t.creditsPending
+	b.Posted, b.Available = t.derive(k)
 }
 
 // addTotal adds d to a running total, which must stay within 0..MaxInt64.
@@ -523,16 +545,9 @@ func addTotal(total, d int64) (int64, bool) {
 	return sum, sum >= 0
 }
 
-// deriveBalance fills Posted and Available from the four totals. Callers keep each side's
-// posted+pending within int64, so neither difference can overflow.
+// deriveBalance fills Posted and Available from the four totals.
 func deriveBalance(k bankdv1.AccountKind, b *bankdv1.Balance) *bankdv1.Balance {
-	if creditNormal(k) {
-		b.Posted = b.CreditsPosted - b.DebitsPosted
-		b.Available = b.CreditsPosted - (b.DebitsPosted + b.DebitsPending)
-	} else {
-		b.Posted = b.DebitsPosted - b.CreditsPosted
-		b.Available = b.DebitsPosted - (b.CreditsPosted + b.CreditsPending)
-	}
+	totals{b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending}.setIn(k, b)
 	return b
 }
 
@@ -591,7 +606,7 @@ func (a *applier) requestHash(t *bankdv1.Transfer) ([32]byte, error) {
 // A stored transfer is the SHA-256 of the request that created it followed by the record. The
 // hash tells a retry (same body) from a reuse of the id (another body).
 func storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
-	v := append(make([]byte, 0, len(reqHash)+sizeTransfer(rec)), reqHash[:]...)
+	v := append(tx.valueBuf(len(reqHash)+sizeTransfer(rec)), reqHash[:]...)
 	v, err := appendTransfer(v, rec)
 	if err != nil {
 		return fmt.Errorf("marshal transfer %q: %w", rec.Id, err)

@@ -41,6 +41,8 @@ type writeLog struct {
 	marks []int
 	// order is the root's entries in key order, while it writes them into the batch.
 	order []int32
+	// values is where the commands' values are encoded (valueBuf).
+	values byteArena
 }
 
 // logEntry is one buffered write: a value (or a deletion) for a store key, or an account's new
@@ -69,6 +71,29 @@ func newRootTxn(b *pebble.Batch, resident *residentState, log *writeLog) *txn {
 	clear(log.entries)
 	log.entries, log.marks = log.entries[:0], append(log.marks[:0], 0)
 	return &txn{log: log, batch: b, resident: resident}
+}
+
+// valueBuf returns an empty buffer with room for n bytes for a value t is about to write. The
+// buffers of many values share one allocation; appending past n moves the value to a buffer of
+// its own rather than into the next one.
+func (t *txn) valueBuf(n int) []byte { return t.log.values.buf(n) }
+
+// byteArena carves buffers out of chunks. A chunk is never reused: when it is full the next
+// buffer comes from a new one, and the old stays alive as long as a value in it is referenced.
+type byteArena struct{ chunk []byte }
+
+const byteArenaChunk = 32 << 10
+
+func (a *byteArena) buf(n int) []byte {
+	if cap(a.chunk)-len(a.chunk) < n {
+		if n > byteArenaChunk/4 {
+			return make([]byte, 0, n) // a large value gets its own
+		}
+		a.chunk = make([]byte, 0, byteArenaChunk)
+	}
+	start := len(a.chunk)
+	a.chunk = a.chunk[:start+n]
+	return a.chunk[start : start : start+n]
 }
 
 // child opens a txn inside t. t must not be used until the child commits or rolls back.
