@@ -470,10 +470,9 @@ func creditNormal(k bankdv1.AccountKind) bool {
 
 // changeBalance applies d to acc, refusing overflow and (for non-negative accounts) a drop of
 // the available balance below zero, and writes the account and a history entry. acc must be the
-// caller's copy (loadAccount), not changed after the call: it becomes the account's record.
+// caller's copy (loadAccount), not changed after the call: it becomes the account's record. Its
+// balance is a copy too, and is updated in place once the change is allowed.
 func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *bankdv1.Transfer) error {
-	// acc is the caller's own copy from loadAccount, whose balance is its own too: it is
-	// updated in place once the change is allowed.
 	b := acc.Balance
 	var next totals
 	var ok1, ok2, ok3, ok4 bool

@@ -34,8 +34,8 @@ type stages struct {
 	stalledSeconds                    float64
 }
 
-// scrapeStages reads every node's stage metrics from its /metrics; a node that cannot be read
-// gets zero figures and a note on stderr-free output (the run goes on).
+// scrapeStages reads every node's stage metrics from its /metrics. A node that cannot be read
+// gets zero figures and a line saying why; the run goes on.
 func scrapeStages(c *testcluster.ProcCluster) []stages {
 	out := make([]stages, len(c.Nodes))
 	for i := range c.Nodes {
