@@ -90,42 +90,29 @@ func AdjustmentCounterAccount(account string, kind bankdv1.AdjustmentKind) (stri
 		return "", false
 	}
 	switch {
-	case nodeIDForm(LightningNodeAccountPrefix)(account):
+	case systemIDForm{prefix: LightningNodeAccountPrefix, rest: isLndNodeID}.match(account):
 		return LightningAdjustmentPrefix + k.slug, true
-	case walletAccountForm(account):
+	case systemIDForm{prefix: WalletAccountPrefix, rest: validID}.match(account):
 		return WalletAdjustmentPrefix + k.slug, true
 	}
 	return "", false
 }
 
-// adjustmentAccountForm matches prefix followed by the slug of an adjustment kind.
-func adjustmentAccountForm(prefix string) func(string) bool {
-	return func(id string) bool {
-		slug, ok := strings.CutPrefix(id, prefix)
-		if !ok {
-			return false
+// isAdjustmentKindSlug reports whether slug names an adjustment kind's counter-account, after
+// its prefix.
+func isAdjustmentKindSlug(slug string) bool {
+	for _, k := range adjustmentKinds {
+		if k.slug == slug {
+			return true
 		}
-		for _, k := range adjustmentKinds {
-			if k.slug == slug {
-				return true
-			}
-		}
-		return false
 	}
+	return false
 }
 
 // adjustmentTransferID is the id of the transfer an adjustment booked at index posts: the
 // counter-account's prefix (whose driver it is), then the index.
 func adjustmentTransferID(prefix string, index uint64) string {
 	return prefix + strconv.FormatUint(index, 10)
-}
-
-// adjustmentTransferForm matches adjustmentTransferID(prefix, ...).
-func adjustmentTransferForm(prefix string) func(string) bool {
-	return func(id string) bool {
-		rest, ok := strings.CutPrefix(id, prefix)
-		return ok && isDecimal(rest)
-	}
 }
 
 // ValidateBookAdjustment checks a BookAdjustment request on its own: the API runs it before

@@ -26,42 +26,50 @@ import (
 // (owner unspecified) are judged by the form of their id, which is exact for them because the
 // drivers have always used these forms.
 
-// systemIDForm is one form of id a driver creates.
+// systemIDForm is one form of id a driver creates: a fixed prefix, then a rest of some shape.
+// Every form has a prefix, so that matching a client's id, which almost never has one, costs
+// a few byte comparisons per form on the hot path.
 type systemIDForm struct {
 	owner bankdv1.Owner
 	// form documents the id, as docs/ARCHITECTURE.md lists it.
-	form  string
-	match func(id string) bool
+	form   string
+	prefix string
+	rest   func(rest string) bool
+}
+
+func (f systemIDForm) match(id string) bool {
+	rest, ok := strings.CutPrefix(id, f.prefix)
+	return ok && f.rest(rest)
 }
 
 // systemTransferIDs are the forms of every transfer id a driver creates. TestEveryDriverIDIsSystem
 // checks that each id the drivers generate matches one.
 var systemTransferIDs = []systemIDForm{
-	{bankdv1.Owner_OWNER_CHAIN, "d:<txid>:<vout>:<attempt>   a deposit's pending credit", depositIDForm("d")},
-	{bankdv1.Owner_OWNER_CHAIN, "p:<txid>:<vout>:<attempt>   its post at final depth", depositIDForm("p")},
-	{bankdv1.Owner_OWNER_CHAIN, "v:<txid>:<vout>:<attempt>   its void when rejected", depositIDForm("v")},
-	{bankdv1.Owner_OWNER_CHAIN, "r:<txid>:<vout>:<reversal>  the reversal of a credit a reorg took back", depositIDForm("r")},
-	{bankdv1.Owner_OWNER_LIGHTNING, "lni:<hash>                   an invoice settled on its node", hashIDForm("lni")},
-	{bankdv1.Owner_OWNER_LIGHTNING, "lnin:<hash>                  an invoice of our pool paid inside the ledger", hashIDForm("lnin")},
-	{bankdv1.Owner_OWNER_LIGHTNING, "lnu:<node>:<settle index>    a settlement the cluster did not issue", unattributedIDForm},
-	{bankdv1.Owner_OWNER_LIGHTNING, "lnp:<raft index>[:post|:void] a payment's hold and its resolution", paymentIDForm},
-	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", nodeIDForm("ln-open:")},
-	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", payoutIDForm},
-	{bankdv1.Owner_OWNER_CHAIN, "f:<txid>:<vout>:0            coins from outside paid to a HOT or COLD wallet", depositIDForm("f")},
-	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep|:channel|:vault a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books; a channel funding's coins into ln:<node>; a hot -> cold move", batchFeeIDForm},
+	{bankdv1.Owner_OWNER_CHAIN, "d:<txid>:<vout>:<attempt>   a deposit's pending credit", "d:", isDepositRest},
+	{bankdv1.Owner_OWNER_CHAIN, "p:<txid>:<vout>:<attempt>   its post at final depth", "p:", isDepositRest},
+	{bankdv1.Owner_OWNER_CHAIN, "v:<txid>:<vout>:<attempt>   its void when rejected", "v:", isDepositRest},
+	{bankdv1.Owner_OWNER_CHAIN, "r:<txid>:<vout>:<reversal>  the reversal of a credit a reorg took back", "r:", isDepositRest},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lni:<hash>                   an invoice settled on its node", "lni:", isHashRest},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lnin:<hash>                  an invoice of our pool paid inside the ledger", "lnin:", isHashRest},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lnu:<node>:<settle index>    a settlement the cluster did not issue", "lnu:", isUnattributedRest},
+	{bankdv1.Owner_OWNER_LIGHTNING, "lnp:<raft index>[:post|:void] a payment's hold and its resolution", "lnp:", isPaymentRest},
+	{bankdv1.Owner_OWNER_LIGHTNING, "ln-open:<node>               a pool node's opening balance", "ln-open:", isLndNodeID},
+	{bankdv1.Owner_OWNER_CHAIN, "po:<raft index>[:post|:void|:pay] a withdrawal's hold, its resolution, its payment from the hot wallet", "po:", isPayoutRest},
+	{bankdv1.Owner_OWNER_CHAIN, "f:<txid>:<vout>:0            coins from outside paid to a HOT or COLD wallet", "f:", isDepositRest},
+	{bankdv1.Owner_OWNER_CHAIN, "pb:<raft index>:fee|:sweep|:channel|:vault a payout batch's fee paid against fees charged; a sweep's coins into the hot wallet's books; a channel funding's coins into ln:<node>; a hot -> cold move", "pb:", isBatchFeeRest},
 }
 
 // systemAccountIDs are the forms of every account id a driver creates.
 var systemAccountIDs = []systemIDForm{
-	{bankdv1.Owner_OWNER_CHAIN, DepositClearingAccount + "  ASSET: the bank's side of every deposit", exactID(DepositClearingAccount)},
-	{bankdv1.Owner_OWNER_LIGHTNING, LightningCapitalAccount + "        EQUITY: opening balances of pool nodes", exactID(LightningCapitalAccount)},
-	{bankdv1.Owner_OWNER_LIGHTNING, LightningUnattributedAccount + "   LIABILITY: settlements the cluster did not issue", exactID(LightningUnattributedAccount)},
-	{bankdv1.Owner_OWNER_LIGHTNING, LightningNodeAccountPrefix + "<node>            ASSET: what a pool node's channels hold", nodeIDForm(LightningNodeAccountPrefix)},
-	{bankdv1.Owner_OWNER_CHAIN, PayoutClearingAccount + "   LIABILITY: withdrawals held and paid", exactID(PayoutClearingAccount)},
-	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeIncomeAccount + " INCOME: fees charged above the fee paid", exactID(PayoutFeeIncomeAccount)},
-	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeExpenseAccount + " EXPENSE: fees paid above the fees charged", exactID(PayoutFeeExpenseAccount)},
-	{bankdv1.Owner_OWNER_CHAIN, WalletCapitalAccount + "    EQUITY: coins paid to the bank's own wallets from outside", exactID(WalletCapitalAccount)},
-	{bankdv1.Owner_OWNER_CHAIN, WalletAccountPrefix + "<wallet>      ASSET: a wallet's coins", walletAccountForm},
+	{bankdv1.Owner_OWNER_CHAIN, DepositClearingAccount + "  ASSET: the bank's side of every deposit", DepositClearingAccount, isEmpty},
+	{bankdv1.Owner_OWNER_LIGHTNING, LightningCapitalAccount + "        EQUITY: opening balances of pool nodes", LightningCapitalAccount, isEmpty},
+	{bankdv1.Owner_OWNER_LIGHTNING, LightningUnattributedAccount + "   LIABILITY: settlements the cluster did not issue", LightningUnattributedAccount, isEmpty},
+	{bankdv1.Owner_OWNER_LIGHTNING, LightningNodeAccountPrefix + "<node>            ASSET: what a pool node's channels hold", LightningNodeAccountPrefix, isLndNodeID},
+	{bankdv1.Owner_OWNER_CHAIN, PayoutClearingAccount + "   LIABILITY: withdrawals held and paid", PayoutClearingAccount, isEmpty},
+	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeIncomeAccount + " INCOME: fees charged above the fee paid", PayoutFeeIncomeAccount, isEmpty},
+	{bankdv1.Owner_OWNER_CHAIN, PayoutFeeExpenseAccount + " EXPENSE: fees paid above the fees charged", PayoutFeeExpenseAccount, isEmpty},
+	{bankdv1.Owner_OWNER_CHAIN, WalletCapitalAccount + "    EQUITY: coins paid to the bank's own wallets from outside", WalletCapitalAccount, isEmpty},
+	{bankdv1.Owner_OWNER_CHAIN, WalletAccountPrefix + "<wallet>      ASSET: a wallet's coins", WalletAccountPrefix, validID},
 }
 
 // gatedTransferIDs and gatedAccountIDs are the forms the adjustments added (adjustment.go): the
@@ -69,12 +77,12 @@ var systemAccountIDs = []systemIDForm{
 // applied, so that a log without adjustments applies as the binaries before them apply it.
 var (
 	gatedTransferIDs = []systemIDForm{
-		{bankdv1.Owner_OWNER_LIGHTNING, LightningAdjustmentPrefix + "<raft index>       an adjustment of ln:<node>: money that moved outside bankd", adjustmentTransferForm(LightningAdjustmentPrefix)},
-		{bankdv1.Owner_OWNER_CHAIN, WalletAdjustmentPrefix + "<raft index>  an adjustment of wallet:<wallet>", adjustmentTransferForm(WalletAdjustmentPrefix)},
+		{bankdv1.Owner_OWNER_LIGHTNING, LightningAdjustmentPrefix + "<raft index>       an adjustment of ln:<node>: money that moved outside bankd", LightningAdjustmentPrefix, isDecimal},
+		{bankdv1.Owner_OWNER_CHAIN, WalletAdjustmentPrefix + "<raft index>  an adjustment of wallet:<wallet>", WalletAdjustmentPrefix, isDecimal},
 	}
 	gatedAccountIDs = []systemIDForm{
-		{bankdv1.Owner_OWNER_LIGHTNING, LightningAdjustmentPrefix + "<kind>      EQUITY/INCOME/EXPENSE: the other side of adjustments of ln:<node>", adjustmentAccountForm(LightningAdjustmentPrefix)},
-		{bankdv1.Owner_OWNER_CHAIN, WalletAdjustmentPrefix + "<kind> EQUITY/INCOME/EXPENSE: the other side of adjustments of wallet:<wallet>", adjustmentAccountForm(WalletAdjustmentPrefix)},
+		{bankdv1.Owner_OWNER_LIGHTNING, LightningAdjustmentPrefix + "<kind>      EQUITY/INCOME/EXPENSE: the other side of adjustments of ln:<node>", LightningAdjustmentPrefix, isAdjustmentKindSlug},
+		{bankdv1.Owner_OWNER_CHAIN, WalletAdjustmentPrefix + "<kind> EQUITY/INCOME/EXPENSE: the other side of adjustments of wallet:<wallet>", WalletAdjustmentPrefix, isAdjustmentKindSlug},
 	}
 )
 
@@ -160,57 +168,38 @@ func checkClientAccountID(field, id, use string, gated bool) *Error {
 	return nil
 }
 
-// --- id forms ---
+// --- id forms: what follows each form's prefix ---
 
-func exactID(want string) func(string) bool { return func(id string) bool { return id == want } }
+func isEmpty(rest string) bool { return rest == "" }
 
-// depositIDForm matches depositTransferID(kind, ...): kind, then the txid's 32 bytes in
-// base64url, the vout and a counter in decimal.
-func depositIDForm(kind string) func(string) bool {
-	return func(id string) bool {
-		rest, ok := strings.CutPrefix(id, kind+":")
-		if !ok || len(rest) < 44 || !isBase64URL(rest[:43]) || rest[43] != ':' {
-			return false
-		}
-		vout, n, ok := strings.Cut(rest[44:], ":")
-		return ok && isDecimal(vout) && isDecimal(n)
-	}
-}
-
-// hashIDForm matches hashTransferID(kind, hash): kind, then the 32-byte hash in base64url.
-func hashIDForm(kind string) func(string) bool {
-	return func(id string) bool {
-		rest, ok := strings.CutPrefix(id, kind+":")
-		return ok && len(rest) == 43 && isBase64URL(rest)
-	}
-}
-
-// unattributedIDForm matches "lnu:<node>:<settle index>".
-func unattributedIDForm(id string) bool {
-	rest, ok := strings.CutPrefix(id, "lnu:")
-	if !ok {
+// isDepositRest matches what follows the kind in depositTransferID(kind, ...): the txid's 32
+// bytes in base64url, the vout and a counter in decimal.
+func isDepositRest(rest string) bool {
+	if len(rest) < 44 || !isBase64URL(rest[:43]) || rest[43] != ':' {
 		return false
 	}
+	vout, n, ok := strings.Cut(rest[44:], ":")
+	return ok && isDecimal(vout) && isDecimal(n)
+}
+
+// isHashRest matches what follows the kind in hashTransferID(kind, hash): the 32-byte hash in
+// base64url.
+func isHashRest(rest string) bool { return len(rest) == 43 && isBase64URL(rest) }
+
+// isUnattributedRest matches what follows "lnu:": "<node>:<settle index>".
+func isUnattributedRest(rest string) bool {
 	i := strings.LastIndexByte(rest, ':')
-	return i > 0 && CheckLndNodeID("", rest[:i]) == nil && isDecimal(rest[i+1:])
+	return i > 0 && isLndNodeID(rest[:i]) && isDecimal(rest[i+1:])
 }
 
-// paymentIDForm matches "lnp:<raft index>" and its ":post" and ":void".
-func paymentIDForm(id string) bool {
-	rest, ok := strings.CutPrefix(id, "lnp:")
-	if !ok {
-		return false
-	}
-	rest = strings.TrimSuffix(strings.TrimSuffix(rest, ":post"), ":void")
-	return isDecimal(rest)
+// isPaymentRest matches what follows "lnp:": "<raft index>" and its ":post" and ":void".
+func isPaymentRest(rest string) bool {
+	return isDecimal(strings.TrimSuffix(strings.TrimSuffix(rest, ":post"), ":void"))
 }
 
-// payoutIDForm matches payoutTransferID: "po:<raft index>" and its ":post", ":void", ":pay".
-func payoutIDForm(id string) bool {
-	rest, ok := strings.CutPrefix(id, "po:")
-	if !ok {
-		return false
-	}
+// isPayoutRest matches what follows "po:" in payoutTransferID: "<raft index>" and its ":post",
+// ":void", ":pay".
+func isPayoutRest(rest string) bool {
 	for _, suffix := range []string{":post", ":void", ":pay"} {
 		if r, ok := strings.CutSuffix(rest, suffix); ok {
 			return isDecimal(r)
@@ -219,12 +208,9 @@ func payoutIDForm(id string) bool {
 	return isDecimal(rest)
 }
 
-// batchFeeIDForm matches batchTransferID: "pb:<raft index>:fee" and ":sweep".
-func batchFeeIDForm(id string) bool {
-	rest, ok := strings.CutPrefix(id, "pb:")
-	if !ok {
-		return false
-	}
+// isBatchFeeRest matches what follows "pb:" in batchTransferID: "<raft index>:fee", ":sweep",
+// ":channel" and ":vault".
+func isBatchFeeRest(rest string) bool {
 	for _, suffix := range []string{":fee", ":sweep", ":channel", ":vault"} {
 		if n, ok := strings.CutSuffix(rest, suffix); ok {
 			return isDecimal(n)
@@ -233,19 +219,7 @@ func batchFeeIDForm(id string) bool {
 	return false
 }
 
-// walletAccountForm matches WalletAccount: "wallet:<wallet id>".
-func walletAccountForm(id string) bool {
-	rest, ok := strings.CutPrefix(id, WalletAccountPrefix)
-	return ok && validID(rest)
-}
-
-// nodeIDForm matches prefix followed by a pool node id.
-func nodeIDForm(prefix string) func(string) bool {
-	return func(id string) bool {
-		rest, ok := strings.CutPrefix(id, prefix)
-		return ok && CheckLndNodeID("", rest) == nil
-	}
-}
+func isLndNodeID(s string) bool { return CheckLndNodeID("", s) == nil }
 
 func isDecimal(s string) bool {
 	if s == "" {
