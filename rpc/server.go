@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -298,10 +299,23 @@ func (s *Server) SetTokens(tokens []node.TokenConfig) error {
 	return nil
 }
 
-// Handler serves every API and operations route of the node.
 // compressMinBytes is the smallest reply worth compressing.
 const compressMinBytes = 16 << 10
 
+// Replies are compressed at gzip's fastest level. The default level cost the leader 1.7 ms of
+// CPU per reply of 1,000 transfers (102 kB to 16.5 kB); the fastest costs 0.5 ms for 17.4 kB,
+// and the leader's CPU is what every write of the cluster waits on. Clients see plain gzip.
+func newReplyCompressor() connect.Compressor {
+	w, err := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	if err != nil {
+		panic(fmt.Sprintf("gzip.BestSpeed refused: %v", err)) // a constant level; cannot happen
+	}
+	return w
+}
+
+func newRequestDecompressor() connect.Decompressor { return &gzip.Reader{} }
+
+// Handler serves every API and operations route of the node.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry is where the server's and the node's collectors live.
@@ -317,6 +331,7 @@ func (s *Server) routes() http.Handler {
 		// Compressing a 200-byte reply costs more CPU than it saves (it was a quarter of the
 		// leader's CPU under single-transfer load): only large replies are compressed.
 		connect.WithCompressMinBytes(compressMinBytes),
+		connect.WithCompression("gzip", newRequestDecompressor, newReplyCompressor),
 	)
 	mux.Handle(bankdv1connect.NewLedgerServiceHandler(&ledgerService{s: s}, apiOpts))
 	mux.Handle(bankdv1connect.NewLockServiceHandler(&lockService{s: s}, apiOpts))
@@ -330,7 +345,8 @@ func (s *Server) routes() http.Handler {
 
 	// Health and reflection are open: load balancers and grpcurl call them without a token,
 	// and they reveal nothing that the .proto files do not.
-	openOpts := connect.WithHandlerOptions(connect.WithReadMaxBytes(64<<10), connect.WithCompressMinBytes(compressMinBytes))
+	openOpts := connect.WithHandlerOptions(connect.WithReadMaxBytes(64<<10), connect.WithCompressMinBytes(compressMinBytes),
+		connect.WithCompression("gzip", newRequestDecompressor, newReplyCompressor))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{node: s.node}, openOpts))
 	reflector := grpcreflect.NewStaticReflector(serviceNames...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, openOpts))
