@@ -64,6 +64,7 @@ test-short:
 ## on), and prints both side by side with their ratio.
 bench: build deps-btcd deps-lnd deps-postgres
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./fsm/
+	$(GO) test -run '^$$' -bench ReplyCompression -benchtime 100x ./rpc/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./chainwatch/watchset/
 	$(GO) test -run '^$$' -bench . -benchtime 3x -benchmem ./payout/coinselect/
 	$(GO) test -run '^$$' -bench Plan1000 -benchtime 3x -benchmem ./payout/
