@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -105,7 +106,7 @@ func benchBankd(ctx context.Context, w workload, o bankdOptions) sideResults {
 		defer os.RemoveAll(dir)
 	}
 	c, err := testcluster.LaunchProcs(testcluster.Spec{Plaintext: o.plaintext, Raft: testcluster.Raft{NoCoalescing: o.noCoalescing,
-		CoalesceInFlight: o.coalesceInFlight, CoalesceLinger: o.coalesceLinger}}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: o.profileDir != ""})
+		CoalesceInFlight: o.coalesceInFlight, CoalesceLinger: o.coalesceLinger}}, testcluster.ProcOptions{Dir: dir, Bin: o.bin, Pprof: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -421,7 +422,9 @@ func fetchProfile(addr, path string, d time.Duration) error {
 	return f.Close()
 }
 
-// residentMemory reports each node's resident set size (VmRSS), from /proc.
+// residentMemory reports each node's resident set size (VmRSS, from /proc) and its live heap:
+// the Go heap in use right after a collection, which is what the node holds rather than the
+// garbage the collector lets grow up to GOGC (or GOMEMLIMIT) beyond it.
 func residentMemory(c *testcluster.ProcCluster) string {
 	var parts []string
 	for i := range c.Nodes {
@@ -437,7 +440,35 @@ func residentMemory(c *testcluster.ProcCluster) string {
 				}
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s %s", c.Nodes[i].ID, rss))
+		live := "?"
+		if n, err := liveHeap(c.Nodes[i].PprofAddr); err == nil {
+			live = fmt.Sprintf("%d MiB", n>>20)
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (live heap %s)", c.Nodes[i].ID, rss, live))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// liveHeap has the node at pprof address addr collect its garbage (the heap profile's gc=1) and
+// returns its heap in use right after, from the profile's runtime.MemStats footer.
+func liveHeap(addr string) (uint64, error) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET heap profile: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			return strconv.ParseUint(v, 10, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read heap profile: %w", err)
+	}
+	return 0, fmt.Errorf("no HeapAlloc in the heap profile")
 }
