@@ -21,23 +21,83 @@ import (
 // committed to Pebble they become the resident state. Open and Restore rebuild it from the
 // store.
 //
-// Resident records are never modified in place: an account that changes is replaced by a new
-// record. loadAccount hands out copies, which callers may change freely.
+// Resident records are compact (residentAccount: 128 bytes, against 224 for an Account and its
+// Balance) and never modified in place: an account that changes is replaced by a new record.
+// txn.account hands out copies as protobuf records, which callers may change freely.
+
+// residentAccount is what memory holds of an account: every field its stored record has,
+// without the protobuf bookkeeping (message state, size cache, unknown fields) or a separate
+// Balance. Unknown fields are not kept: an account is only ever written back from a copy, and
+// copies have never carried them.
+type residentAccount struct {
+	id, currency    string
+	metadata        map[string]string // shared with the records it came from; never changed
+	dailyDebitLimit int64
+	createdAtUnixMs int64
+	createdIndex    uint64
+	// balance holds debits posted, credits posted, debits pending, credits pending, posted and
+	// available, in that order, when hasBalance.
+	balance     [6]int64
+	kind        bankdv1.AccountKind
+	owner       bankdv1.Owner
+	nonNegative bool
+	hasBalance  bool
+}
+
+func newResidentAccount(acc *bankdv1.Account) *residentAccount {
+	r := &residentAccount{
+		id:              acc.Id,
+		currency:        acc.Currency,
+		metadata:        acc.Metadata,
+		dailyDebitLimit: acc.DailyDebitLimit,
+		createdAtUnixMs: acc.CreatedAtUnixMs,
+		createdIndex:    acc.CreatedIndex,
+		kind:            acc.Kind,
+		owner:           acc.Owner,
+		nonNegative:     acc.NonNegative,
+	}
+	if b := acc.Balance; b != nil {
+		r.hasBalance = true
+		r.balance = [6]int64{b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending, b.Posted, b.Available}
+	}
+	return r
+}
+
+// copyTo writes the account into c and returns it: an Account whose Balance (when it has one)
+// is c's own, so that the caller may change both.
+func (r *residentAccount) copyTo(c *accountAndBalance) *bankdv1.Account {
+	c.acc.Id, c.acc.Currency, c.acc.Metadata = r.id, r.currency, r.metadata
+	c.acc.Kind, c.acc.NonNegative, c.acc.DailyDebitLimit = r.kind, r.nonNegative, r.dailyDebitLimit
+	c.acc.CreatedAtUnixMs, c.acc.CreatedIndex, c.acc.Owner = r.createdAtUnixMs, r.createdIndex, r.owner
+	if r.hasBalance {
+		b := &c.bal
+		b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending = r.balance[0], r.balance[1], r.balance[2], r.balance[3]
+		b.Posted, b.Available = r.balance[4], r.balance[5]
+		c.acc.Balance = b
+	}
+	return &c.acc
+}
 
 // residentState is what one ApplyBatch reads from memory: accounts, and the filter of transfer
 // ids (transfer_filter.go; nil reads every id from the store).
 type residentState struct {
-	committed map[string]*bankdv1.Account // FSM.accounts: the state before this batch
-	batch     map[string]*bankdv1.Account // written by the batch's earlier commands
+	committed map[string]*residentAccount // FSM.accounts: the state before this batch
+	batch     map[string]*residentAccount // written by the batch's earlier commands
 	transfers *transferFilter
+	// copies is where the account copies the batch's commands change come from (slab.go): they
+	// are written back as new resident records, never kept.
+	copies slab[accountAndBalance]
 }
 
-func (r *residentState) get(id string) (*bankdv1.Account, bool) {
-	if acc, ok := r.batch[id]; ok {
-		return acc, true
+// account returns a copy of account id that the caller may change.
+func (r *residentState) account(id string) (*bankdv1.Account, bool) {
+	acc, ok := r.batch[id]
+	if !ok {
+		if acc, ok = r.committed[id]; !ok {
+			return nil, false
+		}
 	}
-	acc, ok := r.committed[id]
-	return acc, ok
+	return acc.copyTo(r.copies.new()), true
 }
 
 // copyAccount returns a copy of acc that shares its metadata map (never changed after an
@@ -67,12 +127,11 @@ type accountAndBalance struct {
 	bal bankdv1.Balance
 }
 
-// copyAccountAndBalance returns a copy of acc whose balance is a copy too, so that the caller
-// may change the balance in place (changeBalance); the metadata map is still shared. The
-// balance's six fields are copied and unknown fields are not: an account is only written
-// back through changeBalance, which has always written exactly those six.
-func copyAccountAndBalance(acc *bankdv1.Account) *bankdv1.Account {
-	c := &accountAndBalance{}
+// copyAccountTo writes a copy of acc into c and returns it, with a copy of its balance, so that
+// the caller may change both; the metadata map is still shared. The balance's six fields are
+// copied and unknown fields are not: an account is only written back through changeBalance,
+// which has always written exactly those six.
+func copyAccountTo(c *accountAndBalance, acc *bankdv1.Account) *bankdv1.Account {
 	copyAccountInto(&c.acc, acc)
 	if b := acc.Balance; b != nil {
 		c.bal.DebitsPosted, c.bal.CreditsPosted = b.DebitsPosted, b.CreditsPosted
@@ -111,14 +170,15 @@ func copyTransfer(t *bankdv1.Transfer) *bankdv1.Transfer {
 }
 
 // loadResidentAccounts reads every account of the store into memory.
-func loadResidentAccounts(r pebble.Reader) (map[string]*bankdv1.Account, error) {
-	out := make(map[string]*bankdv1.Account)
+func loadResidentAccounts(r pebble.Reader) (map[string]*residentAccount, error) {
+	out := make(map[string]*residentAccount)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{tagAccount}, UpperBound: []byte{tagAccount + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("iterate accounts: %w", err)
 	}
+	acc := &bankdv1.Account{}
 	for ok := it.First(); ok; ok = it.Next() {
-		acc := &bankdv1.Account{}
+		acc.Reset()
 		if err := proto.Unmarshal(it.Value(), acc); err != nil {
 			_ = it.Close()
 			return nil, fmt.Errorf("corrupt account record at %q: %w", it.Key(), err)
@@ -127,7 +187,7 @@ func loadResidentAccounts(r pebble.Reader) (map[string]*bankdv1.Account, error) 
 			_ = it.Close()
 			return nil, fmt.Errorf("account record at %q holds account %q", it.Key(), acc.Id)
 		}
-		out[acc.Id] = acc
+		out[acc.Id] = newResidentAccount(acc)
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("iterate accounts: %w", err)

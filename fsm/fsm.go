@@ -69,7 +69,7 @@ type FSM struct {
 	db *pebble.DB
 	// accounts is every account in the store, decoded (accounts_resident.go). Only the apply
 	// path reads it, under mu like db; Open and Restore build it.
-	accounts map[string]*bankdv1.Account
+	accounts map[string]*residentAccount
 	// transfers filters the ids of stored transfers (transfer_filter.go), like accounts.
 	transfers *transferFilter
 	// writes buffers each command's writes (txn.go); only ApplyBatch uses it, one command at a
@@ -293,7 +293,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	defer b.Close()
 	applied := f.applied.Load()
 	now := f.nowMs.Load()
-	resident := &residentState{committed: f.accounts, batch: make(map[string]*bankdv1.Account), transfers: f.transfers}
+	resident := &residentState{committed: f.accounts, batch: make(map[string]*residentAccount), transfers: f.transfers}
 	var watched [][]byte
 	entries := 0
 	for i, l := range logs {

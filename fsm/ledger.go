@@ -29,7 +29,6 @@ func (a *applier) createAccount(tx *txn, req *bankdv1.CreateAccountRequest) (pro
 		}
 	}
 	if existing, found := tx.account(req.Account.Id); found {
-		existing = copyAccount(existing)
 		if o := accountOwner(existing); o != a.owner && a.checksOwnership() {
 			return nil, invalid("account.id: %q is taken by an account of %s", req.Account.Id, ownerPhrase(o))
 		}
@@ -440,8 +439,8 @@ func (a *applier) loadPair(tx *txn, debitID, creditID, currency string) (debit, 
 	return debit, credit, nil
 }
 
-// loadAccount returns a copy of account id, with a copy of its balance, which the caller may
-// change (changeBalance updates the balance in place).
+// loadAccount returns a copy of account id in currency, with a copy of its balance, which the
+// caller may change (changeBalance updates the balance in place).
 func loadAccount(tx *txn, field, id, currency string) (*bankdv1.Account, error) {
 	acc, found := tx.account(id)
 	if !found {
@@ -450,7 +449,7 @@ func loadAccount(tx *txn, field, id, currency string) (*bankdv1.Account, error) 
 	if acc.Currency != currency {
 		return nil, invalid("transfer.currency: transfer is in %s but account %q is in %s", currency, id, acc.Currency)
 	}
-	return copyAccountAndBalance(acc), nil
+	return acc, nil
 }
 
 // delta is a change to an account's four running totals.

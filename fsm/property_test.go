@@ -354,8 +354,12 @@ func checkResidentAccounts(t failer, f *FSM) {
 		t.Fatalf("resident accounts: %d in memory, %d in the store", len(f.accounts), len(stored))
 	}
 	for id, want := range stored {
-		if got := f.accounts[id]; !proto.Equal(got, want) {
-			t.Fatalf("resident account %s:\n in memory %v\n in store  %v", id, got, want)
+		got, ok := f.accounts[id]
+		if !ok {
+			t.Fatalf("resident account %s is in the store, not in memory", id)
+		}
+		if g, w := got.copyTo(&accountAndBalance{}), want.copyTo(&accountAndBalance{}); !proto.Equal(g, w) {
+			t.Fatalf("resident account %s:\n in memory %v\n in store  %v", id, g, w)
 		}
 	}
 }

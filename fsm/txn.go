@@ -144,15 +144,15 @@ func (t *txn) putAccount(acc *bankdv1.Account) {
 	t.put(logEntry{key: taggedString(tagAccount, acc.Id), account: acc})
 }
 
-// account returns the account as this txn sees it: the writes of this txn and its parents,
-// the batch's earlier commands, then the resident state. The record is shared: callers copy
-// it before changing it.
+// account returns a copy of the account as this txn sees it (the writes of this txn and its
+// parents, the batch's earlier commands, then the resident state), with a copy of its balance:
+// the caller may change both, and write the account back with putAccount.
 func (t *txn) account(id string) (*bankdv1.Account, bool) {
 	t.mustBeInnermost()
 	if i, found := t.log.latestAccount[id]; found {
-		return t.log.entries[i].account, true
+		return copyAccountTo(t.resident.copies.new(), t.log.entries[i].account), true
 	}
-	return t.resident.get(id)
+	return t.resident.account(id)
 }
 
 func (t *txn) put(e logEntry) {
@@ -246,7 +246,7 @@ func (t *txn) writeBatch() error {
 				return fmt.Errorf("marshal account %q: %w", e.account.Id, err)
 			}
 			err = t.batch.Set([]byte(e.key), v, nil)
-			t.resident.batch[e.account.Id] = e.account
+			t.resident.batch[e.account.Id] = newResidentAccount(e.account)
 		case e.deleted:
 			err = t.batch.Delete([]byte(e.key), nil)
 		default:

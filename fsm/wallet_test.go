@@ -343,7 +343,7 @@ func applyInternal(t *testing.T, tf *testFSM, fn func(a *applier, tx *txn) error
 	t.Helper()
 	b := tf.db.NewIndexedBatch()
 	defer b.Close()
-	resident := &residentState{committed: tf.accounts, batch: map[string]*bankdv1.Account{}}
+	resident := &residentState{committed: tf.accounts, batch: map[string]*residentAccount{}}
 	a := &applier{root: newRootTxn(b, resident, nil), index: tf.AppliedIndex() + 1, now: tf.NowUnixMs()}
 	if err := fn(a, a.root); err != nil {
 		t.Fatal(err)
