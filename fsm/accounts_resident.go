@@ -81,7 +81,7 @@ func (r *residentAccount) copyTo(c *accountAndBalance) *bankdv1.Account {
 // residentState is what one ApplyBatch reads from memory: accounts, and the filter of transfer
 // ids (transfer_filter.go; nil reads every id from the store).
 type residentState struct {
-	committed map[string]*residentAccount // FSM.accounts: the state before this batch
+	committed *accountTable               // FSM.accounts: the state before this batch
 	batch     map[string]*residentAccount // written by the batch's earlier commands
 	transfers *transferFilter
 	// copies is where the account copies the batch's commands change come from (slab.go): they
@@ -91,13 +91,10 @@ type residentState struct {
 
 // account returns a copy of account id that the caller may change.
 func (r *residentState) account(id string) (*bankdv1.Account, bool) {
-	acc, ok := r.batch[id]
-	if !ok {
-		if acc, ok = r.committed[id]; !ok {
-			return nil, false
-		}
+	if acc, ok := r.batch[id]; ok {
+		return acc.copyTo(r.copies.new()), true
 	}
-	return acc.copyTo(r.copies.new()), true
+	return r.committed.copyTo(id, r.copies.new())
 }
 
 // copyAccount returns a copy of acc that shares its metadata map (never changed after an
@@ -170,8 +167,8 @@ func copyTransfer(t *bankdv1.Transfer) *bankdv1.Transfer {
 }
 
 // loadResidentAccounts reads every account of the store into memory.
-func loadResidentAccounts(r pebble.Reader) (map[string]*residentAccount, error) {
-	out := make(map[string]*residentAccount)
+func loadResidentAccounts(r pebble.Reader) (*accountTable, error) {
+	out := newAccountTable()
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{tagAccount}, UpperBound: []byte{tagAccount + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("iterate accounts: %w", err)
@@ -187,7 +184,7 @@ func loadResidentAccounts(r pebble.Reader) (map[string]*residentAccount, error) 
 			_ = it.Close()
 			return nil, fmt.Errorf("account record at %q holds account %q", it.Key(), acc.Id)
 		}
-		out[acc.Id] = newResidentAccount(acc)
+		out.put(newResidentAccount(acc))
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("iterate accounts: %w", err)

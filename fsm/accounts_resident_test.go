@@ -123,7 +123,7 @@ func TestResidentAccountsFollowTheStore(t *testing.T) {
 	}
 	defer reopened.Close()
 	checkResidentAccounts(t, reopened)
-	if n := len(reopened.accounts); n != 3 {
+	if n := reopened.accounts.len(); n != 3 {
 		t.Fatalf("%d resident accounts after reopen, want 3", n)
 	}
 }
@@ -135,9 +135,10 @@ func TestResidentAccountCheckCatchesDrift(t *testing.T) {
 	tf.mustAccount("reserve", "ASSET", false)
 	tf.mustAccount("alice", "LIABILITY", true)
 	tf.transfer(xfer("fund", "reserve", "alice", 100))
-	drifted := *tf.accounts["alice"]
-	drifted.balance[1] = 1 // credits posted
-	tf.accounts["alice"] = &drifted
+	acc, _ := tf.accounts.copyTo("alice", &accountAndBalance{})
+	drifted := newResidentAccount(acc)
+	drifted.balance[1]++ // credits posted
+	tf.accounts.put(drifted)
 	rec := &recordingFailer{}
 	checkResidentAccounts(rec, tf.FSM)
 	if rec.failure == "" {

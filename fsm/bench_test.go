@@ -86,7 +86,7 @@ func BenchmarkResidentAccounts(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		perAccount := float64(after.HeapAlloc-before.HeapAlloc) / float64(len(accounts))
+		perAccount := float64(after.HeapAlloc-before.HeapAlloc) / float64(accounts.len())
 		b.ReportMetric(perAccount, "heap-bytes/account")
 		b.ReportMetric(perAccount*10_000_000/(1<<30), "GiB-per-10M-accounts")
 		runtime.KeepAlive(accounts)

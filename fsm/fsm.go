@@ -69,7 +69,7 @@ type FSM struct {
 	db *pebble.DB
 	// accounts is every account in the store, decoded (accounts_resident.go). Only the apply
 	// path reads it, under mu like db; Open and Restore build it.
-	accounts map[string]*residentAccount
+	accounts *accountTable
 	// transfers filters the ids of stored transfers (transfer_filter.go), like accounts.
 	transfers *transferFilter
 	// writes buffers each command's writes (txn.go); only ApplyBatch uses it, one command at a
@@ -333,8 +333,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		f.halt(fmt.Errorf("commit batch up to index %d: %w", applied, err))
 		return results
 	}
-	for id, acc := range resident.batch {
-		f.accounts[id] = acc
+	for _, acc := range resident.batch {
+		f.accounts.put(acc)
 	}
 	f.applied.Store(applied)
 	f.nowMs.Store(now)

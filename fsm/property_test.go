@@ -350,16 +350,17 @@ func checkResidentAccounts(t failer, f *FSM) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(stored) != len(f.accounts) {
-		t.Fatalf("resident accounts: %d in memory, %d in the store", len(f.accounts), len(stored))
+	if stored.len() != f.accounts.len() {
+		t.Fatalf("resident accounts: %d in memory, %d in the store", f.accounts.len(), stored.len())
 	}
-	for id, want := range stored {
-		got, ok := f.accounts[id]
+	for n := range stored.len() {
+		id := stored.str(stored.record(uint32(n)).id)
+		got, ok := f.accounts.copyTo(id, &accountAndBalance{})
 		if !ok {
 			t.Fatalf("resident account %s is in the store, not in memory", id)
 		}
-		if g, w := got.copyTo(&accountAndBalance{}), want.copyTo(&accountAndBalance{}); !proto.Equal(g, w) {
-			t.Fatalf("resident account %s:\n in memory %v\n in store  %v", id, g, w)
+		if want, _ := stored.copyTo(id, &accountAndBalance{}); !proto.Equal(got, want) {
+			t.Fatalf("resident account %s:\n in memory %v\n in store  %v", id, got, want)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func TestTxnBehavesLikeNestedMaps(t *testing.T) {
 	for seed := range uint64(200) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		b := tf.db.NewIndexedBatch()
-		resident := &residentState{committed: map[string]*residentAccount{}, batch: map[string]*residentAccount{}}
+		resident := &residentState{committed: newAccountTable(), batch: map[string]*residentAccount{}}
 		stack := []*txn{newRootTxn(b, resident, log)}
 		model := &modelTxn{levels: []map[string]string{{}}}
 		accounts := []map[string]int64{{}} // the model's accounts: id -> created index
@@ -158,7 +158,7 @@ func checkBatch(t *testing.T, seed uint64, b *pebble.Batch, want map[string]stri
 // used while its child is open, or a txn used after it closed, is a bug and stops at once.
 func TestTxnRefusesUseOfAParentWithAChildOpen(t *testing.T) {
 	tf := openTestFSM(t)
-	resident := &residentState{committed: map[string]*residentAccount{}, batch: map[string]*residentAccount{}}
+	resident := &residentState{committed: newAccountTable(), batch: map[string]*residentAccount{}}
 	b := tf.db.NewIndexedBatch()
 	defer b.Close()
 	for _, tc := range []struct {

@@ -354,8 +354,8 @@ func applyInternal(t *testing.T, tf *testFSM, fn func(a *applier, tx *txn) error
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
-	for id, acc := range resident.batch {
-		tf.accounts[id] = acc
+	for _, acc := range resident.batch {
+		tf.accounts.put(acc)
 	}
 	return a.watched
 }

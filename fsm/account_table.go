@@ -1,0 +1,163 @@
+package fsm
+
+import (
+	"hash/maphash"
+	"unsafe"
+
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
+)
+
+// accountTable holds the resident accounts (accounts_resident.go) in memory that holds no
+// pointers, so that the garbage collector has nothing in it to scan: records in fixed-size
+// chunks, ids and currencies in append-only text chunks, and an index from a hash of the id to
+// the record. With the accounts as Go objects (a map of strings to records), every collection
+// marked two or three objects per account: at four million accounts each mark phase took 3-6 s
+// of CPU, much of it in assists taken from the apply path (docs/HOT_PATH.md, fourth round).
+//
+// Accounts are never deleted, and an account's id never changes, so records and text are only
+// appended; put overwrites a record in place. Only the apply path uses the table, one batch at
+// a time (FSM.mu held), like the rest of the resident state.
+type accountTable struct {
+	seed maphash.Seed
+	hash func(seed maphash.Seed, id string) uint64 // maphash.String; tests substitute one that collides
+	// byHash finds a record by the hash of its id. An id whose hash an earlier id already has
+	// goes to collided instead, which is nearly always empty.
+	byHash   map[uint64]uint32
+	collided map[string]uint32
+	records  [][]accountRecord
+	count    int
+	text     [][]byte
+	// metadata holds the metadata maps of the few records that have one; they are shared with
+	// the records they came from and never changed.
+	metadata map[uint32]map[string]string
+}
+
+// accountRecord is a residentAccount without pointers.
+type accountRecord struct {
+	id, currency    textRef
+	dailyDebitLimit int64
+	createdAtUnixMs int64
+	createdIndex    uint64
+	balance         [6]int64
+	kind            bankdv1.AccountKind
+	owner           bankdv1.Owner
+	nonNegative     bool
+	hasBalance      bool
+	hasMetadata     bool
+}
+
+// textRef locates a string in the table's text chunks.
+type textRef struct{ chunk, off, n uint32 }
+
+const (
+	accountRecordChunk = 4096      // records per chunk
+	textChunk          = 1 << 20   // bytes per text chunk
+	maxAccounts        = 1<<32 - 1 // record numbers are uint32
+)
+
+func newAccountTable() *accountTable {
+	return &accountTable{
+		seed:     maphash.MakeSeed(),
+		hash:     maphash.String,
+		byHash:   make(map[uint64]uint32),
+		collided: make(map[string]uint32),
+		metadata: make(map[uint32]map[string]string),
+	}
+}
+
+func (t *accountTable) len() int { return t.count }
+
+// find returns the number of the record of id.
+func (t *accountTable) find(id string) (uint32, bool) {
+	n, ok := t.byHash[t.hash(t.seed, id)]
+	if !ok {
+		return 0, false // collided only holds ids whose hash byHash has
+	}
+	if t.str(t.record(n).id) == id {
+		return n, true
+	}
+	n, ok = t.collided[id]
+	return n, ok
+}
+
+func (t *accountTable) record(n uint32) *accountRecord {
+	return &t.records[n/accountRecordChunk][n%accountRecordChunk]
+}
+
+// copyTo writes account id into c and returns it as residentAccount.copyTo does.
+func (t *accountTable) copyTo(id string, c *accountAndBalance) (*bankdv1.Account, bool) {
+	n, ok := t.find(id)
+	if !ok {
+		return nil, false
+	}
+	r := t.record(n)
+	c.acc.Id, c.acc.Currency = t.str(r.id), t.str(r.currency)
+	if r.hasMetadata {
+		c.acc.Metadata = t.metadata[n]
+	}
+	c.acc.Kind, c.acc.NonNegative, c.acc.DailyDebitLimit = r.kind, r.nonNegative, r.dailyDebitLimit
+	c.acc.CreatedAtUnixMs, c.acc.CreatedIndex, c.acc.Owner = r.createdAtUnixMs, r.createdIndex, r.owner
+	if r.hasBalance {
+		b := &c.bal
+		b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending = r.balance[0], r.balance[1], r.balance[2], r.balance[3]
+		b.Posted, b.Available = r.balance[4], r.balance[5]
+		c.acc.Balance = b
+	}
+	return &c.acc, true
+}
+
+// put stores acc as its account's record, replacing the one it had.
+func (t *accountTable) put(acc *residentAccount) {
+	n, ok := t.find(acc.id)
+	if !ok {
+		if t.count == maxAccounts {
+			panic("fsm: more than 2^32-1 resident accounts")
+		}
+		n = uint32(t.count)
+		if n%accountRecordChunk == 0 {
+			t.records = append(t.records, make([]accountRecord, accountRecordChunk))
+		}
+		t.count++
+		h := t.hash(t.seed, acc.id)
+		if _, taken := t.byHash[h]; taken {
+			t.collided[acc.id] = n
+		} else {
+			t.byHash[h] = n
+		}
+		t.record(n).id = t.addText(acc.id)
+	}
+	r := t.record(n)
+	if !ok || t.str(r.currency) != acc.currency {
+		r.currency = t.addText(acc.currency)
+	}
+	r.dailyDebitLimit, r.createdAtUnixMs, r.createdIndex = acc.dailyDebitLimit, acc.createdAtUnixMs, acc.createdIndex
+	r.balance, r.hasBalance = acc.balance, acc.hasBalance
+	r.kind, r.owner, r.nonNegative = acc.kind, acc.owner, acc.nonNegative
+	r.hasMetadata = acc.metadata != nil
+	if r.hasMetadata {
+		t.metadata[n] = acc.metadata
+	} else {
+		delete(t.metadata, n)
+	}
+}
+
+// addText appends s to the text chunks.
+func (t *accountTable) addText(s string) textRef {
+	last := len(t.text) - 1
+	if last < 0 || cap(t.text[last])-len(t.text[last]) < len(s) {
+		t.text = append(t.text, make([]byte, 0, max(textChunk, len(s))))
+		last++
+	}
+	off := len(t.text[last])
+	t.text[last] = append(t.text[last], s...)
+	return textRef{chunk: uint32(last), off: uint32(off), n: uint32(len(s))}
+}
+
+// str returns the string at ref. It shares the chunk's bytes, which are never changed once
+// appended, so it is as immutable as any Go string.
+func (t *accountTable) str(ref textRef) string {
+	if ref.n == 0 {
+		return ""
+	}
+	return unsafe.String(&t.text[ref.chunk][ref.off], ref.n)
+}
