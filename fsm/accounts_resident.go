@@ -21,8 +21,9 @@ import (
 // committed to Pebble they become the resident state. Open and Restore rebuild it from the
 // store.
 //
-// Resident records are compact (residentAccount: 128 bytes, against 224 for an Account and its
-// Balance) and never modified in place: an account that changes is replaced by a new record.
+// Memory holds accounts as plain fields, not protobuf messages: the committed state in an
+// accountTable (account_table.go), which has no pointers for the garbage collector to scan,
+// and what the batch's commands wrote as residentAccount records until the batch commits.
 // txn.account hands out copies as protobuf records, which callers may change freely.
 
 // residentAccount is what memory holds of an account: every field its stored record has,
