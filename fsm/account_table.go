@@ -34,16 +34,8 @@ type accountTable struct {
 
 // accountRecord is a residentAccount without pointers.
 type accountRecord struct {
-	id, currency    textRef
-	dailyDebitLimit int64
-	createdAtUnixMs int64
-	createdIndex    uint64
-	balance         [6]int64
-	kind            bankdv1.AccountKind
-	owner           bankdv1.Owner
-	nonNegative     bool
-	hasBalance      bool
-	hasMetadata     bool
+	id, currency textRef
+	accountFields
 }
 
 // textRef locates a string in the table's text chunks.
@@ -91,19 +83,11 @@ func (t *accountTable) copyTo(id string, c *accountAndBalance) (*bankdv1.Account
 		return nil, false
 	}
 	r := t.record(n)
-	c.acc.Id, c.acc.Currency = t.str(r.id), t.str(r.currency)
-	if r.hasMetadata {
-		c.acc.Metadata = t.metadata[n]
+	var metadata map[string]string
+	if len(t.metadata) > 0 {
+		metadata = t.metadata[n]
 	}
-	c.acc.Kind, c.acc.NonNegative, c.acc.DailyDebitLimit = r.kind, r.nonNegative, r.dailyDebitLimit
-	c.acc.CreatedAtUnixMs, c.acc.CreatedIndex, c.acc.Owner = r.createdAtUnixMs, r.createdIndex, r.owner
-	if r.hasBalance {
-		b := &c.bal
-		b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending = r.balance[0], r.balance[1], r.balance[2], r.balance[3]
-		b.Posted, b.Available = r.balance[4], r.balance[5]
-		c.acc.Balance = b
-	}
-	return &c.acc, true
+	return r.accountFields.copyTo(c, t.str(r.id), t.str(r.currency), metadata), true
 }
 
 // put stores acc as its account's record, replacing the one it had.
@@ -130,11 +114,8 @@ func (t *accountTable) put(acc *residentAccount) {
 	if !ok || t.str(r.currency) != acc.currency {
 		r.currency = t.addText(acc.currency)
 	}
-	r.dailyDebitLimit, r.createdAtUnixMs, r.createdIndex = acc.dailyDebitLimit, acc.createdAtUnixMs, acc.createdIndex
-	r.balance, r.hasBalance = acc.balance, acc.hasBalance
-	r.kind, r.owner, r.nonNegative = acc.kind, acc.owner, acc.nonNegative
-	r.hasMetadata = acc.metadata != nil
-	if r.hasMetadata {
+	r.accountFields = acc.accountFields
+	if acc.metadata != nil {
 		t.metadata[n] = acc.metadata
 	} else {
 		delete(t.metadata, n)

@@ -31,8 +31,14 @@ import (
 // Balance. Unknown fields are not kept: an account is only ever written back from a copy, and
 // copies have never carried them.
 type residentAccount struct {
-	id, currency    string
-	metadata        map[string]string // shared with the records it came from; never changed
+	id, currency string
+	metadata     map[string]string // shared with the records it came from; never changed
+	accountFields
+}
+
+// accountFields are an account's fields that hold no pointers, kept alike by residentAccount
+// and by the account table's records.
+type accountFields struct {
 	dailyDebitLimit int64
 	createdAtUnixMs int64
 	createdIndex    uint64
@@ -46,17 +52,9 @@ type residentAccount struct {
 }
 
 func newResidentAccount(acc *bankdv1.Account) *residentAccount {
-	r := &residentAccount{
-		id:              acc.Id,
-		currency:        acc.Currency,
-		metadata:        acc.Metadata,
-		dailyDebitLimit: acc.DailyDebitLimit,
-		createdAtUnixMs: acc.CreatedAtUnixMs,
-		createdIndex:    acc.CreatedIndex,
-		kind:            acc.Kind,
-		owner:           acc.Owner,
-		nonNegative:     acc.NonNegative,
-	}
+	r := &residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata}
+	r.dailyDebitLimit, r.createdAtUnixMs, r.createdIndex = acc.DailyDebitLimit, acc.CreatedAtUnixMs, acc.CreatedIndex
+	r.kind, r.owner, r.nonNegative = acc.Kind, acc.Owner, acc.NonNegative
 	if b := acc.Balance; b != nil {
 		r.hasBalance = true
 		r.balance = [6]int64{b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending, b.Posted, b.Available}
@@ -67,13 +65,19 @@ func newResidentAccount(acc *bankdv1.Account) *residentAccount {
 // copyTo writes the account into c and returns it: an Account whose Balance (when it has one)
 // is c's own, so that the caller may change both.
 func (r *residentAccount) copyTo(c *accountAndBalance) *bankdv1.Account {
-	c.acc.Id, c.acc.Currency, c.acc.Metadata = r.id, r.currency, r.metadata
-	c.acc.Kind, c.acc.NonNegative, c.acc.DailyDebitLimit = r.kind, r.nonNegative, r.dailyDebitLimit
-	c.acc.CreatedAtUnixMs, c.acc.CreatedIndex, c.acc.Owner = r.createdAtUnixMs, r.createdIndex, r.owner
-	if r.hasBalance {
+	return r.accountFields.copyTo(c, r.id, r.currency, r.metadata)
+}
+
+// copyTo writes an account with these fields and the given strings and metadata into c and
+// returns it; see residentAccount.copyTo.
+func (f *accountFields) copyTo(c *accountAndBalance, id, currency string, metadata map[string]string) *bankdv1.Account {
+	c.acc.Id, c.acc.Currency, c.acc.Metadata = id, currency, metadata
+	c.acc.Kind, c.acc.NonNegative, c.acc.DailyDebitLimit = f.kind, f.nonNegative, f.dailyDebitLimit
+	c.acc.CreatedAtUnixMs, c.acc.CreatedIndex, c.acc.Owner = f.createdAtUnixMs, f.createdIndex, f.owner
+	if f.hasBalance {
 		b := &c.bal
-		b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending = r.balance[0], r.balance[1], r.balance[2], r.balance[3]
-		b.Posted, b.Available = r.balance[4], r.balance[5]
+		b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending = f.balance[0], f.balance[1], f.balance[2], f.balance[3]
+		b.Posted, b.Available = f.balance[4], f.balance[5]
 		c.acc.Balance = b
 	}
 	return &c.acc
