@@ -106,10 +106,15 @@ func Start(t testing.TB, spec Spec) *Cluster {
 		t.Fatalf("testcluster: %v", err)
 	}
 	// The API listeners stay open from here on, so that nobody takes their ports before the
-	// agents serve on them.
+	// agents serve on them. They avoid the Raft and gossip ports LoopbackNodes chose, which are
+	// free again and which the kernel may offer.
 	listeners := make([]net.Listener, len(nodes))
+	avoid := map[int]bool{}
+	for _, p := range clusterhcl.NodePorts(nodes) {
+		avoid[p] = true
+	}
 	for i := range nodes {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := clusterhcl.ListenAvoiding(avoid)
 		if err != nil {
 			closeAll(listeners)
 			t.Fatalf("testcluster: api listener: %v", err)

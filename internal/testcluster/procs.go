@@ -171,7 +171,7 @@ func LaunchProcs(spec Spec, opts ProcOptions) (*ProcCluster, error) {
 	}
 	var pprofPorts []int
 	if opts.Pprof {
-		if pprofPorts, err = clusterhcl.FreePorts(len(layout.Nodes)); err != nil {
+		if pprofPorts, err = clusterhcl.FreePorts(len(layout.Nodes), clusterhcl.NodePorts(layout.Nodes)...); err != nil {
 			return nil, err
 		}
 	}

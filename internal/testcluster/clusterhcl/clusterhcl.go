@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -459,9 +460,15 @@ func loopback(port int) string { return net.JoinHostPort("127.0.0.1", fmt.Sprint
 const maxPortAttempts = 100
 
 // FreePorts returns count distinct loopback ports that were free for TCP and for UDP
-// (memberlist uses both) a moment ago. They are released before it returns, so another
-// process may take one: callers that cannot retry hold a listener instead.
-func FreePorts(count int) ([]int, error) {
+// (memberlist uses both) a moment ago, none of them in avoid (ports already handed out, such as
+// NodePorts of a cluster: the kernel may offer a port again once it is released). They are
+// released before it returns, so another process may take one: callers that cannot retry hold
+// a listener instead.
+func FreePorts(count int, avoid ...int) ([]int, error) {
+	taken := make(map[int]bool, len(avoid))
+	for _, p := range avoid {
+		taken[p] = true
+	}
 	var ports []int
 	var closers []func() error
 	defer func() {
@@ -473,14 +480,15 @@ func FreePorts(count int) ([]int, error) {
 		if attempts > maxPortAttempts*count {
 			return nil, fmt.Errorf("clusterhcl: found only %d of %d loopback ports free for TCP and UDP", len(ports), count)
 		}
+		// Every listener stays open until the end, so the kernel cannot offer its port twice.
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("clusterhcl: find a free port: %w", err)
 		}
 		closers = append(closers, l.Close)
-		var port int
-		if addr, ok := l.Addr().(*net.TCPAddr); ok {
-			port = addr.Port
+		port := listenerPort(l)
+		if taken[port] {
+			continue
 		}
 		u, err := net.ListenPacket("udp", loopback(port))
 		if err != nil {
@@ -490,4 +498,48 @@ func FreePorts(count int) ([]int, error) {
 		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// ListenAvoiding listens on a free loopback TCP port that is not in avoid, and adds it to avoid.
+func ListenAvoiding(avoid map[int]bool) (net.Listener, error) {
+	var rejected []net.Listener
+	defer func() {
+		for _, l := range rejected {
+			_ = l.Close()
+		}
+	}()
+	for range maxPortAttempts {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("clusterhcl: listen on a free port: %w", err)
+		}
+		if port := listenerPort(l); !avoid[port] {
+			avoid[port] = true
+			return l, nil
+		}
+		rejected = append(rejected, l) // held, so the kernel offers another port next
+	}
+	return nil, fmt.Errorf("clusterhcl: %d loopback ports in a row were already handed out", maxPortAttempts)
+}
+
+// NodePorts returns the ports of nodes' Raft, gossip and API addresses.
+func NodePorts(nodes []Node) []int {
+	var ports []int
+	for _, n := range nodes {
+		for _, addr := range []string{n.RaftAddr, n.GossipAddr, n.APIAddr} {
+			if _, p, err := net.SplitHostPort(addr); err == nil {
+				if port, err := strconv.Atoi(p); err == nil {
+					ports = append(ports, port)
+				}
+			}
+		}
+	}
+	return ports
+}
+
+func listenerPort(l net.Listener) int {
+	if addr, ok := l.Addr().(*net.TCPAddr); ok {
+		return addr.Port
+	}
+	return 0
 }
