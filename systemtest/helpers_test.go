@@ -26,14 +26,19 @@ func ctxFor(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// createAccount creates an account, retrying while the cluster answers Unavailable (between
+// leaders, the request was not applied): a second try of the same definition is a replay.
 func createAccount(t testing.TB, cl *apiclient.Clients, id string, kind bankdv1.AccountKind, nonNegative bool) {
 	t.Helper()
-	_, err := cl.Ledger.CreateAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.CreateAccountRequest{
-		Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind, NonNegative: nonNegative},
-	}))
-	if err != nil {
-		t.Fatalf("create account %s: %v", id, err)
-	}
+	retryUnavailable(t, func() (*connect.Response[bankdv1.CreateAccountResponse], error) {
+		res, err := cl.Ledger.CreateAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.CreateAccountRequest{
+			Account: &bankdv1.Account{Id: id, Currency: "BTC", Kind: kind, NonNegative: nonNegative},
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("create account %s: %w", id, err)
+		}
+		return res, nil
+	})
 }
 
 func xfer(id, from, to string, amount int64) *bankdv1.Transfer {
