@@ -61,7 +61,12 @@ func (t *accountTable) len() int { return t.count }
 
 // find returns the number of the record of id.
 func (t *accountTable) find(id string) (uint32, bool) {
-	n, ok := t.byHash[t.hash(t.seed, id)]
+	return t.findHashed(id, t.hash(t.seed, id))
+}
+
+// findHashed is find for an id whose hash h the caller has.
+func (t *accountTable) findHashed(id string, h uint64) (uint32, bool) {
+	n, ok := t.byHash[h]
 	if !ok {
 		return 0, false // collided only holds ids whose hash byHash has
 	}
@@ -92,7 +97,8 @@ func (t *accountTable) copyTo(id string, c *accountAndBalance) (*bankdv1.Account
 
 // put stores acc as its account's record, replacing the one it had.
 func (t *accountTable) put(acc *residentAccount) {
-	n, ok := t.find(acc.id)
+	h := t.hash(t.seed, acc.id)
+	n, ok := t.findHashed(acc.id, h)
 	if !ok {
 		if t.count == maxAccounts {
 			panic("fsm: more than 2^32-1 resident accounts")
@@ -102,7 +108,6 @@ func (t *accountTable) put(acc *residentAccount) {
 			t.records = append(t.records, make([]accountRecord, accountRecordChunk))
 		}
 		t.count++
-		h := t.hash(t.seed, acc.id)
 		if _, taken := t.byHash[h]; taken {
 			t.collided[acc.id] = n
 		} else {

@@ -52,14 +52,25 @@ type accountFields struct {
 }
 
 func newResidentAccount(acc *bankdv1.Account) *residentAccount {
-	r := &residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata}
-	r.dailyDebitLimit, r.createdAtUnixMs, r.createdIndex = acc.DailyDebitLimit, acc.CreatedAtUnixMs, acc.CreatedIndex
-	r.kind, r.owner, r.nonNegative = acc.Kind, acc.Owner, acc.NonNegative
-	if b := acc.Balance; b != nil {
-		r.hasBalance = true
-		r.balance = [6]int64{b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending, b.Posted, b.Available}
+	return &residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata, accountFields: fieldsOf(acc)}
+}
+
+// fieldsOf returns acc's fields that hold no pointers; the balance's unknown fields are not
+// among them.
+func fieldsOf(acc *bankdv1.Account) accountFields {
+	f := accountFields{
+		dailyDebitLimit: acc.DailyDebitLimit,
+		createdAtUnixMs: acc.CreatedAtUnixMs,
+		createdIndex:    acc.CreatedIndex,
+		kind:            acc.Kind,
+		owner:           acc.Owner,
+		nonNegative:     acc.NonNegative,
 	}
-	return r
+	if b := acc.Balance; b != nil {
+		f.hasBalance = true
+		f.balance = [6]int64{b.DebitsPosted, b.CreditsPosted, b.DebitsPending, b.CreditsPending, b.Posted, b.Available}
+	}
+	return f
 }
 
 // copyTo writes the account into c and returns it: an Account whose Balance (when it has one)
@@ -105,22 +116,18 @@ func (r *residentState) account(id string) (*bankdv1.Account, bool) {
 // copyAccount returns a copy of acc that shares its metadata map (never changed after an
 // account is created) and its balance, which the copy must not change.
 func copyAccount(acc *bankdv1.Account) *bankdv1.Account {
-	c := &bankdv1.Account{}
-	copyAccountInto(c, acc)
-	return c
-}
-
-func copyAccountInto(c, acc *bankdv1.Account) {
-	c.Id = acc.Id
-	c.Currency = acc.Currency
-	c.Kind = acc.Kind
-	c.NonNegative = acc.NonNegative
-	c.DailyDebitLimit = acc.DailyDebitLimit
-	c.Metadata = acc.Metadata
-	c.Balance = acc.Balance
-	c.CreatedAtUnixMs = acc.CreatedAtUnixMs
-	c.CreatedIndex = acc.CreatedIndex
-	c.Owner = acc.Owner
+	return &bankdv1.Account{
+		Id:              acc.Id,
+		Currency:        acc.Currency,
+		Kind:            acc.Kind,
+		NonNegative:     acc.NonNegative,
+		DailyDebitLimit: acc.DailyDebitLimit,
+		Metadata:        acc.Metadata,
+		Balance:         acc.Balance,
+		CreatedAtUnixMs: acc.CreatedAtUnixMs,
+		CreatedIndex:    acc.CreatedIndex,
+		Owner:           acc.Owner,
+	}
 }
 
 // accountAndBalance holds an account copy and its own balance in one allocation.
@@ -134,14 +141,8 @@ type accountAndBalance struct {
 // copied and unknown fields are not: an account is only written back through changeBalance,
 // which has always written exactly those six.
 func copyAccountTo(c *accountAndBalance, acc *bankdv1.Account) *bankdv1.Account {
-	copyAccountInto(&c.acc, acc)
-	if b := acc.Balance; b != nil {
-		c.bal.DebitsPosted, c.bal.CreditsPosted = b.DebitsPosted, b.CreditsPosted
-		c.bal.DebitsPending, c.bal.CreditsPending = b.DebitsPending, b.CreditsPending
-		c.bal.Posted, c.bal.Available = b.Posted, b.Available
-		c.acc.Balance = &c.bal
-	}
-	return &c.acc
+	f := fieldsOf(acc)
+	return f.copyTo(c, acc.Id, acc.Currency, acc.Metadata)
 }
 
 // copyTransfer returns a copy of t that shares its metadata map, which the apply path never
@@ -189,7 +190,8 @@ func loadResidentAccounts(r pebble.Reader) (*accountTable, error) {
 			_ = it.Close()
 			return nil, fmt.Errorf("account record at %q holds account %q", it.Key(), acc.Id)
 		}
-		out.put(newResidentAccount(acc))
+		r := residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata, accountFields: fieldsOf(acc)}
+		out.put(&r) // copied into the table: no record per account to collect afterwards
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("iterate accounts: %w", err)
