@@ -480,16 +480,13 @@ func FreePorts(count int, avoid ...int) ([]int, error) {
 		if attempts > maxPortAttempts*count {
 			return nil, fmt.Errorf("clusterhcl: found only %d of %d loopback ports free for TCP and UDP", len(ports), count)
 		}
-		// Every listener stays open until the end, so the kernel cannot offer its port twice.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		// Every listener stays open until the end, and its port is taken, so none comes twice.
+		l, err := ListenAvoiding(taken)
 		if err != nil {
-			return nil, fmt.Errorf("clusterhcl: find a free port: %w", err)
+			return nil, err
 		}
 		closers = append(closers, l.Close)
 		port := listenerPort(l)
-		if taken[port] {
-			continue
-		}
 		u, err := net.ListenPacket("udp", loopback(port))
 		if err != nil {
 			continue
