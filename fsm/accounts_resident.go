@@ -51,8 +51,9 @@ type accountFields struct {
 	hasBalance  bool
 }
 
-func newResidentAccount(acc *bankdv1.Account) *residentAccount {
-	return &residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata, accountFields: fieldsOf(acc)}
+// residentAccountOf returns what memory holds of acc.
+func residentAccountOf(acc *bankdv1.Account) residentAccount {
+	return residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata, accountFields: fieldsOf(acc)}
 }
 
 // fieldsOf returns acc's fields that hold no pointers; the balance's unknown fields are not
@@ -103,6 +104,16 @@ type residentState struct {
 	// copies is where the account copies the batch's commands change come from (slab.go): they
 	// are written back as new resident records, never kept.
 	copies slab[accountAndBalance]
+	// records is where the batch's resident records come from: the accounts table copies them
+	// when the batch commits.
+	records slab[residentAccount]
+}
+
+// newRecord returns a resident record of acc, which the batch's later commands read.
+func (r *residentState) newRecord(acc *bankdv1.Account) *residentAccount {
+	rec := r.records.new()
+	*rec = residentAccountOf(acc)
+	return rec
 }
 
 // account returns a copy of account id that the caller may change.
@@ -145,10 +156,11 @@ func copyAccountTo(c *accountAndBalance, acc *bankdv1.Account) *bankdv1.Account 
 	return f.copyTo(c, acc.Id, acc.Currency, acc.Metadata)
 }
 
-// copyTransfer returns a copy of t that shares its metadata map, which the apply path never
-// changes. It is proto.Clone without reflection, for the hot path.
-func copyTransfer(t *bankdv1.Transfer) *bankdv1.Transfer {
-	return &bankdv1.Transfer{
+// copyTransferTo writes a copy of t into dst and returns dst. The copy shares t's metadata
+// map, which the apply path never changes. It is proto.Clone without reflection, for the hot
+// path, into a record the caller provides (applier.records).
+func copyTransferTo(dst, t *bankdv1.Transfer) *bankdv1.Transfer {
+	*dst = bankdv1.Transfer{
 		Id:              t.Id,
 		DebitAccountId:  t.DebitAccountId,
 		CreditAccountId: t.CreditAccountId,
@@ -170,6 +182,7 @@ func copyTransfer(t *bankdv1.Transfer) *bankdv1.Transfer {
 		ExpiresAtUnixMs: t.ExpiresAtUnixMs,
 		Owner:           t.Owner,
 	}
+	return dst
 }
 
 // loadResidentAccounts reads every account of the store into memory.
@@ -190,7 +203,7 @@ func loadResidentAccounts(r pebble.Reader) (*accountTable, error) {
 			_ = it.Close()
 			return nil, fmt.Errorf("account record at %q holds account %q", it.Key(), acc.Id)
 		}
-		r := residentAccount{id: acc.Id, currency: acc.Currency, metadata: acc.Metadata, accountFields: fieldsOf(acc)}
+		r := residentAccountOf(acc)
 		out.put(&r) // copied into the table: no record per account to collect afterwards
 	}
 	if err := it.Close(); err != nil {

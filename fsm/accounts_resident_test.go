@@ -28,8 +28,8 @@ func TestCopiesCopyEveryField(t *testing.T) {
 	}
 	tr := &bankdv1.Transfer{}
 	fillEveryField(t, tr.ProtoReflect())
-	if got := copyTransfer(tr); !proto.Equal(got, tr) {
-		t.Fatalf("copyTransfer lost a field:\n got %v\nwant %v", got, tr)
+	if got := copyTransferTo(&bankdv1.Transfer{}, tr); !proto.Equal(got, tr) {
+		t.Fatalf("copyTransferTo lost a field:\n got %v\nwant %v", got, tr)
 	}
 }
 
@@ -191,4 +191,9 @@ func TestResidentAccountsHandOutWhatTheRecordsHeld(t *testing.T) {
 			t.Fatalf("account %d: balance present %v, stored %v", i, got.Balance != nil, decoded.Balance != nil)
 		}
 	}
+}
+
+func newResidentAccount(acc *bankdv1.Account) *residentAccount {
+	r := residentAccountOf(acc)
+	return &r
 }

@@ -38,9 +38,11 @@ type applier struct {
 	watched [][]byte
 	// scratch is a buffer for encodings that are hashed and dropped (requestHash).
 	scratch []byte
-	// results and transferItems hold the per-transfer records of a command (slab.go).
+	// results, transferItems and records hold the per-transfer records of a command
+	// (slab.go): its results, its event's items and the transfer records it creates.
 	results       slab[bankdv1.TransferResult]
 	transferItems slab[transferItem]
+	records       slab[bankdv1.Transfer]
 }
 
 // commandHandler applies one command type. It returns the response, or an *Error to refuse the
@@ -51,6 +53,15 @@ type commandHandler struct {
 	owner   bankdv1.Owner
 	newBody func() proto.Message
 	apply   func(a *applier, tx *txn, body proto.Message) (proto.Message, error)
+	// decode, when set, decodes the bodies of the common shape without proto.Unmarshal, or
+	// returns ok=false for proto.Unmarshal to decode (decode.go).
+	decode func(body []byte) (msg proto.Message, ok bool)
+}
+
+// decodedBy adds a decoder for the common shape of h's bodies.
+func decodedBy[T proto.Message](h commandHandler, decode func([]byte) (T, bool)) commandHandler {
+	h.decode = func(body []byte) (proto.Message, bool) { return decode(body) }
+	return h
 }
 
 // handle adapts a typed apply function to the command table.
@@ -65,6 +76,20 @@ func handle[T proto.Message](owner bankdv1.Owner, apply func(*applier, *txn, T) 
 	}
 }
 
+// decodeBody decodes a command's body, refusing one that does not decode.
+func (h commandHandler) decodeBody(b []byte) (proto.Message, error) {
+	if h.decode != nil {
+		if body, ok := h.decode(b); ok {
+			return body, nil
+		}
+	}
+	body := h.newBody()
+	if err := proto.Unmarshal(b, body); err != nil {
+		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "command body does not decode as %s: %v", body.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return body, nil
+}
+
 const (
 	asClient    = bankdv1.Owner_OWNER_CLIENT
 	asChain     = bankdv1.Owner_OWNER_CHAIN
@@ -76,7 +101,7 @@ const (
 // leader's drivers (or, for a few, by an operator through the API acting on the driver's state).
 var commandBodies = map[bankdv1.CommandType]commandHandler{
 	bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT:      handle(asClient, (*applier).createAccount),
-	bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS:    handle(asClient, (*applier).createTransfers),
+	bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS:    decodedBy(handle(asClient, (*applier).createTransfers), decodeCreateTransfers),
 	bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNTS:     handle(asClient, (*applier).createAccounts),
 	bankdv1.CommandType_COMMAND_TYPE_ACQUIRE_LOCK:        handle(asClient, (*applier).acquireLock),
 	bankdv1.CommandType_COMMAND_TYPE_RENEW_LOCK:          handle(asClient, (*applier).renewLock),
@@ -178,9 +203,9 @@ func (a *applier) run(cmd *bankdv1.Command) (any, error) {
 	}
 	handler := commandBodies[cmd.Type]
 	a.cmdType, a.owner, a.principal = cmd.Type, handler.owner, cmd.Principal
-	body := handler.newBody()
-	if err := proto.Unmarshal(cmd.Body, body); err != nil {
-		return nil, refuse(bankdv1.ResultCode_RESULT_CODE_INVALID_ARGUMENT, "command body does not decode as %s: %v", body.ProtoReflect().Descriptor().FullName(), err)
+	body, err := handler.decodeBody(cmd.Body)
+	if err != nil {
+		return nil, err
 	}
 	tx := a.root.child()
 	itemsMark := len(a.items)

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"strings"
 )
 
 // The Pebble keyspace. Every key starts with a one-byte table tag so that each table is one
@@ -60,16 +59,6 @@ func tagged(tag byte, s string) []byte {
 	return append(k, s...)
 }
 
-// taggedString is tagged as a string, for the txn's log: one allocation, where
-// string(tagged(...)) takes two.
-func taggedString(tag byte, s string) string {
-	var k strings.Builder
-	k.Grow(1 + len(s))
-	k.WriteByte(tag)
-	k.WriteString(s)
-	return k.String()
-}
-
 func accountKey(id string) []byte    { return tagged(tagAccount, id) }
 func dailyKey(id string) []byte      { return tagged(tagDaily, id) }
 func transferKey(id string) []byte   { return tagged(tagTransfer, id) }
@@ -78,22 +67,15 @@ func eventKey(index uint64) []byte   { return binary.BigEndian.AppendUint64([]by
 func historyPrefix(id string) []byte { return append(tagged(tagHistory, id), 0) }
 
 func historyKey(id string, index uint64, seq uint32) []byte {
-	return []byte(historyKeyString(id, index, seq))
+	return appendHistoryKey(make([]byte, 0, historyKeyLen(id)), id, index, seq)
 }
 
-// historyKeyString is historyKey as a string, built in one allocation: every transfer writes
-// two.
-func historyKeyString(id string, index uint64, seq uint32) string {
-	var n [12]byte
-	binary.BigEndian.PutUint64(n[:8], index)
-	binary.BigEndian.PutUint32(n[8:], seq)
-	var k strings.Builder
-	k.Grow(1 + len(id) + 1 + len(n))
-	k.WriteByte(tagHistory)
-	k.WriteString(id)
-	k.WriteByte(0)
-	k.Write(n[:])
-	return k.String()
+// historyKeyLen is the length of an account's history keys.
+func historyKeyLen(id string) int { return 1 + len(id) + 1 + 8 + 4 }
+
+func appendHistoryKey(b []byte, id string, index uint64, seq uint32) []byte {
+	b = append(append(append(b, tagHistory), id...), 0)
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(b, index), seq)
 }
 
 func walletKey(id string) []byte         { return tagged(tagWallet, id) }

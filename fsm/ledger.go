@@ -232,7 +232,7 @@ func (a *applier) moveOrReserve(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfer
 	if err := a.checkAccountUse(debit, credit); err != nil {
 		return nil, err
 	}
-	rec := copyTransfer(t)
+	rec := copyTransferTo(a.records.new(), t)
 	rec.Index, rec.CreatedAtUnixMs, rec.Owner = a.index, a.now, a.owner
 	var dd, cd delta
 	if t.Pending {
@@ -306,7 +306,7 @@ func (a *applier) resolvePending(tx *txn, t *bankdv1.Transfer) (*bankdv1.Transfe
 	if err := a.checkAccountUse(debit, credit); err != nil {
 		return nil, err
 	}
-	rec := copyTransfer(t)
+	rec := copyTransferTo(a.records.new(), t)
 	rec.DebitAccountId, rec.CreditAccountId, rec.Currency = p.DebitAccountId, p.CreditAccountId, p.Currency
 	rec.Amount, rec.Index, rec.CreatedAtUnixMs, rec.Owner = amount, a.index, a.now, a.owner
 	dd := delta{debitsPending: -p.Amount}
@@ -510,7 +510,7 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 	if err != nil {
 		return fmt.Errorf("marshal history entry: %w", err)
 	}
-	tx.setString(historyKeyString(acc.Id, a.index, a.nextSeq()), v)
+	tx.setString(tx.historyKey(acc.Id, a.index, a.nextSeq()), v)
 	return nil
 }
 
@@ -609,7 +609,7 @@ func storeTransfer(tx *txn, rec *bankdv1.Transfer, reqHash [32]byte) error {
 	if err != nil {
 		return fmt.Errorf("marshal transfer %q: %w", rec.Id, err)
 	}
-	tx.setString(taggedString(tagTransfer, rec.Id), v)
+	tx.setString(tx.taggedKey(tagTransfer, rec.Id), v)
 	if tx.resident != nil && tx.resident.transfers != nil {
 		tx.resident.transfers.add(rec.Id)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -41,8 +42,10 @@ type writeLog struct {
 	marks []int
 	// order is the root's entries in key order, while it writes them into the batch.
 	order []int32
-	// values is where the commands' values are encoded (valueBuf).
+	// values is where the commands' values and keys are encoded (valueBuf, taggedKey).
 	values byteArena
+	// txns is where the txns come from: a command of 8,000 transfers opens a child per chain.
+	txns slab[txn]
 }
 
 // logEntry is one buffered write: a value (or a deletion) for a store key, or an account's new
@@ -70,13 +73,33 @@ func newRootTxn(b *pebble.Batch, resident *residentState, log *writeLog) *txn {
 	}
 	clear(log.entries)
 	log.entries, log.marks = log.entries[:0], append(log.marks[:0], 0)
-	return &txn{log: log, batch: b, resident: resident}
+	t := log.txns.new()
+	t.log, t.batch, t.resident = log, b, resident
+	return t
 }
 
 // valueBuf returns an empty buffer with room for n bytes for a value t is about to write. The
 // buffers of many values share one allocation; appending past n moves the value to a buffer of
 // its own rather than into the next one.
 func (t *txn) valueBuf(n int) []byte { return t.log.values.buf(n) }
+
+// taggedKey returns the store key tag+s (keys.go) as a string carved from the same chunks as
+// the values: the keys a transfer writes cost no allocation of their own. The bytes are never
+// written again, so the string may outlive the command.
+func (t *txn) taggedKey(tag byte, s string) string {
+	k := append(t.log.values.buf(1+len(s)), tag)
+	return arenaString(append(k, s...))
+}
+
+// historyKey returns historyKey(id, index, seq) as a string, like taggedKey.
+func (t *txn) historyKey(id string, index uint64, seq uint32) string {
+	k := appendHistoryKey(t.log.values.buf(historyKeyLen(id)), id, index, seq)
+	return arenaString(k)
+}
+
+// arenaString returns b as a string without a copy. b must be a byteArena buffer its caller
+// has finished writing: arena bytes are never written again.
+func arenaString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // byteArena carves buffers out of chunks. A chunk is never reused: when it is full the next
 // buffer comes from a new one, and the old stays alive as long as a value in it is referenced.
@@ -101,7 +124,9 @@ func (t *txn) child() *txn {
 	t.mustBeInnermost()
 	mark := len(t.log.entries)
 	t.log.marks = append(t.log.marks, mark)
-	return &txn{log: t.log, batch: t.batch, resident: t.resident, depth: t.depth + 1, mark: mark}
+	c := t.log.txns.new()
+	c.log, c.batch, c.resident, c.depth, c.mark = t.log, t.batch, t.resident, t.depth+1, mark
+	return c
 }
 
 // mustBeInnermost panics when t is used while a child of it is open, or after it closed: that
@@ -141,7 +166,7 @@ func (t *txn) delete(key []byte) { t.put(logEntry{key: string(key), deleted: tru
 
 // putAccount records acc as the account's new record. acc must not be changed afterwards.
 func (t *txn) putAccount(acc *bankdv1.Account) {
-	t.put(logEntry{key: taggedString(tagAccount, acc.Id), account: acc})
+	t.put(logEntry{key: t.taggedKey(tagAccount, acc.Id), account: acc})
 }
 
 // account returns a copy of the account as this txn sees it (the writes of this txn and its
@@ -245,12 +270,12 @@ func (t *txn) writeBatch() error {
 			if v, err = appendAccount(make([]byte, 0, 128), e.account); err != nil {
 				return fmt.Errorf("marshal account %q: %w", e.account.Id, err)
 			}
-			err = t.batch.Set([]byte(e.key), v, nil)
-			t.resident.batch[e.account.Id] = newResidentAccount(e.account)
+			err = t.batch.Set(keyBytes(e.key), v, nil)
+			t.resident.batch[e.account.Id] = t.resident.newRecord(e.account)
 		case e.deleted:
-			err = t.batch.Delete([]byte(e.key), nil)
+			err = t.batch.Delete(keyBytes(e.key), nil)
 		default:
-			err = t.batch.Set([]byte(e.key), e.value, nil)
+			err = t.batch.Set(keyBytes(e.key), e.value, nil)
 		}
 		if err != nil {
 			return fmt.Errorf("pebble batch write %q: %w", e.key, err)
@@ -258,6 +283,10 @@ func (t *txn) writeBatch() error {
 	}
 	return nil
 }
+
+// keyBytes returns a log key's bytes without a copy, for the Pebble batch, which copies them
+// and never writes them.
+func keyBytes(key string) []byte { return unsafe.Slice(unsafe.StringData(key), len(key)) }
 
 func (l *writeLog) indexOf(e *logEntry) (int, bool) {
 	if e.account != nil {
