@@ -510,7 +510,7 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 	if err != nil {
 		return fmt.Errorf("marshal history entry: %w", err)
 	}
-	tx.setString(tx.historyKey(acc.Id, a.index, a.nextSeq()), v)
+	tx.setUnique(tx.historyKey(acc.Id, a.index, a.nextSeq()), v)
 	return nil
 }
 

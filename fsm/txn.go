@@ -56,6 +56,9 @@ type logEntry struct {
 	deleted bool
 	account *bankdv1.Account
 	prev    int // the entry this one hides, or -1
+	// unindexed marks a key the command writes once and never reads back (setUnique): it is
+	// in no index, and only scan and the batch see it.
+	unindexed bool
 }
 
 func newWriteLog() *writeLog {
@@ -68,8 +71,13 @@ func newRootTxn(b *pebble.Batch, resident *residentState, log *writeLog) *txn {
 	if log == nil {
 		log = newWriteLog()
 	}
-	for i := range log.entries {
-		log.unindex(&log.entries[i])
+	if len(log.entries) >= clearIndexesAbove {
+		clear(log.latest)
+		clear(log.latestAccount)
+	} else {
+		for i := range log.entries {
+			log.unindex(&log.entries[i])
+		}
 	}
 	clear(log.entries)
 	log.entries, log.marks = log.entries[:0], append(log.marks[:0], 0)
@@ -77,6 +85,12 @@ func newRootTxn(b *pebble.Batch, resident *residentState, log *writeLog) *txn {
 	t.log, t.batch, t.resident = log, b, resident
 	return t
 }
+
+// clearIndexesAbove is the number of a command's writes above which the next command empties
+// the log's indexes with clear, whose cost is their capacity, rather than by a delete per
+// write: a command of one transfer after one of thousands would otherwise pay for the
+// thousands.
+const clearIndexesAbove = 1024
 
 // valueBuf returns an empty buffer with room for n bytes for a value t is about to write. The
 // buffers of many values share one allocation; appending past n moves the value to a buffer of
@@ -161,6 +175,15 @@ func (t *txn) set(key, value []byte) { t.put(logEntry{key: string(key), value: v
 
 // setString is set for a key already held as a string, which the log keeps without a copy.
 func (t *txn) setString(key string, value []byte) { t.put(logEntry{key: key, value: value}) }
+
+// setUnique is setString for a key that no other write of the command has and that the command
+// never reads back with get, such as a history entry's (its key holds the command's index and
+// a sequence number the command advances): the write is buffered but not indexed, which saves
+// two map operations of the four a key costs. scan still sees it.
+func (t *txn) setUnique(key string, value []byte) {
+	t.mustBeInnermost()
+	t.log.entries = append(t.log.entries, logEntry{key: key, value: value, prev: -1, unindexed: true})
+}
 
 func (t *txn) delete(key []byte) { t.put(logEntry{key: string(key), deleted: true}) }
 
@@ -298,17 +321,21 @@ func (l *writeLog) indexOf(e *logEntry) (int, bool) {
 }
 
 func (l *writeLog) index(e *logEntry, at int) {
-	if e.account != nil {
+	switch {
+	case e.unindexed: // in no index
+	case e.account != nil:
 		l.latestAccount[e.account.Id] = at
-	} else {
+	default:
 		l.latest[e.key] = at
 	}
 }
 
 func (l *writeLog) unindex(e *logEntry) {
-	if e.account != nil {
+	switch {
+	case e.unindexed: // in no index
+	case e.account != nil:
 		delete(l.latestAccount, e.account.Id)
-	} else {
+	default:
 		delete(l.latest, e.key)
 	}
 }

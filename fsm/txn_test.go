@@ -27,7 +27,8 @@ func (m *modelTxn) get(key string) (string, bool) {
 }
 
 // TestTxnBehavesLikeNestedMaps drives the undo-log txn and the model with the same random
-// operations (writes, deletes, account writes, children opened, committed and rolled back) and
+// operations (writes, unindexed writes, deletes, account writes, children opened, committed
+// and rolled back; now and then a command large enough that the next one clears the indexes) and
 // compares every read and, at the end, what reached the Pebble batch.
 func TestTxnBehavesLikeNestedMaps(t *testing.T) {
 	tf := openTestFSM(t)
@@ -39,10 +40,21 @@ func TestTxnBehavesLikeNestedMaps(t *testing.T) {
 		stack := []*txn{newRootTxn(b, resident, log)}
 		model := &modelTxn{levels: []map[string]string{{}}}
 		accounts := []map[string]int64{{}} // the model's accounts: id -> created index
+		if seed%10 == 5 {
+			// Enough writes that the next round empties the log's indexes with clear.
+			for i := range clearIndexesAbove + 100 {
+				key, v := fmt.Sprintf("z%04d", i), fmt.Sprintf("big%d", seed)
+				stack[0].set([]byte(key), []byte(v))
+				model.levels[0][key] = v
+			}
+		}
 		for step := range 300 {
 			top := stack[len(stack)-1]
 			key := fmt.Sprintf("k%02d", rng.IntN(20))
-			switch op := rng.IntN(10); {
+			if rng.IntN(10) == 0 {
+				key = fmt.Sprintf("z%04d", rng.IntN(clearIndexesAbove+100))
+			}
+			switch op := rng.IntN(11); {
 			case op < 3:
 				v := fmt.Sprintf("v%d-%d", seed, step)
 				top.set([]byte(key), []byte(v))
@@ -74,6 +86,11 @@ func TestTxnBehavesLikeNestedMaps(t *testing.T) {
 				top.rollback()
 				n := len(model.levels)
 				stack, model.levels, accounts = stack[:n-1], model.levels[:n-1], accounts[:n-1]
+			case op == 10:
+				// A key written once and never read back, as a history entry's.
+				key, v := fmt.Sprintf("u%d-%d", seed, step), fmt.Sprintf("v%d-%d", seed, step)
+				top.setUnique(key, []byte(v))
+				model.levels[len(model.levels)-1][key] = v
 			default:
 				got, gotOK, err := top.get([]byte(key))
 				if err != nil {
