@@ -18,13 +18,20 @@ import (
 // An id stays in the filter when retention deletes its transfer or its command is refused:
 // that only costs a lookup.
 
-// Filter sizing: 14 bits and 10 probes per id give about 0.1% false positives per segment. A
-// full segment is followed by one twice its size, so memory stays under 2 × 14 bits per id and
-// the false-positive rate under 0.1% × the number of segments (a few).
+// The filter is blocked: an id's probes all fall in one block of 512 bits, one cache line, so
+// an add or a lookup costs one cache miss where probes spread over the whole filter cost one
+// each (at millions of ids, the filter is far larger than the CPU's caches). A block is chosen
+// by the id's hash and the probes inside it by a sequence drawn from the same hash.
+//
+// Filter sizing: 16 bits and 8 probes per id give about 0.09% false positives per segment
+// (blocking costs a little against an unblocked filter of the same size: 14 bits and 10 probes
+// gave about 0.1% before; the extra bits win it back). A full segment is followed by one twice its size, so memory stays under 2 × 16 bits
+// per id and the false-positive rate under 0.1% × the number of segments (a few).
 const (
-	filterBitsPerID    = 14
-	filterProbes       = 10
+	filterBitsPerID    = 16
+	filterProbes       = 8
 	filterFirstSegment = 1 << 20 // ids
+	filterBlockWords   = 8       // 512 bits, a 64-byte cache line
 )
 
 type transferFilter struct {
@@ -33,7 +40,7 @@ type transferFilter struct {
 }
 
 type filterSegment struct {
-	bits     []uint64
+	bits     []uint64 // blocks of filterBlockWords words
 	ids      int
 	capacity int
 }
@@ -45,14 +52,30 @@ func newTransferFilter(expected int) *transferFilter {
 }
 
 func (f *transferFilter) grow(capacity int) {
-	words := (capacity*filterBitsPerID + 63) / 64
-	f.segments = append(f.segments, &filterSegment{bits: make([]uint64, words), capacity: capacity})
+	blocks := (capacity*filterBitsPerID + 511) / 512
+	f.segments = append(f.segments, &filterSegment{bits: make([]uint64, blocks*filterBlockWords), capacity: capacity})
 }
 
-// probes returns the two halves of id's hash; probe i is h1 + i*h2 (double hashing).
-func (f *transferFilter) probes(id string) (h1, h2 uint32) {
-	h := maphash.String(f.seed, id)
-	return uint32(h), uint32(h>>32) | 1
+// hash returns id's 64-bit hash: its high half picks the block, and the probes inside the
+// block come from the whole of it (filterProbe).
+func (f *transferFilter) hash(id string) uint64 { return maphash.String(f.seed, id) }
+
+// block returns the words of the block that h selects in s, mapping h's high half onto the
+// blocks by multiplication rather than a division.
+func (s *filterSegment) block(h uint64) []uint64 {
+	blocks := uint64(len(s.bits) / filterBlockWords)
+	i := int((h>>32)*blocks>>32) * filterBlockWords
+	return s.bits[i : i+filterBlockWords : i+filterBlockWords]
+}
+
+// filterProbe advances a probe state (which starts as the id's hash) and returns the next
+// probe's word and mask in the block: the top nine bits of the state multiplied by an odd
+// constant (2^64 / the golden ratio). Double hashing inside a block this small repeats probe
+// patterns, which measured four times the false positives of independent probes.
+func filterProbe(state *uint64) (word int, mask uint64) {
+	*state *= 0x9e3779b97f4a7c15
+	bit := *state >> 55
+	return int(bit / 64), 1 << (bit % 64)
 }
 
 func (f *transferFilter) add(id string) {
@@ -61,24 +84,23 @@ func (f *transferFilter) add(id string) {
 		f.grow(2 * s.capacity)
 		s = f.segments[len(f.segments)-1]
 	}
-	h1, h2 := f.probes(id)
-	m := uint32(len(s.bits) * 64)
-	for i := uint32(0); i < filterProbes; i++ {
-		bit := (h1 + i*h2) % m
-		s.bits[bit/64] |= 1 << (bit % 64)
+	h := f.hash(id)
+	block, state := s.block(h), h
+	for range filterProbes {
+		w, m := filterProbe(&state)
+		block[w] |= m
 	}
 	s.ids++
 }
 
 // mayContain reports false only for an id that was never added.
 func (f *transferFilter) mayContain(id string) bool {
-	h1, h2 := f.probes(id)
+	h := f.hash(id)
 	for _, s := range f.segments {
-		m := uint32(len(s.bits) * 64)
+		block, state := s.block(h), h
 		found := true
-		for i := uint32(0); i < filterProbes; i++ {
-			bit := (h1 + i*h2) % m
-			if s.bits[bit/64]&(1<<(bit%64)) == 0 {
+		for range filterProbes {
+			if w, m := filterProbe(&state); block[w]&m == 0 {
 				found = false
 				break
 			}
