@@ -107,6 +107,9 @@ type residentState struct {
 	// records is where the batch's resident records come from: the accounts table copies them
 	// when the batch commits.
 	records slab[residentAccount]
+	// txns is where the batch's txns come from (a command of 8,000 transfers opens a child per
+	// chain). They hold the batch, so they are the batch's, not the FSM's.
+	txns slab[txn]
 }
 
 // newRecord returns a resident record of acc, which the batch's later commands read.

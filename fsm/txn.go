@@ -44,8 +44,6 @@ type writeLog struct {
 	order []int32
 	// values is where the commands' values and keys are encoded (valueBuf, taggedKey).
 	values byteArena
-	// txns is where the txns come from: a command of 8,000 transfers opens a child per chain.
-	txns slab[txn]
 }
 
 // logEntry is one buffered write: a value (or a deletion) for a store key, or an account's new
@@ -81,7 +79,7 @@ func newRootTxn(b *pebble.Batch, resident *residentState, log *writeLog) *txn {
 	}
 	clear(log.entries)
 	log.entries, log.marks = log.entries[:0], append(log.marks[:0], 0)
-	t := log.txns.new()
+	t := resident.txns.new()
 	t.log, t.batch, t.resident = log, b, resident
 	return t
 }
@@ -138,7 +136,7 @@ func (t *txn) child() *txn {
 	t.mustBeInnermost()
 	mark := len(t.log.entries)
 	t.log.marks = append(t.log.marks, mark)
-	c := t.log.txns.new()
+	c := t.resident.txns.new()
 	c.log, c.batch, c.resident, c.depth, c.mark = t.log, t.batch, t.resident, t.depth+1, mark
 	return c
 }
