@@ -10,9 +10,10 @@ import (
 // accountTable holds the resident accounts (accounts_resident.go) in memory that holds no
 // pointers, so that the garbage collector has nothing in it to scan: records in fixed-size
 // chunks, ids and currencies in append-only text chunks, and an index from a hash of the id to
-// the record (slots). With the accounts as Go objects (a map of strings to records), every collection
-// marked two or three objects per account: at four million accounts each mark phase took 3-6 s
-// of CPU, much of it in assists taken from the apply path (docs/HOT_PATH.md, fourth round).
+// the record (slots). With the accounts as Go objects (a map of strings to records), every
+// collection marked two or three objects per account: at four million accounts each mark
+// phase took 3-6 s of CPU, much of it in assists taken from the apply path (docs/HOT_PATH.md,
+// fourth round).
 //
 // Accounts are never deleted, and an account's id never changes, so records and text are only
 // appended; put overwrites a record in place. Only the apply path uses the table, one batch at

@@ -25,8 +25,9 @@ import (
 //
 // Filter sizing: 16 bits and 8 probes per id give about 0.09% false positives per segment
 // (blocking costs a little against an unblocked filter of the same size: 14 bits and 10 probes
-// gave about 0.1% before; the extra bits win it back). A full segment is followed by one twice its size, so memory stays under 2 × 16 bits
-// per id and the false-positive rate under 0.1% × the number of segments (a few).
+// gave about 0.1% before; the extra bits win it back). A full segment is followed by one twice
+// its size, so memory stays under 2 × 16 bits per id and the false-positive rate under 0.1% ×
+// the number of segments (a few).
 const (
 	filterBitsPerID    = 16
 	filterProbes       = 8

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
+	"github.com/bankd/bankd/internal/testcluster/clusterhcl"
 )
 
 // Bounds of the test. The whole run takes about a minute on a 2-core machine once the images
@@ -161,7 +161,10 @@ func upCluster(t *testing.T, compose []string) *cluster {
 	suffix := randomHex(t, 4)
 	project := "bankdtest" + suffix
 	subnetOctet, _ := strconv.ParseUint(suffix[:2], 16, 8)
-	ports := freePorts(t, len(nodeIDs))
+	ports, err := clusterhcl.FreePorts(len(nodeIDs))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var portList []string
 	for _, p := range ports {
 		portList = append(portList, strconv.Itoa(p))
@@ -378,25 +381,4 @@ func randomHex(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// freePorts returns n loopback ports that were free a moment ago, for the published APIs.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
