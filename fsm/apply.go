@@ -19,7 +19,10 @@ type applier struct {
 	term  uint64
 	now   int64
 	seq   uint32 // orders history entries written by this command
-	items []*bankdv1.EventItem
+	// format is the stored format this command writes (format.go); SWITCH_FORMAT changes it
+	// for the commands after it.
+	format uint32
+	items  []*bankdv1.EventItem
 	// cmdType and owner are the command's type and the owner it acts as (commandBodies).
 	cmdType bankdv1.CommandType
 	owner   bankdv1.Owner
@@ -149,6 +152,8 @@ var commandBodies = map[bankdv1.CommandType]commandHandler{
 
 	// Retention drops old records and creates nothing, so it acts as no one.
 	bankdv1.CommandType_COMMAND_TYPE_COMPACT: handle(bankdv1.Owner_OWNER_UNSPECIFIED, (*applier).compact),
+	// A format switch changes how later commands write, and creates nothing.
+	bankdv1.CommandType_COMMAND_TYPE_SWITCH_FORMAT: handle(bankdv1.Owner_OWNER_UNSPECIFIED, (*applier).switchFormat),
 
 	// An adjustment corrects one driver's books: it acts as the driver that owns the adjusted
 	// account, which only the state tells, so it starts as no one (adjustment.go).

@@ -11,40 +11,48 @@ import (
 )
 
 // BenchmarkApplyTransfers measures how fast one replica applies CREATE_TRANSFERS entries of
-// different sizes between 1,000 accounts (the state machine alone: no Raft, no network).
+// different sizes between 1,000 accounts (the state machine alone: no Raft, no network), in
+// each stored format (format.go). Every transfer debits "reserve", as in bankbench.
 func BenchmarkApplyTransfers(b *testing.B) {
 	for _, perCommand := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("transfers_per_command=%d", perCommand), func(b *testing.B) {
-			tf := openTestFSM(&testing.T{})
-			defer tf.Close()
-			tf.t = &testing.T{}
-			const accounts = 1000
-			tf.mustAccount("reserve", "ASSET", false)
-			for i := 0; i < accounts; i++ {
-				tf.mustAccount(fmt.Sprintf("c%d", i), "LIABILITY", false)
-			}
-			// The entries are encoded before the timer starts, so that what the benchmark
-			// reports, allocations included, is the state machine's alone.
-			entries := make([]*raft.Log, b.N)
-			next := 0
-			for i := range entries {
-				ts := make([]*bankdv1.Transfer, perCommand)
-				for j := range ts {
-					next++
-					ts[j] = xfer(fmt.Sprintf("b%d", next), "reserve", fmt.Sprintf("c%d", next%accounts), 1)
-				}
-				entries[i] = tf.entry(bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS, &bankdv1.CreateTransfersRequest{Transfers: ts}, nil)
-				tf.log = append(tf.log, entries[i])
-			}
-			b.ResetTimer()
-			for _, l := range entries {
-				if err, refused := tf.Apply(l).(error); refused {
-					b.Fatalf("apply: %v", err)
-				}
-			}
-			b.ReportMetric(float64(b.N*perCommand)/b.Elapsed().Seconds(), "transfers/s")
-		})
+		for _, format := range []uint32{FormatBaseline, FormatGroupedHistory} {
+			b.Run(fmt.Sprintf("transfers_per_command=%d/format=%d", perCommand, format), func(b *testing.B) {
+				benchmarkApplyTransfers(b, perCommand, format)
+			})
+		}
 	}
+}
+
+func benchmarkApplyTransfers(b *testing.B, perCommand int, format uint32) {
+	tf := openTestFSM(&testing.T{})
+	defer tf.Close()
+	tf.t = &testing.T{}
+	const accounts = 1000
+	tf.mustAccount("reserve", "ASSET", false)
+	for i := 0; i < accounts; i++ {
+		tf.mustAccount(fmt.Sprintf("c%d", i), "LIABILITY", false)
+	}
+	tf.switchFormat(format)
+	// The entries are encoded before the timer starts, so that what the benchmark
+	// reports, allocations included, is the state machine's alone.
+	entries := make([]*raft.Log, b.N)
+	next := 0
+	for i := range entries {
+		ts := make([]*bankdv1.Transfer, perCommand)
+		for j := range ts {
+			next++
+			ts[j] = xfer(fmt.Sprintf("b%d", next), "reserve", fmt.Sprintf("c%d", next%accounts), 1)
+		}
+		entries[i] = tf.entry(bankdv1.CommandType_COMMAND_TYPE_CREATE_TRANSFERS, &bankdv1.CreateTransfersRequest{Transfers: ts}, nil)
+		tf.log = append(tf.log, entries[i])
+	}
+	b.ResetTimer()
+	for _, l := range entries {
+		if err, refused := tf.Apply(l).(error); refused {
+			b.Fatalf("apply: %v", err)
+		}
+	}
+	b.ReportMetric(float64(b.N*perCommand)/b.Elapsed().Seconds(), "transfers/s")
 }
 
 // BenchmarkResidentAccounts measures what resident accounts cost: the heap one account takes

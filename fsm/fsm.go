@@ -83,6 +83,8 @@ type FSM struct {
 	applied atomic.Uint64
 	nowMs   atomic.Int64
 	halted  atomic.Bool
+	// format is the stored format the next command writes (format.go).
+	format atomic.Uint32
 
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -204,6 +206,17 @@ func (f *FSM) loadMeta() error {
 	if err != nil {
 		return err
 	}
+	format := FormatBaseline
+	if v, closer, err := f.db.Get(keyFormat); err == nil {
+		format, _, err = decodeFormat(v)
+		closer.Close()
+		if err != nil {
+			return err
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("read the stored format: %w", err)
+	}
+	f.format.Store(format)
 	f.applied.Store(applied)
 	f.nowMs.Store(int64(now))
 	f.accounts, f.transfers = accounts, transfers
@@ -293,6 +306,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	defer b.Close()
 	applied := f.applied.Load()
 	now := f.nowMs.Load()
+	format := f.format.Load()
 	resident := &residentState{committed: f.accounts, batch: make(map[string]*residentAccount), transfers: f.transfers}
 	var watched [][]byte
 	entries := 0
@@ -302,14 +316,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		if l.Type == raft.LogCommand {
-			a := &applier{root: newRootTxn(b, resident, f.writes), index: l.Index, term: l.Term, now: now}
+			a := &applier{root: newRootTxn(b, resident, f.writes), index: l.Index, term: l.Term, now: now, format: format}
 			res, err := a.apply(l.Data)
 			if err != nil {
 				f.halt(fmt.Errorf("apply raft index %d: %w", l.Index, err))
 				return results
 			}
 			results[i] = res
-			now = a.now
+			now, format = a.now, a.format
 			watched = append(watched, a.watched...)
 		}
 		applied = l.Index
@@ -338,6 +352,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.applied.Store(applied)
 	f.nowMs.Store(now)
+	f.format.Store(format)
 	if f.onScriptsWatched != nil && len(watched) > 0 {
 		f.onScriptsWatched(watched)
 	}

@@ -15,7 +15,7 @@ import (
 //	d <account id>                 -> dailyDebits (UTC day of cluster time, total)
 //	t <transfer id>                -> sha256(request) || Transfer
 //	x <expires_at ms> <transfer>   -> empty: pending transfers by expiry
-//	h <account id> 0x00 <index> <seq> -> HistoryEntry
+//	h <account id> 0x00 <index> <seq> -> HistoryEntry (G: a group of them; history.go)
 //	l <lock name>                  -> Lock
 //	e <index>                      -> Event
 //
@@ -66,15 +66,13 @@ func lockKey(name string) []byte     { return tagged(tagLock, name) }
 func eventKey(index uint64) []byte   { return binary.BigEndian.AppendUint64([]byte{tagEvent}, index) }
 func historyPrefix(id string) []byte { return append(tagged(tagHistory, id), 0) }
 
-func historyKey(id string, index uint64, seq uint32) []byte {
-	return appendHistoryKey(make([]byte, 0, historyKeyLen(id)), id, index, seq)
-}
-
 // historyKeyLen is the length of an account's history keys.
 func historyKeyLen(id string) int { return 1 + len(id) + 1 + 8 + 4 }
 
-func appendHistoryKey(b []byte, id string, index uint64, seq uint32) []byte {
-	b = append(append(append(b, tagHistory), id...), 0)
+// appendHistoryKey appends the key of an account's history entry (or, under tagHistoryGroup,
+// of the group that starts with it; history.go).
+func appendHistoryKey(b []byte, tag byte, id string, index uint64, seq uint32) []byte {
+	b = append(append(append(b, tag), id...), 0)
 	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(b, index), seq)
 }
 

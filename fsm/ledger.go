@@ -510,7 +510,7 @@ func (a *applier) changeBalance(tx *txn, acc *bankdv1.Account, d delta, cause *b
 	if err != nil {
 		return fmt.Errorf("marshal history entry: %w", err)
 	}
-	tx.setUnique(tx.historyKey(acc.Id, a.index, a.nextSeq()), v)
+	tx.addHistory(tx.historyKey(historyTag(a.format), acc.Id, a.index, a.nextSeq()), v)
 	return nil
 }
 

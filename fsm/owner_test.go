@@ -601,8 +601,8 @@ func TestProblemsArePaged(t *testing.T) {
 }
 
 // TestEveryCommandTypeActsAsSomeone: every command type this binary knows names the owner it
-// acts as, the drivers' types their driver; only a tick and retention, which create nothing, act
-// as no one, and an adjustment, which acts as the driver that owns the account it books
+// acts as, the drivers' types their driver; only a tick, retention and a format switch, which
+// create nothing, act as no one, and an adjustment, which acts as the driver that owns the account it books
 // (adjustment.go), starts as no one.
 func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 	for v, name := range bankdv1.CommandType_name {
@@ -618,7 +618,7 @@ func TestEveryCommandTypeActsAsSomeone(t *testing.T) {
 		want := asClient
 		switch {
 		case typ == bankdv1.CommandType_COMMAND_TYPE_TICK, typ == bankdv1.CommandType_COMMAND_TYPE_COMPACT,
-			typ == bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT:
+			typ == bankdv1.CommandType_COMMAND_TYPE_BOOK_ADJUSTMENT, typ == bankdv1.CommandType_COMMAND_TYPE_SWITCH_FORMAT:
 			want = bankdv1.Owner_OWNER_UNSPECIFIED
 		case strings.HasPrefix(name, "COMMAND_TYPE_CHAIN_"), strings.HasPrefix(name, "COMMAND_TYPE_PAYOUT_"), strings.HasPrefix(name, "COMMAND_TYPE_CHANNEL_"), strings.HasPrefix(name, "COMMAND_TYPE_VAULT_"):
 			want = asChain

@@ -26,6 +26,11 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			var midSnap []byte
 			const steps = 500
 			for step := 0; step < steps; step++ {
+				// Even seeds switch to grouped history part way, so the replicas below meet
+				// the switch in a replay, in a snapshot and inside a batch.
+				if seed%2 == 0 && step == steps/4 {
+					tf.switchFormat(FormatGroupedHistory)
+				}
 				gen.step()
 				checkInvariants(t, tf)
 				checkWalletInvariants(t, tf)
@@ -70,6 +75,9 @@ func TestRandomCommandSequencesKeepTheInvariants(t *testing.T) {
 			}
 			problems, _ := tf.ProblemCount()
 			t.Logf("attacks %v; adjustments %v; lost nodes %v; problems recorded %d", ar, gen.adjust.results, gen.lost.results, problems)
+			if want := map[bool]uint32{false: FormatBaseline, true: FormatGroupedHistory}[seed%2 == 0]; tf.Format() != want {
+				t.Fatalf("the store is in format %d, want %d", tf.Format(), want)
+			}
 			checkReplicasAgree(t, tf, midSnap, rng, 64)
 		})
 	}

@@ -178,15 +178,6 @@ func (f *FSM) Transfer(id string) (*bankdv1.Transfer, error) {
 	return t, nil
 }
 
-// AccountHistory returns an account's entries in commit order after pageToken.
-func (f *FSM) AccountHistory(accountID, pageToken string, pageSize int) ([]*bankdv1.HistoryEntry, string, error) {
-	if _, err := f.Account(accountID); err != nil {
-		return nil, "", err
-	}
-	return readPage(f, historyPrefix(accountID), 12, pageToken, pageSize,
-		func() *bankdv1.HistoryEntry { return &bankdv1.HistoryEntry{} }, "history entry", nil)
-}
-
 // Lock returns the current grant of a lock, or nil if it is free or its lease ran out in
 // cluster time.
 func (f *FSM) Lock(name string) (*bankdv1.Lock, error) {

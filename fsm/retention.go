@@ -129,11 +129,14 @@ func (c *compaction) events(from, beforeIndex uint64, beforeMs int64) error {
 			break
 		}
 		for _, acc := range eventAccounts(ev) {
-			n, err := c.dropRange(historyKey(acc, ev.Index, 0), historyKey(acc, ev.Index+1, 0))
-			if err != nil {
-				return err
+			// Under either layout (history.go): an index has keys under one of the two.
+			for _, tag := range []byte{tagHistory, tagHistoryGroup} {
+				n, err := c.dropRange(appendHistoryKey(nil, tag, acc, ev.Index, 0), appendHistoryKey(nil, tag, acc, ev.Index+1, 0))
+				if err != nil {
+					return err
+				}
+				c.done.HistoryDeleted += uint32(n)
 			}
-			c.done.HistoryDeleted += uint32(n)
 		}
 		if c.more { // the budget ran out inside this event's history: the next command goes on
 			horizon = ev.Index

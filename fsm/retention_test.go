@@ -19,16 +19,26 @@ func (tf *testFSM) compact(req *bankdv1.CompactRequest) *bankdv1.CompactResponse
 	return resp
 }
 
-// historyIndexes lists the indexes of an account's history entries, in order.
+// historyIndexes lists the indexes of an account's history entries, in order, as the store
+// holds them in either layout (history.go): one per entry.
 func (tf *testFSM) historyIndexes(id string) []uint64 {
 	tf.t.Helper()
 	var out []uint64
-	err := tf.scan(historyPrefix(id), prefixEnd(historyPrefix(id)), func(k, _ []byte) (bool, error) {
-		out = append(out, binary.BigEndian.Uint64(k[len(historyPrefix(id)):]))
-		return true, nil
-	})
-	if err != nil {
-		tf.t.Fatal(err)
+	for _, prefix := range [][]byte{historyPrefix(id), historyGroupPrefix(id)} {
+		err := tf.scan(prefix, prefixEnd(prefix), func(k, v []byte) (bool, error) {
+			index := binary.BigEndian.Uint64(k[len(prefix):])
+			if k[0] == tagHistory {
+				out = append(out, index)
+				return true, nil
+			}
+			return true, forEachGroupEntry(v, func(uint32, []byte) (bool, error) {
+				out = append(out, index)
+				return true, nil
+			})
+		})
+		if err != nil {
+			tf.t.Fatal(err)
+		}
 	}
 	return out
 }
@@ -44,7 +54,14 @@ func (tf *testFSM) keysByTag() map[byte]int {
 }
 
 func TestCompactDropsWhatTheWindowLetGoAndKeepsTheBooks(t *testing.T) {
+	for _, format := range []uint32{FormatBaseline, FormatGroupedHistory} {
+		t.Run(fmt.Sprintf("format=%d", format), func(t *testing.T) { testCompactDropsWhatTheWindowLetGo(t, format) })
+	}
+}
+
+func testCompactDropsWhatTheWindowLetGo(t *testing.T, format uint32) {
 	tf := bank(t)
+	tf.switchFormat(format)
 	wantCode(t, tf.transfer(xfer("seed", "reserve", "alice", 1000)), codeOK, "")
 	open := xfer("hold", "alice", "bob", 100)
 	open.Pending = true
@@ -68,6 +85,9 @@ func TestCompactDropsWhatTheWindowLetGoAndKeepsTheBooks(t *testing.T) {
 	}
 	if c.EventsDeleted != 8 || c.TransfersDeleted != 4 {
 		t.Fatalf("compaction %v: want 8 events (3 accounts, 5 transfer commands) and 4 finished transfers", c)
+	}
+	if tf.keysByTag()[historyTag(format)] != 2 {
+		t.Fatalf("history keys left %v, want only the last transfer's two", tf.keysByTag())
 	}
 
 	// The books are untouched; only records older than the window are gone.

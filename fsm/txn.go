@@ -40,8 +40,12 @@ type writeLog struct {
 	latestAccount map[string]int
 	// marks holds the mark of each open txn, the root's first: the innermost is the last.
 	marks []int
-	// order is the root's entries in key order, while it writes them into the batch.
-	order []int32
+	// order is the root's entries in key order, while it writes them into the batch. It holds
+	// each entry's key beside its position, so that sorting compares keys without loading the
+	// entries.
+	order []orderedKey
+	// group holds the entries of one history group while writeBatch joins them.
+	group []*logEntry
 	// values is where the commands' values and keys are encoded (valueBuf, taggedKey).
 	values byteArena
 }
@@ -57,6 +61,9 @@ type logEntry struct {
 	// unindexed marks a key the command writes once and never reads back (setUnique): it is
 	// in no index, and only scan and the batch see it.
 	unindexed bool
+	// grouped marks a grouped history entry (addHistory): writeBatch joins it with the
+	// entries of the same account and command that follow it in key order.
+	grouped bool
 }
 
 func newWriteLog() *writeLog {
@@ -103,9 +110,10 @@ func (t *txn) taggedKey(tag byte, s string) string {
 	return arenaString(append(k, s...))
 }
 
-// historyKey returns historyKey(id, index, seq) as a string, like taggedKey.
-func (t *txn) historyKey(id string, index uint64, seq uint32) string {
-	k := appendHistoryKey(t.log.values.buf(historyKeyLen(id)), id, index, seq)
+// historyKey returns the key of a history entry under tag (history.go) as a string, like
+// taggedKey.
+func (t *txn) historyKey(tag byte, id string, index uint64, seq uint32) string {
+	k := appendHistoryKey(t.log.values.buf(historyKeyLen(id)), tag, id, index, seq)
 	return arenaString(k)
 }
 
@@ -181,6 +189,14 @@ func (t *txn) setString(key string, value []byte) { t.put(logEntry{key: key, val
 func (t *txn) setUnique(key string, value []byte) {
 	t.mustBeInnermost()
 	t.log.entries = append(t.log.entries, logEntry{key: key, value: value, prev: -1, unindexed: true})
+}
+
+// addHistory buffers a history entry under key (history.go), like setUnique. Entries under
+// tagHistoryGroup are joined per account into one store key when the root commits.
+func (t *txn) addHistory(key string, value []byte) {
+	t.mustBeInnermost()
+	t.log.entries = append(t.log.entries, logEntry{key: key, value: value, prev: -1, unindexed: true,
+		grouped: key[0] == tagHistoryGroup})
 }
 
 func (t *txn) delete(key []byte) { t.put(logEntry{key: string(key), deleted: true}) }
@@ -279,13 +295,26 @@ func (t *txn) writeBatch() error {
 	l := t.log
 	l.order = l.order[:0]
 	for i := range l.entries {
-		l.order = append(l.order, int32(i))
+		l.order = append(l.order, orderedKey{key: l.entries[i].key, at: i})
 	}
-	slices.SortFunc(l.order, func(a, b int32) int { return strings.Compare(l.entries[a].key, l.entries[b].key) })
-	for _, i := range l.order {
-		e := &l.entries[i]
+	slices.SortFunc(l.order, func(a, b orderedKey) int { return strings.Compare(a.key, b.key) })
+	for k := 0; k < len(l.order); k++ {
+		e := &l.entries[l.order[k].at]
 		var err error
 		switch {
+		case e.grouped:
+			group := append(l.group[:0], e)
+			for k+1 < len(l.order) {
+				next := &l.entries[l.order[k+1].at]
+				if !next.grouped || historyGroupKeyPrefix(next.key) != historyGroupKeyPrefix(e.key) {
+					break
+				}
+				group = append(group, next)
+				k++
+			}
+			l.group = group
+			v := groupHistory(l.values.buf(groupSize(group)), group)
+			err = t.batch.Set(keyBytes(e.key), v, nil)
 		case e.account != nil:
 			var v []byte
 			if v, err = appendAccount(make([]byte, 0, 128), e.account); err != nil {
@@ -303,6 +332,12 @@ func (t *txn) writeBatch() error {
 		}
 	}
 	return nil
+}
+
+// orderedKey is a log entry's key and its position in the log, for writeBatch's sort.
+type orderedKey struct {
+	key string
+	at  int
 }
 
 // keyBytes returns a log key's bytes without a copy, for the Pebble batch, which copies them

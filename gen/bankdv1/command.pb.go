@@ -107,6 +107,9 @@ const (
 	// body: ResolveLostPaymentRequest (an admin resolves a payment in flight on a LOST node from
 	// evidence; who decided is the envelope's principal)
 	CommandType_COMMAND_TYPE_RESOLVE_LOST_PAYMENT CommandType = 38
+	// body: SwitchFormatRequest (the leader moves every replica to a newer stored format at
+	// this index, once every server of the configuration reads it)
+	CommandType_COMMAND_TYPE_SWITCH_FORMAT CommandType = 39
 )
 
 // Enum value maps for CommandType.
@@ -151,6 +154,7 @@ var (
 		36: "COMMAND_TYPE_BOOK_ADJUSTMENT",
 		37: "COMMAND_TYPE_DECLARE_LND_LOST",
 		38: "COMMAND_TYPE_RESOLVE_LOST_PAYMENT",
+		39: "COMMAND_TYPE_SWITCH_FORMAT",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":                 0,
@@ -192,6 +196,7 @@ var (
 		"COMMAND_TYPE_BOOK_ADJUSTMENT":             36,
 		"COMMAND_TYPE_DECLARE_LND_LOST":            37,
 		"COMMAND_TYPE_RESOLVE_LOST_PAYMENT":        38,
+		"COMMAND_TYPE_SWITCH_FORMAT":               39,
 	}
 )
 
@@ -325,7 +330,7 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x13leader_time_unix_ms\x18\x03 \x01(\x03R\x10leaderTimeUnixMs\x12%\n" +
 	"\x05fence\x18\x04 \x01(\v2\x0f.bankd.v1.FenceR\x05fence\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x1c\n" +
-	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xb6\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal*\xd6\n" +
 	"\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -367,7 +372,8 @@ const file_bankd_v1_command_proto_rawDesc = "" +
 	"\x1cCOMMAND_TYPE_CREATE_ACCOUNTS\x10#\x12 \n" +
 	"\x1cCOMMAND_TYPE_BOOK_ADJUSTMENT\x10$\x12!\n" +
 	"\x1dCOMMAND_TYPE_DECLARE_LND_LOST\x10%\x12%\n" +
-	"!COMMAND_TYPE_RESOLVE_LOST_PAYMENT\x10&B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
+	"!COMMAND_TYPE_RESOLVE_LOST_PAYMENT\x10&\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_SWITCH_FORMAT\x10'B,Z*github.com/bankd/bankd/gen/bankdv1;bankdv1b\x06proto3"
 
 var (
 	file_bankd_v1_command_proto_rawDescOnce sync.Once

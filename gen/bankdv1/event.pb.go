@@ -560,8 +560,10 @@ type Compaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The oldest index whose event and account history entries are still kept; 0 before the
 	// first compaction.
-	HorizonIndex   uint64 `protobuf:"varint,1,opt,name=horizon_index,json=horizonIndex,proto3" json:"horizon_index,omitempty"`
-	EventsDeleted  uint32 `protobuf:"varint,2,opt,name=events_deleted,json=eventsDeleted,proto3" json:"events_deleted,omitempty"`
+	HorizonIndex  uint64 `protobuf:"varint,1,opt,name=horizon_index,json=horizonIndex,proto3" json:"horizon_index,omitempty"`
+	EventsDeleted uint32 `protobuf:"varint,2,opt,name=events_deleted,json=eventsDeleted,proto3" json:"events_deleted,omitempty"`
+	// History keys dropped: one per entry in stored format 1, one per account and command
+	// (holding all its entries there) in format 2.
 	HistoryDeleted uint32 `protobuf:"varint,3,opt,name=history_deleted,json=historyDeleted,proto3" json:"history_deleted,omitempty"`
 	// Finished client transfers (their ids, the idempotency keys) dropped.
 	TransfersDeleted uint32 `protobuf:"varint,4,opt,name=transfers_deleted,json=transfersDeleted,proto3" json:"transfers_deleted,omitempty"`
@@ -762,6 +764,108 @@ func (x *CompactResponse) GetMore() bool {
 	return false
 }
 
+// Body of COMMAND_TYPE_SWITCH_FORMAT: write the stored format `format` from the next command
+// on. A format the store already has (or has passed) changes nothing; one this binary does not
+// know is refused.
+type SwitchFormatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Format        uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwitchFormatRequest) Reset() {
+	*x = SwitchFormatRequest{}
+	mi := &file_bankd_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwitchFormatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwitchFormatRequest) ProtoMessage() {}
+
+func (x *SwitchFormatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwitchFormatRequest.ProtoReflect.Descriptor instead.
+func (*SwitchFormatRequest) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SwitchFormatRequest) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+// Result of COMMAND_TYPE_SWITCH_FORMAT.
+type SwitchFormatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The store's format after the command.
+	Format uint32 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`
+	// The index of the command that switched to it (0 for the first format).
+	SwitchedAtIndex uint64 `protobuf:"varint,2,opt,name=switched_at_index,json=switchedAtIndex,proto3" json:"switched_at_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SwitchFormatResponse) Reset() {
+	*x = SwitchFormatResponse{}
+	mi := &file_bankd_v1_event_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwitchFormatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwitchFormatResponse) ProtoMessage() {}
+
+func (x *SwitchFormatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_bankd_v1_event_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwitchFormatResponse.ProtoReflect.Descriptor instead.
+func (*SwitchFormatResponse) Descriptor() ([]byte, []int) {
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SwitchFormatResponse) GetFormat() uint32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+func (x *SwitchFormatResponse) GetSwitchedAtIndex() uint64 {
+	if x != nil {
+		return x.SwitchedAtIndex
+	}
+	return 0
+}
+
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// First index to deliver. To resume, pass the last index received + 1. Events below the
@@ -774,7 +878,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_bankd_v1_event_proto_msgTypes[5]
+	mi := &file_bankd_v1_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +890,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_event_proto_msgTypes[5]
+	mi := &file_bankd_v1_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +903,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WatchEventsRequest) GetFromIndex() uint64 {
@@ -818,7 +922,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_bankd_v1_event_proto_msgTypes[6]
+	mi := &file_bankd_v1_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +934,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_bankd_v1_event_proto_msgTypes[6]
+	mi := &file_bankd_v1_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +947,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_bankd_v1_event_proto_rawDescGZIP(), []int{6}
+	return file_bankd_v1_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchEventsResponse) GetEvent() *Event {
@@ -910,7 +1014,12 @@ const file_bankd_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"compaction\x18\x01 \x01(\v2\x14.bankd.v1.CompactionR\n" +
 	"compaction\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"3\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"-\n" +
+	"\x13SwitchFormatRequest\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\rR\x06format\"Z\n" +
+	"\x14SwitchFormatResponse\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\rR\x06format\x12*\n" +
+	"\x11switched_at_index\x18\x02 \x01(\x04R\x0fswitchedAtIndex\"3\n" +
 	"\x12WatchEventsRequest\x12\x1d\n" +
 	"\n" +
 	"from_index\x18\x01 \x01(\x04R\tfromIndex\"<\n" +
@@ -931,65 +1040,67 @@ func file_bankd_v1_event_proto_rawDescGZIP() []byte {
 	return file_bankd_v1_event_proto_rawDescData
 }
 
-var file_bankd_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_bankd_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_bankd_v1_event_proto_goTypes = []any{
-	(*Event)(nil),               // 0: bankd.v1.Event
-	(*EventItem)(nil),           // 1: bankd.v1.EventItem
-	(*Compaction)(nil),          // 2: bankd.v1.Compaction
-	(*CompactRequest)(nil),      // 3: bankd.v1.CompactRequest
-	(*CompactResponse)(nil),     // 4: bankd.v1.CompactResponse
-	(*WatchEventsRequest)(nil),  // 5: bankd.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil), // 6: bankd.v1.WatchEventsResponse
-	(*Account)(nil),             // 7: bankd.v1.Account
-	(*Transfer)(nil),            // 8: bankd.v1.Transfer
-	(*TransferResult)(nil),      // 9: bankd.v1.TransferResult
-	(*Lock)(nil),                // 10: bankd.v1.Lock
-	(*Wallet)(nil),              // 11: bankd.v1.Wallet
-	(*DepositAddress)(nil),      // 12: bankd.v1.DepositAddress
-	(*ChainTip)(nil),            // 13: bankd.v1.ChainTip
-	(*ChainTx)(nil),             // 14: bankd.v1.ChainTx
-	(*Deposit)(nil),             // 15: bankd.v1.Deposit
-	(*RescanProgress)(nil),      // 16: bankd.v1.RescanProgress
-	(*LndNode)(nil),             // 17: bankd.v1.LndNode
-	(*LnInvoice)(nil),           // 18: bankd.v1.LnInvoice
-	(*LnPayment)(nil),           // 19: bankd.v1.LnPayment
-	(*Problem)(nil),             // 20: bankd.v1.Problem
-	(*Payout)(nil),              // 21: bankd.v1.Payout
-	(*PayoutBatch)(nil),         // 22: bankd.v1.PayoutBatch
-	(*ChannelOpen)(nil),         // 23: bankd.v1.ChannelOpen
-	(*VaultProposal)(nil),       // 24: bankd.v1.VaultProposal
-	(*Adjustment)(nil),          // 25: bankd.v1.Adjustment
+	(*Event)(nil),                // 0: bankd.v1.Event
+	(*EventItem)(nil),            // 1: bankd.v1.EventItem
+	(*Compaction)(nil),           // 2: bankd.v1.Compaction
+	(*CompactRequest)(nil),       // 3: bankd.v1.CompactRequest
+	(*CompactResponse)(nil),      // 4: bankd.v1.CompactResponse
+	(*SwitchFormatRequest)(nil),  // 5: bankd.v1.SwitchFormatRequest
+	(*SwitchFormatResponse)(nil), // 6: bankd.v1.SwitchFormatResponse
+	(*WatchEventsRequest)(nil),   // 7: bankd.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),  // 8: bankd.v1.WatchEventsResponse
+	(*Account)(nil),              // 9: bankd.v1.Account
+	(*Transfer)(nil),             // 10: bankd.v1.Transfer
+	(*TransferResult)(nil),       // 11: bankd.v1.TransferResult
+	(*Lock)(nil),                 // 12: bankd.v1.Lock
+	(*Wallet)(nil),               // 13: bankd.v1.Wallet
+	(*DepositAddress)(nil),       // 14: bankd.v1.DepositAddress
+	(*ChainTip)(nil),             // 15: bankd.v1.ChainTip
+	(*ChainTx)(nil),              // 16: bankd.v1.ChainTx
+	(*Deposit)(nil),              // 17: bankd.v1.Deposit
+	(*RescanProgress)(nil),       // 18: bankd.v1.RescanProgress
+	(*LndNode)(nil),              // 19: bankd.v1.LndNode
+	(*LnInvoice)(nil),            // 20: bankd.v1.LnInvoice
+	(*LnPayment)(nil),            // 21: bankd.v1.LnPayment
+	(*Problem)(nil),              // 22: bankd.v1.Problem
+	(*Payout)(nil),               // 23: bankd.v1.Payout
+	(*PayoutBatch)(nil),          // 24: bankd.v1.PayoutBatch
+	(*ChannelOpen)(nil),          // 25: bankd.v1.ChannelOpen
+	(*VaultProposal)(nil),        // 26: bankd.v1.VaultProposal
+	(*Adjustment)(nil),           // 27: bankd.v1.Adjustment
 }
 var file_bankd_v1_event_proto_depIdxs = []int32{
 	1,  // 0: bankd.v1.Event.items:type_name -> bankd.v1.EventItem
-	7,  // 1: bankd.v1.EventItem.account_created:type_name -> bankd.v1.Account
-	8,  // 2: bankd.v1.EventItem.transfer:type_name -> bankd.v1.Transfer
-	9,  // 3: bankd.v1.EventItem.transfer_rejected:type_name -> bankd.v1.TransferResult
-	10, // 4: bankd.v1.EventItem.lock_acquired:type_name -> bankd.v1.Lock
-	10, // 5: bankd.v1.EventItem.lock_renewed:type_name -> bankd.v1.Lock
-	10, // 6: bankd.v1.EventItem.lock_released:type_name -> bankd.v1.Lock
-	8,  // 7: bankd.v1.EventItem.pending_expired:type_name -> bankd.v1.Transfer
-	11, // 8: bankd.v1.EventItem.wallet_created:type_name -> bankd.v1.Wallet
-	12, // 9: bankd.v1.EventItem.deposit_address_created:type_name -> bankd.v1.DepositAddress
-	13, // 10: bankd.v1.EventItem.block_connected:type_name -> bankd.v1.ChainTip
-	13, // 11: bankd.v1.EventItem.block_disconnected:type_name -> bankd.v1.ChainTip
-	14, // 12: bankd.v1.EventItem.chain_tx:type_name -> bankd.v1.ChainTx
-	15, // 13: bankd.v1.EventItem.deposit:type_name -> bankd.v1.Deposit
-	16, // 14: bankd.v1.EventItem.rescan:type_name -> bankd.v1.RescanProgress
-	17, // 15: bankd.v1.EventItem.lnd_node:type_name -> bankd.v1.LndNode
-	18, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
-	19, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
-	20, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
-	21, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
-	22, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
-	23, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
-	24, // 22: bankd.v1.EventItem.vault_proposal:type_name -> bankd.v1.VaultProposal
+	9,  // 1: bankd.v1.EventItem.account_created:type_name -> bankd.v1.Account
+	10, // 2: bankd.v1.EventItem.transfer:type_name -> bankd.v1.Transfer
+	11, // 3: bankd.v1.EventItem.transfer_rejected:type_name -> bankd.v1.TransferResult
+	12, // 4: bankd.v1.EventItem.lock_acquired:type_name -> bankd.v1.Lock
+	12, // 5: bankd.v1.EventItem.lock_renewed:type_name -> bankd.v1.Lock
+	12, // 6: bankd.v1.EventItem.lock_released:type_name -> bankd.v1.Lock
+	10, // 7: bankd.v1.EventItem.pending_expired:type_name -> bankd.v1.Transfer
+	13, // 8: bankd.v1.EventItem.wallet_created:type_name -> bankd.v1.Wallet
+	14, // 9: bankd.v1.EventItem.deposit_address_created:type_name -> bankd.v1.DepositAddress
+	15, // 10: bankd.v1.EventItem.block_connected:type_name -> bankd.v1.ChainTip
+	15, // 11: bankd.v1.EventItem.block_disconnected:type_name -> bankd.v1.ChainTip
+	16, // 12: bankd.v1.EventItem.chain_tx:type_name -> bankd.v1.ChainTx
+	17, // 13: bankd.v1.EventItem.deposit:type_name -> bankd.v1.Deposit
+	18, // 14: bankd.v1.EventItem.rescan:type_name -> bankd.v1.RescanProgress
+	19, // 15: bankd.v1.EventItem.lnd_node:type_name -> bankd.v1.LndNode
+	20, // 16: bankd.v1.EventItem.invoice:type_name -> bankd.v1.LnInvoice
+	21, // 17: bankd.v1.EventItem.payment:type_name -> bankd.v1.LnPayment
+	22, // 18: bankd.v1.EventItem.problem:type_name -> bankd.v1.Problem
+	23, // 19: bankd.v1.EventItem.payout:type_name -> bankd.v1.Payout
+	24, // 20: bankd.v1.EventItem.payout_batch:type_name -> bankd.v1.PayoutBatch
+	25, // 21: bankd.v1.EventItem.channel_open:type_name -> bankd.v1.ChannelOpen
+	26, // 22: bankd.v1.EventItem.vault_proposal:type_name -> bankd.v1.VaultProposal
 	2,  // 23: bankd.v1.EventItem.compacted:type_name -> bankd.v1.Compaction
-	25, // 24: bankd.v1.EventItem.adjustment:type_name -> bankd.v1.Adjustment
+	27, // 24: bankd.v1.EventItem.adjustment:type_name -> bankd.v1.Adjustment
 	2,  // 25: bankd.v1.CompactResponse.compaction:type_name -> bankd.v1.Compaction
 	0,  // 26: bankd.v1.WatchEventsResponse.event:type_name -> bankd.v1.Event
-	5,  // 27: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
-	6,  // 28: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
+	7,  // 27: bankd.v1.EventService.WatchEvents:input_type -> bankd.v1.WatchEventsRequest
+	8,  // 28: bankd.v1.EventService.WatchEvents:output_type -> bankd.v1.WatchEventsResponse
 	28, // [28:29] is the sub-list for method output_type
 	27, // [27:28] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
@@ -1043,7 +1154,7 @@ func file_bankd_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bankd_v1_event_proto_rawDesc), len(file_bankd_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
