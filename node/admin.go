@@ -31,6 +31,7 @@ func (n *Node) Status() *bankdv1.StatusResponse {
 		AppliedIndex:  n.fsm.AppliedIndex(),
 		Version:       n.opts.Version,
 		FsmTimeUnixMs: n.fsm.NowUnixMs(),
+		StoredFormat:  n.fsm.Format(),
 	}
 	if n.raft == nil {
 		return st

@@ -78,7 +78,7 @@ func (n *Node) leaderLoop(ctx context.Context, done chan struct{}) {
 	n.ready.Store(true)
 	log.Info("leadership established; serving linearizable reads", "applied_index", n.fsm.AppliedIndex())
 
-	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}}
+	drivers := []Driver{&membershipReconciler{n: n}, &expiryTicker{n: n}, &formatDriver{n: n}}
 	if n.cfg.Placement.LeaderRegion != "" && n.cfg.Placement.LeaderRegion != n.self.Region {
 		drivers = append(drivers, &leaderRegionDriver{n: n})
 	}

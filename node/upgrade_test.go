@@ -15,7 +15,8 @@ import (
 
 // TestANewCommandTypeWaitsForEveryNode: while one node advertises only the baseline command
 // types (an older binary), the leader refuses a newer type, naming that node, and still takes
-// baseline ones; once the node runs a binary that applies the type, the leader proposes it.
+// baseline ones, and keeps the baseline stored format; once the node runs a binary that applies
+// the type, the leader proposes it, and switches the stored format.
 func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	c := newTestCluster(t, 3, testRaft)
 	c.options = func(id string) Options {
@@ -79,6 +80,15 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 			t.Fatalf("%s with an old node: %v, want ErrNotUpgraded naming %s", l.typ, err, old)
 		}
 	}
+	// Nor does the leader switch the stored format, which the old node would not read.
+	for _, n := range c.running() {
+		if f := n.fsm.Format(); f != fsm.FormatBaseline {
+			t.Fatalf("%s is in stored format %d with an old node in the cluster", n.ID(), f)
+		}
+	}
+	if _, err := c.leader().SwitchFormat(context.Background()); !errors.Is(err, ErrNotUpgraded) || !strings.Contains(err.Error(), old) {
+		t.Fatalf("format switch with an old node: %v, want ErrNotUpgraded naming %s", err, old)
+	}
 	// The old node is upgraded: restarted with this binary's set.
 	c.options = nil
 	c.stop(old)
@@ -111,4 +121,13 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 			t.Fatalf("%s after the upgrade: %v, want the state machine's answer", l.typ, err)
 		}
 	}
+	// And the leader's format driver switches every replica to the newest stored format.
+	c.waitFor("every node to switch to the newest stored format", func() bool {
+		for _, n := range c.running() {
+			if n.fsm.Format() != fsm.LatestFormat {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/bankd/bankd/fsm"
 	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 	"github.com/bankd/bankd/internal/apiclient"
 	"github.com/bankd/bankd/internal/testcluster"
@@ -27,8 +28,8 @@ const compactBit = uint64(1) << uint(bankdv1.CommandType_COMMAND_TYPE_COMPACT)
 // same data dir with the new binary, wait until it has caught up), followers first and the
 // leader last. COMPACT, CREATE_ACCOUNTS and BOOK_ADJUSTMENT, the new command types, are refused
 // until every node runs the new binary: the old leader does not know their RPCs at all, a new leader answers
-// failed_precondition naming exactly the nodes still to upgrade. Then they apply, and nothing
-// acknowledged was lost.
+// failed_precondition naming exactly the nodes still to upgrade. Then they apply, the leader
+// switches every replica to the newest stored format, and nothing acknowledged was lost.
 //
 // Then a downgrade: a follower stopped after the upgrade and started again on the previous
 // release meets, in the log it catches up on, a COMPACT committed while it was down; it stops
@@ -110,6 +111,9 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	if v := requireVersions(t, c, leader, oldVersion, true); v == oldVersion {
 		t.Fatalf("every node still reports version %s after the upgrade", v)
 	}
+	// The leader switches every replica to the newest stored format now that all read it.
+	// (Waited for here, so that the downgrade below meets the COMPACT, not the switch.)
+	waitStoredFormat(t, c, fsm.LatestFormat)
 
 	// A downgrade: a follower stops, a COMPACT commits while it is down (its last gossip said it
 	// applies COMPACT), and it comes back on the old binary.
@@ -164,6 +168,76 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	w.stop()
 	w.requireAllPresent(t, c)
 	requireSameStateHash(t, c)
+	// What retention kept of each history, grouped per account and command since the switch,
+	// reads through the API as one unbroken chain up to the balance.
+	for _, id := range append([]string{"reserve"}, customers...) {
+		requireHistoryChains(t, admin, id)
+	}
+}
+
+// waitStoredFormat waits until every node reports the stored format want.
+func waitStoredFormat(t *testing.T, c *testcluster.ProcCluster, want uint32) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("every node in stored format %d", want), func() bool {
+		for i := range c.Nodes {
+			st, err := c.Client(i, testcluster.AdminToken).Cluster.Status(ctxFor(t, 5*time.Second), connect.NewRequest(&bankdv1.StatusRequest{}))
+			if err != nil || st.Msg.StoredFormat != want {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every node is in stored format %d", want)
+}
+
+// requireHistoryChains reads an account's whole history through the API, in pages, and
+// requires it to be one unbroken chain: each entry's balance after is the one before it plus
+// its deltas, and the last is the account's balance now. Retention dropped the oldest entries,
+// so the chain starts at the first one kept.
+func requireHistoryChains(t *testing.T, cl *apiclient.Clients, id string) {
+	t.Helper()
+	totals := func(b *bankdv1.Balance) [4]int64 {
+		return [4]int64{b.GetDebitsPosted(), b.GetCreditsPosted(), b.GetDebitsPending(), b.GetCreditsPending()}
+	}
+	var last *[4]int64
+	entries, token := 0, ""
+	for page := 0; ; page++ {
+		if page > 10_000 {
+			t.Fatalf("history of %s never ended", id)
+		}
+		resp, err := cl.Ledger.ListAccountHistory(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.ListAccountHistoryRequest{
+			AccountId: id, PageSize: 97, PageToken: token, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE}))
+		if err != nil {
+			t.Fatalf("history of %s: %v", id, err)
+		}
+		for _, e := range resp.Msg.Entries {
+			after := totals(e.BalanceAfter)
+			if last != nil {
+				want := *last
+				want[0] += e.DebitsPostedDelta
+				want[1] += e.CreditsPostedDelta
+				want[2] += e.DebitsPendingDelta
+				want[3] += e.CreditsPendingDelta
+				if after != want {
+					t.Fatalf("%s: history entry %d (index %d) has totals %v after, the entry before and its deltas say %v", id, entries, e.Index, after, want)
+				}
+			}
+			last = &after
+			entries++
+		}
+		if token = resp.Msg.NextPageToken; token == "" {
+			break
+		}
+	}
+	acc, err := cl.Ledger.GetAccount(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.GetAccountRequest{
+		Id: id, Consistency: bankdv1.ReadConsistency_READ_CONSISTENCY_LINEARIZABLE}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last == nil || *last != totals(acc.Msg.Account.Balance) {
+		t.Fatalf("%s: %d history entries end at %v, the balance is %v", id, entries, last, acc.Msg.Account.Balance)
+	}
+	t.Logf("%s: %d history entries chain up to its balance", id, entries)
 }
 
 // transfers is a background writer: reserve -> a random customer, 1-100 sat, against random

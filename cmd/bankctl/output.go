@@ -207,6 +207,7 @@ func (a *app) printStatus(s *bankdv1.StatusResponse) {
 		{"applied index", fmt.Sprint(s.GetAppliedIndex())},
 		{"last log index", fmt.Sprint(s.GetLastLogIndex())},
 		{"cluster time", formatMs(s.GetFsmTimeUnixMs())},
+		{"stored format", fmt.Sprint(s.GetStoredFormat())},
 		{"version", s.GetVersion()},
 	})
 }

@@ -202,6 +202,10 @@ type StatusResponse struct {
 	LeaderApiAddr string `protobuf:"bytes,9,opt,name=leader_api_addr,json=leaderApiAddr,proto3" json:"leader_api_addr,omitempty"`
 	Version       string `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
 	FsmTimeUnixMs int64  `protobuf:"varint,11,opt,name=fsm_time_unix_ms,json=fsmTimeUnixMs,proto3" json:"fsm_time_unix_ms,omitempty"`
+	// The stored format this node's state machine writes: 1 (the baseline) until the leader
+	// switches every replica to a newer one once all nodes run a release that reads it (2:
+	// account history grouped per account and command). 0 from a release that predates formats.
+	StoredFormat  uint32 `protobuf:"varint,12,opt,name=stored_format,json=storedFormat,proto3" json:"stored_format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +313,13 @@ func (x *StatusResponse) GetVersion() string {
 func (x *StatusResponse) GetFsmTimeUnixMs() int64 {
 	if x != nil {
 		return x.FsmTimeUnixMs
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetStoredFormat() uint32 {
+	if x != nil {
+		return x.StoredFormat
 	}
 	return 0
 }
@@ -1404,7 +1415,7 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\x0fcommand_version\x18\n" +
 	" \x01(\rR\x0ecommandVersion\x12#\n" +
 	"\rcommand_types\x18\v \x01(\x04R\fcommandTypes\"\x0f\n" +
-	"\rStatusRequest\"\xeb\x02\n" +
+	"\rStatusRequest\"\x90\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\araft_id\x18\x02 \x01(\tR\x06raftId\x12\x1d\n" +
@@ -1418,7 +1429,8 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\x0fleader_api_addr\x18\t \x01(\tR\rleaderApiAddr\x12\x18\n" +
 	"\aversion\x18\n" +
 	" \x01(\tR\aversion\x12'\n" +
-	"\x10fsm_time_unix_ms\x18\v \x01(\x03R\rfsmTimeUnixMs\"\x10\n" +
+	"\x10fsm_time_unix_ms\x18\v \x01(\x03R\rfsmTimeUnixMs\x12#\n" +
+	"\rstored_format\x18\f \x01(\rR\fstoredFormat\"\x10\n" +
 	"\x0eMembersRequest\"=\n" +
 	"\x0fMembersResponse\x12*\n" +
 	"\amembers\x18\x01 \x03(\v2\x10.bankd.v1.MemberR\amembers\"\x0f\n" +
