@@ -92,7 +92,7 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 
 	// Every node runs the new binary: COMPACT is usable once gossip carries the last one's types.
 	done := compactUntilAccepted(t, c)
-	t.Logf("first COMPACT: horizon %d, %d events and %d history entries dropped", done.HorizonIndex, done.EventsDeleted, done.HistoryDeleted)
+	t.Logf("first COMPACT: horizon %d, %d events and %d history keys dropped", done.HorizonIndex, done.EventsDeleted, done.HistoryDeleted)
 	if done.EventsDeleted == 0 {
 		t.Fatal("the first COMPACT dropped nothing: no COMPACT command reached the log")
 	}

@@ -41,7 +41,7 @@ func clusterCompact(a *app, fs *flag.FlagSet) func(context.Context, []string) er
 			return a.printJSON(res)
 		}
 		c := res.GetCompaction()
-		fmt.Fprintf(a.stdout, "dropped %d events, %d history entries, %d transfers, %d problems; events are kept from index %d\n",
+		fmt.Fprintf(a.stdout, "dropped %d events, %d history keys, %d transfers, %d problems; events are kept from index %d\n",
 			c.GetEventsDeleted(), c.GetHistoryDeleted(), c.GetTransfersDeleted(), c.GetProblemsDeleted(), c.GetHorizonIndex())
 		return nil
 	}
