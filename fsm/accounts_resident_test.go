@@ -114,14 +114,7 @@ func TestResidentAccountsFollowTheStore(t *testing.T) {
 	}
 
 	// Reopen: the resident state is rebuilt from the store.
-	if err := tf.Close(); err != nil {
-		t.Fatal(err)
-	}
-	reopened, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reopened.Close()
+	reopened := tf.reopen()
 	checkResidentAccounts(t, reopened)
 	if n := reopened.accounts.len(); n != 3 {
 		t.Fatalf("%d resident accounts after reopen, want 3", n)

@@ -60,14 +60,7 @@ func TestReplayedEntriesAreSkipped(t *testing.T) {
 	}
 
 	// Close, reopen, replay: same.
-	if err := tf.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f2, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f2.Close()
+	f2 := tf.reopen()
 	if f2.AppliedIndex() != idx {
 		t.Fatalf("reopened at %d, want %d", f2.AppliedIndex(), idx)
 	}

@@ -78,6 +78,21 @@ func (tf *testFSM) do(typ bankdv1.CommandType, body proto.Message, fence *bankdv
 
 func (tf *testFSM) advance(ms int64) { tf.nowMs += ms }
 
+// reopen closes tf's state machine and opens its store again, as a restart does; the new one
+// is closed when the test ends.
+func (tf *testFSM) reopen() *FSM {
+	tf.t.Helper()
+	if err := tf.Close(); err != nil {
+		tf.t.Fatal(err)
+	}
+	f, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
+	if err != nil {
+		tf.t.Fatalf("reopen fsm: %v", err)
+	}
+	tf.t.Cleanup(func() { f.Close() })
+	return f
+}
+
 func (tf *testFSM) createAccount(acc *bankdv1.Account) any {
 	return tf.do(bankdv1.CommandType_COMMAND_TYPE_CREATE_ACCOUNT, &bankdv1.CreateAccountRequest{Account: acc}, nil)
 }

@@ -76,14 +76,7 @@ func TestSwitchFormat(t *testing.T) {
 	// The format is state: a restart and a snapshot keep it, and a replica that replays the
 	// log reaches it at the same index.
 	snap := snapshotBytes(t, tf.FSM)
-	if err := tf.Close(); err != nil {
-		t.Fatal(err)
-	}
-	reopened, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reopened.Close()
+	reopened := tf.reopen()
 	if reopened.Format() != FormatGroupedHistory {
 		t.Fatalf("after a restart the store is in format %d", reopened.Format())
 	}

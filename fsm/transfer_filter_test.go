@@ -53,15 +53,7 @@ func TestRetriesStayReplaysAfterReopenAndRestore(t *testing.T) {
 	}
 	other.nowMs, other.log = tf.nowMs, tf.log
 
-	if err := tf.Close(); err != nil {
-		t.Fatal(err)
-	}
-	reopened, err := Open(tf.dir, Options{Fatal: tf.fatals.record})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tf.FSM = reopened
-	t.Cleanup(func() { reopened.Close() })
+	tf.FSM = tf.reopen()
 
 	for name, f := range map[string]*testFSM{"reopened": tf, "restored": other} {
 		r := f.transfer(xfer("pay-1", "reserve", "alice", 10))
