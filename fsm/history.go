@@ -139,10 +139,10 @@ func (f *FSM) AccountHistory(accountID, pageToken string, pageSize int) ([]*bank
 			if len(k) != len(prefix)+historyPosLen {
 				return false, fmt.Errorf("corrupt history group key %x", k)
 			}
-			index := k[len(prefix) : len(prefix)+8]
+			pos := append(make([]byte, 0, historyPosLen), k[len(prefix):len(prefix)+8]...) // the index
 			goOn := true
 			err := forEachGroupEntry(v, func(seq uint32, entry []byte) (bool, error) {
-				pos := binary.BigEndian.AppendUint32(append(make([]byte, 0, historyPosLen), index...), seq)
+				pos = binary.BigEndian.AppendUint32(pos[:8], seq)
 				if after != nil && bytes.Compare(pos, after) <= 0 {
 					return true, nil
 				}

@@ -320,3 +320,22 @@ func FuzzHistoryGroup(f *testing.F) {
 		}
 	})
 }
+
+// TestCompactDropsHistoryOnBothSidesOfTheSwitch: retention finds an index's history under the
+// layout it was written in, h before the switch and G after it.
+func TestCompactDropsHistoryOnBothSidesOfTheSwitch(t *testing.T) {
+	tf := bank(t)
+	wantCode(t, tf.transfer(xfer("before", "reserve", "alice", 10)), codeOK, "")
+	tf.switchFormat(FormatGroupedHistory)
+	wantCode(t, tf.transfer(xfer("after", "reserve", "alice", 10)), codeOK, "")
+	if keys := tf.keysByTag(); keys[tagHistory] != 2 || keys[tagHistoryGroup] != 2 {
+		t.Fatalf("history keys before compaction %v, want two of each layout", keys)
+	}
+	tf.advance(60_000)
+	cut := tf.nowMs
+	tf.compact(&bankdv1.CompactRequest{BeforeIndex: 1 << 40, BeforeUnixMs: cut, MaxDeletes: 1000})
+	if keys := tf.keysByTag(); keys[tagHistory]+keys[tagHistoryGroup] != 0 {
+		t.Fatalf("history keys left %v, want none", keys)
+	}
+	tf.replicaAgrees()
+}

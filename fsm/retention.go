@@ -114,6 +114,11 @@ func (c *compaction) events(from, beforeIndex uint64, beforeMs int64) error {
 		return fmt.Errorf("compact: iterate events: %w", err)
 	}
 	defer iter.Close()
+	// An index's history is under h up to the format switch and under G after it (history.go).
+	_, switchedAt, err := loadFormat(c.tx)
+	if err != nil {
+		return err
+	}
 	horizon := beforeIndex // every index below the bound is gone unless the walk stops early
 	for ok := iter.First(); ok; ok = iter.Next() {
 		ev := &bankdv1.Event{}
@@ -128,15 +133,16 @@ func (c *compaction) events(from, beforeIndex uint64, beforeMs int64) error {
 			horizon, c.more = ev.Index, true
 			break
 		}
+		tag := byte(tagHistory)
+		if switchedAt > 0 && ev.Index > switchedAt {
+			tag = tagHistoryGroup
+		}
 		for _, acc := range eventAccounts(ev) {
-			// Under either layout (history.go): an index has keys under one of the two.
-			for _, tag := range []byte{tagHistory, tagHistoryGroup} {
-				n, err := c.dropRange(appendHistoryKey(nil, tag, acc, ev.Index, 0), appendHistoryKey(nil, tag, acc, ev.Index+1, 0))
-				if err != nil {
-					return err
-				}
-				c.done.HistoryDeleted += uint32(n)
+			n, err := c.dropRange(appendHistoryKey(nil, tag, acc, ev.Index, 0), appendHistoryKey(nil, tag, acc, ev.Index+1, 0))
+			if err != nil {
+				return err
 			}
+			c.done.HistoryDeleted += uint32(n)
 		}
 		if c.more { // the budget ran out inside this event's history: the next command goes on
 			horizon = ev.Index

@@ -265,18 +265,28 @@ func (n *Node) checkUpgraded(typ bankdv1.CommandType) error {
 			metas[p.Meta.RaftID] = p.Meta
 		}
 	}
-	var behind []string
+	var ids []string
 	for _, s := range f.Configuration().Servers {
-		id := string(s.ID)
-		if id == n.raftID {
-			continue // this binary applies every type it proposes
+		if id := string(s.ID); id != n.raftID { // this binary applies every type it proposes
+			ids = append(ids, id)
 		}
+	}
+	return refuseUnlessAdvertised(typ, ids, metas, nodeIDOf)
+}
+
+// refuseUnlessAdvertised returns ErrNotUpgraded for typ, naming each of ids whose gossip
+// metadata (metas, by the same ids) is missing or does not advertise typ, or nil if none;
+// nodeID names an id in the message.
+func refuseUnlessAdvertised(typ bankdv1.CommandType, ids []string, metas map[string]nodeMeta, nodeID func(id string) string) error {
+	bit := uint64(1) << uint(typ)
+	var behind []string
+	for _, id := range ids {
 		m, ok := metas[id]
 		switch {
 		case !ok:
-			behind = append(behind, nodeIDOf(id)+" (not seen in gossip)")
+			behind = append(behind, nodeID(id)+" (not seen in gossip)")
 		case m.CmdTypes&bit == 0:
-			behind = append(behind, fmt.Sprintf("%s (version %s)", nodeIDOf(id), orUnknown(m.Version)))
+			behind = append(behind, fmt.Sprintf("%s (version %s)", nodeID(id), orUnknown(m.Version)))
 		}
 	}
 	if len(behind) > 0 {

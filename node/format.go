@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/bankd/bankd/fsm"
@@ -84,24 +83,17 @@ func (n *Node) SwitchFormat(ctx context.Context) (done bool, err error) {
 // checkConfiguredNodesUpgraded is checkUpgraded for the nodes of cluster.hcl: each must
 // advertise typ in gossip, whether or not it is a Raft server yet.
 func (n *Node) checkConfiguredNodesUpgraded(typ bankdv1.CommandType) error {
-	bit := uint64(1) << uint(typ)
-	types := map[string]uint64{}
+	metas := map[string]nodeMeta{}
 	for _, p := range n.peers() {
 		if p.MetaOK {
-			types[p.NodeID] = p.Meta.CmdTypes
+			metas[p.NodeID] = p.Meta
 		}
 	}
-	var behind []string
+	var ids []string
 	for _, nc := range n.cfg.Nodes {
-		if nc.ID == n.self.ID {
-			continue
-		}
-		if t, ok := types[nc.ID]; !ok || t&bit == 0 {
-			behind = append(behind, nc.ID)
+		if nc.ID != n.self.ID {
+			ids = append(ids, nc.ID)
 		}
 	}
-	if len(behind) > 0 {
-		return fmt.Errorf("apply %s: %w: upgrade %s first (or wait until gossip hears from them)", typ, ErrNotUpgraded, strings.Join(behind, ", "))
-	}
-	return nil
+	return refuseUnlessAdvertised(typ, ids, metas, func(id string) string { return id })
 }
