@@ -16,8 +16,11 @@ import (
 //
 //	m format -> uint32 format, uint64 index of the SWITCH_FORMAT that set it (absent: baseline)
 //
-// The leader proposes the switch only once every server of the configuration advertises
-// SWITCH_FORMAT (node/format.go), so no replica ever meets a layout it cannot read.
+// The leader proposes the switch only once every server of the configuration advertises in
+// gossip that it reads the new format (node/format.go), so no replica ever meets a layout it
+// cannot read. One that does anyway (a log or snapshot from a newer release) stops, as it does
+// for an unknown command type: answering with a refusal would leave it in another state than
+// the replicas that switched.
 const (
 	// FormatBaseline writes one history key per entry: h <account> 0x00 <index> <seq>.
 	FormatBaseline uint32 = 1
@@ -60,9 +63,13 @@ func loadFormat(tx *txn) (uint32, uint64, error) {
 
 // switchFormat applies SWITCH_FORMAT. Asking for the format the store has, or an older one,
 // changes nothing, so a leader that proposes it twice (a retry after a failover) is harmless.
+// Format 0 is refused on every binary alike; a format newer than this binary's stops it.
 func (a *applier) switchFormat(tx *txn, req *bankdv1.SwitchFormatRequest) (proto.Message, error) {
-	if req.Format < FormatBaseline || req.Format > LatestFormat {
-		return nil, invalid("format: %d is not a stored format this binary writes (%d to %d)", req.Format, FormatBaseline, LatestFormat)
+	if req.Format < FormatBaseline {
+		return nil, invalid("format: %d is not a stored format", req.Format)
+	}
+	if req.Format > LatestFormat {
+		return nil, fmt.Errorf("the log switches the store to format %d, which this binary (up to %d) does not write: upgrade this node", req.Format, LatestFormat)
 	}
 	current, at, err := loadFormat(tx)
 	if err != nil {

@@ -17,6 +17,9 @@ func TestUnknownCommandTypeOrVersionStopsTheStateMachine(t *testing.T) {
 		"unknown type":    {Version: CommandVersion, Type: 999},
 		"future version":  {Version: CommandVersion + 1, Type: bankdv1.CommandType_COMMAND_TYPE_TICK},
 		"missing version": {Type: bankdv1.CommandType_COMMAND_TYPE_TICK},
+		// A refusal would leave this replica in format 1 while newer ones switch.
+		"switch to a format newer than this binary's": {Version: CommandVersion, Type: bankdv1.CommandType_COMMAND_TYPE_SWITCH_FORMAT,
+			Body: func() []byte { b, _ := proto.Marshal(&bankdv1.SwitchFormatRequest{Format: LatestFormat + 1}); return b }()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tf := openTestFSM(t)

@@ -42,6 +42,11 @@ func FuzzApplyCommandBody(f *testing.F) {
 			t.Fatalf("no result for a %s command", cmdType)
 		}
 		if tf.fatals.count() != 0 {
+			// The one body that must stop a replica: a switch to a format it cannot write.
+			var sw bankdv1.SwitchFormatRequest
+			if cmdType == bankdv1.CommandType_COMMAND_TYPE_SWITCH_FORMAT && proto.Unmarshal(body, &sw) == nil && sw.Format > LatestFormat {
+				return
+			}
 			t.Fatalf("a bad body stopped the state machine: %v", tf.fatals.errs)
 		}
 		checkInvariants(t, tf)

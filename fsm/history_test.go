@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -39,7 +41,6 @@ func TestSwitchFormat(t *testing.T) {
 		wantAt     func(switchIndex uint64) uint64
 	}{
 		{name: "format 0 is no format", format: 0, refused: true},
-		{name: "a format newer than this binary's", format: LatestFormat + 1, refused: true},
 		{name: "the baseline, which the store has", format: FormatBaseline, wantFormat: FormatBaseline},
 		{name: "grouped history", format: FormatGroupedHistory, wantFormat: FormatGroupedHistory},
 		{name: "grouped history again, a retry", format: FormatGroupedHistory, wantFormat: FormatGroupedHistory},
@@ -91,6 +92,38 @@ func TestSwitchFormat(t *testing.T) {
 	replica.ApplyBatch(tf.log)
 	if replica.Format() != FormatGroupedHistory {
 		t.Fatalf("a replica that replayed the log is in format %d", replica.Format())
+	}
+}
+
+// TestSnapshotInANewerFormatIsRefused: a snapshot from a newer release's store (its format
+// record names a format this binary does not read) is refused before it replaces the store, so
+// the node keeps the state it had and says to upgrade it.
+func TestSnapshotInANewerFormatIsRefused(t *testing.T) {
+	tf := bank(t)
+	wantCode(t, tf.transfer(xfer("t1", "reserve", "alice", 7)), codeOK, "")
+	applied, hash, err := tf.StateHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var stream bytes.Buffer
+	sum := sha256.New()
+	w := io.MultiWriter(&stream, sum)
+	w.Write(snapshotMagic)
+	writeRecord(w, keyApplied, encodeUint64(applied+100))
+	writeRecord(w, keyFormat, encodeFormat(LatestFormat+1, applied+50))
+	w.Write([]byte{0})
+	stream.Write(sum.Sum(nil))
+
+	err = tf.Restore(readCloser(stream.Bytes()))
+	if err == nil || !strings.Contains(err.Error(), "upgrade this node") {
+		t.Fatalf("restore of a snapshot in format %d: %v, want an error saying to upgrade", LatestFormat+1, err)
+	}
+	if _, after, err := tf.StateHash(); err != nil || tf.AppliedIndex() != applied || tf.Format() != FormatBaseline || after != hash {
+		t.Fatalf("the refused snapshot changed the store: applied %d (was %d), format %d", tf.AppliedIndex(), applied, tf.Format())
+	}
+	if reopened := tf.reopen(); reopened.AppliedIndex() != applied {
+		t.Fatalf("after a restart the store is at index %d, want %d", reopened.AppliedIndex(), applied)
 	}
 }
 

@@ -186,6 +186,12 @@ func buildStore(dir string, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("read value of %q: %w", k, err)
 		}
+		// A snapshot from a newer release's store is refused before it replaces this one.
+		if bytes.Equal(k, keyFormat) {
+			if _, _, err := decodeFormat(v); err != nil {
+				return err
+			}
+		}
 		if err := b.Set(k, v, nil); err != nil {
 			return err
 		}
