@@ -78,6 +78,7 @@ func (n *Node) Members() []*bankdv1.Member {
 			}
 			m.Version = p.Meta.Version
 			m.CommandVersion, m.CommandTypes = p.Meta.CmdVersion, p.Meta.CmdTypes
+			m.ReadsFormat = p.Meta.readsFormat()
 			m.Suffrage = suffrage[p.Meta.RaftID]
 			m.Leader = leaderID != "" && p.Meta.RaftID == string(leaderID)
 			seen[p.Meta.RaftID] = true

@@ -255,9 +255,20 @@ func (n *Node) checkUpgraded(typ bankdv1.CommandType) error {
 	if typ <= 0 || typ >= 64 || fsm.BaselineCommandTypes&bit != 0 {
 		return nil
 	}
+	ids, metas, err := n.serverMetas()
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", typ, err)
+	}
+	return refuseUnless("apply "+typ.String(), ids, metas, func(m nodeMeta) bool { return m.CmdTypes&bit != 0 }, nodeIDOf)
+}
+
+// serverMetas returns the Raft ids of the configuration's servers other than this one (this
+// binary applies every type it proposes and reads every format it writes), and the gossip
+// metadata of every member, by Raft id.
+func (n *Node) serverMetas() ([]string, map[string]nodeMeta, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("apply %s: read the configuration: %w", typ, err)
+		return nil, nil, fmt.Errorf("read the configuration: %w", err)
 	}
 	metas := map[string]nodeMeta{}
 	for _, p := range n.peers() {
@@ -267,30 +278,28 @@ func (n *Node) checkUpgraded(typ bankdv1.CommandType) error {
 	}
 	var ids []string
 	for _, s := range f.Configuration().Servers {
-		if id := string(s.ID); id != n.raftID { // this binary applies every type it proposes
+		if id := string(s.ID); id != n.raftID {
 			ids = append(ids, id)
 		}
 	}
-	return refuseUnlessAdvertised(typ, ids, metas, nodeIDOf)
+	return ids, metas, nil
 }
 
-// refuseUnlessAdvertised returns ErrNotUpgraded for typ, naming each of ids whose gossip
-// metadata (metas, by the same ids) is missing or does not advertise typ, or nil if none;
-// nodeID names an id in the message.
-func refuseUnlessAdvertised(typ bankdv1.CommandType, ids []string, metas map[string]nodeMeta, nodeID func(id string) string) error {
-	bit := uint64(1) << uint(typ)
+// refuseUnless returns ErrNotUpgraded for what, naming each of ids whose gossip metadata (metas,
+// by the same ids) is missing or fails ok, or nil if none; nodeID names an id in the message.
+func refuseUnless(what string, ids []string, metas map[string]nodeMeta, ok func(nodeMeta) bool, nodeID func(id string) string) error {
 	var behind []string
 	for _, id := range ids {
-		m, ok := metas[id]
+		m, seen := metas[id]
 		switch {
-		case !ok:
+		case !seen:
 			behind = append(behind, nodeID(id)+" (not seen in gossip)")
-		case m.CmdTypes&bit == 0:
+		case !ok(m):
 			behind = append(behind, fmt.Sprintf("%s (version %s)", nodeID(id), orUnknown(m.Version)))
 		}
 	}
 	if len(behind) > 0 {
-		return fmt.Errorf("apply %s: %w: upgrade %s first", typ, ErrNotUpgraded, strings.Join(behind, ", "))
+		return fmt.Errorf("%s: %w: upgrade %s first", what, ErrNotUpgraded, strings.Join(behind, ", "))
 	}
 	return nil
 }

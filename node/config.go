@@ -39,6 +39,10 @@ type Config struct {
 	Profile string
 	// Placement is the placement block: the preferred leader region.
 	Placement PlacementConfig
+	// HoldStoredFormat is hold_stored_format: the newest stored format the leader may switch
+	// the store to, so nodes can still go back to a release that reads it. Zero: no hold, the
+	// newest format this binary writes (node/format.go).
+	HoldStoredFormat uint32
 	// TLS is the tls block: the cluster CA every node trusts. Zero when InsecurePlaintext.
 	TLS TLSConfig
 	// Gossip is the gossip block: memberlist's encryption keyring. Zero when InsecurePlaintext.
@@ -306,7 +310,7 @@ func errorsOnly(diags hcl.Diagnostics) hcl.Diagnostics {
 
 var (
 	topSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}, {Name: "insecure_plaintext"}, {Name: "profile"}},
+		Attributes: []hcl.AttributeSchema{{Name: "name", Required: true}, {Name: "insecure_plaintext"}, {Name: "profile"}, {Name: "hold_stored_format"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "raft"},
 			{Type: "tls"},
@@ -405,6 +409,9 @@ func (p *configParser) parse(body hcl.Body) *Config {
 			cfg.InsecurePlaintext = v
 		}
 	}
+	p.wholeNumbers(content.Attributes, []wholeNumber{
+		{"hold_stored_format", int64(fsm.FormatBaseline), math.MaxUint16, func(v int64) { cfg.HoldStoredFormat = uint32(v) }},
+	})
 	// Before the blocks: the raft and gossip blocks override the profile's timings.
 	if attr, ok := content.Attributes["profile"]; ok {
 		p.parseProfile(attr, cfg)

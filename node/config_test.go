@@ -95,6 +95,13 @@ node "a" {
 	if cfg.Chain.Network != DefaultChainNetwork {
 		t.Errorf("chain network = %q, want the default %q", cfg.Chain.Network, DefaultChainNetwork)
 	}
+	if cfg.HoldStoredFormat != 0 {
+		t.Errorf("hold_stored_format = %d without the key, want 0 (no hold)", cfg.HoldStoredFormat)
+	}
+	held, err := ParseConfig([]byte("hold_stored_format = 1\n"+src), "c.hcl")
+	if err != nil || held.HoldStoredFormat != 1 {
+		t.Fatalf("hold_stored_format = 1: %v, %+v", err, held)
+	}
 }
 
 func TestParseConfigReadsTheChainNetwork(t *testing.T) {
@@ -203,6 +210,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"a coalescing linger that is no duration", base + "raft {\n  coalesce_linger = \"soon\"\n}\n" + n1, 3, "is not a duration"},
 		{"more coalesced entries in flight than 64", base + "raft {\n  coalesce_in_flight = 65\n}\n" + n1, 3, "coalesce_in_flight must be between 0 and 64"},
 		{"too many append entries", base + "raft {\n  max_append_entries = 4096\n}\n" + n1, 3, "max_append_entries must be between 1 and 1024"},
+		{"a stored format hold of 0", base + "hold_stored_format = 0\n" + n1, 2, "hold_stored_format must be between 1 and 65535"},
+		{"a stored format hold that is no number", base + "hold_stored_format = \"latest\"\n" + n1, 2, "hold_stored_format must be a whole number"},
 		{"an empty retention block", base + "retention {}\n" + n1, 2, "must set history, keep_indexes or idempotency_window"},
 		{"a retention window below a second", base + "retention {\n  history = \"10ms\"\n}\n" + n1, 3, "history must be between 1s"},
 		{"a retention interval that is not a duration", base + "retention {\n  idempotency_window = \"1h\"\n  interval = \"often\"\n}\n" + n1, 4, `interval "often" is not a duration`},

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/bankd/bankd/fsm"
+	bankdv1 "github.com/bankd/bankd/gen/bankdv1"
 )
 
 // nodeMeta is what every node advertises in memberlist. It must stay under
@@ -30,6 +31,9 @@ type nodeMeta struct {
 	// CmdTypes is the set of command types this binary applies (fsm.CommandTypes); zero from a
 	// binary that predates it, which applies fsm.BaselineCommandTypes.
 	CmdTypes uint64 `json:"cmd_types,omitempty"`
+	// Formats is the newest stored format this binary reads (fsm.LatestFormat); zero from a
+	// binary that predates it (see readsFormat).
+	Formats uint32 `json:"formats,omitempty"`
 	// Removed is set by a node that saw itself leave the Raft configuration, so the leader does
 	// not add it straight back.
 	Removed bool `json:"removed,omitempty"`
@@ -40,6 +44,20 @@ type nodeMeta struct {
 	// Bootstrap names the voter set this node is ready to bootstrap with (or did bootstrap
 	// with); nodes bootstrap only when all of them advertise the same one.
 	Bootstrap string `json:"bootstrap,omitempty"`
+}
+
+// readsFormat is the newest stored format the node behind m reads. Binaries from before the
+// formats field read format 2 if they apply SWITCH_FORMAT (the release that introduced it
+// wrote format 2) and the baseline if not.
+func (m nodeMeta) readsFormat() uint32 {
+	switch {
+	case m.Formats != 0:
+		return m.Formats
+	case m.CmdTypes&(1<<uint(bankdv1.CommandType_COMMAND_TYPE_SWITCH_FORMAT)) != 0:
+		return fsm.FormatGroupedHistory
+	default:
+		return fsm.FormatBaseline
+	}
 }
 
 // peer is one gossip member as this node sees it.
@@ -89,12 +107,13 @@ func startGossip(n *Node, hasState, removed bool) (*gossip, error) {
 			HasState:   hasState,
 			CmdVersion: fsm.CommandVersion,
 			CmdTypes:   fsm.CommandTypes(),
+			Formats:    fsm.LatestFormat,
 			Removed:    removed,
 		},
 		members: map[string]peer{},
 	}
 	if n.opts.advertisedTypes != 0 {
-		g.meta.CmdTypes = n.opts.advertisedTypes
+		g.meta.CmdTypes, g.meta.Formats = n.opts.advertisedTypes, 0
 	}
 	if b, err := json.Marshal(g.meta); err != nil || len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("gossip metadata is %d bytes, more than memberlist's %d (version string too long?)", len(b), memberlist.MetaMaxSize)
@@ -205,6 +224,13 @@ func (g *gossip) missingPeerAddrs() []string {
 		}
 	}
 	return addrs
+}
+
+// readsFormat is the newest stored format this node advertises it reads.
+func (g *gossip) readsFormat() uint32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.meta.readsFormat()
 }
 
 // setHasState advertises that this node now has Raft state.

@@ -225,6 +225,13 @@ func (m *membershipReconciler) reconcile(ctx context.Context) error {
 			m.say(p.NodeID, "node was removed from the Raft configuration; wipe its data dir and restart it to let it rejoin", "raft_id", p.Meta.RaftID)
 			continue
 		}
+		// A node joins through a snapshot or the log, both in the store's format: one that does
+		// not read it would serve the history written since the switch as missing.
+		if reads, stored := p.Meta.readsFormat(), n.fsm.Format(); reads < stored {
+			m.say(p.NodeID, fmt.Sprintf("node reads stored formats up to %d but the store is in format %d; not adding it: upgrade it to this release", reads, stored),
+				"version", orUnknown(p.Meta.Version))
+			continue
+		}
 		if p.Meta.RaftAddr != nc.RaftAddr {
 			m.say(p.NodeID, "node advertises a raft_addr different from cluster.hcl; not adding it", "advertised", p.Meta.RaftAddr, "configured", nc.RaftAddr)
 			continue

@@ -70,7 +70,7 @@ type Options struct {
 	ScriptIndex ScriptIndex
 
 	// advertisedTypes, in tests, makes the node advertise another command type set than
-	// fsm.CommandTypes(), as an older binary would; zero means its own.
+	// fsm.CommandTypes(), and no stored format, as an older binary would; zero means its own.
 	advertisedTypes uint64
 }
 

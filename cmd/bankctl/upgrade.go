@@ -46,9 +46,13 @@ func clusterUpgradeStatus(a *app, _ *flag.FlagSet) func(context.Context, []strin
 			}
 			usable &= types
 			union |= types
-			rows = append(rows, []string{m.NodeId, m.Suffrage, orDash(m.Version), fmt.Sprint(m.CommandVersion), fmt.Sprint(bits.OnesCount64(types)), m.GossipState})
+			reads := "-"
+			if m.ReadsFormat != 0 {
+				reads = fmt.Sprintf("1-%d", m.ReadsFormat)
+			}
+			rows = append(rows, []string{m.NodeId, m.Suffrage, orDash(m.Version), fmt.Sprint(m.CommandVersion), fmt.Sprint(bits.OnesCount64(types)), reads, m.GossipState})
 		}
-		a.printTable([]string{"NODE", "SUFFRAGE", "VERSION", "CMD VERSION", "COMMAND TYPES", "GOSSIP"}, rows)
+		a.printTable([]string{"NODE", "SUFFRAGE", "VERSION", "CMD VERSION", "COMMAND TYPES", "READS FORMATS", "GOSSIP"}, rows)
 		var waiting []string
 		for t := 1; t < 64; t++ {
 			bit := uint64(1) << uint(t)

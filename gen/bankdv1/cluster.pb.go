@@ -41,8 +41,13 @@ type Member struct {
 	// binary that predates the mask, which applies the types up to COMMAND_TYPE_PAYOUT_BUMP).
 	CommandVersion uint32 `protobuf:"varint,10,opt,name=command_version,json=commandVersion,proto3" json:"command_version,omitempty"`
 	CommandTypes   uint64 `protobuf:"varint,11,opt,name=command_types,json=commandTypes,proto3" json:"command_types,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The newest stored format the node's binary reads, as it advertises it in gossip (from a
+	// binary that predates the field: 2 if it applies SWITCH_FORMAT, else 1); 0 when only Raft
+	// knows the node. The leader switches the store to a format only once every node reads it,
+	// and adds no node that does not read the store's format.
+	ReadsFormat   uint32 `protobuf:"varint,12,opt,name=reads_format,json=readsFormat,proto3" json:"reads_format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -148,6 +153,13 @@ func (x *Member) GetCommandVersion() uint32 {
 func (x *Member) GetCommandTypes() uint64 {
 	if x != nil {
 		return x.CommandTypes
+	}
+	return 0
+}
+
+func (x *Member) GetReadsFormat() uint32 {
+	if x != nil {
+		return x.ReadsFormat
 	}
 	return 0
 }
@@ -1401,7 +1413,7 @@ var File_bankd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x14bankd/v1/event.proto\x1a\x16bankd/v1/problem.proto\"\xc9\x02\n" +
+	"\x16bankd/v1/cluster.proto\x12\bbankd.v1\x1a\x15bankd/v1/ledger.proto\x1a\x14bankd/v1/event.proto\x1a\x16bankd/v1/problem.proto\"\xec\x02\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
 	"\araft_id\x18\x02 \x01(\tR\x06raftId\x12\x16\n" +
@@ -1414,7 +1426,8 @@ const file_bankd_v1_cluster_proto_rawDesc = "" +
 	"\x06leader\x18\t \x01(\bR\x06leader\x12'\n" +
 	"\x0fcommand_version\x18\n" +
 	" \x01(\rR\x0ecommandVersion\x12#\n" +
-	"\rcommand_types\x18\v \x01(\x04R\fcommandTypes\"\x0f\n" +
+	"\rcommand_types\x18\v \x01(\x04R\fcommandTypes\x12!\n" +
+	"\freads_format\x18\f \x01(\rR\vreadsFormat\"\x0f\n" +
 	"\rStatusRequest\"\x90\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x17\n" +
