@@ -46,7 +46,7 @@ func (d *formatDriver) Run(ctx context.Context) error {
 		case err != nil:
 			return err
 		case done:
-			if hold := d.n.cfg.HoldStoredFormat; hold != 0 && hold < fsm.LatestFormat {
+			if hold := d.n.cfg.HoldStoredFormat; hold < fsm.LatestFormat && hold == d.n.fsm.Format() {
 				d.n.log.Info("stored format held by hold_stored_format", "stored_format", d.n.fsm.Format(), "newest_format", fsm.LatestFormat)
 			}
 			return nil
