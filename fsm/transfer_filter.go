@@ -113,6 +113,15 @@ func (f *transferFilter) mayContain(id string) bool {
 	return false
 }
 
+// ids returns how many ids were added.
+func (f *transferFilter) ids() int {
+	n := 0
+	for _, s := range f.segments {
+		n += s.ids
+	}
+	return n
+}
+
 // bytes is the filter's memory.
 func (f *transferFilter) bytes() int {
 	n := 0
