@@ -211,6 +211,13 @@ func (m *membershipReconciler) reconcile(ctx context.Context) error {
 			if changed, err := m.matchSuffrage(ctx, nc, s, servers); changed || err != nil {
 				return err // one change at a time; the configuration is re-read next round
 			}
+			// A member that went back to an older release cannot be refused any more (it may be
+			// a voter the quorum needs); say what it gets wrong.
+			if reads, stored := p.Meta.readsFormat(), n.fsm.Format(); reads < stored {
+				m.say(p.NodeID, fmt.Sprintf("member reads stored formats up to %d but the store is in format %d: its stale reads miss the history written since the switch; upgrade it", reads, stored),
+					"version", orUnknown(p.Meta.Version))
+				continue
+			}
 			delete(m.said, p.NodeID)
 			continue
 		}

@@ -133,6 +133,15 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 		return true
 	})
 
+	// A member that goes back to the older binary with its data dir cannot be refused; the
+	// leader says what its stale reads miss.
+	c.stop(old)
+	c.options = func(string) Options { return Options{advertisedTypes: fsm.BaselineCommandTypes} }
+	c.start(old)
+	c.waitFor("the leader to warn of the member on the older binary", func() bool {
+		return c.logs.has(fmt.Sprintf("member reads stored formats up to %d but the store is in format %d", fsm.FormatBaseline, fsm.LatestFormat), "member="+old)
+	})
+
 	// From now on a node on the older binary may not join, even with a fresh data dir: it
 	// would take the grouped history in its snapshot as missing.
 	if _, err := c.leader().RemoveNode(testCtx(t), old); err != nil {
@@ -143,7 +152,6 @@ func TestANewCommandTypeWaitsForEveryNode(t *testing.T) {
 	if err := os.RemoveAll(nc.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	c.options = func(string) Options { return Options{advertisedTypes: fsm.BaselineCommandTypes} }
 	downgraded := c.start(old)
 	leader := c.leader()
 	c.waitFor("the leader to refuse to add the node on the older binary", func() bool {
