@@ -193,8 +193,13 @@ func TestRollingUpgradeUnderLoad(t *testing.T) {
 	}
 	refusal := fmt.Sprintf("node reads stored formats up to %d but the store is in format %d", fsm.FormatBaseline, fsm.LatestFormat)
 	waitFor(t, 60*time.Second, "the leader to refuse to add "+c.Nodes[f].ID+" on the previous release", func() bool {
-		logText, _ := os.ReadFile(c.Nodes[leader].LogPath)
-		return strings.Contains(lastLineWith(string(logText), refusal), "member="+c.Nodes[f].ID)
+		for i, n := range c.Nodes { // whichever node leads by then
+			logText, _ := os.ReadFile(n.LogPath)
+			if i != f && strings.Contains(lastLineWith(string(logText), refusal), "member="+c.Nodes[f].ID) {
+				return true
+			}
+		}
+		return false
 	})
 	members, err := admin.Cluster.Members(ctxFor(t, 10*time.Second), connect.NewRequest(&bankdv1.MembersRequest{}))
 	if err != nil {
