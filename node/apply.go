@@ -270,12 +270,7 @@ func (n *Node) serverMetas() ([]string, map[string]nodeMeta, error) {
 	if err := f.Error(); err != nil {
 		return nil, nil, fmt.Errorf("read the configuration: %w", err)
 	}
-	metas := map[string]nodeMeta{}
-	for _, p := range n.peers() {
-		if p.MetaOK {
-			metas[p.Meta.RaftID] = p.Meta
-		}
-	}
+	metas := n.peerMetas(func(p peer) string { return p.Meta.RaftID })
 	var ids []string
 	for _, s := range f.Configuration().Servers {
 		if id := string(s.ID); id != n.raftID {

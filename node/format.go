@@ -90,7 +90,7 @@ func (n *Node) SwitchFormat(ctx context.Context) (done bool, err error) {
 	// The switch is for ever, so it also waits for the nodes cluster.hcl names that are not in
 	// the Raft configuration yet: at a bootstrap, one that has not joined would otherwise meet
 	// it in the log on an older binary.
-	if err := refuseUnless(what, n.configuredPeers(), n.metasByNodeID(), reads, func(id string) string { return id }); err != nil {
+	if err := refuseUnless(what, n.configuredPeers(), n.peerMetas(func(p peer) string { return p.NodeID }), reads, func(id string) string { return id }); err != nil {
 		return false, err
 	}
 	res, err := n.Apply(ctx, bankdv1.CommandType_COMMAND_TYPE_SWITCH_FORMAT, &bankdv1.SwitchFormatRequest{Format: target}, nil)
@@ -116,12 +116,13 @@ func (n *Node) configuredPeers() []string {
 	return ids
 }
 
-// metasByNodeID returns the gossip metadata of every member, by node id.
-func (n *Node) metasByNodeID() map[string]nodeMeta {
+// peerMetas returns the gossip metadata of every member that has advertised some, by key(p):
+// its Raft id or its node id.
+func (n *Node) peerMetas(key func(p peer) string) map[string]nodeMeta {
 	metas := map[string]nodeMeta{}
 	for _, p := range n.peers() {
 		if p.MetaOK {
-			metas[p.NodeID] = p.Meta
+			metas[key(p)] = p.Meta
 		}
 	}
 	return metas
